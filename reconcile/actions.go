@@ -1,0 +1,481 @@
+package reconcile
+
+import (
+	"fmt"
+	"net/netip"
+	"strconv"
+	"strings"
+)
+
+// Op is what an action does to its object, as the plan shows it.
+type Op string
+
+const (
+	OpAdd     Op = "+"
+	OpChange  Op = "~"
+	OpDelete  Op = "-"
+	OpReplace Op = "-/+" // the delete half of a change the kernel cannot make in place
+)
+
+// Phase orders a plan: deletions first, in reverse order of creation, then creation
+// from namespaces outwards. Within a phase, actions are sorted by object.
+type Phase int
+
+const (
+	phaseRestoreSysctl Phase = iota
+	phaseDeleteRoute
+	phaseDeleteVeth
+	phaseDeleteBridge
+	phaseDeleteNetns
+
+	phaseCreateNetns
+	phaseCreateBridge
+	phaseCreateVeth
+	phaseMark
+	phaseMaster
+	phaseLinkAttrs
+	phaseDeleteAddrFirst // stale addresses that would take new ones with them (see DeleteAddr)
+	phaseAddAddr
+	phaseDeleteAddr // other stale addresses go after new ones are in place
+	phaseUp
+	phaseRoute
+	phaseSysctl
+)
+
+// Action is one step of a plan: one object, one kernel operation, one line of the
+// plan, and the iproute2 commands that would do the same.
+type Action interface {
+	Op() Op
+	Phase() Phase
+	// Kind is the object kind as the plan prints it: netns, bridge, veth, port, link, addr, route, sysctl.
+	Kind() string
+	// Object is the plan line after the kind ("web:eth0 172.17.0.2/16"); it also sorts actions within a phase.
+	Object() string
+	// Commands are the equivalent shell commands (`netlab plan -o commands`).
+	Commands() []string
+}
+
+// ipn is `ip` or `ip -n NS`, for commands run in a namespace.
+func ipn(ns string) string {
+	if ns == Host {
+		return "ip"
+	}
+	return "ip -n " + ns
+}
+
+func nsExec(ns string) string {
+	if ns == Host {
+		return ""
+	}
+	return "ip netns exec " + ns + " "
+}
+
+// CreateNetns creates a namespace, marks it as the lab's (alias of its loopback) and
+// brings its loopback up.
+type CreateNetns struct {
+	Lab  string
+	Name string
+}
+
+func (a CreateNetns) Op() Op         { return OpAdd }
+func (a CreateNetns) Phase() Phase   { return phaseCreateNetns }
+func (a CreateNetns) Kind() string   { return "netns" }
+func (a CreateNetns) Object() string { return a.Name }
+func (a CreateNetns) Commands() []string {
+	return []string{
+		"ip netns add " + a.Name,
+		fmt.Sprintf("ip -n %s link set lo alias %s", a.Name, Marker(a.Lab)),
+		fmt.Sprintf("ip -n %s link set lo up", a.Name),
+	}
+}
+
+// DeleteNetns deletes a namespace and, with it, everything inside.
+type DeleteNetns struct {
+	Lab  string
+	Name string
+}
+
+func (a DeleteNetns) Op() Op             { return OpDelete }
+func (a DeleteNetns) Phase() Phase       { return phaseDeleteNetns }
+func (a DeleteNetns) Kind() string       { return "netns" }
+func (a DeleteNetns) Object() string     { return a.Name }
+func (a DeleteNetns) Commands() []string { return []string{"ip netns del " + a.Name} }
+
+// CreateBridge creates a bridge and marks it as the lab's.
+type CreateBridge struct {
+	Lab string
+	LinkKey
+	MTU int
+	MAC string
+}
+
+func (a CreateBridge) Op() Op       { return OpAdd }
+func (a CreateBridge) Phase() Phase { return phaseCreateBridge }
+func (a CreateBridge) Kind() string { return "bridge" }
+func (a CreateBridge) Object() string {
+	return a.LinkKey.String() + attrText(a.MTU, a.MAC)
+}
+func (a CreateBridge) Commands() []string {
+	return []string{
+		fmt.Sprintf("%s link add %s%s type bridge", ipn(a.NS), a.Name, attrArgs(a.MTU, a.MAC)),
+		fmt.Sprintf("%s link set %s alias %s", ipn(a.NS), a.Name, Marker(a.Lab)),
+	}
+}
+
+// VethEnd is one end of a veth pair being created.
+type VethEnd struct {
+	LinkKey
+	MTU int
+	MAC string
+}
+
+// CreateVeth creates a veth pair with each end directly in its namespace (a crash
+// never leaves an end in the wrong place) and marks both ends as the lab's.
+type CreateVeth struct {
+	Lab  string
+	A, B VethEnd
+}
+
+func (a CreateVeth) Op() Op       { return OpAdd }
+func (a CreateVeth) Phase() Phase { return phaseCreateVeth }
+func (a CreateVeth) Kind() string { return "veth" }
+func (a CreateVeth) Object() string {
+	return a.A.LinkKey.String() + " <-> " + a.B.LinkKey.String()
+}
+func (a CreateVeth) Commands() []string {
+	netnsArg := func(ns string) string {
+		if ns == Host {
+			return ""
+		}
+		return " netns " + ns
+	}
+	return []string{
+		fmt.Sprintf("ip link add %s%s%s type veth peer name %s%s%s",
+			a.A.Name, netnsArg(a.A.NS), attrArgs(a.A.MTU, a.A.MAC),
+			a.B.Name, netnsArg(a.B.NS), attrArgs(a.B.MTU, a.B.MAC)),
+		fmt.Sprintf("%s link set %s alias %s", ipn(a.A.NS), a.A.Name, Marker(a.Lab)),
+		fmt.Sprintf("%s link set %s alias %s", ipn(a.B.NS), a.B.Name, Marker(a.Lab)),
+	}
+}
+
+// DeleteLink deletes an interface (for a veth, both ends go).
+type DeleteLink struct {
+	LinkKey
+	LinkKind string
+	Peer     LinkKey // veth only, for the plan line
+	Replace  bool    // deleted to be created again differently (same plan)
+	Why      string  // for a replace: what made it necessary
+}
+
+func (a DeleteLink) Op() Op {
+	if a.Replace {
+		return OpReplace
+	}
+	return OpDelete
+}
+func (a DeleteLink) Phase() Phase {
+	if a.LinkKind == KindBridge {
+		return phaseDeleteBridge
+	}
+	return phaseDeleteVeth
+}
+func (a DeleteLink) Kind() string { return a.LinkKind }
+func (a DeleteLink) Object() string {
+	s := a.LinkKey.String()
+	if a.LinkKind == KindVeth && a.Peer != (LinkKey{}) {
+		s += " <-> " + a.Peer.String()
+	}
+	if a.Why != "" {
+		s += " (" + a.Why + ")"
+	}
+	return s
+}
+func (a DeleteLink) Commands() []string {
+	return []string{fmt.Sprintf("%s link del %s", ipn(a.NS), a.Name)}
+}
+
+// MarkLink writes the ownership marker on an interface this lab created but could
+// not mark because the run was interrupted.
+type MarkLink struct {
+	Lab string
+	LinkKey
+}
+
+func (a MarkLink) Op() Op         { return OpChange }
+func (a MarkLink) Phase() Phase   { return phaseMark }
+func (a MarkLink) Kind() string   { return "link" }
+func (a MarkLink) Object() string { return a.LinkKey.String() + " mark " + Marker(a.Lab) }
+func (a MarkLink) Commands() []string {
+	return []string{fmt.Sprintf("%s link set %s alias %s", ipn(a.NS), a.Name, Marker(a.Lab))}
+}
+
+// SetMaster makes an interface a port of a bridge (or of none).
+type SetMaster struct {
+	LinkKey
+	Master, Old string
+	New         bool // the interface is created by the same plan
+}
+
+func (a SetMaster) Op() Op {
+	if a.New {
+		return OpAdd
+	}
+	return OpChange
+}
+func (a SetMaster) Phase() Phase { return phaseMaster }
+func (a SetMaster) Kind() string { return "port" }
+func (a SetMaster) Object() string {
+	if a.New {
+		return a.LinkKey.String() + " master " + a.Master
+	}
+	return a.LinkKey.String() + " master " + orNone(a.Old) + " -> " + orNone(a.Master)
+}
+func (a SetMaster) Commands() []string {
+	if a.Master == "" {
+		return []string{fmt.Sprintf("%s link set %s nomaster", ipn(a.NS), a.Name)}
+	}
+	return []string{fmt.Sprintf("%s link set %s master %s", ipn(a.NS), a.Name, a.Master)}
+}
+
+// SetMTU changes the MTU of an existing interface.
+type SetMTU struct {
+	LinkKey
+	MTU, Old int
+}
+
+func (a SetMTU) Op() Op       { return OpChange }
+func (a SetMTU) Phase() Phase { return phaseLinkAttrs }
+func (a SetMTU) Kind() string { return "link" }
+func (a SetMTU) Object() string {
+	return fmt.Sprintf("%s mtu %d -> %d", a.LinkKey, a.Old, a.MTU)
+}
+func (a SetMTU) Commands() []string {
+	return []string{fmt.Sprintf("%s link set %s mtu %d", ipn(a.NS), a.Name, a.MTU)}
+}
+
+// SetMAC changes the MAC address of an existing interface.
+type SetMAC struct {
+	LinkKey
+	MAC, Old string
+}
+
+func (a SetMAC) Op() Op       { return OpChange }
+func (a SetMAC) Phase() Phase { return phaseLinkAttrs }
+func (a SetMAC) Kind() string { return "link" }
+func (a SetMAC) Object() string {
+	return fmt.Sprintf("%s mac %s -> %s", a.LinkKey, a.Old, a.MAC)
+}
+func (a SetMAC) Commands() []string {
+	return []string{fmt.Sprintf("%s link set %s address %s", ipn(a.NS), a.Name, a.MAC)}
+}
+
+// SetUp brings an interface up.
+type SetUp struct {
+	LinkKey
+	New bool // the interface is created by the same plan
+}
+
+func (a SetUp) Op() Op {
+	if a.New {
+		return OpAdd
+	}
+	return OpChange
+}
+func (a SetUp) Phase() Phase { return phaseUp }
+func (a SetUp) Kind() string { return "link" }
+func (a SetUp) Object() string {
+	if a.New {
+		return a.LinkKey.String() + " up"
+	}
+	return a.LinkKey.String() + " down -> up"
+}
+func (a SetUp) Commands() []string {
+	return []string{fmt.Sprintf("%s link set %s up", ipn(a.NS), a.Name)}
+}
+
+// AddAddr adds an address to an interface.
+type AddAddr struct{ AddrKey }
+
+func (a AddAddr) Op() Op         { return OpAdd }
+func (a AddAddr) Phase() Phase   { return phaseAddAddr }
+func (a AddAddr) Kind() string   { return "addr" }
+func (a AddAddr) Object() string { return a.LinkKey.String() + " " + a.Prefix.String() }
+func (a AddAddr) Commands() []string {
+	return []string{fmt.Sprintf("%s addr replace %s%s dev %s%s", ipn(a.NS), a.Prefix, brd(a.Prefix), a.Name, nodad(a.Prefix))}
+}
+
+// brd: IPv4 addresses get their subnet's broadcast address, as Docker's do.
+func brd(p netip.Prefix) string {
+	if p.Addr().Is4() && p.Bits() < 31 {
+		return " brd +"
+	}
+	return ""
+}
+
+// nodad: IPv6 addresses skip duplicate address detection, so a lab is usable at
+// once (the addresses are the lab's own, on links it just made).
+func nodad(p netip.Prefix) string {
+	if p.Addr().Is6() {
+		return " nodad"
+	}
+	return ""
+}
+
+// DeleteAddr removes an address from an interface. Stale addresses normally go
+// after the new ones are added, so the interface is never left without one. But
+// when an IPv4 address shares its subnet with a new one, the stale one is the
+// subnet's primary, and deleting a primary deletes its secondaries too (unless
+// promote_secondaries is set): such a stale address goes first.
+type DeleteAddr struct {
+	AddrKey
+	First bool
+}
+
+func (a DeleteAddr) Op() Op { return OpDelete }
+func (a DeleteAddr) Phase() Phase {
+	if a.First {
+		return phaseDeleteAddrFirst
+	}
+	return phaseDeleteAddr
+}
+func (a DeleteAddr) Kind() string   { return "addr" }
+func (a DeleteAddr) Object() string { return a.LinkKey.String() + " " + a.Prefix.String() }
+func (a DeleteAddr) Commands() []string {
+	return []string{fmt.Sprintf("%s addr del %s dev %s", ipn(a.NS), a.Prefix, a.Name)}
+}
+
+// ReplaceRoute adds a route, or changes the gateway or device of an existing one.
+type ReplaceRoute struct {
+	Route
+	Old *Route // nil when the route is new
+}
+
+func (a ReplaceRoute) Op() Op {
+	if a.Old == nil {
+		return OpAdd
+	}
+	return OpChange
+}
+func (a ReplaceRoute) Phase() Phase { return phaseRoute }
+func (a ReplaceRoute) Kind() string { return "route" }
+func (a ReplaceRoute) Object() string {
+	if a.Old == nil {
+		return a.NS + ": " + a.Route.spec()
+	}
+	return a.NS + ": " + a.Old.spec() + " -> " + a.Route.target()
+}
+func (a ReplaceRoute) Commands() []string {
+	return []string{fmt.Sprintf("%s route replace %s", ipn(a.NS), a.Route.spec())}
+}
+
+// DeleteRoute removes a route.
+type DeleteRoute struct{ Route }
+
+func (a DeleteRoute) Op() Op         { return OpDelete }
+func (a DeleteRoute) Phase() Phase   { return phaseDeleteRoute }
+func (a DeleteRoute) Kind() string   { return "route" }
+func (a DeleteRoute) Object() string { return a.NS + ": " + a.Route.spec() }
+func (a DeleteRoute) Commands() []string {
+	return []string{fmt.Sprintf("%s route del %s", ipn(a.NS), a.Route.spec())}
+}
+
+// spec is the route in iproute2 syntax: "default via 172.17.0.1 dev eth0".
+func (r Route) spec() string {
+	dst := r.To.String()
+	if r.To.Bits() == 0 {
+		dst = "default"
+	}
+	s := dst + " " + r.target()
+	if r.Metric != 0 && !(r.To.Addr().Is6() && r.Metric == 1024) {
+		s += " metric " + strconv.Itoa(r.Metric)
+	}
+	return s
+}
+
+// target is where the route sends packets: "via 172.17.0.1 dev eth0".
+func (r Route) target() string {
+	if r.Via.IsValid() {
+		return "via " + r.Via.String() + " dev " + r.Dev
+	}
+	return "dev " + r.Dev
+}
+
+// SetSysctl writes a sysctl of a namespace. The driver remembers the value it
+// replaces the first time, so that Restore can put it back.
+type SetSysctl struct {
+	Lab string
+	SysctlKey
+	Value   string
+	Old     string // "" when unknown (the namespace is created by the same plan)
+	Restore bool   // putting back the value from before the lab, which then forgets it
+}
+
+func (a SetSysctl) Op() Op {
+	switch {
+	case a.Restore:
+		return OpDelete
+	case a.Old == "":
+		return OpAdd
+	}
+	return OpChange
+}
+func (a SetSysctl) Phase() Phase {
+	if a.Restore {
+		return phaseRestoreSysctl
+	}
+	return phaseSysctl
+}
+func (a SetSysctl) Kind() string { return "sysctl" }
+func (a SetSysctl) Object() string {
+	s := a.NS + ": " + a.Name()
+	switch {
+	case a.Restore:
+		return s + " " + a.Old + " -> " + a.Value + " (restored)"
+	case a.Old == "":
+		return s + " = " + a.Value
+	}
+	return s + " " + a.Old + " -> " + a.Value
+}
+func (a SetSysctl) Commands() []string {
+	return []string{fmt.Sprintf("%ssysctl -qw %s=%s", nsExec(a.NS), a.Name(), shellQuote(a.Value))}
+}
+
+func attrText(mtu int, mac string) string {
+	var parts []string
+	if mtu != 0 {
+		parts = append(parts, "mtu "+strconv.Itoa(mtu))
+	}
+	if mac != "" {
+		parts = append(parts, "mac "+mac)
+	}
+	if len(parts) == 0 {
+		return ""
+	}
+	return " (" + strings.Join(parts, ", ") + ")"
+}
+
+func attrArgs(mtu int, mac string) string {
+	s := ""
+	if mtu != 0 {
+		s += " mtu " + strconv.Itoa(mtu)
+	}
+	if mac != "" {
+		s += " address " + mac
+	}
+	return s
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "(none)"
+	}
+	return s
+}
+
+// shellQuote quotes a value for a shell command line when it needs it.
+func shellQuote(s string) string {
+	if s != "" && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-/:") == "" {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}

@@ -1,0 +1,285 @@
+package reconcile
+
+import (
+	"cmp"
+	"fmt"
+	"slices"
+	"strings"
+)
+
+// Plan is the ordered list of actions that takes the observed state to the desired one.
+type Plan struct {
+	Lab     string
+	Actions []Action
+}
+
+// Empty reports whether the kernel already matches.
+func (p *Plan) Empty() bool { return len(p.Actions) == 0 }
+
+// Counts returns how many actions add, change and destroy, Terraform style (the
+// delete half of a replace counts as a destroy).
+func (p *Plan) Counts() (add, change, destroy int) {
+	for _, a := range p.Actions {
+		switch a.Op() {
+		case OpAdd:
+			add++
+		case OpChange:
+			change++
+		case OpDelete, OpReplace:
+			destroy++
+		}
+	}
+	return add, change, destroy
+}
+
+// ConflictError says that objects the lab wants exist and belong to someone else.
+// It is returned before any change is made.
+type ConflictError struct {
+	Lab       string
+	Conflicts []string
+}
+
+func (e *ConflictError) Error() string {
+	return fmt.Sprintf("lab %s conflicts with objects it does not own (nothing was changed):\n  %s",
+		e.Lab, strings.Join(e.Conflicts, "\n  "))
+}
+
+// Diff returns the plan that makes observed equal to desired, or a *ConflictError
+// when a name the lab wants is taken by an object it does not own.
+func Diff(desired, observed *State) (*Plan, error) {
+	if err := conflicts(desired, observed); err != nil {
+		return nil, err
+	}
+	d := &differ{desired: desired, observed: observed, goneNetns: map[string]bool{}, goneLinks: map[LinkKey]bool{}}
+	d.namespaces()
+	d.links()
+	d.addrs()
+	d.routes()
+	d.sysctls()
+	slices.SortStableFunc(d.actions, func(a, b Action) int {
+		return cmp.Or(cmp.Compare(a.Phase(), b.Phase()), strings.Compare(a.Object(), b.Object()))
+	})
+	return &Plan{Lab: desired.Lab, Actions: d.actions}, nil
+}
+
+func conflicts(desired, observed *State) error {
+	var out []string
+	for _, name := range sortedKeys(desired.Namespaces, strings.Compare) {
+		if owner, ok := observed.ForeignNetns[name]; ok {
+			out = append(out, fmt.Sprintf("namespace %s already exists and %s", name, ownedBy(owner)))
+		}
+	}
+	for _, k := range sortedKeys(desired.Links, LinkKey.compare) {
+		if owner, ok := observed.ForeignLinks[k]; ok {
+			out = append(out, fmt.Sprintf("interface %s already exists and %s", k, ownedBy(owner)))
+		}
+	}
+	if len(out) == 0 {
+		return nil
+	}
+	return &ConflictError{Lab: desired.Lab, Conflicts: out}
+}
+
+func ownedBy(owner string) string {
+	if owner == "" {
+		return "was not created by netlab"
+	}
+	return "belongs to lab " + owner
+}
+
+type differ struct {
+	desired, observed *State
+	actions           []Action
+
+	// What the plan deletes or replaces: whatever was inside is gone with it, so
+	// the plan neither deletes it again nor trusts its observed attributes.
+	goneNetns map[string]bool
+	goneLinks map[LinkKey]bool
+}
+
+func (d *differ) add(a Action) { d.actions = append(d.actions, a) }
+
+// exists reports whether an observed link survives the deletions of the plan.
+func (d *differ) exists(k LinkKey) bool {
+	_, ok := d.observed.Links[k]
+	return ok && !d.goneLinks[k] && !d.goneNetns[k.NS]
+}
+
+func (d *differ) namespaces() {
+	for name, want := range d.desired.Namespaces {
+		have, ok := d.observed.Namespaces[name]
+		switch {
+		case !ok:
+			d.add(CreateNetns{Lab: d.desired.Lab, Name: name})
+		case want.LoUp && !have.LoUp:
+			d.add(SetUp{LinkKey: LinkKey{name, "lo"}})
+		}
+	}
+	for name := range d.observed.Namespaces {
+		if _, ok := d.desired.Namespaces[name]; !ok {
+			d.add(DeleteNetns{Lab: d.desired.Lab, Name: name})
+			d.goneNetns[name] = true
+		}
+	}
+}
+
+func (d *differ) links() {
+	// A deleted namespace takes its interfaces with it, and the kernel deletes the
+	// other end of each of its veths.
+	for k, have := range d.observed.Links {
+		if d.goneNetns[k.NS] {
+			d.goneLinks[k] = true
+			d.goneLinks[have.Peer] = true
+		}
+	}
+	// Deletions and replacements first, so that creation sees what will be left.
+	for _, k := range sortedKeys(d.observed.Links, LinkKey.compare) {
+		have := d.observed.Links[k]
+		if d.goneLinks[k] {
+			continue
+		}
+		want, ok := d.desired.Links[k]
+		why := ""
+		switch {
+		case !ok:
+		case want.Kind != have.Kind:
+			why = fmt.Sprintf("was a %s", have.Kind)
+		case want.Kind == KindVeth && want.Peer != have.Peer:
+			why = "peer was " + orNone(have.Peer.String())
+		default:
+			continue // kept; its attributes are compared below
+		}
+		d.add(DeleteLink{LinkKey: k, LinkKind: have.Kind, Peer: have.Peer, Replace: ok, Why: why})
+		d.goneLinks[k] = true
+		if have.Kind == KindVeth && have.Peer != (LinkKey{}) {
+			d.goneLinks[have.Peer] = true // the kernel deletes both ends of a veth
+		}
+	}
+
+	for _, k := range sortedKeys(d.desired.Links, LinkKey.compare) {
+		want := d.desired.Links[k]
+		if !d.exists(k) {
+			d.create(want)
+			continue
+		}
+		have := d.observed.Links[k]
+		if have.Unmarked {
+			d.add(MarkLink{Lab: d.desired.Lab, LinkKey: k})
+		}
+		if want.Master != have.Master {
+			d.add(SetMaster{LinkKey: k, Master: want.Master, Old: have.Master})
+		}
+		if want.MTU != 0 && want.MTU != have.MTU {
+			d.add(SetMTU{LinkKey: k, MTU: want.MTU, Old: have.MTU})
+		}
+		if want.MAC != "" && want.MAC != have.MAC {
+			d.add(SetMAC{LinkKey: k, MAC: want.MAC, Old: have.MAC})
+		}
+		if want.Up && !have.Up {
+			d.add(SetUp{LinkKey: k})
+		}
+	}
+}
+
+// create adds the actions that make a new link as desired: the link itself with
+// its MTU and MAC, then its master and its up state, each a step of its own as a
+// student would type them.
+func (d *differ) create(want *Link) {
+	switch want.Kind {
+	case KindBridge:
+		d.add(CreateBridge{Lab: d.desired.Lab, LinkKey: want.LinkKey, MTU: want.MTU, MAC: want.MAC})
+	case KindVeth:
+		// One action per pair, emitted from the end that sorts first.
+		if want.Peer.compare(want.LinkKey) > 0 || d.desired.Links[want.Peer] == nil {
+			peer := d.desired.Links[want.Peer]
+			a := CreateVeth{Lab: d.desired.Lab, A: VethEnd{want.LinkKey, want.MTU, want.MAC}}
+			if peer != nil {
+				a.B = VethEnd{peer.LinkKey, peer.MTU, peer.MAC}
+			} else {
+				a.B = VethEnd{LinkKey: want.Peer}
+			}
+			d.add(a)
+		}
+	}
+	if want.Master != "" {
+		d.add(SetMaster{LinkKey: want.LinkKey, Master: want.Master, New: true})
+	}
+	if want.Up {
+		d.add(SetUp{LinkKey: want.LinkKey, New: true})
+	}
+}
+
+func (d *differ) addrs() {
+	for _, k := range sortedKeys(d.desired.Addrs, AddrKey.compare) {
+		if !d.observed.Addrs[k] || !d.exists(k.LinkKey) {
+			d.add(AddAddr{k})
+		}
+	}
+	for _, k := range sortedKeys(d.observed.Addrs, AddrKey.compare) {
+		if !d.desired.Addrs[k] && d.exists(k.LinkKey) {
+			d.add(DeleteAddr{AddrKey: k, First: d.sharesSubnetWithNewAddr(k)})
+		}
+	}
+}
+
+// sharesSubnetWithNewAddr reports whether a stale IPv4 address is in the subnet of
+// an address the plan adds to the same interface.
+func (d *differ) sharesSubnetWithNewAddr(stale AddrKey) bool {
+	if !stale.Prefix.Addr().Is4() {
+		return false
+	}
+	for k := range d.desired.Addrs {
+		if k.LinkKey == stale.LinkKey && !d.observed.Addrs[k] && k.Prefix.Masked() == stale.Prefix.Masked() {
+			return true
+		}
+	}
+	return false
+}
+
+func (d *differ) routes() {
+	for _, k := range sortedKeys(d.desired.Routes, RouteKey.compare) {
+		want := d.desired.Routes[k]
+		have, ok := d.observed.Routes[k]
+		switch {
+		case !ok || !d.exists(LinkKey{k.NS, have.Dev}):
+			d.add(ReplaceRoute{Route: *want})
+		case have.Via != want.Via || have.Dev != want.Dev:
+			old := *have
+			d.add(ReplaceRoute{Route: *want, Old: &old})
+		}
+	}
+	for _, k := range sortedKeys(d.observed.Routes, RouteKey.compare) {
+		have := d.observed.Routes[k]
+		if _, ok := d.desired.Routes[k]; !ok && d.exists(LinkKey{k.NS, have.Dev}) {
+			d.add(DeleteRoute{Route: *have})
+		}
+	}
+}
+
+func (d *differ) sysctls() {
+	for _, k := range sortedKeys(d.desired.Sysctls, SysctlKey.compare) {
+		want := d.desired.Sysctls[k]
+		have, ok := d.observed.Sysctls[k]
+		if !ok {
+			d.add(SetSysctl{Lab: d.desired.Lab, SysctlKey: k, Value: want})
+		} else if NormalizeSysctlValue(have) != NormalizeSysctlValue(want) {
+			d.add(SetSysctl{Lab: d.desired.Lab, SysctlKey: k, Value: want, Old: have})
+		}
+	}
+	for _, k := range sortedKeys(d.observed.SavedSysctls, SysctlKey.compare) {
+		if _, ok := d.desired.Sysctls[k]; ok || d.goneNetns[k.NS] {
+			continue
+		}
+		d.add(SetSysctl{Lab: d.desired.Lab, SysctlKey: k, Value: d.observed.SavedSysctls[k], Old: d.observed.Sysctls[k], Restore: true})
+	}
+}
+
+// sortedKeys returns a map's keys in a stable order: plans never depend on map order.
+func sortedKeys[K comparable, V any](m map[K]V, compare func(a, b K) int) []K {
+	keys := make([]K, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.SortFunc(keys, compare)
+	return keys
+}

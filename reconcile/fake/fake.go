@@ -1,0 +1,362 @@
+// Package fake is an in-memory reconcile.Driver: a small model of the kernel objects
+// netlab manages, with ownership markers and the kernel's side effects (deleting a
+// namespace takes its interfaces, deleting one end of a veth takes the other). Unit
+// tests and plan goldens run against it.
+package fake
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"sync"
+
+	r "netlab/reconcile"
+)
+
+// ErrExists and ErrNotFound mimic the kernel's EEXIST and ENOENT/ENODEV.
+var (
+	ErrExists   = errors.New("file exists")
+	ErrNotFound = errors.New("no such device")
+)
+
+// DefaultSysctl is what every sysctl reads before anyone sets it.
+const DefaultSysctl = "0"
+
+type link struct {
+	r.Link
+	owner string // lab name, "" for a foreign interface
+}
+
+// Driver is the fake kernel. The zero value is not usable: call New.
+type Driver struct {
+	mu      sync.Mutex
+	netns   map[string]string // name -> owner lab ("" foreign)
+	links   map[r.LinkKey]*link
+	addrs   map[r.AddrKey]bool
+	routes  map[r.RouteKey]*r.Route
+	sysctls map[r.SysctlKey]string
+	saved   map[string]map[r.SysctlKey]string // lab -> values from before the lab
+
+	// Writes counts the actions applied: a no-op `up` must leave it unchanged.
+	Writes int
+	// Fail, when set, is consulted before each action; a non-nil error fails it.
+	Fail func(r.Action) error
+}
+
+// New returns an empty fake kernel with only the host namespace.
+func New() *Driver {
+	return &Driver{
+		netns:   map[string]string{},
+		links:   map[r.LinkKey]*link{},
+		addrs:   map[r.AddrKey]bool{},
+		routes:  map[r.RouteKey]*r.Route{},
+		sysctls: map[r.SysctlKey]string{},
+		saved:   map[string]map[r.SysctlKey]string{},
+	}
+}
+
+// AddForeignNetns adds a namespace that belongs to owner ("" for one not made by netlab).
+func (d *Driver) AddForeignNetns(name, owner string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.netns[name] = owner
+}
+
+// AddForeignLink adds an interface that belongs to owner ("" for one not made by netlab).
+func (d *Driver) AddForeignLink(l r.Link, owner string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.links[l.LinkKey] = &link{Link: l, owner: owner}
+}
+
+// Mutate runs f on the kernel's objects, to simulate drift made by hand.
+func (d *Driver) Mutate(f func(k *Kernel)) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	f(&Kernel{d})
+}
+
+// Kernel gives Mutate direct access to the fake's objects.
+type Kernel struct{ d *Driver }
+
+// DeleteLink deletes an interface (and its veth peer) as `ip link del` would.
+func (k *Kernel) DeleteLink(key r.LinkKey) { k.d.deleteLink(key) }
+
+// SetAddrs replaces the addresses of an interface.
+func (k *Kernel) SetAddrs(key r.LinkKey, prefixes ...r.AddrKey) {
+	for a := range k.d.addrs {
+		if a.LinkKey == key {
+			delete(k.d.addrs, a)
+		}
+	}
+	for _, p := range prefixes {
+		k.d.addrs[p] = true
+	}
+}
+
+// DeleteRoute deletes a route.
+func (k *Kernel) DeleteRoute(key r.RouteKey) { delete(k.d.routes, key) }
+
+// SetDown sets an interface down.
+func (k *Kernel) SetDown(key r.LinkKey) {
+	if l := k.d.links[key]; l != nil {
+		l.Up = false
+	}
+}
+
+// Unmark removes the ownership marker of an interface, as a crash between creating
+// and marking it would leave it.
+func (k *Kernel) Unmark(key r.LinkKey) {
+	if l := k.d.links[key]; l != nil {
+		l.owner = ""
+	}
+}
+
+// Snapshot returns every object, owned or not, for tests that check what was touched.
+func (d *Driver) Snapshot() (netns map[string]string, links map[r.LinkKey]r.Link) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	links = map[r.LinkKey]r.Link{}
+	for k, l := range d.links {
+		links[k] = l.Link
+	}
+	return maps.Clone(d.netns), links
+}
+
+// Observe returns the objects owned by q.Lab, and the names of the others.
+func (d *Driver) Observe(_ context.Context, q r.Query) (*r.State, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	s := r.NewState(q.Lab)
+	for name, owner := range d.netns {
+		if owner == q.Lab {
+			s.Namespaces[name] = &r.Netns{Name: name, LoUp: true}
+		} else {
+			s.ForeignNetns[name] = owner
+		}
+	}
+	for k, l := range d.links {
+		if l.owner != q.Lab {
+			s.ForeignLinks[k] = l.owner
+			continue
+		}
+		c := l.Link
+		s.Links[k] = &c
+	}
+	for a := range d.addrs {
+		if _, ok := s.Links[a.LinkKey]; ok {
+			s.Addrs[a] = true
+		}
+	}
+	for k, rt := range d.routes {
+		if _, ok := s.Links[r.LinkKey{NS: k.NS, Name: rt.Dev}]; ok {
+			c := *rt
+			s.Routes[k] = &c
+		}
+	}
+	maps.Copy(s.SavedSysctls, d.saved[q.Lab])
+	for _, k := range append(q.Sysctls, keys(d.saved[q.Lab])...) {
+		if k.NS == r.Host || (d.nsExists(k.NS) && d.netns[k.NS] == q.Lab) {
+			s.Sysctls[k] = d.sysctl(k)
+		}
+	}
+	return s, nil
+}
+
+func keys[K comparable, V any](m map[K]V) []K {
+	out := make([]K, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	return out
+}
+
+func (d *Driver) sysctl(k r.SysctlKey) string {
+	if v, ok := d.sysctls[k]; ok {
+		return v
+	}
+	return DefaultSysctl
+}
+
+// Apply performs one action with the kernel's semantics, idempotently.
+func (d *Driver) Apply(_ context.Context, a r.Action) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.Fail != nil {
+		if err := d.Fail(a); err != nil {
+			return err
+		}
+	}
+	d.Writes++
+	switch a := a.(type) {
+	case r.CreateNetns:
+		if owner, ok := d.netns[a.Name]; ok && owner != a.Lab {
+			return fmt.Errorf("netns %s: %w", a.Name, ErrExists)
+		}
+		d.netns[a.Name] = a.Lab
+	case r.DeleteNetns:
+		for k := range d.links {
+			if k.NS == a.Name {
+				d.deleteLink(k)
+			}
+		}
+		for k := range d.sysctls {
+			if k.NS == a.Name {
+				delete(d.sysctls, k)
+			}
+		}
+		for _, saved := range d.saved {
+			for k := range saved {
+				if k.NS == a.Name {
+					delete(saved, k)
+				}
+			}
+		}
+		delete(d.netns, a.Name)
+	case r.CreateBridge:
+		return d.createLink(a.Lab, r.Link{LinkKey: a.LinkKey, Kind: r.KindBridge, MTU: orDefault(a.MTU), MAC: a.MAC})
+	case r.CreateVeth:
+		if err := d.createLink(a.Lab, r.Link{LinkKey: a.A.LinkKey, Kind: r.KindVeth, Peer: a.B.LinkKey, MTU: orDefault(a.A.MTU), MAC: a.A.MAC}); err != nil {
+			return err
+		}
+		return d.createLink(a.Lab, r.Link{LinkKey: a.B.LinkKey, Kind: r.KindVeth, Peer: a.A.LinkKey, MTU: orDefault(a.B.MTU), MAC: a.B.MAC})
+	case r.DeleteLink:
+		d.deleteLink(a.LinkKey)
+	case r.MarkLink:
+		l, err := d.link(a.LinkKey)
+		if err != nil {
+			return err
+		}
+		l.owner = a.Lab
+	case r.SetMaster:
+		l, err := d.link(a.LinkKey)
+		if err != nil {
+			return err
+		}
+		if a.Master != "" {
+			if _, err := d.link(r.LinkKey{NS: a.NS, Name: a.Master}); err != nil {
+				return err
+			}
+		}
+		l.Master = a.Master
+	case r.SetMTU:
+		l, err := d.link(a.LinkKey)
+		if err != nil {
+			return err
+		}
+		l.MTU = a.MTU
+	case r.SetMAC:
+		l, err := d.link(a.LinkKey)
+		if err != nil {
+			return err
+		}
+		l.MAC = a.MAC
+	case r.SetUp:
+		if a.Name == "lo" {
+			return nil // every fake namespace's loopback is up
+		}
+		l, err := d.link(a.LinkKey)
+		if err != nil {
+			return err
+		}
+		l.Up = true
+	case r.AddAddr:
+		if _, err := d.link(a.LinkKey); err != nil {
+			return err
+		}
+		d.addrs[a.AddrKey] = true
+	case r.DeleteAddr:
+		delete(d.addrs, a.AddrKey)
+	case r.ReplaceRoute:
+		if _, err := d.link(r.LinkKey{NS: a.NS, Name: a.Dev}); err != nil {
+			return err
+		}
+		rt := a.Route
+		d.routes[a.RouteKey] = &rt
+	case r.DeleteRoute:
+		delete(d.routes, a.RouteKey)
+	case r.SetSysctl:
+		if a.Restore {
+			d.sysctls[a.SysctlKey] = a.Value
+			delete(d.saved[a.Lab], a.SysctlKey)
+			return nil
+		}
+		if d.saved[a.Lab] == nil {
+			d.saved[a.Lab] = map[r.SysctlKey]string{}
+		}
+		if _, ok := d.saved[a.Lab][a.SysctlKey]; !ok {
+			d.saved[a.Lab][a.SysctlKey] = d.sysctl(a.SysctlKey)
+		}
+		d.sysctls[a.SysctlKey] = a.Value
+	default:
+		return fmt.Errorf("fake: unknown action %T", a)
+	}
+	return nil
+}
+
+func orDefault(mtu int) int {
+	if mtu == 0 {
+		return 1500
+	}
+	return mtu
+}
+
+func (d *Driver) nsExists(ns string) bool {
+	_, ok := d.netns[ns]
+	return ns == r.Host || ok
+}
+
+// createLink tolerates an existing interface only if it is the same one, owned by lab.
+func (d *Driver) createLink(lab string, l r.Link) error {
+	if !d.nsExists(l.NS) {
+		return fmt.Errorf("netns %s: %w", l.NS, ErrNotFound)
+	}
+	if have, ok := d.links[l.LinkKey]; ok {
+		if have.owner == lab && have.Kind == l.Kind && have.Peer == l.Peer {
+			return nil
+		}
+		return fmt.Errorf("%s: %w", l.LinkKey, ErrExists)
+	}
+	if l.MAC == "" {
+		l.MAC = fmt.Sprintf("aa:bb:cc:00:%02x:%02x", len(d.links)/256%256, len(d.links)%256)
+	}
+	d.links[l.LinkKey] = &link{Link: l, owner: lab}
+	return nil
+}
+
+func (d *Driver) link(k r.LinkKey) (*link, error) {
+	l, ok := d.links[k]
+	if !ok {
+		return nil, fmt.Errorf("%s: %w", k, ErrNotFound)
+	}
+	return l, nil
+}
+
+// deleteLink removes an interface with what the kernel removes along with it: its
+// veth peer, its addresses and routes, and its bridge's hold on its ports.
+func (d *Driver) deleteLink(k r.LinkKey) {
+	l, ok := d.links[k]
+	if !ok {
+		return
+	}
+	delete(d.links, k)
+	for a := range d.addrs {
+		if a.LinkKey == k {
+			delete(d.addrs, a)
+		}
+	}
+	for rk, rt := range d.routes {
+		if rk.NS == k.NS && rt.Dev == k.Name {
+			delete(d.routes, rk)
+		}
+	}
+	for _, port := range d.links {
+		if port.NS == k.NS && port.Master == k.Name {
+			port.Master = ""
+		}
+	}
+	if l.Kind == r.KindVeth {
+		d.deleteLink(l.Peer)
+	}
+}

@@ -1,0 +1,333 @@
+package kernel
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+
+	"netlab/reconcile"
+)
+
+// Apply performs one action. Each is idempotent: an object that is already as the
+// action wants it is left alone, an absent object that is to be deleted is fine.
+func (d *Driver) Apply(ctx context.Context, a reconcile.Action) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	switch a := a.(type) {
+	case reconcile.CreateNetns:
+		return d.createNetns(a.Lab, a.Name)
+	case reconcile.DeleteNetns:
+		if err := d.deleteNetns(a.Name); err != nil {
+			return err
+		}
+		return d.forgetSysctls(a.Lab, a.Name)
+	case reconcile.CreateBridge:
+		return d.createBridge(a)
+	case reconcile.CreateVeth:
+		return d.createVeth(a)
+	case reconcile.DeleteLink:
+		return d.deleteLink(a.LinkKey)
+	case reconcile.MarkLink:
+		return d.withLink(a.LinkKey, func(h *netlink.Handle, l netlink.Link) error {
+			if err := h.LinkSetAlias(l, reconcile.Marker(a.Lab)); err != nil {
+				return err
+			}
+			d.state.clearIntent(a.Lab, a.LinkKey)
+			return nil
+		})
+	case reconcile.SetMaster:
+		return d.setMaster(a)
+	case reconcile.SetMTU:
+		// Equivalent to: ip -n NS link set NAME mtu MTU
+		return d.withLink(a.LinkKey, func(h *netlink.Handle, l netlink.Link) error { return h.LinkSetMTU(l, a.MTU) })
+	case reconcile.SetMAC:
+		// Equivalent to: ip -n NS link set NAME address MAC
+		mac, err := net.ParseMAC(a.MAC)
+		if err != nil {
+			return err
+		}
+		return d.withLink(a.LinkKey, func(h *netlink.Handle, l netlink.Link) error { return h.LinkSetHardwareAddr(l, mac) })
+	case reconcile.SetUp:
+		// Equivalent to: ip -n NS link set NAME up
+		return d.withLink(a.LinkKey, func(h *netlink.Handle, l netlink.Link) error { return h.LinkSetUp(l) })
+	case reconcile.AddAddr:
+		// Equivalent to: ip -n NS addr replace PREFIX dev NAME [nodad]
+		return d.withLink(a.LinkKey, func(h *netlink.Handle, l netlink.Link) error { return h.AddrReplace(l, addr(a.Prefix)) })
+	case reconcile.DeleteAddr:
+		// Equivalent to: ip -n NS addr del PREFIX dev NAME
+		err := d.withLink(a.LinkKey, func(h *netlink.Handle, l netlink.Link) error { return h.AddrDel(l, addr(a.Prefix)) })
+		return ignore(err, unix.EADDRNOTAVAIL, unix.ENODEV)
+	case reconcile.ReplaceRoute:
+		return d.replaceRoute(a.Route)
+	case reconcile.DeleteRoute:
+		return d.deleteRoute(a.Route)
+	case reconcile.SetSysctl:
+		return d.setSysctl(a)
+	}
+	return fmt.Errorf("kernel driver: unknown action %T", a)
+}
+
+// withLink runs f with the namespace's handle and the interface, wrapping errors
+// with the namespace and interface names.
+func (d *Driver) withLink(k reconcile.LinkKey, f func(*netlink.Handle, netlink.Link) error) error {
+	h, err := d.handle(k.NS)
+	if err != nil {
+		return err
+	}
+	l, err := h.nl.LinkByName(k.Name)
+	if err != nil {
+		return fmt.Errorf("netns %s: find %s: %w", k.NS, k.Name, err)
+	}
+	if err := f(h.nl, l); err != nil {
+		return fmt.Errorf("netns %s: %s: %w", k.NS, k.Name, err)
+	}
+	return nil
+}
+
+// createBridge makes a bridge and marks it. An interrupted earlier run may have
+// made it already: that one is accepted if it is a bridge this lab was creating.
+//
+// Equivalent to: ip -n NS link add NAME [mtu MTU] [address MAC] type bridge; ip -n NS link set NAME alias netlab:LAB
+func (d *Driver) createBridge(a reconcile.CreateBridge) error {
+	h, err := d.handle(a.NS)
+	if err != nil {
+		return err
+	}
+	attrs := netlink.NewLinkAttrs()
+	attrs.Name, attrs.MTU = a.Name, a.MTU
+	if attrs.HardwareAddr, err = parseMAC(a.MAC); err != nil {
+		return err
+	}
+	if err := d.state.recordIntent(a.Lab, a.LinkKey); err != nil {
+		return err
+	}
+	err = h.nl.LinkAdd(&netlink.Bridge{LinkAttrs: attrs})
+	if errors.Is(err, unix.EEXIST) {
+		err = d.acceptExisting(a.Lab, a.LinkKey, reconcile.KindBridge)
+	}
+	if err != nil {
+		return fmt.Errorf("netns %s: add bridge %s: %w", a.NS, a.Name, err)
+	}
+	return d.mark(a.Lab, a.LinkKey)
+}
+
+// createVeth makes a veth pair with each end created directly in its namespace, and
+// marks both ends.
+//
+// Equivalent to: ip link add A netns NSA type veth peer name B netns NSB; ip -n NSA link set A alias netlab:LAB; ...
+func (d *Driver) createVeth(a reconcile.CreateVeth) error {
+	ha, err := d.handle(a.A.NS)
+	if err != nil {
+		return err
+	}
+	hb, err := d.handle(a.B.NS)
+	if err != nil {
+		return err
+	}
+	attrs := netlink.NewLinkAttrs()
+	attrs.Name, attrs.MTU, attrs.Namespace = a.A.Name, a.A.MTU, netlink.NsFd(ha.fd)
+	if attrs.HardwareAddr, err = parseMAC(a.A.MAC); err != nil {
+		return err
+	}
+	peerMAC, err := parseMAC(a.B.MAC)
+	if err != nil {
+		return err
+	}
+	veth := &netlink.Veth{
+		LinkAttrs:        attrs,
+		PeerName:         a.B.Name,
+		PeerHardwareAddr: peerMAC,
+		PeerMTU:          uint32(a.B.MTU),
+		PeerNamespace:    netlink.NsFd(hb.fd),
+	}
+	if err := d.state.recordIntent(a.Lab, a.A.LinkKey, a.B.LinkKey); err != nil {
+		return err
+	}
+	// Sent from A's namespace; the kernel places each end in its own namespace.
+	err = ha.nl.LinkAdd(veth)
+	if errors.Is(err, unix.EEXIST) {
+		err = errors.Join(d.acceptExisting(a.Lab, a.A.LinkKey, reconcile.KindVeth), d.acceptExisting(a.Lab, a.B.LinkKey, reconcile.KindVeth))
+	}
+	if err != nil {
+		return fmt.Errorf("add veth %s <-> %s: %w", a.A.LinkKey, a.B.LinkKey, err)
+	}
+	return errors.Join(d.mark(a.Lab, a.A.LinkKey), d.mark(a.Lab, a.B.LinkKey))
+}
+
+// acceptExisting decides whether an interface found in place of one being created
+// is the lab's own: of the right kind, and marked or recorded as being created.
+func (d *Driver) acceptExisting(lab string, k reconcile.LinkKey, kind string) error {
+	h, err := d.handle(k.NS)
+	if err != nil {
+		return err
+	}
+	l, err := h.nl.LinkByName(k.Name)
+	if err != nil {
+		return fmt.Errorf("netns %s: find %s: %w", k.NS, k.Name, err)
+	}
+	intents, err := d.state.intents(lab)
+	if err != nil {
+		return err
+	}
+	owner := ownerOf(l.Attrs().Alias)
+	ours := owner == lab || (l.Attrs().Alias == "" && intents[k])
+	if !ours || l.Type() != kind {
+		return fmt.Errorf("%s exists (a %s, %s): %w", k, l.Type(), ownerText(owner), unix.EEXIST)
+	}
+	return nil
+}
+
+func ownerText(owner string) string {
+	if owner == "" {
+		return "not made by netlab"
+	}
+	return "owned by lab " + owner
+}
+
+// mark writes the ownership marker and drops the record of the creation.
+func (d *Driver) mark(lab string, k reconcile.LinkKey) error {
+	err := d.withLink(k, func(h *netlink.Handle, l netlink.Link) error {
+		return h.LinkSetAlias(l, reconcile.Marker(lab))
+	})
+	if err != nil {
+		return fmt.Errorf("mark: %w", err)
+	}
+	d.state.clearIntent(lab, k)
+	return nil
+}
+
+// deleteLink deletes an interface; for a veth the kernel deletes both ends.
+//
+// Equivalent to: ip -n NS link del NAME
+func (d *Driver) deleteLink(k reconcile.LinkKey) error {
+	h, err := d.handle(k.NS)
+	if err != nil {
+		return err
+	}
+	l, err := h.nl.LinkByName(k.Name)
+	if isNotFound(err) {
+		return nil
+	}
+	if err == nil {
+		err = h.nl.LinkDel(l)
+	}
+	if err != nil && !isNotFound(err) {
+		return fmt.Errorf("netns %s: delete %s: %w", k.NS, k.Name, err)
+	}
+	return nil
+}
+
+// setMaster makes an interface a port of a bridge, or of none.
+//
+// Equivalent to: ip -n NS link set NAME master BRIDGE (or nomaster)
+func (d *Driver) setMaster(a reconcile.SetMaster) error {
+	return d.withLink(a.LinkKey, func(h *netlink.Handle, l netlink.Link) error {
+		if a.Master == "" {
+			return h.LinkSetNoMaster(l)
+		}
+		br, err := h.LinkByName(a.Master)
+		if err != nil {
+			return fmt.Errorf("find bridge %s: %w", a.Master, err)
+		}
+		return h.LinkSetMasterByIndex(l, br.Attrs().Index)
+	})
+}
+
+// replaceRoute adds or changes a route in the main table.
+//
+// Equivalent to: ip -n NS route replace TO [via GW] dev DEV [metric N]
+func (d *Driver) replaceRoute(r reconcile.Route) error {
+	return d.withLink(reconcile.LinkKey{NS: r.NS, Name: r.Dev}, func(h *netlink.Handle, l netlink.Link) error {
+		return h.RouteReplace(route(r, l.Attrs().Index))
+	})
+}
+
+// deleteRoute removes a route from the main table; an absent one is fine.
+//
+// Equivalent to: ip -n NS route del TO [via GW] dev DEV [metric N]
+func (d *Driver) deleteRoute(r reconcile.Route) error {
+	h, err := d.handle(r.NS)
+	if err != nil {
+		return err
+	}
+	l, err := h.nl.LinkByName(r.Dev)
+	if isNotFound(err) {
+		return nil // the route went with its device
+	}
+	if err == nil {
+		err = h.nl.RouteDel(route(r, l.Attrs().Index))
+	}
+	if err = ignore(err, unix.ESRCH); err != nil {
+		return fmt.Errorf("netns %s: delete route %s: %w", r.NS, r.To, err)
+	}
+	return nil
+}
+
+func route(r reconcile.Route, index int) *netlink.Route {
+	nr := &netlink.Route{
+		LinkIndex: index,
+		Dst:       ipNet(r.To),
+		Priority:  r.Metric,
+		Table:     unix.RT_TABLE_MAIN,
+		Scope:     netlink.SCOPE_UNIVERSE,
+	}
+	if r.To.Bits() == 0 {
+		nr.Dst = nil
+		nr.Family = family(r.To.Addr())
+	}
+	if r.Via.IsValid() {
+		nr.Gw = r.Via.AsSlice()
+	} else {
+		nr.Scope = netlink.SCOPE_LINK // as iproute2 does for a route without a gateway
+	}
+	return nr
+}
+
+func family(a netip.Addr) int {
+	if a.Is6() {
+		return netlink.FAMILY_V6
+	}
+	return netlink.FAMILY_V4
+}
+
+// addr is an interface address; IPv6 ones skip duplicate address detection so the
+// lab is usable at once. IPv4 ones get their broadcast address, as Docker's do.
+func addr(p netip.Prefix) *netlink.Addr {
+	a := &netlink.Addr{IPNet: &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}}
+	if p.Addr().Is6() {
+		a.Flags = unix.IFA_F_NODAD
+	}
+	return a
+}
+
+func ipNet(p netip.Prefix) *net.IPNet {
+	return &net.IPNet{IP: p.Masked().Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}
+}
+
+func parseMAC(s string) (net.HardwareAddr, error) {
+	if s == "" {
+		return nil, nil
+	}
+	return net.ParseMAC(s)
+}
+
+func isNotFound(err error) bool {
+	var lnf netlink.LinkNotFoundError
+	return errors.As(err, &lnf) || errors.Is(err, unix.ENODEV) || errors.Is(err, unix.ENOENT)
+}
+
+// ignore drops the errors that mean "already as wanted".
+func ignore(err error, errnos ...unix.Errno) error {
+	for _, e := range errnos {
+		if errors.Is(err, e) {
+			return nil
+		}
+	}
+	return err
+}

@@ -1,0 +1,174 @@
+// Package kernel is the reconcile.Driver that talks to Linux: netlink for links,
+// addresses and routes, bind-mounted namespace files like iproute2's, and
+// /proc/sys for sysctls. It is the only package of netlab that imports netlink,
+// netns or x/sys/unix.
+//
+// Every namespace is reached through its own netlink handle (netlink.NewHandleAt),
+// never by moving the calling goroutine's thread into it; the few things that need a
+// thread inside a namespace (creating one, sysctls) run on a throwaway goroutine
+// locked to its OS thread.
+package kernel
+
+import (
+	"cmp"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+
+	"netlab/reconcile"
+)
+
+// Options says where the driver keeps its files and which namespace is the host.
+// The zero value is the real machine: /run/netns, /run/netlab and the namespace
+// netlab runs in. Tests point all three into a sandbox.
+type Options struct {
+	NetnsDir string         // where named namespaces are bind-mounted, as `ip netns` does
+	StateDir string         // where the few facts the kernel cannot hold are kept
+	Host     netns.NsHandle // the namespace that counts as "host"; 0: the caller's
+	Logger   *slog.Logger
+}
+
+const (
+	DefaultNetnsDir = "/run/netns"
+	DefaultStateDir = "/run/netlab"
+)
+
+// Driver implements reconcile.Driver. It is safe for use by one goroutine at a time.
+type Driver struct {
+	netnsDir string
+	state    *stateDir
+	host     netns.NsHandle
+	ownsHost bool // host was opened by New and is closed by Close
+	log      *slog.Logger
+
+	mu      sync.Mutex
+	handles map[string]*nsHandle // by namespace name; reconcile.Host for the host
+}
+
+// nsHandle is an open namespace: its file descriptor and a netlink socket inside it.
+type nsHandle struct {
+	fd netns.NsHandle
+	nl *netlink.Handle
+}
+
+// New returns a driver. Close it when done.
+func New(opts Options) (*Driver, error) {
+	d := &Driver{
+		netnsDir: cmp.Or(opts.NetnsDir, DefaultNetnsDir),
+		state:    &stateDir{root: cmp.Or(opts.StateDir, DefaultStateDir)},
+		host:     opts.Host,
+		log:      opts.Logger,
+		handles:  map[string]*nsHandle{},
+	}
+	if d.log == nil {
+		d.log = slog.New(slog.DiscardHandler)
+	}
+	if d.host == 0 {
+		h, err := netns.Get()
+		if err != nil {
+			return nil, fmt.Errorf("open own network namespace: %w", err)
+		}
+		d.host, d.ownsHost = h, true
+	}
+	return d, nil
+}
+
+// Close releases every namespace handle and netlink socket.
+func (d *Driver) Close() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for name := range d.handles {
+		d.closeHandleLocked(name)
+	}
+	if d.ownsHost {
+		d.host.Close()
+	}
+	return nil
+}
+
+// handle returns the open handle of a namespace, opening it on first use.
+func (d *Driver) handle(ns string) (*nsHandle, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if h, ok := d.handles[ns]; ok {
+		return h, nil
+	}
+	fd := d.host
+	if ns != reconcile.Host {
+		var err error
+		fd, err = netns.GetFromPath(d.netnsPath(ns))
+		if err != nil {
+			return nil, fmt.Errorf("netns %s: open: %w", ns, err)
+		}
+	}
+	nl, err := netlink.NewHandleAt(fd, unix.NETLINK_ROUTE)
+	if err != nil {
+		if ns != reconcile.Host {
+			fd.Close()
+		}
+		return nil, fmt.Errorf("netns %s: open netlink socket: %w", ns, err)
+	}
+	h := &nsHandle{fd: fd, nl: nl}
+	d.handles[ns] = h
+	return h, nil
+}
+
+// forget closes the handle of a namespace that is being deleted.
+func (d *Driver) forget(ns string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.closeHandleLocked(ns)
+}
+
+func (d *Driver) closeHandleLocked(ns string) {
+	h, ok := d.handles[ns]
+	if !ok {
+		return
+	}
+	h.nl.Close()
+	if ns != reconcile.Host {
+		h.fd.Close()
+	}
+	delete(d.handles, ns)
+}
+
+func (d *Driver) netnsPath(name string) string { return filepath.Join(d.netnsDir, name) }
+
+// CheckPrivileges fails with a clear message unless the process may manage network
+// namespaces: CAP_NET_ADMIN for netlink, CAP_SYS_ADMIN for namespaces and mounts.
+func CheckPrivileges() error {
+	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+	var data [2]unix.CapUserData
+	if err := unix.Capget(&hdr, &data[0]); err != nil {
+		return fmt.Errorf("read own capabilities: %w", err)
+	}
+	var missing []string
+	for _, c := range []struct {
+		bit  uint
+		name string
+	}{{unix.CAP_NET_ADMIN, "CAP_NET_ADMIN"}, {unix.CAP_SYS_ADMIN, "CAP_SYS_ADMIN"}} {
+		if data[c.bit/32].Effective&(1<<(c.bit%32)) == 0 {
+			missing = append(missing, c.name)
+		}
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("%w: missing %v; run it as root (sudo netlab ...)", ErrNotPrivileged, missing)
+	}
+	return nil
+}
+
+// ErrNotPrivileged is returned by CheckPrivileges.
+var ErrNotPrivileged = errors.New("netlab needs root privileges to change network namespaces")
+
+// fileExists reports whether path exists.
+func fileExists(path string) bool {
+	_, err := os.Lstat(path)
+	return err == nil
+}

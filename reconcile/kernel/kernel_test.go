@@ -1,0 +1,410 @@
+package kernel
+
+import (
+	"context"
+	"errors"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/vishvananda/netlink"
+
+	r "netlab/reconcile"
+)
+
+// lab builds desired states the way reconcile.Desired would, for a docker0-like
+// star: a bridge in the host and one namespace per container with eth0 on it.
+type lab struct{ s *r.State }
+
+func newLab(name string) *lab { return &lab{s: r.NewState(name)} }
+
+func (l *lab) bridge(name, addr string) *lab {
+	k := r.LinkKey{NS: r.Host, Name: name}
+	l.s.Links[k] = &r.Link{LinkKey: k, Kind: r.KindBridge, Up: true}
+	l.s.Addrs[r.AddrKey{LinkKey: k, Prefix: netip.MustParsePrefix(addr)}] = true
+	return l
+}
+
+// container adds a namespace with eth0 (addresses addrs) whose peer port is on bridge.
+func (l *lab) container(ns, port, bridge string, addrs ...string) *lab {
+	l.s.Namespaces[ns] = &r.Netns{Name: ns, LoUp: true}
+	return l.veth(r.LinkKey{NS: ns, Name: "eth0"}, r.LinkKey{NS: r.Host, Name: port}, bridge, addrs...)
+}
+
+// veth adds a pair; the b end is a port of bridge (if not ""), the a end has addrs.
+func (l *lab) veth(a, b r.LinkKey, bridge string, addrs ...string) *lab {
+	l.s.Links[a] = &r.Link{LinkKey: a, Kind: r.KindVeth, Peer: b, Up: true}
+	l.s.Links[b] = &r.Link{LinkKey: b, Kind: r.KindVeth, Peer: a, Master: bridge, Up: true}
+	for _, p := range addrs {
+		l.s.Addrs[r.AddrKey{LinkKey: a, Prefix: netip.MustParsePrefix(p)}] = true
+	}
+	return l
+}
+
+func (l *lab) route(ns, to, via, dev string) *lab {
+	p := netip.MustParsePrefix(to)
+	k := r.RouteKey{NS: ns, To: p}
+	if p.Addr().Is6() {
+		k.Metric = 1024
+	}
+	l.s.Routes[k] = &r.Route{RouteKey: k, Via: netip.MustParseAddr(via), Dev: dev}
+	return l
+}
+
+func (l *lab) sysctl(ns, name, value string) *lab {
+	l.s.Sysctls[r.SysctlKey{NS: ns, Path: r.SysctlPath(name)}] = value
+	return l
+}
+
+// twoContainers is the spine's reference lab: two namespaces on a bridge in the
+// host, IPv4 addresses and default routes, forwarding on in the host.
+func twoContainers() *lab {
+	return newLab("spine").
+		bridge("br0", "10.10.0.1/24").
+		container("c1", "vc1", "br0", "10.10.0.2/24").
+		container("c2", "vc2", "br0", "10.10.0.3/24").
+		route("c1", "0.0.0.0/0", "10.10.0.1", "eth0").
+		route("c2", "0.0.0.0/0", "10.10.0.1", "eth0").
+		sysctl(r.Host, "net.ipv4.ip_forward", "1")
+}
+
+// counting wraps the driver to count the actions applied.
+type counting struct {
+	*Driver
+	applied []string
+}
+
+func (c *counting) Apply(ctx context.Context, a r.Action) error {
+	c.applied = append(c.applied, r.Line(a))
+	return c.Driver.Apply(ctx, a)
+}
+
+// up plans, applies and verifies; it returns the plan lines.
+func up(t *testing.T, d r.Driver, desired *r.State) []string {
+	t.Helper()
+	ctx := context.Background()
+	plan, err := r.MakePlan(ctx, d, desired)
+	if err != nil {
+		t.Fatalf("plan: %v", err)
+	}
+	if err := r.Apply(ctx, d, plan); err != nil {
+		t.Fatalf("apply: %v", err)
+	}
+	if err := r.Verify(ctx, d, desired); err != nil {
+		t.Fatalf("verify: %v", err)
+	}
+	return lines(plan)
+}
+
+func planLines(t *testing.T, d r.Driver, desired *r.State) []string {
+	t.Helper()
+	plan, err := r.MakePlan(context.Background(), d, desired)
+	if err != nil {
+		t.Fatalf("plan: %v", err)
+	}
+	return lines(plan)
+}
+
+func lines(p *r.Plan) []string {
+	out := []string{}
+	for _, a := range p.Actions {
+		out = append(out, r.Line(a))
+	}
+	return out
+}
+
+func ifindex(t *testing.T, h *netlink.Handle, name string) int {
+	t.Helper()
+	l, err := h.LinkByName(name)
+	if err != nil {
+		t.Fatalf("find %s: %v", name, err)
+	}
+	return l.Attrs().Index
+}
+
+func TestUpBuildsTwoNamespacesOnABridge(t *testing.T) {
+	sb := newSandbox(t)
+	d := &counting{Driver: sb.driver()}
+	desired := twoContainers().s
+
+	up(t, d, desired)
+
+	// What a student sees with iproute2.
+	if out := sb.mustRun("c1", "ip", "route"); !strings.Contains(out, "default via 10.10.0.1 dev eth0") {
+		t.Errorf("ip -n c1 route: want the default route via the bridge address, got:\n%s", out)
+	}
+	if out := sb.mustRun("c1", "ip", "-4", "addr", "show", "eth0"); !strings.Contains(out, "inet 10.10.0.2/24 brd 10.10.0.255 scope global eth0") {
+		t.Errorf("ip -n c1 addr: want 10.10.0.2/24 with its broadcast on eth0, got:\n%s", out)
+	}
+	if out := sb.mustRun("host", "ip", "link", "show", "master", "br0"); !strings.Contains(out, "vc1@") || !strings.Contains(out, "vc2@") {
+		t.Errorf("ip link show master br0: want vc1 and vc2 as ports, got:\n%s", out)
+	}
+	if out := sb.mustRun("host", "sysctl", "-n", "net.ipv4.ip_forward"); strings.TrimSpace(out) != "1" {
+		t.Errorf("host ip_forward = %q, want 1", out)
+	}
+	// Real traffic: the namespaces reach each other and the bridge's address.
+	sb.mustRun("c1", "ping", "-c1", "-W2", "10.10.0.3")
+	sb.mustRun("c2", "ping", "-c1", "-W2", "10.10.0.1")
+
+	// The second up has nothing to do and writes nothing.
+	h := sb.netlinkAt("c1")
+	before := ifindex(t, h, "eth0")
+	d.applied = nil
+	if got := up(t, d, desired); len(got) != 0 {
+		t.Errorf("second up planned %v, want nothing", got)
+	}
+	if len(d.applied) != 0 {
+		t.Errorf("second up applied %v, want no kernel write", d.applied)
+	}
+	if after := ifindex(t, h, "eth0"); after != before {
+		t.Errorf("c1:eth0 ifindex %d -> %d: the second up recreated it", before, after)
+	}
+}
+
+func TestDriftIsRepairedExactly(t *testing.T) {
+	sb := newSandbox(t)
+	d := sb.driver()
+	desired := twoContainers().s
+	up(t, d, desired)
+
+	// By hand: delete c2's veth (from the host end), change c1's address, remove c1's default route.
+	host, c1 := sb.netlinkAt("host"), sb.netlinkAt("c1")
+	vc2, _ := host.LinkByName("vc2")
+	if err := host.LinkDel(vc2); err != nil {
+		t.Fatal(err)
+	}
+	sb.mustRun("c1", "ip", "addr", "del", "10.10.0.2/24", "dev", "eth0")
+	sb.mustRun("c1", "ip", "addr", "add", "10.10.0.99/24", "dev", "eth0")
+	eth0Index := ifindex(t, c1, "eth0")
+
+	// Removing 10.10.0.2 took c1's default route with it (the kernel flushes
+	// routes whose gateway's subnet goes away), the third kind of drift. The stale
+	// address goes before the new one is added: it is the subnet's primary, and
+	// deleting it afterwards would delete the new one too.
+	want := []string{
+		"+ veth    c2:eth0 <-> host:vc2",
+		"+ port    host:vc2 master br0",
+		"- addr    c1:eth0 10.10.0.99/24",
+		"+ addr    c1:eth0 10.10.0.2/24",
+		"+ addr    c2:eth0 10.10.0.3/24",
+		"+ link    c2:eth0 up",
+		"+ link    host:vc2 up",
+		"+ route   c1: default via 10.10.0.1 dev eth0",
+		"+ route   c2: default via 10.10.0.1 dev eth0",
+	}
+	if diff := cmp.Diff(want, planLines(t, d, desired)); diff != "" {
+		t.Errorf("plan after drift (-want +got):\n%s", diff)
+	}
+	up(t, d, desired)
+	if got := ifindex(t, c1, "eth0"); got != eth0Index {
+		t.Errorf("c1:eth0 was recreated (ifindex %d -> %d); only its address should change", eth0Index, got)
+	}
+	sb.mustRun("c1", "ping", "-c1", "-W2", "10.10.0.3")
+
+	// A route removed on its own.
+	sb.mustRun("c2", "ip", "route", "del", "default")
+	if diff := cmp.Diff([]string{"+ route   c2: default via 10.10.0.1 dev eth0"}, planLines(t, d, desired)); diff != "" {
+		t.Errorf("plan after route removal (-want +got):\n%s", diff)
+	}
+	up(t, d, desired)
+}
+
+func TestIncrementalChangesTouchOnlyWhatChanged(t *testing.T) {
+	sb := newSandbox(t)
+	d := sb.driver()
+	l := twoContainers()
+	up(t, d, l.s)
+	c1 := sb.netlinkAt("c1")
+	eth0 := ifindex(t, c1, "eth0")
+
+	// A second interface in c1, on a second bridge.
+	l.bridge("br1", "10.20.0.1/24").veth(r.LinkKey{NS: "c1", Name: "eth1"}, r.LinkKey{NS: r.Host, Name: "vc1b"}, "br1", "10.20.0.2/24")
+	want := []string{
+		"+ bridge  host:br1",
+		"+ veth    c1:eth1 <-> host:vc1b",
+		"+ port    host:vc1b master br1",
+		"+ addr    c1:eth1 10.20.0.2/24",
+		"+ addr    host:br1 10.20.0.1/24",
+		"+ link    c1:eth1 up",
+		"+ link    host:br1 up",
+		"+ link    host:vc1b up",
+	}
+	if diff := cmp.Diff(want, up(t, d, l.s)); diff != "" {
+		t.Errorf("adding eth1 (-want +got):\n%s", diff)
+	}
+	if got := ifindex(t, c1, "eth0"); got != eth0 {
+		t.Errorf("c1:eth0 ifindex %d -> %d: adding eth1 recreated eth0", eth0, got)
+	}
+	if out := sb.mustRun("c1", "ip", "-4", "addr", "show", "eth0"); !strings.Contains(out, "10.10.0.2/24") {
+		t.Errorf("c1:eth0 lost its address:\n%s", out)
+	}
+
+	// Removing c2 from the file removes only c2 (its veth goes with it).
+	delete(l.s.Namespaces, "c2")
+	delete(l.s.Links, r.LinkKey{NS: "c2", Name: "eth0"})
+	delete(l.s.Links, r.LinkKey{NS: r.Host, Name: "vc2"})
+	delete(l.s.Addrs, r.AddrKey{LinkKey: r.LinkKey{NS: "c2", Name: "eth0"}, Prefix: netip.MustParsePrefix("10.10.0.3/24")})
+	delete(l.s.Routes, r.RouteKey{NS: "c2", To: netip.MustParsePrefix("0.0.0.0/0")})
+	if diff := cmp.Diff([]string{"- netns   c2"}, up(t, d, l.s)); diff != "" {
+		t.Errorf("removing c2 (-want +got):\n%s", diff)
+	}
+	if _, err := os.Stat(filepath.Join(sb.netnsDir, "c2")); !os.IsNotExist(err) {
+		t.Errorf("namespace file of c2 still there: %v", err)
+	}
+	if _, err := sb.netlinkAt("host").LinkByName("vc2"); err == nil {
+		t.Error("host:vc2 still exists after c2 was removed")
+	}
+}
+
+func TestForeignObjectsAreConflictsOrLeftAlone(t *testing.T) {
+	sb := newSandbox(t)
+	d := sb.driver()
+	host := sb.netlinkAt("host")
+
+	// A bridge the lab wants, made by someone else.
+	attrs := netlink.NewLinkAttrs()
+	attrs.Name = "br0"
+	if err := host.LinkAdd(&netlink.Bridge{LinkAttrs: attrs}); err != nil {
+		t.Fatal(err)
+	}
+	// A namespace the lab wants, made by someone else (as `ip netns add c2` would).
+	if err := d.createNetns("someone-else", "c2"); err != nil {
+		t.Fatal(err)
+	}
+	_, err := r.MakePlan(context.Background(), d, twoContainers().s)
+	var conflict *r.ConflictError
+	if !errors.As(err, &conflict) {
+		t.Fatalf("plan with foreign br0 and c2: got %v, want a conflict", err)
+	}
+	want := []string{
+		"namespace c2 already exists and belongs to lab someone-else",
+		"interface host:br0 already exists and was not created by netlab",
+	}
+	if diff := cmp.Diff(want, conflict.Conflicts); diff != "" {
+		t.Errorf("conflicts (-want +got):\n%s", diff)
+	}
+	if _, err := os.Stat(filepath.Join(sb.netnsDir, "c1")); !os.IsNotExist(err) {
+		t.Error("a conflicting plan created c1")
+	}
+
+	// Without the conflicts: a foreign interface inside an owned namespace is left alone by up and down.
+	host.LinkDel(mustLink(t, host, "br0"))
+	if err := d.deleteNetns("c2"); err != nil {
+		t.Fatal(err)
+	}
+	desired := twoContainers().s
+	up(t, d, desired)
+	sb.mustRun("c1", "ip", "link", "add", "foreign0", "type", "veth", "peer", "name", "foreign1")
+	sb.mustRun("host", "ip", "link", "add", "hostonly", "type", "veth", "peer", "name", "hostonly1")
+	if got := planLines(t, d, desired); len(got) != 0 {
+		t.Errorf("plan with foreign interfaces: %v, want no changes", got)
+	}
+	down(t, d, "spine")
+	mustLink(t, host, "hostonly")
+}
+
+func mustLink(t *testing.T, h *netlink.Handle, name string) netlink.Link {
+	t.Helper()
+	l, err := h.LinkByName(name)
+	if err != nil {
+		t.Fatalf("find %s: %v", name, err)
+	}
+	return l
+}
+
+// down plans the empty lab and applies it, as `netlab down` does.
+func down(t *testing.T, d *Driver, labName string) []string {
+	t.Helper()
+	got := up(t, d, r.NewState(labName))
+	if err := d.Forget(labName); err != nil {
+		t.Fatal(err)
+	}
+	return got
+}
+
+func TestDownLeavesNothingAndRestoresSysctls(t *testing.T) {
+	sb := newSandbox(t)
+	d := sb.driver()
+	sb.mustRun("host", "sysctl", "-qw", "net.ipv4.ip_forward=0")
+	l := twoContainers().route(r.Host, "10.99.0.0/16", "10.10.0.2", "br0")
+	up(t, d, l.s)
+	if err := d.RecordLab("spine", "spine.yaml", ""); err != nil {
+		t.Fatal(err)
+	}
+
+	want := []string{
+		"- sysctl  host: net.ipv4.ip_forward 1 -> 0 (restored)",
+		"- bridge  host:br0",
+		"- netns   c1",
+		"- netns   c2",
+	}
+	if diff := cmp.Diff(want, down(t, d, "spine")); diff != "" {
+		t.Errorf("down plan (-want +got):\n%s", diff)
+	}
+	if out := sb.mustRun("host", "ip", "-o", "link"); strings.Count(strings.TrimSpace(out), "\n") != 0 {
+		t.Errorf("host interfaces after down, want only lo:\n%s", out)
+	}
+	if out := sb.mustRun("host", "ip", "route"); strings.TrimSpace(out) != "" {
+		t.Errorf("host routes after down, want none:\n%s", out)
+	}
+	if entries, _ := os.ReadDir(sb.netnsDir); len(entries) != 0 {
+		t.Errorf("namespace files after down: %v", entries)
+	}
+	if out := sb.mustRun("host", "sysctl", "-n", "net.ipv4.ip_forward"); strings.TrimSpace(out) != "0" {
+		t.Errorf("ip_forward after down = %q, want it restored to 0", out)
+	}
+	if _, err := os.Stat(filepath.Join(sb.stateDir, "spine")); !os.IsNotExist(err) {
+		t.Errorf("state of the lab still there after down: %v", err)
+	}
+	if got := down(t, d, "spine"); len(got) != 0 {
+		t.Errorf("second down planned %v, want nothing", got)
+	}
+}
+
+func TestInterruptedCreationIsAdoptedNotAConflict(t *testing.T) {
+	sb := newSandbox(t)
+	d := sb.driver()
+	desired := twoContainers().s
+	// As if an earlier up died between creating br0 and marking it.
+	if err := d.state.recordIntent("spine", r.LinkKey{NS: r.Host, Name: "br0"}); err != nil {
+		t.Fatal(err)
+	}
+	attrs := netlink.NewLinkAttrs()
+	attrs.Name = "br0"
+	host := sb.netlinkAt("host")
+	if err := host.LinkAdd(&netlink.Bridge{LinkAttrs: attrs}); err != nil {
+		t.Fatal(err)
+	}
+	got := up(t, d, desired)
+	if !strings.Contains(strings.Join(got, "\n"), "~ link    host:br0 mark netlab:spine") {
+		t.Errorf("plan does not adopt the unmarked br0:\n%s", strings.Join(got, "\n"))
+	}
+	if alias := mustLink(t, host, "br0").Attrs().Alias; alias != "netlab:spine" {
+		t.Errorf("br0 alias = %q after up, want netlab:spine", alias)
+	}
+}
+
+func TestIPv6AddressesRoutesAndNamespaceSysctls(t *testing.T) {
+	sb := newSandbox(t)
+	d := sb.driver()
+	l := newLab("six").
+		bridge("br6", "2001:db8:1::1/64").
+		container("a", "va", "br6", "2001:db8:1::2/64").
+		route("a", "::/0", "2001:db8:1::1", "eth0").
+		sysctl("a", "net.ipv4.ping_group_range", "0 2147483647").
+		sysctl("a", "net.ipv6.conf.eth0.accept_ra", "0")
+	up(t, d, l.s)
+	if out := sb.mustRun("a", "ip", "-6", "route"); !strings.Contains(out, "default via 2001:db8:1::1 dev eth0") {
+		t.Errorf("ip -6 route in a:\n%s", out)
+	}
+	if out := sb.mustRun("a", "sysctl", "-n", "net.ipv4.ping_group_range"); strings.Join(strings.Fields(out), " ") != "0 2147483647" {
+		t.Errorf("ping_group_range in a = %q", out)
+	}
+	sb.mustRun("a", "ping", "-6", "-c1", "-W2", "2001:db8:1::1")
+	if got := planLines(t, d, l.s); len(got) != 0 {
+		t.Errorf("second plan: %v, want none (IPv6 metric and sysctl spacing must compare equal)", got)
+	}
+}

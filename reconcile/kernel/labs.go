@@ -1,0 +1,84 @@
+package kernel
+
+import (
+	"os"
+	"path/filepath"
+	"slices"
+	"time"
+
+	"netlab/reconcile"
+)
+
+// The lab-level operations the CLI needs besides Observe and Apply.
+
+// Lock takes the lock of a lab, so that two runs on one lab never interleave. With
+// wait false it fails at once with ErrLocked when another run holds it.
+func (d *Driver) Lock(lab string, wait bool) (*Lock, error) { return d.state.lock(lab, wait) }
+
+// RecordLab remembers which file a lab was brought up from, for `status`.
+func (d *Driver) RecordLab(lab, file, prefix string) error {
+	if abs, err := filepath.Abs(file); err == nil {
+		file = abs
+	}
+	if err := d.state.ensure(lab); err != nil {
+		return err
+	}
+	info := LabInfo{Name: lab, File: file, Prefix: prefix, Since: time.Now().UTC().Truncate(time.Second)}
+	var old LabInfo
+	if readJSON(filepath.Join(d.state.labDir(lab), "lab.json"), &old) == nil && old.File == file {
+		info.Since = old.Since
+	}
+	return d.state.writeJSON(filepath.Join(d.state.labDir(lab), "lab.json"), info)
+}
+
+// LabInfo returns what RecordLab wrote, if anything.
+func (d *Driver) LabInfo(lab string) (LabInfo, bool) {
+	var info LabInfo
+	err := readJSON(filepath.Join(d.state.labDir(lab), "lab.json"), &info)
+	return info, err == nil
+}
+
+// Forget removes the lab's state directory: `down` calls it once nothing is left.
+func (d *Driver) Forget(lab string) error { return d.state.forget(lab) }
+
+// Labs lists the labs present on this machine: those with a state directory and
+// those whose markers are on namespaces or host interfaces.
+func (d *Driver) Labs() ([]string, error) {
+	seen := map[string]bool{}
+	labs, err := d.state.labs()
+	if err != nil && !os.IsNotExist(err) {
+		return nil, err
+	}
+	for _, l := range labs {
+		seen[l] = true
+	}
+	names, err := d.listNetns()
+	if err != nil {
+		return nil, err
+	}
+	for _, name := range names {
+		if owner, _, err := d.netnsOwner(name); err == nil && owner != "" {
+			seen[owner] = true
+		}
+		d.forget(name)
+	}
+	h, err := d.handle(reconcile.Host)
+	if err != nil {
+		return nil, err
+	}
+	links, err := listLinks(h.nl)
+	if err != nil {
+		return nil, err
+	}
+	for _, l := range links {
+		if owner := ownerOf(l.Attrs().Alias); owner != "" {
+			seen[owner] = true
+		}
+	}
+	out := make([]string, 0, len(seen))
+	for l := range seen {
+		out = append(out, l)
+	}
+	slices.Sort(out)
+	return out, nil
+}

@@ -1,0 +1,189 @@
+package kernel
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"runtime"
+	"strconv"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+
+	"netlab/reconcile"
+)
+
+// createNetns makes a named namespace as `ip netns add` does, but marked as the
+// lab's before it gets its name: the loopback's alias and up state are set while
+// the namespace is still anonymous, so a crash never leaves an unmarked one behind.
+//
+// Equivalent to: ip netns add NAME; ip -n NAME link set lo alias netlab:LAB; ip -n NAME link set lo up
+func (d *Driver) createNetns(lab, name string) error {
+	path := d.netnsPath(name)
+	if fileExists(path) {
+		owner, _, err := d.netnsOwner(name)
+		if err != nil {
+			return err
+		}
+		if owner != lab {
+			return fmt.Errorf("netns %s: %w and is not owned by lab %s", name, os.ErrExist, lab)
+		}
+		return nil // made by an earlier, interrupted run
+	}
+	if err := d.ensureNetnsDir(); err != nil {
+		return err
+	}
+
+	errc := make(chan error, 1)
+	go func() {
+		// This thread enters the new namespace and never leaves it: the goroutine
+		// ends locked, so the runtime retires the thread instead of reusing it.
+		runtime.LockOSThread()
+		errc <- func() error {
+			if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
+				return fmt.Errorf("netns %s: unshare: %w", name, err)
+			}
+			h, err := netlink.NewHandle(unix.NETLINK_ROUTE) // in the thread's (new) namespace
+			if err != nil {
+				return fmt.Errorf("netns %s: open netlink socket: %w", name, err)
+			}
+			defer h.Close()
+			lo, err := h.LinkByName("lo")
+			if err != nil {
+				return fmt.Errorf("netns %s: find lo: %w", name, err)
+			}
+			if err := h.LinkSetAlias(lo, reconcile.Marker(lab)); err != nil {
+				return fmt.Errorf("netns %s: mark lo: %w", name, err)
+			}
+			if err := h.LinkSetUp(lo); err != nil {
+				return fmt.Errorf("netns %s: set lo up: %w", name, err)
+			}
+			f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_RDONLY, 0o444)
+			if err != nil {
+				return fmt.Errorf("netns %s: create %s: %w", name, path, err)
+			}
+			f.Close()
+			self := "/proc/self/task/" + strconv.Itoa(unix.Gettid()) + "/ns/net"
+			if err := unix.Mount(self, path, "none", unix.MS_BIND, ""); err != nil {
+				os.Remove(path)
+				return fmt.Errorf("netns %s: bind-mount onto %s: %w", name, path, err)
+			}
+			return nil
+		}()
+	}()
+	return <-errc
+}
+
+// ensureNetnsDir makes the namespace directory a shared mount point, as iproute2
+// does, so namespaces created later show up in mount namespaces made earlier
+// (`ip netns exec` shells, other sandboxes).
+func (d *Driver) ensureNetnsDir() error {
+	if err := os.MkdirAll(d.netnsDir, 0o755); err != nil {
+		return fmt.Errorf("create %s: %w", d.netnsDir, err)
+	}
+	err := unix.Mount("", d.netnsDir, "none", unix.MS_SHARED|unix.MS_REC, "")
+	if errors.Is(err, unix.EINVAL) { // not a mount point yet
+		if err := unix.Mount(d.netnsDir, d.netnsDir, "none", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+			return fmt.Errorf("bind-mount %s onto itself: %w", d.netnsDir, err)
+		}
+		err = unix.Mount("", d.netnsDir, "none", unix.MS_SHARED|unix.MS_REC, "")
+	}
+	if err != nil {
+		return fmt.Errorf("make %s a shared mount: %w", d.netnsDir, err)
+	}
+	return nil
+}
+
+// deleteNetns removes a namespace. Its veths are deleted first, explicitly: the
+// kernel would otherwise destroy them asynchronously after the unmount, and their
+// host ends would linger for a moment after `down` returned.
+//
+// Equivalent to: ip netns del NAME
+func (d *Driver) deleteNetns(name string) error {
+	path := d.netnsPath(name)
+	if !fileExists(path) {
+		return nil
+	}
+	h, err := d.handle(name)
+	if err != nil {
+		return err
+	}
+	links, err := listLinks(h.nl)
+	if err != nil {
+		return fmt.Errorf("netns %s: list links: %w", name, err)
+	}
+	for _, l := range links {
+		if l.Type() == reconcile.KindVeth || l.Type() == reconcile.KindBridge {
+			if err := h.nl.LinkDel(l); err != nil && !isNotFound(err) {
+				return fmt.Errorf("netns %s: delete %s: %w", name, l.Attrs().Name, err)
+			}
+		}
+	}
+	d.forget(name)
+	if err := unix.Unmount(path, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) {
+		return fmt.Errorf("netns %s: unmount %s: %w", name, path, err)
+	}
+	if err := os.Remove(path); err != nil && !os.IsNotExist(err) {
+		return fmt.Errorf("netns %s: remove %s: %w", name, path, err)
+	}
+	return nil
+}
+
+// netnsOwner reads the marker of a named namespace: the lab that owns it ("" when
+// netlab did not make it) and whether its loopback is up.
+func (d *Driver) netnsOwner(name string) (owner string, loUp bool, err error) {
+	h, err := d.handle(name)
+	if err != nil {
+		return "", false, err
+	}
+	lo, err := h.nl.LinkByName("lo")
+	if err != nil {
+		return "", false, fmt.Errorf("netns %s: find lo: %w", name, err)
+	}
+	return ownerOf(lo.Attrs().Alias), lo.Attrs().Flags&unix.IFF_UP != 0, nil
+}
+
+// listNetns returns the names of the namespaces in the namespace directory.
+func (d *Driver) listNetns() ([]string, error) {
+	entries, err := os.ReadDir(d.netnsDir)
+	if os.IsNotExist(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("list %s: %w", d.netnsDir, err)
+	}
+	var names []string
+	for _, e := range entries {
+		if e.Type().IsRegular() {
+			names = append(names, e.Name())
+		}
+	}
+	return names, nil
+}
+
+// inNetns runs f on a thread that has entered the namespace fd, for the few things
+// that netlink cannot do from outside (sysctls). If the thread cannot go back to
+// its own namespace, it is left locked so the runtime retires it.
+func inNetns(fd netns.NsHandle, f func() error) error {
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		orig, err := netns.Get()
+		if err != nil {
+			errc <- fmt.Errorf("open own namespace: %w", err)
+			return
+		}
+		defer orig.Close()
+		if err := netns.Set(fd); err != nil {
+			errc <- fmt.Errorf("enter namespace: %w", err)
+			return
+		}
+		err = f()
+		if netns.Set(orig) == nil {
+			runtime.UnlockOSThread()
+		}
+		errc <- err
+	}()
+	return <-errc
+}

@@ -1,0 +1,284 @@
+package kernel
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"strings"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+
+	"netlab/reconcile"
+)
+
+// ownerOf reads an ownership marker: the lab named by a "netlab:LAB" alias, or "".
+func ownerOf(alias string) string {
+	lab, ok := strings.CutPrefix(alias, reconcile.MarkerPrefix)
+	if !ok {
+		return ""
+	}
+	return lab
+}
+
+// Observe returns what the kernel holds for q.Lab. It reads every namespace in the
+// namespace directory (by its marker) and the host's interfaces, with one dump per
+// object kind per namespace, and changes nothing.
+func (d *Driver) Observe(ctx context.Context, q reconcile.Query) (*reconcile.State, error) {
+	s := reconcile.NewState(q.Lab)
+	names, err := d.listNetns()
+	if err != nil {
+		return nil, err
+	}
+	observed := []string{reconcile.Host}
+	for _, name := range names {
+		owner, loUp, err := d.netnsOwner(name)
+		if err != nil {
+			// A namespace file we cannot open (a stale mount, a plain file): not ours.
+			d.log.Debug("skip unreadable namespace", "netns", name, "err", err)
+			s.ForeignNetns[name] = ""
+			continue
+		}
+		if owner != q.Lab {
+			s.ForeignNetns[name] = owner
+			d.forget(name)
+			continue
+		}
+		s.Namespaces[name] = &reconcile.Netns{Name: name, LoUp: loUp}
+		observed = append(observed, name)
+	}
+
+	intents, err := d.state.intents(q.Lab)
+	if err != nil {
+		return nil, err
+	}
+	var ends []vethEnd
+	for _, ns := range observed {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		nsEnds, err := d.observeNetns(s, ns, intents)
+		if err != nil {
+			return nil, err
+		}
+		ends = append(ends, nsEnds...)
+	}
+	if err := d.resolvePeers(s, ends); err != nil {
+		return nil, err
+	}
+
+	saved, err := d.state.savedSysctls(q.Lab)
+	if err != nil {
+		return nil, err
+	}
+	s.SavedSysctls = saved
+	for _, k := range append(q.Sysctls, sortedSysctlKeys(saved)...) {
+		if _, ok := s.Namespaces[k.NS]; !ok && k.NS != reconcile.Host {
+			continue // the namespace is not there yet: nothing to read
+		}
+		v, err := d.readSysctl(k)
+		if err != nil {
+			return nil, err
+		}
+		s.Sysctls[k] = v
+	}
+	return s, nil
+}
+
+// vethEnd is a veth interface seen in a namespace, for pairing ends with their peers.
+type vethEnd struct {
+	key       reconcile.LinkKey
+	index     int
+	peerIndex int
+	peerNsid  int // -1: the peer is in the same namespace
+	owned     bool
+}
+
+// observeNetns reads the interfaces, addresses and routes of one namespace.
+func (d *Driver) observeNetns(s *reconcile.State, ns string, intents map[reconcile.LinkKey]bool) ([]vethEnd, error) {
+	h, err := d.handle(ns)
+	if err != nil {
+		return nil, err
+	}
+	links, err := listLinks(h.nl)
+	if err != nil {
+		return nil, fmt.Errorf("netns %s: list links: %w", ns, err)
+	}
+	names := make(map[int]string, len(links))
+	for _, l := range links {
+		names[l.Attrs().Index] = l.Attrs().Name
+	}
+
+	owned := map[int]bool{}
+	var ends []vethEnd
+	for _, l := range links {
+		a := l.Attrs()
+		if a.Name == "lo" {
+			continue
+		}
+		k := reconcile.LinkKey{NS: ns, Name: a.Name}
+		owner := ownerOf(a.Alias)
+		unmarked := a.Alias == "" && intents[k]
+		isOwned := owner == s.Lab || unmarked
+		if l.Type() == reconcile.KindVeth {
+			ends = append(ends, vethEnd{key: k, index: a.Index, peerIndex: a.ParentIndex, peerNsid: a.NetNsID, owned: isOwned})
+		}
+		if !isOwned {
+			s.ForeignLinks[k] = owner
+			continue
+		}
+		owned[a.Index] = true
+		mac := ""
+		if a.HardwareAddr != nil {
+			mac = a.HardwareAddr.String()
+		}
+		s.Links[k] = &reconcile.Link{
+			LinkKey:  k,
+			Kind:     l.Type(),
+			Master:   names[a.MasterIndex],
+			MTU:      a.MTU,
+			MAC:      mac,
+			Up:       a.Flags&unix.IFF_UP != 0,
+			Unmarked: unmarked,
+		}
+	}
+
+	addrs, err := listAddrs(h.nl)
+	if err != nil {
+		return nil, fmt.Errorf("netns %s: list addresses: %w", ns, err)
+	}
+	for _, a := range addrs {
+		if !owned[a.LinkIndex] || a.IP.IsLinkLocalUnicast() {
+			continue // the kernel's own fe80:: addresses are not the lab's
+		}
+		ip, ok := netip.AddrFromSlice(a.IP)
+		if !ok {
+			continue
+		}
+		ones, _ := a.Mask.Size()
+		k := reconcile.LinkKey{NS: ns, Name: names[a.LinkIndex]}
+		s.Addrs[reconcile.AddrKey{LinkKey: k, Prefix: netip.PrefixFrom(ip.Unmap(), ones)}] = true
+	}
+
+	routes, err := listRoutes(h.nl)
+	if err != nil {
+		return nil, fmt.Errorf("netns %s: list routes: %w", ns, err)
+	}
+	for _, r := range routes {
+		if !owned[r.LinkIndex] || !labRoute(r) {
+			continue
+		}
+		to := defaultRoute(r.Family)
+		if r.Dst != nil {
+			ip, _ := netip.AddrFromSlice(r.Dst.IP)
+			ones, _ := r.Dst.Mask.Size()
+			to = netip.PrefixFrom(ip.Unmap(), ones)
+		}
+		via, _ := netip.AddrFromSlice(r.Gw)
+		k := reconcile.RouteKey{NS: ns, To: to, Metric: r.Priority}
+		s.Routes[k] = &reconcile.Route{RouteKey: k, Via: via.Unmap(), Dev: names[r.LinkIndex]}
+	}
+	return ends, nil
+}
+
+// labRoute keeps the routes a lab can have asked for: unicast routes of the main
+// table, not those the kernel adds for addresses (proto kernel) or learns (RA, redirects).
+func labRoute(r netlink.Route) bool {
+	switch r.Protocol {
+	case unix.RTPROT_KERNEL, unix.RTPROT_RA, unix.RTPROT_REDIRECT:
+		return false
+	}
+	return r.Table == unix.RT_TABLE_MAIN && r.Type == unix.RTN_UNICAST && len(r.MultiPath) == 0
+}
+
+func defaultRoute(family int) netip.Prefix {
+	if family == unix.AF_INET6 {
+		return netip.PrefixFrom(netip.IPv6Unspecified(), 0)
+	}
+	return netip.PrefixFrom(netip.IPv4Unspecified(), 0)
+}
+
+// resolvePeers finds the other end of each owned veth. A veth knows its peer's
+// ifindex and, when the peer is in another namespace, that namespace's id as seen
+// from its own. Two ends that point at each other's ifindex are a pair; only when
+// several candidates do (ifindexes repeat across namespaces) is the namespace id
+// asked of the kernel.
+func (d *Driver) resolvePeers(s *reconcile.State, ends []vethEnd) error {
+	type pointer struct{ index, peerIndex int }
+	byPointer := map[pointer][]vethEnd{}
+	for _, e := range ends {
+		byPointer[pointer{e.index, e.peerIndex}] = append(byPointer[pointer{e.index, e.peerIndex}], e)
+	}
+	for _, e := range ends {
+		if !e.owned {
+			continue
+		}
+		var candidates []vethEnd
+		for _, c := range byPointer[pointer{e.peerIndex, e.index}] {
+			if (e.peerNsid < 0) == (c.key.NS == e.key.NS) {
+				candidates = append(candidates, c)
+			}
+		}
+		if len(candidates) > 1 {
+			var err error
+			if candidates, err = d.byNsid(e, candidates); err != nil {
+				return err
+			}
+		}
+		if len(candidates) == 1 {
+			s.Links[e.key].Peer = candidates[0].key
+		}
+	}
+	return nil
+}
+
+// byNsid keeps the candidates whose namespace has the id e's namespace knows its peer's by.
+func (d *Driver) byNsid(e vethEnd, candidates []vethEnd) ([]vethEnd, error) {
+	h, err := d.handle(e.key.NS)
+	if err != nil {
+		return nil, err
+	}
+	var out []vethEnd
+	for _, c := range candidates {
+		ch, err := d.handle(c.key.NS)
+		if err != nil {
+			return nil, err
+		}
+		id, err := h.nl.GetNetNsIdByFd(int(ch.fd))
+		if err != nil {
+			return nil, fmt.Errorf("netns %s: namespace id of %s: %w", e.key.NS, c.key.NS, err)
+		}
+		if id == e.peerNsid {
+			out = append(out, c)
+		}
+	}
+	return out, nil
+}
+
+// Netlink dumps can be interrupted when the kernel's tables change under them; the
+// library then returns partial results with ErrDumpInterrupted. These wrappers are
+// the only callers of the raw dumps, and retry.
+const dumpRetries = 10
+
+func retryDump[T any](dump func() ([]T, error)) ([]T, error) {
+	for i := 0; ; i++ {
+		v, err := dump()
+		if errors.Is(err, netlink.ErrDumpInterrupted) && i < dumpRetries {
+			continue
+		}
+		return v, err
+	}
+}
+
+func listLinks(h *netlink.Handle) ([]netlink.Link, error) { return retryDump(h.LinkList) }
+
+func listAddrs(h *netlink.Handle) ([]netlink.Addr, error) {
+	return retryDump(func() ([]netlink.Addr, error) { return h.AddrList(nil, netlink.FAMILY_ALL) })
+}
+
+func listRoutes(h *netlink.Handle) ([]netlink.Route, error) {
+	return retryDump(func() ([]netlink.Route, error) {
+		return h.RouteListFiltered(netlink.FAMILY_ALL, &netlink.Route{Table: unix.RT_TABLE_MAIN}, netlink.RT_FILTER_TABLE)
+	})
+}

@@ -1,0 +1,183 @@
+package kernel
+
+// The kernel tests never touch the machine's own network. TestMain re-runs the test
+// binary in a new network and mount namespace (a throwaway sandbox), and each test
+// then makes its own fresh "host" namespace inside that, with private directories
+// for namespace files and state. A leak canary compares the machine's own namespace
+// before and after the run.
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+)
+
+const sandboxEnv = "NETLAB_TEST_SANDBOX"
+
+func TestMain(m *testing.M) {
+	switch {
+	case os.Getenv(sandboxEnv) == "1":
+		os.Exit(m.Run())
+	case os.Geteuid() != 0 && os.Getenv("CI") != "":
+		fmt.Fprintln(os.Stderr, "kernel tests need root under CI (they run in a throwaway network namespace)")
+		os.Exit(1)
+	case os.Geteuid() != 0:
+		os.Setenv(sandboxEnv, "skip") // each test skips with the reason
+		os.Exit(m.Run())
+	}
+	before, err := machineSnapshot()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "leak canary:", err)
+		os.Exit(1)
+	}
+	cmd := exec.Command(os.Args[0], os.Args[1:]...)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
+	cmd.Env = append(os.Environ(), sandboxEnv+"=1")
+	// New network and mount namespaces for the child; Go makes its mounts private.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Unshareflags: syscall.CLONE_NEWNET | syscall.CLONE_NEWNS}
+	code := 0
+	if err := cmd.Run(); err != nil {
+		code = 1
+		if ee, ok := err.(*exec.ExitError); ok {
+			code = ee.ExitCode()
+		}
+	}
+	after, err := machineSnapshot()
+	if err != nil || after != before {
+		fmt.Fprintf(os.Stderr, "LEAK: the machine's own network namespace changed during the tests\nbefore: %s\nafter:  %s\n", before, after)
+		code = 1
+	}
+	os.Exit(code)
+}
+
+// machineSnapshot describes the machine's own namespace: its interfaces and the
+// named namespaces in /run/netns.
+func machineSnapshot() (string, error) {
+	links, err := netlink.LinkList()
+	if err != nil {
+		return "", err
+	}
+	var names []string
+	for _, l := range links {
+		names = append(names, l.Attrs().Name)
+	}
+	entries, _ := os.ReadDir(DefaultNetnsDir)
+	for _, e := range entries {
+		names = append(names, "netns:"+e.Name())
+	}
+	slices.Sort(names)
+	return strings.Join(names, " "), nil
+}
+
+// sandbox is one test's world: a fresh namespace standing in for the host, and
+// private directories for namespace files and state.
+type sandbox struct {
+	t        *testing.T
+	host     netns.NsHandle
+	netnsDir string
+	stateDir string
+}
+
+func newSandbox(t *testing.T) *sandbox {
+	t.Helper()
+	if os.Getenv(sandboxEnv) != "1" {
+		t.Skip("kernel tests need root: run `sudo make test`")
+	}
+	sb := &sandbox{t: t, netnsDir: t.TempDir(), stateDir: filepath.Join(t.TempDir(), "state")}
+	hostc := make(chan netns.NsHandle, 1)
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread() // never unlocked: the thread dies with the goroutine
+		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
+			errc <- err
+			return
+		}
+		h, err := netns.Get()
+		if err != nil {
+			errc <- err
+			return
+		}
+		if lo, err := netlink.LinkByName("lo"); err == nil {
+			netlink.LinkSetUp(lo)
+		}
+		hostc <- h
+	}()
+	select {
+	case sb.host = <-hostc:
+	case err := <-errc:
+		t.Fatalf("create sandbox host namespace: %v", err)
+	}
+	t.Cleanup(func() {
+		entries, _ := os.ReadDir(sb.netnsDir)
+		for _, e := range entries {
+			unix.Unmount(filepath.Join(sb.netnsDir, e.Name()), unix.MNT_DETACH)
+		}
+		unix.Unmount(sb.netnsDir, unix.MNT_DETACH)
+		sb.host.Close()
+	})
+	return sb
+}
+
+// driver opens a kernel driver on the sandbox.
+func (sb *sandbox) driver() *Driver {
+	sb.t.Helper()
+	d, err := New(Options{NetnsDir: sb.netnsDir, StateDir: sb.stateDir, Host: sb.host})
+	if err != nil {
+		sb.t.Fatal(err)
+	}
+	sb.t.Cleanup(func() { d.Close() })
+	return d
+}
+
+// nsPath is the file of a namespace: the sandbox's host is reached through the
+// test process's own descriptor.
+func (sb *sandbox) nsPath(ns string) string {
+	if ns == "host" {
+		return fmt.Sprintf("/proc/%d/fd/%d", os.Getpid(), int(sb.host))
+	}
+	return filepath.Join(sb.netnsDir, ns)
+}
+
+// run runs a command (ip, ping) inside a namespace of the sandbox, the way a
+// student would check the lab, and returns its output.
+func (sb *sandbox) run(ns string, args ...string) (string, error) {
+	cmd := exec.Command("nsenter", append([]string{"--net=" + sb.nsPath(ns), "--"}, args...)...)
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+func (sb *sandbox) mustRun(ns string, args ...string) string {
+	sb.t.Helper()
+	out, err := sb.run(ns, args...)
+	if err != nil {
+		sb.t.Fatalf("%s in %s: %v\n%s", strings.Join(args, " "), ns, err, out)
+	}
+	return out
+}
+
+// netlinkAt returns a netlink handle inside a namespace of the sandbox, for
+// checking (and changing by hand) what the kernel holds.
+func (sb *sandbox) netlinkAt(ns string) *netlink.Handle {
+	sb.t.Helper()
+	fd, err := netns.GetFromPath(sb.nsPath(ns))
+	if err != nil {
+		sb.t.Fatal(err)
+	}
+	defer fd.Close()
+	h, err := netlink.NewHandleAt(fd, unix.NETLINK_ROUTE)
+	if err != nil {
+		sb.t.Fatal(err)
+	}
+	sb.t.Cleanup(h.Close)
+	return h
+}

@@ -1,0 +1,107 @@
+package kernel
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"netlab/reconcile"
+)
+
+// Sysctls under /proc/sys/net belong to the namespace of the thread that opens
+// them, so both helpers run on a thread that has entered the namespace.
+
+// readSysctl reads a sysctl of a namespace.
+//
+// Equivalent to: ip netns exec NS sysctl -n KEY
+func (d *Driver) readSysctl(k reconcile.SysctlKey) (string, error) {
+	h, err := d.handle(k.NS)
+	if err != nil {
+		return "", err
+	}
+	var value string
+	err = inNetns(h.fd, func() error {
+		b, err := os.ReadFile(sysctlFile(k.Path))
+		value = strings.TrimSpace(string(b))
+		return err
+	})
+	if err != nil {
+		return "", fmt.Errorf("netns %s: read sysctl %s: %w", k.NS, k.Name(), err)
+	}
+	return value, nil
+}
+
+// writeSysctl writes a sysctl of a namespace.
+//
+// Equivalent to: ip netns exec NS sysctl -w KEY=VALUE
+func (d *Driver) writeSysctl(k reconcile.SysctlKey, value string) error {
+	h, err := d.handle(k.NS)
+	if err != nil {
+		return err
+	}
+	err = inNetns(h.fd, func() error {
+		return os.WriteFile(sysctlFile(k.Path), []byte(value), 0)
+	})
+	if err != nil {
+		return fmt.Errorf("netns %s: write sysctl %s=%s: %w", k.NS, k.Name(), value, err)
+	}
+	return nil
+}
+
+// setSysctl sets a sysctl, first saving the value it had before the lab so that
+// `down` can restore it; restore puts that value back and forgets it.
+func (d *Driver) setSysctl(a reconcile.SetSysctl) error {
+	saved, err := d.state.savedSysctls(a.Lab)
+	if err != nil {
+		return err
+	}
+	if a.Restore {
+		if err := d.writeSysctl(a.SysctlKey, a.Value); err != nil {
+			return err
+		}
+		delete(saved, a.SysctlKey)
+		return d.state.writeSavedSysctls(a.Lab, saved)
+	}
+	if _, ok := saved[a.SysctlKey]; !ok {
+		before, err := d.readSysctl(a.SysctlKey)
+		if err != nil {
+			return err
+		}
+		saved[a.SysctlKey] = before
+		if err := d.state.writeSavedSysctls(a.Lab, saved); err != nil {
+			return err
+		}
+	}
+	return d.writeSysctl(a.SysctlKey, a.Value)
+}
+
+// forgetSysctls drops the saved values of a namespace that is being deleted.
+func (d *Driver) forgetSysctls(lab, ns string) error {
+	saved, err := d.state.savedSysctls(lab)
+	if err != nil || len(saved) == 0 {
+		return err
+	}
+	for k := range saved {
+		if k.NS == ns {
+			delete(saved, k)
+		}
+	}
+	return d.state.writeSavedSysctls(lab, saved)
+}
+
+func sysctlFile(path string) string {
+	return filepath.Join("/proc/sys", filepath.Clean("/"+path))
+}
+
+func sortedSysctlKeys(m map[reconcile.SysctlKey]string) []reconcile.SysctlKey {
+	keys := make([]reconcile.SysctlKey, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.SortFunc(keys, func(a, b reconcile.SysctlKey) int {
+		return strings.Compare(a.NS+"/"+a.Path, b.NS+"/"+b.Path)
+	})
+	return keys
+}

@@ -1,0 +1,81 @@
+package reconcile
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+)
+
+// Summary is the last line of a text plan, Terraform style.
+func (p *Plan) Summary() string {
+	if p.Empty() {
+		return "No changes."
+	}
+	add, change, destroy := p.Counts()
+	return fmt.Sprintf("Plan: %d to add, %d to change, %d to destroy.", add, change, destroy)
+}
+
+// Line is one action as the text plan prints it: "+ veth    web:eth0 <-> host:veth1a2b3c4".
+func Line(a Action) string {
+	return fmt.Sprintf("%s %-8s%s", a.Op(), a.Kind(), a.Object())
+}
+
+// WriteText prints the plan one action per line, then the summary.
+func (p *Plan) WriteText(w io.Writer) error {
+	var b strings.Builder
+	for _, a := range p.Actions {
+		b.WriteString(Line(a))
+		b.WriteByte('\n')
+	}
+	b.WriteString(p.Summary())
+	b.WriteByte('\n')
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+// jsonAction is the stable JSON form of an action.
+type jsonAction struct {
+	Op       Op       `json:"op"`
+	Kind     string   `json:"kind"`
+	Object   string   `json:"object"`
+	Commands []string `json:"commands"`
+}
+
+type jsonPlan struct {
+	Lab     string       `json:"lab"`
+	Actions []jsonAction `json:"actions"`
+	Add     int          `json:"add"`
+	Change  int          `json:"change"`
+	Destroy int          `json:"destroy"`
+	Summary string       `json:"summary"`
+}
+
+// WriteJSON prints the plan as one JSON document.
+func (p *Plan) WriteJSON(w io.Writer) error {
+	out := jsonPlan{Lab: p.Lab, Actions: []jsonAction{}, Summary: p.Summary()}
+	for _, a := range p.Actions {
+		out.Actions = append(out.Actions, jsonAction{Op: a.Op(), Kind: a.Kind(), Object: a.Object(), Commands: a.Commands()})
+	}
+	out.Add, out.Change, out.Destroy = p.Counts()
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(out)
+}
+
+// WriteCommands prints the plan as a shell script of ip and sysctl commands, each
+// step preceded by the plan line it implements.
+func (p *Plan) WriteCommands(w io.Writer) error {
+	var b strings.Builder
+	fmt.Fprintf(&b, "#!/bin/sh\n# netlab plan for lab %s, as the equivalent iproute2 commands.\nset -e\n", p.Lab)
+	for _, a := range p.Actions {
+		fmt.Fprintf(&b, "\n# %s\n", Line(a))
+		for _, c := range a.Commands() {
+			b.WriteString(c)
+			b.WriteByte('\n')
+		}
+	}
+	fmt.Fprintf(&b, "\n# %s\n", p.Summary())
+	_, err := io.WriteString(w, b.String())
+	return err
+}

@@ -1,0 +1,221 @@
+// Package reconcile turns a desired State into kernel state: it diffs the desired
+// State against the observed one, orders the differences into a Plan of small
+// idempotent Actions, applies them through a Driver and verifies the result.
+//
+// It never touches the kernel itself: reconcile/kernel is the Driver that does,
+// reconcile/fake is an in-memory one for tests.
+package reconcile
+
+import (
+	"context"
+	"maps"
+	"net/netip"
+	"strings"
+)
+
+// Host is the name State uses for the namespace netlab runs in.
+const Host = "host"
+
+// MarkerPrefix starts the alias netlab writes on every interface it creates (and on
+// the loopback of every namespace it creates): "netlab:LAB". The kernel keeps it, so
+// ownership survives a crash and `down` works without the file.
+const MarkerPrefix = "netlab:"
+
+// Marker is the alias that marks an object as owned by lab.
+func Marker(lab string) string { return MarkerPrefix + lab }
+
+// Driver is the kernel-facing side. Observe never changes anything; Apply of one
+// Action is idempotent, so re-running a plan after a failure is safe.
+type Driver interface {
+	Observe(ctx context.Context, q Query) (*State, error)
+	Apply(ctx context.Context, a Action) error
+}
+
+// Query says what to observe: the objects owned by Lab, and the current values of
+// sysctls the lab wants to set (the kernel cannot list "owned" sysctls).
+type Query struct {
+	Lab     string
+	Sysctls []SysctlKey
+}
+
+// State is a lab's kernel objects, desired or observed, normalized so that two
+// States compare field by field. Namespaces are named by their kernel names; the
+// namespace netlab runs in is Host.
+type State struct {
+	Lab        string
+	Namespaces map[string]*Netns
+	Links      map[LinkKey]*Link
+	Addrs      map[AddrKey]bool
+	Routes     map[RouteKey]*Route
+	Sysctls    map[SysctlKey]string
+
+	// Observed only.
+	SavedSysctls map[SysctlKey]string // values from before the lab changed them
+	ForeignNetns map[string]string    // namespaces not owned by Lab: name -> owner lab ("" if not netlab's)
+	ForeignLinks map[LinkKey]string   // interfaces not owned by Lab: key -> owner lab ("" if not netlab's)
+}
+
+// NewState returns an empty State for lab.
+func NewState(lab string) *State {
+	return &State{
+		Lab:          lab,
+		Namespaces:   map[string]*Netns{},
+		Links:        map[LinkKey]*Link{},
+		Addrs:        map[AddrKey]bool{},
+		Routes:       map[RouteKey]*Route{},
+		Sysctls:      map[SysctlKey]string{},
+		SavedSysctls: map[SysctlKey]string{},
+		ForeignNetns: map[string]string{},
+		ForeignLinks: map[LinkKey]string{},
+	}
+}
+
+// Clone returns a deep copy.
+func (s *State) Clone() *State {
+	c := NewState(s.Lab)
+	for k, v := range s.Namespaces {
+		n := *v
+		c.Namespaces[k] = &n
+	}
+	for k, v := range s.Links {
+		l := *v
+		c.Links[k] = &l
+	}
+	maps.Copy(c.Addrs, s.Addrs)
+	for k, v := range s.Routes {
+		r := *v
+		c.Routes[k] = &r
+	}
+	maps.Copy(c.Sysctls, s.Sysctls)
+	maps.Copy(c.SavedSysctls, s.SavedSysctls)
+	maps.Copy(c.ForeignNetns, s.ForeignNetns)
+	maps.Copy(c.ForeignLinks, s.ForeignLinks)
+	return c
+}
+
+// SysctlKeys lists the sysctls of the state, for a Query.
+func (s *State) SysctlKeys() []SysctlKey {
+	return sortedKeys(s.Sysctls, SysctlKey.compare)
+}
+
+// Netns is a network namespace the lab owns.
+type Netns struct {
+	Name string
+	LoUp bool // loopback is up (set at creation; drift is repaired)
+}
+
+// LinkKey names an interface: the namespace it lives in and its name there.
+type LinkKey struct{ NS, Name string }
+
+func (k LinkKey) String() string { return k.NS + ":" + k.Name }
+
+func (k LinkKey) compare(o LinkKey) int {
+	if c := strings.Compare(k.NS, o.NS); c != 0 {
+		return c
+	}
+	return strings.Compare(k.Name, o.Name)
+}
+
+// Link kinds.
+const (
+	KindBridge = "bridge"
+	KindVeth   = "veth"
+)
+
+// Link is an interface the lab owns: a bridge or one end of a veth pair.
+type Link struct {
+	LinkKey
+	Kind   string
+	Peer   LinkKey // veth: the other end; zero when it could not be found
+	Master string  // the bridge this interface is a port of, in the same namespace
+	MTU    int     // desired 0: the kernel's default
+	MAC    string  // lower case; desired "": the kernel's choice
+	Up     bool
+
+	// Observed only: the interface exists but its ownership marker is missing
+	// because an earlier run was interrupted between creating and marking it.
+	Unmarked bool
+}
+
+// AddrKey is an address on an interface, with its prefix length (172.17.0.2/16).
+type AddrKey struct {
+	LinkKey
+	Prefix netip.Prefix
+}
+
+func (k AddrKey) compare(o AddrKey) int {
+	if c := k.LinkKey.compare(o.LinkKey); c != 0 {
+		return c
+	}
+	return comparePrefix(k.Prefix, o.Prefix)
+}
+
+// RouteKey identifies a route in the main table as the kernel does: destination and metric.
+type RouteKey struct {
+	NS     string
+	To     netip.Prefix
+	Metric int
+}
+
+func (k RouteKey) compare(o RouteKey) int {
+	if c := strings.Compare(k.NS, o.NS); c != 0 {
+		return c
+	}
+	if c := comparePrefix(k.To, o.To); c != 0 {
+		return c
+	}
+	return k.Metric - o.Metric
+}
+
+// Route is a route in the main table of a namespace.
+type Route struct {
+	RouteKey
+	Via netip.Addr // invalid for a device route
+	Dev string
+}
+
+// SysctlKey is a sysctl of a namespace, as a path below /proc/sys/ (net/ipv4/ip_forward).
+type SysctlKey struct {
+	NS   string
+	Path string
+}
+
+func (k SysctlKey) compare(o SysctlKey) int {
+	if c := strings.Compare(k.NS, o.NS); c != 0 {
+		return c
+	}
+	return strings.Compare(k.Path, o.Path)
+}
+
+// Name is the sysctl as `sysctl` prints it: dotted, unless a component has a dot.
+func (k SysctlKey) Name() string {
+	parts := strings.Split(k.Path, "/")
+	for _, p := range parts {
+		if strings.Contains(p, ".") {
+			return k.Path
+		}
+	}
+	return strings.Join(parts, ".")
+}
+
+// SysctlPath turns a sysctl name in either form (net.ipv4.ip_forward or
+// net/ipv4/conf/eth0.100/forwarding) into its path below /proc/sys/.
+func SysctlPath(name string) string {
+	if strings.Contains(name, "/") {
+		return strings.Trim(name, "/")
+	}
+	return strings.ReplaceAll(name, ".", "/")
+}
+
+// NormalizeSysctlValue makes values compare as the kernel prints them: fields
+// separated by single spaces ("0\t2147483647" equals "0 2147483647").
+func NormalizeSysctlValue(v string) string {
+	return strings.Join(strings.Fields(v), " ")
+}
+
+func comparePrefix(a, b netip.Prefix) int {
+	if c := a.Addr().Compare(b.Addr()); c != 0 {
+		return c
+	}
+	return a.Bits() - b.Bits()
+}

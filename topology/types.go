@@ -1,0 +1,189 @@
+// Package topology reads a netlab lab file: strict parsing that keeps the source
+// position of every value, and validation that reports every problem at once as
+// FILE:LINE:COL: message. It is pure Go: nothing here touches the kernel.
+//
+// The flow is Load (or Parse then Validate). Validate also resolves what the file
+// leaves implicit (which namespace a link end lives in, generated bridge-port names,
+// the device of a route), so that the reconciler never has to guess.
+package topology
+
+import (
+	"net"
+	"net/netip"
+)
+
+// HostName is the reserved name of the network namespace netlab runs in.
+const HostName = "host"
+
+// Pos is a 1-based position in the lab file.
+type Pos struct{ Line, Col int }
+
+// Lab is one parsed lab file.
+type Lab struct {
+	File        string // the file name errors are reported against
+	Name        string // [a-z0-9][a-z0-9-]{0,23}
+	NamePos     Pos
+	Description string
+	NetnsPrefix string // prepended to every namespace's kernel name
+
+	Host       *Namespace   // the `host:` section; never nil after Parse (Name is HostName)
+	Bridges    []*Bridge    // in file order
+	Namespaces []*Namespace // in file order; never contains the host
+	Links      []*Link      // in file order
+	Checks     []*Check     // in file order
+}
+
+// Bridge is a Linux bridge ("docker0").
+type Bridge struct {
+	Pos       Pos
+	Name      string
+	Namespace string // HostName unless `namespace:` is given
+	Addresses []Address
+	MTU       int              // 0: kernel default
+	MAC       net.HardwareAddr // nil: kernel's choice
+
+	// Docker's bridge driver options.
+	Masquerade bool  // SNAT the bridge's subnets when leaving by another interface
+	ICC        *bool // nil: true. Ports of this bridge may talk to each other
+	Isolated   bool  // no forwarding between two isolated bridges
+}
+
+// Address is an interface address with its prefix length, as in `ip addr add`:
+// 172.17.0.2/16 keeps the host bits (Prefix.Addr() is the address, Prefix.Masked()
+// the subnet).
+type Address struct {
+	Pos    Pos
+	Prefix netip.Prefix
+}
+
+// Namespace is a network namespace of the lab, or the host (Name == HostName).
+type Namespace struct {
+	Pos        Pos
+	Name       string // the key in the file; the kernel name is Lab.KernelName(Name)
+	Interfaces []*Interface
+	Routes     []*Route
+	Sysctls    []*Sysctl
+	NAT        []*NATRule
+	Filter     []*FilterRule
+	Publish    []*Publish
+	Run        []*Command
+}
+
+// Interface configures one end of a link that lives in a namespace (not a bridge port).
+type Interface struct {
+	Pos       Pos
+	Name      string
+	Addresses []Address
+	MAC       net.HardwareAddr // nil: kernel's choice
+	MTU       int              // 0: kernel default
+}
+
+// Route is a route in the main table. `default` is 0.0.0.0/0 or ::/0 by the family of Via.
+type Route struct {
+	Pos    Pos
+	To     netip.Prefix
+	Via    netip.Addr // invalid (zero) for a device route
+	Dev    string     // as written, or resolved by Validate from the gateway's subnet
+	Metric int
+}
+
+// Sysctl is one net.* sysctl of a namespace. Key uses dots (net.ipv4.ip_forward) or,
+// when an interface name contains a dot, slashes (net/ipv4/conf/eth0.100/forwarding).
+type Sysctl struct {
+	Pos   Pos
+	Key   string
+	Value string
+}
+
+// Link is a veth pair.
+type Link struct {
+	Pos  Pos
+	Ends [2]*End
+}
+
+// End is one end of a link as written (NAMESPACE:IFNAME, host:IFNAME, BRIDGE or
+// BRIDGE:IFNAME) plus what Validate resolves.
+type End struct {
+	Pos  Pos
+	Text string // as written
+
+	// Resolved by Validate.
+	Namespace string // the namespace the interface lives in (HostName for the host)
+	Interface string // the interface name; generated for a bridge port written without one
+	Bridge    string // non-empty when this end is a port of that bridge
+}
+
+// Iface is an interface match in a rule; "!eth0" sets Not.
+type Iface struct {
+	Name string
+	Not  bool
+}
+
+// PortRange is a port or an inclusive range; the zero value matches any port.
+type PortRange struct{ First, Last uint16 }
+
+// NATRule is one rule of a namespace's `nat:` list.
+type NATRule struct {
+	Pos    Pos
+	Action string // "masquerade", "snat" or "dnat"
+	Source netip.Prefix
+	Dest   netip.Prefix
+	In     Iface
+	Out    Iface
+	Proto  string    // "", "tcp" or "udp"
+	Port   PortRange // destination port matched (dnat)
+	To     netip.Addr
+	ToPort PortRange // dnat target port; zero keeps the port
+}
+
+// FilterRule is one rule of a namespace's `filter:` list.
+type FilterRule struct {
+	Pos    Pos
+	Chain  string // "forward", "input" or "output"
+	In     Iface
+	Out    Iface
+	Source netip.Prefix
+	Dest   netip.Prefix
+	Proto  string // "", "tcp", "udp", "icmp" or "icmpv6"
+	SPort  PortRange
+	DPort  PortRange
+	State  []string // "new", "established", "related", "invalid"
+	Action string   // "accept", "drop" or "reject"
+}
+
+// Publish is one `publish:` entry, docker run -p [HOST_IP:]HOST_PORT:PORT[/PROTO].
+type Publish struct {
+	Pos      Pos
+	Text     string
+	HostIP   netip.Addr // invalid: every address of the host
+	HostPort uint16
+	Port     uint16
+	Proto    string // "tcp" or "udp"
+}
+
+// Command is one `run:` entry: a long-running process started in the namespace.
+type Command struct {
+	Pos  Pos
+	Line string
+}
+
+// Check is one entry of `checks:`, run by `netlab test`.
+type Check struct {
+	Pos    Pos
+	From   string // a namespace name, or HostName
+	Kind   string // "ping", "tcp" or "http"
+	Target string // an address, ADDR:PORT, or a URL
+
+	ExpectFail   bool
+	ExpectStatus int        // http: 0 means 200
+	ExpectBody   string     // http: a substring of the body
+	ExpectSource netip.Addr // the source address the far end saw
+}
+
+// KernelName is the name of a lab namespace in the kernel (and under /run/netns).
+func (l *Lab) KernelName(namespace string) string {
+	if namespace == HostName {
+		return ""
+	}
+	return l.NetnsPrefix + namespace
+}
