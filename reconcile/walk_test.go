@@ -1,0 +1,236 @@
+package reconcile_test
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"net/netip"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	r "netlab/reconcile"
+	"netlab/reconcile/fake"
+)
+
+// randomState builds a consistent desired state: namespaces each with eth0 on a
+// host bridge or wired to another namespace, maybe an eth1, addresses, routes via
+// the addresses' subnets, MTUs, MACs and sysctls, all drawn from small pools so
+// that consecutive states overlap and the walk exercises changes, not just churn.
+func randomState(rng *rand.Rand) *r.State {
+	s := r.NewState("walk")
+	bridges := []string{"br0", "br1"}[:1+rng.IntN(2)]
+	for i, b := range bridges {
+		k := r.LinkKey{NS: r.Host, Name: b}
+		s.Links[k] = &r.Link{LinkKey: k, Kind: r.KindBridge, Up: true, MTU: pick(rng, 0, 1500)}
+		s.Addrs[r.AddrKey{LinkKey: k, Prefix: netip.MustParsePrefix(fmt.Sprintf("10.%d.0.1/24", i))}] = true
+	}
+	var names []string
+	for i := range 6 {
+		if rng.IntN(3) > 0 {
+			names = append(names, fmt.Sprintf("n%d", i))
+		}
+	}
+	for i, ns := range names {
+		s.Namespaces[ns] = &r.Netns{Name: ns, LoUp: true}
+		eth0 := r.LinkKey{NS: ns, Name: "eth0"}
+		if i > 0 && rng.IntN(4) == 0 {
+			// Wired straight to the previous namespace's eth1.
+			peer := r.LinkKey{NS: names[i-1], Name: "eth1"}
+			if _, taken := s.Links[peer]; !taken {
+				veth(s, eth0, peer, "")
+				addr(s, eth0, fmt.Sprintf("192.168.%d.2/24", i))
+				addr(s, peer, fmt.Sprintf("192.168.%d.1/24", i))
+				continue
+			}
+		}
+		b := rng.IntN(len(bridges))
+		port := r.LinkKey{NS: r.Host, Name: "v" + ns + pick(rng, "", "x")} // a renamed port is a replace
+		veth(s, eth0, port, bridges[b])
+		s.Links[eth0].MTU = pick(rng, 0, 1500, 9000)
+		s.Links[eth0].MAC = pick(rng, "", fmt.Sprintf("02:42:0a:%02x:00:%02x", b, i+2))
+		host := 2 + i + rng.IntN(2)*50
+		addr(s, eth0, fmt.Sprintf("10.%d.0.%d/24", b, host))
+		if rng.IntN(3) == 0 {
+			addr(s, eth0, fmt.Sprintf("2001:db8:%d::%d/64", b, host))
+		}
+		if rng.IntN(2) == 0 {
+			k := r.RouteKey{NS: ns, To: netip.MustParsePrefix("0.0.0.0/0"), Metric: pick(rng, 0, 10)}
+			s.Routes[k] = &r.Route{RouteKey: k, Via: netip.MustParseAddr(fmt.Sprintf("10.%d.0.1", b)), Dev: "eth0"}
+		}
+		if rng.IntN(3) == 0 {
+			s.Sysctls[r.SysctlKey{NS: ns, Path: "net/ipv4/ip_forward"}] = pick(rng, "0", "1")
+		}
+	}
+	if rng.IntN(2) == 0 {
+		s.Sysctls[r.SysctlKey{NS: r.Host, Path: "net/ipv4/ip_forward"}] = "1"
+	}
+	return s
+}
+
+func pick[T any](rng *rand.Rand, choices ...T) T { return choices[rng.IntN(len(choices))] }
+
+func veth(s *r.State, a, b r.LinkKey, master string) {
+	s.Links[a] = &r.Link{LinkKey: a, Kind: r.KindVeth, Peer: b, Up: true}
+	s.Links[b] = &r.Link{LinkKey: b, Kind: r.KindVeth, Peer: a, Master: master, Up: true}
+}
+
+func addr(s *r.State, k r.LinkKey, p string) {
+	s.Addrs[r.AddrKey{LinkKey: k, Prefix: netip.MustParsePrefix(p)}] = true
+}
+
+// drift changes the fake kernel by hand, as a student poking at a lab would.
+func drift(rng *rand.Rand, d *fake.Driver, observed *r.State) {
+	var owned []r.LinkKey
+	for k := range observed.Links {
+		owned = append(owned, k)
+	}
+	if len(owned) == 0 {
+		return
+	}
+	k := owned[rng.IntN(len(owned))]
+	d.Mutate(func(kern *fake.Kernel) {
+		switch rng.IntN(4) {
+		case 0:
+			kern.DeleteLink(k)
+		case 1:
+			kern.SetDown(k)
+		case 2:
+			kern.SetAddrs(k, r.AddrKey{LinkKey: k, Prefix: netip.MustParsePrefix("172.31.0.9/16")})
+		case 3:
+			for rk := range observed.Routes {
+				kern.DeleteRoute(rk)
+				break
+			}
+		}
+	})
+}
+
+// TestRandomWalkConverges walks through random desired states with drift in
+// between: every step must converge, the next plan must be empty, and the objects
+// of others must never be touched.
+func TestRandomWalkConverges(t *testing.T) {
+	ctx := context.Background()
+	for seed := range uint64(20) {
+		rng := rand.New(rand.NewPCG(seed, 42))
+		d := fake.New()
+		d.AddForeignNetns("foreign", "")
+		d.AddForeignNetns("theirs", "other-lab")
+		d.AddForeignLink(r.Link{LinkKey: r.LinkKey{NS: r.Host, Name: "eth0"}, Kind: "device", Up: true}, "")
+		d.AddForeignLink(r.Link{LinkKey: r.LinkKey{NS: r.Host, Name: "docker0"}, Kind: r.KindBridge}, "other-lab")
+		foreignNetns, foreignLinks := d.Snapshot()
+
+		for step := range 30 {
+			desired := randomState(rng)
+			if observed, _ := d.Observe(ctx, r.Query{Lab: "walk"}); step > 0 && rng.IntN(2) == 0 {
+				drift(rng, d, observed)
+			}
+			converge(t, ctx, d, desired, fmt.Sprintf("seed %d step %d", seed, step))
+		}
+		converge(t, ctx, d, r.NewState("walk"), fmt.Sprintf("seed %d down", seed))
+
+		netns, links := d.Snapshot()
+		if diff := cmp.Diff(foreignNetns, netns); diff != "" {
+			t.Errorf("seed %d: namespaces after down differ from the foreign ones (-want +got):\n%s", seed, diff)
+		}
+		if diff := cmp.Diff(foreignLinks, links); diff != "" {
+			t.Errorf("seed %d: interfaces after down differ from the foreign ones (-want +got):\n%s", seed, diff)
+		}
+	}
+}
+
+func converge(t *testing.T, ctx context.Context, d *fake.Driver, desired *r.State, where string) {
+	t.Helper()
+	plan, err := r.MakePlan(ctx, d, desired)
+	if err != nil {
+		t.Fatalf("%s: plan: %v", where, err)
+	}
+	if err := r.Apply(ctx, d, plan); err != nil {
+		t.Fatalf("%s: apply: %v\nplan:\n%s", where, err, text(plan))
+	}
+	if err := r.Verify(ctx, d, desired); err != nil {
+		t.Fatalf("%s: %v\nafter applying:\n%s", where, err, text(plan))
+	}
+	observed, err := d.Observe(ctx, r.Query{Lab: desired.Lab, Sysctls: desired.SysctlKeys()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(comparable(desired, desired), comparable(desired, observed)); diff != "" {
+		t.Fatalf("%s: the kernel does not hold the desired state (-want +got):\n%s\nafter applying:\n%s", where, diff, text(plan))
+	}
+	writes := d.Writes
+	again, err := r.MakePlan(ctx, d, desired)
+	if err != nil || !again.Empty() || d.Writes != writes {
+		t.Fatalf("%s: second plan not empty: %v %v", where, err, text(again))
+	}
+}
+
+// comparable projects a state onto what desired asks for, independently of Diff:
+// an attribute desired leaves to the kernel (MTU 0, MAC "") is not compared.
+func comparable(desired, s *r.State) map[string]string {
+	out := map[string]string{}
+	for k := range s.Namespaces {
+		out["netns "+k] = ""
+	}
+	for k, l := range s.Links {
+		want, ok := desired.Links[k]
+		mtu, mac := l.MTU, l.MAC
+		if ok && want.MTU == 0 {
+			mtu = 0
+		}
+		if ok && want.MAC == "" {
+			mac = ""
+		}
+		out["link "+k.String()] = fmt.Sprintf("%s peer=%s master=%s up=%v mtu=%d mac=%s", l.Kind, l.Peer, l.Master, l.Up, mtu, mac)
+	}
+	for k := range s.Addrs {
+		out["addr "+k.LinkKey.String()+" "+k.Prefix.String()] = ""
+	}
+	for k, rt := range s.Routes {
+		out[fmt.Sprintf("route %s %s %d", k.NS, k.To, k.Metric)] = rt.Via.String() + " " + rt.Dev
+	}
+	for k, v := range s.Sysctls {
+		if _, ok := desired.Sysctls[k]; ok {
+			out["sysctl "+k.NS+" "+k.Path] = v
+		}
+	}
+	return out
+}
+
+func text(p *r.Plan) string {
+	if p == nil {
+		return "<nil>"
+	}
+	var b []byte
+	for _, a := range p.Actions {
+		b = append(b, r.Line(a)+"\n"...)
+	}
+	return string(b)
+}
+
+// TestFailedStepIsNamedAndNextRunConverges interrupts an apply half-way: the error
+// names the step, and planning again from what the kernel holds converges.
+func TestFailedStepIsNamedAndNextRunConverges(t *testing.T) {
+	ctx := context.Background()
+	d := fake.New()
+	desired := randomState(rand.New(rand.NewPCG(7, 7)))
+	plan, err := r.MakePlan(ctx, d, desired)
+	if err != nil {
+		t.Fatal(err)
+	}
+	failAt := len(plan.Actions) / 2
+	n := 0
+	d.Fail = func(a r.Action) error {
+		if n++; n == failAt+1 {
+			return fmt.Errorf("injected failure")
+		}
+		return nil
+	}
+	err = r.Apply(ctx, d, plan)
+	want := fmt.Sprintf("apply step %d/%d (%s): injected failure", failAt+1, len(plan.Actions), r.Line(plan.Actions[failAt]))
+	if err == nil || err.Error() != want {
+		t.Fatalf("apply error:\n got %v\nwant %s", err, want)
+	}
+	d.Fail = nil
+	converge(t, ctx, d, desired, "after failure")
+}
