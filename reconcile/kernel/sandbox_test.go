@@ -1,20 +1,19 @@
 package kernel
 
-// The kernel tests never touch the machine's own network. TestMain re-runs the test
-// binary in a new network and mount namespace (a throwaway sandbox), and each test
-// then makes its own fresh "host" namespace inside that, with private directories
-// for namespace files and state. A leak canary compares the machine's own namespace
+// The kernel tests never touch the machine's own network. TestMain (tests/harness)
+// re-runs the test binary in a new network and mount namespace, and each test then
+// makes its own fresh "host" namespace inside that, with private directories for
+// namespace files and state. A leak canary compares the machine's own namespace
 // before and after the run.
 
 import (
 	"fmt"
+	"netlab/tests/harness"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
-	"slices"
 	"strings"
-	"syscall"
 	"testing"
 
 	"github.com/vishvananda/netlink"
@@ -22,62 +21,7 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-const sandboxEnv = "NETLAB_TEST_SANDBOX"
-
-func TestMain(m *testing.M) {
-	switch {
-	case os.Getenv(sandboxEnv) == "1":
-		os.Exit(m.Run())
-	case os.Geteuid() != 0 && os.Getenv("CI") != "":
-		fmt.Fprintln(os.Stderr, "kernel tests need root under CI (they run in a throwaway network namespace)")
-		os.Exit(1)
-	case os.Geteuid() != 0:
-		os.Setenv(sandboxEnv, "skip") // each test skips with the reason
-		os.Exit(m.Run())
-	}
-	before, err := machineSnapshot()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "leak canary:", err)
-		os.Exit(1)
-	}
-	cmd := exec.Command(os.Args[0], os.Args[1:]...)
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
-	cmd.Env = append(os.Environ(), sandboxEnv+"=1")
-	// New network and mount namespaces for the child; Go makes its mounts private.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Unshareflags: syscall.CLONE_NEWNET | syscall.CLONE_NEWNS}
-	code := 0
-	if err := cmd.Run(); err != nil {
-		code = 1
-		if ee, ok := err.(*exec.ExitError); ok {
-			code = ee.ExitCode()
-		}
-	}
-	after, err := machineSnapshot()
-	if err != nil || after != before {
-		fmt.Fprintf(os.Stderr, "LEAK: the machine's own network namespace changed during the tests\nbefore: %s\nafter:  %s\n", before, after)
-		code = 1
-	}
-	os.Exit(code)
-}
-
-// machineSnapshot describes the machine's own namespace: its interfaces and the
-// named namespaces in /run/netns.
-func machineSnapshot() (string, error) {
-	links, err := netlink.LinkList()
-	if err != nil {
-		return "", err
-	}
-	var names []string
-	for _, l := range links {
-		names = append(names, l.Attrs().Name)
-	}
-	entries, _ := os.ReadDir(DefaultNetnsDir)
-	for _, e := range entries {
-		names = append(names, "netns:"+e.Name())
-	}
-	slices.Sort(names)
-	return strings.Join(names, " "), nil
-}
+func TestMain(m *testing.M) { harness.Main(m) }
 
 // sandbox is one test's world: a fresh namespace standing in for the host, and
 // private directories for namespace files and state.
@@ -90,9 +34,7 @@ type sandbox struct {
 
 func newSandbox(t *testing.T) *sandbox {
 	t.Helper()
-	if os.Getenv(sandboxEnv) != "1" {
-		t.Skip("kernel tests need root: run `sudo make test`")
-	}
+	harness.Require(t)
 	sb := &sandbox{t: t, netnsDir: t.TempDir(), stateDir: filepath.Join(t.TempDir(), "state")}
 	hostc := make(chan netns.NsHandle, 1)
 	errc := make(chan error, 1)

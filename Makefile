@@ -1,0 +1,26 @@
+# netlab: build, test, bench. Kernel and end-to-end tests need root; they run in a
+# throwaway network namespace and never touch the machine's own network.
+
+GO      ?= go
+BIN     ?= bin/netlab
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+
+.PHONY: build test vet fmt-check clean
+
+build:
+	$(GO) build -ldflags "-X main.version=$(VERSION)" -o $(BIN) ./cmd/netlab
+
+# Unit tests (parser goldens, plan goldens, random walk on the fake kernel), kernel
+# tests and end-to-end tests of the built binary, plus formatting and vet.
+test: fmt-check vet
+	$(GO) test -count=1 -timeout 8m ./...
+
+vet:
+	$(GO) vet ./...
+
+fmt-check:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+
+clean:
+	rm -rf bin

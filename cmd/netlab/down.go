@@ -1,0 +1,74 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/spf13/cobra"
+
+	"netlab/reconcile"
+)
+
+func (a *app) downCmd() *cobra.Command {
+	var labName string
+	cmd := &cobra.Command{
+		Use:   "down [FILE | --lab NAME]",
+		Short: "Remove everything the lab owns, and nothing else",
+		Long: `Remove every namespace, interface, address and route the lab owns, and put
+back the sysctls it changed. Ownership is read from markers in the kernel, so
+--lab NAME works without the file, after a crash, and twice in a row.`,
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			switch {
+			case len(args) == 1 && labName != "":
+				return errors.New("down takes a FILE or --lab NAME, not both")
+			case len(args) == 1:
+				lab, _, err := loadLab(args[0])
+				if err != nil {
+					return err
+				}
+				labName = lab.Name
+			case labName == "":
+				return errors.New("down needs a FILE or --lab NAME")
+			}
+			d, err := a.openKernel()
+			if err != nil {
+				return err
+			}
+			defer d.Close()
+			lock, err := a.lock(d, labName)
+			if err != nil {
+				return err
+			}
+
+			empty := reconcile.NewState(labName)
+			plan, err := reconcile.MakePlan(ctx, d, empty)
+			if err != nil {
+				lock.Release(false)
+				return err
+			}
+			if err := plan.WriteText(a.Out); err != nil {
+				lock.Release(false)
+				return err
+			}
+			// Carry on past failures: one stubborn object must not keep the rest alive.
+			err = errors.Join(reconcile.ApplyAll(ctx, d, plan), reconcile.Verify(ctx, d, empty))
+			if err != nil {
+				lock.Release(false)
+				return fmt.Errorf("%w\nrun \"netlab down --lab %s\" again to finish", err, labName)
+			}
+			err = d.Forget(labName)
+			lock.Release(err == nil)
+			if err != nil {
+				return err
+			}
+			if !plan.Empty() {
+				fmt.Fprintf(a.Out, "Lab %s is down.\n", labName)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&labName, "lab", "", "the name of the lab to remove, without its file")
+	return cmd
+}

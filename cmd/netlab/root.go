@@ -1,0 +1,120 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+
+	"github.com/spf13/cobra"
+
+	"netlab/reconcile"
+	"netlab/reconcile/kernel"
+	"netlab/topology"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+// Streams are the command's standard streams, injected so tests can capture them.
+type Streams struct {
+	In       io.Reader
+	Out, Err io.Writer
+}
+
+// exitCode is an error that carries the process exit code; its message, if any,
+// has been printed already.
+type exitCode int
+
+func (e exitCode) Error() string { return fmt.Sprintf("exit status %d", int(e)) }
+
+// app holds what every command shares.
+type app struct {
+	Streams
+	verbose bool
+}
+
+// Run executes netlab with args and returns the exit code.
+func Run(ctx context.Context, args []string, streams Streams) int {
+	a := &app{Streams: streams}
+	root := &cobra.Command{
+		Use:   "netlab",
+		Short: "Declarative network labs on one Linux machine",
+		Long: `netlab turns a YAML topology into live Linux kernel state and keeps it there:
+network namespaces, bridges, veth links, addresses, routes and sysctls.
+
+  netlab up labs/docker-bridge.yaml     observe, plan, apply, verify
+  netlab plan labs/docker-bridge.yaml   show what up would do
+  netlab down labs/docker-bridge.yaml   remove everything the lab owns`,
+		Version:       version,
+		SilenceErrors: true,
+		SilenceUsage:  true,
+	}
+	root.SetArgs(args)
+	root.SetIn(streams.In)
+	root.SetOut(streams.Out)
+	root.SetErr(streams.Err)
+	root.PersistentFlags().BoolVarP(&a.verbose, "verbose", "v", false, "log what netlab does to stderr")
+	root.AddCommand(a.validateCmd(), a.planCmd(), a.upCmd(), a.downCmd(), a.statusCmd())
+
+	err := root.ExecuteContext(ctx)
+	var code exitCode
+	switch {
+	case err == nil:
+		return 0
+	case errors.As(err, &code):
+		return int(code)
+	}
+	a.printError(err)
+	return 1
+}
+
+// printError prints an error for a person: file errors one per line as
+// FILE:LINE:COL: message, everything else after "netlab: ".
+func (a *app) printError(err error) {
+	var fileErrs topology.Errors
+	if errors.As(err, &fileErrs) {
+		fmt.Fprintln(a.Err, fileErrs.Error())
+		return
+	}
+	fmt.Fprintf(a.Err, "netlab: %v\n", err)
+}
+
+func (a *app) logger() *slog.Logger {
+	if !a.verbose {
+		return slog.New(slog.DiscardHandler)
+	}
+	return slog.New(slog.NewTextHandler(a.Err, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+// loadLab reads, validates and compiles a lab file. Nothing touches the kernel.
+func loadLab(file string) (*topology.Lab, *reconcile.State, error) {
+	lab, err := topology.Load(file)
+	if err != nil {
+		return nil, nil, err
+	}
+	desired, err := reconcile.Desired(lab)
+	if err != nil {
+		return nil, nil, err
+	}
+	return lab, desired, nil
+}
+
+// openKernel checks privileges and opens the kernel driver.
+func (a *app) openKernel() (*kernel.Driver, error) {
+	if err := kernel.CheckPrivileges(); err != nil {
+		return nil, err
+	}
+	return kernel.New(kernel.Options{Logger: a.logger()})
+}
+
+// lock takes the lab's lock, saying so when it has to wait for another run.
+func (a *app) lock(d *kernel.Driver, lab string) (*kernel.Lock, error) {
+	l, err := d.Lock(lab, false)
+	if errors.Is(err, kernel.ErrLocked) {
+		fmt.Fprintf(a.Err, "netlab: lab %s is busy with another netlab run; waiting for it to finish...\n", lab)
+		return d.Lock(lab, true)
+	}
+	return l, err
+}

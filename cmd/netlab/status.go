@@ -1,0 +1,132 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+
+	"netlab/reconcile"
+	"netlab/reconcile/kernel"
+)
+
+// labStatus is one row of `netlab status`.
+type labStatus struct {
+	Name       string   `json:"name"`
+	File       string   `json:"file,omitempty"`
+	Namespaces int      `json:"namespaces"`
+	Links      int      `json:"links"`
+	Drift      string   `json:"drift"`           // "no", "yes", or why it is unknown
+	Drifted    []string `json:"drifted"`         // the plan lines that would repair it
+	Error      string   `json:"error,omitempty"` // why the drift could not be computed
+}
+
+func (a *app) statusCmd() *cobra.Command {
+	var output string
+	cmd := &cobra.Command{
+		Use:   "status [NAME]",
+		Short: "List running labs, their objects and any drift from their files",
+		Args:  cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if output != "text" && output != "json" {
+				return fmt.Errorf("unknown output format %q: want text or json", output)
+			}
+			d, err := a.openKernel()
+			if err != nil {
+				return err
+			}
+			defer d.Close()
+			names := args
+			if len(names) == 0 {
+				if names, err = d.Labs(); err != nil {
+					return err
+				}
+			}
+			rows := make([]labStatus, 0, len(names))
+			for _, name := range names {
+				row, err := labStatusOf(cmd.Context(), d, name)
+				if err != nil {
+					return err
+				}
+				rows = append(rows, row)
+			}
+			if output == "json" {
+				enc := json.NewEncoder(a.Out)
+				enc.SetIndent("", "  ")
+				return enc.Encode(rows)
+			}
+			return a.printStatus(rows, len(args) == 1)
+		},
+	}
+	cmd.Flags().StringVarP(&output, "output", "o", "text", "output format: text or json")
+	return cmd
+}
+
+// labStatusOf observes one lab and, if its file is still there and valid, plans it
+// to see whether the kernel drifted from the file.
+func labStatusOf(ctx context.Context, d *kernel.Driver, name string) (labStatus, error) {
+	row := labStatus{Name: name, Drifted: []string{}}
+	observed, err := d.Observe(ctx, reconcile.Query{Lab: name})
+	if err != nil {
+		return row, err
+	}
+	row.Namespaces, row.Links = len(observed.Namespaces), len(observed.Links)
+	info, ok := d.LabInfo(name)
+	if !ok {
+		row.Drift = "unknown"
+		row.Error = "no record of the lab's file (brought up by an older netlab, or its state was removed)"
+		return row, nil
+	}
+	row.File = info.File
+	_, desired, err := loadLab(info.File)
+	if err != nil {
+		row.Drift = "unknown"
+		row.Error = err.Error()
+		return row, nil
+	}
+	plan, err := reconcile.MakePlan(ctx, d, desired)
+	if err != nil {
+		row.Drift = "unknown"
+		row.Error = err.Error()
+		return row, nil
+	}
+	row.Drift = "no"
+	if !plan.Empty() {
+		row.Drift = "yes"
+		for _, act := range plan.Actions {
+			row.Drifted = append(row.Drifted, reconcile.Line(act))
+		}
+	}
+	return row, nil
+}
+
+func (a *app) printStatus(rows []labStatus, details bool) error {
+	if len(rows) == 0 {
+		fmt.Fprintln(a.Out, "No labs are running.")
+		return nil
+	}
+	w := tabwriter.NewWriter(a.Out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "LAB\tFILE\tNAMESPACES\tLINKS\tDRIFT")
+	for _, r := range rows {
+		fmt.Fprintf(w, "%s\t%s\t%d\t%d\t%s\n", r.Name, r.File, r.Namespaces, r.Links, r.Drift)
+	}
+	if err := w.Flush(); err != nil {
+		return err
+	}
+	for _, r := range rows {
+		if r.Error != "" {
+			fmt.Fprintf(a.Out, "\n%s: drift unknown: %s\n", r.Name, r.Error)
+		}
+		if details || r.Drift == "yes" {
+			if len(r.Drifted) > 0 {
+				fmt.Fprintf(a.Out, "\n%s drifted from its file; `netlab up %s` would:\n", r.Name, r.File)
+				for _, l := range r.Drifted {
+					fmt.Fprintf(a.Out, "  %s\n", l)
+				}
+			}
+		}
+	}
+	return nil
+}

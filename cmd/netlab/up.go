@@ -1,0 +1,63 @@
+package main
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"netlab/reconcile"
+)
+
+func (a *app) upCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "up FILE",
+		Short: "Bring the kernel to what the lab file says",
+		Long: `Observe the kernel, diff it against the lab file, print the plan, apply it and
+observe again to verify. Running it again changes nothing. After a failure, or
+after someone changed the lab by hand, running it again puts back exactly what
+differs.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			lab, desired, err := loadLab(args[0])
+			if err != nil {
+				return err
+			}
+			d, err := a.openKernel()
+			if err != nil {
+				return err
+			}
+			defer d.Close()
+			lock, err := a.lock(d, lab.Name)
+			if err != nil {
+				return err
+			}
+			defer lock.Release(false)
+
+			plan, err := reconcile.MakePlan(ctx, d, desired)
+			if err != nil {
+				return err
+			}
+			if err := plan.WriteText(a.Out); err != nil {
+				return err
+			}
+			if err := d.RecordLab(lab.Name, args[0], lab.NetnsPrefix); err != nil {
+				return err
+			}
+			if plan.Empty() {
+				return nil
+			}
+			start := time.Now()
+			if err := reconcile.Apply(ctx, d, plan); err != nil {
+				return fmt.Errorf("%w\nrun \"netlab up %s\" again to converge", err, args[0])
+			}
+			if err := reconcile.Verify(ctx, d, desired); err != nil {
+				return err
+			}
+			fmt.Fprintf(a.Out, "Apply complete: %d actions in %s; the kernel matches %s.\n",
+				len(plan.Actions), time.Since(start).Round(time.Millisecond), args[0])
+			return nil
+		},
+	}
+}

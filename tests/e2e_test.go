@@ -1,0 +1,240 @@
+package tests
+
+import (
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+)
+
+const spine = "testdata/spine.yaml"
+
+func mustContain(t *testing.T, what, got string, wants ...string) {
+	t.Helper()
+	for _, w := range wants {
+		if !strings.Contains(got, w) {
+			t.Errorf("%s: want %q in:\n%s", what, w, got)
+		}
+	}
+}
+
+// TestLifecycle walks the spine lab through everything a user does with it:
+// validate, plan, up, a no-op up, drift and repair, status, down twice.
+func TestLifecycle(t *testing.T) {
+	sb := newSandbox(t)
+
+	mustContain(t, "validate", sb.ok("netlab", "validate", spine), `valid lab "spine": 2 namespaces, 1 bridges, 2 links`)
+
+	plan := sb.ok("netlab", "plan", spine)
+	mustContain(t, "first plan", plan,
+		"+ netns   c1\n+ netns   c2\n+ bridge  host:br0\n",
+		"+ veth    c2:eth0 <-> host:veth-c2\n",
+		"+ route   c1: default via 10.10.0.1 dev eth0\n",
+		"~ sysctl  host: net.ipv4.ip_forward 0 -> 1\n",
+	)
+
+	up := sb.ok("netlab", "up", spine)
+	mustContain(t, "up", up, "Apply complete:", "the kernel matches testdata/spine.yaml.")
+
+	// What a student sees, with iproute2 and real traffic.
+	mustContain(t, "ip -n c1 route", sb.ok("ip", "-n", "c1", "route"), "default via 10.10.0.1 dev eth0")
+	mustContain(t, "ip -n c1 addr", sb.ok("ip", "-n", "c1", "addr", "show", "eth0"),
+		"link/ether 02:42:0a:0a:00:02", "inet 10.10.0.2/24 brd 10.10.0.255 scope global eth0")
+	mustContain(t, "ip -n c2 route", sb.ok("ip", "-n", "c2", "route"), "10.99.0.0/16 via 10.10.0.1 dev eth0 metric 10")
+	sb.ok("ip", "netns", "exec", "c1", "ping", "-c1", "-W2", "10.10.0.3")
+	sb.ok("ip", "netns", "exec", "c2", "ping", "-c1", "-W2", "10.10.0.2")
+
+	// Idempotent: nothing to do, and plan says so with its exit code.
+	if got := sb.ok("netlab", "up", spine); got != "No changes.\n" {
+		t.Errorf("second up printed %q, want \"No changes.\\n\"", got)
+	}
+	if res := sb.exec("netlab", "plan", "--detailed-exitcode", spine); res.code != 0 || res.stdout != "No changes.\n" {
+		t.Errorf("plan --detailed-exitcode after up: exit %d, %q", res.code, res.stdout)
+	}
+	mustContain(t, "status", sb.ok("netlab", "status"), "spine", "spine.yaml", "no")
+
+	// Drift by hand: a deleted veth, a changed address, a removed route.
+	sb.ok("ip", "link", "del", "veth-c2")
+	sb.ok("ip", "-n", "c1", "addr", "add", "10.10.0.77/24", "dev", "eth0")
+	sb.ok("ip", "-n", "c1", "route", "del", "default")
+	res := sb.exec("netlab", "plan", "--detailed-exitcode", spine)
+	if res.code != 2 {
+		t.Errorf("plan --detailed-exitcode after drift: exit %d, want 2\n%s%s", res.code, res.stdout, res.stderr)
+	}
+	want := `+ veth    c2:eth0 <-> host:veth-c2
++ port    host:veth-c2 master br0
++ addr    c2:eth0 10.10.0.3/24
+- addr    c1:eth0 10.10.0.77/24
++ link    c2:eth0 up
++ link    host:veth-c2 up
++ route   c1: default via 10.10.0.1 dev eth0
++ route   c2: 10.99.0.0/16 via 10.10.0.1 dev eth0 metric 10
++ route   c2: default via 10.10.0.1 dev eth0
+Plan: 8 to add, 0 to change, 1 to destroy.
+`
+	if res.stdout != want {
+		t.Errorf("plan after drift:\n got:\n%s\nwant:\n%s", res.stdout, want)
+	}
+	status := sb.ok("netlab", "status")
+	mustContain(t, "status after drift", status, "yes", "+ veth    c2:eth0 <-> host:veth-c2")
+	sb.ok("netlab", "up", spine)
+	if got := sb.ok("netlab", "plan", spine); got != "No changes.\n" {
+		t.Errorf("plan after repair: %q", got)
+	}
+
+	// Down removes everything and puts the sysctl back; twice is fine.
+	down := sb.ok("netlab", "down", spine)
+	mustContain(t, "down", down, "- netns   c1", "- sysctl  host: net.ipv4.ip_forward 1 -> 0 (restored)", "Lab spine is down.")
+	if got := sb.ok("ip", "netns", "list"); got != "" {
+		t.Errorf("namespaces after down: %q", got)
+	}
+	if got := sb.ok("ip", "-o", "link"); strings.Count(got, "\n") != 1 || !strings.Contains(got, "lo:") {
+		t.Errorf("interfaces after down, want only lo:\n%s", got)
+	}
+	if got := sb.ok("ip", "-o", "addr"); strings.Contains(got, "10.10.") {
+		t.Errorf("addresses after down:\n%s", got)
+	}
+	if got := sb.ok("ls", "-A", "/run/netlab"); got != "" {
+		t.Errorf("files left in /run/netlab after down: %q", got)
+	}
+	if got := sb.ok("sysctl", "-n", "net.ipv4.ip_forward"); got != "0\n" {
+		t.Errorf("ip_forward after down = %q, want 0", got)
+	}
+	if got := sb.ok("netlab", "down", spine); got != "No changes.\n" {
+		t.Errorf("second down printed %q", got)
+	}
+	if got := sb.ok("netlab", "status"); got != "No labs are running.\n" {
+		t.Errorf("status after down: %q", got)
+	}
+}
+
+// TestIncrementalUp edits the file of a running lab: only what was edited changes.
+func TestIncrementalUp(t *testing.T) {
+	sb := newSandbox(t)
+	sb.ok("netlab", "up", spine)
+	before := sb.ok("ip", "-n", "c1", "-o", "link", "show", "eth0")
+	sb.ok("ip", "netns", "exec", "c1", "sh", "-c", "sleep 60 >/dev/null 2>&1 & echo $! > /run/netlab-sleeper") // a process that must survive
+
+	got := sb.ok("netlab", "up", "testdata/spine-eth1.yaml")
+	want := `+ bridge  host:br1
++ veth    c1:eth1 <-> host:veth`
+	mustContain(t, "incremental up", got, want, "+ addr    c1:eth1 10.20.0.2/24", "Plan: 8 to add, 0 to change, 0 to destroy.")
+	if strings.Contains(got, "eth0") {
+		t.Errorf("incremental up touched eth0:\n%s", got)
+	}
+	if after := sb.ok("ip", "-n", "c1", "-o", "link", "show", "eth0"); ifindexOf(before) != ifindexOf(after) {
+		t.Errorf("c1:eth0 was recreated:\nbefore %s\nafter  %s", before, after)
+	}
+	sb.ok("ip", "netns", "exec", "c1", "ping", "-c1", "-W2", "10.20.0.1")
+	sb.ok("sh", "-c", "kill -0 $(cat /run/netlab-sleeper)")
+
+	// And back: eth1 and br1 go, nothing else.
+	got = sb.ok("netlab", "up", spine)
+	mustContain(t, "up of the original file", got, "- bridge  host:br1", "Plan: 0 to add, 0 to change, 2 to destroy.")
+	sb.ok("sh", "-c", "kill $(cat /run/netlab-sleeper)")
+}
+
+var ifindexRE = regexp.MustCompile(`^(\d+):`)
+
+func ifindexOf(line string) string { return ifindexRE.FindString(line) }
+
+// TestDownWithoutTheFile removes a lab by name after its file is gone.
+func TestDownWithoutTheFile(t *testing.T) {
+	sb := newSandbox(t)
+	dir := t.TempDir()
+	data, err := os.ReadFile(spine)
+	if err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(dir, "lab.yaml")
+	if err := os.WriteFile(file, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	sb.ok("netlab", "up", file)
+	os.Remove(file)
+	mustContain(t, "status without the file", sb.ok("netlab", "status"), "unknown")
+	mustContain(t, "down --lab", sb.ok("netlab", "down", "--lab", "spine"), "- netns   c1", "Lab spine is down.")
+	if got := sb.ok("ip", "netns", "list"); got != "" {
+		t.Errorf("namespaces after down --lab: %q", got)
+	}
+}
+
+// TestInvalidFilesChangeNothing: a bad file is reported with positions, exits 1
+// and leaves the kernel as it was, for every command that takes a file.
+func TestInvalidFilesChangeNothing(t *testing.T) {
+	sb := newSandbox(t)
+	sb.ok("netlab", "up", spine) // a running lab must not be disturbed either
+	before := sb.kernelState()
+	files, _ := filepath.Glob("../topology/testdata/invalid-*.yaml")
+	if len(files) < 25 {
+		t.Fatalf("found %d invalid files, want at least 25", len(files))
+	}
+	for _, f := range files {
+		for _, cmd := range []string{"validate", "plan", "up", "down"} {
+			res := sb.exec("netlab", cmd, f)
+			if res.code != 1 {
+				t.Errorf("netlab %s %s: exit %d, want 1", cmd, f, res.code)
+			}
+			if !strings.HasPrefix(res.stderr, f+":") {
+				t.Errorf("netlab %s %s: stderr does not start with FILE:LINE:COL:\n%s", cmd, f, res.stderr)
+			}
+		}
+	}
+	if after := sb.kernelState(); after != before {
+		t.Errorf("invalid files changed the kernel:\nbefore:\n%s\nafter:\n%s", before, after)
+	}
+}
+
+// TestUnprivileged: without root, netlab says so clearly and changes nothing.
+func TestUnprivileged(t *testing.T) {
+	sb := newSandbox(t)
+	before := sb.kernelState()
+	nobody := []string{"setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all"}
+	for _, cmd := range []string{"plan", "up", "down", "status"} {
+		args := []string{"netlab", cmd}
+		if cmd != "status" {
+			args = append(args, spine)
+		}
+		res := sb.execAs(nobody, args...)
+		if res.code != 1 || !strings.Contains(res.stderr, "needs root privileges") {
+			t.Errorf("netlab %s as nobody: exit %d, stderr %q", cmd, res.code, res.stderr)
+		}
+	}
+	// validate needs no privileges.
+	if res := sb.execAs(nobody, "netlab", "validate", spine); res.code != 0 {
+		t.Errorf("validate as nobody: exit %d: %s", res.code, res.stderr)
+	}
+	if after := sb.kernelState(); after != before {
+		t.Errorf("unprivileged runs changed the kernel")
+	}
+}
+
+// TestConcurrentUps: two ups of one lab at once; one waits for the other, both
+// succeed, and the lab is exactly as the file says.
+func TestConcurrentUps(t *testing.T) {
+	sb := newSandbox(t)
+	var wg sync.WaitGroup
+	results := make([]result, 2)
+	for i := range results {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			results[i] = sb.exec("netlab", "up", spine)
+		}()
+	}
+	wg.Wait()
+	for i, res := range results {
+		if res.code != 0 {
+			t.Errorf("up #%d: exit %d\n%s%s", i, res.code, res.stdout, res.stderr)
+		}
+	}
+	// One of them built the lab, the other found nothing left to do.
+	if got := results[0].stdout + results[1].stdout; !strings.Contains(got, "No changes.") || !strings.Contains(got, "Apply complete") {
+		t.Errorf("want one up to apply and the other to find no changes:\n%s", got)
+	}
+	if got := sb.ok("netlab", "plan", spine); got != "No changes.\n" {
+		t.Errorf("plan after concurrent ups: %q", got)
+	}
+}

@@ -1,0 +1,136 @@
+package tests
+
+// End-to-end tests run the built netlab binary as a user would, each test in its
+// own sandbox: a process in a new network and mount namespace with a private
+// tmpfs on /run (so /run/netns and /run/netlab are the sandbox's own). Commands
+// enter it with nsenter; killing the process destroys everything the test made.
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"netlab/tests/harness"
+)
+
+// netlabBin is the binary under test, built once by TestMain.
+var netlabBin string
+
+func TestMain(m *testing.M) {
+	if os.Getenv(harness.Env) == "1" {
+		dir, err := os.MkdirTemp("", "netlab-e2e-")
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		os.Chmod(dir, 0o755) // the unprivileged-user test runs the binary as nobody
+		netlabBin = filepath.Join(dir, "netlab")
+		build := exec.Command("go", "build", "-o", netlabBin, "../cmd/netlab")
+		build.Stdout, build.Stderr = os.Stderr, os.Stderr
+		if err := build.Run(); err != nil {
+			fmt.Fprintln(os.Stderr, "build netlab:", err)
+			os.Exit(1)
+		}
+		code := m.Run()
+		os.RemoveAll(dir)
+		os.Exit(code)
+	}
+	harness.Main(m)
+}
+
+type sandbox struct {
+	t   *testing.T
+	cmd *exec.Cmd
+}
+
+func newSandbox(t *testing.T) *sandbox {
+	t.Helper()
+	harness.Require(t)
+	cmd := exec.Command("unshare", "--net", "--mount", "--propagation", "private", "--",
+		"sh", "-c", "mount -t tmpfs tmpfs /run && mkdir /run/netns /run/netlab && ip link set lo up && echo ready && exec sleep 3600")
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start sandbox: %v", err)
+	}
+	sb := &sandbox{t: t, cmd: cmd}
+	t.Cleanup(func() {
+		cmd.Process.Kill() // by PID: the sandbox's namespaces die with it
+		cmd.Wait()
+	})
+	if line, err := bufio.NewReader(stdout).ReadString('\n'); err != nil || line != "ready\n" {
+		t.Fatalf("sandbox did not start: %q %v", line, err)
+	}
+	return sb
+}
+
+// result is what a command printed and how it exited.
+type result struct {
+	stdout, stderr string
+	code           int
+}
+
+// exec runs a command inside the sandbox; "netlab" means the binary under test.
+func (sb *sandbox) exec(args ...string) result {
+	sb.t.Helper()
+	return sb.execAs(nil, args...)
+}
+
+// execAs runs a command inside the sandbox behind a prefix such as setpriv.
+func (sb *sandbox) execAs(prefix []string, args ...string) result {
+	sb.t.Helper()
+	if args[0] == "netlab" {
+		args[0] = netlabBin
+	}
+	wd, err := os.Getwd()
+	if err != nil {
+		sb.t.Fatal(err)
+	}
+	// Entering a mount namespace moves to its root unless told where to work.
+	full := append([]string{"-t", fmt.Sprint(sb.cmd.Process.Pid), "-n", "-m", "--wd=" + wd, "--"}, append(prefix, args...)...)
+	cmd := exec.Command("nsenter", full...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err = cmd.Run()
+	res := result{stdout: stdout.String(), stderr: stderr.String()}
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		res.code = ee.ExitCode()
+	} else if err != nil {
+		sb.t.Fatalf("run %v: %v", args, err)
+	}
+	return res
+}
+
+// ok runs a command that must succeed and returns its standard output.
+func (sb *sandbox) ok(args ...string) string {
+	sb.t.Helper()
+	res := sb.exec(args...)
+	if res.code != 0 {
+		sb.t.Fatalf("%s: exit %d\nstdout:\n%s\nstderr:\n%s", strings.Join(args, " "), res.code, res.stdout, res.stderr)
+	}
+	return res.stdout
+}
+
+// kernelState is what the sandbox's kernel holds, as iproute2 shows it: used to
+// prove that a failed command changed nothing.
+func (sb *sandbox) kernelState() string {
+	sb.t.Helper()
+	var b strings.Builder
+	b.WriteString(sb.ok("ip", "-o", "link"))
+	b.WriteString(sb.ok("ip", "-o", "addr", "show", "scope", "global")) // not the kernel's own link-local addresses, whose DAD state changes by itself
+	b.WriteString(sb.ok("ip", "route"))
+	b.WriteString(sb.ok("ip", "netns", "list"))
+	b.WriteString(sb.ok("ls", "-A", "/run/netlab"))
+	b.WriteString(sb.ok("sysctl", "-n", "net.ipv4.ip_forward"))
+	return b.String()
+}
