@@ -1,0 +1,548 @@
+package topology
+
+import (
+	"cmp"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"net/netip"
+	"slices"
+	"strings"
+)
+
+// Validate checks how the values of a parsed lab fit together (names, links,
+// subnets, gateways, duplicates) and reports every problem at once as sorted Errors.
+// It also resolves what the file leaves implicit: each link end's namespace,
+// interface and bridge, generated bridge-port names, and the Dev of a route
+// written without one. Values are assumed to come from Parse, which checked each
+// of them on its own.
+func (l *Lab) Validate() error {
+	if errs := validate(l, parseNotes{}); len(errs) > 0 {
+		return errs.sorted()
+	}
+	return nil
+}
+
+// GeneratedPortName is the name of the bridge port of a link end written as just
+// BRIDGE: "veth" and 7 hex digits, like Docker's host-side names, derived from the
+// lab and the other end of the link so that it is the same at every run.
+func GeneratedPortName(lab, namespace, iface string) string {
+	sum := sha256.Sum256([]byte(lab + "\x00" + namespace + ":" + iface))
+	return "veth" + hex.EncodeToString(sum[:])[:7]
+}
+
+type validator struct {
+	lab        *Lab
+	notes      parseNotes
+	errs       Errors
+	namespaces map[string]*Namespace         // the host included
+	bridges    map[string]*Bridge            //
+	devices    map[string]map[string]*device // namespace, then interface name
+	unresolved map[string]bool               // link ends (as written) that did not resolve
+}
+
+// device is a network interface the lab puts in a namespace: a bridge, or one end
+// of a link (with its `interfaces:` entry if it has one).
+type device struct {
+	name   string
+	bridge *Bridge    // set when the device is this bridge
+	link   *Link      // set when the device is an end of this link
+	end    *End       //
+	iface  *Interface // its `interfaces:` entry, if declared
+}
+
+// label names the device in messages: "bridge docker0" or "web:eth0".
+func (dv *device) label(ns string) string {
+	if dv.bridge != nil {
+		return "bridge " + dv.bridge.Name
+	}
+	return ns + ":" + dv.name
+}
+
+func (dv *device) addresses() []Address {
+	switch {
+	case dv.bridge != nil:
+		return dv.bridge.Addresses
+	case dv.iface != nil:
+		return dv.iface.Addresses
+	}
+	return nil
+}
+
+func validate(l *Lab, notes parseNotes) Errors {
+	v := &validator{
+		lab:        l,
+		notes:      notes,
+		namespaces: map[string]*Namespace{},
+		bridges:    map[string]*Bridge{},
+		devices:    map[string]map[string]*device{},
+		unresolved: map[string]bool{},
+	}
+	v.names()
+	v.links()
+	v.interfaces()
+	v.addresses()
+	v.routes()
+	v.rules()
+	v.publish()
+	v.checks()
+	return v.errs
+}
+
+func (v *validator) errorAt(p Pos, format string, args ...any) {
+	v.errs = append(v.errs, &Error{File: v.lab.File, Pos: p, Msg: fmt.Sprintf(format, args...)})
+}
+
+// allNamespaces is the host then the lab's namespaces, in file order.
+func (v *validator) allNamespaces() []*Namespace {
+	if v.lab.Host == nil {
+		return v.lab.Namespaces
+	}
+	return append([]*Namespace{v.lab.Host}, v.lab.Namespaces...)
+}
+
+// refsUnsure is true when a section that names could point into was unreadable,
+// so that "unknown namespace" would only repeat the error already reported.
+func (v *validator) refsUnsure() bool {
+	return v.notes.badSections["namespaces"] || v.notes.badSections["bridges"]
+}
+
+// names indexes namespaces and bridges, and checks their names against each other.
+func (v *validator) names() {
+	for _, ns := range v.allNamespaces() {
+		if v.namespaces[ns.Name] != nil {
+			v.errorAt(ns.Pos, "namespace %s is declared twice", ns.Name)
+			continue
+		}
+		v.namespaces[ns.Name] = ns
+		v.devices[ns.Name] = map[string]*device{}
+		// Parse has reported a bad name already; the length would follow from it.
+		if k := v.lab.KernelName(ns.Name); len(k) > maxKernelName && namespaceRE.MatchString(ns.Name) {
+			v.errorAt(ns.Pos, "namespace %s: its kernel name %q (netns-prefix and name) is %d bytes; the limit is %d", ns.Name, k, len(k), maxKernelName)
+		}
+	}
+	for _, b := range v.lab.Bridges {
+		if v.bridges[b.Name] != nil {
+			v.errorAt(b.Pos, "bridge %s is declared twice", b.Name)
+			continue
+		}
+		v.bridges[b.Name] = b
+		switch {
+		case b.Name == HostName:
+			v.errorAt(b.Pos, "bridge host: %q is the name of the namespace netlab runs in; rename the bridge", HostName)
+		case v.namespaces[b.Name] != nil:
+			v.errorAt(b.Pos, "bridge %s: %q is also a namespace, so a link end %q would be ambiguous; rename one", b.Name, b.Name, b.Name)
+		}
+		devs := v.devices[b.Namespace]
+		if devs == nil {
+			if !v.refsUnsure() {
+				v.errorAt(b.Pos, "bridge %s: unknown namespace %q", b.Name, b.Namespace)
+			}
+			continue
+		}
+		devs[b.Name] = &device{name: b.Name, bridge: b}
+	}
+}
+
+// links resolves each link end and registers it as a device of its namespace.
+func (v *validator) links() {
+	for _, l := range v.lab.Links {
+		label := fmt.Sprintf("link %q", l.Ends[0].Text+" -- "+l.Ends[1].Text)
+		ok0, ok1 := v.resolveEnd(label, l.Ends[0]), v.resolveEnd(label, l.Ends[1])
+		if ok0 && ok1 {
+			// Names are generated from the other end as written before generation, so
+			// that a link between two bridges gets two stable names.
+			var names [2]string
+			for i, e := range l.Ends {
+				names[i] = e.Interface
+				if e.Bridge != "" && e.Interface == "" {
+					other := l.Ends[1-i]
+					names[i] = GeneratedPortName(v.lab.Name, other.Namespace, cmp.Or(other.Interface, other.Text))
+				}
+			}
+			l.Ends[0].Interface, l.Ends[1].Interface = names[0], names[1]
+			if a, b := l.Ends[0], l.Ends[1]; a.Namespace == b.Namespace && a.Interface == b.Interface {
+				same := a.Text
+				if a.Text != b.Text {
+					same = a.Namespace + ":" + a.Interface
+				}
+				v.errorAt(l.Pos, "%s: both ends are %s", label, same)
+				continue
+			}
+		}
+		// An end that resolved is registered even when the other did not, so that
+		// its `interfaces:` entry is not reported as unlinked on top.
+		for _, e := range l.Ends {
+			if e.Namespace == "" || e.Interface == "" {
+				continue
+			}
+			devs := v.devices[e.Namespace]
+			if old := devs[e.Interface]; old != nil {
+				if old.bridge != nil {
+					v.errorAt(e.Pos, "%s: %s:%s is already the name of bridge %s", label, e.Namespace, e.Interface, old.bridge.Name)
+				} else {
+					v.errorAt(e.Pos, "%s: %s:%s is already an end of link %q", label, e.Namespace, e.Interface, old.link.Ends[0].Text+" -- "+old.link.Ends[1].Text)
+				}
+				continue
+			}
+			devs[e.Interface] = &device{name: e.Interface, link: l, end: e}
+		}
+	}
+}
+
+// resolveEnd fills in the namespace, interface and bridge of a link end.
+func (v *validator) resolveEnd(label string, e *End) bool {
+	name, ifname, hasIf := strings.Cut(e.Text, ":")
+	if v.bridges[name] != nil && v.namespaces[name] != nil {
+		v.unresolved[e.Text] = true
+		return false // ambiguous, reported with the bridge
+	}
+	if b := v.bridges[name]; b != nil {
+		if v.devices[b.Namespace] == nil {
+			return false // the bridge's unknown namespace is reported already
+		}
+		e.Bridge, e.Namespace, e.Interface = b.Name, b.Namespace, ifname
+		return true
+	}
+	if v.namespaces[name] != nil {
+		if !hasIf {
+			v.errorAt(e.Pos, "%s: end %q is a namespace; want %s:IFNAME (e.g. %s:eth0)", label, e.Text, name, name)
+			return false
+		}
+		e.Namespace, e.Interface = name, ifname
+		return true
+	}
+	v.unresolved[e.Text] = true
+	if !v.refsUnsure() {
+		if hasIf {
+			v.errorAt(e.Pos, "%s: unknown namespace %q", label, name)
+		} else {
+			v.errorAt(e.Pos, "%s: unknown bridge %q", label, name)
+		}
+	}
+	return false
+}
+
+// interfaces checks that each `interfaces:` entry configures a plain link end.
+func (v *validator) interfaces() {
+	for _, ns := range v.allNamespaces() {
+		devs := v.devices[ns.Name]
+		if devs == nil {
+			continue // declared twice, reported
+		}
+		for _, ifc := range ns.Interfaces {
+			dv := devs[ifc.Name]
+			switch {
+			case dv == nil:
+				// Not when the cause is reported already: a bad name, a link that
+				// could not be read, or a link whose end names it but did not resolve.
+				if !v.notes.badLinks && !v.unresolved[ns.Name+":"+ifc.Name] && ifnameProblem(ifc.Name) == "" {
+					v.errorAt(ifc.Pos, "interface %s:%s is declared but no link has the end %s:%s", ns.Name, ifc.Name, ns.Name, ifc.Name)
+				}
+				// Known from here on, so that routes through it are not reported too.
+				devs[ifc.Name] = &device{name: ifc.Name, iface: ifc}
+			case dv.bridge != nil:
+				v.errorAt(ifc.Pos, "interface %s:%s is bridge %s; configure it under bridges:", ns.Name, ifc.Name, dv.bridge.Name)
+			case dv.end.Bridge != "":
+				v.errorAt(ifc.Pos, "interface %s:%s is a port of bridge %s; only plain link ends (NAMESPACE:IFNAME) are configured under interfaces:", ns.Name, ifc.Name, dv.end.Bridge)
+			default:
+				dv.iface = ifc
+			}
+		}
+	}
+}
+
+// addresses checks that an address is used once per namespace and once per
+// network (devices joined by veth pairs and bridges), and that the bridges of a
+// namespace have subnets apart: the host could not route to two at once.
+func (v *validator) addresses() {
+	// Union-find over devices: a network is a set of devices joined by links and bridges.
+	parent := map[string]string{}
+	var find func(string) string
+	find = func(k string) string {
+		if p, ok := parent[k]; ok && p != k {
+			root := find(p)
+			parent[k] = root
+			return root
+		}
+		return k
+	}
+	union := func(a, b string) { parent[find(a)] = find(b) }
+	key := func(ns, dev string) string { return ns + "\x00" + dev }
+	for _, l := range v.lab.Links {
+		a, b := l.Ends[0], l.Ends[1]
+		if a.Namespace == "" || b.Namespace == "" {
+			continue // unresolved
+		}
+		union(key(a.Namespace, a.Interface), key(b.Namespace, b.Interface))
+		for _, e := range l.Ends {
+			if e.Bridge != "" {
+				union(key(e.Namespace, e.Interface), key(e.Namespace, e.Bridge))
+			}
+		}
+	}
+
+	type use struct {
+		ns   string
+		dv   *device
+		addr Address
+	}
+	var uses []use
+	for ns, devs := range v.devices {
+		for _, dv := range devs {
+			for _, a := range dv.addresses() {
+				uses = append(uses, use{ns, dv, a})
+			}
+		}
+	}
+	// File order; an address reused through a YAML alias has one position for
+	// several devices, so names break the tie.
+	slices.SortFunc(uses, func(a, b use) int {
+		return cmp.Or(cmpPos(a.addr.Pos, b.addr.Pos), cmp.Compare(a.ns, b.ns), cmp.Compare(a.dv.name, b.dv.name))
+	})
+	inNS := map[string]map[netip.Addr]use{}
+	inNet := map[string]map[netip.Addr]use{}
+	for _, u := range uses {
+		addr := u.addr.Prefix.Addr()
+		network := find(key(u.ns, u.dv.name))
+		if inNS[u.ns] == nil {
+			inNS[u.ns] = map[netip.Addr]use{}
+		}
+		if inNet[network] == nil {
+			inNet[network] = map[netip.Addr]use{}
+		}
+		if old, dup := inNS[u.ns][addr]; dup && old.dv != u.dv {
+			v.errorAt(u.addr.Pos, "%s: address %s is already used by %s in the same namespace", ifaceLabel(u.ns, u.dv), addr, old.dv.label(old.ns))
+		} else if old, dup := inNet[network][addr]; dup && old.dv != u.dv {
+			v.errorAt(u.addr.Pos, "%s: address %s is already used by %s on the same network", ifaceLabel(u.ns, u.dv), addr, old.dv.label(old.ns))
+		}
+		// The first user of an address stays its owner in messages.
+		if _, ok := inNS[u.ns][addr]; !ok {
+			inNS[u.ns][addr] = u
+		}
+		if _, ok := inNet[network][addr]; !ok {
+			inNet[network][addr] = u
+		}
+	}
+
+	for i, b := range v.lab.Bridges {
+		for _, a := range b.Addresses {
+			for _, earlier := range v.lab.Bridges[:i] {
+				if earlier.Namespace != b.Namespace {
+					continue
+				}
+				if j := slices.IndexFunc(earlier.Addresses, func(e Address) bool { return e.Prefix.Masked().Overlaps(a.Prefix.Masked()) }); j >= 0 {
+					v.errorAt(a.Pos, "bridge %s: subnet %s overlaps subnet %s of bridge %s in %s", b.Name, a.Prefix.Masked(), earlier.Addresses[j].Prefix.Masked(), earlier.Name, nsLabel(b.Namespace))
+					break
+				}
+			}
+		}
+	}
+}
+
+// ifaceLabel names a device as the subject of a message: "interface web:eth0" or "bridge docker0".
+func ifaceLabel(ns string, dv *device) string {
+	if dv.bridge != nil {
+		return "bridge " + dv.bridge.Name
+	}
+	return "interface " + ns + ":" + dv.name
+}
+
+func cmpPos(a, b Pos) int {
+	return cmp.Or(cmp.Compare(a.Line, b.Line), cmp.Compare(a.Col, b.Col))
+}
+
+// routes checks each route's device and gateway, and resolves Dev from the gateway
+// when the file does not give it: the device whose subnet holds the gateway,
+// first in file order, as the kernel itself would pick.
+func (v *validator) routes() {
+	for _, ns := range v.allNamespaces() {
+		devs := v.devices[ns.Name]
+		if devs == nil {
+			continue
+		}
+		// Devices with addresses, in the order their first address is written.
+		var withAddrs []*device
+		for _, dv := range devs {
+			if len(dv.addresses()) > 0 {
+				withAddrs = append(withAddrs, dv)
+			}
+		}
+		slices.SortFunc(withAddrs, func(a, b *device) int {
+			return cmp.Or(cmpPos(a.addresses()[0].Pos, b.addresses()[0].Pos), cmp.Compare(a.name, b.name))
+		})
+		unsure := v.notes.badAddrs[ns.Name]
+		for _, b := range v.lab.Bridges {
+			unsure = unsure || (b.Namespace == ns.Name && v.notes.badAddrs["bridge "+b.Name])
+		}
+
+		type routeKey struct {
+			to     netip.Prefix
+			metric int
+		}
+		seen := map[routeKey]*Route{}
+		for _, r := range ns.Routes {
+			label := fmt.Sprintf("route %q in %s", routeText(r), nsLabel(ns.Name))
+			k := routeKey{r.To, r.Metric}
+			if r.To.Addr().Is6() && k.metric == 0 {
+				k.metric = 1024 // the kernel's default metric for IPv6 routes
+			}
+			if old := seen[k]; old != nil {
+				v.errorAt(r.Pos, "%s: same destination and metric as the route at line %d", label, old.Pos.Line)
+				continue
+			}
+			seen[k] = r
+
+			var dev *device
+			if r.Dev != "" {
+				if dev = devs[r.Dev]; dev == nil {
+					v.errorAt(r.Pos, "%s: unknown device %q (%s)", label, r.Dev, v.deviceList(ns.Name))
+					continue
+				}
+			}
+			if !r.Via.IsValid() {
+				continue
+			}
+			if r.Via.Is6() && r.Via.IsLinkLocalUnicast() {
+				// fe80::/64 is on every link: only the device says which.
+				if dev == nil {
+					v.errorAt(r.Pos, "%s: a link-local gateway needs dev", label)
+				}
+				continue
+			}
+			if owner := ownerOf(withAddrs, r.Via, false); owner != nil {
+				v.errorAt(r.Pos, "%s: gateway %s is an address of %s itself", label, r.Via, owner.label(ns.Name))
+				continue
+			}
+			if dev != nil {
+				if len(dev.addresses()) > 0 && ownerOf([]*device{dev}, r.Via, true) == nil && !unsure {
+					v.errorAt(r.Pos, "%s: gateway %s is outside the subnets of %s (%s)", label, r.Via, r.Dev, subnets([]*device{dev}))
+				}
+				continue
+			}
+			if owner := ownerOf(withAddrs, r.Via, true); owner != nil {
+				r.Dev = owner.name
+				continue
+			}
+			switch {
+			case unsure:
+			case len(withAddrs) == 0:
+				v.errorAt(r.Pos, "%s: gateway %s is unreachable: %s has no addresses", label, r.Via, nsLabel(ns.Name))
+			default:
+				v.errorAt(r.Pos, "%s: gateway %s is outside every subnet of %s (%s)", label, r.Via, nsLabel(ns.Name), subnets(withAddrs))
+			}
+		}
+	}
+}
+
+// ownerOf returns the first device with an address equal to a (inSubnet false) or
+// with a subnet holding a (inSubnet true).
+func ownerOf(devs []*device, a netip.Addr, inSubnet bool) *device {
+	for _, dv := range devs {
+		for _, addr := range dv.addresses() {
+			if inSubnet && addr.Prefix.Masked().Contains(a) || !inSubnet && addr.Prefix.Addr() == a {
+				return dv
+			}
+		}
+	}
+	return nil
+}
+
+// subnets lists the subnets of devices, for messages.
+func subnets(devs []*device) string {
+	var out []string
+	for _, dv := range devs {
+		for _, a := range dv.addresses() {
+			if s := a.Prefix.Masked().String(); !slices.Contains(out, s) {
+				out = append(out, s)
+			}
+		}
+	}
+	return strings.Join(out, ", ")
+}
+
+// deviceList lists the devices of a namespace, for "unknown device" messages.
+func (v *validator) deviceList(ns string) string {
+	names := make([]string, 0, len(v.devices[ns]))
+	for name := range v.devices[ns] {
+		names = append(names, name)
+	}
+	if len(names) == 0 {
+		return nsLabel(ns) + " has no interfaces"
+	}
+	slices.Sort(names)
+	return "devices in " + ns + ": " + strings.Join(names, ", ")
+}
+
+// rules checks that the interfaces NAT and filter rules match on exist. The host
+// is left out: its rules may name the machine's own interfaces (eth0), which the
+// lab does not know about.
+func (v *validator) rules() {
+	for _, ns := range v.lab.Namespaces {
+		devs := v.devices[ns.Name]
+		if devs == nil {
+			continue
+		}
+		check := func(p Pos, label string, in, out Iface) {
+			for _, m := range []struct {
+				key   string
+				iface Iface
+			}{{"in", in}, {"out", out}} {
+				if m.iface.Name != "" && devs[m.iface.Name] == nil {
+					v.errorAt(p, "%s: %s: unknown device %q (%s)", label, m.key, m.iface.Name, v.deviceList(ns.Name))
+				}
+			}
+		}
+		for _, r := range ns.NAT {
+			check(r.Pos, r.Action+" rule in "+nsLabel(ns.Name), r.In, r.Out)
+		}
+		for _, r := range ns.Filter {
+			check(r.Pos, "filter rule in "+nsLabel(ns.Name), r.In, r.Out)
+		}
+	}
+}
+
+// publish checks that a namespace that publishes a port sits on a bridge (the
+// DNAT happens where the bridge lives), and that no host port is published twice.
+func (v *validator) publish() {
+	var taken []*Publish
+	owner := map[*Publish]string{}
+	for _, ns := range v.lab.Namespaces {
+		if len(ns.Publish) == 0 {
+			continue
+		}
+		onBridge := false
+		for _, dv := range v.devices[ns.Name] {
+			if dv.end != nil && dv.end.Bridge == "" {
+				other := dv.link.Ends[0]
+				if other == dv.end {
+					other = dv.link.Ends[1]
+				}
+				onBridge = onBridge || other.Bridge != ""
+			}
+		}
+		for _, p := range ns.Publish {
+			label := fmt.Sprintf("publish %q in %s", p.Text, nsLabel(ns.Name))
+			if !onBridge && !v.notes.badLinks {
+				v.errorAt(p.Pos, "%s: %s is not linked to any bridge, so the host has nowhere to forward the port (add a link such as [%s:eth0, docker0])", label, ns.Name, ns.Name)
+			}
+			i := slices.IndexFunc(taken, func(o *Publish) bool {
+				return o.HostPort == p.HostPort && o.Proto == p.Proto && (!o.HostIP.IsValid() || !p.HostIP.IsValid() || o.HostIP == p.HostIP)
+			})
+			if i >= 0 {
+				v.errorAt(p.Pos, "%s: host port %d/%s is already published by %s (%q)", label, p.HostPort, p.Proto, nsLabel(owner[taken[i]]), taken[i].Text)
+				continue
+			}
+			taken = append(taken, p)
+			owner[p] = ns.Name
+		}
+	}
+}
+
+func (v *validator) checks() {
+	for _, c := range v.lab.Checks {
+		if v.namespaces[c.From] == nil && !v.notes.badSections["namespaces"] {
+			v.errorAt(c.Pos, "check: from: unknown namespace %q", c.From)
+		}
+	}
+}
