@@ -189,14 +189,12 @@ func (d *differ) create(want *Link) {
 	case KindBridge:
 		d.add(CreateBridge{Lab: d.desired.Lab, LinkKey: want.LinkKey, MTU: want.MTU, MAC: want.MAC})
 	case KindVeth:
-		// One action per pair, emitted from the end that sorts first.
-		if want.Peer.compare(want.LinkKey) > 0 || d.desired.Links[want.Peer] == nil {
-			peer := d.desired.Links[want.Peer]
-			a := CreateVeth{Lab: d.desired.Lab, A: VethEnd{want.LinkKey, want.MTU, want.MAC}}
+		// One action per pair, emitted from its first end.
+		peer := d.desired.Links[want.Peer]
+		if peer == nil || firstEnd(want, peer) {
+			a := CreateVeth{Lab: d.desired.Lab, A: VethEnd{want.LinkKey, want.MTU, want.MAC}, B: VethEnd{LinkKey: want.Peer}}
 			if peer != nil {
 				a.B = VethEnd{peer.LinkKey, peer.MTU, peer.MAC}
-			} else {
-				a.B = VethEnd{LinkKey: want.Peer}
 			}
 			d.add(a)
 		}
@@ -207,6 +205,16 @@ func (d *differ) create(want *Link) {
 	if want.Up {
 		d.add(SetUp{LinkKey: want.LinkKey, New: true})
 	}
+}
+
+// firstEnd reports whether a is the end a veth pair is named by: the container
+// side ("web:eth0 <-> host:veth1a2b3c4"), that is the end that is not a bridge
+// port, else the one that sorts first.
+func firstEnd(a, b *Link) bool {
+	if (a.Master == "") != (b.Master == "") {
+		return a.Master == ""
+	}
+	return a.LinkKey.compare(b.LinkKey) < 0
 }
 
 func (d *differ) addrs() {

@@ -25,7 +25,7 @@ func mustContain(t *testing.T, what, got string, wants ...string) {
 func TestLifecycle(t *testing.T) {
 	sb := newSandbox(t)
 
-	mustContain(t, "validate", sb.ok("netlab", "validate", spine), `valid lab "spine": 2 namespaces, 1 bridges, 2 links`)
+	mustContain(t, "validate", sb.ok("netlab", "validate", spine), `valid lab "spine": 2 namespaces, 1 bridge, 2 links`)
 
 	plan := sb.ok("netlab", "plan", spine)
 	mustContain(t, "first plan", plan,

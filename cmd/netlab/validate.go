@@ -18,9 +18,17 @@ FILE:LINE:COL: message. Exit status 0 when valid, 1 when not.`,
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(a.Out, "%s: valid lab %q: %d namespaces, %d bridges, %d links\n",
-				args[0], lab.Name, len(desired.Namespaces), len(lab.Bridges), len(lab.Links))
+			fmt.Fprintf(a.Out, "%s: valid lab %q: %s, %s, %s\n", args[0], lab.Name,
+				count(len(desired.Namespaces), "namespace"), count(len(lab.Bridges), "bridge"), count(len(lab.Links), "link"))
 			return nil
 		},
 	}
+}
+
+// count says "1 bridge", "2 bridges".
+func count(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
 }

@@ -1,0 +1,85 @@
+package reconcile_test
+
+import (
+	"bytes"
+	"context"
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	r "netlab/reconcile"
+	"netlab/reconcile/fake"
+	"netlab/topology"
+)
+
+var update = flag.Bool("update", false, "rewrite the plan goldens under testdata/")
+
+// TestPlanGoldens renders the plans of real lab files against an empty fake
+// kernel, in every output format, and the plan of `down` once they are up. The
+// goldens are the readable record of what netlab prints; regenerate them with
+// `go test ./reconcile -update` and read the diff.
+func TestPlanGoldens(t *testing.T) {
+	for _, file := range []string{"../labs/docker-bridge.yaml", "../tests/testdata/spine.yaml"} {
+		name := strings.TrimSuffix(filepath.Base(file), ".yaml")
+		t.Run(name, func(t *testing.T) {
+			lab, err := topology.Load(file)
+			if err != nil {
+				t.Fatal(err)
+			}
+			desired, err := r.Desired(lab)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx := context.Background()
+			d := fake.New()
+			plan, err := r.MakePlan(ctx, d, desired)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for ext, write := range map[string]func(*r.Plan, *bytes.Buffer) error{
+				"up.txt":      func(p *r.Plan, b *bytes.Buffer) error { return p.WriteText(b) },
+				"up.json":     func(p *r.Plan, b *bytes.Buffer) error { return p.WriteJSON(b) },
+				"up.commands": func(p *r.Plan, b *bytes.Buffer) error { return p.WriteCommands(b) },
+			} {
+				var b bytes.Buffer
+				if err := write(plan, &b); err != nil {
+					t.Fatal(err)
+				}
+				golden(t, name+"."+ext, b.Bytes())
+			}
+
+			if err := r.Apply(ctx, d, plan); err != nil {
+				t.Fatal(err)
+			}
+			down, err := r.MakePlan(ctx, d, r.NewState(lab.Name))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var b bytes.Buffer
+			down.WriteText(&b)
+			golden(t, name+".down.txt", b.Bytes())
+		})
+	}
+}
+
+func golden(t *testing.T, name string, got []byte) {
+	t.Helper()
+	path := filepath.Join("testdata", name)
+	if *update {
+		if err := os.WriteFile(path, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run `go test ./reconcile -update` to create it)", err)
+	}
+	if diff := cmp.Diff(string(want), string(got)); diff != "" {
+		t.Errorf("%s (-want +got):\n%s", path, diff)
+	}
+}
