@@ -348,7 +348,7 @@ func TestParseDNATTarget(t *testing.T) {
 }
 
 func TestParseAddressAndMAC(t *testing.T) {
-	good := []string{"172.17.0.2/16", "10.0.0.0/31", "10.0.0.1/32", "2001:db8::/64", "fe80::1/64"}
+	good := []string{"172.17.0.2/16", "10.0.0.0/31", "10.0.0.1/32", "2001:db8::/64", "169.254.0.2/16"}
 	for _, s := range good {
 		if _, err := parseAddress(s); err != nil {
 			t.Errorf("parseAddress(%q): %v", s, err)

@@ -84,6 +84,9 @@ func parseAddress(s string) (netip.Prefix, error) {
 		return netip.Prefix{}, fmt.Errorf("address %s is a multicast address", p)
 	case a.IsLoopback():
 		return netip.Prefix{}, fmt.Errorf("address %s is a loopback address; lo already has it", p)
+	case a.Is6() && a.IsLinkLocalUnicast():
+		// netlab leaves fe80::/10 to the kernel (it is not part of a lab's state).
+		return netip.Prefix{}, fmt.Errorf("address %s is an IPv6 link-local address; the kernel gives every interface one of its own", p)
 	}
 	// /31 and /32 have no network or broadcast address (RFC 3021).
 	if a.Is4() && p.Bits() < 31 {

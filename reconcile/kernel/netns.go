@@ -95,12 +95,14 @@ func (d *Driver) ensureNetnsDir() error {
 	return nil
 }
 
-// deleteNetns removes a namespace. Its veths are deleted first, explicitly: the
-// kernel would otherwise destroy them asynchronously after the unmount, and their
-// host ends would linger for a moment after `down` returned.
+// deleteNetns removes a namespace. The lab's own interfaces in it are deleted
+// first, explicitly: the kernel would otherwise destroy them asynchronously after
+// the unmount, and their host ends would linger for a moment after `down`
+// returned. (Whatever else someone put in the namespace goes with it, as with
+// `ip netns del`.)
 //
 // Equivalent to: ip netns del NAME
-func (d *Driver) deleteNetns(name string) error {
+func (d *Driver) deleteNetns(lab, name string) error {
 	path := d.netnsPath(name)
 	if !fileExists(path) {
 		return nil
@@ -114,7 +116,7 @@ func (d *Driver) deleteNetns(name string) error {
 		return fmt.Errorf("netns %s: list links: %w", name, err)
 	}
 	for _, l := range links {
-		if l.Type() == reconcile.KindVeth || l.Type() == reconcile.KindBridge {
+		if l.Attrs().Name != "lo" && ownerOf(l.Attrs().Alias) == lab { // lo carries the namespace's marker
 			if err := h.nl.LinkDel(l); err != nil && !isNotFound(err) {
 				return fmt.Errorf("netns %s: delete %s: %w", name, l.Attrs().Name, err)
 			}
