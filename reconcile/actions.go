@@ -22,7 +22,8 @@ const (
 type Phase int
 
 const (
-	phaseRestoreSysctl Phase = iota
+	phaseDeleteTable Phase = iota
+	phaseRestoreSysctl
 	phaseDeleteRoute
 	phaseDeleteVeth
 	phaseDeleteBridge
@@ -33,6 +34,7 @@ const (
 	phaseCreateVeth
 	phaseMark
 	phaseMaster
+	phaseHairpin
 	phaseLinkAttrs
 	phaseDeleteAddrFirst // stale addresses that would take new ones with them (see DeleteAddr)
 	phaseAddAddr
@@ -40,6 +42,7 @@ const (
 	phaseUp
 	phaseRoute
 	phaseSysctl
+	phaseNft
 )
 
 // Action is one step of a plan: one object, one kernel operation, one line of the

@@ -65,6 +65,7 @@ func Desired(lab *topology.Lab) (*State, error) {
 			s.Sysctls[SysctlKey{kname(ns.Name), SysctlPath(sc.Key)}] = sc.Value
 		}
 	}
+	compileRules(lab, s, kname)
 	return s, nil
 }
 
@@ -105,21 +106,7 @@ func notYetSupported(lab *topology.Lab) error {
 	refuse := func(pos topology.Pos, what string) {
 		errs = append(errs, &topology.Error{File: lab.File, Pos: pos, Msg: what + " is not implemented yet in this version of netlab"})
 	}
-	for _, b := range lab.Bridges {
-		if b.Masquerade || b.Isolated || (b.ICC != nil && !*b.ICC) {
-			refuse(b.Pos, "bridge "+b.Name+": masquerade, icc and isolated")
-		}
-	}
 	for _, ns := range allNamespaces(lab) {
-		for _, r := range ns.NAT {
-			refuse(r.Pos, "nat")
-		}
-		for _, r := range ns.Filter {
-			refuse(r.Pos, "filter")
-		}
-		for _, p := range ns.Publish {
-			refuse(p.Pos, "publish")
-		}
 		for _, c := range ns.Run {
 			refuse(c.Pos, "run")
 		}

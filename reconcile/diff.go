@@ -9,8 +9,9 @@ import (
 
 // Plan is the ordered list of actions that takes the observed state to the desired one.
 type Plan struct {
-	Lab     string
-	Actions []Action
+	Lab      string
+	Actions  []Action
+	Warnings []string // found while observing: not netlab's to fix, but the user's to know
 }
 
 // Empty reports whether the kernel already matches.
@@ -56,10 +57,11 @@ func Diff(desired, observed *State) (*Plan, error) {
 	d.addrs()
 	d.routes()
 	d.sysctls()
+	d.tables()
 	slices.SortStableFunc(d.actions, func(a, b Action) int {
 		return cmp.Or(cmp.Compare(a.Phase(), b.Phase()), strings.Compare(a.Object(), b.Object()))
 	})
-	return &Plan{Lab: desired.Lab, Actions: d.actions}, nil
+	return &Plan{Lab: desired.Lab, Actions: d.actions, Warnings: observed.Warnings}, nil
 }
 
 func conflicts(desired, observed *State) error {
@@ -169,6 +171,10 @@ func (d *differ) links() {
 		if want.Master != have.Master {
 			d.add(SetMaster{LinkKey: k, Master: want.Master, Old: have.Master})
 		}
+		// A port that changes bridges starts with hairpin off.
+		if haveHairpin := have.Hairpin && want.Master == have.Master; want.Hairpin != haveHairpin && want.Master != "" {
+			d.add(SetHairpin{LinkKey: k, On: want.Hairpin})
+		}
 		if want.MTU != 0 && want.MTU != have.MTU {
 			d.add(SetMTU{LinkKey: k, MTU: want.MTU, Old: have.MTU})
 		}
@@ -201,6 +207,9 @@ func (d *differ) create(want *Link) {
 	}
 	if want.Master != "" {
 		d.add(SetMaster{LinkKey: want.LinkKey, Master: want.Master, New: true})
+	}
+	if want.Hairpin {
+		d.add(SetHairpin{LinkKey: want.LinkKey, On: true, New: true})
 	}
 	if want.Up {
 		d.add(SetUp{LinkKey: want.LinkKey, New: true})
@@ -279,6 +288,25 @@ func (d *differ) sysctls() {
 			continue
 		}
 		d.add(SetSysctl{Lab: d.desired.Lab, SysctlKey: k, Value: d.observed.SavedSysctls[k], Old: d.observed.Sysctls[k], Restore: true})
+	}
+}
+
+// tables replaces a namespace's table when its rules differ in any way, and
+// sends nothing when they are the same.
+func (d *differ) tables() {
+	for _, ns := range sortedKeys(d.desired.Tables, strings.Compare) {
+		want := d.desired.Tables[ns]
+		have := d.observed.Tables[ns]
+		if have == nil || d.goneNetns[ns] {
+			d.add(ReplaceTable{Lab: d.desired.Lab, Table: want})
+		} else if !slices.Equal(want.lines(), have.lines()) {
+			d.add(ReplaceTable{Lab: d.desired.Lab, Table: want, Old: have})
+		}
+	}
+	for _, ns := range sortedKeys(d.observed.Tables, strings.Compare) {
+		if _, ok := d.desired.Tables[ns]; !ok && !d.goneNetns[ns] {
+			d.add(DeleteTable{NS: ns, Name: d.observed.Tables[ns].Name})
+		}
 	}
 }
 

@@ -27,11 +27,26 @@ func (p *Plan) WriteText(w io.Writer) error {
 	for _, a := range p.Actions {
 		b.WriteString(Line(a))
 		b.WriteByte('\n')
+		for _, d := range details(a) {
+			b.WriteString("            " + d + "\n")
+		}
 	}
 	b.WriteString(p.Summary())
 	b.WriteByte('\n')
+	for _, warning := range p.Warnings {
+		b.WriteString("\nWarning: " + warning + "\n")
+	}
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+// details are the extra lines of an action that changes many things at once
+// (the rules of an nftables table).
+func details(a Action) []string {
+	if d, ok := a.(interface{ Details() []string }); ok {
+		return d.Details()
+	}
+	return nil
 }
 
 // jsonAction is the stable JSON form of an action.
@@ -39,23 +54,25 @@ type jsonAction struct {
 	Op       Op       `json:"op"`
 	Kind     string   `json:"kind"`
 	Object   string   `json:"object"`
+	Details  []string `json:"details,omitempty"`
 	Commands []string `json:"commands"`
 }
 
 type jsonPlan struct {
-	Lab     string       `json:"lab"`
-	Actions []jsonAction `json:"actions"`
-	Add     int          `json:"add"`
-	Change  int          `json:"change"`
-	Destroy int          `json:"destroy"`
-	Summary string       `json:"summary"`
+	Lab      string       `json:"lab"`
+	Actions  []jsonAction `json:"actions"`
+	Add      int          `json:"add"`
+	Change   int          `json:"change"`
+	Destroy  int          `json:"destroy"`
+	Summary  string       `json:"summary"`
+	Warnings []string     `json:"warnings,omitempty"`
 }
 
 // WriteJSON prints the plan as one JSON document.
 func (p *Plan) WriteJSON(w io.Writer) error {
-	out := jsonPlan{Lab: p.Lab, Actions: []jsonAction{}, Summary: p.Summary()}
+	out := jsonPlan{Lab: p.Lab, Actions: []jsonAction{}, Summary: p.Summary(), Warnings: p.Warnings}
 	for _, a := range p.Actions {
-		out.Actions = append(out.Actions, jsonAction{Op: a.Op(), Kind: a.Kind(), Object: a.Object(), Commands: a.Commands()})
+		out.Actions = append(out.Actions, jsonAction{Op: a.Op(), Kind: a.Kind(), Object: a.Object(), Details: details(a), Commands: a.Commands()})
 	}
 	out.Add, out.Change, out.Destroy = p.Counts()
 	enc := json.NewEncoder(w)

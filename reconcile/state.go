@@ -10,6 +10,7 @@ import (
 	"context"
 	"maps"
 	"net/netip"
+	"slices"
 	"strings"
 )
 
@@ -36,6 +37,9 @@ type Driver interface {
 type Query struct {
 	Lab     string
 	Sysctls []SysctlKey
+	// Tables are the lab's desired tables by namespace: the driver recognises the
+	// rules it finds by comparing them with these.
+	Tables map[string]*Table
 }
 
 // State is a lab's kernel objects, desired or observed, normalized so that two
@@ -48,11 +52,13 @@ type State struct {
 	Addrs      map[AddrKey]bool
 	Routes     map[RouteKey]*Route
 	Sysctls    map[SysctlKey]string
+	Tables     map[string]*Table // the lab's nftables table, by namespace
 
 	// Observed only.
 	SavedSysctls map[SysctlKey]string // values from before the lab changed them
 	ForeignNetns map[string]string    // namespaces not owned by Lab: name -> owner lab ("" if not netlab's)
 	ForeignLinks map[LinkKey]string   // interfaces not owned by Lab: key -> owner lab ("" if not netlab's)
+	Warnings     []string             // what others do that will break the lab (another table's forward drop)
 }
 
 // NewState returns an empty State for lab.
@@ -64,6 +70,7 @@ func NewState(lab string) *State {
 		Addrs:        map[AddrKey]bool{},
 		Routes:       map[RouteKey]*Route{},
 		Sysctls:      map[SysctlKey]string{},
+		Tables:       map[string]*Table{},
 		SavedSysctls: map[SysctlKey]string{},
 		ForeignNetns: map[string]string{},
 		ForeignLinks: map[LinkKey]string{},
@@ -87,6 +94,8 @@ func (s *State) Clone() *State {
 		c.Routes[k] = &r
 	}
 	maps.Copy(c.Sysctls, s.Sysctls)
+	maps.Copy(c.Tables, s.Tables) // tables are replaced whole, never edited in place
+	c.Warnings = slices.Clone(s.Warnings)
 	maps.Copy(c.SavedSysctls, s.SavedSysctls)
 	maps.Copy(c.ForeignNetns, s.ForeignNetns)
 	maps.Copy(c.ForeignLinks, s.ForeignLinks)
@@ -125,12 +134,13 @@ const (
 // Link is an interface the lab owns: a bridge or one end of a veth pair.
 type Link struct {
 	LinkKey
-	Kind   string
-	Peer   LinkKey // veth: the other end; zero when it could not be found
-	Master string  // the bridge this interface is a port of, in the same namespace
-	MTU    int     // desired 0: the kernel's default
-	MAC    string  // lower case; desired "": the kernel's choice
-	Up     bool
+	Kind    string
+	Peer    LinkKey // veth: the other end; zero when it could not be found
+	Master  string  // the bridge this interface is a port of, in the same namespace
+	Hairpin bool    // bridge port: frames may go back out of the port they came in by
+	MTU     int     // desired 0: the kernel's default
+	MAC     string  // lower case; desired "": the kernel's choice
+	Up      bool
 
 	// Observed only: the interface exists but its ownership marker is missing
 	// because an earlier run was interrupted between creating and marking it.

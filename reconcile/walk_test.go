@@ -65,6 +65,28 @@ func randomState(rng *rand.Rand) *r.State {
 	if rng.IntN(2) == 0 {
 		s.Sysctls[r.SysctlKey{NS: r.Host, Path: "net/ipv4/ip_forward"}] = "1"
 	}
+	// A table in the host with some of a pool of rules, in a random order.
+	if rng.IntN(3) > 0 {
+		t := &r.Table{NS: r.Host, Name: r.TableName(s.Lab)}
+		for _, b := range bridges {
+			if rng.IntN(2) == 0 {
+				t.Chains = append(t.Chains, &r.Chain{Name: "nat-postrouting", Type: "nat", Hook: "postrouting", Priority: 100, Rules: []*r.Rule{
+					{Match: []r.Match{{Field: r.FieldOIFName, Value: b, Neg: true}}, Verdict: "masquerade", Comment: b + ": masquerade"},
+				}})
+				break
+			}
+		}
+		t.Chains = append(t.Chains, &r.Chain{Name: "forward", Type: "filter", Hook: "forward", Rules: []*r.Rule{
+			{Match: []r.Match{{Field: r.FieldOIFName, Value: bridges[0]}}, Verdict: pick(rng, "accept", "drop")},
+		}})
+		s.Tables[r.Host] = t
+	}
+	// Hairpin on some bridge ports.
+	for _, l := range s.Links {
+		if l.Master != "" && rng.IntN(3) == 0 {
+			l.Hairpin = true
+		}
+	}
 	return s
 }
 
@@ -90,7 +112,7 @@ func drift(rng *rand.Rand, d *fake.Driver, observed *r.State) {
 	}
 	k := owned[rng.IntN(len(owned))]
 	d.Mutate(func(kern *fake.Kernel) {
-		switch rng.IntN(4) {
+		switch rng.IntN(5) {
 		case 0:
 			kern.DeleteLink(k)
 		case 1:
@@ -102,6 +124,8 @@ func drift(rng *rand.Rand, d *fake.Driver, observed *r.State) {
 				kern.DeleteRoute(rk)
 				break
 			}
+		case 4:
+			kern.FlushTable(r.Host, r.TableName(observed.Lab))
 		}
 	})
 }
@@ -181,13 +205,16 @@ func comparable(desired, s *r.State) map[string]string {
 		if ok && want.MAC == "" {
 			mac = ""
 		}
-		out["link "+k.String()] = fmt.Sprintf("%s peer=%s master=%s up=%v mtu=%d mac=%s", l.Kind, l.Peer, l.Master, l.Up, mtu, mac)
+		out["link "+k.String()] = fmt.Sprintf("%s peer=%s master=%s hairpin=%v up=%v mtu=%d mac=%s", l.Kind, l.Peer, l.Master, l.Hairpin, l.Up, mtu, mac)
 	}
 	for k := range s.Addrs {
 		out["addr "+k.LinkKey.String()+" "+k.Prefix.String()] = ""
 	}
 	for k, rt := range s.Routes {
 		out[fmt.Sprintf("route %s %s %d", k.NS, k.To, k.Metric)] = rt.Via.String() + " " + rt.Dev
+	}
+	for ns, t := range s.Tables {
+		out["table "+ns] = t.Script()
 	}
 	for k, v := range s.Sysctls {
 		if _, ok := desired.Sysctls[k]; ok {

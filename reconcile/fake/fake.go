@@ -37,6 +37,7 @@ type Driver struct {
 	routes  map[r.RouteKey]*r.Route
 	sysctls map[r.SysctlKey]string
 	saved   map[string]map[r.SysctlKey]string // lab -> values from before the lab
+	tables  map[string]map[string]*r.Table    // namespace -> table name -> table
 
 	// Writes counts the actions applied: a no-op `up` must leave it unchanged.
 	Writes int
@@ -53,6 +54,7 @@ func New() *Driver {
 		routes:  map[r.RouteKey]*r.Route{},
 		sysctls: map[r.SysctlKey]string{},
 		saved:   map[string]map[r.SysctlKey]string{},
+		tables:  map[string]map[string]*r.Table{},
 	}
 }
 
@@ -97,6 +99,21 @@ func (k *Kernel) SetAddrs(key r.LinkKey, prefixes ...r.AddrKey) {
 
 // DeleteRoute deletes a route.
 func (k *Kernel) DeleteRoute(key r.RouteKey) { delete(k.d.routes, key) }
+
+// FlushTable empties the chains of a table, as `nft flush table` does.
+func (k *Kernel) FlushTable(ns, name string) {
+	t := k.d.tables[ns][name]
+	if t == nil {
+		return
+	}
+	flushed := &r.Table{NS: t.NS, Name: t.Name}
+	for _, c := range t.Chains {
+		empty := *c
+		empty.Rules = nil
+		flushed.Chains = append(flushed.Chains, &empty)
+	}
+	k.d.tables[ns][name] = flushed
+}
 
 // SetDown sets an interface down.
 func (k *Kernel) SetDown(key r.LinkKey) {
@@ -153,6 +170,11 @@ func (d *Driver) Observe(_ context.Context, q r.Query) (*r.State, error) {
 		if _, ok := s.Links[r.LinkKey{NS: k.NS, Name: rt.Dev}]; ok {
 			c := *rt
 			s.Routes[k] = &c
+		}
+	}
+	for ns, tables := range d.tables {
+		if t := tables[r.TableName(q.Lab)]; t != nil {
+			s.Tables[ns] = t
 		}
 	}
 	maps.Copy(s.SavedSysctls, d.saved[q.Lab])
@@ -214,6 +236,7 @@ func (d *Driver) Apply(_ context.Context, a r.Action) error {
 			}
 		}
 		delete(d.netns, a.Name)
+		delete(d.tables, a.Name)
 	case r.CreateBridge:
 		return d.createLink(a.Lab, r.Link{LinkKey: a.LinkKey, Kind: r.KindBridge, MTU: orDefault(a.MTU), MAC: a.MAC})
 	case r.CreateVeth:
@@ -240,6 +263,26 @@ func (d *Driver) Apply(_ context.Context, a r.Action) error {
 			}
 		}
 		l.Master = a.Master
+		l.Hairpin = false // a port that joins a bridge starts with the bridge's defaults
+	case r.SetHairpin:
+		l, err := d.link(a.LinkKey)
+		if err != nil {
+			return err
+		}
+		if l.Master == "" {
+			return fmt.Errorf("%s: not a bridge port: %w", a.LinkKey, ErrNotFound)
+		}
+		l.Hairpin = a.On
+	case r.ReplaceTable:
+		if !d.nsExists(a.Table.NS) {
+			return fmt.Errorf("netns %s: %w", a.Table.NS, ErrNotFound)
+		}
+		if d.tables[a.Table.NS] == nil {
+			d.tables[a.Table.NS] = map[string]*r.Table{}
+		}
+		d.tables[a.Table.NS][a.Table.Name] = a.Table
+	case r.DeleteTable:
+		delete(d.tables[a.NS], a.Name)
 	case r.SetMTU:
 		l, err := d.link(a.LinkKey)
 		if err != nil {

@@ -23,7 +23,7 @@ func (d *Driver) Apply(ctx context.Context, a reconcile.Action) error {
 	case reconcile.CreateNetns:
 		return d.createNetns(a.Lab, a.Name)
 	case reconcile.DeleteNetns:
-		if err := d.deleteNetns(a.Name); err != nil {
+		if err := d.deleteNetns(a.Lab, a.Name); err != nil {
 			return err
 		}
 		return d.forgetSysctls(a.Lab, a.Name)
@@ -69,6 +69,13 @@ func (d *Driver) Apply(ctx context.Context, a reconcile.Action) error {
 		return d.deleteRoute(a.Route)
 	case reconcile.SetSysctl:
 		return d.setSysctl(a)
+	case reconcile.SetHairpin:
+		// Equivalent to: bridge link set dev NAME hairpin on|off
+		return d.withLink(a.LinkKey, func(h *netlink.Handle, l netlink.Link) error { return h.LinkSetHairpin(l, a.On) })
+	case reconcile.ReplaceTable:
+		return d.replaceTable(a.Table)
+	case reconcile.DeleteTable:
+		return d.deleteTable(a.NS, a.Name)
 	}
 	return fmt.Errorf("kernel driver: unknown action %T", a)
 }

@@ -18,6 +18,7 @@ import (
 	"path/filepath"
 	"sync"
 
+	"github.com/google/nftables"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
@@ -52,10 +53,12 @@ type Driver struct {
 	handles map[string]*nsHandle // by namespace name; reconcile.Host for the host
 }
 
-// nsHandle is an open namespace: its file descriptor and a netlink socket inside it.
+// nsHandle is an open namespace: its file descriptor, a netlink socket inside it,
+// and (once needed) an nftables connection to it.
 type nsHandle struct {
-	fd netns.NsHandle
-	nl *netlink.Handle
+	fd  netns.NsHandle
+	nl  *netlink.Handle
+	nft *nftables.Conn
 }
 
 // New returns a driver. Close it when done.

@@ -67,6 +67,25 @@ func (d *Driver) Observe(ctx context.Context, q reconcile.Query) (*reconcile.Sta
 	if err := d.resolvePeers(s, ends); err != nil {
 		return nil, err
 	}
+	if err := d.observeHairpins(s); err != nil {
+		return nil, err
+	}
+	for _, ns := range observed {
+		t, err := d.observeTable(ns, reconcile.TableName(q.Lab), q.Tables[ns])
+		if err != nil {
+			return nil, err
+		}
+		if t != nil {
+			s.Tables[ns] = t
+		}
+		if findChain(q.Tables[ns], "forward") != nil {
+			warnings, err := d.forwardDrops(ns, reconcile.TableName(q.Lab))
+			if err != nil {
+				return nil, err
+			}
+			s.Warnings = append(s.Warnings, warnings...)
+		}
+	}
 
 	saved, err := d.state.savedSysctls(q.Lab)
 	if err != nil {
@@ -77,11 +96,13 @@ func (d *Driver) Observe(ctx context.Context, q reconcile.Query) (*reconcile.Sta
 		if _, ok := s.Namespaces[k.NS]; !ok && k.NS != reconcile.Host {
 			continue // the namespace is not there yet: nothing to read
 		}
-		v, err := d.readSysctl(k)
+		v, ok, err := d.readSysctl(k)
 		if err != nil {
 			return nil, err
 		}
-		s.Sysctls[k] = v
+		if ok {
+			s.Sysctls[k] = v
+		}
 	}
 	return s, nil
 }
@@ -149,7 +170,7 @@ func (d *Driver) observeNetns(s *reconcile.State, ns string, intents map[reconci
 		return nil, fmt.Errorf("netns %s: list addresses: %w", ns, err)
 	}
 	for _, a := range addrs {
-		if !owned[a.LinkIndex] || a.IP.IsLinkLocalUnicast() {
+		if !owned[a.LinkIndex] || (a.IP.To4() == nil && a.IP.IsLinkLocalUnicast()) {
 			continue // the kernel's own fe80:: addresses are not the lab's
 		}
 		ip, ok := netip.AddrFromSlice(a.IP)
@@ -180,6 +201,30 @@ func (d *Driver) observeNetns(s *reconcile.State, ns string, intents map[reconci
 		s.Routes[k] = &reconcile.Route{RouteKey: k, Via: via.Unmap(), Dev: names[r.LinkIndex]}
 	}
 	return ends, nil
+}
+
+// observeHairpins reads the hairpin mode of the lab's bridge ports (a port
+// attribute the link dump does not carry).
+func (d *Driver) observeHairpins(s *reconcile.State) error {
+	for _, l := range s.Links {
+		if l.Master == "" {
+			continue
+		}
+		h, err := d.handle(l.NS)
+		if err != nil {
+			return err
+		}
+		link, err := h.nl.LinkByName(l.Name)
+		if err != nil {
+			return fmt.Errorf("netns %s: find %s: %w", l.NS, l.Name, err)
+		}
+		info, err := h.nl.LinkGetProtinfo(link)
+		if err != nil {
+			return fmt.Errorf("netns %s: read bridge port settings of %s: %w", l.NS, l.Name, err)
+		}
+		l.Hairpin = info.Hairpin
+	}
+	return nil
 }
 
 // labRoute keeps the routes a lab can have asked for: unicast routes of the main

@@ -1,7 +1,9 @@
 package kernel
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -13,24 +15,27 @@ import (
 // Sysctls under /proc/sys/net belong to the namespace of the thread that opens
 // them, so both helpers run on a thread that has entered the namespace.
 
-// readSysctl reads a sysctl of a namespace.
+// readSysctl reads a sysctl of a namespace. A sysctl of an interface that does
+// not exist yet (net.ipv4.conf.docker0.*) reads as absent: ok is false.
 //
 // Equivalent to: ip netns exec NS sysctl -n KEY
-func (d *Driver) readSysctl(k reconcile.SysctlKey) (string, error) {
+func (d *Driver) readSysctl(k reconcile.SysctlKey) (value string, ok bool, err error) {
 	h, err := d.handle(k.NS)
 	if err != nil {
-		return "", err
+		return "", false, err
 	}
-	var value string
 	err = inNetns(h.fd, func() error {
 		b, err := os.ReadFile(sysctlFile(k.Path))
 		value = strings.TrimSpace(string(b))
 		return err
 	})
-	if err != nil {
-		return "", fmt.Errorf("netns %s: read sysctl %s: %w", k.NS, k.Name(), err)
+	if errors.Is(err, fs.ErrNotExist) {
+		return "", false, nil
 	}
-	return value, nil
+	if err != nil {
+		return "", false, fmt.Errorf("netns %s: read sysctl %s: %w", k.NS, k.Name(), err)
+	}
+	return value, true, nil
 }
 
 // writeSysctl writes a sysctl of a namespace.
@@ -58,16 +63,20 @@ func (d *Driver) setSysctl(a reconcile.SetSysctl) error {
 		return err
 	}
 	if a.Restore {
-		if err := d.writeSysctl(a.SysctlKey, a.Value); err != nil {
+		// A sysctl whose interface is gone went with it: there is nothing to restore.
+		if err := d.writeSysctl(a.SysctlKey, a.Value); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return err
 		}
 		delete(saved, a.SysctlKey)
 		return d.state.writeSavedSysctls(a.Lab, saved)
 	}
 	if _, ok := saved[a.SysctlKey]; !ok {
-		before, err := d.readSysctl(a.SysctlKey)
+		before, exists, err := d.readSysctl(a.SysctlKey)
 		if err != nil {
 			return err
+		}
+		if !exists {
+			return fmt.Errorf("netns %s: sysctl %s does not exist (a missing interface, or a kernel module not loaded?)", a.NS, a.Name())
 		}
 		saved[a.SysctlKey] = before
 		if err := d.state.writeSavedSysctls(a.Lab, saved); err != nil {

@@ -24,6 +24,7 @@ const Env = "NETLAB_TEST_SANDBOX"
 // compares the machine's own namespace before and after; under CI, missing
 // privileges are a failure, never a skip.
 func Main(m *testing.M) {
+	runHelper()
 	switch {
 	case os.Getenv(Env) != "":
 		os.Exit(m.Run())

@@ -1,0 +1,521 @@
+package kernel
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net/netip"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/google/nftables"
+	"github.com/google/nftables/binaryutil"
+	"github.com/google/nftables/expr"
+	"github.com/google/nftables/userdata"
+	"golang.org/x/sys/unix"
+
+	"netlab/reconcile"
+)
+
+// nftConn returns the nftables connection of a namespace.
+func (d *Driver) nftConn(ns string) (*nftables.Conn, error) {
+	h, err := d.handle(ns)
+	if err != nil {
+		return nil, err
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if h.nft == nil {
+		if h.nft, err = nftables.New(nftables.WithNetNSFd(int(h.fd))); err != nil {
+			return nil, fmt.Errorf("netns %s: open nftables: %w", ns, err)
+		}
+	}
+	return h.nft, nil
+}
+
+func labTable(name string) *nftables.Table {
+	return &nftables.Table{Family: nftables.TableFamilyINet, Name: name}
+}
+
+// findTable returns the lab's table in a namespace, or nil.
+func findTable(conn *nftables.Conn, name string) (*nftables.Table, error) {
+	tables, err := conn.ListTablesOfFamily(nftables.TableFamilyINet)
+	if err != nil {
+		return nil, err
+	}
+	for _, t := range tables {
+		if t.Name == name {
+			return t, nil
+		}
+	}
+	return nil, nil
+}
+
+// replaceTable writes a table in one transaction: the old table (if any) is
+// deleted and the new one created in the same batch, so a packet sees either
+// all the old rules or all the new ones.
+//
+// Equivalent to: nft -f SCRIPT (table T; delete table T; table T { ... })
+func (d *Driver) replaceTable(t *reconcile.Table) error {
+	conn, err := d.nftConn(t.NS)
+	if err != nil {
+		return err
+	}
+	old, err := findTable(conn, t.Name)
+	if err != nil {
+		return fmt.Errorf("netns %s: list nftables tables: %w", t.NS, err)
+	}
+	if old != nil {
+		conn.DelTable(old)
+	}
+	table := conn.AddTable(labTable(t.Name))
+	accept := nftables.ChainPolicyAccept
+	for _, c := range t.Chains {
+		prio := nftables.ChainPriority(c.Priority)
+		chain := conn.AddChain(&nftables.Chain{
+			Name: c.Name, Table: table, Type: nftables.ChainType(c.Type),
+			Hooknum: hook(c.Hook), Priority: &prio, Policy: &accept,
+		})
+		for _, r := range c.Rules {
+			exprs, err := compileRule(r)
+			if err != nil {
+				return fmt.Errorf("netns %s: table %s: chain %s: %w", t.NS, t.Name, c.Name, err)
+			}
+			conn.AddRule(&nftables.Rule{Table: table, Chain: chain, Exprs: exprs, UserData: comment(r.Comment)})
+		}
+	}
+	if err := conn.Flush(); err != nil {
+		return fmt.Errorf("netns %s: replace table inet %s: %w", t.NS, t.Name, err)
+	}
+	return nil
+}
+
+// deleteTable removes the lab's table; an absent one is fine.
+//
+// Equivalent to: nft delete table inet NAME
+func (d *Driver) deleteTable(ns, name string) error {
+	conn, err := d.nftConn(ns)
+	if err != nil {
+		return err
+	}
+	t, err := findTable(conn, name)
+	if err != nil || t == nil {
+		return err
+	}
+	conn.DelTable(t)
+	if err := conn.Flush(); err != nil && !errors.Is(err, unix.ENOENT) {
+		return fmt.Errorf("netns %s: delete table inet %s: %w", ns, name, err)
+	}
+	return nil
+}
+
+func hook(name string) *nftables.ChainHook {
+	return map[string]*nftables.ChainHook{
+		"prerouting":  nftables.ChainHookPrerouting,
+		"input":       nftables.ChainHookInput,
+		"forward":     nftables.ChainHookForward,
+		"output":      nftables.ChainHookOutput,
+		"postrouting": nftables.ChainHookPostrouting,
+	}[name]
+}
+
+func hookName(h *nftables.ChainHook) string {
+	if h == nil {
+		return ""
+	}
+	for _, name := range []string{"prerouting", "input", "forward", "output", "postrouting"} {
+		if *hook(name) == *h {
+			return name
+		}
+	}
+	return strconv.Itoa(int(*h))
+}
+
+// comment is a rule's comment as nft stores it (so `nft list ruleset` shows it).
+func comment(s string) []byte {
+	if s == "" {
+		return nil
+	}
+	return userdata.AppendString(nil, userdata.TypeComment, s+"\x00")
+}
+
+func commentOf(ud []byte) string {
+	s, _ := userdata.GetString(ud, userdata.TypeComment)
+	return strings.TrimRight(s, "\x00")
+}
+
+// observeTable reads the lab's table in a namespace. A rule is recognised as a
+// rule of want when its expressions and comment are exactly those netlab writes
+// for it at that place; anything else is reported as it is found, so the plan
+// shows it and replaces the table.
+func (d *Driver) observeTable(ns, name string, want *reconcile.Table) (*reconcile.Table, error) {
+	conn, err := d.nftConn(ns)
+	if err != nil {
+		return nil, err
+	}
+	table, err := findTable(conn, name)
+	if err != nil {
+		return nil, fmt.Errorf("netns %s: list nftables tables: %w", ns, err)
+	}
+	if table == nil {
+		return nil, nil
+	}
+	chains, err := conn.ListChainsOfTableFamily(nftables.TableFamilyINet)
+	if err != nil {
+		return nil, fmt.Errorf("netns %s: list nftables chains: %w", ns, err)
+	}
+	out := &reconcile.Table{NS: ns, Name: name}
+	for _, c := range chains {
+		if c.Table.Name != name {
+			continue
+		}
+		oc := &reconcile.Chain{Name: c.Name, Type: string(c.Type), Hook: hookName(c.Hooknum)}
+		if c.Priority != nil {
+			oc.Priority = int(*c.Priority)
+		}
+		if c.Policy == nil || *c.Policy != nftables.ChainPolicyAccept {
+			oc.Rules = append(oc.Rules, &reconcile.Rule{Raw: "<the chain's policy is not accept>"})
+		}
+		rules, err := conn.GetRules(table, c)
+		if err != nil {
+			return nil, fmt.Errorf("netns %s: list rules of chain %s: %w", ns, c.Name, err)
+		}
+		var wantRules []*reconcile.Rule
+		if wc := findChain(want, c.Name); wc != nil {
+			wantRules = wc.Rules
+		}
+		for i, r := range rules {
+			if i < len(wantRules) && sameRule(r, wantRules[i]) {
+				oc.Rules = append(oc.Rules, wantRules[i])
+				continue
+			}
+			raw := fmt.Sprintf("<a rule netlab did not write like this: handle %d", r.Handle)
+			if note := commentOf(r.UserData); note != "" {
+				raw += fmt.Sprintf(", comment %q", note)
+			}
+			oc.Rules = append(oc.Rules, &reconcile.Rule{Raw: raw + ">"})
+		}
+		out.Chains = append(out.Chains, oc)
+	}
+	slices.SortFunc(out.Chains, func(a, b *reconcile.Chain) int {
+		if c := chainRank(a.Name) - chainRank(b.Name); c != 0 {
+			return c
+		}
+		return strings.Compare(a.Name, b.Name)
+	})
+	return out, nil
+}
+
+func findChain(t *reconcile.Table, name string) *reconcile.Chain {
+	if t == nil {
+		return nil
+	}
+	for _, c := range t.Chains {
+		if c.Name == name {
+			return c
+		}
+	}
+	return nil
+}
+
+// chainRank orders observed chains like desired ones: the order of the desired
+// tables is fixed by reconcile, so sorting by it makes equal tables compare equal.
+func chainRank(name string) int {
+	for i, n := range []string{"forward", "input", "output", "nat-prerouting", "nat-output", "nat-postrouting"} {
+		if n == name {
+			return i
+		}
+	}
+	return 100
+}
+
+// sameRule compares a kernel rule with the rule netlab would write, expression by
+// expression as netlink bytes (counters zeroed: they count, they do not configure).
+func sameRule(got *nftables.Rule, want *reconcile.Rule) bool {
+	if commentOf(got.UserData) != want.Comment {
+		return false
+	}
+	exprs, err := compileRule(want)
+	if err != nil || len(exprs) != len(got.Exprs) {
+		return false
+	}
+	for i := range exprs {
+		if !sameExpr(exprs[i], got.Exprs[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+func sameExpr(a, b expr.Any) bool {
+	if c, ok := b.(*expr.Counter); ok && (c.Bytes != 0 || c.Packets != 0) {
+		b = &expr.Counter{}
+	}
+	fam := byte(nftables.TableFamilyINet)
+	ab, errA := expr.Marshal(fam, a)
+	bb, errB := expr.Marshal(fam, b)
+	return errA == nil && errB == nil && bytes.Equal(ab, bb)
+}
+
+// compileRule turns a rule into the expressions nft itself generates for its text,
+// so that a table written by `nft -f` (plan -o commands) and one written by
+// netlab are the same to the byte.
+func compileRule(r *reconcile.Rule) ([]expr.Any, error) {
+	var out []expr.Any
+	for _, m := range r.Match {
+		e, err := compileMatch(m)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, e...)
+	}
+	out = append(out, &expr.Counter{})
+	switch r.Verdict {
+	case "accept":
+		out = append(out, &expr.Verdict{Kind: expr.VerdictAccept})
+	case "drop":
+		out = append(out, &expr.Verdict{Kind: expr.VerdictDrop})
+	case "reject":
+		out = append(out, &expr.Reject{Type: unix.NFT_REJECT_ICMPX_UNREACH, Code: unix.NFT_REJECT_ICMPX_PORT_UNREACH})
+	case "masquerade":
+		out = append(out, &expr.Masq{})
+	case "snat", "dnat":
+		e, err := compileNAT(r)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, e...)
+	default:
+		return nil, fmt.Errorf("unknown verdict %q", r.Verdict)
+	}
+	return out, nil
+}
+
+const reg = 1 // every match loads into register 1, as nft does
+
+func cmpReg(op expr.CmpOp, data []byte) *expr.Cmp { return &expr.Cmp{Op: op, Register: reg, Data: data} }
+
+func cmpOp(neg bool) expr.CmpOp {
+	if neg {
+		return expr.CmpOpNeq
+	}
+	return expr.CmpOpEq
+}
+
+func compileMatch(m reconcile.Match) ([]expr.Any, error) {
+	op := cmpOp(m.Neg)
+	switch m.Field {
+	case reconcile.FieldIIFName, reconcile.FieldOIFName:
+		key := expr.MetaKeyIIFNAME
+		if m.Field == reconcile.FieldOIFName {
+			key = expr.MetaKeyOIFNAME
+		}
+		name := make([]byte, unix.IFNAMSIZ)
+		copy(name, m.Value)
+		return []expr.Any{&expr.Meta{Key: key, Register: reg}, cmpReg(op, name)}, nil
+	case reconcile.FieldIPSaddr, reconcile.FieldIPDaddr, reconcile.FieldIP6Saddr, reconcile.FieldIP6Daddr:
+		return compileAddr(m)
+	case reconcile.FieldL4Proto:
+		proto, err := l4proto(m.Value)
+		if err != nil {
+			return nil, err
+		}
+		return []expr.Any{&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: reg}, cmpReg(op, []byte{proto})}, nil
+	case reconcile.FieldTCPDport, reconcile.FieldTCPSport, reconcile.FieldUDPDport, reconcile.FieldUDPSport:
+		return compilePort(m)
+	case reconcile.FieldCtState:
+		var bits uint32
+		for _, s := range strings.Split(m.Value, ",") {
+			b, ok := map[string]uint32{"invalid": expr.CtStateBitINVALID, "established": expr.CtStateBitESTABLISHED,
+				"related": expr.CtStateBitRELATED, "new": expr.CtStateBitNEW, "untracked": expr.CtStateBitUNTRACKED}[s]
+			if !ok {
+				return nil, fmt.Errorf("unknown ct state %q", s)
+			}
+			bits |= b
+		}
+		zero := binaryutil.NativeEndian.PutUint32(0)
+		op := expr.CmpOpNeq // "any of these bits"
+		if m.Neg {
+			op = expr.CmpOpEq
+		}
+		return []expr.Any{
+			&expr.Ct{Key: expr.CtKeySTATE, Register: reg},
+			&expr.Bitwise{SourceRegister: reg, DestRegister: reg, Len: 4, Mask: binaryutil.NativeEndian.PutUint32(bits), Xor: zero},
+			cmpReg(op, zero),
+		}, nil
+	case reconcile.FieldFibDaddrTyp, reconcile.FieldFibSaddrTyp:
+		if m.Value != "local" {
+			return nil, fmt.Errorf("unsupported fib type %q", m.Value)
+		}
+		fib := &expr.Fib{Register: reg, ResultADDRTYPE: true}
+		if m.Field == reconcile.FieldFibDaddrTyp {
+			fib.FlagDADDR = true
+		} else {
+			fib.FlagSADDR = true
+		}
+		return []expr.Any{fib, cmpReg(op, binaryutil.NativeEndian.PutUint32(unix.RTN_LOCAL))}, nil
+	}
+	return nil, fmt.Errorf("unknown match %q", m.Field)
+}
+
+// compileAddr matches an address or prefix, after checking the family as nft
+// does in an inet table.
+func compileAddr(m reconcile.Match) ([]expr.Any, error) {
+	p, err := netip.ParsePrefix(m.Value)
+	if err != nil {
+		a, err2 := netip.ParseAddr(m.Value)
+		if err2 != nil {
+			return nil, fmt.Errorf("%s: bad address %q", m.Field, m.Value)
+		}
+		p = netip.PrefixFrom(a, a.BitLen())
+	}
+	nfproto, offset, size := byte(unix.NFPROTO_IPV4), uint32(12), uint32(4)
+	if strings.HasPrefix(m.Field, "ip6") {
+		nfproto, offset, size = unix.NFPROTO_IPV6, 8, 16
+	}
+	if strings.HasSuffix(m.Field, "daddr") {
+		offset += size
+	}
+	out := []expr.Any{
+		&expr.Meta{Key: expr.MetaKeyNFPROTO, Register: reg},
+		cmpReg(expr.CmpOpEq, []byte{nfproto}),
+		&expr.Payload{DestRegister: reg, Base: expr.PayloadBaseNetworkHeader, Offset: offset, Len: size},
+	}
+	if p.Bits() < p.Addr().BitLen() {
+		mask := netmask(p.Bits(), int(size))
+		out = append(out, &expr.Bitwise{SourceRegister: reg, DestRegister: reg, Len: size, Mask: mask, Xor: make([]byte, size)})
+	}
+	return append(out, cmpReg(cmpOp(m.Neg), p.Masked().Addr().AsSlice())), nil
+}
+
+func netmask(bits, size int) []byte {
+	mask := make([]byte, size)
+	for i := 0; i < bits; i++ {
+		mask[i/8] |= 0x80 >> (i % 8)
+	}
+	return mask
+}
+
+// compilePort matches a TCP or UDP port or range: "tcp dport 80" is, to nft, "the
+// layer 4 protocol is tcp and the two bytes at offset 2 of its header are 80".
+func compilePort(m reconcile.Match) ([]expr.Any, error) {
+	proto, dir, _ := strings.Cut(m.Field, " ")
+	p, _ := l4proto(proto)
+	offset := uint32(2)
+	if dir == "sport" {
+		offset = 0
+	}
+	out := []expr.Any{
+		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: reg},
+		cmpReg(expr.CmpOpEq, []byte{p}),
+		&expr.Payload{DestRegister: reg, Base: expr.PayloadBaseTransportHeader, Offset: offset, Len: 2},
+	}
+	first, last, isRange := strings.Cut(m.Value, "-")
+	lo, err := strconv.ParseUint(first, 10, 16)
+	if err != nil {
+		return nil, fmt.Errorf("%s: bad port %q", m.Field, m.Value)
+	}
+	if !isRange {
+		return append(out, cmpReg(cmpOp(m.Neg), binaryutil.BigEndian.PutUint16(uint16(lo)))), nil
+	}
+	hi, err := strconv.ParseUint(last, 10, 16)
+	if err != nil {
+		return nil, fmt.Errorf("%s: bad port range %q", m.Field, m.Value)
+	}
+	return append(out, &expr.Range{Op: cmpOp(m.Neg), Register: reg,
+		FromData: binaryutil.BigEndian.PutUint16(uint16(lo)), ToData: binaryutil.BigEndian.PutUint16(uint16(hi))}), nil
+}
+
+func l4proto(name string) (byte, error) {
+	p, ok := map[string]byte{"tcp": unix.IPPROTO_TCP, "udp": unix.IPPROTO_UDP, "icmp": unix.IPPROTO_ICMP, "icmpv6": unix.IPPROTO_ICMPV6}[name]
+	if !ok {
+		return 0, fmt.Errorf("unknown protocol %q", name)
+	}
+	return p, nil
+}
+
+// compileNAT loads the target address (and port) into registers and applies
+// snat/dnat, the registers' max equal to their min as the kernel reports them.
+func compileNAT(r *reconcile.Rule) ([]expr.Any, error) {
+	addrText, portText := r.To, ""
+	if ap, err := netip.ParseAddrPort(r.To); err == nil {
+		addrText, portText = ap.Addr().String(), strconv.Itoa(int(ap.Port()))
+	} else if i := strings.LastIndex(r.To, ":"); i > 0 && r.Family == "ip" {
+		addrText, portText = r.To[:i], r.To[i+1:] // a port range: 10.0.0.5:80-90
+	} else if strings.HasPrefix(r.To, "[") {
+		addrText, portText, _ = strings.Cut(strings.TrimPrefix(r.To, "["), "]:")
+	}
+	addr, err := netip.ParseAddr(addrText)
+	if err != nil {
+		return nil, fmt.Errorf("%s: bad target %q", r.Verdict, r.To)
+	}
+	nat := &expr.NAT{Type: expr.NATTypeSourceNAT, Family: unix.NFPROTO_IPV4, RegAddrMin: 1, RegAddrMax: 1}
+	if r.Verdict == "dnat" {
+		nat.Type = expr.NATTypeDestNAT
+	}
+	if addr.Is6() {
+		nat.Family = unix.NFPROTO_IPV6
+	}
+	out := []expr.Any{&expr.Immediate{Register: 1, Data: addr.AsSlice()}}
+	if portText != "" {
+		first, last, isRange := strings.Cut(portText, "-")
+		lo, err := strconv.ParseUint(first, 10, 16)
+		if err != nil {
+			return nil, fmt.Errorf("%s: bad target port %q", r.Verdict, r.To)
+		}
+		out = append(out, &expr.Immediate{Register: 2, Data: binaryutil.BigEndian.PutUint16(uint16(lo))})
+		nat.RegProtoMin, nat.RegProtoMax, nat.Specified = 2, 2, true
+		if isRange {
+			hi, err := strconv.ParseUint(last, 10, 16)
+			if err != nil {
+				return nil, fmt.Errorf("%s: bad target port %q", r.Verdict, r.To)
+			}
+			out = append(out, &expr.Immediate{Register: 3, Data: binaryutil.BigEndian.PutUint16(uint16(hi))})
+			nat.RegProtoMax = 3
+		}
+	}
+	return append(out, nat), nil
+}
+
+// forwardDrops finds base chains of other tables on the forward hook with policy
+// drop: an accept in netlab's table is final only there, so such a chain (Docker's
+// iptables FORWARD, a firewall) drops the lab's forwarded traffic anyway.
+func (d *Driver) forwardDrops(ns, ours string) ([]string, error) {
+	conn, err := d.nftConn(ns)
+	if err != nil {
+		return nil, err
+	}
+	chains, err := conn.ListChains()
+	if err != nil {
+		return nil, fmt.Errorf("netns %s: list nftables chains: %w", ns, err)
+	}
+	var out []string
+	for _, c := range chains {
+		if c.Table.Name == ours || c.Hooknum == nil || *c.Hooknum != *nftables.ChainHookForward ||
+			c.Policy == nil || *c.Policy != nftables.ChainPolicyDrop {
+			continue
+		}
+		out = append(out, fmt.Sprintf("%s: table %s %s, chain %s has policy drop on the forward hook. "+
+			"An accept in netlab's table does not override a drop in another table, so the lab's forwarded traffic "+
+			"(between its bridges, and to and from the outside) will be dropped there. netlab does not edit other tables: "+
+			"add accept rules for the lab's interfaces to that chain (for Docker: iptables -I DOCKER-USER -i BRIDGE -j ACCEPT "+
+			"and iptables -I DOCKER-USER -o BRIDGE -j ACCEPT), or stop the tool that owns it.",
+			ns, familyName(c.Table.Family), c.Table.Name, c.Name))
+	}
+	return out, nil
+}
+
+func familyName(f nftables.TableFamily) string {
+	switch f {
+	case nftables.TableFamilyIPv4:
+		return "ip"
+	case nftables.TableFamilyIPv6:
+		return "ip6"
+	case nftables.TableFamilyINet:
+		return "inet"
+	case nftables.TableFamilyBridge:
+		return "bridge"
+	}
+	return strconv.Itoa(int(f))
+}

@@ -1,0 +1,295 @@
+package reconcile
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+)
+
+// A lab owns one nftables table per namespace that needs rules: `table inet
+// netlab-LAB`. It never touches any other table. The model below is pure: the
+// kernel driver compiles it to nftables expressions, and Text renders it in nft's
+// own syntax, which is what `plan` shows and `plan -o commands` feeds to `nft -f`.
+
+// TableName is the name of the table a lab owns in each namespace.
+func TableName(lab string) string { return "netlab-" + lab }
+
+// Table is the lab's table in one namespace.
+type Table struct {
+	NS     string
+	Name   string
+	Chains []*Chain // in chainOrder
+}
+
+// Chain is a base chain with policy accept: the lab's rules drop explicitly, and
+// only traffic of the lab's own interfaces, so the host's other traffic is untouched.
+type Chain struct {
+	Name     string
+	Type     string // "filter" or "nat"
+	Hook     string // "prerouting", "input", "forward", "output" or "postrouting"
+	Priority int    // nft's: dstnat -100, filter 0, srcnat 100
+	Rules    []*Rule
+}
+
+// The chains a lab table can have, in the order they are listed.
+var chainOrder = []Chain{
+	{Name: "forward", Type: "filter", Hook: "forward", Priority: 0},
+	{Name: "input", Type: "filter", Hook: "input", Priority: 0},
+	{Name: "output", Type: "filter", Hook: "output", Priority: 0},
+	{Name: "nat-prerouting", Type: "nat", Hook: "prerouting", Priority: -100},
+	{Name: "nat-output", Type: "nat", Hook: "output", Priority: -100},
+	{Name: "nat-postrouting", Type: "nat", Hook: "postrouting", Priority: 100},
+}
+
+// Rule is one rule: matches, a counter, a verdict, and a comment saying which
+// part of the lab file it comes from.
+type Rule struct {
+	Match   []Match
+	Verdict string // "accept", "drop", "reject", "masquerade", "snat" or "dnat"
+	To      string // snat/dnat: "172.17.0.2:80", "[2001:db8::2]:80", "198.51.100.7"
+	Family  string // snat/dnat: "ip" or "ip6"
+	Comment string
+
+	// Observed only: a rule in the lab's table that netlab did not write there
+	// (or wrote differently); Raw says what is known of it.
+	Raw string
+}
+
+// Match is one condition of a rule, in nft's words: Field "oifname", Value
+// "docker0"; Field "ip saddr", Value "172.17.0.0/16"; Field "tcp dport", Value
+// "8000-8010"; Field "ct state", Value "established,related"; Field "fib daddr
+// type", Value "local".
+type Match struct {
+	Field string
+	Neg   bool
+	Value string
+}
+
+// The fields a Match may have.
+const (
+	FieldIIFName     = "iifname"
+	FieldOIFName     = "oifname"
+	FieldIPSaddr     = "ip saddr"
+	FieldIPDaddr     = "ip daddr"
+	FieldIP6Saddr    = "ip6 saddr"
+	FieldIP6Daddr    = "ip6 daddr"
+	FieldL4Proto     = "meta l4proto"
+	FieldTCPDport    = "tcp dport"
+	FieldTCPSport    = "tcp sport"
+	FieldUDPDport    = "udp dport"
+	FieldUDPSport    = "udp sport"
+	FieldCtState     = "ct state"
+	FieldFibDaddrTyp = "fib daddr type"
+	FieldFibSaddrTyp = "fib saddr type"
+)
+
+// Text is the rule in nft syntax, as `nft list ruleset` prints it (without the
+// counter's numbers).
+func (r *Rule) Text() string {
+	if r.Raw != "" {
+		return r.Raw
+	}
+	var parts []string
+	for _, m := range r.Match {
+		v := m.Value
+		if m.Field == FieldIIFName || m.Field == FieldOIFName {
+			v = `"` + v + `"`
+		}
+		if m.Neg {
+			parts = append(parts, m.Field+" != "+v)
+		} else {
+			parts = append(parts, m.Field+" "+v)
+		}
+	}
+	parts = append(parts, "counter", r.Verdict)
+	if r.To != "" {
+		parts = append(parts, r.Family+" to "+r.To)
+	}
+	if r.Comment != "" {
+		parts = append(parts, fmt.Sprintf("comment %q", r.Comment))
+	}
+	return strings.Join(parts, " ")
+}
+
+// header is the chain's declaration line in nft syntax.
+func (c *Chain) header() string {
+	prio := map[int]string{-100: "dstnat", 0: "filter", 100: "srcnat"}[c.Priority]
+	if prio == "" {
+		prio = fmt.Sprint(c.Priority)
+	}
+	return fmt.Sprintf("type %s hook %s priority %s; policy accept;", c.Type, c.Hook, prio)
+}
+
+// Script is the table as an `nft -f` script that replaces it atomically: the
+// first line creates it if missing so that the delete never fails.
+func (t *Table) Script() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "table inet %s\ndelete table inet %s\ntable inet %s {\n", t.Name, t.Name, t.Name)
+	for i, c := range t.Chains {
+		if i > 0 {
+			b.WriteString("\n")
+		}
+		fmt.Fprintf(&b, "\tchain %s {\n\t\t%s\n", c.Name, c.header())
+		for _, r := range c.Rules {
+			fmt.Fprintf(&b, "\t\t%s\n", r.Text())
+		}
+		b.WriteString("\t}\n")
+	}
+	b.WriteString("}\n")
+	return b.String()
+}
+
+// lines is the table as "chain: rule" lines, the unit the plan compares and shows.
+func (t *Table) lines() []string {
+	if t == nil {
+		return nil
+	}
+	var out []string
+	for _, c := range t.Chains {
+		out = append(out, c.Name+": "+c.header())
+		for _, r := range c.Rules {
+			out = append(out, c.Name+": "+r.Text())
+		}
+	}
+	return out
+}
+
+// RuleCount is the number of rules in the table.
+func (t *Table) RuleCount() int {
+	n := 0
+	for _, c := range t.Chains {
+		n += len(c.Rules)
+	}
+	return n
+}
+
+// chain returns the table's chain of that name, creating it in chainOrder.
+func (t *Table) chain(name string) *Chain {
+	for _, c := range t.Chains {
+		if c.Name == name {
+			return c
+		}
+	}
+	for _, proto := range chainOrder {
+		if proto.Name == name {
+			c := proto
+			t.Chains = append(t.Chains, &c)
+			slices.SortStableFunc(t.Chains, func(a, b *Chain) int { return chainIndex(a.Name) - chainIndex(b.Name) })
+			return &c
+		}
+	}
+	panic("reconcile: unknown chain " + name)
+}
+
+func chainIndex(name string) int {
+	for i, c := range chainOrder {
+		if c.Name == name {
+			return i
+		}
+	}
+	return len(chainOrder)
+}
+
+// tableChanges compares two versions of a table rule by rule: the lines only in
+// want and the lines only in have, each in order.
+func tableChanges(want, have *Table) (added, removed []string) {
+	w, h := want.lines(), have.lines()
+	for _, l := range w {
+		if !slices.Contains(h, l) {
+			added = append(added, l)
+		}
+	}
+	for _, l := range h {
+		if !slices.Contains(w, l) {
+			removed = append(removed, l)
+		}
+	}
+	return added, removed
+}
+
+// ReplaceTable writes the lab's table in a namespace in one atomic transaction:
+// the whole table is replaced, so a half-applied rule set never exists.
+type ReplaceTable struct {
+	Lab   string
+	Table *Table
+	Old   *Table // nil when the table does not exist yet
+}
+
+func (a ReplaceTable) Op() Op {
+	if a.Old == nil {
+		return OpAdd
+	}
+	return OpChange
+}
+func (a ReplaceTable) Phase() Phase { return phaseNft }
+func (a ReplaceTable) Kind() string { return "nft" }
+func (a ReplaceTable) Object() string {
+	s := a.Table.NS + ": table inet " + a.Table.Name
+	if a.Old == nil {
+		return fmt.Sprintf("%s (%d rules)", s, a.Table.RuleCount())
+	}
+	added, removed := tableChanges(a.Table, a.Old)
+	if len(added) == 0 && len(removed) == 0 {
+		return s + " (rules reordered)"
+	}
+	return fmt.Sprintf("%s (%d to add, %d to remove)", s, len(added), len(removed))
+}
+
+// Details are the rules the change adds (+) and removes (-), one per line.
+func (a ReplaceTable) Details() []string {
+	added, removed := tableChanges(a.Table, a.Old)
+	var out []string
+	for _, l := range added {
+		out = append(out, "+ "+l)
+	}
+	for _, l := range removed {
+		out = append(out, "- "+l)
+	}
+	return out
+}
+
+func (a ReplaceTable) Commands() []string {
+	return []string{fmt.Sprintf("%snft -f - <<'EOF'\n%sEOF", nsExec(a.Table.NS), a.Table.Script())}
+}
+
+// DeleteTable removes the lab's table from a namespace.
+type DeleteTable struct {
+	NS, Name string
+}
+
+func (a DeleteTable) Op() Op         { return OpDelete }
+func (a DeleteTable) Phase() Phase   { return phaseDeleteTable }
+func (a DeleteTable) Kind() string   { return "nft" }
+func (a DeleteTable) Object() string { return a.NS + ": table inet " + a.Name }
+func (a DeleteTable) Commands() []string {
+	return []string{fmt.Sprintf("%snft delete table inet %s", nsExec(a.NS), a.Name)}
+}
+
+// SetHairpin turns hairpin mode of a bridge port on or off. On, a container can
+// reach its own published port through the host's address (the packet goes back
+// out of the port it came in by).
+type SetHairpin struct {
+	LinkKey
+	On  bool
+	New bool // the port is created by the same plan
+}
+
+func (a SetHairpin) Op() Op {
+	if a.New {
+		return OpAdd
+	}
+	return OpChange
+}
+func (a SetHairpin) Phase() Phase   { return phaseHairpin }
+func (a SetHairpin) Kind() string   { return "port" }
+func (a SetHairpin) Object() string { return a.LinkKey.String() + " hairpin " + onOff(a.On) }
+func (a SetHairpin) Commands() []string {
+	return []string{fmt.Sprintf("%sbridge link set dev %s hairpin %s", nsExec(a.NS), a.Name, onOff(a.On))}
+}
+
+func onOff(on bool) string {
+	if on {
+		return "on"
+	}
+	return "off"
+}

@@ -1,0 +1,342 @@
+package reconcile
+
+import (
+	"fmt"
+	"net/netip"
+	"strconv"
+	"strings"
+
+	"netlab/topology"
+)
+
+// This file turns the lab file's NAT and filtering into the rules of the lab's
+// tables: Docker's bridge behaviour (masquerade, icc, isolated, publish) and the
+// generic `nat:` and `filter:` lists. The rules follow what dockerd puts in
+// iptables (see docs/nat.md), written as nftables rules scoped to the lab's own
+// interfaces.
+
+// rulesCompiler builds the tables of one lab.
+type rulesCompiler struct {
+	lab    *topology.Lab
+	s      *State
+	kname  func(string) string
+	tables map[string]*Table
+}
+
+func (c *rulesCompiler) table(ns string) *Table {
+	k := c.kname(ns)
+	if t, ok := c.tables[k]; ok {
+		return t
+	}
+	t := &Table{NS: k, Name: TableName(c.lab.Name)}
+	c.tables[k] = t
+	return t
+}
+
+func (c *rulesCompiler) add(ns, chain string, r *Rule) {
+	ch := c.table(ns).chain(chain)
+	ch.Rules = append(ch.Rules, r)
+}
+
+// published is one `publish:` entry resolved to the container address it reaches.
+type published struct {
+	p         *topology.Publish
+	container string     // the namespace that publishes
+	addr      netip.Addr // the container's address on the bridge
+	port      LinkKey    // the container's bridge port (hairpin mode)
+	bridge    *topology.Bridge
+}
+
+// compileRules fills s.Tables (and the sysctls and hairpin ports the rules need).
+func compileRules(lab *topology.Lab, s *State, kname func(string) string) {
+	c := &rulesCompiler{lab: lab, s: s, kname: kname, tables: map[string]*Table{}}
+
+	// User rules come first, like Docker's DOCKER-USER chain: they are the place
+	// for the lab author's own exceptions.
+	for _, ns := range allNamespaces(lab) {
+		for _, r := range ns.Filter {
+			c.add(ns.Name, r.Chain, filterRule(r, ns.Name))
+		}
+		for _, r := range ns.NAT {
+			chain := "nat-postrouting"
+			if r.Action == "dnat" {
+				chain = "nat-prerouting"
+			}
+			c.add(ns.Name, chain, natRule(r, ns.Name))
+		}
+	}
+
+	pubs := c.publishedPorts()
+	for _, b := range lab.Bridges {
+		if dockerBridge(b, pubs) {
+			c.dockerBridge(b, pubs)
+		}
+	}
+	for k, t := range c.tables {
+		s.Tables[k] = t
+	}
+}
+
+// dockerBridge says whether a bridge behaves like a Docker network: it does as
+// soon as any of Docker's options is set on it or a port is published through it.
+func dockerBridge(b *topology.Bridge, pubs []published) bool {
+	if b.Masquerade || b.Isolated || b.ICC != nil {
+		return true
+	}
+	for _, p := range pubs {
+		if p.bridge == b {
+			return true
+		}
+	}
+	return false
+}
+
+// publishedPorts resolves each `publish:` to the container's address on the
+// first bridge its interfaces are linked to.
+func (c *rulesCompiler) publishedPorts() []published {
+	var out []published
+	for _, ns := range c.lab.Namespaces {
+		if len(ns.Publish) == 0 {
+			continue
+		}
+		b, ifc, port := c.bridgeOf(ns)
+		if b == nil || ifc == nil {
+			continue // validation refuses a publish without a bridge
+		}
+		for _, p := range ns.Publish {
+			for _, a := range ifc.Addresses {
+				if p.HostIP.IsValid() && p.HostIP.Is4() != a.Prefix.Addr().Is4() {
+					continue
+				}
+				out = append(out, published{p: p, container: ns.Name, addr: a.Prefix.Addr(), port: port, bridge: b})
+			}
+		}
+	}
+	return out
+}
+
+// bridgeOf finds the first bridge a namespace is linked to, its interface on it
+// and the bridge port at the other end.
+func (c *rulesCompiler) bridgeOf(ns *topology.Namespace) (*topology.Bridge, *topology.Interface, LinkKey) {
+	for _, l := range c.lab.Links {
+		for i, end := range l.Ends {
+			other := l.Ends[1-i]
+			if end.Namespace != ns.Name || end.Bridge != "" || other.Bridge == "" {
+				continue
+			}
+			for _, b := range c.lab.Bridges {
+				if b.Name == other.Bridge {
+					return b, findInterface(c.lab, end), LinkKey{c.kname(other.Namespace), other.Interface}
+				}
+			}
+		}
+	}
+	return nil, nil, LinkKey{}
+}
+
+// dockerBridge writes what dockerd writes for one bridge network (docker0):
+// forwarding policy, isolation, masquerade and published ports.
+func (c *rulesCompiler) dockerBridge(b *topology.Bridge, pubs []published) {
+	br := b.Name
+	ns := b.Namespace
+	oif := Match{Field: FieldOIFName, Value: br}
+	iif := Match{Field: FieldIIFName, Value: br}
+	notOif := Match{Field: FieldOIFName, Value: br, Neg: true}
+	notIif := Match{Field: FieldIIFName, Value: br, Neg: true}
+
+	// forward, in Docker's order.
+	c.add(ns, "forward", &Rule{Match: []Match{oif, {Field: FieldCtState, Value: "established,related"}}, Verdict: "accept",
+		Comment: br + ": replies to connections from inside"})
+	for _, p := range pubs {
+		if p.bridge != b {
+			continue
+		}
+		c.add(ns, "forward", &Rule{Match: []Match{notIif, oif, addrMatch("daddr", p.addr), portMatch(p.p.Proto, "dport", uint16Range(p.p.Port))},
+			Verdict: "accept", Comment: publishComment(p)})
+	}
+	if b.Isolated {
+		for _, other := range c.lab.Bridges {
+			if other != b && other.Isolated && other.Namespace == b.Namespace {
+				c.add(ns, "forward", &Rule{Match: []Match{iif, {Field: FieldOIFName, Value: other.Name}}, Verdict: "drop",
+					Comment: fmt.Sprintf("%s: isolated from %s", br, other.Name)})
+			}
+		}
+	}
+	c.add(ns, "forward", &Rule{Match: []Match{iif, notOif}, Verdict: "accept", Comment: br + ": containers may go out"})
+	icc := b.ICC == nil || *b.ICC
+	if icc {
+		c.add(ns, "forward", &Rule{Match: []Match{iif, oif}, Verdict: "accept", Comment: br + ": icc, containers may talk to each other"})
+	} else {
+		c.add(ns, "forward", &Rule{Match: []Match{iif, oif}, Verdict: "drop", Comment: br + ": no icc, containers may not talk to each other"})
+	}
+	c.add(ns, "forward", &Rule{Match: []Match{oif}, Verdict: "drop", Comment: br + ": nothing else gets in (Docker's FORWARD policy drop)"})
+
+	// Bridged traffic between two ports must cross the forward hook for icc and
+	// for replies of hairpin connections to be un-NATed (br_netfilter), as with Docker.
+	c.s.Sysctls[SysctlKey{c.kname(ns), "net/bridge/bridge-nf-call-iptables"}] = "1"
+
+	// Masquerade what leaves the bridge's subnets by another interface.
+	if b.Masquerade {
+		for _, a := range b.Addresses {
+			c.add(ns, "nat-postrouting", &Rule{Match: []Match{addrMatch("saddr", a.Prefix.Masked()), notOif}, Verdict: "masquerade",
+				Comment: fmt.Sprintf("%s: masquerade %s", br, a.Prefix.Masked())})
+		}
+	}
+
+	// Published ports: DNAT from anywhere to a local address, from other machines
+	// (prerouting) and from the host itself (output), as Docker without its
+	// userland proxy does.
+	hasPub := false
+	for _, p := range pubs {
+		if p.bridge != b {
+			continue
+		}
+		hasPub = true
+		match := []Match{{Field: FieldFibDaddrTyp, Value: "local"}}
+		if p.p.HostIP.IsValid() {
+			match = append(match, addrMatch("daddr", p.p.HostIP))
+		}
+		match = append(match, portMatch(p.p.Proto, "dport", uint16Range(p.p.HostPort)))
+		to, family := natTarget(p.addr, uint16Range(p.p.Port))
+		dnat := &Rule{Match: match, Verdict: "dnat", To: to, Family: family, Comment: publishComment(p)}
+		c.add(ns, "nat-prerouting", dnat)
+		c.add(ns, "nat-output", dnat)
+		// A container reaching its own published port comes back through the same
+		// port (hairpin), and must see the host as the source to answer it.
+		c.add(ns, "nat-postrouting", &Rule{Match: []Match{addrMatch("saddr", p.addr), addrMatch("daddr", p.addr), portMatch(p.p.Proto, "dport", uint16Range(p.p.Port))},
+			Verdict: "masquerade", Comment: publishComment(p) + ": hairpin"})
+		if l := c.s.Links[p.port]; l != nil {
+			l.Hairpin = true
+		}
+	}
+	if hasPub {
+		// The host reaching a published port as 127.0.0.1:PORT: the kernel must
+		// route a loopback source out of the bridge, which then masquerades it.
+		c.s.Sysctls[SysctlKey{c.kname(ns), "net/ipv4/conf/" + br + "/route_localnet"}] = "1"
+		c.add(ns, "nat-postrouting", &Rule{Match: []Match{oif, {Field: FieldFibSaddrTyp, Value: "local"}}, Verdict: "masquerade",
+			Comment: br + ": the host's own connections to published ports"})
+	}
+}
+
+func publishComment(p published) string {
+	return fmt.Sprintf("publish %s %s", p.container, p.p.Text)
+}
+
+func uint16Range(p uint16) topology.PortRange { return topology.PortRange{First: p, Last: p} }
+
+// addrMatch matches a source or destination ("saddr"/"daddr") address or prefix.
+func addrMatch(dir string, a any) Match {
+	var v string
+	var is4 bool
+	switch a := a.(type) {
+	case netip.Addr:
+		v, is4 = a.String(), a.Is4()
+	case netip.Prefix:
+		v, is4 = a.String(), a.Addr().Is4()
+		if a.IsSingleIP() {
+			v = a.Addr().String() // nft prints a full-length prefix as an address
+		}
+	}
+	if is4 {
+		return Match{Field: "ip " + dir, Value: v}
+	}
+	return Match{Field: "ip6 " + dir, Value: v}
+}
+
+func prefixMatch(dir string, p netip.Prefix, neg bool) []Match {
+	if !p.IsValid() {
+		return nil
+	}
+	m := addrMatch(dir, p)
+	m.Neg = neg
+	return []Match{m}
+}
+
+// portMatch matches a TCP or UDP port or range ("dport"/"sport").
+func portMatch(proto, dir string, r topology.PortRange) Match {
+	v := strconv.Itoa(int(r.First))
+	if r.Last > r.First {
+		v += "-" + strconv.Itoa(int(r.Last))
+	}
+	return Match{Field: proto + " " + dir, Value: v}
+}
+
+func ifaceMatch(field string, i topology.Iface) []Match {
+	if i.Name == "" {
+		return nil
+	}
+	return []Match{{Field: field, Value: i.Name, Neg: i.Not}}
+}
+
+// natTarget is the address[:port] of a snat/dnat, in nft syntax, and its family.
+func natTarget(a netip.Addr, port topology.PortRange) (to, family string) {
+	family, to = "ip", a.String()
+	if a.Is6() {
+		family = "ip6"
+		if port.First != 0 {
+			to = "[" + to + "]"
+		}
+	}
+	if port.First != 0 {
+		to += ":" + strconv.Itoa(int(port.First))
+		if port.Last > port.First {
+			to += "-" + strconv.Itoa(int(port.Last))
+		}
+	}
+	return to, family
+}
+
+func natRule(r *topology.NATRule, ns string) *Rule {
+	var m []Match
+	m = append(m, ifaceMatch(FieldIIFName, r.In)...)
+	m = append(m, ifaceMatch(FieldOIFName, r.Out)...)
+	m = append(m, prefixMatch("saddr", r.Source, false)...)
+	m = append(m, prefixMatch("daddr", r.Dest, false)...)
+	if r.Proto != "" && r.Port.First != 0 {
+		m = append(m, portMatch(r.Proto, "dport", r.Port))
+	} else if r.Proto != "" {
+		m = append(m, Match{Field: FieldL4Proto, Value: r.Proto})
+	}
+	rule := &Rule{Match: m, Verdict: r.Action, Comment: fmt.Sprintf("%s nat line %d: %s", ns, r.Pos.Line, r.Action)}
+	if r.Action != "masquerade" {
+		rule.To, rule.Family = natTarget(r.To, r.ToPort)
+	}
+	return rule
+}
+
+func filterRule(r *topology.FilterRule, ns string) *Rule {
+	var m []Match
+	m = append(m, ifaceMatch(FieldIIFName, r.In)...)
+	m = append(m, ifaceMatch(FieldOIFName, r.Out)...)
+	m = append(m, prefixMatch("saddr", r.Source, false)...)
+	m = append(m, prefixMatch("daddr", r.Dest, false)...)
+	switch {
+	case (r.Proto == "tcp" || r.Proto == "udp") && (r.SPort.First != 0 || r.DPort.First != 0):
+		if r.SPort.First != 0 {
+			m = append(m, portMatch(r.Proto, "sport", r.SPort))
+		}
+		if r.DPort.First != 0 {
+			m = append(m, portMatch(r.Proto, "dport", r.DPort))
+		}
+	case r.Proto != "":
+		m = append(m, Match{Field: FieldL4Proto, Value: r.Proto})
+	}
+	if len(r.State) > 0 {
+		m = append(m, Match{Field: FieldCtState, Value: ctStates(r.State)})
+	}
+	return &Rule{Match: m, Verdict: r.Action, Comment: fmt.Sprintf("%s filter line %d: %s", ns, r.Pos.Line, r.Action)}
+}
+
+// ctStates lists conntrack states in the order nft prints them.
+func ctStates(states []string) string {
+	var out []string
+	for _, s := range []string{"invalid", "established", "related", "new", "untracked"} {
+		for _, want := range states {
+			if want == s {
+				out = append(out, s)
+				break
+			}
+		}
+	}
+	return strings.Join(out, ",")
+}
