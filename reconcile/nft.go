@@ -113,9 +113,16 @@ func (r *Rule) Text() string {
 
 // header is the chain's declaration line in nft syntax.
 func (c *Chain) header() string {
-	prio := map[int]string{-100: "dstnat", 0: "filter", 100: "srcnat"}[c.Priority]
-	if prio == "" {
-		prio = fmt.Sprint(c.Priority)
+	// nft's names for standard priorities, where nft accepts them: dstnat only on
+	// prerouting, srcnat only on postrouting.
+	prio := fmt.Sprint(c.Priority)
+	switch {
+	case c.Priority == 0:
+		prio = "filter"
+	case c.Priority == -100 && c.Hook == "prerouting":
+		prio = "dstnat"
+	case c.Priority == 100 && c.Hook == "postrouting":
+		prio = "srcnat"
 	}
 	return fmt.Sprintf("type %s hook %s priority %s; policy accept;", c.Type, c.Hook, prio)
 }

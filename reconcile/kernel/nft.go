@@ -260,41 +260,43 @@ func sameExpr(a, b expr.Any) bool {
 
 // compileRule turns a rule into the expressions nft itself generates for its text,
 // so that a table written by `nft -f` (plan -o commands) and one written by
-// netlab are the same to the byte.
+// netlab are the same to the byte. Like nft, it checks a protocol dependency
+// (the IP version of an address match, the transport of a port match) once per
+// rule, and loads only the bytes a byte-aligned prefix covers.
 func compileRule(r *reconcile.Rule) ([]expr.Any, error) {
-	var out []expr.Any
+	var c ruleCompiler
 	for _, m := range r.Match {
-		e, err := compileMatch(m)
-		if err != nil {
+		if err := c.match(m); err != nil {
 			return nil, err
 		}
-		out = append(out, e...)
 	}
-	out = append(out, &expr.Counter{})
+	c.out = append(c.out, &expr.Counter{})
 	switch r.Verdict {
 	case "accept":
-		out = append(out, &expr.Verdict{Kind: expr.VerdictAccept})
+		c.out = append(c.out, &expr.Verdict{Kind: expr.VerdictAccept})
 	case "drop":
-		out = append(out, &expr.Verdict{Kind: expr.VerdictDrop})
+		c.out = append(c.out, &expr.Verdict{Kind: expr.VerdictDrop})
 	case "reject":
-		out = append(out, &expr.Reject{Type: unix.NFT_REJECT_ICMPX_UNREACH, Code: unix.NFT_REJECT_ICMPX_PORT_UNREACH})
+		c.out = append(c.out, &expr.Reject{Type: unix.NFT_REJECT_ICMPX_UNREACH, Code: unix.NFT_REJECT_ICMPX_PORT_UNREACH})
 	case "masquerade":
-		out = append(out, &expr.Masq{})
+		c.out = append(c.out, &expr.Masq{})
 	case "snat", "dnat":
 		e, err := compileNAT(r)
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, e...)
+		c.out = append(c.out, e...)
 	default:
 		return nil, fmt.Errorf("unknown verdict %q", r.Verdict)
 	}
-	return out, nil
+	return c.out, nil
 }
 
 const reg = 1 // every match loads into register 1, as nft does
 
-func cmpReg(op expr.CmpOp, data []byte) *expr.Cmp { return &expr.Cmp{Op: op, Register: reg, Data: data} }
+func cmpReg(op expr.CmpOp, data []byte) *expr.Cmp {
+	return &expr.Cmp{Op: op, Register: reg, Data: data}
+}
 
 func cmpOp(neg bool) expr.CmpOp {
 	if neg {
@@ -303,7 +305,31 @@ func cmpOp(neg bool) expr.CmpOp {
 	return expr.CmpOpEq
 }
 
-func compileMatch(m reconcile.Match) ([]expr.Any, error) {
+// ruleCompiler accumulates a rule's expressions and the protocol dependencies
+// already checked.
+type ruleCompiler struct {
+	out     []expr.Any
+	nfproto byte // the IP version checked so far (0: none)
+	l4proto byte // the transport protocol checked so far (0: none)
+}
+
+func (c *ruleCompiler) add(e ...expr.Any) { c.out = append(c.out, e...) }
+
+func (c *ruleCompiler) needNfproto(p byte) {
+	if c.nfproto != p {
+		c.add(&expr.Meta{Key: expr.MetaKeyNFPROTO, Register: reg}, cmpReg(expr.CmpOpEq, []byte{p}))
+		c.nfproto = p
+	}
+}
+
+func (c *ruleCompiler) needL4proto(p byte) {
+	if c.l4proto != p {
+		c.add(&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: reg}, cmpReg(expr.CmpOpEq, []byte{p}))
+		c.l4proto = p
+	}
+}
+
+func (c *ruleCompiler) match(m reconcile.Match) error {
 	op := cmpOp(m.Neg)
 	switch m.Field {
 	case reconcile.FieldIIFName, reconcile.FieldOIFName:
@@ -313,24 +339,27 @@ func compileMatch(m reconcile.Match) ([]expr.Any, error) {
 		}
 		name := make([]byte, unix.IFNAMSIZ)
 		copy(name, m.Value)
-		return []expr.Any{&expr.Meta{Key: key, Register: reg}, cmpReg(op, name)}, nil
+		c.add(&expr.Meta{Key: key, Register: reg}, cmpReg(op, name))
 	case reconcile.FieldIPSaddr, reconcile.FieldIPDaddr, reconcile.FieldIP6Saddr, reconcile.FieldIP6Daddr:
-		return compileAddr(m)
+		return c.addr(m)
 	case reconcile.FieldL4Proto:
 		proto, err := l4proto(m.Value)
 		if err != nil {
-			return nil, err
+			return err
 		}
-		return []expr.Any{&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: reg}, cmpReg(op, []byte{proto})}, nil
+		c.add(&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: reg}, cmpReg(op, []byte{proto}))
+		if !m.Neg {
+			c.l4proto = proto
+		}
 	case reconcile.FieldTCPDport, reconcile.FieldTCPSport, reconcile.FieldUDPDport, reconcile.FieldUDPSport:
-		return compilePort(m)
+		return c.port(m)
 	case reconcile.FieldCtState:
 		var bits uint32
 		for _, s := range strings.Split(m.Value, ",") {
 			b, ok := map[string]uint32{"invalid": expr.CtStateBitINVALID, "established": expr.CtStateBitESTABLISHED,
 				"related": expr.CtStateBitRELATED, "new": expr.CtStateBitNEW, "untracked": expr.CtStateBitUNTRACKED}[s]
 			if !ok {
-				return nil, fmt.Errorf("unknown ct state %q", s)
+				return fmt.Errorf("unknown ct state %q", s)
 			}
 			bits |= b
 		}
@@ -339,14 +368,12 @@ func compileMatch(m reconcile.Match) ([]expr.Any, error) {
 		if m.Neg {
 			op = expr.CmpOpEq
 		}
-		return []expr.Any{
-			&expr.Ct{Key: expr.CtKeySTATE, Register: reg},
+		c.add(&expr.Ct{Key: expr.CtKeySTATE, Register: reg},
 			&expr.Bitwise{SourceRegister: reg, DestRegister: reg, Len: 4, Mask: binaryutil.NativeEndian.PutUint32(bits), Xor: zero},
-			cmpReg(op, zero),
-		}, nil
+			cmpReg(op, zero))
 	case reconcile.FieldFibDaddrTyp, reconcile.FieldFibSaddrTyp:
 		if m.Value != "local" {
-			return nil, fmt.Errorf("unsupported fib type %q", m.Value)
+			return fmt.Errorf("unsupported fib type %q", m.Value)
 		}
 		fib := &expr.Fib{Register: reg, ResultADDRTYPE: true}
 		if m.Field == reconcile.FieldFibDaddrTyp {
@@ -354,19 +381,20 @@ func compileMatch(m reconcile.Match) ([]expr.Any, error) {
 		} else {
 			fib.FlagSADDR = true
 		}
-		return []expr.Any{fib, cmpReg(op, binaryutil.NativeEndian.PutUint32(unix.RTN_LOCAL))}, nil
+		c.add(fib, cmpReg(op, binaryutil.NativeEndian.PutUint32(unix.RTN_LOCAL)))
+	default:
+		return fmt.Errorf("unknown match %q", m.Field)
 	}
-	return nil, fmt.Errorf("unknown match %q", m.Field)
+	return nil
 }
 
-// compileAddr matches an address or prefix, after checking the family as nft
-// does in an inet table.
-func compileAddr(m reconcile.Match) ([]expr.Any, error) {
+// addr matches an address or prefix of the IP header.
+func (c *ruleCompiler) addr(m reconcile.Match) error {
 	p, err := netip.ParsePrefix(m.Value)
 	if err != nil {
 		a, err2 := netip.ParseAddr(m.Value)
 		if err2 != nil {
-			return nil, fmt.Errorf("%s: bad address %q", m.Field, m.Value)
+			return fmt.Errorf("%s: bad address %q", m.Field, m.Value)
 		}
 		p = netip.PrefixFrom(a, a.BitLen())
 	}
@@ -377,16 +405,17 @@ func compileAddr(m reconcile.Match) ([]expr.Any, error) {
 	if strings.HasSuffix(m.Field, "daddr") {
 		offset += size
 	}
-	out := []expr.Any{
-		&expr.Meta{Key: expr.MetaKeyNFPROTO, Register: reg},
-		cmpReg(expr.CmpOpEq, []byte{nfproto}),
-		&expr.Payload{DestRegister: reg, Base: expr.PayloadBaseNetworkHeader, Offset: offset, Len: size},
+	c.needNfproto(nfproto)
+	value := p.Masked().Addr().AsSlice()
+	if p.Bits()%8 == 0 { // only the bytes the prefix covers
+		n := uint32(p.Bits() / 8)
+		c.add(&expr.Payload{DestRegister: reg, Base: expr.PayloadBaseNetworkHeader, Offset: offset, Len: n}, cmpReg(cmpOp(m.Neg), value[:n]))
+		return nil
 	}
-	if p.Bits() < p.Addr().BitLen() {
-		mask := netmask(p.Bits(), int(size))
-		out = append(out, &expr.Bitwise{SourceRegister: reg, DestRegister: reg, Len: size, Mask: mask, Xor: make([]byte, size)})
-	}
-	return append(out, cmpReg(cmpOp(m.Neg), p.Masked().Addr().AsSlice())), nil
+	c.add(&expr.Payload{DestRegister: reg, Base: expr.PayloadBaseNetworkHeader, Offset: offset, Len: size},
+		&expr.Bitwise{SourceRegister: reg, DestRegister: reg, Len: size, Mask: netmask(p.Bits(), int(size)), Xor: make([]byte, size)},
+		cmpReg(cmpOp(m.Neg), value))
+	return nil
 }
 
 func netmask(bits, size int) []byte {
@@ -397,34 +426,33 @@ func netmask(bits, size int) []byte {
 	return mask
 }
 
-// compilePort matches a TCP or UDP port or range: "tcp dport 80" is, to nft, "the
+// port matches a TCP or UDP port or range: "tcp dport 80" is, to nft, "the
 // layer 4 protocol is tcp and the two bytes at offset 2 of its header are 80".
-func compilePort(m reconcile.Match) ([]expr.Any, error) {
+func (c *ruleCompiler) port(m reconcile.Match) error {
 	proto, dir, _ := strings.Cut(m.Field, " ")
 	p, _ := l4proto(proto)
 	offset := uint32(2)
 	if dir == "sport" {
 		offset = 0
 	}
-	out := []expr.Any{
-		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: reg},
-		cmpReg(expr.CmpOpEq, []byte{p}),
-		&expr.Payload{DestRegister: reg, Base: expr.PayloadBaseTransportHeader, Offset: offset, Len: 2},
-	}
+	c.needL4proto(p)
+	c.add(&expr.Payload{DestRegister: reg, Base: expr.PayloadBaseTransportHeader, Offset: offset, Len: 2})
 	first, last, isRange := strings.Cut(m.Value, "-")
 	lo, err := strconv.ParseUint(first, 10, 16)
 	if err != nil {
-		return nil, fmt.Errorf("%s: bad port %q", m.Field, m.Value)
+		return fmt.Errorf("%s: bad port %q", m.Field, m.Value)
 	}
 	if !isRange {
-		return append(out, cmpReg(cmpOp(m.Neg), binaryutil.BigEndian.PutUint16(uint16(lo)))), nil
+		c.add(cmpReg(cmpOp(m.Neg), binaryutil.BigEndian.PutUint16(uint16(lo))))
+		return nil
 	}
 	hi, err := strconv.ParseUint(last, 10, 16)
 	if err != nil {
-		return nil, fmt.Errorf("%s: bad port range %q", m.Field, m.Value)
+		return fmt.Errorf("%s: bad port range %q", m.Field, m.Value)
 	}
-	return append(out, &expr.Range{Op: cmpOp(m.Neg), Register: reg,
-		FromData: binaryutil.BigEndian.PutUint16(uint16(lo)), ToData: binaryutil.BigEndian.PutUint16(uint16(hi))}), nil
+	c.add(&expr.Range{Op: cmpOp(m.Neg), Register: reg,
+		FromData: binaryutil.BigEndian.PutUint16(uint16(lo)), ToData: binaryutil.BigEndian.PutUint16(uint16(hi))})
+	return nil
 }
 
 func l4proto(name string) (byte, error) {
