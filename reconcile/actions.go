@@ -22,7 +22,9 @@ const (
 type Phase int
 
 const (
-	phaseDeleteTable Phase = iota
+	phaseStopProcess Phase = iota
+	phaseDeleteFile
+	phaseDeleteTable
 	phaseRestoreSysctl
 	phaseDeleteRoute
 	phaseDeleteVeth
@@ -43,6 +45,8 @@ const (
 	phaseRoute
 	phaseSysctl
 	phaseNft
+	phaseFile
+	phaseProcess
 )
 
 // Action is one step of a plan: one object, one kernel operation, one line of the

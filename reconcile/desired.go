@@ -2,6 +2,8 @@ package reconcile
 
 import (
 	"net"
+	"slices"
+	"strings"
 
 	"netlab/topology"
 )
@@ -10,9 +12,6 @@ import (
 // the file leaves to the kernel (a MAC, an MTU) is left at zero, which Diff reads
 // as "whatever the kernel chose".
 func Desired(lab *topology.Lab) (*State, error) {
-	if err := notYetSupported(lab); err != nil {
-		return nil, err
-	}
 	s := NewState(lab.Name)
 	kname := func(ns string) string {
 		if ns == topology.HostName {
@@ -66,6 +65,19 @@ func Desired(lab *topology.Lab) (*State, error) {
 		}
 	}
 	compileRules(lab, s, kname)
+
+	for _, ns := range lab.Namespaces {
+		for _, c := range ns.Run {
+			k := ProcKey{kname(ns.Name), c.Line}
+			s.Processes[k] = &Process{ProcKey: k}
+		}
+		for _, svc := range ns.Serve {
+			service := &Service{Kind: svc.Kind, Port: int(svc.Port), Body: svc.Body}
+			k := ProcKey{kname(ns.Name), service.CommandLine()}
+			s.Processes[k] = &Process{ProcKey: k, Serve: service}
+		}
+	}
+	hostsFiles(lab, s, kname)
 	return s, nil
 }
 
@@ -99,20 +111,49 @@ func macString(mac net.HardwareAddr) string {
 	return mac.String()
 }
 
-// notYetSupported refuses keys of the file format that this version parses but
-// cannot build yet, rather than silently ignoring them.
-func notYetSupported(lab *topology.Lab) error {
-	var errs topology.Errors
-	refuse := func(pos topology.Pos, what string) {
-		errs = append(errs, &topology.Error{File: lab.File, Pos: pos, Msg: what + " is not implemented yet in this version of netlab"})
-	}
-	for _, ns := range allNamespaces(lab) {
-		for _, c := range ns.Run {
-			refuse(c.Pos, "run")
+// hostsFiles gives every namespace linked to a resolving bridge an /etc/hosts of
+// its own: localhost, and the name and address of each namespace on the same
+// resolving bridges (itself included), as Docker does on a user-defined network.
+func hostsFiles(lab *topology.Lab, s *State, kname func(string) string) {
+	type entry struct{ addr, name string }
+	members := map[string][]entry{} // bridge -> namespaces on it, in file order
+	var bridges []string
+	for _, b := range lab.Bridges {
+		if !b.Resolve {
+			continue
+		}
+		bridges = append(bridges, b.Name)
+		for _, l := range lab.Links {
+			for i, end := range l.Ends {
+				other := l.Ends[1-i]
+				if other.Bridge != b.Name || end.Bridge != "" || end.Namespace == topology.HostName {
+					continue
+				}
+				if ifc := findInterface(lab, end); ifc != nil {
+					for _, a := range ifc.Addresses {
+						members[b.Name] = append(members[b.Name], entry{a.Prefix.Addr().String(), end.Namespace})
+					}
+				}
+			}
 		}
 	}
-	if len(errs) == 0 {
-		return nil
+	files := map[string][]entry{} // namespace -> its entries
+	for _, b := range bridges {
+		for _, m := range members[b] {
+			for _, e := range members[b] {
+				if !slices.Contains(files[m.name], e) {
+					files[m.name] = append(files[m.name], e)
+				}
+			}
+		}
 	}
-	return errs
+	for ns, entries := range files {
+		var b strings.Builder
+		b.WriteString(FileMarker(lab.Name) + "\n")
+		b.WriteString("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n")
+		for _, e := range entries {
+			b.WriteString(e.addr + "\t" + e.name + "\n")
+		}
+		s.Files[FileKey{NS: kname(ns), Name: "hosts"}] = b.String()
+	}
 }

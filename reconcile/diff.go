@@ -58,6 +58,8 @@ func Diff(desired, observed *State) (*Plan, error) {
 	d.routes()
 	d.sysctls()
 	d.tables()
+	d.files()
+	d.processes()
 	slices.SortStableFunc(d.actions, func(a, b Action) int {
 		return cmp.Or(cmp.Compare(a.Phase(), b.Phase()), strings.Compare(a.Object(), b.Object()))
 	})
@@ -74,6 +76,11 @@ func conflicts(desired, observed *State) error {
 	for _, k := range sortedKeys(desired.Links, LinkKey.compare) {
 		if owner, ok := observed.ForeignLinks[k]; ok {
 			out = append(out, fmt.Sprintf("interface %s already exists and %s", k, ownedBy(owner)))
+		}
+	}
+	for _, k := range sortedKeys(desired.Files, FileKey.compare) {
+		if observed.ForeignFiles[k] {
+			out = append(out, fmt.Sprintf("file %s already exists and was not written by netlab for lab %s", k.Path(), desired.Lab))
 		}
 	}
 	if len(out) == 0 {
@@ -306,6 +313,39 @@ func (d *differ) tables() {
 	for _, ns := range sortedKeys(d.observed.Tables, strings.Compare) {
 		if _, ok := d.desired.Tables[ns]; !ok && !d.goneNetns[ns] {
 			d.add(DeleteTable{NS: ns, Name: d.observed.Tables[ns].Name})
+		}
+	}
+}
+
+// files writes generated files whose content differs and removes those the lab
+// no longer wants.
+func (d *differ) files() {
+	for _, k := range sortedKeys(d.desired.Files, FileKey.compare) {
+		want := d.desired.Files[k]
+		have, ok := d.observed.Files[k]
+		if !ok || have != want {
+			d.add(WriteFile{FileKey: k, Content: want, Old: ok})
+		}
+	}
+	for _, k := range sortedKeys(d.observed.Files, FileKey.compare) {
+		if _, ok := d.desired.Files[k]; !ok {
+			d.add(DeleteFile{k})
+		}
+	}
+}
+
+// processes starts what is not running and stops what the lab no longer runs. A
+// changed command is a different process: the old one stops, the new one starts.
+// Processes of a deleted namespace go with it.
+func (d *differ) processes() {
+	for _, k := range sortedKeys(d.desired.Processes, ProcKey.compare) {
+		if have, ok := d.observed.Processes[k]; !ok || len(have.PIDs) == 0 || d.goneNetns[k.NS] {
+			d.add(StartProcess{Lab: d.desired.Lab, Process: *d.desired.Processes[k]})
+		}
+	}
+	for _, k := range sortedKeys(d.observed.Processes, ProcKey.compare) {
+		if _, ok := d.desired.Processes[k]; !ok && !d.goneNetns[k.NS] {
+			d.add(StopProcess{Lab: d.desired.Lab, Process: *d.observed.Processes[k]})
 		}
 	}
 }

@@ -53,11 +53,14 @@ type State struct {
 	Routes     map[RouteKey]*Route
 	Sysctls    map[SysctlKey]string
 	Tables     map[string]*Table // the lab's nftables table, by namespace
+	Processes  map[ProcKey]*Process
+	Files      map[FileKey]string // generated files (/etc/netns/NS/hosts) and their content
 
 	// Observed only.
 	SavedSysctls map[SysctlKey]string // values from before the lab changed them
 	ForeignNetns map[string]string    // namespaces not owned by Lab: name -> owner lab ("" if not netlab's)
 	ForeignLinks map[LinkKey]string   // interfaces not owned by Lab: key -> owner lab ("" if not netlab's)
+	ForeignFiles map[FileKey]bool     // files the lab wants to write that someone else wrote
 	Warnings     []string             // what others do that will break the lab (another table's forward drop)
 }
 
@@ -71,6 +74,9 @@ func NewState(lab string) *State {
 		Routes:       map[RouteKey]*Route{},
 		Sysctls:      map[SysctlKey]string{},
 		Tables:       map[string]*Table{},
+		Processes:    map[ProcKey]*Process{},
+		Files:        map[FileKey]string{},
+		ForeignFiles: map[FileKey]bool{},
 		SavedSysctls: map[SysctlKey]string{},
 		ForeignNetns: map[string]string{},
 		ForeignLinks: map[LinkKey]string{},
@@ -95,6 +101,13 @@ func (s *State) Clone() *State {
 	}
 	maps.Copy(c.Sysctls, s.Sysctls)
 	maps.Copy(c.Tables, s.Tables) // tables are replaced whole, never edited in place
+	for k, v := range s.Processes {
+		p := *v
+		p.PIDs = slices.Clone(v.PIDs)
+		c.Processes[k] = &p
+	}
+	maps.Copy(c.Files, s.Files)
+	maps.Copy(c.ForeignFiles, s.ForeignFiles)
 	c.Warnings = slices.Clone(s.Warnings)
 	maps.Copy(c.SavedSysctls, s.SavedSysctls)
 	maps.Copy(c.ForeignNetns, s.ForeignNetns)

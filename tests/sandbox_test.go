@@ -12,37 +12,13 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 
 	"netlab/tests/harness"
 )
 
-// netlabBin is the binary under test, built once by TestMain.
-var netlabBin string
-
-func TestMain(m *testing.M) {
-	if os.Getenv(harness.Env) == "1" {
-		dir, err := os.MkdirTemp("", "netlab-e2e-")
-		if err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			os.Exit(1)
-		}
-		os.Chmod(dir, 0o755) // the unprivileged-user test runs the binary as nobody
-		netlabBin = filepath.Join(dir, "netlab")
-		build := exec.Command("go", "build", "-o", netlabBin, "../cmd/netlab")
-		build.Stdout, build.Stderr = os.Stderr, os.Stderr
-		if err := build.Run(); err != nil {
-			fmt.Fprintln(os.Stderr, "build netlab:", err)
-			os.Exit(1)
-		}
-		code := m.Run()
-		os.RemoveAll(dir)
-		os.Exit(code)
-	}
-	harness.Main(m)
-}
+func TestMain(m *testing.M) { harness.Main(m) }
 
 type sandbox struct {
 	t   *testing.T
@@ -89,7 +65,7 @@ func (sb *sandbox) exec(args ...string) result {
 func (sb *sandbox) execAs(prefix []string, args ...string) result {
 	sb.t.Helper()
 	if args[0] == "netlab" {
-		args[0] = netlabBin
+		args[0] = harness.Netlab(sb.t)
 	}
 	wd, err := os.Getwd()
 	if err != nil {

@@ -251,7 +251,7 @@ func (d *decoder) bridges(n *yaml.Node) []*Bridge {
 		if err := checkIfname(b.Name); err != nil {
 			d.errorf(p.key, "bridge %q: %v", b.Name, err)
 		}
-		f, _ := d.fields(p.value, label, "namespace", "addresses", "mtu", "mac", "masquerade", "icc", "isolated")
+		f, _ := d.fields(p.value, label, "namespace", "addresses", "mtu", "mac", "masquerade", "icc", "isolated", "resolve")
 		if v := f.val("namespace"); v != nil {
 			if s, ok := d.str(v, label+": namespace"); ok {
 				b.Namespace = s
@@ -284,6 +284,9 @@ func (d *decoder) bridges(n *yaml.Node) []*Bridge {
 		if v := f.val("isolated"); v != nil {
 			b.Isolated, _ = d.boolean(v, label+": isolated")
 		}
+		if v := f.val("resolve"); v != nil {
+			b.Resolve, _ = d.boolean(v, label+": resolve")
+		}
 	}
 	return out
 }
@@ -305,7 +308,7 @@ func (d *decoder) namespaces(n *yaml.Node) []*Namespace {
 		}
 		ns := &Namespace{Pos: pos(p.key), Name: name}
 		out = append(out, ns)
-		d.namespace(ns, p.value, "interfaces", "routes", "sysctls", "nat", "filter", "publish", "run")
+		d.namespace(ns, p.value, "interfaces", "routes", "sysctls", "nat", "filter", "publish", "run", "serve")
 	}
 	return out
 }
@@ -370,11 +373,64 @@ func (d *decoder) namespace(ns *Namespace, n *yaml.Node, known ...string) {
 				d.errorf(item, "%s: run: empty command", label)
 			case strings.ContainsAny(s, "\x00\n\r"):
 				d.errorf(item, "%s: run: a command is one line; write each command as its own item", label)
+			case slices.ContainsFunc(ns.Run, func(c *Command) bool { return c.Line == s }):
+				d.errorf(item, "%s: run: %q is listed twice", label, s)
 			default:
 				ns.Run = append(ns.Run, &Command{Pos: pos(item), Line: s})
 			}
 		}
 	}
+	if v := f.val("serve"); v != nil {
+		items, _ := d.list(v, label+": serve")
+		for _, item := range items {
+			if svc := d.service(item, label); svc != nil {
+				if slices.ContainsFunc(ns.Serve, func(o *Service) bool { return o.Port == svc.Port }) {
+					d.errorf(item, "%s: serve: port %d is served twice", label, svc.Port)
+					continue
+				}
+				ns.Serve = append(ns.Serve, svc)
+			}
+		}
+	}
+}
+
+// service reads one `serve:` entry: {http: PORT, body: TEXT} or {tcp-echo: PORT}.
+func (d *decoder) service(n *yaml.Node, nsl string) *Service {
+	label := nsl + ": serve"
+	f, ok := d.fields(n, label, "http", "tcp-echo", "body")
+	if !ok {
+		return nil
+	}
+	svc := &Service{Pos: pos(n)}
+	for _, kind := range []string{"http", "tcp-echo"} {
+		v := f.val(kind)
+		if v == nil {
+			continue
+		}
+		if svc.Kind != "" {
+			d.errorf(v, "%s: give one of http or tcp-echo, not both", label)
+			return nil
+		}
+		port, ok := d.integer(v, label+": "+kind, 1, 65535)
+		if !ok {
+			return nil
+		}
+		svc.Kind, svc.Port = kind, uint16(port)
+	}
+	if svc.Kind == "" {
+		d.errorf(n, "%s: want {http: PORT} or {tcp-echo: PORT}", label)
+		return nil
+	}
+	if v := f.val("body"); v != nil {
+		if svc.Kind != "http" {
+			d.errorf(v, "%s: body is for http services", label)
+			return nil
+		}
+		svc.Body, _ = d.str(v, label+": body")
+	} else if svc.Kind == "http" {
+		svc.Body = "Hello World"
+	}
+	return svc
 }
 
 func (d *decoder) interfaces(ns *Namespace, n *yaml.Node) {

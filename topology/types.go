@@ -46,6 +46,9 @@ type Bridge struct {
 	Masquerade bool  // SNAT the bridge's subnets when leaving by another interface
 	ICC        *bool // nil: true. Ports of this bridge may talk to each other
 	Isolated   bool  // no forwarding between two isolated bridges
+	// Resolve: the namespaces linked to this bridge find each other by name, as on
+	// a Docker user-defined network (the default bridge does not).
+	Resolve bool
 }
 
 // Address is an interface address with its prefix length, as in `ip addr add`:
@@ -67,6 +70,7 @@ type Namespace struct {
 	Filter     []*FilterRule
 	Publish    []*Publish
 	Run        []*Command
+	Serve      []*Service
 }
 
 // Interface configures one end of a link that lives in a namespace (not a bridge port).
@@ -165,6 +169,15 @@ type Publish struct {
 type Command struct {
 	Pos  Pos
 	Line string
+}
+
+// Service is one `serve:` entry: a small server netlab itself runs in the
+// namespace, so a lab needs no tool the machine may lack.
+type Service struct {
+	Pos  Pos
+	Kind string // "http" (answers every request with Body) or "tcp-echo"
+	Port uint16
+	Body string // http: the response body; "Hello World" when not given
 }
 
 // Check is one entry of `checks:`, run by `netlab test`.

@@ -56,7 +56,8 @@ network namespaces, bridges, veth links, addresses, routes and sysctls.
 	root.SetOut(streams.Out)
 	root.SetErr(streams.Err)
 	root.PersistentFlags().BoolVarP(&a.verbose, "verbose", "v", false, "log what netlab does to stderr")
-	root.AddCommand(a.validateCmd(), a.planCmd(), a.upCmd(), a.downCmd(), a.statusCmd())
+	root.AddCommand(a.validateCmd(), a.planCmd(), a.upCmd(), a.downCmd(), a.statusCmd(),
+		a.execCmd(), a.testCmd(), a.serveCmd(), a.nsexecCmd())
 
 	err := root.ExecuteContext(ctx)
 	var code exitCode

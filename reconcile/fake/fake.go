@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"strings"
 	"sync"
 
 	r "netlab/reconcile"
@@ -22,6 +23,16 @@ var (
 
 // DefaultSysctl is what every sysctl reads before anyone sets it.
 const DefaultSysctl = "0"
+
+type proc struct {
+	r.Process
+	lab string
+}
+
+type file struct {
+	content string
+	lab     string // "" for a file netlab did not write
+}
 
 type link struct {
 	r.Link
@@ -38,6 +49,9 @@ type Driver struct {
 	sysctls map[r.SysctlKey]string
 	saved   map[string]map[r.SysctlKey]string // lab -> values from before the lab
 	tables  map[string]map[string]*r.Table    // namespace -> table name -> table
+	procs   map[r.ProcKey]*proc
+	files   map[r.FileKey]file
+	nextPID int
 
 	// Writes counts the actions applied: a no-op `up` must leave it unchanged.
 	Writes int
@@ -55,7 +69,17 @@ func New() *Driver {
 		sysctls: map[r.SysctlKey]string{},
 		saved:   map[string]map[r.SysctlKey]string{},
 		tables:  map[string]map[string]*r.Table{},
+		procs:   map[r.ProcKey]*proc{},
+		files:   map[r.FileKey]file{},
+		nextPID: 100,
 	}
+}
+
+// AddForeignFile adds a file under /etc/netns that netlab did not write.
+func (d *Driver) AddForeignFile(k r.FileKey) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.files[k] = file{content: "someone else's\n"}
 }
 
 // AddForeignNetns adds a namespace that belongs to owner ("" for one not made by netlab).
@@ -99,6 +123,9 @@ func (k *Kernel) SetAddrs(key r.LinkKey, prefixes ...r.AddrKey) {
 
 // DeleteRoute deletes a route.
 func (k *Kernel) DeleteRoute(key r.RouteKey) { delete(k.d.routes, key) }
+
+// KillProcess kills a lab's process, as `kill PID` would.
+func (k *Kernel) KillProcess(key r.ProcKey) { delete(k.d.procs, key) }
 
 // FlushTable empties the chains of a table, as `nft flush table` does.
 func (k *Kernel) FlushTable(ns, name string) {
@@ -177,6 +204,20 @@ func (d *Driver) Observe(_ context.Context, q r.Query) (*r.State, error) {
 			s.Tables[ns] = t
 		}
 	}
+	for key, p := range d.procs {
+		if p.lab == q.Lab {
+			c := p.Process
+			s.Processes[key] = &c
+		}
+	}
+	for key, f := range d.files {
+		switch {
+		case f.lab == q.Lab:
+			s.Files[key] = f.content
+		case f.lab == "":
+			s.ForeignFiles[key] = true
+		}
+	}
 	maps.Copy(s.SavedSysctls, d.saved[q.Lab])
 	for _, k := range append(q.Sysctls, keys(d.saved[q.Lab])...) {
 		if k.NS == r.Host || (d.nsExists(k.NS) && d.netns[k.NS] == q.Lab) {
@@ -237,6 +278,11 @@ func (d *Driver) Apply(_ context.Context, a r.Action) error {
 		}
 		delete(d.netns, a.Name)
 		delete(d.tables, a.Name)
+		for k := range d.procs {
+			if k.NS == a.Name {
+				delete(d.procs, k)
+			}
+		}
 	case r.CreateBridge:
 		return d.createLink(a.Lab, r.Link{LinkKey: a.LinkKey, Kind: r.KindBridge, MTU: orDefault(a.MTU), MAC: a.MAC})
 	case r.CreateVeth:
@@ -283,6 +329,23 @@ func (d *Driver) Apply(_ context.Context, a r.Action) error {
 		d.tables[a.Table.NS][a.Table.Name] = a.Table
 	case r.DeleteTable:
 		delete(d.tables[a.NS], a.Name)
+	case r.StartProcess:
+		if !d.nsExists(a.NS) {
+			return fmt.Errorf("netns %s: %w", a.NS, ErrNotFound)
+		}
+		p := &proc{Process: a.Process, lab: a.Lab}
+		p.PIDs = []int{d.nextPID}
+		d.nextPID++
+		d.procs[a.ProcKey] = p
+	case r.StopProcess:
+		delete(d.procs, a.ProcKey)
+	case r.WriteFile:
+		if f, ok := d.files[a.FileKey]; ok && f.lab == "" {
+			return fmt.Errorf("%s: %w", a.Path(), ErrExists)
+		}
+		d.files[a.FileKey] = file{content: a.Content, lab: labOf(a.Content)}
+	case r.DeleteFile:
+		delete(d.files, a.FileKey)
 	case r.SetMTU:
 		l, err := d.link(a.LinkKey)
 		if err != nil {
@@ -402,4 +465,15 @@ func (d *Driver) deleteLink(k r.LinkKey) {
 	if l.Kind == r.KindVeth {
 		d.deleteLink(l.Peer)
 	}
+}
+
+// labOf reads the lab from a generated file's marker line, as the kernel driver does.
+func labOf(content string) string {
+	first, _, _ := strings.Cut(content, "\n")
+	rest, ok := strings.CutPrefix(first, "# "+r.MarkerPrefix)
+	if !ok {
+		return ""
+	}
+	lab, _, _ := strings.Cut(rest, ":")
+	return lab
 }

@@ -76,6 +76,14 @@ func (d *Driver) Apply(ctx context.Context, a reconcile.Action) error {
 		return d.replaceTable(a.Table)
 	case reconcile.DeleteTable:
 		return d.deleteTable(a.NS, a.Name)
+	case reconcile.StartProcess:
+		return d.startProcess(a)
+	case reconcile.StopProcess:
+		return d.stopProcess(a.Lab, a.Process)
+	case reconcile.WriteFile:
+		return d.writeFile(a)
+	case reconcile.DeleteFile:
+		return d.deleteFile(a.FileKey)
 	}
 	return fmt.Errorf("kernel driver: unknown action %T", a)
 }

@@ -32,6 +32,8 @@ import (
 type Options struct {
 	NetnsDir string         // where named namespaces are bind-mounted, as `ip netns` does
 	StateDir string         // where the few facts the kernel cannot hold are kept
+	EtcDir   string         // per-namespace /etc files, as `ip netns exec` finds them
+	Self     string         // the netlab binary, run for `__nsexec` and `serve`; "": this process's
 	Host     netns.NsHandle // the namespace that counts as "host"; 0: the caller's
 	Logger   *slog.Logger
 }
@@ -39,11 +41,14 @@ type Options struct {
 const (
 	DefaultNetnsDir = "/run/netns"
 	DefaultStateDir = "/run/netlab"
+	DefaultEtcDir   = "/etc/netns"
 )
 
 // Driver implements reconcile.Driver. It is safe for use by one goroutine at a time.
 type Driver struct {
 	netnsDir string
+	etcDir   string
+	self     string
 	state    *stateDir
 	host     netns.NsHandle
 	ownsHost bool // host was opened by New and is closed by Close
@@ -65,10 +70,19 @@ type nsHandle struct {
 func New(opts Options) (*Driver, error) {
 	d := &Driver{
 		netnsDir: cmp.Or(opts.NetnsDir, DefaultNetnsDir),
+		etcDir:   cmp.Or(opts.EtcDir, DefaultEtcDir),
+		self:     opts.Self,
 		state:    &stateDir{root: cmp.Or(opts.StateDir, DefaultStateDir)},
 		host:     opts.Host,
 		log:      opts.Logger,
 		handles:  map[string]*nsHandle{},
+	}
+	if d.self == "" {
+		self, err := os.Executable()
+		if err != nil {
+			return nil, fmt.Errorf("find own executable: %w", err)
+		}
+		d.self = self
 	}
 	if d.log == nil {
 		d.log = slog.New(slog.DiscardHandler)

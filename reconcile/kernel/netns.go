@@ -98,14 +98,18 @@ func (d *Driver) ensureNetnsDir() error {
 // deleteNetns removes a namespace. The lab's own interfaces in it are deleted
 // first, explicitly: the kernel would otherwise destroy them asynchronously after
 // the unmount, and their host ends would linger for a moment after `down`
-// returned. (Whatever else someone put in the namespace goes with it, as with
-// `ip netns del`.)
+// returned. Every process inside is stopped first: one left there would keep the
+// namespace alive. (Whatever else someone put in the namespace goes with it, as
+// with `ip netns del`.)
 //
 // Equivalent to: ip netns del NAME
 func (d *Driver) deleteNetns(lab, name string) error {
 	path := d.netnsPath(name)
 	if !fileExists(path) {
 		return nil
+	}
+	if err := d.killNetnsProcesses(name); err != nil {
+		return err
 	}
 	h, err := d.handle(name)
 	if err != nil {
@@ -188,4 +192,14 @@ func inNetns(fd netns.NsHandle, f func() error) error {
 		errc <- err
 	}()
 	return <-errc
+}
+
+// RunIn runs f on a thread inside a namespace of the lab (or the host): sockets
+// made by f belong to that namespace. `netlab test` runs its checks with it.
+func (d *Driver) RunIn(ns string, f func() error) error {
+	h, err := d.handle(ns)
+	if err != nil {
+		return err
+	}
+	return inNetns(h.fd, f)
 }

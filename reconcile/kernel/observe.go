@@ -87,6 +87,17 @@ func (d *Driver) Observe(ctx context.Context, q reconcile.Query) (*reconcile.Sta
 		}
 	}
 
+	procs, err := listProcesses()
+	if err != nil {
+		return nil, fmt.Errorf("list processes: %w", err)
+	}
+	if err := d.observeProcesses(s, procs); err != nil {
+		return nil, err
+	}
+	if err := d.observeFiles(s); err != nil {
+		return nil, err
+	}
+
 	saved, err := d.state.savedSysctls(q.Lab)
 	if err != nil {
 		return nil, err

@@ -30,12 +30,13 @@ type sandbox struct {
 	host     netns.NsHandle
 	netnsDir string
 	stateDir string
+	etcDir   string
 }
 
 func newSandbox(t *testing.T) *sandbox {
 	t.Helper()
 	harness.Require(t)
-	sb := &sandbox{t: t, netnsDir: t.TempDir(), stateDir: filepath.Join(t.TempDir(), "state")}
+	sb := &sandbox{t: t, netnsDir: t.TempDir(), stateDir: filepath.Join(t.TempDir(), "state"), etcDir: filepath.Join(t.TempDir(), "etc-netns")}
 	hostc := make(chan netns.NsHandle, 1)
 	errc := make(chan error, 1)
 	go func() {
@@ -73,7 +74,7 @@ func newSandbox(t *testing.T) *sandbox {
 // driver opens a kernel driver on the sandbox.
 func (sb *sandbox) driver() *Driver {
 	sb.t.Helper()
-	d, err := New(Options{NetnsDir: sb.netnsDir, StateDir: sb.stateDir, Host: sb.host})
+	d, err := New(Options{NetnsDir: sb.netnsDir, StateDir: sb.stateDir, EtcDir: sb.etcDir, Host: sb.host, Self: harness.Netlab(sb.t)})
 	if err != nil {
 		sb.t.Fatal(err)
 	}

@@ -27,7 +27,9 @@ func Main(m *testing.M) {
 	runHelper()
 	switch {
 	case os.Getenv(Env) != "":
-		os.Exit(m.Run())
+		code := m.Run()
+		removeBinary()
+		os.Exit(code)
 	case os.Geteuid() != 0 && os.Getenv("CI") != "":
 		fmt.Fprintln(os.Stderr, "kernel tests need root under CI (they run in a throwaway network namespace)")
 		os.Exit(1)

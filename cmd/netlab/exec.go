@@ -1,0 +1,92 @@
+package main
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"slices"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"netlab/reconcile"
+	"netlab/reconcile/kernel"
+)
+
+func (a *app) execCmd() *cobra.Command {
+	var labName string
+	cmd := &cobra.Command{
+		Use:   "exec [--lab NAME] NODE [-- CMD...]",
+		Short: "Run a command inside a lab namespace (a shell when no command is given)",
+		Long: `Run a command inside a namespace of a running lab, as "ip netns exec" does:
+/sys shows the namespace's interfaces, and the files of /etc/netns/NODE/ (the
+lab's generated hosts file) are mounted over /etc. NODE is the name used in the
+lab file; --lab is needed only when several running labs have a namespace of
+that name. Exit status: the command's.
+
+  netlab exec web -- ip addr show eth0
+  netlab exec c3 -- getent hosts c4
+  netlab exec web                       # an interactive shell inside web`,
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			node, argv := args[0], args[1:]
+			if len(argv) == 0 {
+				argv = []string{cmp.Or(os.Getenv("SHELL"), "/bin/sh")}
+			}
+			d, err := a.openKernel()
+			if err != nil {
+				return err
+			}
+			defer d.Close()
+			ns, err := findNode(d, labName, node)
+			if err != nil {
+				return err
+			}
+			code, err := d.Exec(ns, argv, os.Stdin, os.Stdout, os.Stderr)
+			if err != nil {
+				return err
+			}
+			return exitCode(code)
+		},
+	}
+	cmd.Flags().StringVar(&labName, "lab", "", "the lab the namespace belongs to")
+	cmd.Flags().SetInterspersed(false) // flags after NODE belong to the command
+	return cmd
+}
+
+// findNode returns the kernel name of a lab's namespace called node in its file.
+func findNode(d *kernel.Driver, labName, node string) (string, error) {
+	labs := []string{labName}
+	if labName == "" {
+		var err error
+		if labs, err = d.Labs(); err != nil {
+			return "", err
+		}
+	}
+	var found []string // "lab/kernel-name"
+	for _, lab := range labs {
+		info, _ := d.LabInfo(lab)
+		ns := info.Prefix + node
+		observed, err := d.Observe(context.Background(), reconcile.Query{Lab: lab})
+		if err != nil {
+			return "", err
+		}
+		if _, ok := observed.Namespaces[ns]; ok {
+			found = append(found, lab+"/"+ns)
+		}
+	}
+	switch len(found) {
+	case 0:
+		if labName != "" {
+			return "", fmt.Errorf("lab %s has no namespace %q (is it up?)", labName, node)
+		}
+		return "", fmt.Errorf("no running lab has a namespace %q (see netlab status)", node)
+	case 1:
+		_, ns, _ := strings.Cut(found[0], "/")
+		return ns, nil
+	}
+	slices.Sort(found)
+	return "", errors.New("several labs have a namespace " + node + ": " + strings.Join(found, ", ") + "; choose one with --lab")
+}

@@ -1,0 +1,61 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/spf13/cobra"
+
+	"netlab/reconcile/kernel"
+	"netlab/reconcile/probe"
+)
+
+func (a *app) serveCmd() *cobra.Command {
+	var httpPort, echoPort int
+	var body string
+	cmd := &cobra.Command{
+		Use:   "serve (--http PORT [--body TEXT] | --tcp-echo PORT)",
+		Short: "Run a small server in the current namespace (what serve: in a lab runs)",
+		Long: `Run a small built-in server on every address of the current network namespace,
+until stopped: an HTTP server that answers every request with TEXT (and says in
+an X-Netlab-Peer header which address it saw the client come from), or a TCP
+echo server. Labs use it through serve:, so they need no python or nginx.
+
+  netlab exec web -- netlab serve --http 80 --body "Hello World"`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			switch {
+			case (httpPort == 0) == (echoPort == 0):
+				return errors.New("serve needs one of --http PORT or --tcp-echo PORT")
+			case httpPort != 0:
+				return probe.Serve(cmd.Context(), "http", httpPort, body, func() {
+					fmt.Fprintf(a.Err, "netlab serve: http on port %d\n", httpPort)
+				})
+			}
+			return probe.Serve(cmd.Context(), "tcp-echo", echoPort, "", func() {
+				fmt.Fprintf(a.Err, "netlab serve: tcp echo on port %d\n", echoPort)
+			})
+		},
+	}
+	cmd.Flags().IntVar(&httpPort, "http", 0, "serve HTTP on this port")
+	cmd.Flags().StringVar(&body, "body", "Hello World", "the HTTP response body")
+	cmd.Flags().IntVar(&echoPort, "tcp-echo", 0, "echo TCP on this port")
+	return cmd
+}
+
+// nsexecCmd is the hidden helper behind `exec` and `run:` processes: see kernel.NsExec.
+func (a *app) nsexecCmd() *cobra.Command {
+	var netnsPath, etcDir string
+	cmd := &cobra.Command{
+		Use:    "__nsexec --netns PATH --etc DIR -- CMD...",
+		Hidden: true,
+		Args:   cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return kernel.NsExec(netnsPath, etcDir, args)
+		},
+	}
+	cmd.Flags().StringVar(&netnsPath, "netns", "", "the namespace file")
+	cmd.Flags().StringVar(&etcDir, "etc", "", "the directory of files to mount over /etc")
+	cmd.Flags().SetInterspersed(false)
+	return cmd
+}

@@ -1,0 +1,138 @@
+package main
+
+import (
+	"cmp"
+	"fmt"
+	"net"
+	"net/netip"
+	"net/url"
+	"slices"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+
+	"netlab/reconcile"
+	"netlab/reconcile/probe"
+	"netlab/topology"
+)
+
+func (a *app) testCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "test FILE",
+		Short: "Run the lab's checks from inside its namespaces",
+		Long: `Run the checks: of a lab that is up, all at once, from inside its namespaces:
+ping, tcp (connect) and http (GET, with the expected status and body), each
+expected to work or, with expect: fail, to be blocked; expect: {source: ADDR}
+checks the address the far end saw (what NAT did). Prints a table and a closing
+line "N passed, M failed". Exit status 0 when all pass, 1 otherwise.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			lab, desired, err := loadLab(args[0])
+			if err != nil {
+				return err
+			}
+			if len(lab.Checks) == 0 {
+				return fmt.Errorf("%s has no checks: to test", args[0])
+			}
+			d, err := a.openKernel()
+			if err != nil {
+				return err
+			}
+			defer d.Close()
+			plan, err := reconcile.MakePlan(cmd.Context(), d, desired)
+			if err != nil {
+				return err
+			}
+			if !plan.Empty() {
+				fmt.Fprintf(a.Err, "Warning: the kernel differs from %s (%s); run \"netlab up %s\" first.\n", args[0], plan.Summary(), args[0])
+			}
+
+			checks := compileChecks(lab, desired)
+			results := probe.Run(cmd.Context(), checks, d.RunIn)
+			w := tabwriter.NewWriter(a.Out, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(w, "CHECK\tRESULT\tDETAIL")
+			failed := 0
+			for _, r := range results {
+				result := "pass"
+				if !r.Pass {
+					result, failed = "FAIL", failed+1
+				}
+				fmt.Fprintf(w, "%s\t%s\t%s\n", r.Name, result, r.Detail)
+			}
+			w.Flush()
+			fmt.Fprintf(a.Out, "%d passed, %d failed\n", len(results)-failed, failed)
+			if failed > 0 {
+				return exitCode(1)
+			}
+			return nil
+		},
+	}
+}
+
+// compileChecks resolves the file's checks to kernel namespaces, and finds for
+// each the namespace that owns its target address (where a source is observed).
+func compileChecks(lab *topology.Lab, desired *reconcile.State) []probe.Check {
+	kname := func(ns string) string {
+		if ns == topology.HostName {
+			return reconcile.Host
+		}
+		return lab.KernelName(ns)
+	}
+	owner := map[netip.Addr]string{}
+	for _, k := range sortedAddrKeys(desired) {
+		if _, ok := owner[k.Prefix.Addr()]; !ok {
+			owner[k.Prefix.Addr()] = k.NS
+		}
+	}
+	var out []probe.Check
+	for _, c := range lab.Checks {
+		pc := probe.Check{
+			From: kname(c.From), Kind: c.Kind, Target: c.Target, ExpectFail: c.ExpectFail,
+			ExpectStatus: c.ExpectStatus, ExpectBody: c.ExpectBody, ExpectSource: c.ExpectSource,
+		}
+		if addr, ok := targetAddr(c); ok {
+			pc.Far = owner[addr]
+		}
+		name := fmt.Sprintf("%s -> %s %s", c.From, c.Kind, c.Target)
+		switch {
+		case c.ExpectFail:
+			name += " (expect fail)"
+		case c.ExpectSource.IsValid():
+			name += " (source " + c.ExpectSource.String() + ")"
+		case c.ExpectBody != "":
+			name += fmt.Sprintf(" (body %q)", c.ExpectBody)
+		}
+		pc.Name = name
+		out = append(out, pc)
+	}
+	return out
+}
+
+// targetAddr is the address a check goes to.
+func targetAddr(c *topology.Check) (netip.Addr, bool) {
+	host := c.Target
+	switch c.Kind {
+	case "tcp":
+		host, _, _ = net.SplitHostPort(c.Target)
+	case "http":
+		u, err := url.Parse(c.Target)
+		if err != nil {
+			return netip.Addr{}, false
+		}
+		host = u.Hostname()
+	}
+	a, err := netip.ParseAddr(strings.Trim(host, "[]"))
+	return a, err == nil
+}
+
+func sortedAddrKeys(s *reconcile.State) []reconcile.AddrKey {
+	keys := make([]reconcile.AddrKey, 0, len(s.Addrs))
+	for k := range s.Addrs {
+		keys = append(keys, k)
+	}
+	slices.SortFunc(keys, func(a, b reconcile.AddrKey) int {
+		return cmp.Or(strings.Compare(a.NS, b.NS), strings.Compare(a.Name, b.Name), strings.Compare(a.Prefix.String(), b.Prefix.String()))
+	})
+	return keys
+}

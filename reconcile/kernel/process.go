@@ -1,0 +1,350 @@
+package kernel
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+
+	"netlab/reconcile"
+)
+
+// procInfo is what /proc says about one process.
+type procInfo struct {
+	pid     int
+	netns   uint64 // inode of its network namespace
+	lab     string // NETLAB_LAB of its environment
+	command string // NETLAB_RUN of its environment
+}
+
+// listProcesses reads every live process's network namespace and lab markers.
+// Zombies are skipped: they hold no namespace and will be reaped by their parent.
+func listProcesses() ([]procInfo, error) {
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil, err
+	}
+	var out []procInfo
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		dir := "/proc/" + e.Name()
+		var st unix.Stat_t
+		if unix.Stat(dir+"/ns/net", &st) != nil || zombie(dir) {
+			continue // gone, or a kernel thread without a namespace of its own to us
+		}
+		p := procInfo{pid: pid, netns: st.Ino}
+		if env, err := os.ReadFile(dir + "/environ"); err == nil {
+			for _, kv := range bytes.Split(env, []byte{0}) {
+				if v, ok := bytes.CutPrefix(kv, []byte(reconcile.EnvLab+"=")); ok {
+					p.lab = string(v)
+				} else if v, ok := bytes.CutPrefix(kv, []byte(reconcile.EnvRun+"=")); ok {
+					p.command = string(v)
+				}
+			}
+		}
+		out = append(out, p)
+	}
+	return out, nil
+}
+
+func zombie(dir string) bool {
+	stat, err := os.ReadFile(dir + "/stat")
+	if err != nil {
+		return true
+	}
+	// The state follows the command name, which is in parentheses and may contain anything.
+	i := bytes.LastIndexByte(stat, ')')
+	return i < 0 || i+2 >= len(stat) || stat[i+2] == 'Z'
+}
+
+// netnsInode is the inode that identifies a namespace, as /proc/PID/ns/net shows it.
+func (d *Driver) netnsInode(ns string) (uint64, error) {
+	h, err := d.handle(ns)
+	if err != nil {
+		return 0, err
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(int(h.fd), &st); err != nil {
+		return 0, fmt.Errorf("netns %s: stat: %w", ns, err)
+	}
+	return st.Ino, nil
+}
+
+// observeProcesses finds the lab's processes: those in one of its namespaces whose
+// environment carries the lab's marker.
+func (d *Driver) observeProcesses(s *reconcile.State, procs []procInfo) error {
+	byInode := map[uint64]string{}
+	for ns := range s.Namespaces {
+		ino, err := d.netnsInode(ns)
+		if err != nil {
+			return err
+		}
+		byInode[ino] = ns
+	}
+	for _, p := range procs {
+		ns, ok := byInode[p.netns]
+		if !ok || p.lab != s.Lab || p.command == "" {
+			continue
+		}
+		k := reconcile.ProcKey{NS: ns, Command: p.command}
+		if s.Processes[k] == nil {
+			s.Processes[k] = &reconcile.Process{ProcKey: k}
+		}
+		s.Processes[k].PIDs = append(s.Processes[k].PIDs, p.pid)
+	}
+	return nil
+}
+
+// startProcess starts a process of the lab in a namespace, detached (its own
+// session; netlab does not wait for it), with its output appended to the
+// namespace's log file. It goes through `netlab __nsexec`, which enters the
+// namespace as `ip netns exec` does before running the command.
+//
+// Equivalent to: ip netns exec NS env NETLAB_LAB=LAB NETLAB_RUN=CMD sh -c CMD >>LOG 2>&1 &
+func (d *Driver) startProcess(a reconcile.StartProcess) error {
+	if err := d.state.ensure(a.Lab); err != nil {
+		return err
+	}
+	logPath := filepath.Join(d.state.labDir(a.Lab), a.NS+".log")
+	log, err := os.OpenFile(logPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+	if err != nil {
+		return fmt.Errorf("netns %s: open log: %w", a.NS, err)
+	}
+	defer log.Close()
+	argv := []string{"/bin/sh", "-c", a.Command}
+	if a.Serve != nil {
+		argv = append([]string{d.self}, a.Serve.Args()...)
+	}
+	cmd := d.nsExecCommand(a.NS, argv)
+	cmd.Env = append(withoutMarkers(os.Environ()), reconcile.EnvLab+"="+a.Lab, reconcile.EnvRun+"="+a.Command)
+	cmd.Stdout, cmd.Stderr = log, log
+	cmd.SysProcAttr.Setsid = true // its own session and process group: stopped as a group
+	fmt.Fprintf(log, "--- %s netlab starts: %s\n", time.Now().UTC().Format(time.RFC3339), a.Command)
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("netns %s: start %q: %w", a.NS, a.Command, err)
+	}
+	pid := cmd.Process.Pid
+	// Let it go: it belongs to the lab now. Reap it if it dies while we run.
+	go cmd.Wait()
+	// A command that fails at once (not found, bad syntax) is an error of this step.
+	time.Sleep(50 * time.Millisecond)
+	if _, err := os.Stat("/proc/" + strconv.Itoa(pid)); err != nil || zombie("/proc/"+strconv.Itoa(pid)) {
+		return fmt.Errorf("netns %s: %q exited at once; see %s", a.NS, a.Command, logPath)
+	}
+	return nil
+}
+
+// nsExecCommand prepares `netlab __nsexec` running argv in a namespace, in a new
+// mount namespace of its own.
+func (d *Driver) nsExecCommand(ns string, argv []string) *exec.Cmd {
+	args := []string{"__nsexec", "--netns", d.netnsPath(ns), "--etc", filepath.Join(d.etcDir, ns), "--"}
+	cmd := exec.Command(d.self, append(args, argv...)...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Unshareflags: syscall.CLONE_NEWNS}
+	return cmd
+}
+
+// Exec runs argv inside a lab namespace with the caller's standard streams and
+// returns its exit code: `netlab exec`.
+func (d *Driver) Exec(ns string, argv []string, stdin *os.File, stdout, stderr *os.File) (int, error) {
+	if !fileExists(d.netnsPath(ns)) {
+		return 0, fmt.Errorf("netns %s: no such namespace in %s", ns, d.netnsDir)
+	}
+	cmd := d.nsExecCommand(ns, argv)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdin, stdout, stderr
+	err := cmd.Run()
+	var exit *exec.ExitError
+	if errors.As(err, &exit) {
+		return exit.ExitCode(), nil
+	}
+	return 0, err
+}
+
+func withoutMarkers(env []string) []string {
+	return slices.DeleteFunc(slices.Clone(env), func(kv string) bool {
+		return strings.HasPrefix(kv, reconcile.EnvLab+"=") || strings.HasPrefix(kv, reconcile.EnvRun+"=")
+	})
+}
+
+// NsExec is the body of `netlab __nsexec`: it runs in a fresh mount namespace
+// (made by its parent), enters the network namespace at netnsPath, remounts /sys
+// so /sys/class/net shows that namespace's interfaces, bind-mounts each file of
+// etcDir over the same name in /etc (iproute2's /etc/netns/NAME convention), and
+// executes argv. It returns only on failure.
+func NsExec(netnsPath, etcDir string, argv []string) error {
+	runtime.LockOSThread() // the namespace is entered by this thread, which then execs
+	fd, err := netns.GetFromPath(netnsPath)
+	if err != nil {
+		return fmt.Errorf("open %s: %w", netnsPath, err)
+	}
+	if err := netns.Set(fd); err != nil {
+		return fmt.Errorf("enter %s: %w", netnsPath, err)
+	}
+	fd.Close()
+	// sysfs shows the network namespace of whoever mounts it.
+	if err := unix.Unmount("/sys", unix.MNT_DETACH); err == nil {
+		if err := unix.Mount(filepath.Base(netnsPath), "/sys", "sysfs", 0, ""); err != nil {
+			return fmt.Errorf("mount /sys: %w", err)
+		}
+	}
+	if entries, err := os.ReadDir(etcDir); err == nil {
+		for _, e := range entries {
+			src, dst := filepath.Join(etcDir, e.Name()), filepath.Join("/etc", e.Name())
+			if !fileExists(dst) {
+				continue // as iproute2: only files /etc already has are replaced
+			}
+			if err := unix.Mount(src, dst, "none", unix.MS_BIND, ""); err != nil {
+				return fmt.Errorf("bind-mount %s over %s: %w", src, dst, err)
+			}
+		}
+	}
+	path, err := exec.LookPath(argv[0])
+	if err != nil {
+		return err
+	}
+	return unix.Exec(path, argv, os.Environ())
+}
+
+// stopProcess stops processes of the lab: SIGTERM to each one's process group,
+// then SIGKILL to what is still alive after a grace period. Only processes that
+// still carry the lab's marker are signalled (a PID may have been reused).
+//
+// Equivalent to: kill PID...
+func (d *Driver) stopProcess(lab string, p reconcile.Process) error {
+	procs, err := listProcesses()
+	if err != nil {
+		return err
+	}
+	var pids []int
+	for _, info := range procs {
+		if slices.Contains(p.PIDs, info.pid) && info.lab == lab && info.command == p.Command {
+			pids = append(pids, info.pid)
+		}
+	}
+	return terminate(pids, true)
+}
+
+// killNetnsProcesses stops every process in a namespace that is about to be
+// deleted: a process left inside would keep the namespace alive.
+func (d *Driver) killNetnsProcesses(ns string) error {
+	ino, err := d.netnsInode(ns)
+	if err != nil {
+		return err
+	}
+	procs, err := listProcesses()
+	if err != nil {
+		return err
+	}
+	var pids []int
+	for _, p := range procs {
+		if p.netns == ino && p.pid != os.Getpid() {
+			pids = append(pids, p.pid)
+		}
+	}
+	return terminate(pids, false)
+}
+
+// terminate sends SIGTERM (to the process groups when groups is set), waits up to
+// two seconds for the processes to go, and SIGKILLs the rest.
+func terminate(pids []int, groups bool) error {
+	signal := func(pid int, sig unix.Signal) {
+		if groups {
+			unix.Kill(-pid, sig)
+		}
+		unix.Kill(pid, sig)
+	}
+	for _, pid := range pids {
+		signal(pid, unix.SIGTERM)
+	}
+	deadline := time.Now().Add(2 * time.Second)
+	for time.Now().Before(deadline) {
+		pids = slices.DeleteFunc(pids, func(pid int) bool {
+			dir := "/proc/" + strconv.Itoa(pid)
+			return !fileExists(dir) || zombie(dir)
+		})
+		if len(pids) == 0 {
+			return nil
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	for _, pid := range pids {
+		signal(pid, unix.SIGKILL)
+	}
+	return nil
+}
+
+// Generated files under /etc/netns.
+
+// observeFiles reads the files under the /etc/netns directory: the lab's (by the
+// marker on their first line) and, for conflicts, those netlab did not write.
+func (d *Driver) observeFiles(s *reconcile.State) error {
+	dirs, err := os.ReadDir(d.etcDir)
+	if os.IsNotExist(err) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("list %s: %w", d.etcDir, err)
+	}
+	for _, dir := range dirs {
+		if !dir.IsDir() {
+			continue
+		}
+		k := reconcile.FileKey{NS: dir.Name(), Name: "hosts"}
+		b, err := os.ReadFile(filepath.Join(d.etcDir, k.NS, k.Name))
+		if err != nil {
+			continue
+		}
+		content := string(b)
+		first, _, _ := strings.Cut(content, "\n")
+		switch {
+		case first == reconcile.FileMarker(s.Lab):
+			s.Files[k] = content
+		case !strings.HasPrefix(first, "# "+reconcile.MarkerPrefix):
+			s.ForeignFiles[k] = true
+		}
+	}
+	return nil
+}
+
+// writeFile writes a generated file atomically, readable by everyone (it is an
+// /etc/hosts).
+//
+// Equivalent to: mkdir -p /etc/netns/NS && cat >/etc/netns/NS/hosts
+func (d *Driver) writeFile(a reconcile.WriteFile) error {
+	dir := filepath.Join(d.etcDir, a.NS)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	path := filepath.Join(dir, a.Name)
+	if err := os.WriteFile(path+".tmp", []byte(a.Content), 0o644); err != nil {
+		return err
+	}
+	return os.Rename(path+".tmp", path)
+}
+
+// deleteFile removes a generated file, and its directory once empty.
+//
+// Equivalent to: rm -f /etc/netns/NS/hosts; rmdir /etc/netns/NS
+func (d *Driver) deleteFile(k reconcile.FileKey) error {
+	dir := filepath.Join(d.etcDir, k.NS)
+	if err := os.Remove(filepath.Join(dir, k.Name)); err != nil && !os.IsNotExist(err) {
+		return err
+	}
+	if err := os.Remove(dir); err != nil && !os.IsNotExist(err) && !errors.Is(err, unix.ENOTEMPTY) && !errors.Is(err, unix.EEXIST) {
+		return err
+	}
+	return nil
+}

@@ -1,0 +1,331 @@
+package probe
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/net/icmp"
+	"golang.org/x/net/ipv4"
+	"golang.org/x/net/ipv6"
+)
+
+// Enter runs f on a thread inside the namespace ns (the kernel driver's RunIn).
+type Enter func(ns string, f func() error) error
+
+// Check is one check of a lab, resolved to kernel namespace names.
+type Check struct {
+	Name   string // as the table shows it: "c2 -> http http://172.17.0.2/"
+	From   string // the namespace the check runs in
+	Kind   string // "ping", "tcp" or "http"
+	Target string // address, ADDR:PORT or URL
+
+	ExpectFail   bool
+	ExpectStatus int // http; 0 means 200
+	ExpectBody   string
+	ExpectSource netip.Addr // the source address the far end must see
+	// Far is the namespace that owns the target address, where the source is
+	// observed for ping and tcp ("" when no lab namespace owns it).
+	Far string
+}
+
+// Result is the outcome of a check.
+type Result struct {
+	Check
+	Pass   bool
+	Detail string
+}
+
+// Timeout bounds each attempt; namespaces on one machine answer in microseconds,
+// so this only matters for what is meant to fail.
+var Timeout = time.Second
+
+// Run runs the checks in parallel and returns their results in the same order.
+func Run(ctx context.Context, checks []Check, enter Enter) []Result {
+	results := make([]Result, len(checks))
+	var wg sync.WaitGroup
+	for i, c := range checks {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			results[i] = run(ctx, c, enter)
+		}()
+	}
+	wg.Wait()
+	return results
+}
+
+func run(ctx context.Context, c Check, enter Enter) Result {
+	var seen netip.Addr
+	var detail string
+	var err error
+	switch c.Kind {
+	case "ping":
+		seen, detail, err = ping(ctx, c, enter)
+	case "tcp":
+		seen, detail, err = dialTCP(ctx, c, enter)
+	case "http":
+		seen, detail, err = getHTTP(ctx, c, enter)
+	default:
+		err = fmt.Errorf("unknown check %q", c.Kind)
+	}
+	r := Result{Check: c}
+	switch {
+	case c.ExpectFail && err != nil:
+		r.Pass, r.Detail = true, "blocked, as expected ("+short(err)+")"
+	case c.ExpectFail:
+		r.Detail = "reached, but it should be blocked (" + detail + ")"
+	case err != nil:
+		r.Detail = short(err)
+	case c.ExpectSource.IsValid() && seen != c.ExpectSource:
+		r.Detail = fmt.Sprintf("the far end saw %s, want %s", orUnknown(seen), c.ExpectSource)
+	default:
+		r.Pass, r.Detail = true, detail
+		if c.ExpectSource.IsValid() {
+			r.Detail += ", seen from " + seen.String()
+		}
+	}
+	return r
+}
+
+func short(err error) string {
+	s := err.Error()
+	if i := strings.LastIndex(s, ": "); i >= 0 && strings.Contains(s, "dial") {
+		return s[i+2:]
+	}
+	return s
+}
+
+func orUnknown(a netip.Addr) string {
+	if !a.IsValid() {
+		return "nothing"
+	}
+	return a.String()
+}
+
+var icmpID atomic.Uint32
+
+// ping sends ICMP echo requests from c.From and waits for the reply. To check
+// the source, a raw socket in the far namespace watches the request arrive.
+func ping(ctx context.Context, c Check, enter Enter) (netip.Addr, string, error) {
+	target, err := netip.ParseAddr(c.Target)
+	if err != nil {
+		return netip.Addr{}, "", fmt.Errorf("bad address %q", c.Target)
+	}
+	network, listen, echo, reply := "ip4:icmp", "0.0.0.0", icmp.Type(ipv4.ICMPTypeEcho), icmp.Type(ipv4.ICMPTypeEchoReply)
+	proto := 1
+	if target.Is6() {
+		network, listen, echo, reply, proto = "ip6:ipv6-icmp", "::", ipv6.ICMPTypeEchoRequest, ipv6.ICMPTypeEchoReply, 58
+	}
+	id := int(icmpID.Add(1)+uint32(os.Getpid())) & 0xffff
+
+	var watcher *icmp.PacketConn
+	if c.ExpectSource.IsValid() && c.Far != "" {
+		if err := enter(c.Far, func() (err error) { watcher, err = icmp.ListenPacket(network, listen); return err }); err != nil {
+			return netip.Addr{}, "", fmt.Errorf("watch in %s: %w", c.Far, err)
+		}
+		defer watcher.Close()
+	}
+	var conn *icmp.PacketConn
+	if err := enter(c.From, func() (err error) { conn, err = icmp.ListenPacket(network, listen); return err }); err != nil {
+		return netip.Addr{}, "", err
+	}
+	defer conn.Close()
+
+	start := time.Now()
+	for seq := 1; seq <= 3; seq++ {
+		msg := icmp.Message{Type: echo, Body: &icmp.Echo{ID: id, Seq: seq, Data: []byte("netlab test")}}
+		b, _ := msg.Marshal(nil)
+		if _, err := conn.WriteTo(b, &net.IPAddr{IP: target.AsSlice()}); err != nil {
+			return netip.Addr{}, "", err
+		}
+		if waitEcho(conn, proto, reply, id, seq, Timeout/3) {
+			seen := netip.Addr{}
+			if watcher != nil {
+				seen = watchEcho(watcher, proto, echo, id)
+			}
+			return seen, fmt.Sprintf("reply in %s", time.Since(start).Round(10*time.Microsecond)), nil
+		}
+		if ctx.Err() != nil {
+			return netip.Addr{}, "", ctx.Err()
+		}
+	}
+	return netip.Addr{}, "", fmt.Errorf("no reply")
+}
+
+// waitEcho reads until the reply to (id, seq) arrives or the timeout passes; a
+// raw socket sees every ICMP packet of its namespace, so others are skipped.
+func waitEcho(conn *icmp.PacketConn, proto int, want icmp.Type, id, seq int, timeout time.Duration) bool {
+	deadline := time.Now().Add(timeout)
+	buf := make([]byte, 1500)
+	for {
+		conn.SetReadDeadline(deadline)
+		n, _, err := conn.ReadFrom(buf)
+		if err != nil {
+			return false
+		}
+		m, err := icmp.ParseMessage(proto, buf[:n])
+		if err != nil || m.Type != want {
+			continue
+		}
+		if e, ok := m.Body.(*icmp.Echo); ok && e.ID == id && e.Seq == seq {
+			return true
+		}
+	}
+}
+
+// watchEcho returns the source of the first echo request with our id that the
+// far namespace received.
+func watchEcho(conn *icmp.PacketConn, proto int, echo icmp.Type, id int) netip.Addr {
+	conn.SetReadDeadline(time.Now().Add(Timeout / 3))
+	buf := make([]byte, 1500)
+	for {
+		n, from, err := conn.ReadFrom(buf)
+		if err != nil {
+			return netip.Addr{}
+		}
+		m, err := icmp.ParseMessage(proto, buf[:n])
+		if err != nil || m.Type != echo {
+			continue
+		}
+		if e, ok := m.Body.(*icmp.Echo); ok && e.ID == id {
+			a, _ := netip.ParseAddr(from.String())
+			return a
+		}
+	}
+}
+
+// dialTCP connects from c.From. To check the source, netlab listens on the
+// target port in the far namespace (or asks its own tcp-echo server who it sees).
+func dialTCP(ctx context.Context, c Check, enter Enter) (netip.Addr, string, error) {
+	var seenc chan netip.Addr
+	if c.ExpectSource.IsValid() && c.Far != "" {
+		var l net.Listener
+		_, port, _ := net.SplitHostPort(c.Target)
+		err := enter(c.Far, func() (err error) { l, err = net.Listen("tcp", ":"+port); return err })
+		if err == nil {
+			defer l.Close()
+			seenc = make(chan netip.Addr, 1)
+			go func() {
+				conn, err := l.Accept()
+				if err != nil {
+					return
+				}
+				seenc <- addrOf(conn.RemoteAddr())
+				conn.Close()
+			}()
+		}
+	}
+	conn, err := dial(ctx, c.From, c.Target, enter)
+	if err != nil {
+		return netip.Addr{}, "", err
+	}
+	defer conn.Close()
+	if seenc != nil {
+		select {
+		case a := <-seenc:
+			return a, "connected", nil
+		case <-time.After(Timeout):
+			return netip.Addr{}, "connected", fmt.Errorf("connected, but not to netlab's listener in %s", c.Far)
+		}
+	}
+	if c.ExpectSource.IsValid() { // someone serves the port: ask if it is netlab's echo server
+		conn.SetDeadline(time.Now().Add(Timeout))
+		fmt.Fprintln(conn, WhoAmI)
+		line, _ := bufio.NewReader(conn).ReadString('\n')
+		if host, ok := strings.CutPrefix(strings.TrimSpace(line), "you are "); ok {
+			if ap, err := netip.ParseAddrPort(host); err == nil {
+				return ap.Addr().Unmap(), "connected", nil
+			}
+		}
+		return netip.Addr{}, "connected", fmt.Errorf("connected, but the server does not say who it sees (serve it with netlab serve --tcp-echo)")
+	}
+	return netip.Addr{}, "connected", nil
+}
+
+// dial connects from a namespace: the socket is made inside it.
+func dial(ctx context.Context, ns, addr string, enter Enter) (net.Conn, error) {
+	var conn net.Conn
+	err := enter(ns, func() (err error) {
+		d := net.Dialer{Timeout: Timeout}
+		conn, err = d.DialContext(ctx, "tcp", addr)
+		return err
+	})
+	return conn, err
+}
+
+func addrOf(a net.Addr) netip.Addr {
+	ap, err := netip.ParseAddrPort(a.String())
+	if err != nil {
+		return netip.Addr{}
+	}
+	return ap.Addr().Unmap()
+}
+
+// getHTTP makes one GET request from c.From over a connection made inside it,
+// and checks the status and body. netlab's own server says who it saw.
+func getHTTP(ctx context.Context, c Check, enter Enter) (netip.Addr, string, error) {
+	u, err := url.Parse(c.Target)
+	if err != nil || u.Scheme != "http" {
+		return netip.Addr{}, "", fmt.Errorf("bad URL %q", c.Target)
+	}
+	host := u.Host
+	if u.Port() == "" {
+		host = net.JoinHostPort(u.Hostname(), "80")
+	}
+	conn, err := dial(ctx, c.From, host, enter)
+	if err != nil {
+		return netip.Addr{}, "", err
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(Timeout))
+	req, _ := http.NewRequest("GET", c.Target, nil)
+	req.Header.Set("Connection", "close")
+	if err := req.Write(conn); err != nil {
+		return netip.Addr{}, "", err
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(conn), req)
+	if err != nil {
+		return netip.Addr{}, "", err
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	text := string(body)
+	want := c.ExpectStatus
+	if want == 0 {
+		want = 200
+	}
+	detail := fmt.Sprintf("%d %q", resp.StatusCode, truncate(strings.TrimSpace(text), 40))
+	if resp.StatusCode != want {
+		return netip.Addr{}, detail, fmt.Errorf("status %d, want %d", resp.StatusCode, want)
+	}
+	if c.ExpectBody != "" && !strings.Contains(text, c.ExpectBody) {
+		return netip.Addr{}, detail, fmt.Errorf("body %q does not contain %q", truncate(text, 40), c.ExpectBody)
+	}
+	var seen netip.Addr
+	if peer := resp.Header.Get(PeerHeader); peer != "" {
+		if ap, err := netip.ParseAddrPort(peer); err == nil {
+			seen = ap.Addr().Unmap()
+		}
+	} else if c.ExpectSource.IsValid() {
+		return netip.Addr{}, detail, fmt.Errorf("the server does not say who it saw (serve it with netlab serve)")
+	}
+	return seen, detail, nil
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n-3] + "..."
+}

@@ -1,0 +1,186 @@
+package reconcile
+
+import (
+	"fmt"
+	"strings"
+)
+
+// Processes: the `run:` commands and `serve:` services of a namespace are
+// long-running processes that `up` starts and `down` stops. The kernel holds
+// their ownership too: each is started with NETLAB_LAB=LAB and NETLAB_RUN=COMMAND
+// in its environment, which /proc shows for as long as it lives.
+
+// Environment variables that mark a lab's processes.
+const (
+	EnvLab = "NETLAB_LAB"
+	EnvRun = "NETLAB_RUN"
+)
+
+// ProcKey identifies a process of a lab: its namespace and its command line as
+// written in the file (for `serve:`, the equivalent `netlab serve` command).
+type ProcKey struct {
+	NS      string
+	Command string
+}
+
+func (k ProcKey) compare(o ProcKey) int {
+	if c := strings.Compare(k.NS, o.NS); c != 0 {
+		return c
+	}
+	return strings.Compare(k.Command, o.Command)
+}
+
+// Process is a long-running process in a namespace.
+type Process struct {
+	ProcKey
+	// Serve is the built-in service netlab runs (netlab serve ...), nil for a
+	// `run:` command, which runs as `sh -c COMMAND`.
+	Serve *Service
+	PIDs  []int // observed only
+}
+
+// Service is a built-in server of `netlab serve`.
+type Service struct {
+	Kind string // "http" or "tcp-echo"
+	Port int
+	Body string
+}
+
+// Args are the arguments of `netlab serve` that run the service.
+func (s *Service) Args() []string {
+	args := []string{"serve", "--" + s.Kind, fmt.Sprint(s.Port)}
+	if s.Kind == "http" {
+		args = append(args, "--body", s.Body)
+	}
+	return args
+}
+
+// CommandLine is the service as a shell command line.
+func (s *Service) CommandLine() string {
+	quoted := []string{"netlab"}
+	for _, a := range s.Args() {
+		quoted = append(quoted, shellQuote(a))
+	}
+	return strings.Join(quoted, " ")
+}
+
+// LogFile is where the output of a lab's processes in one namespace goes.
+func LogFile(stateDir, lab, ns string) string {
+	return stateDir + "/" + lab + "/" + ns + ".log"
+}
+
+// StartProcess starts a process in a namespace, detached, its output appended
+// to the namespace's log file.
+type StartProcess struct {
+	Lab string
+	Process
+}
+
+func (a StartProcess) Op() Op       { return OpAdd }
+func (a StartProcess) Phase() Phase { return phaseProcess }
+func (a StartProcess) Kind() string { return "process" }
+func (a StartProcess) Object() string {
+	return a.NS + ": " + a.Command
+}
+func (a StartProcess) Commands() []string {
+	run := "sh -c " + shellQuote(a.Command)
+	if a.Serve != nil {
+		run = a.Serve.CommandLine()
+	}
+	return []string{fmt.Sprintf("%senv %s=%s %s=%s %s >>%s 2>&1 </dev/null &",
+		nsExec(a.NS), EnvLab, a.Lab, EnvRun, shellQuote(a.Command), run, LogFile("/run/netlab", a.Lab, a.NS))}
+}
+
+// StopProcess stops a process (SIGTERM, then SIGKILL).
+type StopProcess struct {
+	Lab string
+	Process
+	Why string
+}
+
+func (a StopProcess) Op() Op       { return OpDelete }
+func (a StopProcess) Phase() Phase { return phaseStopProcess }
+func (a StopProcess) Kind() string { return "process" }
+func (a StopProcess) Object() string {
+	s := fmt.Sprintf("%s: %s (pid %s)", a.NS, a.Command, pids(a.PIDs))
+	if a.Why != "" {
+		s += " (" + a.Why + ")"
+	}
+	return s
+}
+func (a StopProcess) Commands() []string {
+	return []string{"kill " + pids(a.PIDs)}
+}
+
+func pids(list []int) string {
+	s := make([]string, len(list))
+	for i, p := range list {
+		s[i] = fmt.Sprint(p)
+	}
+	return strings.Join(s, " ")
+}
+
+// Generated files: /etc/netns/NS/hosts gives a namespace the names of its
+// neighbours on resolving bridges; `ip netns exec` and `netlab exec` mount it
+// over /etc/hosts. Its first line is the lab's marker.
+
+// FileKey is a file of a namespace under /etc/netns/NS/.
+type FileKey struct {
+	NS   string
+	Name string // "hosts"
+}
+
+func (k FileKey) compare(o FileKey) int {
+	if c := strings.Compare(k.NS, o.NS); c != 0 {
+		return c
+	}
+	return strings.Compare(k.Name, o.Name)
+}
+
+// Path is the file's path in the iproute2 layout.
+func (k FileKey) Path() string { return "/etc/netns/" + k.NS + "/" + k.Name }
+
+// FileMarker is the first line of a file netlab writes for lab.
+func FileMarker(lab string) string {
+	return "# " + Marker(lab) + ": written by netlab; `netlab up` rewrites it and `netlab down` removes it"
+}
+
+// WriteFile writes a generated file.
+type WriteFile struct {
+	FileKey
+	Content string
+	Old     bool // the file exists (with other content)
+}
+
+func (a WriteFile) Op() Op {
+	if a.Old {
+		return OpChange
+	}
+	return OpAdd
+}
+func (a WriteFile) Phase() Phase   { return phaseFile }
+func (a WriteFile) Kind() string   { return "file" }
+func (a WriteFile) Object() string { return a.Path() }
+func (a WriteFile) Details() []string {
+	var out []string
+	for _, l := range strings.Split(strings.TrimSuffix(a.Content, "\n"), "\n") {
+		if !strings.HasPrefix(l, "#") {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+func (a WriteFile) Commands() []string {
+	return []string{fmt.Sprintf("mkdir -p /etc/netns/%s && cat >%s <<'EOF'\n%sEOF", a.NS, a.Path(), a.Content)}
+}
+
+// DeleteFile removes a generated file (and its directory when empty).
+type DeleteFile struct{ FileKey }
+
+func (a DeleteFile) Op() Op         { return OpDelete }
+func (a DeleteFile) Phase() Phase   { return phaseDeleteFile }
+func (a DeleteFile) Kind() string   { return "file" }
+func (a DeleteFile) Object() string { return a.Path() }
+func (a DeleteFile) Commands() []string {
+	return []string{fmt.Sprintf("rm -f %s && rmdir --ignore-fail-on-non-empty /etc/netns/%s", a.Path(), a.NS)}
+}
