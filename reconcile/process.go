@@ -87,8 +87,11 @@ func (a StartProcess) Commands() []string {
 	if a.Serve != nil {
 		run = a.Serve.CommandLine()
 	}
-	return []string{fmt.Sprintf("%senv %s=%s %s=%s %s >>%s 2>&1 </dev/null &",
-		nsExec(a.NS), EnvLab, a.Lab, EnvRun, shellQuote(a.Command), run, LogFile("/run/netlab", a.Lab, a.NS))}
+	return []string{
+		"mkdir -p /run/netlab/" + a.Lab,
+		fmt.Sprintf("%senv %s=%s %s=%s %s >>%s 2>&1 </dev/null &",
+			nsExec(a.NS), EnvLab, a.Lab, EnvRun, shellQuote(a.Command), run, LogFile("/run/netlab", a.Lab, a.NS)),
+	}
 }
 
 // StopProcess stops a process (SIGTERM, then SIGKILL).

@@ -27,6 +27,9 @@ func TestShippedLabs(t *testing.T) {
 			if got := sb.ok("netlab", "up", lab); got != "No changes.\n" {
 				t.Errorf("second up: %q", got)
 			}
+			if res := sb.exec("netlab", "test", lab); res.code != 0 || !strings.Contains(res.stdout, " passed, 0 failed") {
+				t.Errorf("netlab test %s: exit %d\n%s%s", lab, res.code, res.stdout, res.stderr)
+			}
 			sb.ok("netlab", "down", lab)
 			if after := sb.kernelState(); after != before {
 				t.Errorf("down left a trace:\nbefore:\n%s\nafter:\n%s", before, after)

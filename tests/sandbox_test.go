@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -74,6 +75,8 @@ func (sb *sandbox) execAs(prefix []string, args ...string) result {
 	// Entering a mount namespace moves to its root unless told where to work.
 	full := append([]string{"-t", fmt.Sprint(sb.cmd.Process.Pid), "-n", "-m", "--wd=" + wd, "--"}, append(prefix, args...)...)
 	cmd := exec.Command("nsenter", full...)
+	// netlab is on the PATH, as for a user (the scripts of plan -o commands call it).
+	cmd.Env = append(os.Environ(), "PATH="+filepath.Dir(harness.Netlab(sb.t))+":"+os.Getenv("PATH"))
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err = cmd.Run()
