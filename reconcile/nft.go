@@ -214,6 +214,17 @@ func tableChanges(want, have *Table) (added, removed []string) {
 	return added, removed
 }
 
+// countRules counts the rule lines among "chain: ..." lines, not chain declarations.
+func countRules(lines []string) int {
+	n := 0
+	for _, l := range lines {
+		if !strings.Contains(l, ": type ") || !strings.Contains(l, " hook ") {
+			n++
+		}
+	}
+	return n
+}
+
 // ReplaceTable writes the lab's table in a namespace in one atomic transaction:
 // the whole table is replaced, so a half-applied rule set never exists.
 type ReplaceTable struct {
@@ -239,7 +250,7 @@ func (a ReplaceTable) Object() string {
 	if len(added) == 0 && len(removed) == 0 {
 		return s + " (rules reordered)"
 	}
-	return fmt.Sprintf("%s (%d to add, %d to remove)", s, len(added), len(removed))
+	return fmt.Sprintf("%s (%d rules to add, %d to remove)", s, countRules(added), countRules(removed))
 }
 
 // Details are the rules the change adds (+) and removes (-), one per line.

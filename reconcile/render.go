@@ -84,7 +84,11 @@ func (p *Plan) WriteJSON(w io.Writer) error {
 // step preceded by the plan line it implements.
 func (p *Plan) WriteCommands(w io.Writer) error {
 	var b strings.Builder
-	fmt.Fprintf(&b, "#!/bin/sh\n# netlab plan for lab %s, as the equivalent iproute2 commands.\nset -e\n", p.Lab)
+	fmt.Fprintf(&b, "#!/bin/sh\n# netlab plan for lab %s, as the equivalent iproute2 commands.\n", p.Lab)
+	for _, warning := range p.Warnings {
+		fmt.Fprintf(&b, "#\n# Warning: %s\n", warning)
+	}
+	b.WriteString("set -e\n")
 	for _, a := range p.Actions {
 		fmt.Fprintf(&b, "\n# %s\n", Line(a))
 		for _, c := range a.Commands() {

@@ -67,6 +67,14 @@ func compileRules(lab *topology.Lab, s *State, kname func(string) string) {
 	}
 
 	pubs := c.publishedPorts()
+	// Isolation comes before every bridge's own rules, as Docker's
+	// DOCKER-ISOLATION chains do: otherwise a published port of one bridge would
+	// accept a packet from an isolated neighbour before its drop is reached.
+	for _, b := range lab.Bridges {
+		if b.Isolated {
+			c.isolate(b)
+		}
+	}
 	for _, b := range lab.Bridges {
 		if dockerBridge(b, pubs) {
 			c.dockerBridge(b, pubs)
@@ -134,6 +142,17 @@ func (c *rulesCompiler) bridgeOf(ns *topology.Namespace) (*topology.Bridge, *top
 	return nil, nil, LinkKey{}
 }
 
+// isolate drops what enters an isolated bridge and leaves by another isolated
+// bridge of the same namespace.
+func (c *rulesCompiler) isolate(b *topology.Bridge) {
+	for _, other := range c.lab.Bridges {
+		if other != b && other.Isolated && other.Namespace == b.Namespace {
+			c.add(b.Namespace, "forward", &Rule{Match: []Match{{Field: FieldIIFName, Value: b.Name}, {Field: FieldOIFName, Value: other.Name}},
+				Verdict: "drop", Comment: fmt.Sprintf("%s: isolated from %s", b.Name, other.Name)})
+		}
+	}
+}
+
 // dockerBridge writes what dockerd writes for one bridge network (docker0):
 // forwarding policy, isolation, masquerade and published ports.
 func (c *rulesCompiler) dockerBridge(b *topology.Bridge, pubs []published) {
@@ -154,14 +173,6 @@ func (c *rulesCompiler) dockerBridge(b *topology.Bridge, pubs []published) {
 		c.add(ns, "forward", &Rule{Match: []Match{notIif, oif, addrMatch("daddr", p.addr), portMatch(p.p.Proto, "dport", uint16Range(p.p.Port))},
 			Verdict: "accept", Comment: publishComment(p)})
 	}
-	if b.Isolated {
-		for _, other := range c.lab.Bridges {
-			if other != b && other.Isolated && other.Namespace == b.Namespace {
-				c.add(ns, "forward", &Rule{Match: []Match{iif, {Field: FieldOIFName, Value: other.Name}}, Verdict: "drop",
-					Comment: fmt.Sprintf("%s: isolated from %s", br, other.Name)})
-			}
-		}
-	}
 	c.add(ns, "forward", &Rule{Match: []Match{iif, notOif}, Verdict: "accept", Comment: br + ": containers may go out"})
 	icc := b.ICC == nil || *b.ICC
 	if icc {
@@ -170,10 +181,6 @@ func (c *rulesCompiler) dockerBridge(b *topology.Bridge, pubs []published) {
 		c.add(ns, "forward", &Rule{Match: []Match{iif, oif}, Verdict: "drop", Comment: br + ": no icc, containers may not talk to each other"})
 	}
 	c.add(ns, "forward", &Rule{Match: []Match{oif}, Verdict: "drop", Comment: br + ": nothing else gets in (Docker's FORWARD policy drop)"})
-
-	// Bridged traffic between two ports must cross the forward hook for icc and
-	// for replies of hairpin connections to be un-NATed (br_netfilter), as with Docker.
-	c.s.Sysctls[SysctlKey{c.kname(ns), "net/bridge/bridge-nf-call-iptables"}] = "1"
 
 	// Masquerade what leaves the bridge's subnets by another interface.
 	if b.Masquerade {
@@ -208,6 +215,13 @@ func (c *rulesCompiler) dockerBridge(b *topology.Bridge, pubs []published) {
 		if l := c.s.Links[p.port]; l != nil {
 			l.Hairpin = true
 		}
+	}
+	if hasPub || !icc {
+		// Traffic between two ports of the bridge is bridged, not routed: it
+		// crosses the forward hook only with br_netfilter's call-iptables on. icc
+		// off needs it to be dropped, and a neighbour's hairpin connection needs it
+		// for the replies to be un-NATed, as with Docker.
+		c.s.Sysctls[SysctlKey{c.kname(ns), "net/bridge/bridge-nf-call-iptables"}] = "1"
 	}
 	if hasPub {
 		// The host reaching a published port as 127.0.0.1:PORT: the kernel must

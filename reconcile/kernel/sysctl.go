@@ -75,7 +75,10 @@ func (d *Driver) setSysctl(a reconcile.SetSysctl) error {
 		if err != nil {
 			return err
 		}
-		if !exists {
+		switch {
+		case !exists && strings.HasPrefix(a.Path, "net/bridge/"):
+			return fmt.Errorf("netns %s: sysctl %s does not exist: the br_netfilter module is not loaded (load it with: modprobe br_netfilter)", a.NS, a.Name())
+		case !exists:
 			return fmt.Errorf("netns %s: sysctl %s does not exist (a missing interface, or a kernel module not loaded?)", a.NS, a.Name())
 		}
 		saved[a.SysctlKey] = before
