@@ -184,13 +184,14 @@ type Service struct {
 type Check struct {
 	Pos    Pos
 	From   string // a namespace name, or HostName
-	Kind   string // "ping", "tcp" or "http"
-	Target string // an address, ADDR:PORT, or a URL
+	Kind   string // "ping", "tcp", "http" or "traceroute"
+	Target string // an address, ADDR:PORT, or a URL; the host may be a namespace's name
 
 	ExpectFail   bool
-	ExpectStatus int        // http: 0 means 200
-	ExpectBody   string     // http: a substring of the body
-	ExpectSource netip.Addr // the source address the far end saw
+	ExpectStatus int          // http: 0 means 200
+	ExpectBody   string       // http: a substring of the body
+	ExpectSource netip.Addr   // the source address the far end saw
+	ExpectHops   []netip.Addr // traceroute: every hop, the destination last
 }
 
 // KernelName is the name of a lab namespace in the kernel (and under /run/netns).

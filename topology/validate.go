@@ -5,7 +5,9 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"net"
 	"net/netip"
+	"net/url"
 	"slices"
 	"strings"
 )
@@ -544,5 +546,27 @@ func (v *validator) checks() {
 		if v.namespaces[c.From] == nil && !v.notes.badSections["namespaces"] {
 			v.errorAt(c.Pos, "check: from: unknown namespace %q", c.From)
 		}
+		// A target given by name must name a namespace of the lab.
+		if host := CheckHost(c); host != "" && !v.notes.badSections["namespaces"] {
+			if _, err := netip.ParseAddr(host); err != nil && v.namespaces[host] == nil {
+				v.errorAt(c.Pos, "check: %s: unknown namespace %q (a target is an address or a namespace's name)", c.Kind, host)
+			}
+		}
 	}
+}
+
+// CheckHost is the host part of a check's target: an address or a namespace name.
+func CheckHost(c *Check) string {
+	switch c.Kind {
+	case "tcp":
+		host, _, _ := net.SplitHostPort(c.Target)
+		return host
+	case "http":
+		u, err := url.Parse(c.Target)
+		if err != nil {
+			return ""
+		}
+		return u.Hostname()
+	}
+	return c.Target
 }

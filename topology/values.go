@@ -421,15 +421,20 @@ func parseEnd(s string) error {
 }
 
 // checkPing, checkTCP and checkHTTP read the target of a check.
+// A check's target host is an address or the name of a lab namespace, resolved
+// as the `from` namespace would (through its generated hosts file).
+
 func checkPing(s string) error {
-	_, err := parseAddr(s)
-	return err
+	if _, err := parseAddr(s); err != nil && !namespaceRE.MatchString(s) {
+		return fmt.Errorf("invalid target %q (want an address, or the name of a namespace)", s)
+	}
+	return nil
 }
 
 func checkTCP(s string) error {
-	ap, err := netip.ParseAddrPort(s)
-	if err != nil || ap.Port() == 0 || ap.Addr().Zone() != "" {
-		return fmt.Errorf("invalid target %q (want ADDRESS:PORT, e.g. 172.17.0.2:80 or [2001:db8::2]:80)", s)
+	host, port, err := net.SplitHostPort(s)
+	if p, perr := strconv.Atoi(port); err != nil || perr != nil || p < 1 || p > 65535 || checkPing(host) != nil {
+		return fmt.Errorf("invalid target %q (want ADDRESS:PORT or NAME:PORT, e.g. 172.17.0.2:80, [2001:db8::2]:80 or web:80)", s)
 	}
 	return nil
 }
@@ -437,7 +442,7 @@ func checkTCP(s string) error {
 func checkHTTP(s string) error {
 	u, err := url.Parse(s)
 	if err != nil || u.Scheme != "http" || u.Host == "" || !strings.HasPrefix(s, "http://") {
-		return fmt.Errorf("invalid URL %q (want http://ADDRESS[:PORT]/PATH)", s)
+		return fmt.Errorf("invalid URL %q (want http://ADDRESS-OR-NAME[:PORT]/PATH)", s)
 	}
 	return nil
 }

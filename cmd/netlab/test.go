@@ -3,9 +3,7 @@ package main
 import (
 	"cmp"
 	"fmt"
-	"net"
 	"net/netip"
-	"net/url"
 	"slices"
 	"strings"
 	"text/tabwriter"
@@ -89,11 +87,19 @@ func compileChecks(lab *topology.Lab, desired *reconcile.State) []probe.Check {
 	for _, c := range lab.Checks {
 		pc := probe.Check{
 			From: kname(c.From), Kind: c.Kind, Target: c.Target, ExpectFail: c.ExpectFail,
-			ExpectStatus: c.ExpectStatus, ExpectBody: c.ExpectBody, ExpectSource: c.ExpectSource,
+			ExpectStatus: c.ExpectStatus, ExpectBody: c.ExpectBody, ExpectSource: c.ExpectSource, ExpectHops: c.ExpectHops,
 		}
-		if addr, ok := targetAddr(c); ok {
-			pc.Far = owner[addr]
+		host := topology.CheckHost(c)
+		addr, err := netip.ParseAddr(host)
+		if err != nil { // a name: resolved as the namespace the check runs in would
+			addr, err = resolve(desired, kname(c.From), host)
+			if err != nil {
+				pc.Unresolved = err.Error()
+			} else {
+				pc.Target = strings.Replace(c.Target, host, addr.String(), 1)
+			}
 		}
+		pc.Far = owner[addr]
 		name := fmt.Sprintf("%s -> %s %s", c.From, c.Kind, c.Target)
 		switch {
 		case c.ExpectFail:
@@ -109,21 +115,21 @@ func compileChecks(lab *topology.Lab, desired *reconcile.State) []probe.Check {
 	return out
 }
 
-// targetAddr is the address a check goes to.
-func targetAddr(c *topology.Check) (netip.Addr, bool) {
-	host := c.Target
-	switch c.Kind {
-	case "tcp":
-		host, _, _ = net.SplitHostPort(c.Target)
-	case "http":
-		u, err := url.Parse(c.Target)
-		if err != nil {
-			return netip.Addr{}, false
+// resolve looks a name up in the hosts file netlab generates for a namespace:
+// what `getent hosts NAME` says inside it (there is no DNS in a lab).
+func resolve(desired *reconcile.State, ns, name string) (netip.Addr, error) {
+	hosts, ok := desired.Files[reconcile.FileKey{NS: ns, Name: "hosts"}]
+	if ok {
+		for _, line := range strings.Split(hosts, "\n") {
+			fields := strings.Fields(line)
+			if len(fields) >= 2 && slices.Contains(fields[1:], name) {
+				if a, err := netip.ParseAddr(fields[0]); err == nil {
+					return a, nil
+				}
+			}
 		}
-		host = u.Hostname()
 	}
-	a, err := netip.ParseAddr(strings.Trim(host, "[]"))
-	return a, err == nil
+	return netip.Addr{}, fmt.Errorf("%s cannot resolve %s: no entry in /etc/netns/%s/hosts (names resolve on bridges with resolve: true)", ns, name, ns)
 }
 
 func sortedAddrKeys(s *reconcile.State) []reconcile.AddrKey {

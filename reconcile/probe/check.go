@@ -3,6 +3,7 @@ package probe
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -10,6 +11,7 @@ import (
 	"net/netip"
 	"net/url"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -33,7 +35,11 @@ type Check struct {
 	ExpectFail   bool
 	ExpectStatus int // http; 0 means 200
 	ExpectBody   string
-	ExpectSource netip.Addr // the source address the far end must see
+	ExpectSource netip.Addr   // the source address the far end must see
+	ExpectHops   []netip.Addr // traceroute: every hop, the destination last
+	// Unresolved says why a target given by name has no address from where the
+	// check runs; such a check fails without sending anything.
+	Unresolved string
 	// Far is the namespace that owns the target address, where the source is
 	// observed for ping and tcp ("" when no lab namespace owns it).
 	Far string
@@ -69,13 +75,17 @@ func run(ctx context.Context, c Check, enter Enter) Result {
 	var seen netip.Addr
 	var detail string
 	var err error
-	switch c.Kind {
-	case "ping":
+	switch {
+	case c.Unresolved != "":
+		err = errors.New(c.Unresolved)
+	case c.Kind == "ping":
 		seen, detail, err = ping(ctx, c, enter)
-	case "tcp":
+	case c.Kind == "tcp":
 		seen, detail, err = dialTCP(ctx, c, enter)
-	case "http":
+	case c.Kind == "http":
 		seen, detail, err = getHTTP(ctx, c, enter)
+	case c.Kind == "traceroute":
+		detail, err = checkHops(ctx, c, enter)
 	default:
 		err = fmt.Errorf("unknown check %q", c.Kind)
 	}
@@ -328,4 +338,97 @@ func truncate(s string, n int) string {
 		return s
 	}
 	return s[:n-3] + "..."
+}
+
+// checkHops runs a traceroute and compares its hops with the expected ones.
+func checkHops(ctx context.Context, c Check, enter Enter) (string, error) {
+	hops, err := traceroute(ctx, c, enter)
+	detail := "hops " + hopList(hops)
+	if err == nil && c.ExpectHops != nil && !slices.Equal(hops, c.ExpectHops) {
+		err = fmt.Errorf("hops %s, want %s", hopList(hops), hopList(c.ExpectHops))
+	}
+	return detail, err
+}
+
+// traceroute finds the routers on the way to the target as traceroute -I does:
+// echo requests with a time-to-live of 1, 2, 3... each router that drops one
+// answers "time exceeded" from its own address, and the target answers the
+// echo. A hop that does not answer is the invalid address (printed "*").
+func traceroute(ctx context.Context, c Check, enter Enter) ([]netip.Addr, error) {
+	target, err := netip.ParseAddr(c.Target)
+	if err != nil || !target.Is4() {
+		return nil, fmt.Errorf("traceroute needs an IPv4 address, got %q", c.Target)
+	}
+	var conn *icmp.PacketConn
+	if err := enter(c.From, func() (err error) { conn, err = icmp.ListenPacket("ip4:icmp", "0.0.0.0"); return err }); err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	id := int(icmpID.Add(1)+uint32(os.Getpid())) & 0xffff
+	var hops []netip.Addr
+	for ttl := 1; ttl <= 16; ttl++ {
+		if ctx.Err() != nil {
+			return hops, ctx.Err()
+		}
+		if err := conn.IPv4PacketConn().SetTTL(ttl); err != nil {
+			return hops, err
+		}
+		msg := icmp.Message{Type: ipv4.ICMPTypeEcho, Body: &icmp.Echo{ID: id, Seq: ttl, Data: []byte("netlab traceroute")}}
+		b, _ := msg.Marshal(nil)
+		if _, err := conn.WriteTo(b, &net.IPAddr{IP: target.AsSlice()}); err != nil {
+			return hops, err
+		}
+		hop, reached := waitHop(conn, id, ttl, Timeout/2)
+		hops = append(hops, hop)
+		if reached {
+			return hops, nil
+		}
+	}
+	return hops, fmt.Errorf("did not reach %s in 16 hops", target)
+}
+
+// waitHop waits for the answer to the echo request (id, seq): the target's reply,
+// or a router's time-exceeded message quoting the request.
+func waitHop(conn *icmp.PacketConn, id, seq int, timeout time.Duration) (netip.Addr, bool) {
+	deadline := time.Now().Add(timeout)
+	buf := make([]byte, 1500)
+	for {
+		conn.SetReadDeadline(deadline)
+		n, from, err := conn.ReadFrom(buf)
+		if err != nil {
+			return netip.Addr{}, false
+		}
+		m, err := icmp.ParseMessage(1, buf[:n])
+		if err != nil {
+			continue
+		}
+		addr, _ := netip.ParseAddr(from.String())
+		switch body := m.Body.(type) {
+		case *icmp.Echo:
+			if m.Type == ipv4.ICMPTypeEchoReply && body.ID == id && body.Seq == seq {
+				return addr, true
+			}
+		case *icmp.TimeExceeded:
+			// The quoted packet: its IP header, then the first bytes of our echo request.
+			q := body.Data
+			if len(q) < 20 {
+				continue
+			}
+			ihl := int(q[0]&0x0f) * 4
+			if len(q) >= ihl+8 && q[ihl] == 8 && int(q[ihl+4])<<8|int(q[ihl+5]) == id && int(q[ihl+6])<<8|int(q[ihl+7]) == seq {
+				return addr, false
+			}
+		}
+	}
+}
+
+func hopList(hops []netip.Addr) string {
+	s := make([]string, len(hops))
+	for i, h := range hops {
+		s[i] = "*"
+		if h.IsValid() {
+			s[i] = h.String()
+		}
+	}
+	return strings.Join(s, " > ")
 }
