@@ -66,7 +66,7 @@ func Desired(lab *topology.Lab) (*State, error) {
 	}
 	compileRules(lab, s, kname)
 
-	for _, ns := range lab.Namespaces {
+	for _, ns := range allNamespaces(lab) {
 		for _, c := range ns.Run {
 			k := ProcKey{kname(ns.Name), c.Line}
 			s.Processes[k] = &Process{ProcKey: k}

@@ -1,7 +1,10 @@
 package tests
 
 import (
+	"fmt"
+	"netlab/tests/harness"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -58,5 +61,59 @@ func TestPlanCommandsReproduceTheLab(t *testing.T) {
 				t.Errorf("down after the script did not see the namespaces as the lab's:\n%s", got)
 			}
 		})
+	}
+}
+
+// TestPipeworkIsAnEdit: bringing up the edited file on the running lab adds the
+// second NIC and moves the default route, and touches nothing else (article 001).
+func TestPipeworkIsAnEdit(t *testing.T) {
+	sb := newSandbox(t)
+	sb.ok("netlab", "up", "../labs/pipework.yaml")
+	eth0 := sb.ok("ip", "-n", "hoge", "-o", "link", "show", "eth0")
+	plan := sb.ok("netlab", "up", "../labs/pipework-eth1.yaml")
+	want := `+ bridge  host:br0
++ veth    hoge:eth1 <-> host:veth-host
++ port    host:veth-host master br0
++ addr    hoge:eth1 192.168.200.101/24
++ addr    host:br0 192.168.200.1/24
++ link    hoge:eth1 up
++ link    host:br0 up
++ link    host:veth-host up
+~ route   hoge: default via 172.17.42.1 dev eth0 -> via 192.168.200.1 dev eth1
+Plan: 8 to add, 1 to change, 0 to destroy.
+`
+	if !strings.HasPrefix(plan, want) {
+		t.Errorf("up of the edited file:\n got:\n%s\nwant:\n%s", plan, want)
+	}
+	if got := sb.ok("ip", "-n", "hoge", "-o", "link", "show", "eth0"); ifindexOf(got) != ifindexOf(eth0) {
+		t.Errorf("eth0 was recreated: %s -> %s", eth0, got)
+	}
+	mustContain(t, "ip -n hoge route", sb.ok("ip", "-n", "hoge", "route"),
+		"default via 192.168.200.1 dev eth1", "172.17.0.0/16 dev eth0 proto kernel scope link src 172.17.0.2")
+	sb.ok("netlab", "test", "../labs/pipework-eth1.yaml")
+}
+
+// TestExec: netlab exec runs a command in a lab namespace, like ip netns exec,
+// with its exit status, its standard input and the namespace's own /etc/hosts.
+func TestExec(t *testing.T) {
+	sb := newSandbox(t)
+	sb.ok("netlab", "up", "../labs/docker-user-network.yaml")
+	mustContain(t, "exec ip addr", sb.ok("netlab", "exec", "web", "--", "ip", "-4", "addr", "show", "eth0"), "inet 172.17.0.2/16")
+	mustContain(t, "exec getent", sb.ok("netlab", "exec", "c3", "--", "getent", "hosts", "c4"), "172.18.0.3")
+	if res := sb.exec("netlab", "exec", "c2", "--", "getent", "hosts", "web"); res.code != 2 {
+		t.Errorf("getent hosts web in c2 (default bridge): exit %d, want 2 (not found): %q", res.code, res.stdout)
+	}
+	if res := sb.exec("netlab", "exec", "c3", "--", "sh", "-c", "exit 7"); res.code != 7 {
+		t.Errorf("exec exit status: %d, want 7", res.code)
+	}
+	if res := sb.exec("netlab", "exec", "nowhere", "--", "true"); res.code != 1 || !strings.Contains(res.stderr, `no running lab has a namespace "nowhere"`) {
+		t.Errorf("exec in an unknown namespace: exit %d, %q", res.code, res.stderr)
+	}
+	// An interactive shell reads its commands from standard input.
+	cmd := exec.Command("nsenter", "-t", fmt.Sprint(sb.cmd.Process.Pid), "-n", "-m", "--", harness.Netlab(t), "exec", "c4", "--", "sh")
+	cmd.Stdin = strings.NewReader("ip -4 -o addr show eth0\nexit\n")
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "172.18.0.3/16") {
+		t.Errorf("shell through exec: %v\n%s", err, out)
 	}
 }

@@ -221,7 +221,8 @@ func (d *decoder) lab(root *yaml.Node) *Lab {
 	}
 	if p, ok := f["host"]; ok {
 		lab.Host.Pos = pos(p.key)
-		d.namespace(lab.Host, p.value, "interfaces", "routes", "sysctls", "nat", "filter")
+		// run and serve in the host: Docker's --net=host, a container without a namespace of its own.
+		d.namespace(lab.Host, p.value, "interfaces", "routes", "sysctls", "nat", "filter", "run", "serve")
 	}
 	if n := f.val("bridges"); n != nil {
 		lab.Bridges = d.bridges(n)

@@ -32,6 +32,9 @@ that name. Exit status: the command's.
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			node, argv := args[0], args[1:]
+			if len(argv) > 0 && argv[0] == "--" { // kept by cobra once flag parsing stopped at NODE
+				argv = argv[1:]
+			}
 			if len(argv) == 0 {
 				argv = []string{cmp.Or(os.Getenv("SHELL"), "/bin/sh")}
 			}

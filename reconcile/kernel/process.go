@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -88,7 +89,7 @@ func (d *Driver) netnsInode(ns string) (uint64, error) {
 // environment carries the lab's marker.
 func (d *Driver) observeProcesses(s *reconcile.State, procs []procInfo) error {
 	byInode := map[uint64]string{}
-	for ns := range s.Namespaces {
+	for _, ns := range append([]string{reconcile.Host}, slices.Collect(maps.Keys(s.Namespaces))...) {
 		ino, err := d.netnsInode(ns)
 		if err != nil {
 			return err
@@ -151,8 +152,17 @@ func (d *Driver) startProcess(a reconcile.StartProcess) error {
 // nsExecCommand prepares `netlab __nsexec` running argv in a namespace, in a new
 // mount namespace of its own.
 func (d *Driver) nsExecCommand(ns string, argv []string) *exec.Cmd {
-	args := []string{"__nsexec", "--netns", d.netnsPath(ns), "--etc", filepath.Join(d.etcDir, ns), "--"}
+	path, etc := d.netnsPath(ns), filepath.Join(d.etcDir, ns)
+	var extra []*os.File
+	if ns == reconcile.Host {
+		// The host has no namespace file: the child gets the driver's handle on it
+		// as its descriptor 3 (in tests the host is itself a sandbox namespace).
+		extra = []*os.File{os.NewFile(uintptr(d.host), "host-netns")}
+		path, etc = "/proc/self/fd/3", ""
+	}
+	args := []string{"__nsexec", "--netns", path, "--etc", etc, "--"}
 	cmd := exec.Command(d.self, append(args, argv...)...)
+	cmd.ExtraFiles = extra
 	cmd.SysProcAttr = &syscall.SysProcAttr{Unshareflags: syscall.CLONE_NEWNS}
 	return cmd
 }
@@ -200,7 +210,7 @@ func NsExec(netnsPath, etcDir string, argv []string) error {
 			return fmt.Errorf("mount /sys: %w", err)
 		}
 	}
-	if entries, err := os.ReadDir(etcDir); err == nil {
+	if entries, err := os.ReadDir(etcDir); err == nil && etcDir != "" {
 		for _, e := range entries {
 			src, dst := filepath.Join(etcDir, e.Name()), filepath.Join("/etc", e.Name())
 			if !fileExists(dst) {
