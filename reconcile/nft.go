@@ -53,6 +53,8 @@ type Rule struct {
 	// Observed only: a rule in the lab's table that netlab did not write there
 	// (or wrote differently); Raw says what is known of it.
 	Raw string
+	// Observed only, for `inspect`: what the rule's counter has counted.
+	Packets, Bytes uint64
 }
 
 // Match is one condition of a rule, in nft's words: Field "oifname", Value

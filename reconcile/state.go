@@ -158,6 +158,9 @@ type Link struct {
 	// Observed only: the interface exists but its ownership marker is missing
 	// because an earlier run was interrupted between creating and marking it.
 	Unmarked bool
+	// Observed only, for `inspect`: the interface's index and its veth peer's
+	// index in the peer's namespace (what `ip link` shows as eth0@if17).
+	Index, PeerIndex int
 }
 
 // AddrKey is an address on an interface, with its prefix length (172.17.0.2/16).

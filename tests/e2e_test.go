@@ -1,6 +1,8 @@
 package tests
 
 import (
+	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -237,4 +239,97 @@ func TestConcurrentUps(t *testing.T) {
 	if got := sb.ok("netlab", "plan", spine); got != "No changes.\n" {
 		t.Errorf("plan after concurrent ups: %q", got)
 	}
+}
+
+// TestInspect: the live state names each veth's peer with the index ip link
+// shows (eth0@ifN), and counts the packets of the lab's rules.
+func TestInspect(t *testing.T) {
+	sb := newSandbox(t)
+	sb.ok("netlab", "up", "../labs/docker-bridge.yaml")
+	sb.ok("netlab", "test", "../labs/docker-bridge.yaml") // some traffic for the counters
+
+	var r struct {
+		Lab        string
+		Namespaces []struct {
+			Name       string
+			Interfaces []struct {
+				Name      string
+				Ifindex   int
+				Master    string
+				Addresses []string
+				Peer      *struct {
+					Namespace, Name string
+					Ifindex         int
+				}
+			}
+			Routes   []string
+			NftRules []struct {
+				Rule    string
+				Packets uint64
+			} `json:"nft_rules"`
+			Processes []struct{ PID int }
+		}
+	}
+	if err := json.Unmarshal([]byte(sb.ok("netlab", "inspect", "docker-bridge", "-o", "json")), &r); err != nil {
+		t.Fatal(err)
+	}
+	index := map[string]int{} // "ns:name" -> ifindex, as inspect reports them
+	for _, ns := range r.Namespaces {
+		for _, i := range ns.Interfaces {
+			index[ns.Name+":"+i.Name] = i.Ifindex
+		}
+	}
+	checked := 0
+	for _, ns := range r.Namespaces {
+		for _, i := range ns.Interfaces {
+			if i.Peer == nil {
+				continue
+			}
+			if got := index[i.Peer.Namespace+":"+i.Peer.Name]; got != i.Peer.Ifindex {
+				t.Errorf("%s:%s says its peer %s:%s is ifindex %d, which is %d", ns.Name, i.Name, i.Peer.Namespace, i.Peer.Name, i.Peer.Ifindex, got)
+			}
+			checked++
+		}
+		if ns.Name == "web" {
+			// What iproute2 says: eth0@ifN, N the host end's index.
+			link := sb.ok("ip", "-n", "web", "-o", "link", "show", "eth0")
+			if want := fmt.Sprintf("eth0@if%d:", index["host:veth41bce75"]); !strings.Contains(link, want) {
+				t.Errorf("ip -n web link: %s, want %s", link, want)
+			}
+			if len(ns.Processes) != 2 {
+				t.Errorf("web's processes: %+v, want its two servers", ns.Processes)
+			}
+		}
+		if ns.Name == "host" {
+			counted := false
+			for _, rule := range ns.NftRules {
+				if strings.Contains(rule.Rule, `comment "publish web 8000:80"`) && rule.Packets > 0 {
+					counted = true
+				}
+			}
+			if !counted {
+				t.Errorf("after netlab test, the publish rules counted no packet: %+v", ns.NftRules)
+			}
+		}
+	}
+	if checked != 6 {
+		t.Errorf("checked %d veth ends, want 6 (three pairs)", checked)
+	}
+	text := sb.ok("netlab", "inspect")
+	mustContain(t, "inspect text", text, "Lab docker-bridge", "eth0@if", "peer host:veth41bce75", "default via 172.17.0.1 dev eth0", "nft table inet netlab-docker-bridge:", "netlab serve --http 80")
+}
+
+// TestCompletionAndVersion: the shell completions users expect, and --version.
+func TestCompletionAndVersion(t *testing.T) {
+	sb := newSandbox(t)
+	for _, shell := range []string{"bash", "zsh", "fish"} {
+		if out := sb.ok("netlab", "completion", shell); !strings.Contains(out, "netlab") || len(out) < 500 {
+			t.Errorf("netlab completion %s: %d bytes", shell, len(out))
+		}
+	}
+	if out := sb.ok("netlab", "--version"); !strings.HasPrefix(out, "netlab version ") {
+		t.Errorf("netlab --version: %q", out)
+	}
+	// Completion of real words: commands, and lab files for commands that take one.
+	mustContain(t, "completion of commands", sb.ok("netlab", "__complete", "in"), "inspect")
 }

@@ -57,7 +57,7 @@ network namespaces, bridges, veth links, addresses, routes and sysctls.
 	root.SetErr(streams.Err)
 	root.PersistentFlags().BoolVarP(&a.verbose, "verbose", "v", false, "log what netlab does to stderr")
 	root.AddCommand(a.validateCmd(), a.planCmd(), a.upCmd(), a.downCmd(), a.statusCmd(),
-		a.execCmd(), a.testCmd(), a.graphCmd(), a.serveCmd(), a.nsexecCmd())
+		a.execCmd(), a.testCmd(), a.inspectCmd(), a.graphCmd(), a.serveCmd(), a.nsexecCmd())
 
 	err := root.ExecuteContext(ctx)
 	var code exitCode

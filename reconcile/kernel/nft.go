@@ -187,7 +187,9 @@ func (d *Driver) observeTable(ns, name string, want *reconcile.Table) (*reconcil
 		}
 		for i, r := range rules {
 			if i < len(wantRules) && sameRule(r, wantRules[i]) {
-				oc.Rules = append(oc.Rules, wantRules[i])
+				rule := *wantRules[i]
+				rule.Packets, rule.Bytes = counted(r)
+				oc.Rules = append(oc.Rules, &rule)
 				continue
 			}
 			raw := fmt.Sprintf("<a rule netlab did not write like this: handle %d", r.Handle)
@@ -205,6 +207,16 @@ func (d *Driver) observeTable(ns, name string, want *reconcile.Table) (*reconcil
 		return strings.Compare(a.Name, b.Name)
 	})
 	return out, nil
+}
+
+// counted reads a rule's counter.
+func counted(r *nftables.Rule) (packets, bytes uint64) {
+	for _, e := range r.Exprs {
+		if c, ok := e.(*expr.Counter); ok {
+			return c.Packets, c.Bytes
+		}
+	}
+	return 0, 0
 }
 
 func findChain(t *reconcile.Table, name string) *reconcile.Chain {

@@ -173,6 +173,7 @@ func (d *Driver) observeNetns(s *reconcile.State, ns string, intents map[reconci
 			MAC:      mac,
 			Up:       a.Flags&unix.IFF_UP != 0,
 			Unmarked: unmarked,
+			Index:    a.Index,
 		}
 	}
 
@@ -238,6 +239,56 @@ func (d *Driver) observeHairpins(s *reconcile.State) error {
 	return nil
 }
 
+// Routes lists every route of a namespace's main table as `ip route` prints it,
+// the kernel's own included, for `inspect`.
+func (d *Driver) Routes(ns string) ([]string, error) {
+	h, err := d.handle(ns)
+	if err != nil {
+		return nil, err
+	}
+	links, err := listLinks(h.nl)
+	if err != nil {
+		return nil, err
+	}
+	names := map[int]string{}
+	for _, l := range links {
+		names[l.Attrs().Index] = l.Attrs().Name
+	}
+	routes, err := listRoutes(h.nl)
+	if err != nil {
+		return nil, fmt.Errorf("netns %s: list routes: %w", ns, err)
+	}
+	var out []string
+	for _, r := range routes {
+		if r.Dst != nil && r.Dst.IP.IsLinkLocalUnicast() && r.Protocol == unix.RTPROT_KERNEL {
+			continue // fe80::/64 on every interface: the kernel's, and `ip route` does not show it
+		}
+		dst := "default"
+		if ones, _ := r.Dst.Mask.Size(); r.Dst != nil && ones > 0 {
+			dst = r.Dst.String()
+		}
+		parts := []string{dst}
+		if r.Gw != nil {
+			parts = append(parts, "via", r.Gw.String())
+		}
+		parts = append(parts, "dev", names[r.LinkIndex])
+		if r.Protocol == unix.RTPROT_KERNEL {
+			parts = append(parts, "proto kernel")
+		}
+		if r.Scope == netlink.SCOPE_LINK {
+			parts = append(parts, "scope link")
+		}
+		if r.Src != nil {
+			parts = append(parts, "src", r.Src.String())
+		}
+		if r.Priority != 0 {
+			parts = append(parts, "metric", fmt.Sprint(r.Priority))
+		}
+		out = append(out, strings.Join(parts, " "))
+	}
+	return out, nil
+}
+
 // labRoute keeps the routes a lab can have asked for: unicast routes of the main
 // table, not those the kernel adds for addresses (proto kernel) or learns (RA, redirects).
 func labRoute(r netlink.Route) bool {
@@ -284,6 +335,7 @@ func (d *Driver) resolvePeers(s *reconcile.State, ends []vethEnd) error {
 		}
 		if len(candidates) == 1 {
 			s.Links[e.key].Peer = candidates[0].key
+			s.Links[e.key].PeerIndex = candidates[0].index
 		}
 	}
 	return nil

@@ -1,0 +1,261 @@
+package main
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"maps"
+	"slices"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+
+	"netlab/reconcile"
+	"netlab/reconcile/kernel"
+)
+
+// The live state of a lab, per namespace, like `docker network inspect`: what a
+// student otherwise pieces together from ip, bridge, nft and ps.
+type inspection struct {
+	Lab        string            `json:"lab"`
+	File       string            `json:"file,omitempty"`
+	Namespaces []namespaceReport `json:"namespaces"`
+}
+
+type namespaceReport struct {
+	Name       string            `json:"name"`
+	Interfaces []interfaceReport `json:"interfaces"`
+	Routes     []string          `json:"routes"`
+	Sysctls    map[string]string `json:"sysctls,omitempty"`
+	Table      string            `json:"nft_table,omitempty"`
+	Rules      []ruleReport      `json:"nft_rules,omitempty"`
+	Processes  []processReport   `json:"processes,omitempty"`
+}
+
+type interfaceReport struct {
+	Name      string   `json:"name"`
+	Index     int      `json:"ifindex"`
+	Kind      string   `json:"kind"`
+	State     string   `json:"state"`
+	MTU       int      `json:"mtu"`
+	MAC       string   `json:"mac"`
+	Addresses []string `json:"addresses"`
+	Master    string   `json:"master,omitempty"`
+	Hairpin   bool     `json:"hairpin,omitempty"`
+	Peer      *peer    `json:"peer,omitempty"`
+}
+
+// peer is the other end of a veth: ip link shows "eth0@if17", 17 being Index.
+type peer struct {
+	Namespace string `json:"namespace"`
+	Name      string `json:"name"`
+	Index     int    `json:"ifindex"`
+}
+
+type ruleReport struct {
+	Chain   string `json:"chain"`
+	Rule    string `json:"rule"`
+	Packets uint64 `json:"packets"`
+	Bytes   uint64 `json:"bytes"`
+}
+
+type processReport struct {
+	PID     int    `json:"pid"`
+	Command string `json:"command"`
+}
+
+func (a *app) inspectCmd() *cobra.Command {
+	var output string
+	cmd := &cobra.Command{
+		Use:   "inspect [NAME] [-o text|json]",
+		Short: "Show a running lab's live state: interfaces and their veth peers, routes, rules with counters, processes",
+		Long: `Show what the kernel holds for a running lab, namespace by namespace, like
+"docker network inspect": each interface with its kind, state, MTU, MAC,
+addresses and bridge, and for a veth its peer (ip link shows eth0@if17: the peer
+is interface 17 of the other namespace, named here); the routes (the kernel's
+own included); the sysctls the lab sets; the lab's nftables rules with their
+packet counters; and the lab's processes. Without NAME, every running lab.`,
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if output != "text" && output != "json" {
+				return fmt.Errorf("unknown output format %q: want text or json", output)
+			}
+			d, err := a.openKernel()
+			if err != nil {
+				return err
+			}
+			defer d.Close()
+			names := args
+			if len(names) == 0 {
+				if names, err = d.Labs(); err != nil {
+					return err
+				}
+			}
+			var reports []inspection
+			for _, name := range names {
+				r, err := inspectLab(cmd.Context(), d, name)
+				if err != nil {
+					return err
+				}
+				reports = append(reports, r)
+			}
+			if output == "json" {
+				enc := json.NewEncoder(a.Out)
+				enc.SetIndent("", "  ")
+				if len(args) == 1 {
+					return enc.Encode(reports[0])
+				}
+				return enc.Encode(reports)
+			}
+			if len(reports) == 0 {
+				fmt.Fprintln(a.Out, "No labs are running.")
+			}
+			for i, r := range reports {
+				if i > 0 {
+					fmt.Fprintln(a.Out)
+				}
+				writeInspection(a.Out, r)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVarP(&output, "output", "o", "text", "output format: text or json")
+	return cmd
+}
+
+// inspectLab observes a lab. With its file (recorded by up) the rules are shown
+// as netlab wrote them and the lab's sysctls are read.
+func inspectLab(ctx context.Context, d *kernel.Driver, lab string) (inspection, error) {
+	out := inspection{Lab: lab}
+	q := reconcile.Query{Lab: lab}
+	if info, ok := d.LabInfo(lab); ok {
+		out.File = info.File
+		if _, desired, err := loadLab(info.File); err == nil {
+			q.Sysctls, q.Tables = desired.SysctlKeys(), desired.Tables
+		}
+	}
+	s, err := d.Observe(ctx, q)
+	if err != nil {
+		return out, err
+	}
+	namespaces := append([]string{reconcile.Host}, slices.Sorted(maps.Keys(s.Namespaces))...)
+	for _, ns := range namespaces {
+		rep := namespaceReport{Name: ns, Interfaces: []interfaceReport{}, Sysctls: map[string]string{}}
+		for _, l := range s.Links {
+			if l.NS == ns {
+				rep.Interfaces = append(rep.Interfaces, interfaceOf(s, l))
+			}
+		}
+		slices.SortFunc(rep.Interfaces, func(a, b interfaceReport) int { return cmp.Compare(a.Index, b.Index) })
+		if ns != reconcile.Host || len(rep.Interfaces) > 0 {
+			if rep.Routes, err = d.Routes(ns); err != nil {
+				return out, err
+			}
+		}
+		for k, v := range s.Sysctls {
+			if k.NS == ns {
+				rep.Sysctls[k.Name()] = reconcile.NormalizeSysctlValue(v)
+			}
+		}
+		if t := s.Tables[ns]; t != nil {
+			rep.Table = "inet " + t.Name
+			for _, c := range t.Chains {
+				for _, r := range c.Rules {
+					rep.Rules = append(rep.Rules, ruleReport{Chain: c.Name, Rule: r.Text(), Packets: r.Packets, Bytes: r.Bytes})
+				}
+			}
+		}
+		for _, p := range s.Processes {
+			if p.NS == ns {
+				for _, pid := range p.PIDs {
+					rep.Processes = append(rep.Processes, processReport{PID: pid, Command: p.Command})
+				}
+			}
+		}
+		slices.SortFunc(rep.Processes, func(a, b processReport) int { return cmp.Compare(a.PID, b.PID) })
+		if ns == reconcile.Host && len(rep.Interfaces) == 0 && rep.Table == "" && len(rep.Processes) == 0 && len(rep.Sysctls) == 0 {
+			continue // the lab has nothing in the host
+		}
+		out.Namespaces = append(out.Namespaces, rep)
+	}
+	return out, nil
+}
+
+func interfaceOf(s *reconcile.State, l *reconcile.Link) interfaceReport {
+	r := interfaceReport{Name: l.Name, Index: l.Index, Kind: l.Kind, State: "down", MTU: l.MTU, MAC: l.MAC,
+		Addresses: []string{}, Master: l.Master, Hairpin: l.Hairpin}
+	if l.Up {
+		r.State = "up"
+	}
+	for k := range s.Addrs {
+		if k.LinkKey == l.LinkKey {
+			r.Addresses = append(r.Addresses, k.Prefix.String())
+		}
+	}
+	slices.Sort(r.Addresses)
+	if l.Kind == reconcile.KindVeth && l.Peer != (reconcile.LinkKey{}) {
+		r.Peer = &peer{Namespace: l.Peer.NS, Name: l.Peer.Name, Index: l.PeerIndex}
+	}
+	return r
+}
+
+// writeInspection prints a lab's state for a person.
+func writeInspection(w io.Writer, r inspection) {
+	fmt.Fprintf(w, "Lab %s", r.Lab)
+	if r.File != "" {
+		fmt.Fprintf(w, " (from %s)", r.File)
+	}
+	fmt.Fprintln(w)
+	for _, ns := range r.Namespaces {
+		fmt.Fprintf(w, "\n%s\n", ns.Name)
+		if len(ns.Interfaces) > 0 {
+			tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+			for _, i := range ns.Interfaces {
+				name := i.Name
+				if i.Peer != nil {
+					name += fmt.Sprintf("@if%d", i.Peer.Index)
+				}
+				var notes []string
+				if i.Master != "" {
+					notes = append(notes, "master "+i.Master)
+				}
+				if i.Hairpin {
+					notes = append(notes, "hairpin")
+				}
+				if i.Peer != nil {
+					notes = append(notes, fmt.Sprintf("peer %s:%s", i.Peer.Namespace, i.Peer.Name))
+				}
+				fmt.Fprintf(tw, "  %d: %s\t%s\t%s\tmtu %d\t%s\t%s\t%s\n", i.Index, name, i.Kind, i.State, i.MTU, i.MAC,
+					strings.Join(i.Addresses, " "), strings.Join(notes, ", "))
+			}
+			tw.Flush()
+		}
+		if len(ns.Routes) > 0 {
+			fmt.Fprintln(w, "  routes:")
+			for _, rt := range ns.Routes {
+				fmt.Fprintf(w, "    %s\n", rt)
+			}
+		}
+		if len(ns.Sysctls) > 0 {
+			fmt.Fprintln(w, "  sysctls:")
+			for _, k := range slices.Sorted(maps.Keys(ns.Sysctls)) {
+				fmt.Fprintf(w, "    %s = %s\n", k, ns.Sysctls[k])
+			}
+		}
+		if ns.Table != "" {
+			fmt.Fprintf(w, "  nft table %s:\n", ns.Table)
+			for _, r := range ns.Rules {
+				fmt.Fprintf(w, "    %-15s %s  [%d packets, %d bytes]\n", r.Chain, r.Rule, r.Packets, r.Bytes)
+			}
+		}
+		if len(ns.Processes) > 0 {
+			fmt.Fprintln(w, "  processes:")
+			for _, p := range ns.Processes {
+				fmt.Fprintf(w, "    %d  %s\n", p.PID, p.Command)
+			}
+		}
+	}
+}
