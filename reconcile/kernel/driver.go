@@ -113,10 +113,12 @@ func (d *Driver) Close() error {
 // handle returns the open handle of a namespace, opening it on first use.
 func (d *Driver) handle(ns string) (*nsHandle, error) {
 	d.mu.Lock()
-	defer d.mu.Unlock()
-	if h, ok := d.handles[ns]; ok {
+	h, ok := d.handles[ns]
+	d.mu.Unlock()
+	if ok {
 		return h, nil
 	}
+	// Opened without the lock: namespaces are opened in parallel.
 	fd := d.host
 	if ns != reconcile.Host {
 		var err error
@@ -132,7 +134,16 @@ func (d *Driver) handle(ns string) (*nsHandle, error) {
 		}
 		return nil, fmt.Errorf("netns %s: open netlink socket: %w", ns, err)
 	}
-	h := &nsHandle{fd: fd, nl: nl}
+	h = &nsHandle{fd: fd, nl: nl}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if other, ok := d.handles[ns]; ok { // opened meanwhile by another goroutine
+		nl.Close()
+		if ns != reconcile.Host {
+			fd.Close()
+		}
+		return other, nil
+	}
 	d.handles[ns] = h
 	return h, nil
 }

@@ -4,10 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net/netip"
 	"strings"
+	"time"
 
 	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netlink/nl"
 	"golang.org/x/sys/unix"
 
 	"netlab/reconcile"
@@ -27,66 +30,54 @@ func ownerOf(alias string) string {
 // object kind per namespace, and changes nothing.
 func (d *Driver) Observe(ctx context.Context, q reconcile.Query) (*reconcile.State, error) {
 	s := reconcile.NewState(q.Lab)
+	start := time.Now()
+	lap := func(phase string) {
+		d.log.Debug("observe", "phase", phase, "took", time.Since(start))
+		start = time.Now()
+	}
 	names, err := d.listNetns()
 	if err != nil {
 		return nil, err
 	}
-	observed := []string{reconcile.Host}
-	for _, name := range names {
-		owner, loUp, err := d.netnsOwner(name)
-		if err != nil {
-			// A namespace file we cannot open (a stale mount, a plain file): not ours.
-			d.log.Debug("skip unreadable namespace", "netns", name, "err", err)
-			s.ForeignNetns[name] = ""
-			continue
-		}
-		if owner != q.Lab {
-			s.ForeignNetns[name] = owner
-			d.forget(name)
-			continue
-		}
-		s.Namespaces[name] = &reconcile.Netns{Name: name, LoUp: loUp}
-		observed = append(observed, name)
-	}
-
 	intents, err := d.state.intents(q.Lab)
 	if err != nil {
 		return nil, err
 	}
-	var ends []vethEnd
-	for _, ns := range observed {
-		if err := ctx.Err(); err != nil {
-			return nil, err
-		}
-		nsEnds, err := d.observeNetns(s, ns, intents)
-		if err != nil {
-			return nil, err
-		}
-		ends = append(ends, nsEnds...)
+	// Each namespace is read on its own, in parallel, into a result of its own.
+	results := make([]*nsObservation, len(names)+1)
+	all := append([]string{reconcile.Host}, names...)
+	indexes := make([]int, len(all))
+	for i := range indexes {
+		indexes[i] = i
 	}
+	err = forEach(ctx, indexes, func(i int) error {
+		r, err := d.observeOne(q, all[i], intents)
+		results[i] = r
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	var ends []vethEnd
+	for _, r := range results {
+		switch {
+		case r.foreign:
+			s.ForeignNetns[r.name] = r.owner
+			continue
+		case r.name != reconcile.Host:
+			s.Namespaces[r.name] = &reconcile.Netns{Name: r.name, LoUp: r.loUp}
+		}
+		r.mergeInto(s)
+		ends = append(ends, r.ends...)
+	}
+	lap("namespaces, links, addresses, routes, nftables")
 	if err := d.resolvePeers(s, ends); err != nil {
 		return nil, err
 	}
 	if err := d.observeHairpins(s); err != nil {
 		return nil, err
 	}
-	for _, ns := range observed {
-		t, err := d.observeTable(ns, reconcile.TableName(q.Lab), q.Tables[ns])
-		if err != nil {
-			return nil, err
-		}
-		if t != nil {
-			s.Tables[ns] = t
-		}
-		if findChain(q.Tables[ns], "forward") != nil {
-			warnings, err := d.forwardDrops(ns, reconcile.TableName(q.Lab))
-			if err != nil {
-				return nil, err
-			}
-			s.Warnings = append(s.Warnings, warnings...)
-		}
-	}
-
+	lap("peers, hairpins")
 	procs, err := listProcesses()
 	if err != nil {
 		return nil, fmt.Errorf("list processes: %w", err)
@@ -97,6 +88,7 @@ func (d *Driver) Observe(ctx context.Context, q reconcile.Query) (*reconcile.Sta
 	if err := d.observeFiles(s); err != nil {
 		return nil, err
 	}
+	lap("processes, files")
 
 	saved, err := d.state.savedSysctls(q.Lab)
 	if err != nil {
@@ -116,6 +108,64 @@ func (d *Driver) Observe(ctx context.Context, q reconcile.Query) (*reconcile.Sta
 		}
 	}
 	return s, nil
+}
+
+// nsObservation is what one namespace holds for the lab.
+type nsObservation struct {
+	name    string
+	foreign bool   // not the lab's: only its owner is known
+	owner   string // for a foreign namespace: the lab that owns it ("" none)
+	loUp    bool
+	part    *reconcile.State // its links, addresses, routes, table and warnings
+	ends    []vethEnd
+}
+
+// observeOne reads one namespace: its marker, then (when it is the lab's, or the
+// host) its interfaces, addresses, routes and the lab's table.
+func (d *Driver) observeOne(q reconcile.Query, ns string, intents map[reconcile.LinkKey]bool) (*nsObservation, error) {
+	r := &nsObservation{name: ns, part: reconcile.NewState(q.Lab)}
+	if ns != reconcile.Host {
+		owner, loUp, err := d.netnsOwner(ns)
+		if err != nil {
+			// A namespace file we cannot open (a stale mount, a plain file): not ours.
+			d.log.Debug("skip unreadable namespace", "netns", ns, "err", err)
+			r.foreign = true
+			return r, nil
+		}
+		if owner != q.Lab {
+			r.foreign, r.owner = true, owner
+			d.forget(ns)
+			return r, nil
+		}
+		r.loUp = loUp
+	}
+	var err error
+	if r.ends, err = d.observeNetns(r.part, ns, intents); err != nil {
+		return nil, err
+	}
+	t, err := d.observeTable(ns, reconcile.TableName(q.Lab), q.Tables[ns])
+	if err != nil {
+		return nil, err
+	}
+	if t != nil {
+		r.part.Tables[ns] = t
+	}
+	if findChain(q.Tables[ns], "forward") != nil {
+		if r.part.Warnings, err = d.forwardDrops(ns, reconcile.TableName(q.Lab)); err != nil {
+			return nil, err
+		}
+	}
+	return r, nil
+}
+
+// mergeInto adds what one namespace holds to the lab's state.
+func (r *nsObservation) mergeInto(s *reconcile.State) {
+	maps.Copy(s.Links, r.part.Links)
+	maps.Copy(s.ForeignLinks, r.part.ForeignLinks)
+	maps.Copy(s.Addrs, r.part.Addrs)
+	maps.Copy(s.Routes, r.part.Routes)
+	maps.Copy(s.Tables, r.part.Tables)
+	s.Warnings = append(s.Warnings, r.part.Warnings...)
 }
 
 // vethEnd is a veth interface seen in a namespace, for pairing ends with their peers.
@@ -215,28 +265,78 @@ func (d *Driver) observeNetns(s *reconcile.State, ns string, intents map[reconci
 	return ends, nil
 }
 
-// observeHairpins reads the hairpin mode of the lab's bridge ports (a port
-// attribute the link dump does not carry).
+// observeHairpins reads the hairpin mode of the lab's bridge ports. It is a port
+// attribute that only a dump of the AF_BRIDGE family carries (netlink's
+// LinkGetProtinfo does that whole dump for a single port), so each namespace
+// with ports is dumped once.
 func (d *Driver) observeHairpins(s *reconcile.State) error {
+	ports := map[string]map[int]*reconcile.Link{} // namespace -> ifindex -> port
 	for _, l := range s.Links {
-		if l.Master == "" {
-			continue
+		if l.Master != "" {
+			if ports[l.NS] == nil {
+				ports[l.NS] = map[int]*reconcile.Link{}
+			}
+			ports[l.NS][l.Index] = l
 		}
-		h, err := d.handle(l.NS)
+	}
+	for ns, byIndex := range ports {
+		hairpins, err := d.bridgePortHairpins(ns)
 		if err != nil {
 			return err
 		}
-		link, err := h.nl.LinkByName(l.Name)
-		if err != nil {
-			return fmt.Errorf("netns %s: find %s: %w", l.NS, l.Name, err)
+		for index, l := range byIndex {
+			l.Hairpin = hairpins[index]
 		}
-		info, err := h.nl.LinkGetProtinfo(link)
-		if err != nil {
-			return fmt.Errorf("netns %s: read bridge port settings of %s: %w", l.NS, l.Name, err)
-		}
-		l.Hairpin = info.Hairpin
 	}
 	return nil
+}
+
+// bridgePortHairpins dumps the bridge ports of a namespace and returns which
+// ones have hairpin mode on, by ifindex.
+//
+// Equivalent to: ip netns exec NS bridge -d link
+func (d *Driver) bridgePortHairpins(ns string) (map[int]bool, error) {
+	h, err := d.handle(ns)
+	if err != nil {
+		return nil, err
+	}
+	out := map[int]bool{}
+	err = inNetns(h.fd, func() error { // the request's socket is made in the thread's namespace
+		msgs, err := retryDump(func() ([][]byte, error) {
+			req := nl.NewNetlinkRequest(unix.RTM_GETLINK, unix.NLM_F_DUMP)
+			req.AddData(nl.NewIfInfomsg(unix.AF_BRIDGE))
+			return req.Execute(unix.NETLINK_ROUTE, unix.RTM_NEWLINK)
+		})
+		if err != nil {
+			return err
+		}
+		for _, m := range msgs {
+			info := nl.DeserializeIfInfomsg(m)
+			attrs, err := nl.ParseRouteAttr(m[info.Len():])
+			if err != nil {
+				return err
+			}
+			for _, a := range attrs {
+				if a.Attr.Type != unix.IFLA_PROTINFO|unix.NLA_F_NESTED {
+					continue
+				}
+				port, err := nl.ParseRouteAttr(a.Value)
+				if err != nil {
+					return err
+				}
+				for _, p := range port {
+					if p.Attr.Type == nl.IFLA_BRPORT_MODE && len(p.Value) > 0 {
+						out[int(info.Index)] = p.Value[0] == 1
+					}
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("netns %s: list bridge ports: %w", ns, err)
+	}
+	return out, nil
 }
 
 // Routes lists every route of a namespace's main table as `ip route` prints it,
