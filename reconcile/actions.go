@@ -32,6 +32,7 @@ const (
 	phaseDeleteNetns
 
 	phaseCreateNetns
+	phaseNetnsAttrs
 	phaseCreateBridge
 	phaseCreateVeth
 	phaseMark
@@ -82,18 +83,59 @@ func nsExec(ns string) string {
 type CreateNetns struct {
 	Lab  string
 	Name string
+	IPv6 bool // off: disabled before any interface exists in it
 }
 
-func (a CreateNetns) Op() Op         { return OpAdd }
-func (a CreateNetns) Phase() Phase   { return phaseCreateNetns }
-func (a CreateNetns) Kind() string   { return "netns" }
-func (a CreateNetns) Object() string { return a.Name }
-func (a CreateNetns) Commands() []string {
-	return []string{
-		"ip netns add " + a.Name,
-		fmt.Sprintf("ip -n %s link set lo alias %s", a.Name, Marker(a.Lab)),
-		fmt.Sprintf("ip -n %s link set lo up", a.Name),
+func (a CreateNetns) Op() Op       { return OpAdd }
+func (a CreateNetns) Phase() Phase { return phaseCreateNetns }
+func (a CreateNetns) Kind() string { return "netns" }
+func (a CreateNetns) Object() string {
+	if !a.IPv6 {
+		return a.Name + " (IPv6 off)"
 	}
+	return a.Name
+}
+func (a CreateNetns) Commands() []string {
+	cmds := []string{"ip netns add " + a.Name}
+	if !a.IPv6 {
+		cmds = append(cmds, ipv6Command(a.Name, false))
+	}
+	return append(cmds,
+		fmt.Sprintf("ip -n %s link set lo alias %s", a.Name, Marker(a.Lab)),
+		fmt.Sprintf("ip -n %s link set lo up", a.Name))
+}
+
+func ipv6Command(ns string, on bool) string {
+	v := "1"
+	if on {
+		v = "0"
+	}
+	return fmt.Sprintf("ip netns exec %s sysctl -qw net.ipv6.conf.all.disable_ipv6=%s net.ipv6.conf.default.disable_ipv6=%s", ns, v, v)
+}
+
+// SetIPv6 turns IPv6 on or off in a namespace: for every interface in it and
+// for those made later.
+type SetIPv6 struct {
+	Name string
+	On   bool
+}
+
+func (a SetIPv6) Op() Op       { return OpChange }
+func (a SetIPv6) Phase() Phase { return phaseNetnsAttrs }
+func (a SetIPv6) Kind() string { return "netns" }
+func (a SetIPv6) Object() string {
+	if a.On {
+		return a.Name + " IPv6 off -> on"
+	}
+	return a.Name + " IPv6 on -> off"
+}
+func (a SetIPv6) Commands() []string {
+	cmd := ipv6Command(a.Name, a.On)
+	v := "1"
+	if a.On {
+		v = "0"
+	}
+	return []string{cmd, fmt.Sprintf("for i in $(ip -n %s -o link | awk -F'[:@ ]+' '{print $2}'); do ip netns exec %s sysctl -qw net.ipv6.conf.$i.disable_ipv6=%s; done", a.Name, a.Name, v)}
 }
 
 // DeleteNetns deletes a namespace and, with it, everything inside.

@@ -23,6 +23,13 @@ func Desired(lab *topology.Lab) (*State, error) {
 	for _, ns := range lab.Namespaces {
 		s.Namespaces[kname(ns.Name)] = &Netns{Name: kname(ns.Name), LoUp: true}
 	}
+	defer func() { // once the addresses are known: IPv6 is on where the lab uses it
+		for k := range s.Addrs {
+			if n := s.Namespaces[k.NS]; n != nil && k.Prefix.Addr().Is6() {
+				n.IPv6 = true
+			}
+		}
+	}()
 
 	for _, b := range lab.Bridges {
 		k := LinkKey{kname(b.Namespace), b.Name}

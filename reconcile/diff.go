@@ -117,11 +117,15 @@ func (d *differ) exists(k LinkKey) bool {
 func (d *differ) namespaces() {
 	for name, want := range d.desired.Namespaces {
 		have, ok := d.observed.Namespaces[name]
-		switch {
-		case !ok:
-			d.add(CreateNetns{Lab: d.desired.Lab, Name: name})
-		case want.LoUp && !have.LoUp:
+		if !ok {
+			d.add(CreateNetns{Lab: d.desired.Lab, Name: name, IPv6: want.IPv6})
+			continue
+		}
+		if want.LoUp && !have.LoUp {
 			d.add(SetUp{LinkKey: LinkKey{name, "lo"}})
+		}
+		if want.IPv6 != have.IPv6 {
+			d.add(SetIPv6{Name: name, On: want.IPv6})
 		}
 	}
 	for name := range d.observed.Namespaces {

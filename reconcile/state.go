@@ -124,6 +124,10 @@ func (s *State) SysctlKeys() []SysctlKey {
 type Netns struct {
 	Name string
 	LoUp bool // loopback is up (set at creation; drift is repaired)
+	// IPv6 is on. As Docker does for containers on IPv4-only networks, a
+	// namespace without IPv6 addresses has IPv6 off: no link-local addresses,
+	// no autoconfiguration chatter flooding every port of a large bridge.
+	IPv6 bool
 }
 
 // LinkKey names an interface: the namespace it lives in and its name there.

@@ -53,6 +53,7 @@ func randomState(rng *rand.Rand) *r.State {
 		addr(s, eth0, fmt.Sprintf("10.%d.0.%d/24", b, host))
 		if rng.IntN(3) == 0 {
 			addr(s, eth0, fmt.Sprintf("2001:db8:%d::%d/64", b, host))
+			s.Namespaces[ns].IPv6 = true // as Desired does for a namespace with IPv6 addresses
 		}
 		if rng.IntN(2) == 0 {
 			k := r.RouteKey{NS: ns, To: netip.MustParsePrefix("0.0.0.0/0"), Metric: pick(rng, 0, 10)}
@@ -193,8 +194,8 @@ func converge(t *testing.T, ctx context.Context, d *fake.Driver, desired *r.Stat
 // an attribute desired leaves to the kernel (MTU 0, MAC "") is not compared.
 func comparable(desired, s *r.State) map[string]string {
 	out := map[string]string{}
-	for k := range s.Namespaces {
-		out["netns "+k] = ""
+	for k, n := range s.Namespaces {
+		out["netns "+k] = fmt.Sprintf("ipv6=%v", n.IPv6)
 	}
 	for k, l := range s.Links {
 		want, ok := desired.Links[k]

@@ -31,7 +31,7 @@ func TestLifecycle(t *testing.T) {
 
 	plan := sb.ok("netlab", "plan", spine)
 	mustContain(t, "first plan", plan,
-		"+ netns   c1\n+ netns   c2\n+ bridge  host:br0\n",
+		"+ netns   c1 (IPv6 off)\n+ netns   c2 (IPv6 off)\n+ bridge  host:br0\n",
 		"+ veth    c2:eth0 <-> host:veth-c2\n",
 		"+ route   c1: default via 10.10.0.1 dev eth0\n",
 		"~ sysctl  host: net.ipv4.ip_forward 0 -> 1\n",

@@ -43,6 +43,7 @@ type link struct {
 type Driver struct {
 	mu      sync.Mutex
 	netns   map[string]string // name -> owner lab ("" foreign)
+	ipv6    map[string]bool   // namespaces with IPv6 on
 	links   map[r.LinkKey]*link
 	addrs   map[r.AddrKey]bool
 	routes  map[r.RouteKey]*r.Route
@@ -63,6 +64,7 @@ type Driver struct {
 func New() *Driver {
 	return &Driver{
 		netns:   map[string]string{},
+		ipv6:    map[string]bool{},
 		links:   map[r.LinkKey]*link{},
 		addrs:   map[r.AddrKey]bool{},
 		routes:  map[r.RouteKey]*r.Route{},
@@ -175,7 +177,7 @@ func (d *Driver) Observe(_ context.Context, q r.Query) (*r.State, error) {
 	s := r.NewState(q.Lab)
 	for name, owner := range d.netns {
 		if owner == q.Lab {
-			s.Namespaces[name] = &r.Netns{Name: name, LoUp: true}
+			s.Namespaces[name] = &r.Netns{Name: name, LoUp: true, IPv6: d.ipv6[name]}
 		} else {
 			s.ForeignNetns[name] = owner
 		}
@@ -257,7 +259,15 @@ func (d *Driver) Apply(_ context.Context, a r.Action) error {
 		if owner, ok := d.netns[a.Name]; ok && owner != a.Lab {
 			return fmt.Errorf("netns %s: %w", a.Name, ErrExists)
 		}
+		if _, ok := d.netns[a.Name]; !ok {
+			d.ipv6[a.Name] = a.IPv6
+		}
 		d.netns[a.Name] = a.Lab
+	case r.SetIPv6:
+		if _, ok := d.netns[a.Name]; !ok {
+			return fmt.Errorf("netns %s: %w", a.Name, ErrNotFound)
+		}
+		d.ipv6[a.Name] = a.On
 	case r.DeleteNetns:
 		for k := range d.links {
 			if k.NS == a.Name {
@@ -277,6 +287,7 @@ func (d *Driver) Apply(_ context.Context, a r.Action) error {
 			}
 		}
 		delete(d.netns, a.Name)
+		delete(d.ipv6, a.Name)
 		delete(d.tables, a.Name)
 		for k := range d.procs {
 			if k.NS == a.Name {
@@ -370,6 +381,9 @@ func (d *Driver) Apply(_ context.Context, a r.Action) error {
 	case r.AddAddr:
 		if _, err := d.link(a.LinkKey); err != nil {
 			return err
+		}
+		if a.Prefix.Addr().Is6() && a.NS != r.Host && !d.ipv6[a.NS] {
+			return fmt.Errorf("%s: IPv6 is off: permission denied", a.LinkKey) // as the kernel says
 		}
 		d.addrs[a.AddrKey] = true
 	case r.DeleteAddr:

@@ -21,7 +21,9 @@ func (d *Driver) Apply(ctx context.Context, a reconcile.Action) error {
 	}
 	switch a := a.(type) {
 	case reconcile.CreateNetns:
-		return d.createNetns(a.Lab, a.Name)
+		return d.createNetns(a.Lab, a.Name, a.IPv6)
+	case reconcile.SetIPv6:
+		return d.setIPv6(a.Name, a.On)
 	case reconcile.DeleteNetns:
 		if err := d.deleteNetns(a.Lab, a.Name); err != nil {
 			return err

@@ -39,7 +39,11 @@ func (l *lab) veth(a, b r.LinkKey, bridge string, addrs ...string) *lab {
 	l.s.Links[a] = &r.Link{LinkKey: a, Kind: r.KindVeth, Peer: b, Up: true}
 	l.s.Links[b] = &r.Link{LinkKey: b, Kind: r.KindVeth, Peer: a, Master: bridge, Up: true}
 	for _, p := range addrs {
-		l.s.Addrs[r.AddrKey{LinkKey: a, Prefix: netip.MustParsePrefix(p)}] = true
+		prefix := netip.MustParsePrefix(p)
+		l.s.Addrs[r.AddrKey{LinkKey: a, Prefix: prefix}] = true
+		if n := l.s.Namespaces[a.NS]; n != nil && prefix.Addr().Is6() {
+			n.IPv6 = true // as Desired does for a namespace with IPv6 addresses
+		}
 	}
 	return l
 }
@@ -271,7 +275,7 @@ func TestForeignObjectsAreConflictsOrLeftAlone(t *testing.T) {
 		t.Fatal(err)
 	}
 	// A namespace the lab wants, made by someone else (as `ip netns add c2` would).
-	if err := d.createNetns("someone-else", "c2"); err != nil {
+	if err := d.createNetns("someone-else", "c2", false); err != nil {
 		t.Fatal(err)
 	}
 	_, err := r.MakePlan(context.Background(), d, twoContainers().s)

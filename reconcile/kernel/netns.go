@@ -19,7 +19,7 @@ import (
 // the namespace is still anonymous, so a crash never leaves an unmarked one behind.
 //
 // Equivalent to: ip netns add NAME; ip -n NAME link set lo alias netlab:LAB; ip -n NAME link set lo up
-func (d *Driver) createNetns(lab, name string) error {
+func (d *Driver) createNetns(lab, name string, ipv6 bool) error {
 	path := d.netnsPath(name)
 	if fileExists(path) {
 		owner, _, err := d.netnsOwner(name)
@@ -58,6 +58,11 @@ func (d *Driver) createNetns(lab, name string) error {
 			}
 			if err := h.LinkSetUp(lo); err != nil {
 				return fmt.Errorf("netns %s: set lo up: %w", name, err)
+			}
+			if !ipv6 { // before any interface exists, so none ever starts IPv6
+				if err := writeIPv6Sysctls(false); err != nil {
+					return fmt.Errorf("netns %s: turn IPv6 off: %w", name, err)
+				}
 			}
 			f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_RDONLY, 0o444)
 			if err != nil {
@@ -148,6 +153,62 @@ func (d *Driver) netnsOwner(name string) (owner string, loUp bool, err error) {
 		return "", false, fmt.Errorf("netns %s: find lo: %w", name, err)
 	}
 	return ownerOf(lo.Attrs().Alias), lo.Attrs().Flags&unix.IFF_UP != 0, nil
+}
+
+// netnsIPv6 reports whether IPv6 is on in a namespace (for interfaces made from now on).
+func (d *Driver) netnsIPv6(name string) (bool, error) {
+	v, ok, err := d.readSysctl(reconcile.SysctlKey{NS: name, Path: "net/ipv6/conf/default/disable_ipv6"})
+	if err != nil || !ok {
+		return false, err
+	}
+	return v == "0", nil
+}
+
+// setIPv6 turns IPv6 on or off in a namespace: the defaults for interfaces made
+// later, and every interface already there.
+//
+// Equivalent to: ip netns exec NS sysctl -w net.ipv6.conf.{all,default,IF...}.disable_ipv6=0|1
+func (d *Driver) setIPv6(name string, on bool) error {
+	h, err := d.handle(name)
+	if err != nil {
+		return err
+	}
+	links, err := listLinks(h.nl)
+	if err != nil {
+		return fmt.Errorf("netns %s: list links: %w", name, err)
+	}
+	err = inNetns(h.fd, func() error {
+		if err := writeIPv6Sysctls(on); err != nil {
+			return err
+		}
+		for _, l := range links {
+			if err := writeDisableIPv6("conf/"+l.Attrs().Name, on); err != nil && !errors.Is(err, os.ErrNotExist) {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("netns %s: turn IPv6 %s: %w", name, map[bool]string{true: "on", false: "off"}[on], err)
+	}
+	return nil
+}
+
+// writeIPv6Sysctls sets disable_ipv6 for all interfaces and for new ones, in the
+// namespace of the calling thread.
+func writeIPv6Sysctls(on bool) error {
+	if err := writeDisableIPv6("conf/all", on); err != nil {
+		return err
+	}
+	return writeDisableIPv6("conf/default", on)
+}
+
+func writeDisableIPv6(conf string, on bool) error {
+	v := "1"
+	if on {
+		v = "0"
+	}
+	return os.WriteFile("/proc/sys/net/ipv6/"+conf+"/disable_ipv6", []byte(v), 0)
 }
 
 // listNetns returns the names of the namespaces in the namespace directory.

@@ -65,7 +65,7 @@ func (d *Driver) Observe(ctx context.Context, q reconcile.Query) (*reconcile.Sta
 			s.ForeignNetns[r.name] = r.owner
 			continue
 		case r.name != reconcile.Host:
-			s.Namespaces[r.name] = &reconcile.Netns{Name: r.name, LoUp: r.loUp}
+			s.Namespaces[r.name] = &reconcile.Netns{Name: r.name, LoUp: r.loUp, IPv6: r.ipv6}
 		}
 		r.mergeInto(s)
 		ends = append(ends, r.ends...)
@@ -116,6 +116,7 @@ type nsObservation struct {
 	foreign bool   // not the lab's: only its owner is known
 	owner   string // for a foreign namespace: the lab that owns it ("" none)
 	loUp    bool
+	ipv6    bool
 	part    *reconcile.State // its links, addresses, routes, table and warnings
 	ends    []vethEnd
 }
@@ -138,6 +139,9 @@ func (d *Driver) observeOne(q reconcile.Query, ns string, intents map[reconcile.
 			return r, nil
 		}
 		r.loUp = loUp
+		if r.ipv6, err = d.netnsIPv6(ns); err != nil {
+			return nil, err
+		}
 	}
 	var err error
 	if r.ends, err = d.observeNetns(r.part, ns, intents); err != nil {
