@@ -110,7 +110,7 @@ func TestExec(t *testing.T) {
 		t.Errorf("exec in an unknown namespace: exit %d, %q", res.code, res.stderr)
 	}
 	// An interactive shell reads its commands from standard input.
-	cmd := exec.Command("nsenter", "-t", fmt.Sprint(sb.cmd.Process.Pid), "-n", "-m", "--", harness.Netlab(t), "exec", "c4", "--", "sh")
+	cmd := exec.Command("nsenter", "-t", fmt.Sprint(sb.pid), "-n", "-m", "-p", "--", harness.Netlab(t), "exec", "c4", "--", "sh")
 	cmd.Stdin = strings.NewReader("ip -4 -o addr show eth0\nexit\n")
 	out, err := cmd.CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "172.18.0.3/16") {

@@ -1,9 +1,11 @@
 package tests
 
 // End-to-end tests run the built netlab binary as a user would, each test in its
-// own sandbox: a process in a new network and mount namespace with a private
-// tmpfs on /run (so /run/netns and /run/netlab are the sandbox's own). Commands
-// enter it with nsenter; killing the process destroys everything the test made.
+// own sandbox: a process in new network, mount and PID namespaces, with a private
+// tmpfs on /run (so /run/netns and /run/netlab are the sandbox's own) and /etc
+// overlaid by a tmpfs (what netlab writes under /etc/netns stays in the sandbox).
+// Commands enter it with nsenter. Killing the sandbox's first process kills every
+// process of its PID namespace (the labs' servers too) and destroys the rest.
 
 import (
 	"bufio"
@@ -13,6 +15,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -23,14 +26,18 @@ func TestMain(m *testing.M) { harness.Main(m) }
 
 type sandbox struct {
 	t   *testing.T
-	cmd *exec.Cmd
+	cmd *exec.Cmd // unshare, outside the sandbox
+	pid int       // the sandbox's first process (PID 1 inside it)
 }
 
 func newSandbox(t *testing.T) *sandbox {
 	t.Helper()
 	harness.Require(t)
-	cmd := exec.Command("unshare", "--net", "--mount", "--propagation", "private", "--",
-		"sh", "-c", "mount -t tmpfs tmpfs /run && mkdir /run/netns /run/netlab && ip link set lo up && echo ready && exec sleep 3600")
+	setup := "mount -t tmpfs tmpfs /run && mkdir /run/netns /run/netlab /run/etc-upper /run/etc-work && " +
+		"mount -t overlay overlay -o lowerdir=/etc,upperdir=/run/etc-upper,workdir=/run/etc-work /etc && " +
+		"ip link set lo up && echo ready && exec sleep 3600"
+	cmd := exec.Command("unshare", "--net", "--mount", "--pid", "--fork", "--mount-proc", "--kill-child",
+		"--propagation", "private", "--", "sh", "-c", setup)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -41,11 +48,15 @@ func newSandbox(t *testing.T) *sandbox {
 	}
 	sb := &sandbox{t: t, cmd: cmd}
 	t.Cleanup(func() {
-		cmd.Process.Kill() // by PID: the sandbox's namespaces die with it
+		cmd.Process.Kill() // by PID; --kill-child takes the sandbox's PID namespace with it
 		cmd.Wait()
 	})
 	if line, err := bufio.NewReader(stdout).ReadString('\n'); err != nil || line != "ready\n" {
 		t.Fatalf("sandbox did not start: %q %v", line, err)
+	}
+	children, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", cmd.Process.Pid, cmd.Process.Pid))
+	if sb.pid, err = strconv.Atoi(strings.TrimSpace(string(children))); err != nil {
+		t.Fatalf("find the sandbox's first process: %q %v", children, err)
 	}
 	return sb
 }
@@ -73,7 +84,7 @@ func (sb *sandbox) execAs(prefix []string, args ...string) result {
 		sb.t.Fatal(err)
 	}
 	// Entering a mount namespace moves to its root unless told where to work.
-	full := append([]string{"-t", fmt.Sprint(sb.cmd.Process.Pid), "-n", "-m", "--wd=" + wd, "--"}, append(prefix, args...)...)
+	full := append([]string{"-t", fmt.Sprint(sb.pid), "-n", "-m", "-p", "--wd=" + wd, "--"}, append(prefix, args...)...)
 	cmd := exec.Command("nsenter", full...)
 	// netlab is on the PATH, as for a user (the scripts of plan -o commands call it).
 	cmd.Env = append(os.Environ(), "PATH="+filepath.Dir(harness.Netlab(sb.t))+":"+os.Getenv("PATH"))

@@ -4,9 +4,11 @@
 package harness
 
 import (
+	"bytes"
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"syscall"
@@ -20,12 +22,23 @@ import (
 const Env = "NETLAB_TEST_SANDBOX"
 
 // Main is the TestMain of packages whose tests need the kernel. Outside the
-// sandbox it re-runs the test binary inside a new network and mount namespace and
-// compares the machine's own namespace before and after; under CI, missing
-// privileges are a failure, never a skip.
+// sandbox it re-runs the test binary inside new network, mount and PID
+// namespaces (its /proc remounted, so it sees and signals only its own
+// processes; whatever the tests start dies with it) and compares the machine's
+// own namespace before and after; under CI, missing privileges are a failure,
+// never a skip.
 func Main(m *testing.M) {
 	runHelper()
 	switch {
+	case os.Getenv(Env) == "1":
+		// PID 1 of the sandbox's PID namespace: /proc must show that namespace.
+		if err := syscall.Mount("proc", "/proc", "proc", 0, ""); err != nil {
+			fmt.Fprintln(os.Stderr, "mount /proc in the sandbox:", err)
+			os.Exit(1)
+		}
+		code := m.Run()
+		removeBinary()
+		os.Exit(code)
 	case os.Getenv(Env) != "":
 		code := m.Run()
 		removeBinary()
@@ -46,7 +59,7 @@ func Main(m *testing.M) {
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
 	cmd.Env = append(os.Environ(), Env+"=1")
 	// New network and mount namespaces for the child; Go makes its mounts private.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Unshareflags: syscall.CLONE_NEWNET | syscall.CLONE_NEWNS}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWPID, Unshareflags: syscall.CLONE_NEWNET | syscall.CLONE_NEWNS}
 	code := 0
 	if err := cmd.Run(); err != nil {
 		code = 1
@@ -70,8 +83,9 @@ func Require(t testing.TB) {
 	}
 }
 
-// machineSnapshot describes the machine's own namespace: its interfaces and the
-// named namespaces in /run/netns and state in /run/netlab.
+// machineSnapshot describes what a test could leak onto the machine: the
+// interfaces of its own namespace, namespaces in /run/netns, netlab's state in
+// /run/netlab, files in /etc/netns, and live processes started for a lab.
 func machineSnapshot() (string, error) {
 	links, err := netlink.LinkList()
 	if err != nil {
@@ -81,10 +95,24 @@ func machineSnapshot() (string, error) {
 	for _, l := range links {
 		names = append(names, l.Attrs().Name)
 	}
-	for _, dir := range []string{"/run/netns", "/run/netlab"} {
+	for _, dir := range []string{"/run/netns", "/run/netlab", "/etc/netns"} {
 		entries, _ := os.ReadDir(dir)
 		for _, e := range entries {
 			names = append(names, dir+"/"+e.Name())
+		}
+	}
+	// Processes in the machine's own PID namespace only: those of a sandbox
+	// (another package's tests, running meanwhile) die with its namespace.
+	ownPIDNS, _ := os.Readlink("/proc/self/ns/pid")
+	procs, _ := filepath.Glob("/proc/[0-9]*")
+	for _, p := range procs {
+		if pidns, _ := os.Readlink(p + "/ns/pid"); pidns != ownPIDNS {
+			continue
+		}
+		stat, _ := os.ReadFile(p + "/stat")
+		env, _ := os.ReadFile(p + "/environ")
+		if bytes.Contains(env, []byte("NETLAB_LAB=")) && !bytes.Contains(stat, []byte(") Z ")) {
+			names = append(names, "process:"+filepath.Base(p))
 		}
 	}
 	slices.Sort(names)
