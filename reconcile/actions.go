@@ -142,6 +142,9 @@ func (a SetIPv6) Commands() []string {
 type DeleteNetns struct {
 	Lab  string
 	Name string
+	// Takes are the interfaces outside the namespace that go with it (the other
+	// ends of its veths): the kernel deletes them a moment after the namespace.
+	Takes []LinkKey
 }
 
 func (a DeleteNetns) Op() Op             { return OpDelete }

@@ -130,7 +130,14 @@ func (d *differ) namespaces() {
 	}
 	for name := range d.observed.Namespaces {
 		if _, ok := d.desired.Namespaces[name]; !ok {
-			d.add(DeleteNetns{Lab: d.desired.Lab, Name: name})
+			var takes []LinkKey
+			for _, l := range d.observed.Links {
+				if l.NS == name && l.Kind == KindVeth && l.Peer.NS != name && l.Peer != (LinkKey{}) {
+					takes = append(takes, l.Peer)
+				}
+			}
+			slices.SortFunc(takes, LinkKey.compare)
+			d.add(DeleteNetns{Lab: d.desired.Lab, Name: name, Takes: takes})
 			d.goneNetns[name] = true
 		}
 	}

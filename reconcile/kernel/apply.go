@@ -19,13 +19,18 @@ func (d *Driver) Apply(ctx context.Context, a reconcile.Action) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	if a.Op() != reconcile.OpDelete && a.Op() != reconcile.OpReplace {
+		if err := d.waitDying(ctx); err != nil {
+			return err
+		}
+	}
 	switch a := a.(type) {
 	case reconcile.CreateNetns:
 		return d.createNetns(a.Lab, a.Name, a.IPv6)
 	case reconcile.SetIPv6:
 		return d.setIPv6(a.Name, a.On)
 	case reconcile.DeleteNetns:
-		if err := d.deleteNetns(a.Lab, a.Name); err != nil {
+		if err := d.deleteNetns(a.Name, a.Takes); err != nil {
 			return err
 		}
 		return d.forgetSysctls(a.Lab, a.Name)

@@ -56,6 +56,8 @@ type Driver struct {
 
 	mu      sync.Mutex
 	handles map[string]*nsHandle // by namespace name; reconcile.Host for the host
+	dying   []reconcile.LinkKey  // interfaces going with deleted namespaces (see waitDying)
+	procs   []procInfo           // the processes as last listed, while still true (see processes)
 }
 
 // nsHandle is an open namespace: its file descriptor, a netlink socket inside it,

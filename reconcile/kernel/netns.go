@@ -1,11 +1,13 @@
 package kernel
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
 	"runtime"
 	"strconv"
+	"time"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
@@ -100,15 +102,15 @@ func (d *Driver) ensureNetnsDir() error {
 	return nil
 }
 
-// deleteNetns removes a namespace. The lab's own interfaces in it are deleted
-// first, explicitly: the kernel would otherwise destroy them asynchronously after
-// the unmount, and their host ends would linger for a moment after `down`
-// returned. Every process inside is stopped first: one left there would keep the
-// namespace alive. (Whatever else someone put in the namespace goes with it, as
-// with `ip netns del`.)
+// deleteNetns removes a namespace as `ip netns del` does: every process inside is
+// stopped (one left there would keep it alive), then its file is unmounted, and
+// the kernel destroys it with everything inside. It does so asynchronously, in
+// batches (deleting a thousand namespaces' veths one by one would wait for the
+// kernel a thousand times), so the other ends of its veths (takes) linger a
+// moment: the driver waits for them before it observes or creates anything.
 //
 // Equivalent to: ip netns del NAME
-func (d *Driver) deleteNetns(lab, name string) error {
+func (d *Driver) deleteNetns(name string, takes []reconcile.LinkKey) error {
 	path := d.netnsPath(name)
 	if !fileExists(path) {
 		return nil
@@ -116,22 +118,10 @@ func (d *Driver) deleteNetns(lab, name string) error {
 	if err := d.killNetnsProcesses(name); err != nil {
 		return err
 	}
-	h, err := d.handle(name)
-	if err != nil {
-		return err
-	}
-	links, err := listLinks(h.nl)
-	if err != nil {
-		return fmt.Errorf("netns %s: list links: %w", name, err)
-	}
-	for _, l := range links {
-		if l.Attrs().Name != "lo" && ownerOf(l.Attrs().Alias) == lab { // lo carries the namespace's marker
-			if err := h.nl.LinkDel(l); err != nil && !isNotFound(err) {
-				return fmt.Errorf("netns %s: delete %s: %w", name, l.Attrs().Name, err)
-			}
-		}
-	}
-	d.forget(name)
+	d.forget(name) // our own handle would keep it alive too
+	d.mu.Lock()
+	d.dying = append(d.dying, takes...)
+	d.mu.Unlock()
 	if err := unix.Unmount(path, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) {
 		return fmt.Errorf("netns %s: unmount %s: %w", name, path, err)
 	}
@@ -263,4 +253,52 @@ func (d *Driver) RunIn(ns string, f func() error) error {
 		return err
 	}
 	return inNetns(h.fd, f)
+}
+
+// waitDying waits until the interfaces that deleted namespaces take with them are
+// gone, so that what follows sees the kernel as it will be.
+func (d *Driver) waitDying(ctx context.Context) error {
+	d.mu.Lock()
+	dying := d.dying
+	d.dying = nil
+	d.mu.Unlock()
+	deadline := time.Now().Add(10 * time.Second)
+	for len(dying) > 0 {
+		byNS := map[string]map[string]bool{}
+		for _, k := range dying {
+			if byNS[k.NS] == nil {
+				byNS[k.NS] = map[string]bool{}
+			}
+			byNS[k.NS][k.Name] = true
+		}
+		var still []reconcile.LinkKey
+		for ns, names := range byNS {
+			h, err := d.handle(ns)
+			if err != nil {
+				continue // its namespace is gone too
+			}
+			links, err := listLinks(h.nl)
+			if err != nil {
+				return fmt.Errorf("netns %s: list links: %w", ns, err)
+			}
+			for _, l := range links {
+				if names[l.Attrs().Name] {
+					still = append(still, reconcile.LinkKey{NS: ns, Name: l.Attrs().Name})
+				}
+			}
+		}
+		if len(still) == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%d interfaces of deleted namespaces still exist after 10 s (first: %s)", len(still), still[0])
+		}
+		dying = still
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	return nil
 }

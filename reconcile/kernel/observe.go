@@ -29,6 +29,9 @@ func ownerOf(alias string) string {
 // namespace directory (by its marker) and the host's interfaces, with one dump per
 // object kind per namespace, and changes nothing.
 func (d *Driver) Observe(ctx context.Context, q reconcile.Query) (*reconcile.State, error) {
+	if err := d.waitDying(ctx); err != nil {
+		return nil, err
+	}
 	s := reconcile.NewState(q.Lab)
 	start := time.Now()
 	lap := func(phase string) {
@@ -78,7 +81,7 @@ func (d *Driver) Observe(ctx context.Context, q reconcile.Query) (*reconcile.Sta
 		return nil, err
 	}
 	lap("peers, hairpins")
-	procs, err := listProcesses()
+	procs, err := d.processes(true)
 	if err != nil {
 		return nil, fmt.Errorf("list processes: %w", err)
 	}

@@ -72,6 +72,29 @@ func zombie(dir string) bool {
 	return i < 0 || i+2 >= len(stat) || stat[i+2] == 'Z'
 }
 
+// processes lists the processes, or returns the list made since nothing changed
+// them (fresh forces a new list). Deleting a thousand namespaces must not read
+// /proc a thousand times.
+func (d *Driver) processes(fresh bool) ([]procInfo, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.procs == nil || fresh {
+		procs, err := listProcesses()
+		if err != nil {
+			return nil, err
+		}
+		d.procs = procs
+	}
+	return d.procs, nil
+}
+
+// processesChanged drops the list made by processes.
+func (d *Driver) processesChanged() {
+	d.mu.Lock()
+	d.procs = nil
+	d.mu.Unlock()
+}
+
 // netnsInode is the inode that identifies a namespace, as /proc/PID/ns/net shows it.
 func (d *Driver) netnsInode(ns string) (uint64, error) {
 	h, err := d.handle(ns)
@@ -139,6 +162,7 @@ func (d *Driver) startProcess(a reconcile.StartProcess) error {
 		return fmt.Errorf("netns %s: start %q: %w", a.NS, a.Command, err)
 	}
 	pid := cmd.Process.Pid
+	d.processesChanged()
 	// Let it go: it belongs to the lab now. Reap it if it dies while we run.
 	go cmd.Wait()
 	// A command that fails at once (not found, bad syntax) is an error of this step.
@@ -254,7 +278,7 @@ func (d *Driver) killNetnsProcesses(ns string) error {
 	if err != nil {
 		return err
 	}
-	procs, err := listProcesses()
+	procs, err := d.processes(false)
 	if err != nil {
 		return err
 	}
