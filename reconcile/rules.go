@@ -54,15 +54,15 @@ func compileRules(lab *topology.Lab, s *State, kname func(string) string) {
 	// User rules come first, like Docker's DOCKER-USER chain: they are the place
 	// for the lab author's own exceptions.
 	for _, ns := range allNamespaces(lab) {
-		for _, r := range ns.Filter {
-			c.add(ns.Name, r.Chain, filterRule(r, ns.Name))
+		for i, r := range ns.Filter {
+			c.add(ns.Name, r.Chain, filterRule(r, ns.Name, i+1))
 		}
-		for _, r := range ns.NAT {
+		for i, r := range ns.NAT {
 			chain := "nat-postrouting"
 			if r.Action == "dnat" {
 				chain = "nat-prerouting"
 			}
-			c.add(ns.Name, chain, natRule(r, ns.Name))
+			c.add(ns.Name, chain, natRule(r, ns.Name, i+1))
 		}
 	}
 
@@ -75,10 +75,19 @@ func compileRules(lab *topology.Lab, s *State, kname func(string) string) {
 			c.isolate(b)
 		}
 	}
+	var drops []*topology.Bridge
 	for _, b := range lab.Bridges {
 		if dockerBridge(b, pubs) {
 			c.dockerBridge(b, pubs)
+			drops = append(drops, b)
 		}
+	}
+	// Each bridge's "nothing else gets in" comes after every bridge's accepts, as
+	// Docker's FORWARD policy drop does: otherwise traffic between two bridges
+	// that are not isolated would pass one way only, by the order of the file.
+	for _, b := range drops {
+		c.add(b.Namespace, "forward", &Rule{Match: []Match{{Field: FieldOIFName, Value: b.Name}}, Verdict: "drop",
+			Comment: b.Name + ": nothing else gets in (Docker's FORWARD policy drop)"})
 	}
 	for k, t := range c.tables {
 		s.Tables[k] = t
@@ -180,7 +189,6 @@ func (c *rulesCompiler) dockerBridge(b *topology.Bridge, pubs []published) {
 	} else {
 		c.add(ns, "forward", &Rule{Match: []Match{iif, oif}, Verdict: "drop", Comment: br + ": no icc, containers may not talk to each other"})
 	}
-	c.add(ns, "forward", &Rule{Match: []Match{oif}, Verdict: "drop", Comment: br + ": nothing else gets in (Docker's FORWARD policy drop)"})
 
 	// Masquerade what leaves the bridge's subnets by another interface.
 	if b.Masquerade {
@@ -300,7 +308,9 @@ func natTarget(a netip.Addr, port topology.PortRange) (to, family string) {
 	return to, family
 }
 
-func natRule(r *topology.NATRule, ns string) *Rule {
+// natRule is one `nat:` rule; n is its place in the namespace's list (from 1), so
+// the comment names it without depending on the lines around it.
+func natRule(r *topology.NATRule, ns string, n int) *Rule {
 	var m []Match
 	m = append(m, ifaceMatch(FieldIIFName, r.In)...)
 	m = append(m, ifaceMatch(FieldOIFName, r.Out)...)
@@ -311,14 +321,15 @@ func natRule(r *topology.NATRule, ns string) *Rule {
 	} else if r.Proto != "" {
 		m = append(m, Match{Field: FieldL4Proto, Value: r.Proto})
 	}
-	rule := &Rule{Match: m, Verdict: r.Action, Comment: fmt.Sprintf("%s nat line %d: %s", ns, r.Pos.Line, r.Action)}
+	rule := &Rule{Match: m, Verdict: r.Action, Comment: fmt.Sprintf("%s nat %d: %s", ns, n, r.Action)}
 	if r.Action != "masquerade" {
 		rule.To, rule.Family = natTarget(r.To, r.ToPort)
 	}
 	return rule
 }
 
-func filterRule(r *topology.FilterRule, ns string) *Rule {
+// filterRule is one `filter:` rule; n is its place in the namespace's list (from 1).
+func filterRule(r *topology.FilterRule, ns string, n int) *Rule {
 	var m []Match
 	m = append(m, ifaceMatch(FieldIIFName, r.In)...)
 	m = append(m, ifaceMatch(FieldOIFName, r.Out)...)
@@ -338,7 +349,7 @@ func filterRule(r *topology.FilterRule, ns string) *Rule {
 	if len(r.State) > 0 {
 		m = append(m, Match{Field: FieldCtState, Value: ctStates(r.State)})
 	}
-	return &Rule{Match: m, Verdict: r.Action, Comment: fmt.Sprintf("%s filter line %d: %s", ns, r.Pos.Line, r.Action)}
+	return &Rule{Match: m, Verdict: r.Action, Comment: fmt.Sprintf("%s filter %d: %s", ns, n, r.Action)}
 }
 
 // ctStates lists conntrack states in the order nft prints them.

@@ -67,3 +67,37 @@ links:
 		t.Errorf("isolation drops must all come before any accept:\n%s", strings.Join(forward, "\n"))
 	}
 }
+
+// TestFinalDropsComeLast: two Docker bridges that are not isolated reach each
+// other both ways, whatever their order in the file: each one's "nothing else
+// gets in" drop comes after every bridge's accepts, as Docker's policy drop does.
+func TestFinalDropsComeLast(t *testing.T) {
+	for _, order := range [][2]string{{"a", "b"}, {"b", "a"}} {
+		s := desiredFromText(t, `
+name: order
+bridges:
+  br`+order[0]+`: {addresses: [10.`+map[string]string{"a": "1", "b": "2"}[order[0]]+`.0.1/24], masquerade: true}
+  br`+order[1]+`: {addresses: [10.`+map[string]string{"a": "1", "b": "2"}[order[1]]+`.0.1/24], masquerade: true}
+`)
+		var forward []string
+		for _, c := range s.Tables[r.Host].Chains {
+			if c.Name == "forward" {
+				for _, rule := range c.Rules {
+					forward = append(forward, rule.Text())
+				}
+			}
+		}
+		lastAccept, firstFinalDrop := -1, len(forward)
+		for i, text := range forward {
+			if strings.Contains(text, "accept") {
+				lastAccept = i
+			}
+			if strings.Contains(text, "nothing else gets in") && i < firstFinalDrop {
+				firstFinalDrop = i
+			}
+		}
+		if firstFinalDrop < lastAccept {
+			t.Errorf("bridges %v: a final drop comes before an accept:\n%s", order, strings.Join(forward, "\n"))
+		}
+	}
+}

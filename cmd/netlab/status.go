@@ -17,7 +17,7 @@ type labStatus struct {
 	Name       string   `json:"name"`
 	File       string   `json:"file,omitempty"`
 	Namespaces int      `json:"namespaces"`
-	Links      int      `json:"links"`
+	Interfaces int      `json:"interfaces"`
 	Drift      string   `json:"drift"`           // "no", "yes", or why it is unknown
 	Drifted    []string `json:"drifted"`         // the plan lines that would repair it
 	Error      string   `json:"error,omitempty"` // why the drift could not be computed
@@ -72,7 +72,7 @@ func labStatusOf(ctx context.Context, d *kernel.Driver, name string) (labStatus,
 	if err != nil {
 		return row, err
 	}
-	row.Namespaces, row.Links = len(observed.Namespaces), len(observed.Links)
+	row.Namespaces, row.Interfaces = len(observed.Namespaces), len(observed.Links)
 	info, ok := d.LabInfo(name)
 	if !ok {
 		row.Drift = "unknown"
@@ -108,9 +108,9 @@ func (a *app) printStatus(rows []labStatus, details bool) error {
 		return nil
 	}
 	w := tabwriter.NewWriter(a.Out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(w, "LAB\tFILE\tNAMESPACES\tLINKS\tDRIFT")
+	fmt.Fprintln(w, "LAB\tFILE\tNAMESPACES\tINTERFACES\tDRIFT")
 	for _, r := range rows {
-		fmt.Fprintf(w, "%s\t%s\t%d\t%d\t%s\n", r.Name, r.File, r.Namespaces, r.Links, r.Drift)
+		fmt.Fprintf(w, "%s\t%s\t%d\t%d\t%s\n", r.Name, r.File, r.Namespaces, r.Interfaces, r.Drift)
 	}
 	if err := w.Flush(); err != nil {
 		return err

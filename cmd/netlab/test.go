@@ -43,7 +43,8 @@ line "N passed, M failed". Exit status 0 when all pass, 1 otherwise.`,
 				return err
 			}
 			if !plan.Empty() {
-				fmt.Fprintf(a.Err, "Warning: the kernel differs from %s (%s); run \"netlab up %s\" first.\n", args[0], plan.Summary(), args[0])
+				fmt.Fprintf(a.Err, "Warning: the kernel differs from %s (%s); run \"netlab up %s\" first.\n",
+					args[0], strings.TrimSuffix(plan.Summary(), "."), args[0])
 			}
 
 			checks := compileChecks(lab, desired)

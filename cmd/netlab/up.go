@@ -55,8 +55,8 @@ differs.`,
 			if err := reconcile.Verify(ctx, d, desired); err != nil {
 				return err
 			}
-			fmt.Fprintf(a.Out, "Apply complete: %d actions in %s; the kernel matches %s.\n",
-				len(plan.Actions), time.Since(start).Round(time.Millisecond), args[0])
+			fmt.Fprintf(a.Out, "Apply complete: %s in %s; the kernel matches %s.\n",
+				count(len(plan.Actions), "action"), time.Since(start).Round(time.Millisecond), args[0])
 			return nil
 		},
 	}

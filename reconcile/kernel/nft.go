@@ -192,11 +192,11 @@ func (d *Driver) observeTable(ns, name string, want *reconcile.Table) (*reconcil
 				oc.Rules = append(oc.Rules, &rule)
 				continue
 			}
-			raw := fmt.Sprintf("<a rule netlab did not write like this: handle %d", r.Handle)
+			raw := fmt.Sprintf("<a rule other than the file's here (handle %d", r.Handle)
 			if note := commentOf(r.UserData); note != "" {
 				raw += fmt.Sprintf(", comment %q", note)
 			}
-			oc.Rules = append(oc.Rules, &reconcile.Rule{Raw: raw + ">"})
+			oc.Rules = append(oc.Rules, &reconcile.Rule{Raw: raw + ")>"})
 		}
 		out.Chains = append(out.Chains, oc)
 	}

@@ -153,8 +153,10 @@ func (d *Driver) startProcess(a reconcile.StartProcess) error {
 	if a.Serve != nil {
 		argv = append([]string{d.self}, a.Serve.Args()...)
 	}
-	cmd := d.nsExecCommand(a.NS, argv)
-	cmd.Env = append(withoutMarkers(os.Environ()), reconcile.EnvLab+"="+a.Lab, reconcile.EnvRun+"="+a.Command)
+	// The markers are set by the shim when it executes the command, inside the
+	// namespace: a process is never seen marked anywhere else.
+	cmd := d.nsExecCommand(a.NS, argv, reconcile.EnvLab+"="+a.Lab, reconcile.EnvRun+"="+a.Command)
+	cmd.Env = withoutMarkers(os.Environ())
 	cmd.Stdout, cmd.Stderr = log, log
 	cmd.SysProcAttr.Setsid = true // its own session and process group: stopped as a group
 	fmt.Fprintf(log, "--- %s netlab starts: %s\n", time.Now().UTC().Format(time.RFC3339), a.Command)
@@ -165,17 +167,34 @@ func (d *Driver) startProcess(a reconcile.StartProcess) error {
 	d.processesChanged()
 	// Let it go: it belongs to the lab now. Reap it if it dies while we run.
 	go cmd.Wait()
-	// A command that fails at once (not found, bad syntax) is an error of this step.
-	time.Sleep(50 * time.Millisecond)
-	if _, err := os.Stat("/proc/" + strconv.Itoa(pid)); err != nil || zombie("/proc/"+strconv.Itoa(pid)) {
-		return fmt.Errorf("netns %s: %q exited at once; see %s", a.NS, a.Command, logPath)
+	return d.waitStarted(a, pid, logPath)
+}
+
+// waitStarted waits until a process started for the lab runs its command in its
+// namespace, marked as the lab's, so that what is observed next sees it in place.
+// A command that fails at once (not found, bad syntax) is an error of this step.
+func (d *Driver) waitStarted(a reconcile.StartProcess, pid int, logPath string) error {
+	ino, err := d.netnsInode(a.NS)
+	if err != nil {
+		return err
 	}
-	return nil
+	dir := "/proc/" + strconv.Itoa(pid)
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		if !fileExists(dir) || zombie(dir) {
+			return fmt.Errorf("netns %s: %q exited at once; its output is in %s", a.NS, a.Command, logPath)
+		}
+		var st unix.Stat_t
+		env, _ := os.ReadFile(dir + "/environ")
+		if unix.Stat(dir+"/ns/net", &st) == nil && st.Ino == ino && bytes.Contains(env, []byte(reconcile.EnvRun+"=")) {
+			return nil
+		}
+	}
+	return fmt.Errorf("netns %s: %q did not start within 5 s; its output is in %s", a.NS, a.Command, logPath)
 }
 
 // nsExecCommand prepares `netlab __nsexec` running argv in a namespace, in a new
-// mount namespace of its own.
-func (d *Driver) nsExecCommand(ns string, argv []string) *exec.Cmd {
+// mount namespace of its own, with env added to its environment.
+func (d *Driver) nsExecCommand(ns string, argv []string, env ...string) *exec.Cmd {
 	path, etc := d.netnsPath(ns), filepath.Join(d.etcDir, ns)
 	var extra []*os.File
 	if ns == reconcile.Host {
@@ -184,7 +203,11 @@ func (d *Driver) nsExecCommand(ns string, argv []string) *exec.Cmd {
 		extra = []*os.File{os.NewFile(uintptr(d.host), "host-netns")}
 		path, etc = "/proc/self/fd/3", ""
 	}
-	args := []string{"__nsexec", "--netns", path, "--etc", etc, "--"}
+	args := []string{"__nsexec", "--netns", path, "--etc", etc}
+	for _, kv := range env {
+		args = append(args, "--env", kv)
+	}
+	args = append(args, "--")
 	cmd := exec.Command(d.self, append(args, argv...)...)
 	cmd.ExtraFiles = extra
 	cmd.SysProcAttr = &syscall.SysProcAttr{Unshareflags: syscall.CLONE_NEWNS}
@@ -217,8 +240,8 @@ func withoutMarkers(env []string) []string {
 // (made by its parent), enters the network namespace at netnsPath, remounts /sys
 // so /sys/class/net shows that namespace's interfaces, bind-mounts each file of
 // etcDir over the same name in /etc (iproute2's /etc/netns/NAME convention), and
-// executes argv. It returns only on failure.
-func NsExec(netnsPath, etcDir string, argv []string) error {
+// executes argv with env added to its environment. It returns only on failure.
+func NsExec(netnsPath, etcDir string, env, argv []string) error {
 	runtime.LockOSThread() // the namespace is entered by this thread, which then execs
 	fd, err := netns.GetFromPath(netnsPath)
 	if err != nil {
@@ -249,7 +272,7 @@ func NsExec(netnsPath, etcDir string, argv []string) error {
 	if err != nil {
 		return err
 	}
-	return unix.Exec(path, argv, os.Environ())
+	return unix.Exec(path, argv, append(os.Environ(), env...))
 }
 
 // stopProcess stops processes of the lab: SIGTERM to each one's process group,
