@@ -4,7 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"strings"
+	"sync"
+	"sync/atomic"
 )
 
 // MakePlan observes what the kernel holds for the lab and diffs it against desired.
@@ -31,15 +34,15 @@ func (e *StepError) Error() string {
 
 func (e *StepError) Unwrap() error { return e.Err }
 
-// Apply runs the plan's actions in order and stops at the first failure, which
-// names the step. Whatever was done stays done: the next plan starts from there.
+// Apply runs the plan phase by phase and stops at the first failure, which names
+// the step. The actions of one phase touch different objects and depend only on
+// earlier phases, so they run concurrently (a thousand namespaces are mostly
+// waiting on the kernel). Whatever was done stays done: the next plan starts
+// from there.
 func Apply(ctx context.Context, d Driver, p *Plan) error {
-	for i, a := range p.Actions {
-		if err := ctx.Err(); err != nil {
-			return &StepError{Step: i + 1, Steps: len(p.Actions), Action: a, Err: err}
-		}
-		if err := d.Apply(ctx, a); err != nil {
-			return &StepError{Step: i + 1, Steps: len(p.Actions), Action: a, Err: err}
+	for _, phase := range p.phases() {
+		if err := runPhase(ctx, d, p, phase, true); err != nil {
+			return err
 		}
 	}
 	return nil
@@ -49,10 +52,66 @@ func Apply(ctx context.Context, d Driver, p *Plan) error {
 // `down` uses it: one stubborn object must not keep the others alive.
 func ApplyAll(ctx context.Context, d Driver, p *Plan) error {
 	var errs []error
+	for _, phase := range p.phases() {
+		errs = append(errs, runPhase(ctx, d, p, phase, false))
+	}
+	return errors.Join(errs...)
+}
+
+// Concurrency is how many actions of one phase run at once.
+var Concurrency = 4 * runtime.NumCPU()
+
+// phases splits the plan's action indexes into runs of the same phase.
+func (p *Plan) phases() [][]int {
+	var out [][]int
 	for i, a := range p.Actions {
-		if err := d.Apply(ctx, a); err != nil {
-			errs = append(errs, &StepError{Step: i + 1, Steps: len(p.Actions), Action: a, Err: err})
+		if len(out) == 0 || p.Actions[out[len(out)-1][0]].Phase() != a.Phase() {
+			out = append(out, nil)
 		}
+		out[len(out)-1] = append(out[len(out)-1], i)
+	}
+	return out
+}
+
+// runPhase applies the actions of one phase concurrently. With stopEarly, no
+// action starts after one has failed and only the first failure (by step) is
+// returned; otherwise every action runs and all failures are returned.
+func runPhase(ctx context.Context, d Driver, p *Plan, steps []int, stopEarly bool) error {
+	errs := make([]error, len(steps))
+	var failed atomic.Bool
+	var wg sync.WaitGroup
+	work := make(chan int)
+	for range min(Concurrency, len(steps)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := range work {
+				i := steps[j]
+				err := ctx.Err()
+				if err == nil && !(stopEarly && failed.Load()) {
+					err = d.Apply(ctx, p.Actions[i])
+				} else if err == nil {
+					continue // not started: an earlier action of the phase failed
+				}
+				if err != nil {
+					errs[j] = &StepError{Step: i + 1, Steps: len(p.Actions), Action: p.Actions[i], Err: err}
+					failed.Store(true)
+				}
+			}
+		}()
+	}
+	for j := range steps {
+		work <- j
+	}
+	close(work)
+	wg.Wait()
+	if stopEarly {
+		for _, err := range errs {
+			if err != nil {
+				return err
+			}
+		}
+		return nil
 	}
 	return errors.Join(errs...)
 }

@@ -247,9 +247,8 @@ func TestFailedStepIsNamedAndNextRunConverges(t *testing.T) {
 		t.Fatal(err)
 	}
 	failAt := len(plan.Actions) / 2
-	n := 0
 	d.Fail = func(a r.Action) error {
-		if n++; n == failAt+1 {
+		if r.Line(a) == r.Line(plan.Actions[failAt]) {
 			return fmt.Errorf("injected failure")
 		}
 		return nil

@@ -54,10 +54,18 @@ type Driver struct {
 	ownsHost bool // host was opened by New and is closed by Close
 	log      *slog.Logger
 
-	mu      sync.Mutex
-	handles map[string]*nsHandle // by namespace name; reconcile.Host for the host
-	dying   []reconcile.LinkKey  // interfaces going with deleted namespaces (see waitDying)
-	procs   []procInfo           // the processes as last listed, while still true (see processes)
+	// Actions run concurrently (reconcile.Apply runs a phase's actions at once):
+	// mu guards the maps below, sysctlMu the saved sysctls file, dyingMu the
+	// wait for interfaces of deleted namespaces.
+	mu       sync.Mutex
+	sysctlMu sync.Mutex
+	dyingMu  sync.Mutex
+
+	netnsDirMu    sync.Mutex
+	netnsDirReady bool                 // the namespace directory is a shared mount point
+	handles       map[string]*nsHandle // by namespace name; reconcile.Host for the host
+	dying         []reconcile.LinkKey  // interfaces going with deleted namespaces (see waitDying)
+	procs         []procInfo           // the processes as last listed, while still true (see processes)
 }
 
 // nsHandle is an open namespace: its file descriptor, a netlink socket inside it,

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -78,11 +79,14 @@ func twoContainers() *lab {
 // counting wraps the driver to count the actions applied.
 type counting struct {
 	*Driver
+	mu      sync.Mutex // actions of a phase are applied concurrently
 	applied []string
 }
 
 func (c *counting) Apply(ctx context.Context, a r.Action) error {
+	c.mu.Lock()
 	c.applied = append(c.applied, r.Line(a))
+	c.mu.Unlock()
 	return c.Driver.Apply(ctx, a)
 }
 

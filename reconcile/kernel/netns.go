@@ -86,6 +86,11 @@ func (d *Driver) createNetns(lab, name string, ipv6 bool) error {
 // does, so namespaces created later show up in mount namespaces made earlier
 // (`ip netns exec` shells, other sandboxes).
 func (d *Driver) ensureNetnsDir() error {
+	d.netnsDirMu.Lock() // namespaces are created concurrently: bind it once, not once each
+	defer d.netnsDirMu.Unlock()
+	if d.netnsDirReady {
+		return nil
+	}
 	if err := os.MkdirAll(d.netnsDir, 0o755); err != nil {
 		return fmt.Errorf("create %s: %w", d.netnsDir, err)
 	}
@@ -99,6 +104,7 @@ func (d *Driver) ensureNetnsDir() error {
 	if err != nil {
 		return fmt.Errorf("make %s a shared mount: %w", d.netnsDir, err)
 	}
+	d.netnsDirReady = true
 	return nil
 }
 
@@ -258,6 +264,8 @@ func (d *Driver) RunIn(ns string, f func() error) error {
 // waitDying waits until the interfaces that deleted namespaces take with them are
 // gone, so that what follows sees the kernel as it will be.
 func (d *Driver) waitDying(ctx context.Context) error {
+	d.dyingMu.Lock() // concurrent creators all wait until the wait is over
+	defer d.dyingMu.Unlock()
 	d.mu.Lock()
 	dying := d.dying
 	d.dying = nil

@@ -165,23 +165,30 @@ func (d *Driver) startProcess(a reconcile.StartProcess) error {
 	}
 	pid := cmd.Process.Pid
 	d.processesChanged()
-	// Let it go: it belongs to the lab now. Reap it if it dies while we run.
-	go cmd.Wait()
-	return d.waitStarted(a, pid, logPath)
+	// Let it go: it belongs to the lab now. Reap it if it dies while we run, and
+	// tell waitStarted how it ended.
+	exited := make(chan string, 1)
+	go func() {
+		cmd.Wait()
+		exited <- cmd.ProcessState.String()
+	}()
+	return d.waitStarted(a, pid, logPath, exited)
 }
 
 // waitStarted waits until a process started for the lab runs its command in its
 // namespace, marked as the lab's, so that what is observed next sees it in place.
 // A command that fails at once (not found, bad syntax) is an error of this step.
-func (d *Driver) waitStarted(a reconcile.StartProcess, pid int, logPath string) error {
+func (d *Driver) waitStarted(a reconcile.StartProcess, pid int, logPath string, exited <-chan string) error {
 	ino, err := d.netnsInode(a.NS)
 	if err != nil {
 		return err
 	}
 	dir := "/proc/" + strconv.Itoa(pid)
 	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
-		if !fileExists(dir) || zombie(dir) {
-			return fmt.Errorf("netns %s: %q exited at once; its output is in %s", a.NS, a.Command, logPath)
+		select {
+		case how := <-exited:
+			return fmt.Errorf("netns %s: %q ended at once (%s, %s); its output is in %s", a.NS, a.Command, how, lastLine(logPath), logPath)
+		default:
 		}
 		var st unix.Stat_t
 		env, _ := os.ReadFile(dir + "/environ")
@@ -228,6 +235,16 @@ func (d *Driver) Exec(ns string, argv []string, stdin *os.File, stdout, stderr *
 		return exit.ExitCode(), nil
 	}
 	return 0, err
+}
+
+// lastLine is the last line a process wrote to its log, to say why it stopped.
+func lastLine(path string) string {
+	b, _ := os.ReadFile(path)
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	if last := lines[len(lines)-1]; last != "" && !strings.HasPrefix(last, "--- ") {
+		return "it said: " + last
+	}
+	return "it said nothing"
 }
 
 func withoutMarkers(env []string) []string {

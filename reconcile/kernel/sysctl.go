@@ -58,6 +58,8 @@ func (d *Driver) writeSysctl(k reconcile.SysctlKey, value string) error {
 // setSysctl sets a sysctl, first saving the value it had before the lab so that
 // `down` can restore it; restore puts that value back and forgets it.
 func (d *Driver) setSysctl(a reconcile.SetSysctl) error {
+	d.sysctlMu.Lock() // the saved values are one file, read and rewritten
+	defer d.sysctlMu.Unlock()
 	saved, err := d.state.savedSysctls(a.Lab)
 	if err != nil {
 		return err
@@ -91,6 +93,8 @@ func (d *Driver) setSysctl(a reconcile.SetSysctl) error {
 
 // forgetSysctls drops the saved values of a namespace that is being deleted.
 func (d *Driver) forgetSysctls(lab, ns string) error {
+	d.sysctlMu.Lock()
+	defer d.sysctlMu.Unlock()
 	saved, err := d.state.savedSysctls(lab)
 	if err != nil || len(saved) == 0 {
 		return err

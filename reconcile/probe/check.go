@@ -15,6 +15,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"golang.org/x/net/icmp"
@@ -263,15 +264,23 @@ func dialTCP(ctx context.Context, c Check, enter Enter) (netip.Addr, string, err
 	return netip.Addr{}, "connected", nil
 }
 
-// dial connects from a namespace: the socket is made inside it.
+// dial connects from a namespace: the socket is made inside it. A refused
+// connection is tried again for up to Timeout, as a server that `up` has just
+// started may not listen yet.
 func dial(ctx context.Context, ns, addr string, enter Enter) (net.Conn, error) {
 	var conn net.Conn
-	err := enter(ns, func() (err error) {
-		d := net.Dialer{Timeout: Timeout}
-		conn, err = d.DialContext(ctx, "tcp", addr)
-		return err
-	})
-	return conn, err
+	deadline := time.Now().Add(Timeout)
+	for {
+		err := enter(ns, func() (err error) {
+			d := net.Dialer{Timeout: Timeout}
+			conn, err = d.DialContext(ctx, "tcp", addr)
+			return err
+		})
+		if err == nil || !errors.Is(err, syscall.ECONNREFUSED) || time.Now().After(deadline) {
+			return conn, err
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 func addrOf(a net.Addr) netip.Addr {
