@@ -96,20 +96,51 @@ func (d *Driver) Apply(ctx context.Context, a reconcile.Action) error {
 }
 
 // withLink runs f with the namespace's handle and the interface, wrapping errors
-// with the namespace and interface names.
+// with the namespace and interface names. The interface is known by its index
+// when the driver has seen it (observing or creating it): operations need only
+// the index, and a thousand lookups by name are a thousand round trips. Should
+// the index be stale (the interface was recreated by hand), it is looked up again.
 func (d *Driver) withLink(k reconcile.LinkKey, f func(*netlink.Handle, netlink.Link) error) error {
 	h, err := d.handle(k.NS)
 	if err != nil {
 		return err
 	}
+	if index := d.knownIndex(k); index != 0 {
+		err := f(h.nl, &netlink.Device{LinkAttrs: netlink.LinkAttrs{Index: index, Name: k.Name}})
+		if err == nil {
+			return nil
+		}
+		if !isNotFound(err) {
+			return fmt.Errorf("netns %s: %s: %w", k.NS, k.Name, err)
+		}
+		d.rememberIndex(k, 0)
+	}
 	l, err := h.nl.LinkByName(k.Name)
 	if err != nil {
 		return fmt.Errorf("netns %s: find %s: %w", k.NS, k.Name, err)
 	}
+	d.rememberIndex(k, l.Attrs().Index)
 	if err := f(h.nl, l); err != nil {
 		return fmt.Errorf("netns %s: %s: %w", k.NS, k.Name, err)
 	}
 	return nil
+}
+
+func (d *Driver) knownIndex(k reconcile.LinkKey) int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.index[k]
+}
+
+// rememberIndex records an interface's index; 0 forgets it.
+func (d *Driver) rememberIndex(k reconcile.LinkKey, index int) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if index == 0 {
+		delete(d.index, k)
+	} else {
+		d.index[k] = index
+	}
 }
 
 // createBridge makes a bridge and marks it. An interrupted earlier run may have
@@ -242,6 +273,7 @@ func (d *Driver) deleteLink(k reconcile.LinkKey) error {
 	if err != nil && !isNotFound(err) {
 		return fmt.Errorf("netns %s: delete %s: %w", k.NS, k.Name, err)
 	}
+	d.rememberIndex(k, 0)
 	return nil
 }
 
@@ -253,11 +285,17 @@ func (d *Driver) setMaster(a reconcile.SetMaster) error {
 		if a.Master == "" {
 			return h.LinkSetNoMaster(l)
 		}
-		br, err := h.LinkByName(a.Master)
-		if err != nil {
-			return fmt.Errorf("find bridge %s: %w", a.Master, err)
+		master := reconcile.LinkKey{NS: a.NS, Name: a.Master}
+		index := d.knownIndex(master)
+		if index == 0 {
+			br, err := h.LinkByName(a.Master)
+			if err != nil {
+				return fmt.Errorf("find bridge %s: %w", a.Master, err)
+			}
+			index = br.Attrs().Index
+			d.rememberIndex(master, index)
 		}
-		return h.LinkSetMasterByIndex(l, br.Attrs().Index)
+		return h.LinkSetMasterByIndex(l, index)
 	})
 }
 

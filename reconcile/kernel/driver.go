@@ -62,10 +62,11 @@ type Driver struct {
 	dyingMu  sync.Mutex
 
 	netnsDirMu    sync.Mutex
-	netnsDirReady bool                 // the namespace directory is a shared mount point
-	handles       map[string]*nsHandle // by namespace name; reconcile.Host for the host
-	dying         []reconcile.LinkKey  // interfaces going with deleted namespaces (see waitDying)
-	procs         []procInfo           // the processes as last listed, while still true (see processes)
+	netnsDirReady bool                      // the namespace directory is a shared mount point
+	handles       map[string]*nsHandle      // by namespace name; reconcile.Host for the host
+	index         map[reconcile.LinkKey]int // the lab's interfaces' indexes, as last seen (see withLink)
+	dying         []reconcile.LinkKey       // interfaces going with deleted namespaces (see waitDying)
+	procs         []procInfo                // the processes as last listed, while still true (see processes)
 }
 
 // nsHandle is an open namespace: its file descriptor, a netlink socket inside it,
@@ -86,6 +87,7 @@ func New(opts Options) (*Driver, error) {
 		host:     opts.Host,
 		log:      opts.Logger,
 		handles:  map[string]*nsHandle{},
+		index:    map[reconcile.LinkKey]int{},
 	}
 	if d.self == "" {
 		self, err := os.Executable()

@@ -73,6 +73,9 @@ func (d *Driver) Observe(ctx context.Context, q reconcile.Query) (*reconcile.Sta
 		r.mergeInto(s)
 		ends = append(ends, r.ends...)
 	}
+	for k, l := range s.Links {
+		d.rememberIndex(k, l.Index)
+	}
 	lap("namespaces, links, addresses, routes, nftables")
 	if err := d.resolvePeers(s, ends); err != nil {
 		return nil, err
