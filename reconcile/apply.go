@@ -40,8 +40,15 @@ func (e *StepError) Unwrap() error { return e.Err }
 // waiting on the kernel). Whatever was done stays done: the next plan starts
 // from there.
 func Apply(ctx context.Context, d Driver, p *Plan) error {
+	return ApplyWithProgress(ctx, d, p, nil)
+}
+
+// ApplyWithProgress is Apply, calling progress (from any goroutine) with the
+// number of steps done after each one.
+func ApplyWithProgress(ctx context.Context, d Driver, p *Plan, progress func(done int)) error {
+	var done atomic.Int64
 	for _, phase := range p.phases() {
-		if err := runPhase(ctx, d, p, phase, true); err != nil {
+		if err := runPhase(ctx, d, p, phase, true, &done, progress); err != nil {
 			return err
 		}
 	}
@@ -52,8 +59,9 @@ func Apply(ctx context.Context, d Driver, p *Plan) error {
 // `down` uses it: one stubborn object must not keep the others alive.
 func ApplyAll(ctx context.Context, d Driver, p *Plan) error {
 	var errs []error
+	var done atomic.Int64
 	for _, phase := range p.phases() {
-		errs = append(errs, runPhase(ctx, d, p, phase, false))
+		errs = append(errs, runPhase(ctx, d, p, phase, false, &done, nil))
 	}
 	return errors.Join(errs...)
 }
@@ -76,7 +84,7 @@ func (p *Plan) phases() [][]int {
 // runPhase applies the actions of one phase concurrently. With stopEarly, no
 // action starts after one has failed and only the first failure (by step) is
 // returned; otherwise every action runs and all failures are returned.
-func runPhase(ctx context.Context, d Driver, p *Plan, steps []int, stopEarly bool) error {
+func runPhase(ctx context.Context, d Driver, p *Plan, steps []int, stopEarly bool, done *atomic.Int64, progress func(int)) error {
 	errs := make([]error, len(steps))
 	var failed atomic.Bool
 	var wg sync.WaitGroup
@@ -90,6 +98,9 @@ func runPhase(ctx context.Context, d Driver, p *Plan, steps []int, stopEarly boo
 				err := ctx.Err()
 				if err == nil && !(stopEarly && failed.Load()) {
 					err = d.Apply(ctx, p.Actions[i])
+					if n := done.Add(1); progress != nil {
+						progress(int(n))
+					}
 				} else if err == nil {
 					continue // not started: an earlier action of the phase failed
 				}

@@ -8,6 +8,8 @@ import (
 	"log/slog"
 	"os"
 	"runtime/pprof"
+	"sync/atomic"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -134,4 +136,43 @@ func (a *app) lock(d *kernel.Driver, lab string) (*kernel.Lock, error) {
 		return d.Lock(lab, true)
 	}
 	return l, err
+}
+
+// progressLine shows "netlab: applying step N/TOTAL" on stderr while a long run
+// goes on, from its third second, and only when stderr is a terminal: a script's
+// log gets no carriage returns. It returns the callback to report progress with
+// and the function that ends the line.
+func (a *app) progressLine(what string, total int) (func(int), func()) {
+	f, ok := a.Err.(*os.File)
+	if !ok {
+		return nil, func() {}
+	}
+	if fi, err := f.Stat(); err != nil || fi.Mode()&os.ModeCharDevice == 0 {
+		return nil, func() {}
+	}
+	var done atomic.Int64
+	quit := make(chan struct{})
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		start := time.Now()
+		tick := time.NewTicker(200 * time.Millisecond)
+		defer tick.Stop()
+		shown := false
+		for {
+			select {
+			case <-quit:
+				if shown {
+					fmt.Fprint(f, "\r\033[K")
+				}
+				return
+			case <-tick.C:
+				if time.Since(start) >= 2*time.Second {
+					fmt.Fprintf(f, "\r\033[Knetlab: %s step %d/%d (%s)", what, done.Load(), total, time.Since(start).Round(time.Second))
+					shown = true
+				}
+			}
+		}
+	}()
+	return func(n int) { done.Store(int64(n)) }, func() { close(quit); <-finished }
 }

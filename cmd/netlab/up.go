@@ -49,7 +49,10 @@ differs.`,
 				return nil
 			}
 			start := time.Now()
-			if err := reconcile.Apply(ctx, d, plan); err != nil {
+			progress, stop := a.progressLine("applying", len(plan.Actions))
+			err = reconcile.ApplyWithProgress(ctx, d, plan, progress)
+			stop()
+			if err != nil {
 				return fmt.Errorf("%w\nrun \"netlab up %s\" again to converge", err, args[0])
 			}
 			if err := reconcile.Verify(ctx, d, desired); err != nil {

@@ -8,11 +8,13 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/binaryutil"
 	"github.com/google/nftables/expr"
 	"github.com/google/nftables/userdata"
+	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
 
 	"netlab/reconcile"
@@ -27,7 +29,17 @@ func (d *Driver) nftConn(ns string) (*nftables.Conn, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if h.nft == nil {
-		if h.nft, err = nftables.New(nftables.WithNetNSFd(int(h.fd))); err != nil {
+		// A table is replaced in one transaction, sent as one message and answered
+		// with one acknowledgement per rule: the default socket buffers (about 200
+		// KiB) hold some hundreds of rules, 1000 published ports make 4000. Ask for
+		// 4 MiB each way (the kernel caps them at net.core.wmem_max/rmem_max).
+		bigBuffer := func(c *netlink.Conn) error {
+			if err := c.SetWriteBuffer(4 << 20); err != nil {
+				return err
+			}
+			return c.SetReadBuffer(4 << 20)
+		}
+		if h.nft, err = nftables.New(nftables.WithNetNSFd(int(h.fd)), nftables.WithSockOptions(bigBuffer)); err != nil {
 			return nil, fmt.Errorf("netns %s: open nftables: %w", ns, err)
 		}
 	}
@@ -85,9 +97,11 @@ func (d *Driver) replaceTable(t *reconcile.Table) error {
 			conn.AddRule(&nftables.Rule{Table: table, Chain: chain, Exprs: exprs, UserData: comment(r.Comment)})
 		}
 	}
+	start := time.Now()
 	if err := conn.Flush(); err != nil {
 		return fmt.Errorf("netns %s: replace table inet %s: %w", t.NS, t.Name, err)
 	}
+	d.log.Debug("nft transaction", "netns", t.NS, "table", t.Name, "rules", t.RuleCount(), "took", time.Since(start))
 	return nil
 }
 
