@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -115,5 +116,31 @@ func TestExec(t *testing.T) {
 	out, err := cmd.CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "172.18.0.3/16") {
 		t.Errorf("shell through exec: %v\n%s", err, out)
+	}
+}
+
+// TestDockerBridgeLooksLikeDocker: inside web, iproute2 shows what it shows in a
+// container of Docker's default bridge (docker-facts.md): 172.17.0.2/16 on eth0
+// with MAC 02:42:ac:11:00:02, the default route via 172.17.0.1, the kernel's
+// route of the bridge's subnet, and no IPv6 on an IPv4-only network.
+func TestDockerBridgeLooksLikeDocker(t *testing.T) {
+	sb := newSandbox(t)
+	sb.ok("netlab", "up", "../labs/docker-bridge.yaml")
+	addr := sb.ok("ip", "-n", "web", "addr", "show", "eth0")
+	mustContain(t, "ip addr in web", addr,
+		"link/ether 02:42:ac:11:00:02 brd ff:ff:ff:ff:ff:ff link-netnsid 0",
+		"inet 172.17.0.2/16 brd 172.17.255.255 scope global eth0")
+	if strings.Contains(addr, "inet6") {
+		t.Errorf("eth0 in web has IPv6 on an IPv4-only network:\n%s", addr)
+	}
+	routes := sb.ok("ip", "-n", "web", "route")
+	want := "default via 172.17.0.1 dev eth0 \n172.17.0.0/16 dev eth0 proto kernel scope link src 172.17.0.2 \n"
+	if routes != want {
+		t.Errorf("ip route in web:\n got %q\nwant %q", routes, want)
+	}
+	// The host end is a port of docker0 named like Docker's, and eth0 is its peer.
+	ports := sb.ok("ip", "-o", "link", "show", "master", "docker0")
+	if !regexp.MustCompile(`\d+: veth[0-9a-f]{7}@if\d+: `).MatchString(ports) {
+		t.Errorf("ports of docker0:\n%s", ports)
 	}
 }

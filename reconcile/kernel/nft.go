@@ -195,13 +195,22 @@ func (d *Driver) observeTable(ns, name string, want *reconcile.Table) (*reconcil
 		if err != nil {
 			return nil, fmt.Errorf("netns %s: list rules of chain %s: %w", ns, c.Name, err)
 		}
-		var wantRules []*reconcile.Rule
+		// The chain's desired rules by their expressions and comment, so each rule
+		// found is recognised wherever it stands (a reordered chain reads as such).
+		wanted := map[string][]*reconcile.Rule{}
 		if wc := findChain(want, c.Name); wc != nil {
-			wantRules = wc.Rules
+			for _, w := range wc.Rules {
+				if exprs, err := compileRule(w); err == nil {
+					if k, ok := ruleKey(exprs, w.Comment); ok {
+						wanted[k] = append(wanted[k], w)
+					}
+				}
+			}
 		}
-		for i, r := range rules {
-			if i < len(wantRules) && sameRule(r, wantRules[i]) {
-				rule := *wantRules[i]
+		for _, r := range rules {
+			if k, ok := ruleKey(r.Exprs, commentOf(r.UserData)); ok && len(wanted[k]) > 0 {
+				rule := *wanted[k][0]
+				wanted[k] = wanted[k][1:]
 				rule.Packets, rule.Bytes = counted(r)
 				oc.Rules = append(oc.Rules, &rule)
 				continue
@@ -256,32 +265,23 @@ func chainRank(name string) int {
 	return 100
 }
 
-// sameRule compares a kernel rule with the rule netlab would write, expression by
-// expression as netlink bytes (counters zeroed: they count, they do not configure).
-func sameRule(got *nftables.Rule, want *reconcile.Rule) bool {
-	if commentOf(got.UserData) != want.Comment {
-		return false
-	}
-	exprs, err := compileRule(want)
-	if err != nil || len(exprs) != len(got.Exprs) {
-		return false
-	}
-	for i := range exprs {
-		if !sameExpr(exprs[i], got.Exprs[i]) {
-			return false
+// ruleKey identifies a rule by its expressions as netlink bytes and its comment:
+// a rule in the kernel and the rule netlab would write are the same when their
+// keys are (counters are zeroed: they count, they do not configure).
+func ruleKey(exprs []expr.Any, comment string) (string, bool) {
+	var b bytes.Buffer
+	for _, e := range exprs {
+		if c, ok := e.(*expr.Counter); ok && (c.Bytes != 0 || c.Packets != 0) {
+			e = &expr.Counter{}
 		}
+		m, err := expr.Marshal(byte(nftables.TableFamilyINet), e)
+		if err != nil {
+			return "", false
+		}
+		fmt.Fprintf(&b, "%d:", len(m))
+		b.Write(m)
 	}
-	return true
-}
-
-func sameExpr(a, b expr.Any) bool {
-	if c, ok := b.(*expr.Counter); ok && (c.Bytes != 0 || c.Packets != 0) {
-		b = &expr.Counter{}
-	}
-	fam := byte(nftables.TableFamilyINet)
-	ab, errA := expr.Marshal(fam, a)
-	bb, errB := expr.Marshal(fam, b)
-	return errA == nil && errB == nil && bytes.Equal(ab, bb)
+	return b.String() + "\x00" + comment, true
 }
 
 // compileRule turns a rule into the expressions nft itself generates for its text,
