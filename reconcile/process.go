@@ -7,12 +7,14 @@ import (
 
 // Processes: the `run:` commands and `serve:` services of a namespace are
 // long-running processes that `up` starts and `down` stops. The kernel holds
-// their ownership too: each is started with NETLAB_LAB=LAB and NETLAB_RUN=COMMAND
-// in its environment, which /proc shows for as long as it lives.
+// their ownership too: each is started with NETLAB_LAB=LAB, NETLAB_NS=NAMESPACE
+// and NETLAB_RUN=COMMAND in its environment, which /proc shows for as long as it
+// lives, from the moment it is started (before it has even entered its namespace).
 
 // Environment variables that mark a lab's processes.
 const (
 	EnvLab = "NETLAB_LAB"
+	EnvNS  = "NETLAB_NS"
 	EnvRun = "NETLAB_RUN"
 )
 
@@ -89,8 +91,8 @@ func (a StartProcess) Commands() []string {
 	}
 	return []string{
 		"mkdir -p /run/netlab/" + a.Lab,
-		fmt.Sprintf("%senv %s=%s %s=%s %s >>%s 2>&1 </dev/null &",
-			nsExec(a.NS), EnvLab, a.Lab, EnvRun, shellQuote(a.Command), run, LogFile("/run/netlab", a.Lab, a.NS)),
+		fmt.Sprintf("%senv %s=%s %s=%s %s=%s %s >>%s 2>&1 </dev/null &",
+			nsExec(a.NS), EnvLab, a.Lab, EnvNS, a.NS, EnvRun, shellQuote(a.Command), run, LogFile("/run/netlab", a.Lab, a.NS)),
 	}
 }
 

@@ -46,21 +46,19 @@ echo server. Labs use it through serve:, so they need no python or nginx.
 // nsexecCmd is the hidden helper behind `exec` and `run:` processes: see kernel.NsExec.
 func (a *app) nsexecCmd() *cobra.Command {
 	var netnsPath, etcDir string
-	var env []string
 	cmd := &cobra.Command{
-		Use:    "__nsexec --netns PATH --etc DIR [--env K=V]... -- CMD...",
+		Use:    "__nsexec --netns PATH --etc DIR -- CMD...",
 		Hidden: true,
 		Args:   cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if len(args) > 0 && args[0] == "--" {
 				args = args[1:]
 			}
-			return kernel.NsExec(netnsPath, etcDir, env, args)
+			return kernel.NsExec(netnsPath, etcDir, args)
 		},
 	}
 	cmd.Flags().StringVar(&netnsPath, "netns", "", "the namespace file")
 	cmd.Flags().StringVar(&etcDir, "etc", "", "the directory of files to mount over /etc")
-	cmd.Flags().StringArrayVar(&env, "env", nil, "KEY=VALUE to add to the command's environment")
 	cmd.Flags().SetInterspersed(false)
 	return cmd
 }

@@ -30,7 +30,7 @@ func (d *Driver) Apply(ctx context.Context, a reconcile.Action) error {
 	case reconcile.SetIPv6:
 		return d.setIPv6(a.Name, a.On)
 	case reconcile.DeleteNetns:
-		if err := d.deleteNetns(a.Name, a.Takes); err != nil {
+		if err := d.deleteNetns(a.Lab, a.Name, a.Takes); err != nil {
 			return err
 		}
 		return d.forgetSysctls(a.Lab, a.Name)

@@ -300,7 +300,7 @@ func TestForeignObjectsAreConflictsOrLeftAlone(t *testing.T) {
 
 	// Without the conflicts: a foreign interface inside an owned namespace is left alone by up and down.
 	host.LinkDel(mustLink(t, host, "br0"))
-	if err := d.deleteNetns("c2", nil); err != nil {
+	if err := d.deleteNetns("someone-else", "c2", nil); err != nil {
 		t.Fatal(err)
 	}
 	desired := twoContainers().s

@@ -116,12 +116,12 @@ func (d *Driver) ensureNetnsDir() error {
 // moment: the driver waits for them before it observes or creates anything.
 //
 // Equivalent to: ip netns del NAME
-func (d *Driver) deleteNetns(name string, takes []reconcile.LinkKey) error {
+func (d *Driver) deleteNetns(lab, name string, takes []reconcile.LinkKey) error {
 	path := d.netnsPath(name)
 	if !fileExists(path) {
 		return nil
 	}
-	if err := d.killNetnsProcesses(name); err != nil {
+	if err := d.killNetnsProcesses(lab, name); err != nil {
 		return err
 	}
 	d.forget(name) // our own handle would keep it alive too

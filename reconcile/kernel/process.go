@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -26,6 +25,7 @@ type procInfo struct {
 	pid     int
 	netns   uint64 // inode of its network namespace
 	lab     string // NETLAB_LAB of its environment
+	ns      string // NETLAB_NS of its environment: the namespace it runs in for the lab
 	command string // NETLAB_RUN of its environment
 }
 
@@ -52,6 +52,8 @@ func listProcesses() ([]procInfo, error) {
 			for _, kv := range bytes.Split(env, []byte{0}) {
 				if v, ok := bytes.CutPrefix(kv, []byte(reconcile.EnvLab+"=")); ok {
 					p.lab = string(v)
+				} else if v, ok := bytes.CutPrefix(kv, []byte(reconcile.EnvNS+"=")); ok {
+					p.ns = string(v)
 				} else if v, ok := bytes.CutPrefix(kv, []byte(reconcile.EnvRun+"=")); ok {
 					p.command = string(v)
 				}
@@ -108,20 +110,14 @@ func (d *Driver) netnsInode(ns string) (uint64, error) {
 	return st.Ino, nil
 }
 
-// observeProcesses finds the lab's processes: those in one of its namespaces whose
-// environment carries the lab's marker.
+// observeProcesses finds the lab's processes by the marks in their environment,
+// in the namespace they are marked for: a process started a moment ago may not
+// have entered it yet (its start was interrupted, say), and must not be started
+// twice.
 func (d *Driver) observeProcesses(s *reconcile.State, procs []procInfo) error {
-	byInode := map[uint64]string{}
-	for _, ns := range append([]string{reconcile.Host}, slices.Collect(maps.Keys(s.Namespaces))...) {
-		ino, err := d.netnsInode(ns)
-		if err != nil {
-			return err
-		}
-		byInode[ino] = ns
-	}
 	for _, p := range procs {
-		ns, ok := byInode[p.netns]
-		if !ok || p.lab != s.Lab || p.command == "" {
+		ns := p.ns
+		if _, ok := s.Namespaces[ns]; (!ok && ns != reconcile.Host) || p.lab != s.Lab || p.command == "" {
 			continue
 		}
 		k := reconcile.ProcKey{NS: ns, Command: p.command}
@@ -153,10 +149,9 @@ func (d *Driver) startProcess(a reconcile.StartProcess) error {
 	if a.Serve != nil {
 		argv = append([]string{d.self}, a.Serve.Args()...)
 	}
-	// The markers are set by the shim when it executes the command, inside the
-	// namespace: a process is never seen marked anywhere else.
-	cmd := d.nsExecCommand(a.NS, argv, reconcile.EnvLab+"="+a.Lab, reconcile.EnvRun+"="+a.Command)
-	cmd.Env = withoutMarkers(os.Environ())
+	cmd := d.nsExecCommand(a.NS, argv)
+	cmd.Env = append(withoutMarkers(os.Environ()),
+		reconcile.EnvLab+"="+a.Lab, reconcile.EnvNS+"="+a.NS, reconcile.EnvRun+"="+a.Command)
 	cmd.Stdout, cmd.Stderr = log, log
 	cmd.SysProcAttr.Setsid = true // its own session and process group: stopped as a group
 	fmt.Fprintf(log, "--- %s netlab starts: %s\n", time.Now().UTC().Format(time.RFC3339), a.Command)
@@ -191,8 +186,7 @@ func (d *Driver) waitStarted(a reconcile.StartProcess, pid int, logPath string, 
 		default:
 		}
 		var st unix.Stat_t
-		env, _ := os.ReadFile(dir + "/environ")
-		if unix.Stat(dir+"/ns/net", &st) == nil && st.Ino == ino && bytes.Contains(env, []byte(reconcile.EnvRun+"=")) {
+		if unix.Stat(dir+"/ns/net", &st) == nil && st.Ino == ino {
 			return nil
 		}
 	}
@@ -200,8 +194,8 @@ func (d *Driver) waitStarted(a reconcile.StartProcess, pid int, logPath string, 
 }
 
 // nsExecCommand prepares `netlab __nsexec` running argv in a namespace, in a new
-// mount namespace of its own, with env added to its environment.
-func (d *Driver) nsExecCommand(ns string, argv []string, env ...string) *exec.Cmd {
+// mount namespace of its own.
+func (d *Driver) nsExecCommand(ns string, argv []string) *exec.Cmd {
 	path, etc := d.netnsPath(ns), filepath.Join(d.etcDir, ns)
 	var extra []*os.File
 	if ns == reconcile.Host {
@@ -210,11 +204,7 @@ func (d *Driver) nsExecCommand(ns string, argv []string, env ...string) *exec.Cm
 		extra = []*os.File{os.NewFile(uintptr(d.host), "host-netns")}
 		path, etc = "/proc/self/fd/3", ""
 	}
-	args := []string{"__nsexec", "--netns", path, "--etc", etc}
-	for _, kv := range env {
-		args = append(args, "--env", kv)
-	}
-	args = append(args, "--")
+	args := []string{"__nsexec", "--netns", path, "--etc", etc, "--"}
 	cmd := exec.Command(d.self, append(args, argv...)...)
 	cmd.ExtraFiles = extra
 	cmd.SysProcAttr = &syscall.SysProcAttr{Unshareflags: syscall.CLONE_NEWNS}
@@ -249,7 +239,8 @@ func lastLine(path string) string {
 
 func withoutMarkers(env []string) []string {
 	return slices.DeleteFunc(slices.Clone(env), func(kv string) bool {
-		return strings.HasPrefix(kv, reconcile.EnvLab+"=") || strings.HasPrefix(kv, reconcile.EnvRun+"=")
+		return strings.HasPrefix(kv, reconcile.EnvLab+"=") || strings.HasPrefix(kv, reconcile.EnvNS+"=") ||
+			strings.HasPrefix(kv, reconcile.EnvRun+"=")
 	})
 }
 
@@ -257,8 +248,8 @@ func withoutMarkers(env []string) []string {
 // (made by its parent), enters the network namespace at netnsPath, remounts /sys
 // so /sys/class/net shows that namespace's interfaces, bind-mounts each file of
 // etcDir over the same name in /etc (iproute2's /etc/netns/NAME convention), and
-// executes argv with env added to its environment. It returns only on failure.
-func NsExec(netnsPath, etcDir string, env, argv []string) error {
+// executes argv. It returns only on failure.
+func NsExec(netnsPath, etcDir string, argv []string) error {
 	runtime.LockOSThread() // the namespace is entered by this thread, which then execs
 	fd, err := netns.GetFromPath(netnsPath)
 	if err != nil {
@@ -289,7 +280,7 @@ func NsExec(netnsPath, etcDir string, env, argv []string) error {
 	if err != nil {
 		return err
 	}
-	return unix.Exec(path, argv, append(os.Environ(), env...))
+	return unix.Exec(path, argv, os.Environ())
 }
 
 // stopProcess stops processes of the lab: SIGTERM to each one's process group,
@@ -312,8 +303,9 @@ func (d *Driver) stopProcess(lab string, p reconcile.Process) error {
 }
 
 // killNetnsProcesses stops every process in a namespace that is about to be
-// deleted: a process left inside would keep the namespace alive.
-func (d *Driver) killNetnsProcesses(ns string) error {
+// deleted (one left inside would keep it alive), and the lab's processes marked
+// for it that have not entered it yet.
+func (d *Driver) killNetnsProcesses(lab, ns string) error {
 	ino, err := d.netnsInode(ns)
 	if err != nil {
 		return err
@@ -324,7 +316,7 @@ func (d *Driver) killNetnsProcesses(ns string) error {
 	}
 	var pids []int
 	for _, p := range procs {
-		if p.netns == ino && p.pid != os.Getpid() {
+		if (p.netns == ino || (p.lab == lab && p.ns == ns)) && p.pid != os.Getpid() {
 			pids = append(pids, p.pid)
 		}
 	}
