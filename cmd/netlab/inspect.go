@@ -88,11 +88,9 @@ packet counters; and the lab's processes. Without NAME, every running lab.`,
 				return err
 			}
 			defer d.Close()
-			names := args
-			if len(names) == 0 {
-				if names, err = d.Labs(); err != nil {
-					return err
-				}
+			names, err := labsNamed(d, args)
+			if err != nil {
+				return err
 			}
 			var reports []inspection
 			for _, name := range names {

@@ -128,6 +128,14 @@ func (a *app) openKernel() (*kernel.Driver, error) {
 	return kernel.New(kernel.Options{Logger: a.logger()})
 }
 
+// labsNamed is the lab named on the command line, or every lab on the machine.
+func labsNamed(d *kernel.Driver, args []string) ([]string, error) {
+	if len(args) > 0 {
+		return args, nil
+	}
+	return d.Labs()
+}
+
 // lock takes the lab's lock, saying so when it has to wait for another run.
 func (a *app) lock(d *kernel.Driver, lab string) (*kernel.Lock, error) {
 	l, err := d.Lock(lab, false)

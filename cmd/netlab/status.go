@@ -38,11 +38,9 @@ func (a *app) statusCmd() *cobra.Command {
 				return err
 			}
 			defer d.Close()
-			names := args
-			if len(names) == 0 {
-				if names, err = d.Labs(); err != nil {
-					return err
-				}
+			names, err := labsNamed(d, args)
+			if err != nil {
+				return err
 			}
 			rows := make([]labStatus, 0, len(names))
 			for _, name := range names {
