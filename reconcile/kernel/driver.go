@@ -66,6 +66,7 @@ type Driver struct {
 	handles       map[string]*nsHandle      // by namespace name; reconcile.Host for the host
 	index         map[reconcile.LinkKey]int // the lab's interfaces' indexes, as last seen (see withLink)
 	dying         []reconcile.LinkKey       // interfaces going with deleted namespaces (see waitDying)
+	dyingNetns    map[uint64]string         // their namespaces by inode, to name what still holds them
 	procs         []procInfo                // the processes as last listed, while still true (see processes)
 }
 
@@ -80,14 +81,15 @@ type nsHandle struct {
 // New returns a driver. Close it when done.
 func New(opts Options) (*Driver, error) {
 	d := &Driver{
-		netnsDir: cmp.Or(opts.NetnsDir, DefaultNetnsDir),
-		etcDir:   cmp.Or(opts.EtcDir, DefaultEtcDir),
-		self:     opts.Self,
-		state:    &stateDir{root: cmp.Or(opts.StateDir, DefaultStateDir)},
-		host:     opts.Host,
-		log:      opts.Logger,
-		handles:  map[string]*nsHandle{},
-		index:    map[reconcile.LinkKey]int{},
+		netnsDir:   cmp.Or(opts.NetnsDir, DefaultNetnsDir),
+		etcDir:     cmp.Or(opts.EtcDir, DefaultEtcDir),
+		self:       opts.Self,
+		state:      &stateDir{root: cmp.Or(opts.StateDir, DefaultStateDir)},
+		host:       opts.Host,
+		log:        opts.Logger,
+		handles:    map[string]*nsHandle{},
+		index:      map[reconcile.LinkKey]int{},
+		dyingNetns: map[uint64]string{},
 	}
 	if d.self == "" {
 		self, err := os.Executable()

@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"time"
 
 	"netlab/reconcile"
@@ -39,7 +40,17 @@ func (d *Driver) LabInfo(lab string) (LabInfo, bool) {
 }
 
 // Forget removes the lab's state directory: `down` calls it once nothing is left.
-func (d *Driver) Forget(lab string) error { return d.state.forget(lab) }
+// A namespace file left by a creation killed before the namespace was mounted on
+// it (see interruptedNetns) goes too.
+func (d *Driver) Forget(lab string) error {
+	entries, _ := os.ReadDir(filepath.Join(d.state.labDir(lab), "creating"))
+	for _, e := range entries {
+		if name, ok := strings.CutPrefix(e.Name(), "ns="); ok && d.interruptedNetns(lab, name) {
+			os.Remove(d.netnsPath(name))
+		}
+	}
+	return d.state.forget(lab)
+}
 
 // Labs lists the labs present on this machine: those with a state directory and
 // those whose markers are on namespaces or host interfaces.

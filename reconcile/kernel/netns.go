@@ -4,9 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
+	"path/filepath"
 	"runtime"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/vishvananda/netlink"
@@ -23,6 +26,9 @@ import (
 // Equivalent to: ip netns add NAME; ip -n NAME link set lo alias netlab:LAB; ip -n NAME link set lo up
 func (d *Driver) createNetns(lab, name string, ipv6 bool) error {
 	path := d.netnsPath(name)
+	if fileExists(path) && d.interruptedNetns(lab, name) {
+		os.Remove(path) // the file of a creation killed before its namespace was mounted on it
+	}
 	if fileExists(path) {
 		owner, _, err := d.netnsOwner(name)
 		if err != nil {
@@ -36,6 +42,12 @@ func (d *Driver) createNetns(lab, name string, ipv6 bool) error {
 	if err := d.ensureNetnsDir(); err != nil {
 		return err
 	}
+	// A crash between creating the file and mounting the namespace on it would
+	// leave a plain file that looks like someone else's namespace: record first.
+	if err := d.state.recordNetnsIntent(lab, name); err != nil {
+		return err
+	}
+	defer os.Remove(d.state.netnsIntent(lab, name))
 
 	errc := make(chan error, 1)
 	go func() {
@@ -124,9 +136,11 @@ func (d *Driver) deleteNetns(lab, name string, takes []reconcile.LinkKey) error 
 	if err := d.killNetnsProcesses(lab, name); err != nil {
 		return err
 	}
+	ino, _ := d.netnsInode(name)
 	d.forget(name) // our own handle would keep it alive too
 	d.mu.Lock()
 	d.dying = append(d.dying, takes...)
+	d.dyingNetns[ino] = name
 	d.mu.Unlock()
 	if err := unix.Unmount(path, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) {
 		return fmt.Errorf("netns %s: unmount %s: %w", name, path, err)
@@ -135,6 +149,17 @@ func (d *Driver) deleteNetns(lab, name string, takes []reconcile.LinkKey) error 
 		return fmt.Errorf("netns %s: remove %s: %w", name, path, err)
 	}
 	return nil
+}
+
+// interruptedNetns reports whether a namespace file is what an interrupted
+// creation of this lab left: not a namespace (nothing mounted on it), with the
+// creation recorded.
+func (d *Driver) interruptedNetns(lab, name string) bool {
+	var fs unix.Statfs_t
+	if err := unix.Statfs(d.netnsPath(name), &fs); err != nil || fs.Type == unix.NSFS_MAGIC {
+		return false
+	}
+	return fileExists(d.state.netnsIntent(lab, name))
 }
 
 // netnsOwner reads the marker of a named namespace: the lab that owns it ("" when
@@ -270,6 +295,11 @@ func (d *Driver) waitDying(ctx context.Context) error {
 	dying := d.dying
 	d.dying = nil
 	d.mu.Unlock()
+	defer func() {
+		d.mu.Lock()
+		clear(d.dyingNetns)
+		d.mu.Unlock()
+	}()
 	deadline := time.Now().Add(10 * time.Second)
 	for len(dying) > 0 {
 		byNS := map[string]map[string]bool{}
@@ -299,7 +329,8 @@ func (d *Driver) waitDying(ctx context.Context) error {
 			return nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("%d interfaces of deleted namespaces still exist after 10 s (first: %s)", len(still), still[0])
+			return fmt.Errorf("%d interfaces of deleted namespaces still exist after 10 s (first: %s): %s",
+				len(still), still[0], d.holders())
 		}
 		dying = still
 		select {
@@ -309,4 +340,28 @@ func (d *Driver) waitDying(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// holders names the processes and threads still inside namespaces that were
+// deleted: what keeps them (and their interfaces) alive.
+func (d *Driver) holders() string {
+	d.mu.Lock()
+	dying := maps.Clone(d.dyingNetns)
+	d.mu.Unlock()
+	var found []string
+	tasks, _ := filepath.Glob("/proc/[0-9]*/task/[0-9]*")
+	for _, task := range tasks {
+		var st unix.Stat_t
+		if unix.Stat(task+"/ns/net", &st) != nil {
+			continue
+		}
+		if ns, ok := dying[st.Ino]; ok {
+			comm, _ := os.ReadFile(task + "/comm")
+			found = append(found, fmt.Sprintf("%s holds %s (%s)", filepath.Base(task), ns, strings.TrimSpace(string(comm))))
+		}
+	}
+	if len(found) == 0 {
+		return "no process is inside them (the kernel is slow to destroy them, or a socket or mount holds them)"
+	}
+	return "still inside: " + strings.Join(found, ", ")
 }

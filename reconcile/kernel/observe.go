@@ -64,6 +64,8 @@ func (d *Driver) Observe(ctx context.Context, q reconcile.Query) (*reconcile.Sta
 	var ends []vethEnd
 	for _, r := range results {
 		switch {
+		case r.absent:
+			continue
 		case r.foreign:
 			s.ForeignNetns[r.name] = r.owner
 			continue
@@ -120,6 +122,7 @@ func (d *Driver) Observe(ctx context.Context, q reconcile.Query) (*reconcile.Sta
 type nsObservation struct {
 	name    string
 	foreign bool   // not the lab's: only its owner is known
+	absent  bool   // only the file of an interrupted creation: not a namespace yet
 	owner   string // for a foreign namespace: the lab that owns it ("" none)
 	loUp    bool
 	ipv6    bool
@@ -132,6 +135,10 @@ type nsObservation struct {
 func (d *Driver) observeOne(q reconcile.Query, ns string, intents map[reconcile.LinkKey]bool) (*nsObservation, error) {
 	r := &nsObservation{name: ns, part: reconcile.NewState(q.Lab)}
 	if ns != reconcile.Host {
+		if d.interruptedNetns(q.Lab, ns) {
+			r.absent = true // creating it again will replace the leftover file
+			return r, nil
+		}
 		owner, loUp, err := d.netnsOwner(ns)
 		if err != nil {
 			// A namespace file we cannot open (a stale mount, a plain file): not ours.

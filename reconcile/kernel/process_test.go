@@ -32,7 +32,9 @@ links:
   - [lone:eth0, plain]
 `
 
-// labProcesses lists the processes of a lab by their marker, as /proc shows them.
+// labProcesses lists the processes of a lab by their marker, as /proc shows them:
+// for each command, the process netlab started (the lowest PID; a `sh -c` may
+// have children carrying the same marks).
 func labProcesses(t *testing.T, lab string) map[string]int {
 	t.Helper()
 	procs, err := listProcesses()
@@ -41,7 +43,7 @@ func labProcesses(t *testing.T, lab string) map[string]int {
 	}
 	out := map[string]int{}
 	for _, p := range procs {
-		if p.lab == lab {
+		if p.lab == lab && (out[p.command] == 0 || p.pid < out[p.command]) {
 			out[p.command] = p.pid
 		}
 	}
@@ -74,8 +76,8 @@ func TestProcessesStartOnceRestartAndStop(t *testing.T) {
 		t.Errorf("a no-op up touched the processes: %v -> %v", running, again)
 	}
 
-	// Killed by hand: up starts it again, and only it.
-	if err := terminate([]int{running["sleep 1000"]}, false); err != nil {
+	// Killed by hand (the process group, as kill -- -PGID): up starts it again, and only it.
+	if err := terminate([]int{running["sleep 1000"]}, true); err != nil { // the group: sh and the sleep it runs
 		t.Fatal(err)
 	}
 	if diff := cmp.Diff([]string{"+ process web: sleep 1000"}, planLines(t, d, desired)); diff != "" {

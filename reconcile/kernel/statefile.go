@@ -124,6 +124,19 @@ func (s *stateDir) clearIntent(lab string, keys ...reconcile.LinkKey) {
 	}
 }
 
+// netnsIntent is the marker file of a namespace being created ("ns=" cannot
+// start an interface's "NS:NAME", namespace names having no "=").
+func (s *stateDir) netnsIntent(lab, name string) string {
+	return filepath.Join(s.labDir(lab), "creating", "ns="+name)
+}
+
+func (s *stateDir) recordNetnsIntent(lab, name string) error {
+	if err := s.ensure(lab); err != nil {
+		return err
+	}
+	return os.WriteFile(s.netnsIntent(lab, name), nil, 0o600)
+}
+
 // intents lists the interfaces whose creation was recorded but not completed.
 func (s *stateDir) intents(lab string) (map[reconcile.LinkKey]bool, error) {
 	entries, err := os.ReadDir(filepath.Join(s.labDir(lab), "creating"))
@@ -135,6 +148,9 @@ func (s *stateDir) intents(lab string) (map[reconcile.LinkKey]bool, error) {
 	}
 	out := map[reconcile.LinkKey]bool{}
 	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), "ns=") {
+			continue // a namespace's (see netnsIntent)
+		}
 		if ns, name, ok := strings.Cut(e.Name(), ":"); ok {
 			out[reconcile.LinkKey{NS: ns, Name: name}] = true
 		}
