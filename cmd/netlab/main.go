@@ -11,8 +11,16 @@ import (
 	"context"
 	"os"
 	"os/signal"
+	"runtime"
 	"syscall"
 )
+
+// init pins the main goroutine to the process's main thread, so that __nsexec
+// enters a namespace and executes the lab's command from the thread-group
+// leader: an exec from any other thread makes the leader look like a zombie in
+// /proc for a moment, and an observation at that moment would miss the process
+// and start it twice.
+func init() { runtime.LockOSThread() }
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

@@ -185,8 +185,11 @@ func (d *Driver) waitStarted(a reconcile.StartProcess, pid int, logPath string, 
 			return fmt.Errorf("netns %s: %q ended at once (%s, %s); its output is in %s", a.NS, a.Command, how, lastLine(logPath), logPath)
 		default:
 		}
+		// In place once it runs the command itself in its namespace: no longer the
+		// shim (whose arguments start with __nsexec), and in the right namespace.
 		var st unix.Stat_t
-		if unix.Stat(dir+"/ns/net", &st) == nil && st.Ino == ino {
+		cmdline, _ := os.ReadFile(dir + "/cmdline")
+		if unix.Stat(dir+"/ns/net", &st) == nil && st.Ino == ino && len(cmdline) > 0 && !bytes.Contains(cmdline, []byte("\x00__nsexec\x00")) {
 			return nil
 		}
 	}
