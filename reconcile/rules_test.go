@@ -1,12 +1,15 @@
 package reconcile_test
 
 import (
+	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	r "netlab/reconcile"
+	"netlab/reconcile/fake"
 	"netlab/topology"
 )
 
@@ -99,5 +102,27 @@ bridges:
 		if firstFinalDrop < lastAccept {
 			t.Errorf("bridges %v: a final drop comes before an accept:\n%s", order, strings.Join(forward, "\n"))
 		}
+	}
+}
+
+// TestForeignHostsFileIsAConflict: a hosts file the lab would write, written by
+// someone else, is reported before any change and left alone.
+func TestForeignHostsFileIsAConflict(t *testing.T) {
+	desired := desiredFromText(t, `
+name: names
+bridges:
+  mynet: {addresses: [172.18.0.1/16], resolve: true}
+namespaces:
+  c3:
+    interfaces: {eth0: {addresses: [172.18.0.2/16]}}
+links:
+  - [c3:eth0, mynet]
+`)
+	d := fake.New()
+	d.AddForeignFile(r.FileKey{NS: "c3", Name: "hosts"})
+	_, err := r.MakePlan(context.Background(), d, desired)
+	var conflict *r.ConflictError
+	if !errors.As(err, &conflict) || len(conflict.Conflicts) != 1 || !strings.Contains(conflict.Conflicts[0], "/etc/netns/c3/hosts") {
+		t.Fatalf("plan with a foreign /etc/netns/c3/hosts: %v, want one conflict naming it", err)
 	}
 }

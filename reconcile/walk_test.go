@@ -62,6 +62,10 @@ func randomState(rng *rand.Rand) *r.State {
 		if rng.IntN(3) == 0 {
 			s.Sysctls[r.SysctlKey{NS: ns, Path: "net/ipv4/ip_forward"}] = pick(rng, "0", "1")
 		}
+		if rng.IntN(2) == 0 {
+			k := r.ProcKey{NS: ns, Command: pick(rng, "sleep 1000", "sleep 2000")}
+			s.Processes[k] = &r.Process{ProcKey: k}
+		}
 	}
 	if rng.IntN(2) == 0 {
 		s.Sysctls[r.SysctlKey{NS: r.Host, Path: "net/ipv4/ip_forward"}] = "1"
@@ -113,7 +117,7 @@ func drift(rng *rand.Rand, d *fake.Driver, observed *r.State) {
 	}
 	k := owned[rng.IntN(len(owned))]
 	d.Mutate(func(kern *fake.Kernel) {
-		switch rng.IntN(5) {
+		switch rng.IntN(6) {
 		case 0:
 			kern.DeleteLink(k)
 		case 1:
@@ -127,6 +131,11 @@ func drift(rng *rand.Rand, d *fake.Driver, observed *r.State) {
 			}
 		case 4:
 			kern.FlushTable(r.Host, r.TableName(observed.Lab))
+		case 5:
+			for pk := range observed.Processes {
+				kern.KillProcess(pk)
+				break
+			}
 		}
 	})
 }
@@ -216,6 +225,9 @@ func comparable(desired, s *r.State) map[string]string {
 	}
 	for ns, t := range s.Tables {
 		out["table "+ns] = t.Script()
+	}
+	for k, p := range s.Processes {
+		out["process "+k.NS+" "+k.Command] = fmt.Sprint(len(p.PIDs) > 0 || s == desired)
 	}
 	for k, v := range s.Sysctls {
 		if _, ok := desired.Sysctls[k]; ok {

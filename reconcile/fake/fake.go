@@ -151,14 +151,6 @@ func (k *Kernel) SetDown(key r.LinkKey) {
 	}
 }
 
-// Unmark removes the ownership marker of an interface, as a crash between creating
-// and marking it would leave it.
-func (k *Kernel) Unmark(key r.LinkKey) {
-	if l := k.d.links[key]; l != nil {
-		l.owner = ""
-	}
-}
-
 // Snapshot returns every object, owned or not, for tests that check what was touched.
 func (d *Driver) Snapshot() (netns map[string]string, links map[r.LinkKey]r.Link) {
 	d.mu.Lock()
