@@ -34,7 +34,7 @@ type sandbox struct {
 func newSandbox(t *testing.T) *sandbox {
 	t.Helper()
 	harness.Require(t)
-	setup := "mount -t tmpfs tmpfs /run && mkdir /run/netns /run/netlab /run/etc-upper /run/etc-work && " +
+	setup := "mount -t tmpfs tmpfs /run && mkdir /run/netns /run/etc-upper /run/etc-work && " +
 		"mount -t overlay overlay -o lowerdir=/etc,upperdir=/run/etc-upper,workdir=/run/etc-work /etc && " +
 		"ip link set lo up && echo ready && exec sleep 3600"
 	cmd := exec.Command("unshare", "--net", "--mount", "--pid", "--fork", "--mount-proc", "--kill-child",
@@ -125,7 +125,7 @@ func (sb *sandbox) kernelState() string {
 	b.WriteString(sb.ok("ip", "-o", "addr", "show", "scope", "global")) // not the kernel's own link-local addresses, whose DAD state changes by itself
 	b.WriteString(sb.ok("ip", "route"))
 	b.WriteString(sb.ok("ip", "netns", "list"))
-	b.WriteString(sb.ok("ls", "-A", "/run/netlab"))
+	b.WriteString(sb.ok("sh", "-c", "ls -A /run/netlab 2>/dev/null; true")) // netlab creates it on first use
 	b.WriteString(sb.ok("sysctl", "-n", "net.ipv4.ip_forward"))
 	return b.String()
 }

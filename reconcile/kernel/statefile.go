@@ -30,10 +30,19 @@ func (s *stateDir) labDir(lab string) string { return filepath.Join(s.root, lab)
 
 // ensure creates the lab's directory, private to root.
 func (s *stateDir) ensure(lab string) error {
-	if err := os.MkdirAll(s.root, 0o700); err != nil {
+	if err := s.ensureRoot(); err != nil {
 		return err
 	}
 	return os.MkdirAll(filepath.Join(s.labDir(lab), "creating"), 0o700)
+}
+
+// ensureRoot creates netlab's state directory, or makes an existing one private
+// again: it holds what the lab changed and its logs.
+func (s *stateDir) ensureRoot() error {
+	if err := os.MkdirAll(s.root, 0o700); err != nil {
+		return err
+	}
+	return os.Chmod(s.root, 0o700)
 }
 
 // LabInfo is what lab.json records.
@@ -170,7 +179,7 @@ var ErrLocked = errors.New("another netlab is working on this lab")
 // lock takes the lab's lock, waiting for it unless wait is false. The lock file may
 // be removed by a `down` that held it before us; then we lock the new file instead.
 func (s *stateDir) lock(lab string, wait bool) (*Lock, error) {
-	if err := os.MkdirAll(s.root, 0o700); err != nil {
+	if err := s.ensureRoot(); err != nil {
 		return nil, fmt.Errorf("create %s: %w", s.root, err)
 	}
 	path := filepath.Join(s.root, lab+".lock")
