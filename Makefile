@@ -5,7 +5,7 @@ GO      ?= go
 BIN     ?= bin/netlab
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 
-.PHONY: build test vet fmt-check bench clean
+.PHONY: build test vet fmt-check bench soak clean
 
 build:
 	$(GO) build -ldflags "-X main.version=$(VERSION)" -o $(BIN) ./cmd/netlab
@@ -27,6 +27,13 @@ bench: build
 fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+
+# The long runs: 400 up/down and up/edit/up cycles watching for growth of file
+# descriptors, mounts, namespaces, goroutines and memory, and bounded fuzzing of
+# the parser and validator (its corpus is topology/testdata/fuzz).
+soak:
+	NETLAB_SOAK=1 $(GO) test -count=1 -run TestSoak -v -timeout 20m ./reconcile/kernel
+	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime 60s ./topology
 
 clean:
 	rm -rf bin

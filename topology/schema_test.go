@@ -46,6 +46,8 @@ var schemaBlind = []struct {
 	{"invalid-alias-cycle.yaml", true, "an alias inside its own anchor: the YAML decoder refuses it"},
 	{"invalid-duplicate-key.yaml", true, "duplicate YAML keys: the decoder refuses them; JSON has no duplicates to check"},
 	{"invalid-yaml-syntax.yaml", true, "YAML syntax error"},
+	{"invalid-binary.yaml", true, "not text: control characters"},
+	{"invalid-unclosed-flow.yaml", true, "YAML syntax error: an unclosed flow list"},
 	{"invalid-yaml-tab.yaml", true, "a tab in the indentation: YAML syntax error"},
 
 	{"invalid-bridge-overlap.yaml", false, "overlapping subnets of two bridges: compares values of two bridges"},

@@ -1,6 +1,7 @@
 package topology
 
 import (
+	"bytes"
 	"errors"
 	"flag"
 	"net/netip"
@@ -8,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 )
@@ -398,4 +400,37 @@ func FuzzParse(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestHostileInputsAreRefusedFast: every invalid file, a 10 MB file and a file
+// with a very long single line are refused with positioned errors, each in well
+// under a second (a hostile file must not make validation the attack).
+func TestHostileInputsAreRefusedFast(t *testing.T) {
+	files, _ := filepath.Glob("testdata/invalid-*.yaml")
+	dir := t.TempDir()
+	big := filepath.Join(dir, "ten-megabytes.yaml")
+	os.WriteFile(big, append([]byte("name: big\n# "), bytes.Repeat([]byte("x"), 10<<20)...), 0o644)
+	long := filepath.Join(dir, "long-line.yaml")
+	os.WriteFile(long, append([]byte("name: "), bytes.Repeat([]byte("a"), 1<<20)...), 0o644)
+	for _, f := range append(files, big, long) {
+		start := time.Now()
+		_, err := Load(f)
+		took := time.Since(start)
+		var errs Errors
+		if !errors.As(err, &errs) || len(errs) == 0 {
+			t.Errorf("%s: got %v, want positioned errors", f, err)
+			continue
+		}
+		for _, e := range errs {
+			if !strings.HasPrefix(e.Error(), f+":") || strings.ContainsAny(e.Error(), "\x00\n") {
+				t.Errorf("%s: error %q is not one positioned line", f, e.Error())
+			}
+		}
+		if took > 300*time.Millisecond {
+			t.Errorf("%s: refused in %v, want well under a second", f, took)
+		}
+	}
+	if len(files) < 60 {
+		t.Errorf("%d invalid files, want at least 60", len(files))
+	}
 }
