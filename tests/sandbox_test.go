@@ -127,5 +127,8 @@ func (sb *sandbox) kernelState() string {
 	b.WriteString(sb.ok("ip", "netns", "list"))
 	b.WriteString(sb.ok("sh", "-c", "ls -A /run/netlab 2>/dev/null; true")) // netlab creates it on first use
 	b.WriteString(sb.ok("sysctl", "-n", "net.ipv4.ip_forward"))
+	b.WriteString(sb.ok("nft", "list", "tables"))
+	// Namespace files are bind mounts: none may be left mounted.
+	b.WriteString(sb.ok("sh", "-c", "grep -c ' /run/netns/' /proc/self/mountinfo; true"))
 	return b.String()
 }

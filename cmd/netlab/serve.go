@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"os"
 
 	"github.com/spf13/cobra"
 
@@ -53,6 +54,16 @@ func (a *app) nsexecCmd() *cobra.Command {
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if len(args) > 0 && args[0] == "--" {
 				args = args[1:]
+			}
+			// netlab's own servers run here, in this process, once it is inside the
+			// namespace: no second program to execute, so the process is the same,
+			// marked, from its start to its end.
+			if self, err := os.Executable(); err == nil && len(args) > 1 && args[0] == self && args[1] == "serve" {
+				if err := kernel.NsEnter(netnsPath, etcDir); err != nil {
+					return err
+				}
+				cmd.Root().SetArgs(args[1:])
+				return cmd.Root().ExecuteContext(cmd.Context())
 			}
 			return kernel.NsExec(netnsPath, etcDir, args)
 		},

@@ -48,7 +48,7 @@ func listProcesses() ([]procInfo, error) {
 			continue // gone, or a kernel thread without a namespace of its own to us
 		}
 		p := procInfo{pid: pid, netns: st.Ino}
-		if env, err := os.ReadFile(dir + "/environ"); err == nil {
+		if env, err := readEnviron(dir); err == nil {
 			for _, kv := range bytes.Split(env, []byte{0}) {
 				if v, ok := bytes.CutPrefix(kv, []byte(reconcile.EnvLab+"=")); ok {
 					p.lab = string(v)
@@ -62,6 +62,19 @@ func listProcesses() ([]procInfo, error) {
 		out = append(out, p)
 	}
 	return out, nil
+}
+
+// readEnviron reads a process's environment. While a process executes a new
+// program its environment can read as empty for a moment: a live process with
+// an empty environment is read again before it counts as unmarked.
+func readEnviron(dir string) ([]byte, error) {
+	for try := 0; ; try++ {
+		env, err := os.ReadFile(dir + "/environ")
+		if len(env) > 0 || try == 5 || zombie(dir) {
+			return env, err
+		}
+		time.Sleep(time.Millisecond)
+	}
 }
 
 func zombie(dir string) bool {
@@ -186,10 +199,12 @@ func (d *Driver) waitStarted(a reconcile.StartProcess, pid int, logPath string, 
 		default:
 		}
 		// In place once it runs the command itself in its namespace: no longer the
-		// shim (whose arguments start with __nsexec), and in the right namespace.
+		// shim (whose arguments start with __nsexec), unless it is one of netlab's
+		// own servers, which the shim runs itself once inside.
 		var st unix.Stat_t
 		cmdline, _ := os.ReadFile(dir + "/cmdline")
-		if unix.Stat(dir+"/ns/net", &st) == nil && st.Ino == ino && len(cmdline) > 0 && !bytes.Contains(cmdline, []byte("\x00__nsexec\x00")) {
+		shim := bytes.Contains(cmdline, []byte("\x00__nsexec\x00"))
+		if unix.Stat(dir+"/ns/net", &st) == nil && st.Ino == ino && len(cmdline) > 0 && (!shim || a.Serve != nil) {
 			return nil
 		}
 	}
@@ -247,13 +262,27 @@ func withoutMarkers(env []string) []string {
 	})
 }
 
-// NsExec is the body of `netlab __nsexec`: it runs in a fresh mount namespace
-// (made by its parent), enters the network namespace at netnsPath, remounts /sys
-// so /sys/class/net shows that namespace's interfaces, bind-mounts each file of
-// etcDir over the same name in /etc (iproute2's /etc/netns/NAME convention), and
-// executes argv. It returns only on failure.
+// NsExec is the body of `netlab __nsexec`: NsEnter, then it executes argv. It
+// returns only on failure.
 func NsExec(netnsPath, etcDir string, argv []string) error {
-	runtime.LockOSThread() // the namespace is entered by this thread, which then execs
+	if err := NsEnter(netnsPath, etcDir); err != nil {
+		return err
+	}
+	path, err := exec.LookPath(argv[0])
+	if err != nil {
+		return err
+	}
+	return unix.Exec(path, argv, os.Environ())
+}
+
+// NsEnter makes the calling thread enter the network namespace at netnsPath, as
+// `ip netns exec` does: it runs in a fresh mount namespace (made by its parent),
+// remounts /sys so /sys/class/net shows that namespace's interfaces, and
+// bind-mounts each file of etcDir over the same name in /etc (iproute2's
+// /etc/netns/NAME convention). The caller must be locked to its thread (netlab's
+// main goroutine is, to the main thread), and make its sockets on it.
+func NsEnter(netnsPath, etcDir string) error {
+	runtime.LockOSThread()
 	fd, err := netns.GetFromPath(netnsPath)
 	if err != nil {
 		return fmt.Errorf("open %s: %w", netnsPath, err)
@@ -279,11 +308,7 @@ func NsExec(netnsPath, etcDir string, argv []string) error {
 			}
 		}
 	}
-	path, err := exec.LookPath(argv[0])
-	if err != nil {
-		return err
-	}
-	return unix.Exec(path, argv, os.Environ())
+	return nil
 }
 
 // stopProcess stops processes of the lab: SIGTERM to each one's process group,
