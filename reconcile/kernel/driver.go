@@ -44,7 +44,9 @@ const (
 	DefaultEtcDir   = "/etc/netns"
 )
 
-// Driver implements reconcile.Driver. It is safe for use by one goroutine at a time.
+// Driver implements reconcile.Driver. Its Apply is safe for concurrent use (a
+// phase's actions run at once); Observe and the lab-level methods are called by
+// one goroutine at a time.
 type Driver struct {
 	netnsDir string
 	etcDir   string
