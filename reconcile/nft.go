@@ -216,8 +216,8 @@ func tableChanges(want, have *Table) (added, removed []string) {
 	return added, removed
 }
 
-// plural says "1 rule", "2 rules".
-func plural(n int, noun string) string {
+// Plural says "1 rule", "2 rules".
+func Plural(n int, noun string) string {
 	if n == 1 {
 		return "1 " + noun
 	}
@@ -254,13 +254,13 @@ func (a ReplaceTable) Kind() string { return "nft" }
 func (a ReplaceTable) Object() string {
 	s := a.Table.NS + ": table inet " + a.Table.Name
 	if a.Old == nil {
-		return fmt.Sprintf("%s (%s)", s, plural(a.Table.RuleCount(), "rule"))
+		return fmt.Sprintf("%s (%s)", s, Plural(a.Table.RuleCount(), "rule"))
 	}
 	added, removed := tableChanges(a.Table, a.Old)
 	if len(added) == 0 && len(removed) == 0 {
 		return s + " (rules reordered)"
 	}
-	return fmt.Sprintf("%s (%s to add, %d to remove)", s, plural(countRules(added), "rule"), countRules(removed))
+	return fmt.Sprintf("%s (%s to add, %d to remove)", s, Plural(countRules(added), "rule"), countRules(removed))
 }
 
 // Details are the rules the change adds (+) and removes (-), one per line.

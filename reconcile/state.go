@@ -116,8 +116,11 @@ func (s *State) Clone() *State {
 }
 
 // SysctlKeys lists the sysctls of the state, for a Query.
-func (s *State) SysctlKeys() []SysctlKey {
-	return sortedKeys(s.Sysctls, SysctlKey.compare)
+func (s *State) SysctlKeys() []SysctlKey { return SortedSysctlKeys(s.Sysctls) }
+
+// SortedSysctlKeys lists a map's sysctls in order.
+func SortedSysctlKeys(m map[SysctlKey]string) []SysctlKey {
+	return sortedKeys(m, SysctlKey.compare)
 }
 
 // Netns is a network namespace the lab owns.

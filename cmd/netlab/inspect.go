@@ -246,7 +246,7 @@ func writeInspection(w io.Writer, r inspection) {
 		if ns.Table != "" {
 			fmt.Fprintf(w, "  nft table %s:\n", ns.Table)
 			for _, r := range ns.Rules {
-				fmt.Fprintf(w, "    %-15s %s  [%s, %s]\n", r.Chain, r.Rule, count(int(r.Packets), "packet"), count(int(r.Bytes), "byte"))
+				fmt.Fprintf(w, "    %-15s %s  [%s, %s]\n", r.Chain, r.Rule, reconcile.Plural(int(r.Packets), "packet"), reconcile.Plural(int(r.Bytes), "byte"))
 			}
 		}
 		if len(ns.Processes) > 0 {

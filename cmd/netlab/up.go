@@ -59,7 +59,7 @@ differs.`,
 				return err
 			}
 			fmt.Fprintf(a.Out, "Apply complete: %s in %s; the kernel matches %s.\n",
-				count(len(plan.Actions), "action"), time.Since(start).Round(time.Millisecond), args[0])
+				reconcile.Plural(len(plan.Actions), "action"), time.Since(start).Round(time.Millisecond), args[0])
 			return nil
 		},
 	}

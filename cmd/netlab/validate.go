@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"netlab/reconcile"
 
 	"github.com/spf13/cobra"
 )
@@ -19,16 +20,8 @@ FILE:LINE:COL: message. Exit status 0 when valid, 1 when not.`,
 				return err
 			}
 			fmt.Fprintf(a.Out, "%s: valid lab %q: %s, %s, %s\n", args[0], lab.Name,
-				count(len(desired.Namespaces), "namespace"), count(len(lab.Bridges), "bridge"), count(len(lab.Links), "link"))
+				reconcile.Plural(len(desired.Namespaces), "namespace"), reconcile.Plural(len(lab.Bridges), "bridge"), reconcile.Plural(len(lab.Links), "link"))
 			return nil
 		},
 	}
-}
-
-// count says "1 bridge", "2 bridges".
-func count(n int, noun string) string {
-	if n == 1 {
-		return "1 " + noun
-	}
-	return fmt.Sprintf("%d %ss", n, noun)
 }

@@ -103,7 +103,7 @@ func (d *Driver) Observe(ctx context.Context, q reconcile.Query) (*reconcile.Sta
 		return nil, err
 	}
 	s.SavedSysctls = saved
-	for _, k := range append(q.Sysctls, sortedSysctlKeys(saved)...) {
+	for _, k := range append(q.Sysctls, reconcile.SortedSysctlKeys(saved)...) {
 		if _, ok := s.Namespaces[k.NS]; !ok && k.NS != reconcile.Host {
 			continue // the namespace is not there yet: nothing to read
 		}

@@ -6,7 +6,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 
 	"netlab/reconcile"
@@ -109,15 +108,4 @@ func (d *Driver) forgetSysctls(lab, ns string) error {
 
 func sysctlFile(path string) string {
 	return filepath.Join("/proc/sys", filepath.Clean("/"+path))
-}
-
-func sortedSysctlKeys(m map[reconcile.SysctlKey]string) []reconcile.SysctlKey {
-	keys := make([]reconcile.SysctlKey, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.SortFunc(keys, func(a, b reconcile.SysctlKey) int {
-		return strings.Compare(a.NS+"/"+a.Path, b.NS+"/"+b.Path)
-	})
-	return keys
 }
