@@ -32,7 +32,7 @@ func TestLifecycle(t *testing.T) {
 	plan := sb.ok("netlab", "plan", spine)
 	mustContain(t, "first plan", plan,
 		"+ netns   c1 (IPv6 off)\n+ netns   c2 (IPv6 off)\n+ bridge  host:br0\n",
-		"+ veth    c2:eth0 <-> host:veth-c2\n",
+		"+ veth    c2:eth0 <-> host:veth-c2 master br0, up\n",
 		"+ route   c1: default via 10.10.0.1 dev eth0\n",
 		"~ sysctl  host: net.ipv4.ip_forward 0 -> 1\n",
 	)
@@ -65,22 +65,19 @@ func TestLifecycle(t *testing.T) {
 	if res.code != 2 {
 		t.Errorf("plan --detailed-exitcode after drift: exit %d, want 2\n%s%s", res.code, res.stdout, res.stderr)
 	}
-	want := `+ veth    c2:eth0 <-> host:veth-c2
-+ port    host:veth-c2 master br0
+	want := `+ veth    c2:eth0 <-> host:veth-c2 master br0, up
 + addr    c2:eth0 10.10.0.3/24
 - addr    c1:eth0 10.10.0.77/24
-+ link    c2:eth0 up
-+ link    host:veth-c2 up
 + route   c1: default via 10.10.0.1 dev eth0
 + route   c2: 10.99.0.0/16 via 10.10.0.1 dev eth0 metric 10
 + route   c2: default via 10.10.0.1 dev eth0
-Plan: 8 to add, 0 to change, 1 to destroy.
+Plan: 5 to add, 0 to change, 1 to destroy.
 `
 	if res.stdout != want {
 		t.Errorf("plan after drift:\n got:\n%s\nwant:\n%s", res.stdout, want)
 	}
 	status := sb.ok("netlab", "status")
-	mustContain(t, "status after drift", status, "yes", "+ veth    c2:eth0 <-> host:veth-c2")
+	mustContain(t, "status after drift", status, "yes", "+ veth    c2:eth0 <-> host:veth-c2 master br0, up")
 	sb.ok("netlab", "up", spine)
 	if got := sb.ok("netlab", "plan", spine); got != "No changes.\n" {
 		t.Errorf("plan after repair: %q", got)
@@ -122,7 +119,7 @@ func TestIncrementalUp(t *testing.T) {
 	got := sb.ok("netlab", "up", "testdata/spine-eth1.yaml")
 	want := `+ bridge  host:br1
 + veth    c1:eth1 <-> host:veth`
-	mustContain(t, "incremental up", got, want, "+ addr    c1:eth1 10.20.0.2/24", "Plan: 8 to add, 0 to change, 0 to destroy.")
+	mustContain(t, "incremental up", got, want, "+ addr    c1:eth1 10.20.0.2/24", "Plan: 5 to add, 0 to change, 0 to destroy.")
 	if strings.Contains(got, "eth0") {
 		t.Errorf("incremental up touched eth0:\n%s", got)
 	}

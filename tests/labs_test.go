@@ -73,15 +73,12 @@ func TestPipeworkIsAnEdit(t *testing.T) {
 	eth0 := sb.ok("ip", "-n", "hoge", "-o", "link", "show", "eth0")
 	plan := sb.ok("netlab", "up", "../labs/pipework-eth1.yaml")
 	want := `+ bridge  host:br0
-+ veth    hoge:eth1 <-> host:veth-host
-+ port    host:veth-host master br0
++ veth    hoge:eth1 <-> host:veth-host master br0, up
 + addr    hoge:eth1 192.168.200.101/24
 + addr    host:br0 192.168.200.1/24
-+ link    hoge:eth1 up
 + link    host:br0 up
-+ link    host:veth-host up
 ~ route   hoge: default via 172.17.42.1 dev eth0 -> via 192.168.200.1 dev eth1
-Plan: 8 to add, 1 to change, 0 to destroy.
+Plan: 5 to add, 1 to change, 0 to destroy.
 `
 	if !strings.HasPrefix(plan, want) {
 		t.Errorf("up of the edited file:\n got:\n%s\nwant:\n%s", plan, want)

@@ -289,10 +289,20 @@ func (d *Driver) Apply(_ context.Context, a r.Action) error {
 	case r.CreateBridge:
 		return d.createLink(a.Lab, r.Link{LinkKey: a.LinkKey, Kind: r.KindBridge, MTU: orDefault(a.MTU), MAC: a.MAC})
 	case r.CreateVeth:
-		if err := d.createLink(a.Lab, r.Link{LinkKey: a.A.LinkKey, Kind: r.KindVeth, Peer: a.B.LinkKey, MTU: orDefault(a.A.MTU), MAC: a.A.MAC}); err != nil {
-			return err
+		for _, e := range []r.VethEnd{a.A, a.B} {
+			if e.Master != "" {
+				if _, err := d.link(r.LinkKey{NS: e.NS, Name: e.Master}); err != nil {
+					return err
+				}
+			}
 		}
-		return d.createLink(a.Lab, r.Link{LinkKey: a.B.LinkKey, Kind: r.KindVeth, Peer: a.A.LinkKey, MTU: orDefault(a.B.MTU), MAC: a.B.MAC})
+		peer := map[r.LinkKey]r.LinkKey{a.A.LinkKey: a.B.LinkKey, a.B.LinkKey: a.A.LinkKey}
+		for _, e := range []r.VethEnd{a.A, a.B} {
+			l := r.Link{LinkKey: e.LinkKey, Kind: r.KindVeth, Peer: peer[e.LinkKey], MTU: orDefault(e.MTU), MAC: e.MAC, Master: e.Master, Up: e.Up}
+			if err := d.createLink(a.Lab, l); err != nil {
+				return err
+			}
+		}
 	case r.DeleteLink:
 		d.deleteLink(a.LinkKey)
 	case r.MarkLink:

@@ -170,47 +170,91 @@ func (d *Driver) createBridge(a reconcile.CreateBridge) error {
 	return d.mark(a.Lab, a.LinkKey)
 }
 
-// createVeth makes a veth pair with each end created directly in its namespace, and
-// marks both ends.
+// createVeth makes a veth pair in one request (see addVeth): each end directly in
+// its namespace, the main end already a port of its bridge and up. Then each end
+// gets its marker, the peer with its up state (and its bridge, when both ends
+// are ports), one request each, naming the interface.
 //
-// Equivalent to: ip link add A netns NSA type veth peer name B netns NSB; ip -n NSA link set A alias netlab:LAB; ...
+// Equivalent to: the commands of reconcile.CreateVeth
 func (d *Driver) createVeth(a reconcile.CreateVeth) error {
-	ha, err := d.handle(a.A.NS)
+	main, peer := a.MainEnd()
+	hm, err := d.handle(main.NS)
 	if err != nil {
 		return err
 	}
-	hb, err := d.handle(a.B.NS)
+	hp, err := d.handle(peer.NS)
 	if err != nil {
 		return err
 	}
-	attrs := netlink.NewLinkAttrs()
-	attrs.Name, attrs.MTU, attrs.Namespace = a.A.Name, a.A.MTU, netlink.NsFd(ha.fd)
-	if attrs.HardwareAddr, err = parseMAC(a.A.MAC); err != nil {
-		return err
+	spec := func(e reconcile.VethEnd, h *nsHandle) (vethSpec, error) {
+		s := vethSpec{name: e.Name, netns: int(h.fd), mtu: e.MTU, up: e.Up}
+		var err error
+		if s.mac, err = parseMAC(e.MAC); err != nil {
+			return s, err
+		}
+		if e.Master != "" {
+			s.master, err = d.bridgeIndex(reconcile.LinkKey{NS: e.NS, Name: e.Master})
+		}
+		return s, err
 	}
-	peerMAC, err := parseMAC(a.B.MAC)
+	ms, err := spec(main, hm)
 	if err != nil {
 		return err
 	}
-	veth := &netlink.Veth{
-		LinkAttrs:        attrs,
-		PeerName:         a.B.Name,
-		PeerHardwareAddr: peerMAC,
-		PeerMTU:          uint32(a.B.MTU),
-		PeerNamespace:    netlink.NsFd(hb.fd),
+	ps, err := spec(peer, hp)
+	if err != nil {
+		return err
 	}
 	if err := d.state.recordIntent(a.Lab, a.A.LinkKey, a.B.LinkKey); err != nil {
 		return err
 	}
-	// Sent from A's namespace; the kernel places each end in its own namespace.
-	err = ha.nl.LinkAdd(veth)
+	// Sent from the main end's namespace; the kernel places each end in its own.
+	err = addVeth(hm.raw, ms, ps)
 	if errors.Is(err, unix.EEXIST) {
-		err = errors.Join(d.acceptExisting(a.Lab, a.A.LinkKey, reconcile.KindVeth), d.acceptExisting(a.Lab, a.B.LinkKey, reconcile.KindVeth))
+		// An interrupted run made it: accepted, and brought to the wanted state below.
+		err = errors.Join(d.acceptExisting(a.Lab, main.LinkKey, reconcile.KindVeth), d.acceptExisting(a.Lab, peer.LinkKey, reconcile.KindVeth))
+		if err == nil {
+			err = d.setMaster(reconcile.SetMaster{LinkKey: main.LinkKey, Master: main.Master})
+		}
+		if err == nil && main.Up {
+			err = setLinkByName(hm.raw, main.Name, "", true)
+		}
 	}
 	if err != nil {
-		return fmt.Errorf("add veth %s <-> %s: %w", a.A.LinkKey, a.B.LinkKey, err)
+		return fmt.Errorf("add veth %s <-> %s: %w", main.LinkKey, peer.LinkKey, err)
 	}
-	return errors.Join(d.mark(a.Lab, a.A.LinkKey), d.mark(a.Lab, a.B.LinkKey))
+	marker := reconcile.Marker(a.Lab)
+	if err := setLinkByName(hm.raw, main.Name, marker, false); err != nil {
+		return fmt.Errorf("netns %s: mark %s: %w", main.NS, main.Name, err)
+	}
+	d.state.clearIntent(a.Lab, main.LinkKey)
+	if peer.Master != "" {
+		if err := d.setMaster(reconcile.SetMaster{LinkKey: peer.LinkKey, Master: peer.Master}); err != nil {
+			return err
+		}
+	}
+	if err := setLinkByName(hp.raw, peer.Name, marker, peer.Up); err != nil {
+		return fmt.Errorf("netns %s: mark %s: %w", peer.NS, peer.Name, err)
+	}
+	d.state.clearIntent(a.Lab, peer.LinkKey)
+	return nil
+}
+
+// bridgeIndex returns a bridge's ifindex, as last seen or looked up.
+func (d *Driver) bridgeIndex(k reconcile.LinkKey) (int, error) {
+	if index := d.knownIndex(k); index != 0 {
+		return index, nil
+	}
+	h, err := d.handle(k.NS)
+	if err != nil {
+		return 0, err
+	}
+	br, err := h.nl.LinkByName(k.Name)
+	if err != nil {
+		return 0, fmt.Errorf("netns %s: find bridge %s: %w", k.NS, k.Name, err)
+	}
+	d.rememberIndex(k, br.Attrs().Index)
+	return br.Attrs().Index, nil
 }
 
 // acceptExisting decides whether an interface found in place of one being created
@@ -285,15 +329,9 @@ func (d *Driver) setMaster(a reconcile.SetMaster) error {
 		if a.Master == "" {
 			return h.LinkSetNoMaster(l)
 		}
-		master := reconcile.LinkKey{NS: a.NS, Name: a.Master}
-		index := d.knownIndex(master)
-		if index == 0 {
-			br, err := h.LinkByName(a.Master)
-			if err != nil {
-				return fmt.Errorf("find bridge %s: %w", a.Master, err)
-			}
-			index = br.Attrs().Index
-			d.rememberIndex(master, index)
+		index, err := d.bridgeIndex(reconcile.LinkKey{NS: a.NS, Name: a.Master})
+		if err != nil {
+			return err
 		}
 		return h.LinkSetMasterByIndex(l, index)
 	})

@@ -20,6 +20,7 @@ import (
 
 	"github.com/google/nftables"
 	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netlink/nl"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
@@ -72,12 +73,34 @@ type Driver struct {
 	procs         []procInfo                // the processes as last listed, while still true (see processes)
 }
 
-// nsHandle is an open namespace: its file descriptor, a netlink socket inside it,
-// and (once needed) an nftables connection to it.
+// nsHandle is an open namespace: its file descriptor, netlink sockets inside it
+// (the library's handle, and a plain socket for the requests of rtnl.go), and
+// (once needed) an nftables connection to it.
 type nsHandle struct {
 	fd  netns.NsHandle
 	nl  *netlink.Handle
+	raw *nl.SocketHandle
 	nft *nftables.Conn
+}
+
+// openSockets opens the handle's netlink sockets in the calling thread's namespace.
+func (h *nsHandle) openSockets() error {
+	var err error
+	if h.nl, err = netlink.NewHandle(unix.NETLINK_ROUTE); err != nil {
+		return err
+	}
+	s, err := nl.GetNetlinkSocketAt(netns.None(), netns.None(), unix.NETLINK_ROUTE)
+	if err != nil {
+		h.nl.Close()
+		return err
+	}
+	h.raw = &nl.SocketHandle{Socket: s}
+	return nil
+}
+
+func (h *nsHandle) closeSockets() {
+	h.nl.Close()
+	h.raw.Close()
 }
 
 // New returns a driver. Close it when done.
@@ -143,25 +166,30 @@ func (d *Driver) handle(ns string) (*nsHandle, error) {
 			return nil, fmt.Errorf("netns %s: open: %w", ns, err)
 		}
 	}
-	nl, err := netlink.NewHandleAt(fd, unix.NETLINK_ROUTE)
-	if err != nil {
+	h = &nsHandle{fd: fd}
+	if err := inNetns(fd, h.openSockets); err != nil {
 		if ns != reconcile.Host {
 			fd.Close()
 		}
 		return nil, fmt.Errorf("netns %s: open netlink socket: %w", ns, err)
 	}
-	h = &nsHandle{fd: fd, nl: nl}
+	return d.keepHandle(ns, h), nil
+}
+
+// keepHandle records an opened handle, unless another goroutine opened one for
+// the same namespace meanwhile: then that one is returned and h is closed.
+func (d *Driver) keepHandle(ns string, h *nsHandle) *nsHandle {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if other, ok := d.handles[ns]; ok { // opened meanwhile by another goroutine
-		nl.Close()
+	if other, ok := d.handles[ns]; ok {
+		h.closeSockets()
 		if ns != reconcile.Host {
-			fd.Close()
+			h.fd.Close()
 		}
-		return other, nil
+		return other
 	}
 	d.handles[ns] = h
-	return h, nil
+	return h
 }
 
 // forget closes the handle of a namespace that is being deleted.
@@ -176,7 +204,10 @@ func (d *Driver) closeHandleLocked(ns string) {
 	if !ok {
 		return
 	}
-	h.nl.Close()
+	h.closeSockets()
+	if h.nft != nil {
+		h.nft.CloseLasting()
+	}
 	if ns != reconcile.Host {
 		h.fd.Close()
 	}

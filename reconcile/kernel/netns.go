@@ -8,11 +8,9 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
-	"strconv"
 	"strings"
 	"time"
 
-	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
@@ -54,44 +52,55 @@ func (d *Driver) createNetns(lab, name string, ipv6 bool) error {
 		// This thread enters the new namespace and never leaves it: the goroutine
 		// ends locked, so the runtime retires the thread instead of reusing it.
 		runtime.LockOSThread()
-		errc <- func() error {
-			if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
-				return fmt.Errorf("netns %s: unshare: %w", name, err)
-			}
-			h, err := netlink.NewHandle(unix.NETLINK_ROUTE) // in the thread's (new) namespace
-			if err != nil {
-				return fmt.Errorf("netns %s: open netlink socket: %w", name, err)
-			}
-			defer h.Close()
-			lo, err := h.LinkByName("lo")
-			if err != nil {
-				return fmt.Errorf("netns %s: find lo: %w", name, err)
-			}
-			if err := h.LinkSetAlias(lo, reconcile.Marker(lab)); err != nil {
-				return fmt.Errorf("netns %s: mark lo: %w", name, err)
-			}
-			if err := h.LinkSetUp(lo); err != nil {
-				return fmt.Errorf("netns %s: set lo up: %w", name, err)
-			}
-			if !ipv6 { // before any interface exists, so none ever starts IPv6
-				if err := writeIPv6Sysctls(false); err != nil {
-					return fmt.Errorf("netns %s: turn IPv6 off: %w", name, err)
-				}
-			}
-			f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_RDONLY, 0o444)
-			if err != nil {
-				return fmt.Errorf("netns %s: create %s: %w", name, path, err)
-			}
-			f.Close()
-			self := "/proc/self/task/" + strconv.Itoa(unix.Gettid()) + "/ns/net"
-			if err := unix.Mount(self, path, "none", unix.MS_BIND, ""); err != nil {
-				os.Remove(path)
-				return fmt.Errorf("netns %s: bind-mount onto %s: %w", name, path, err)
-			}
-			return nil
-		}()
+		h, err := d.makeNetns(lab, name, path, ipv6)
+		if err == nil {
+			d.keepHandle(name, h)
+		}
+		errc <- err
 	}()
 	return <-errc
+}
+
+// makeNetns does the work of createNetns on a thread of its own, and returns
+// the new namespace's handle: its sockets, opened from inside, serve every later
+// step (no entering it again).
+func (d *Driver) makeNetns(lab, name, path string, ipv6 bool) (*nsHandle, error) {
+	if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
+		return nil, fmt.Errorf("netns %s: unshare: %w", name, err)
+	}
+	self := "/proc/thread-self/ns/net"
+	fd, err := unix.Open(self, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("netns %s: open %s: %w", name, self, err)
+	}
+	h := &nsHandle{fd: netns.NsHandle(fd)}
+	if err := h.openSockets(); err != nil {
+		h.fd.Close()
+		return nil, fmt.Errorf("netns %s: open netlink socket: %w", name, err)
+	}
+	fail := func(err error) (*nsHandle, error) {
+		h.closeSockets()
+		h.fd.Close()
+		return nil, fmt.Errorf("netns %s: %w", name, err)
+	}
+	if err := setLinkByName(h.raw, "lo", reconcile.Marker(lab), true); err != nil {
+		return fail(fmt.Errorf("mark lo and set it up: %w", err))
+	}
+	if !ipv6 { // before any interface exists, so none ever starts IPv6
+		if err := writeIPv6Sysctls(false); err != nil {
+			return fail(fmt.Errorf("turn IPv6 off: %w", err))
+		}
+	}
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_RDONLY, 0o444)
+	if err != nil {
+		return fail(fmt.Errorf("create %s: %w", path, err))
+	}
+	f.Close()
+	if err := unix.Mount(self, path, "none", unix.MS_BIND, ""); err != nil {
+		os.Remove(path)
+		return fail(fmt.Errorf("bind-mount onto %s: %w", path, err))
+	}
+	return h, nil
 }
 
 // ensureNetnsDir makes the namespace directory a shared mount point, as iproute2
@@ -163,26 +172,18 @@ func (d *Driver) interruptedNetns(lab, name string) bool {
 }
 
 // netnsOwner reads the marker of a named namespace: the lab that owns it ("" when
-// netlab did not make it) and whether its loopback is up.
-func (d *Driver) netnsOwner(name string) (owner string, loUp bool, err error) {
+// netlab did not make it), from its loopback, which also tells whether lo is up
+// and whether IPv6 is on.
+func (d *Driver) netnsOwner(name string) (owner string, lo loopback, err error) {
 	h, err := d.handle(name)
 	if err != nil {
-		return "", false, err
+		return "", loopback{}, err
 	}
-	lo, err := h.nl.LinkByName("lo")
+	lo, err = readLoopback(h.raw)
 	if err != nil {
-		return "", false, fmt.Errorf("netns %s: find lo: %w", name, err)
+		return "", loopback{}, fmt.Errorf("netns %s: read lo: %w", name, err)
 	}
-	return ownerOf(lo.Attrs().Alias), lo.Attrs().Flags&unix.IFF_UP != 0, nil
-}
-
-// netnsIPv6 reports whether IPv6 is on in a namespace (for interfaces made from now on).
-func (d *Driver) netnsIPv6(name string) (bool, error) {
-	v, ok, err := d.readSysctl(reconcile.SysctlKey{NS: name, Path: "net/ipv6/conf/default/disable_ipv6"})
-	if err != nil || !ok {
-		return false, err
-	}
-	return v == "0", nil
+	return ownerOf(lo.alias), lo, nil
 }
 
 // setIPv6 turns IPv6 on or off in a namespace: the defaults for interfaces made
@@ -216,12 +217,10 @@ func (d *Driver) setIPv6(name string, on bool) error {
 }
 
 // writeIPv6Sysctls sets disable_ipv6 for all interfaces and for new ones, in the
-// namespace of the calling thread.
+// namespace of the calling thread: writing "all" writes "default" too (the
+// kernel does), so one write is enough.
 func writeIPv6Sysctls(on bool) error {
-	if err := writeDisableIPv6("conf/all", on); err != nil {
-		return err
-	}
-	return writeDisableIPv6("conf/default", on)
+	return writeDisableIPv6("conf/all", on)
 }
 
 func writeDisableIPv6(conf string, on bool) error {
@@ -315,13 +314,13 @@ func (d *Driver) waitDying(ctx context.Context) error {
 			if err != nil {
 				continue // its namespace is gone too
 			}
-			links, err := listLinks(h.nl)
+			links, err := dumpLinks(h.raw)
 			if err != nil {
 				return fmt.Errorf("netns %s: list links: %w", ns, err)
 			}
 			for _, l := range links {
-				if names[l.Attrs().Name] {
-					still = append(still, reconcile.LinkKey{NS: ns, Name: l.Attrs().Name})
+				if names[l.name] {
+					still = append(still, reconcile.LinkKey{NS: ns, Name: l.name})
 				}
 			}
 		}

@@ -39,7 +39,7 @@ func (d *Driver) nftConn(ns string) (*nftables.Conn, error) {
 			}
 			return c.SetReadBuffer(4 << 20)
 		}
-		if h.nft, err = nftables.New(nftables.WithNetNSFd(int(h.fd)), nftables.WithSockOptions(bigBuffer)); err != nil {
+		if h.nft, err = nftables.New(nftables.AsLasting(), nftables.WithNetNSFd(int(h.fd)), nftables.WithSockOptions(bigBuffer)); err != nil {
 			return nil, fmt.Errorf("netns %s: open nftables: %w", ns, err)
 		}
 	}

@@ -134,31 +134,30 @@ type nsObservation struct {
 // host) its interfaces, addresses, routes and the lab's table.
 func (d *Driver) observeOne(q reconcile.Query, ns string, intents map[reconcile.LinkKey]bool) (*nsObservation, error) {
 	r := &nsObservation{name: ns, part: reconcile.NewState(q.Lab)}
-	if ns != reconcile.Host {
-		if d.interruptedNetns(q.Lab, ns) {
-			r.absent = true // creating it again will replace the leftover file
-			return r, nil
-		}
-		owner, loUp, err := d.netnsOwner(ns)
-		if err != nil {
-			// A namespace file we cannot open (a stale mount, a plain file): not ours.
-			d.log.Debug("skip unreadable namespace", "netns", ns, "err", err)
-			r.foreign = true
-			return r, nil
-		}
-		if owner != q.Lab {
-			r.foreign, r.owner = true, owner
-			d.forget(ns)
-			return r, nil
-		}
-		r.loUp = loUp
-		if r.ipv6, err = d.netnsIPv6(ns); err != nil {
-			return nil, err
-		}
+	if ns != reconcile.Host && d.interruptedNetns(q.Lab, ns) {
+		r.absent = true // creating it again will replace the leftover file
+		return r, nil
 	}
-	var err error
-	if r.ends, err = d.observeNetns(r.part, ns, intents); err != nil {
+	var links []link
+	h, err := d.handle(ns)
+	if err == nil {
+		links, err = dumpLinks(h.raw)
+	}
+	if err != nil && ns != reconcile.Host {
+		// A namespace file we cannot open (a stale mount, a plain file): not ours.
+		d.log.Debug("skip unreadable namespace", "netns", ns, "err", err)
+		r.foreign = true
+		return r, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("netns %s: list links: %w", ns, err)
+	}
+	if r.ends, err = d.observeNetns(r, links, intents); err != nil {
 		return nil, err
+	}
+	if r.foreign {
+		d.forget(ns)
+		return r, nil
 	}
 	t, err := d.observeTable(ns, reconcile.TableName(q.Lab), q.Tables[ns])
 	if err != nil {
@@ -194,53 +193,53 @@ type vethEnd struct {
 	owned     bool
 }
 
-// observeNetns reads the interfaces, addresses and routes of one namespace.
-func (d *Driver) observeNetns(s *reconcile.State, ns string, intents map[reconcile.LinkKey]bool) ([]vethEnd, error) {
+// observeNetns reads the interfaces, addresses and routes of one namespace, given
+// its interfaces. A namespace other than the host is the lab's when its lo bears
+// the lab's marker; otherwise only its owner is noted.
+func (d *Driver) observeNetns(r *nsObservation, links []link, intents map[reconcile.LinkKey]bool) ([]vethEnd, error) {
+	ns, s := r.name, r.part
+	names := make(map[int]string, len(links))
+	for _, l := range links {
+		names[l.index] = l.name
+		if l.name == "lo" && ns != reconcile.Host {
+			if r.owner = ownerOf(l.alias); r.owner != s.Lab {
+				r.foreign = true
+				return nil, nil
+			}
+			r.owner, r.loUp, r.ipv6 = "", l.up, l.ipv6
+		}
+	}
 	h, err := d.handle(ns)
 	if err != nil {
 		return nil, err
 	}
-	links, err := listLinks(h.nl)
-	if err != nil {
-		return nil, fmt.Errorf("netns %s: list links: %w", ns, err)
-	}
-	names := make(map[int]string, len(links))
-	for _, l := range links {
-		names[l.Attrs().Index] = l.Attrs().Name
-	}
-
 	owned := map[int]bool{}
 	var ends []vethEnd
 	for _, l := range links {
-		a := l.Attrs()
-		if a.Name == "lo" {
+		if l.name == "lo" {
 			continue
 		}
-		k := reconcile.LinkKey{NS: ns, Name: a.Name}
-		owner := ownerOf(a.Alias)
-		unmarked := a.Alias == "" && intents[k]
+		k := reconcile.LinkKey{NS: ns, Name: l.name}
+		owner := ownerOf(l.alias)
+		unmarked := l.alias == "" && intents[k]
 		isOwned := owner == s.Lab || unmarked
-		if l.Type() == reconcile.KindVeth {
-			ends = append(ends, vethEnd{key: k, index: a.Index, peerIndex: a.ParentIndex, peerNsid: a.NetNsID, owned: isOwned})
+		if l.kind == reconcile.KindVeth {
+			ends = append(ends, vethEnd{key: k, index: l.index, peerIndex: l.peerIndex, peerNsid: l.peerNsid, owned: isOwned})
 		}
 		if !isOwned {
 			s.ForeignLinks[k] = owner
 			continue
 		}
-		owned[a.Index] = true
-		mac := ""
-		if a.HardwareAddr != nil {
-			mac = a.HardwareAddr.String()
-		}
+		owned[l.index] = true
 		s.Links[k] = &reconcile.Link{
 			LinkKey:  k,
-			Kind:     l.Type(),
-			Master:   names[a.MasterIndex],
-			MTU:      a.MTU,
-			MAC:      mac,
-			Up:       a.Flags&unix.IFF_UP != 0,
+			Kind:     l.kind,
+			Master:   names[l.master],
+			MTU:      l.mtu,
+			MAC:      l.mac,
+			Up:       l.up,
 			Unmarked: unmarked,
-			Index:    a.Index,
+			Index:    l.index,
 		}
 	}
 

@@ -1,0 +1,252 @@
+package kernel
+
+// The few rtnetlink requests that the netlink library has no call for, written
+// by hand because they are the hot path of a large lab: a veth pair created with
+// everything the kernel accepts at creation, interface attributes set by name
+// (no lookup of the index first), and a namespace's loopback read with its IPv6
+// state. Each is one request and one answer on the namespace's own socket.
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net"
+
+	"github.com/vishvananda/netlink/nl"
+	"golang.org/x/sys/unix"
+)
+
+// devconfDisableIPv6 is DEVCONF_DISABLE_IPV6, the index of disable_ipv6 in the
+// IFLA_INET6_CONF array of an interface (linux/ipv6.h).
+const devconfDisableIPv6 = 26
+
+// vethSpec is one end of a veth pair as created.
+type vethSpec struct {
+	name   string
+	netns  int // namespace file descriptor the end is created in
+	mtu    int
+	mac    net.HardwareAddr
+	master int // ifindex of the bridge (in the end's namespace); 0: none
+	up     bool
+}
+
+// addVeth creates a veth pair in one request sent on sock: main with its master
+// and up state, peer in its own namespace. Both ends get one queue each way: a
+// veth otherwise gets one per CPU and the kernel cuts the real count back to
+// one right after registering it, which waits for an RCU grace period per end
+// (two thirds of the cost of a veth on a small machine). The peer cannot be set
+// up in the same request (the kernel opens it before the pair is linked), so
+// its caller sets it up afterwards.
+//
+// Equivalent to: ip link add MAIN netns NS [mtu M] [address A] numtxqueues 1 numrxqueues 1 [master BR] [up]
+// type veth peer name PEER netns NS [mtu M] [address A] numtxqueues 1 numrxqueues 1
+func addVeth(sock *nl.SocketHandle, main, peer vethSpec) error {
+	req := nl.NewNetlinkRequest(unix.RTM_NEWLINK, unix.NLM_F_CREATE|unix.NLM_F_EXCL|unix.NLM_F_ACK)
+	msg := nl.NewIfInfomsg(unix.AF_UNSPEC)
+	if main.up {
+		msg.Flags, msg.Change = unix.IFF_UP, unix.IFF_UP
+	}
+	req.AddData(msg)
+	for _, a := range endAttrs(main) {
+		req.AddData(a)
+	}
+	if main.master != 0 {
+		req.AddData(nl.NewRtAttr(unix.IFLA_MASTER, nl.Uint32Attr(uint32(main.master))))
+	}
+	info := nl.NewRtAttr(unix.IFLA_LINKINFO, nil)
+	info.AddRtAttr(nl.IFLA_INFO_KIND, nl.NonZeroTerminated("veth"))
+	data := info.AddRtAttr(nl.IFLA_INFO_DATA, nil)
+	peerAttr := data.AddRtAttr(nl.VETH_INFO_PEER, nl.NewIfInfomsg(unix.AF_UNSPEC).Serialize())
+	for _, a := range endAttrs(peer) {
+		peerAttr.AddChild(a)
+	}
+	req.AddData(info)
+	return execute(sock, req)
+}
+
+func endAttrs(e vethSpec) []*nl.RtAttr {
+	attrs := []*nl.RtAttr{
+		nl.NewRtAttr(unix.IFLA_IFNAME, nl.ZeroTerminated(e.name)),
+		nl.NewRtAttr(unix.IFLA_NET_NS_FD, nl.Uint32Attr(uint32(e.netns))),
+		nl.NewRtAttr(unix.IFLA_NUM_TX_QUEUES, nl.Uint32Attr(1)),
+		nl.NewRtAttr(unix.IFLA_NUM_RX_QUEUES, nl.Uint32Attr(1)),
+	}
+	if e.mtu != 0 {
+		attrs = append(attrs, nl.NewRtAttr(unix.IFLA_MTU, nl.Uint32Attr(uint32(e.mtu))))
+	}
+	if e.mac != nil {
+		attrs = append(attrs, nl.NewRtAttr(unix.IFLA_ADDRESS, e.mac))
+	}
+	return attrs
+}
+
+// setLinkByName writes an interface's alias (unless "") and, with up, brings it
+// up, in one request that names the interface (the kernel looks it up; no round
+// trip to learn its index first).
+//
+// Equivalent to: ip link set dev NAME [alias ALIAS] [up]
+func setLinkByName(sock *nl.SocketHandle, name, alias string, up bool) error {
+	req := nl.NewNetlinkRequest(unix.RTM_SETLINK, unix.NLM_F_ACK)
+	msg := nl.NewIfInfomsg(unix.AF_UNSPEC)
+	if up {
+		msg.Flags, msg.Change = unix.IFF_UP, unix.IFF_UP
+	}
+	req.AddData(msg)
+	req.AddData(nl.NewRtAttr(unix.IFLA_IFNAME, nl.ZeroTerminated(name)))
+	if alias != "" {
+		req.AddData(nl.NewRtAttr(unix.IFLA_IFALIAS, []byte(alias)))
+	}
+	return execute(sock, req)
+}
+
+// loopback is what a namespace's lo tells about the namespace: the lab marker
+// (its alias), whether it is up, and whether IPv6 is on. Turning IPv6 off for
+// all interfaces (net.ipv6.conf.all.disable_ipv6) turns it off on lo and for
+// interfaces made later, so lo's own disable_ipv6 stands for the namespace's.
+type loopback struct {
+	alias string
+	up    bool
+	ipv6  bool
+}
+
+// readLoopback reads lo with one request.
+//
+// Equivalent to: ip -d link show lo; sysctl net.ipv6.conf.lo.disable_ipv6
+func readLoopback(sock *nl.SocketHandle) (loopback, error) {
+	req := nl.NewNetlinkRequest(unix.RTM_GETLINK, unix.NLM_F_ACK)
+	req.AddData(nl.NewIfInfomsg(unix.AF_UNSPEC))
+	req.AddData(nl.NewRtAttr(unix.IFLA_IFNAME, nl.ZeroTerminated("lo")))
+	req.Sockets = map[int]*nl.SocketHandle{unix.NETLINK_ROUTE: sock}
+	msgs, err := req.Execute(unix.NETLINK_ROUTE, unix.RTM_NEWLINK)
+	if err != nil {
+		return loopback{}, err
+	}
+	if len(msgs) != 1 {
+		return loopback{}, fmt.Errorf("read lo: %d answers", len(msgs))
+	}
+	l, err := parseLink(msgs[0])
+	return l.loopback(), err
+}
+
+// link is an interface as a link dump describes it, with only what netlab reads.
+type link struct {
+	index     int
+	name      string
+	alias     string
+	kind      string // "veth", "bridge", ...; "device" for lo and others without a kind
+	up        bool
+	master    int // ifindex of its bridge; 0 none
+	mtu       int
+	mac       string
+	peerIndex int // a veth's peer's ifindex (IFLA_LINK)
+	peerNsid  int // the peer's namespace id as seen from here; -1: same namespace
+	ipv6      bool
+}
+
+func (l link) loopback() loopback { return loopback{alias: l.alias, up: l.up, ipv6: l.ipv6} }
+
+// dumpLinks lists the interfaces of the socket's namespace with one dump. The
+// netlink library's LinkList decodes every attribute of every interface (its
+// statistics among them); a thousand namespaces' observation spent most of its
+// time there.
+//
+// Equivalent to: ip -d link show
+func dumpLinks(sock *nl.SocketHandle) ([]link, error) {
+	return retryDump(func() ([]link, error) {
+		req := nl.NewNetlinkRequest(unix.RTM_GETLINK, unix.NLM_F_DUMP)
+		req.AddData(nl.NewIfInfomsg(unix.AF_UNSPEC))
+		req.Sockets = map[int]*nl.SocketHandle{unix.NETLINK_ROUTE: sock}
+		var links []link
+		var perr error
+		err := req.ExecuteIter(unix.NETLINK_ROUTE, unix.RTM_NEWLINK, func(m []byte) bool {
+			l, err := parseLink(m)
+			if err != nil {
+				perr = err
+				return false
+			}
+			links = append(links, l)
+			return true
+		})
+		return links, errors.Join(err, perr)
+	})
+}
+
+func parseLink(m []byte) (link, error) {
+	info := nl.DeserializeIfInfomsg(m)
+	attrs, err := nl.ParseRouteAttr(m[info.Len():])
+	if err != nil {
+		return link{}, err
+	}
+	l := link{index: int(info.Index), up: info.Flags&unix.IFF_UP != 0, peerNsid: -1, kind: "device"}
+	for _, a := range attrs {
+		switch a.Attr.Type &^ unix.NLA_F_NESTED {
+		case unix.IFLA_IFNAME:
+			l.name = string(trimNul(a.Value))
+		case unix.IFLA_IFALIAS:
+			l.alias = string(trimNul(a.Value))
+		case unix.IFLA_MASTER:
+			l.master = int(binary.NativeEndian.Uint32(a.Value))
+		case unix.IFLA_MTU:
+			l.mtu = int(binary.NativeEndian.Uint32(a.Value))
+		case unix.IFLA_ADDRESS:
+			l.mac = net.HardwareAddr(a.Value).String()
+		case unix.IFLA_LINK:
+			l.peerIndex = int(binary.NativeEndian.Uint32(a.Value))
+		case unix.IFLA_LINK_NETNSID:
+			l.peerNsid = int(int32(binary.NativeEndian.Uint32(a.Value)))
+		case unix.IFLA_LINKINFO:
+			infos, err := nl.ParseRouteAttr(a.Value)
+			if err != nil {
+				return link{}, err
+			}
+			for _, i := range infos {
+				if i.Attr.Type == nl.IFLA_INFO_KIND {
+					l.kind = string(trimNul(i.Value))
+				}
+			}
+		case unix.IFLA_AF_SPEC:
+			if l.ipv6, err = ipv6Enabled(a.Value); err != nil {
+				return link{}, err
+			}
+		}
+	}
+	return l, nil
+}
+
+// ipv6Enabled reads disable_ipv6 from an IFLA_AF_SPEC attribute; no IPv6 part
+// (IPv6 not built into the kernel) reads as off.
+func ipv6Enabled(afSpec []byte) (bool, error) {
+	families, err := nl.ParseRouteAttr(afSpec)
+	if err != nil {
+		return false, err
+	}
+	for _, f := range families {
+		if f.Attr.Type&^unix.NLA_F_NESTED != unix.AF_INET6 {
+			continue
+		}
+		inet6, err := nl.ParseRouteAttr(f.Value)
+		if err != nil {
+			return false, err
+		}
+		for _, a := range inet6 {
+			if a.Attr.Type == unix.IFLA_INET6_CONF && len(a.Value) >= 4*(devconfDisableIPv6+1) {
+				return binary.NativeEndian.Uint32(a.Value[4*devconfDisableIPv6:]) == 0, nil
+			}
+		}
+	}
+	return false, nil
+}
+
+func trimNul(b []byte) []byte {
+	for len(b) > 0 && b[len(b)-1] == 0 {
+		b = b[:len(b)-1]
+	}
+	return b
+}
+
+// execute sends a request that is answered by an acknowledgement on sock.
+func execute(sock *nl.SocketHandle, req *nl.NetlinkRequest) error {
+	req.Sockets = map[int]*nl.SocketHandle{unix.NETLINK_ROUTE: sock}
+	_, err := req.Execute(unix.NETLINK_ROUTE, 0)
+	return err
+}
