@@ -50,6 +50,18 @@ const (
 	phaseProcess
 )
 
+// applyGroup is the phase the actions of p are applied with. Deleting a bridge
+// and deleting namespaces do not depend on each other, and both are mostly
+// waiting for RCU grace periods (one per port leaving the bridge, one per
+// unmounted namespace): applied together, the waits overlap and share grace
+// periods.
+func (p Phase) applyGroup() Phase {
+	if p == phaseDeleteNetns {
+		return phaseDeleteBridge
+	}
+	return p
+}
+
 // Action is one step of a plan: one object, one kernel operation, one line of the
 // plan, and the iproute2 commands that would do the same.
 type Action interface {
@@ -290,7 +302,11 @@ func (a DeleteLink) Object() string {
 	return s
 }
 func (a DeleteLink) Commands() []string {
-	return []string{fmt.Sprintf("%s link del %s", ipn(a.NS), a.Name)}
+	del := fmt.Sprintf("%s link del %s", ipn(a.NS), a.Name)
+	if a.LinkKind == KindBridge { // down first: its ports then leave without a walk over the others each
+		return []string{fmt.Sprintf("%s link set %s down", ipn(a.NS), a.Name), del}
+	}
+	return []string{del}
 }
 
 // MarkLink writes the ownership marker on an interface this lab created but could

@@ -69,11 +69,12 @@ func ApplyAll(ctx context.Context, d Driver, p *Plan) error {
 // Concurrency is how many actions of one phase run at once.
 var Concurrency = 4 * runtime.NumCPU()
 
-// phases splits the plan's action indexes into runs of the same phase.
+// phases splits the plan's action indexes into runs that are applied at once:
+// the actions of one phase, or of phases that share an apply group.
 func (p *Plan) phases() [][]int {
 	var out [][]int
 	for i, a := range p.Actions {
-		if len(out) == 0 || p.Actions[out[len(out)-1][0]].Phase() != a.Phase() {
+		if len(out) == 0 || p.Actions[out[len(out)-1][0]].Phase().applyGroup() != a.Phase().applyGroup() {
 			out = append(out, nil)
 		}
 		out[len(out)-1] = append(out[len(out)-1], i)

@@ -309,6 +309,9 @@ func (d *differ) sysctls() {
 		if _, ok := d.desired.Sysctls[k]; ok || d.goneNetns[k.NS] {
 			continue
 		}
+		if _, ok := d.observed.Namespaces[k.NS]; !ok && k.NS != Host {
+			continue // its namespace is gone (a run died deleting it), and its sysctls with it
+		}
 		d.add(SetSysctl{Lab: d.desired.Lab, SysctlKey: k, Value: d.observed.SavedSysctls[k], Old: d.observed.Sysctls[k], Restore: true})
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
+	"runtime/debug"
 	"syscall"
 )
 
@@ -23,6 +24,13 @@ import (
 func init() { runtime.LockOSThread() }
 
 func main() {
+	// netlab runs for a second or so and allocates mostly short-lived netlink
+	// messages: collecting garbage less often saves a tenth of a large lab's
+	// observation, for some more megabytes of peak memory (about 40 MB at a
+	// thousand namespaces). GOGC in the environment still wins.
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(400)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	code := Run(ctx, os.Args[1:], Streams{In: os.Stdin, Out: os.Stdout, Err: os.Stderr})
 	stop()

@@ -39,7 +39,7 @@ func (d *Driver) Apply(ctx context.Context, a reconcile.Action) error {
 	case reconcile.CreateVeth:
 		return d.createVeth(a)
 	case reconcile.DeleteLink:
-		return d.deleteLink(a.LinkKey)
+		return d.deleteLink(a.LinkKey, a.LinkKind)
 	case reconcile.MarkLink:
 		return d.withLink(a.LinkKey, func(h *netlink.Handle, l netlink.Link) error {
 			if err := h.LinkSetAlias(l, reconcile.Marker(a.Lab)); err != nil {
@@ -299,10 +299,13 @@ func (d *Driver) mark(lab string, k reconcile.LinkKey) error {
 	return nil
 }
 
-// deleteLink deletes an interface; for a veth the kernel deletes both ends.
+// deleteLink deletes an interface; for a veth the kernel deletes both ends. A
+// bridge is brought down first: each port that leaves a bridge that is up makes
+// the kernel walk all remaining ports and restart their multicast timers, while
+// bringing it down stops them at once (a thousand ports: 0.4 s less).
 //
-// Equivalent to: ip -n NS link del NAME
-func (d *Driver) deleteLink(k reconcile.LinkKey) error {
+// Equivalent to: [ip -n NS link set NAME down;] ip -n NS link del NAME
+func (d *Driver) deleteLink(k reconcile.LinkKey, kind string) error {
 	h, err := d.handle(k.NS)
 	if err != nil {
 		return err
@@ -310,6 +313,9 @@ func (d *Driver) deleteLink(k reconcile.LinkKey) error {
 	l, err := h.nl.LinkByName(k.Name)
 	if isNotFound(err) {
 		return nil
+	}
+	if err == nil && kind == reconcile.KindBridge {
+		err = h.nl.LinkSetDown(l)
 	}
 	if err == nil {
 		err = h.nl.LinkDel(l)

@@ -73,9 +73,10 @@ type Driver struct {
 	procs         []procInfo                // the processes as last listed, while still true (see processes)
 }
 
-// nsHandle is an open namespace: its file descriptor, netlink sockets inside it
-// (the library's handle, and a plain socket for the requests of rtnl.go), and
-// (once needed) an nftables connection to it.
+// nsHandle is an open namespace: its file descriptor and sockets inside it (the
+// netlink library's handle, a plain rtnetlink socket for the requests of
+// rtnl.go, and an nftables connection), all opened at once, on one visit of a
+// thread to the namespace.
 type nsHandle struct {
 	fd  netns.NsHandle
 	nl  *netlink.Handle
@@ -83,7 +84,7 @@ type nsHandle struct {
 	nft *nftables.Conn
 }
 
-// openSockets opens the handle's netlink sockets in the calling thread's namespace.
+// openSockets opens the handle's sockets in the calling thread's namespace.
 func (h *nsHandle) openSockets() error {
 	var err error
 	if h.nl, err = netlink.NewHandle(unix.NETLINK_ROUTE); err != nil {
@@ -95,12 +96,18 @@ func (h *nsHandle) openSockets() error {
 		return err
 	}
 	h.raw = &nl.SocketHandle{Socket: s}
+	if h.nft, err = openNft(); err != nil {
+		h.nl.Close()
+		h.raw.Close()
+		return fmt.Errorf("open nftables: %w", err)
+	}
 	return nil
 }
 
 func (h *nsHandle) closeSockets() {
 	h.nl.Close()
 	h.raw.Close()
+	h.nft.CloseLasting()
 }
 
 // New returns a driver. Close it when done.
@@ -205,9 +212,6 @@ func (d *Driver) closeHandleLocked(ns string) {
 		return
 	}
 	h.closeSockets()
-	if h.nft != nil {
-		h.nft.CloseLasting()
-	}
 	if ns != reconcile.Host {
 		h.fd.Close()
 	}

@@ -151,12 +151,18 @@ func (d *Driver) deleteNetns(lab, name string, takes []reconcile.LinkKey) error 
 	d.dying = append(d.dying, takes...)
 	d.dyingNetns[ino] = name
 	d.mu.Unlock()
+	// A crash between the unmount and the removal would leave a plain file that
+	// looks like someone else's namespace: recorded, like an interrupted creation.
+	if err := d.state.recordNetnsIntent(lab, name); err != nil {
+		return err
+	}
 	if err := unix.Unmount(path, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) {
 		return fmt.Errorf("netns %s: unmount %s: %w", name, path, err)
 	}
 	if err := os.Remove(path); err != nil && !os.IsNotExist(err) {
 		return fmt.Errorf("netns %s: remove %s: %w", name, path, err)
 	}
+	os.Remove(d.state.netnsIntent(lab, name))
 	return nil
 }
 

@@ -26,24 +26,22 @@ func (d *Driver) nftConn(ns string) (*nftables.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if h.nft == nil {
-		// A table is replaced in one transaction, sent as one message and answered
-		// with one acknowledgement per rule: the default socket buffers (about 200
-		// KiB) hold some hundreds of rules, 1000 published ports make 4000. Ask for
-		// 4 MiB each way (the kernel caps them at net.core.wmem_max/rmem_max).
-		bigBuffer := func(c *netlink.Conn) error {
-			if err := c.SetWriteBuffer(4 << 20); err != nil {
-				return err
-			}
-			return c.SetReadBuffer(4 << 20)
-		}
-		if h.nft, err = nftables.New(nftables.AsLasting(), nftables.WithNetNSFd(int(h.fd)), nftables.WithSockOptions(bigBuffer)); err != nil {
-			return nil, fmt.Errorf("netns %s: open nftables: %w", ns, err)
-		}
-	}
 	return h.nft, nil
+}
+
+// openNft opens an nftables connection in the calling thread's namespace. A
+// table is replaced in one transaction, sent as one message and answered with
+// one acknowledgement per rule: the default socket buffers (about 200 KiB) hold
+// some hundreds of rules, 1000 published ports make 4000. It asks for 4 MiB each
+// way (the kernel caps them at net.core.wmem_max/rmem_max).
+func openNft() (*nftables.Conn, error) {
+	bigBuffer := func(c *netlink.Conn) error {
+		if err := c.SetWriteBuffer(4 << 20); err != nil {
+			return err
+		}
+		return c.SetReadBuffer(4 << 20)
+	}
+	return nftables.New(nftables.AsLasting(), nftables.WithSockOptions(bigBuffer))
 }
 
 func labTable(name string) *nftables.Table {

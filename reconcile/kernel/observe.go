@@ -503,6 +503,8 @@ func listAddrs(h *netlink.Handle) ([]netlink.Addr, error) {
 
 func listRoutes(h *netlink.Handle) ([]netlink.Route, error) {
 	return retryDump(func() ([]netlink.Route, error) {
-		return h.RouteListFiltered(netlink.FAMILY_ALL, &netlink.Route{Table: unix.RT_TABLE_MAIN}, netlink.RT_FILTER_TABLE)
+		// With no filter bits the library keeps the main table, and skips the others
+		// before decoding them (with a table filter, it decodes them all first).
+		return h.RouteListFiltered(netlink.FAMILY_ALL, &netlink.Route{}, 0)
 	})
 }

@@ -98,10 +98,14 @@ func (d *Driver) forgetSysctls(lab, ns string) error {
 	if err != nil || len(saved) == 0 {
 		return err
 	}
+	n := len(saved)
 	for k := range saved {
 		if k.NS == ns {
 			delete(saved, k)
 		}
+	}
+	if len(saved) == n {
+		return nil // nothing saved for this namespace: no rewrite (a thousand namespaces go at once)
 	}
 	return d.state.writeSavedSysctls(lab, saved)
 }
