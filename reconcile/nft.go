@@ -18,7 +18,54 @@ func TableName(lab string) string { return "netlab-" + lab }
 type Table struct {
 	NS     string
 	Name   string
+	Sets   []*Set   // by name
 	Chains []*Chain // in chainOrder
+}
+
+// Set is a named set, or map, of the lab's table. Published ports live in them:
+// a packet's way through NAT is then one lookup however many ports are
+// published (Docker's iptables rules are one rule per port, each tried in turn).
+type Set struct {
+	Name     string
+	Key      string   // nft's type of the elements (a map's keys): "ipv4_addr . inet_service"
+	Data     string   // a map's type of values ("ipv4_addr . inet_service"); "" for a set
+	Elements []string // in nft's syntax, sorted: "172.17.0.2 . 80", for a map "8000 : 172.17.0.2 . 80"
+}
+
+// kind is "map" or "set", as nft declares it.
+func (s *Set) kind() string {
+	if s.Data != "" {
+		return "map"
+	}
+	return "set"
+}
+
+// typeText is the set's type declaration as nft writes it.
+func (s *Set) typeText() string {
+	if s.Data != "" {
+		return "type " + s.Key + " : " + s.Data
+	}
+	return "type " + s.Key
+}
+
+// set returns the table's set of that name, creating it (sorted by name).
+func (t *Table) set(name, key, data string) *Set {
+	for _, s := range t.Sets {
+		if s.Name == name {
+			return s
+		}
+	}
+	s := &Set{Name: name, Key: key, Data: data}
+	t.Sets = append(t.Sets, s)
+	slices.SortFunc(t.Sets, func(a, b *Set) int { return strings.Compare(a.Name, b.Name) })
+	return s
+}
+
+// add adds an element, keeping the elements sorted and without duplicates.
+func (s *Set) add(element string) {
+	if i, found := slices.BinarySearch(s.Elements, element); !found {
+		s.Elements = slices.Insert(s.Elements, i, element)
+	}
 }
 
 // Chain is a base chain with policy accept: the lab's rules drop explicitly, and
@@ -134,6 +181,13 @@ func (c *Chain) header() string {
 func (t *Table) Script() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "table inet %s\ndelete table inet %s\ntable inet %s {\n", t.Name, t.Name, t.Name)
+	for _, s := range t.Sets {
+		fmt.Fprintf(&b, "\t%s %s {\n\t\t%s\n", s.kind(), s.Name, s.typeText())
+		if len(s.Elements) > 0 {
+			fmt.Fprintf(&b, "\t\telements = { %s }\n", strings.Join(s.Elements, ", "))
+		}
+		b.WriteString("\t}\n\n")
+	}
 	for i, c := range t.Chains {
 		if i > 0 {
 			b.WriteString("\n")
@@ -148,12 +202,20 @@ func (t *Table) Script() string {
 	return b.String()
 }
 
-// lines is the table as "chain: rule" lines, the unit the plan compares and shows.
+// lines is the table as "chain: rule" and "set NAME: element" lines, the unit
+// the plan compares and shows.
 func (t *Table) lines() []string {
 	if t == nil {
 		return nil
 	}
 	var out []string
+	for _, s := range t.Sets {
+		prefix := s.kind() + " " + s.Name + ": "
+		out = append(out, prefix+s.typeText())
+		for _, e := range s.Elements {
+			out = append(out, prefix+e)
+		}
+	}
 	for _, c := range t.Chains {
 		out = append(out, c.Name+": "+c.header())
 		for _, r := range c.Rules {
@@ -203,17 +265,20 @@ func chainIndex(name string) int {
 // want and the lines only in have, each in order.
 func tableChanges(want, have *Table) (added, removed []string) {
 	w, h := want.lines(), have.lines()
-	for _, l := range w {
-		if !slices.Contains(h, l) {
-			added = append(added, l)
+	only := func(lines, other []string) []string {
+		in := make(map[string]bool, len(other))
+		for _, l := range other {
+			in[l] = true
 		}
-	}
-	for _, l := range h {
-		if !slices.Contains(w, l) {
-			removed = append(removed, l)
+		var out []string
+		for _, l := range lines {
+			if !in[l] {
+				out = append(out, l)
+			}
 		}
+		return out
 	}
-	return added, removed
+	return only(w, h), only(h, w)
 }
 
 // Plural says "1 rule", "2 rules".
@@ -224,16 +289,30 @@ func Plural(n int, noun string) string {
 	return fmt.Sprintf("%d %ss", n, noun)
 }
 
-// countRules counts the rule lines among "chain: ..." lines, not chain declarations.
+// countRules counts the rule lines among table lines: not chain declarations,
+// not sets and their elements.
 func countRules(lines []string) int {
 	n := 0
 	for _, l := range lines {
-		if !strings.Contains(l, ": type ") || !strings.Contains(l, " hook ") {
+		if !isSetLine(l) && !(strings.Contains(l, ": type ") && strings.Contains(l, " hook ")) {
 			n++
 		}
 	}
 	return n
 }
+
+// countElements counts the set element lines among table lines.
+func countElements(lines []string) int {
+	n := 0
+	for _, l := range lines {
+		if isSetLine(l) && !strings.Contains(l, ": type ") {
+			n++
+		}
+	}
+	return n
+}
+
+func isSetLine(l string) bool { return strings.HasPrefix(l, "set ") || strings.HasPrefix(l, "map ") }
 
 // ReplaceTable writes the lab's table in a namespace in one atomic transaction:
 // the whole table is replaced, so a half-applied rule set never exists.
@@ -254,13 +333,21 @@ func (a ReplaceTable) Kind() string { return "nft" }
 func (a ReplaceTable) Object() string {
 	s := a.Table.NS + ": table inet " + a.Table.Name
 	if a.Old == nil {
+		lines := a.Table.lines()
+		if n := countElements(lines); n > 0 {
+			return fmt.Sprintf("%s (%s, %s)", s, Plural(a.Table.RuleCount(), "rule"), Plural(n, "set element"))
+		}
 		return fmt.Sprintf("%s (%s)", s, Plural(a.Table.RuleCount(), "rule"))
 	}
 	added, removed := tableChanges(a.Table, a.Old)
 	if len(added) == 0 && len(removed) == 0 {
 		return s + " (rules reordered)"
 	}
-	return fmt.Sprintf("%s (%s to add, %d to remove)", s, Plural(countRules(added), "rule"), countRules(removed))
+	text := fmt.Sprintf("%s to add, %d to remove", Plural(countRules(added), "rule"), countRules(removed))
+	if n, m := countElements(added), countElements(removed); n > 0 || m > 0 {
+		text += fmt.Sprintf("; %s to add, %d to remove", Plural(n, "set element"), m)
+	}
+	return fmt.Sprintf("%s (%s)", s, text)
 }
 
 // Details are the rules the change adds (+) and removes (-), one per line.

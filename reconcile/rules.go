@@ -173,12 +173,25 @@ func (c *rulesCompiler) dockerBridge(b *topology.Bridge, pubs []published) {
 	notIif := Match{Field: FieldIIFName, Value: br, Neg: true}
 
 	// forward, in Docker's order.
+	var mine, single []published // this bridge's published ports: looked up in sets, or one rule each
+	for _, p := range pubs {
+		switch {
+		case p.bridge != b:
+		case p.addr.Is4() && !p.p.HostIP.IsValid():
+			mine = append(mine, p)
+		default:
+			single = append(single, p)
+		}
+	}
+	sets := c.publishSets(b, mine)
+
 	c.add(ns, "forward", &Rule{Match: []Match{oif, {Field: FieldCtState, Value: "established,related"}}, Verdict: "accept",
 		Comment: br + ": replies to connections from inside"})
-	for _, p := range pubs {
-		if p.bridge != b {
-			continue
-		}
+	for _, s := range sets {
+		c.add(ns, "forward", &Rule{Match: []Match{notIif, oif, {Field: "ip daddr . " + s.proto + " dport", Value: "@" + s.published}},
+			Verdict: "accept", Comment: br + ": published " + s.proto + " ports"})
+	}
+	for _, p := range single {
 		c.add(ns, "forward", &Rule{Match: []Match{notIif, oif, addrMatch("daddr", p.addr), portMatch(p.p.Proto, "dport", uint16Range(p.p.Port))},
 			Verdict: "accept", Comment: publishComment(p)})
 	}
@@ -201,11 +214,25 @@ func (c *rulesCompiler) dockerBridge(b *topology.Bridge, pubs []published) {
 	// Published ports: DNAT from anywhere to a local address, from other machines
 	// (prerouting) and from the host itself (output), as Docker without its
 	// userland proxy does.
-	hasPub := false
-	for _, p := range pubs {
-		if p.bridge != b {
-			continue
+	for _, s := range sets {
+		// The map is looked up twice: as a set, so that the counter counts only
+		// published ports, then for the address and port to translate to.
+		dnat := &Rule{Match: []Match{{Field: FieldFibDaddrTyp, Value: "local"}, {Field: s.proto + " dport", Value: "@" + s.dnat}},
+			Verdict: "dnat", Family: "ip", To: s.proto + " dport map @" + s.dnat, Comment: br + ": published " + s.proto + " ports"}
+		c.add(ns, "nat-prerouting", dnat)
+		c.add(ns, "nat-output", dnat)
+		// A container reaching its own published port comes back through the same
+		// port (hairpin), and must see the host as the source to answer it.
+		c.add(ns, "nat-postrouting", &Rule{Match: []Match{{Field: "ip saddr . ip daddr . " + s.proto + " dport", Value: "@" + s.hairpin}},
+			Verdict: "masquerade", Comment: br + ": published " + s.proto + " ports: hairpin"})
+	}
+	for _, p := range mine {
+		if l := c.s.Links[p.port]; l != nil {
+			l.Hairpin = true
 		}
+	}
+	hasPub := len(mine) > 0
+	for _, p := range single {
 		hasPub = true
 		match := []Match{{Field: FieldFibDaddrTyp, Value: "local"}}
 		if p.p.HostIP.IsValid() {
@@ -238,6 +265,40 @@ func (c *rulesCompiler) dockerBridge(b *topology.Bridge, pubs []published) {
 		c.add(ns, "nat-postrouting", &Rule{Match: []Match{oif, {Field: FieldFibSaddrTyp, Value: "local"}}, Verdict: "masquerade",
 			Comment: br + ": the host's own connections to published ports"})
 	}
+}
+
+// publishSetNames are the sets of one bridge's published ports of one protocol.
+type publishSetNames struct {
+	proto     string
+	dnat      string // map: host port -> container address . port
+	published string // set: container address . port, let in from outside
+	hairpin   string // set: container address . itself . port, masqueraded
+}
+
+// publishSets fills, per protocol, the sets that stand for a bridge's IPv4
+// published ports on every host address, and returns their names.
+func (c *rulesCompiler) publishSets(b *topology.Bridge, pubs []published) []publishSetNames {
+	var out []publishSetNames
+	for _, proto := range []string{"tcp", "udp"} {
+		n := publishSetNames{proto: proto, dnat: b.Name + "-" + proto + "-dnat",
+			published: b.Name + "-" + proto + "-published", hairpin: b.Name + "-" + proto + "-hairpin"}
+		used := false
+		for _, p := range pubs {
+			if p.p.Proto != proto {
+				continue
+			}
+			t := c.table(b.Namespace)
+			to := fmt.Sprintf("%s . %d", p.addr, p.p.Port)
+			t.set(n.dnat, "inet_service", "ipv4_addr . inet_service").add(fmt.Sprintf("%d : %s", p.p.HostPort, to))
+			t.set(n.published, "ipv4_addr . inet_service", "").add(to)
+			t.set(n.hairpin, "ipv4_addr . ipv4_addr . inet_service", "").add(fmt.Sprintf("%s . %s", p.addr, to))
+			used = true
+		}
+		if used {
+			out = append(out, n)
+		}
+	}
+	return out
 }
 
 func publishComment(p published) string {

@@ -3,6 +3,7 @@ package reconcile_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -124,5 +125,38 @@ links:
 	var conflict *r.ConflictError
 	if !errors.As(err, &conflict) || len(conflict.Conflicts) != 1 || !strings.Contains(conflict.Conflicts[0], "/etc/netns/c3/hosts") {
 		t.Fatalf("plan with a foreign /etc/netns/c3/hosts: %v, want one conflict naming it", err)
+	}
+}
+
+// TestPublishedPortsAreLookedUp: publishing more ports adds elements to the
+// bridge's sets, not rules, so a packet's way through NAT and the forward chain
+// is as long with a hundred ports as with one. A port published on one host
+// address keeps a rule of its own.
+func TestPublishedPortsAreLookedUp(t *testing.T) {
+	lab := func(n int, extra string) *r.State {
+		var b strings.Builder
+		b.WriteString("name: pub\nbridges:\n  docker0: {addresses: [172.17.0.1/16]}\nnamespaces:\n")
+		for i := range n {
+			fmt.Fprintf(&b, "  c%d:\n    interfaces: {eth0: {addresses: [172.17.%d.%d/16]}}\n    publish: [\"%d:80\"%s]\n", i, (i+2)/256, (i+2)%256, 8000+i, extra)
+			extra = ""
+		}
+		b.WriteString("links:\n")
+		for i := range n {
+			fmt.Fprintf(&b, "  - [c%d:eth0, docker0]\n", i)
+		}
+		return desiredFromText(t, b.String())
+	}
+	one, hundred := lab(1, ""), lab(100, "")
+	if got, want := hundred.Tables[r.Host].RuleCount(), one.Tables[r.Host].RuleCount(); got != want {
+		t.Errorf("100 published ports make %d rules, 1 makes %d: the rules must not grow with the ports", got, want)
+	}
+	for _, s := range hundred.Tables[r.Host].Sets {
+		if len(s.Elements) != 100 {
+			t.Errorf("set %s has %d elements, want 100", s.Name, len(s.Elements))
+		}
+	}
+	withHostIP := lab(2, `, "127.0.0.1:9000:81"`)
+	if got, want := withHostIP.Tables[r.Host].RuleCount(), one.Tables[r.Host].RuleCount()+4; got != want {
+		t.Errorf("a port published on one host address: %d rules, want %d (its forward accept, two DNATs, its hairpin)", got, want)
 	}
 }

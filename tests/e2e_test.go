@@ -300,7 +300,7 @@ func TestInspect(t *testing.T) {
 		if ns.Name == "host" {
 			counted := false
 			for _, rule := range ns.NftRules {
-				if strings.Contains(rule.Rule, `comment "publish web 8000:80"`) && rule.Packets > 0 {
+				if strings.Contains(rule.Rule, `dnat ip to tcp dport map @docker0-tcp-dnat`) && rule.Packets > 0 {
 					counted = true
 				}
 			}

@@ -126,8 +126,9 @@ func TestDockerNATWithRealTraffic(t *testing.T) {
 		`table inet netlab-nat`,
 		`ip saddr 172.17.0.0/16 oifname != "docker0" counter packets`,
 		`masquerade comment "docker0: masquerade 172.17.0.0/16"`,
-		`fib daddr type local tcp dport 8000 counter packets`,
-		`dnat ip to 172.17.0.2:80 comment "publish web 8000:80"`,
+		"fib daddr type local tcp dport @docker0-tcp-dnat counter packets",
+		`dnat ip to tcp dport map @docker0-tcp-dnat comment "docker0: published tcp ports"`,
+		"elements = { 8000 : 172.17.0.2 . 80 }",
 		`iifname "docker0" oifname "mynet" counter packets`,
 	} {
 		if !strings.Contains(ruleset, want) {
@@ -161,7 +162,7 @@ func TestNftNoBatchWhenEqualAndRepairAfterFlush(t *testing.T) {
 	var b strings.Builder
 	plan.WriteText(&b)
 	if !strings.Contains(b.String(), "~ nft     host: table inet netlab-nat (") ||
-		!strings.Contains(b.String(), `+ nat-prerouting: fib daddr type local tcp dport 8000 counter dnat ip to 172.17.0.2:80 comment "publish web 8000:80"`) {
+		!strings.Contains(b.String(), `+ nat-prerouting: fib daddr type local tcp dport @docker0-tcp-dnat counter dnat ip to tcp dport map @docker0-tcp-dnat comment "docker0: published tcp ports"`) {
 		t.Errorf("plan after flushing the table by hand:\n%s", b.String())
 	}
 	if len(plan.Actions) != 1 {
@@ -169,6 +170,21 @@ func TestNftNoBatchWhenEqualAndRepairAfterFlush(t *testing.T) {
 	}
 	up(t, d, desired)
 	harness.Serve(t, sb.nsPath("web"), ":80")
+	sb.mustReach("lan", "192.0.2.1:8000", "192.0.2.2")
+
+	// A published port removed from its map by hand is seen, and put back.
+	sb.mustRun("host", "nft", "delete", "element", "inet", "netlab-nat", "docker0-tcp-dnat", "{ 8000 }")
+	sb.mustNotReach("lan", "192.0.2.1:8000", "the port's map element is gone")
+	b.Reset()
+	if plan, err = r.MakePlan(context.Background(), d, desired); err != nil {
+		t.Fatal(err)
+	}
+	plan.WriteText(&b)
+	if !strings.Contains(b.String(), "(0 rules to add, 0 to remove; 1 set element to add, 0 to remove)") ||
+		!strings.Contains(b.String(), "+ map docker0-tcp-dnat: 8000 : 172.17.0.2 . 80") {
+		t.Errorf("plan after deleting a map element by hand:\n%s", b.String())
+	}
+	up(t, d, desired)
 	sb.mustReach("lan", "192.0.2.1:8000", "192.0.2.2")
 }
 

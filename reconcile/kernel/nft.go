@@ -2,6 +2,7 @@ package kernel
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -80,6 +81,15 @@ func (d *Driver) replaceTable(t *reconcile.Table) error {
 		conn.DelTable(old)
 	}
 	table := conn.AddTable(labTable(t.Name))
+	for _, set := range t.Sets {
+		ns, elements, err := compileSet(table, set)
+		if err != nil {
+			return fmt.Errorf("netns %s: table %s: %w", t.NS, t.Name, err)
+		}
+		if err := conn.AddSet(ns, elements); err != nil {
+			return fmt.Errorf("netns %s: table %s: %w", t.NS, t.Name, err)
+		}
+	}
 	accept := nftables.ChainPolicyAccept
 	for _, c := range t.Chains {
 		prio := nftables.ChainPriority(c.Priority)
@@ -120,6 +130,156 @@ func (d *Driver) deleteTable(ns, name string) error {
 		return fmt.Errorf("netns %s: delete table inet %s: %w", ns, name, err)
 	}
 	return nil
+}
+
+// setTypes are the element types a lab's sets use, by nft's name.
+var setTypes = map[string]nftables.SetDatatype{
+	"ipv4_addr":    nftables.TypeIPAddr,
+	"ipv6_addr":    nftables.TypeIP6Addr,
+	"inet_service": nftables.TypeInetService,
+}
+
+// setType turns nft's name of a type, one or a concatenation ("ipv4_addr .
+// inet_service"), into the library's.
+func setType(name string) (nftables.SetDatatype, error) {
+	var parts []nftables.SetDatatype
+	for _, n := range strings.Split(name, " . ") {
+		t, ok := setTypes[n]
+		if !ok {
+			return nftables.SetDatatype{}, fmt.Errorf("unknown set type %q", n)
+		}
+		parts = append(parts, t)
+	}
+	if len(parts) == 1 {
+		return parts[0], nil
+	}
+	return nftables.ConcatSetType(parts...)
+}
+
+// compileSet turns a set of the model into the library's, with its elements.
+//
+// Equivalent to: nft add set|map inet TABLE NAME { type ...; elements = { ... } }
+func compileSet(table *nftables.Table, s *reconcile.Set) (*nftables.Set, []nftables.SetElement, error) {
+	key, err := setType(s.Key)
+	if err != nil {
+		return nil, nil, fmt.Errorf("set %s: %w", s.Name, err)
+	}
+	set := &nftables.Set{Table: table, Name: s.Name, KeyType: key, KeyByteOrder: binaryutil.BigEndian}
+	if s.Data != "" {
+		if set.DataType, err = setType(s.Data); err != nil {
+			return nil, nil, fmt.Errorf("map %s: %w", s.Name, err)
+		}
+		set.IsMap = true
+	}
+	var elements []nftables.SetElement
+	for _, e := range s.Elements {
+		k, v, _ := strings.Cut(e, " : ")
+		var el nftables.SetElement
+		if el.Key, err = elementBytes(s.Key, k); err == nil && s.Data != "" {
+			el.Val, err = elementBytes(s.Data, v)
+		}
+		if err != nil {
+			return nil, nil, fmt.Errorf("set %s: element %q: %w", s.Name, e, err)
+		}
+		elements = append(elements, el)
+	}
+	return set, elements, nil
+}
+
+// elementBytes encodes a value of a type as nft does: each field in network
+// order, a concatenation's fields each padded to 4 bytes.
+func elementBytes(typ, text string) ([]byte, error) {
+	types, values := strings.Split(typ, " . "), strings.Split(text, " . ")
+	if len(types) != len(values) {
+		return nil, fmt.Errorf("%d values for the type %q", len(values), typ)
+	}
+	var out []byte
+	for i, t := range types {
+		var b []byte
+		switch t {
+		case "ipv4_addr", "ipv6_addr":
+			a, err := netip.ParseAddr(values[i])
+			if err != nil || (t == "ipv4_addr") != a.Is4() {
+				return nil, fmt.Errorf("bad %s %q", t, values[i])
+			}
+			b = a.AsSlice()
+		case "inet_service":
+			p, err := strconv.ParseUint(values[i], 10, 16)
+			if err != nil {
+				return nil, fmt.Errorf("bad port %q", values[i])
+			}
+			b = binaryutil.BigEndian.PutUint16(uint16(p))
+		default:
+			return nil, fmt.Errorf("unknown set type %q", t)
+		}
+		if len(types) > 1 && len(b)%4 != 0 {
+			b = append(b, make([]byte, 4-len(b)%4)...)
+		}
+		out = append(out, b...)
+	}
+	return out, nil
+}
+
+// elementText decodes what elementBytes encodes; ok is false for bytes that do
+// not fit the type.
+func elementText(typ string, b []byte) (string, bool) {
+	types := strings.Split(typ, " . ")
+	var out []string
+	for _, t := range types {
+		size := map[string]int{"ipv4_addr": 4, "ipv6_addr": 16, "inet_service": 2}[t]
+		if size == 0 || len(b) < size {
+			return "", false
+		}
+		switch t {
+		case "inet_service":
+			out = append(out, strconv.Itoa(int(binary.BigEndian.Uint16(b))))
+		default:
+			a, _ := netip.AddrFromSlice(b[:size])
+			out = append(out, a.String())
+		}
+		if len(types) > 1 {
+			size = (size + 3) / 4 * 4
+		}
+		b = b[min(size, len(b)):]
+	}
+	return strings.Join(out, " . "), len(b) == 0
+}
+
+// observeSets reads the sets of the lab's table back into the model; a set
+// netlab could not have written reads as one of unknown type, which differs
+// from any the lab wants.
+func observeSets(conn *nftables.Conn, table *nftables.Table) ([]*reconcile.Set, error) {
+	sets, err := conn.GetSets(table)
+	if err != nil {
+		return nil, err
+	}
+	var out []*reconcile.Set
+	for _, s := range sets {
+		rs := &reconcile.Set{Name: s.Name, Key: s.KeyType.Name}
+		if s.IsMap {
+			rs.Data = s.DataType.Name
+		}
+		elements, err := conn.GetSetElements(s)
+		if err != nil {
+			return nil, err
+		}
+		for _, e := range elements {
+			text, ok := elementText(rs.Key, e.Key)
+			if ok && s.IsMap {
+				var v string
+				v, ok = elementText(rs.Data, e.Val)
+				text += " : " + v
+			}
+			if !ok {
+				text = "<an element netlab did not write>"
+			}
+			rs.Elements = append(rs.Elements, text)
+		}
+		slices.Sort(rs.Elements)
+		out = append(out, rs)
+	}
+	slices.SortFunc(out, func(a, b *reconcile.Set) int { return strings.Compare(a.Name, b.Name) })
+	return out, nil
 }
 
 func hook(name string) *nftables.ChainHook {
@@ -178,6 +338,9 @@ func (d *Driver) observeTable(ns, name string, want *reconcile.Table) (*reconcil
 		return nil, fmt.Errorf("netns %s: list nftables chains: %w", ns, err)
 	}
 	out := &reconcile.Table{NS: ns, Name: name}
+	if out.Sets, err = observeSets(conn, table); err != nil {
+		return nil, fmt.Errorf("netns %s: list nftables sets: %w", ns, err)
+	}
 	for _, c := range chains {
 		if c.Table.Name != name {
 			continue
@@ -272,6 +435,11 @@ func ruleKey(exprs []expr.Any, comment string) (string, bool) {
 		if c, ok := e.(*expr.Counter); ok && (c.Bytes != 0 || c.Packets != 0) {
 			e = &expr.Counter{}
 		}
+		if l, ok := e.(*expr.Lookup); ok && l.SetID != 0 { // the kernel names the set; the id is the batch's
+			copy := *l
+			copy.SetID = 0
+			e = &copy
+		}
 		m, err := expr.Marshal(byte(nftables.TableFamilyINet), e)
 		if err != nil {
 			return "", false
@@ -305,6 +473,10 @@ func compileRule(r *reconcile.Rule) ([]expr.Any, error) {
 	case "masquerade":
 		c.out = append(c.out, &expr.Masq{})
 	case "snat", "dnat":
+		if proto, set, ok := natMap(r.To); ok {
+			c.natMap(r, proto, set)
+			break
+		}
 		e, err := compileNAT(r)
 		if err != nil {
 			return nil, err
@@ -354,6 +526,9 @@ func (c *ruleCompiler) needL4proto(p byte) {
 }
 
 func (c *ruleCompiler) match(m reconcile.Match) error {
+	if strings.HasPrefix(m.Value, "@") {
+		return c.lookup(m)
+	}
 	op := cmpOp(m.Neg)
 	switch m.Field {
 	case reconcile.FieldIIFName, reconcile.FieldOIFName:
@@ -450,6 +625,55 @@ func netmask(bits, size int) []byte {
 	return mask
 }
 
+// lookup matches fields (one, or a concatenation "ip daddr . tcp dport") against
+// a named set. Like nft, it checks the protocol dependencies first, then loads
+// the fields into consecutive registers (the first into register 1, the next
+// ones into the 4-byte registers that follow it) and looks them up.
+func (c *ruleCompiler) lookup(m reconcile.Match) error {
+	if m.Neg {
+		return fmt.Errorf("%s != %s: a negated set lookup is not supported", m.Field, m.Value)
+	}
+	fields := strings.Split(m.Field, " . ")
+	var loads []*expr.Payload
+	for _, f := range fields {
+		l, err := c.fieldLoad(f)
+		if err != nil {
+			return err
+		}
+		loads = append(loads, l)
+	}
+	words := uint32(0)
+	for i, l := range loads {
+		l.DestRegister = reg
+		if i > 0 {
+			l.DestRegister = unix.NFT_REG32_00 + words
+		}
+		words += (l.Len + 3) / 4
+		c.add(l)
+	}
+	c.add(&expr.Lookup{SourceRegister: reg, SetName: strings.TrimPrefix(m.Value, "@")})
+	return nil
+}
+
+// fieldLoad checks a field's protocol dependency and returns the load of it.
+func (c *ruleCompiler) fieldLoad(field string) (*expr.Payload, error) {
+	switch field {
+	case reconcile.FieldIPSaddr, reconcile.FieldIPDaddr:
+		c.needNfproto(unix.NFPROTO_IPV4)
+		offset := uint32(12)
+		if field == reconcile.FieldIPDaddr {
+			offset = 16
+		}
+		return &expr.Payload{Base: expr.PayloadBaseNetworkHeader, Offset: offset, Len: 4}, nil
+	case reconcile.FieldTCPDport, reconcile.FieldUDPDport:
+		proto, _, _ := strings.Cut(field, " ")
+		p, _ := l4proto(proto)
+		c.needL4proto(p)
+		return &expr.Payload{Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2}, nil
+	}
+	return nil, fmt.Errorf("a set lookup of %q is not supported", field)
+}
+
 // port matches a TCP or UDP port or range: "tcp dport 80" is, to nft, "the
 // layer 4 protocol is tcp and the two bytes at offset 2 of its header are 80".
 func (c *ruleCompiler) port(m reconcile.Match) error {
@@ -485,6 +709,31 @@ func l4proto(name string) (byte, error) {
 		return 0, fmt.Errorf("unknown protocol %q", name)
 	}
 	return p, nil
+}
+
+// natMap recognises a NAT target looked up in a map: "tcp dport map @NAME".
+func natMap(to string) (proto, set string, ok bool) {
+	head, set, ok := strings.Cut(to, " dport map @")
+	if !ok || (head != "tcp" && head != "udp") {
+		return "", "", false
+	}
+	return head, set, true
+}
+
+// natMap looks the packet's destination port up in a map whose values are
+// "address . port", and translates to them: the address lands in register 1,
+// the port in the 4-byte register after it.
+func (c *ruleCompiler) natMap(r *reconcile.Rule, proto, set string) {
+	p, _ := l4proto(proto)
+	c.needL4proto(p)
+	nat := &expr.NAT{Type: expr.NATTypeSourceNAT, Family: unix.NFPROTO_IPV4, RegAddrMin: reg, RegAddrMax: reg,
+		RegProtoMin: unix.NFT_REG32_01, RegProtoMax: unix.NFT_REG32_01, Specified: true}
+	if r.Verdict == "dnat" {
+		nat.Type = expr.NATTypeDestNAT
+	}
+	c.add(&expr.Payload{DestRegister: reg, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
+		&expr.Lookup{SourceRegister: reg, DestRegister: reg, IsDestRegSet: true, SetName: set},
+		nat)
 }
 
 // compileNAT loads the target address (and port) into registers and applies
