@@ -73,15 +73,17 @@ type Driver struct {
 	procs         []procInfo                // the processes as last listed, while still true (see processes)
 }
 
-// nsHandle is an open namespace: its file descriptor and sockets inside it (the
-// netlink library's handle, a plain rtnetlink socket for the requests of
-// rtnl.go, and an nftables connection), all opened at once, on one visit of a
-// thread to the namespace.
+// nsHandle is an open namespace: its file descriptor and netlink sockets inside
+// it, the library's handle and two plain ones (rtnetlink and nfnetlink) for the
+// requests of rtnl.go and the listing of nftables tables, all opened on one
+// visit of a thread to the namespace. An nftables connection is opened only
+// where the lab has a table: a thousand namespaces without one do not pay for it.
 type nsHandle struct {
-	fd  netns.NsHandle
-	nl  *netlink.Handle
-	raw *nl.SocketHandle
-	nft *nftables.Conn
+	fd    netns.NsHandle
+	nl    *netlink.Handle
+	raw   *nl.SocketHandle
+	nfRaw *nl.SocketHandle
+	nft   *nftables.Conn // nil until needed (see Driver.nftConn)
 }
 
 // openSockets opens the handle's sockets in the calling thread's namespace.
@@ -96,18 +98,22 @@ func (h *nsHandle) openSockets() error {
 		return err
 	}
 	h.raw = &nl.SocketHandle{Socket: s}
-	if h.nft, err = openNft(); err != nil {
+	if s, err = nl.GetNetlinkSocketAt(netns.None(), netns.None(), unix.NETLINK_NETFILTER); err != nil {
 		h.nl.Close()
 		h.raw.Close()
-		return fmt.Errorf("open nftables: %w", err)
+		return err
 	}
+	h.nfRaw = &nl.SocketHandle{Socket: s}
 	return nil
 }
 
 func (h *nsHandle) closeSockets() {
 	h.nl.Close()
 	h.raw.Close()
-	h.nft.CloseLasting()
+	h.nfRaw.Close()
+	if h.nft != nil {
+		h.nft.CloseLasting()
+	}
 }
 
 // New returns a driver. Close it when done.

@@ -16,34 +16,77 @@ import (
 	"github.com/google/nftables/expr"
 	"github.com/google/nftables/userdata"
 	"github.com/mdlayher/netlink"
+	"github.com/vishvananda/netlink/nl"
 	"golang.org/x/sys/unix"
 
 	"netlab/reconcile"
 )
 
-// nftConn returns the nftables connection of a namespace.
+// nftConn returns the nftables connection of a namespace, opening it on first use.
+// A table is replaced in one transaction, sent as one message and answered with
+// one acknowledgement per rule: the default socket buffers (about 200 KiB) hold
+// some hundreds of rules. It asks for 4 MiB each way (the kernel caps them at
+// net.core.wmem_max/rmem_max).
 func (d *Driver) nftConn(ns string) (*nftables.Conn, error) {
 	h, err := d.handle(ns)
 	if err != nil {
 		return nil, err
 	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if h.nft == nil {
+		bigBuffer := func(c *netlink.Conn) error {
+			if err := c.SetWriteBuffer(4 << 20); err != nil {
+				return err
+			}
+			return c.SetReadBuffer(4 << 20)
+		}
+		h.nft, err = nftables.New(nftables.AsLasting(), nftables.WithNetNSFd(int(h.fd)), nftables.WithSockOptions(bigBuffer))
+		if err != nil {
+			return nil, fmt.Errorf("netns %s: open nftables: %w", ns, err)
+		}
+	}
 	return h.nft, nil
 }
 
-// openNft opens an nftables connection in the calling thread's namespace. A
-// table is replaced in one transaction, sent as one message and answered with
-// one acknowledgement per rule: the default socket buffers (about 200 KiB) hold
-// some hundreds of rules, 1000 published ports make 4000. It asks for 4 MiB each
-// way (the kernel caps them at net.core.wmem_max/rmem_max).
-func openNft() (*nftables.Conn, error) {
-	bigBuffer := func(c *netlink.Conn) error {
-		if err := c.SetWriteBuffer(4 << 20); err != nil {
-			return err
-		}
-		return c.SetReadBuffer(4 << 20)
+// hasTable reports whether a namespace holds an inet table of that name, with
+// one dump on the namespace's plain nfnetlink socket.
+//
+// Equivalent to: nft list tables inet
+func (d *Driver) hasTable(ns, name string) (bool, error) {
+	h, err := d.handle(ns)
+	if err != nil {
+		return false, err
 	}
-	return nftables.New(nftables.AsLasting(), nftables.WithSockOptions(bigBuffer))
+	req := nl.NewNetlinkRequest(unix.NFNL_SUBSYS_NFTABLES<<8|unix.NFT_MSG_GETTABLE, unix.NLM_F_DUMP)
+	req.AddData(nfgenmsg{family: unix.NFPROTO_INET})
+	req.Sockets = map[int]*nl.SocketHandle{unix.NETLINK_NETFILTER: h.nfRaw}
+	msgs, err := req.Execute(unix.NETLINK_NETFILTER, unix.NFNL_SUBSYS_NFTABLES<<8|unix.NFT_MSG_NEWTABLE)
+	if err != nil {
+		return false, fmt.Errorf("netns %s: list nftables tables: %w", ns, err)
+	}
+	for _, m := range msgs {
+		if len(m) < 4 {
+			continue
+		}
+		attrs, err := nl.ParseRouteAttr(m[4:])
+		if err != nil {
+			return false, err
+		}
+		for _, a := range attrs {
+			if a.Attr.Type == unix.NFTA_TABLE_NAME && string(trimNul(a.Value)) == name {
+				return true, nil
+			}
+		}
+	}
+	return false, nil
 }
+
+// nfgenmsg is the header of an nfnetlink request: the family it is about.
+type nfgenmsg struct{ family uint8 }
+
+func (m nfgenmsg) Len() int          { return 4 }
+func (m nfgenmsg) Serialize() []byte { return []byte{m.family, unix.NFNETLINK_V0, 0, 0} }
 
 func labTable(name string) *nftables.Table {
 	return &nftables.Table{Family: nftables.TableFamilyINet, Name: name}
@@ -322,6 +365,9 @@ func commentOf(ud []byte) string {
 // for it at that place; anything else is reported as it is found, so the plan
 // shows it and replaces the table.
 func (d *Driver) observeTable(ns, name string, want *reconcile.Table) (*reconcile.Table, error) {
+	if ok, err := d.hasTable(ns, name); err != nil || !ok {
+		return nil, err
+	}
 	conn, err := d.nftConn(ns)
 	if err != nil {
 		return nil, err

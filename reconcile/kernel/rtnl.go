@@ -16,6 +16,9 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// rtextFilterSkipStats is RTEXT_FILTER_SKIP_STATS (linux/rtnetlink.h).
+const rtextFilterSkipStats = 1 << 3
+
 // devconfDisableIPv6 is DEVCONF_DISABLE_IPV6, the index of disable_ipv6 in the
 // IFLA_INET6_CONF array of an interface (linux/ipv6.h).
 const devconfDisableIPv6 = 26
@@ -155,6 +158,8 @@ func dumpLinks(sock *nl.SocketHandle) ([]link, error) {
 	return retryDump(func() ([]link, error) {
 		req := nl.NewNetlinkRequest(unix.RTM_GETLINK, unix.NLM_F_DUMP)
 		req.AddData(nl.NewIfInfomsg(unix.AF_UNSPEC))
+		// Without the interfaces' statistics, which the kernel would gather and send.
+		req.AddData(nl.NewRtAttr(unix.IFLA_EXT_MASK, nl.Uint32Attr(rtextFilterSkipStats)))
 		req.Sockets = map[int]*nl.SocketHandle{unix.NETLINK_ROUTE: sock}
 		var links []link
 		var perr error
