@@ -83,13 +83,13 @@ func (d *Driver) makeNetns(lab, name, path string, ipv6 bool) (*nsHandle, error)
 		h.fd.Close()
 		return nil, fmt.Errorf("netns %s: %w", name, err)
 	}
-	if err := setLinkByName(h.raw, "lo", reconcile.Marker(lab), true); err != nil {
-		return fail(fmt.Errorf("mark lo and set it up: %w", err))
-	}
-	if !ipv6 { // before any interface exists, so none ever starts IPv6
+	if !ipv6 { // before lo is up and any other interface exists, so none ever starts IPv6
 		if err := writeIPv6Sysctls(false); err != nil {
 			return fail(fmt.Errorf("turn IPv6 off: %w", err))
 		}
+	}
+	if err := setLinkByName(h.raw, "lo", reconcile.Marker(lab), true); err != nil {
+		return fail(fmt.Errorf("mark lo and set it up: %w", err))
 	}
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_RDONLY, 0o444)
 	if err != nil {
@@ -305,43 +305,31 @@ func (d *Driver) waitDying(ctx context.Context) error {
 		clear(d.dyingNetns)
 		d.mu.Unlock()
 	}()
+	// One interface asked about at a time, by name: a dump of the host's
+	// thousand interfaces every few milliseconds would slow down the very
+	// teardown it waits for.
 	deadline := time.Now().Add(10 * time.Second)
 	for len(dying) > 0 {
-		byNS := map[string]map[string]bool{}
-		for _, k := range dying {
-			if byNS[k.NS] == nil {
-				byNS[k.NS] = map[string]bool{}
-			}
-			byNS[k.NS][k.Name] = true
+		k := dying[0]
+		h, err := d.handle(k.NS)
+		if err == nil {
+			_, err = getLink(h.raw, k.Name)
 		}
-		var still []reconcile.LinkKey
-		for ns, names := range byNS {
-			h, err := d.handle(ns)
-			if err != nil {
-				continue // its namespace is gone too
+		if err != nil {
+			if h != nil && !isNotFound(err) {
+				return fmt.Errorf("netns %s: find %s: %w", k.NS, k.Name, err)
 			}
-			links, err := dumpLinks(h.raw)
-			if err != nil {
-				return fmt.Errorf("netns %s: list links: %w", ns, err)
-			}
-			for _, l := range links {
-				if names[l.name] {
-					still = append(still, reconcile.LinkKey{NS: ns, Name: l.name})
-				}
-			}
-		}
-		if len(still) == 0 {
-			return nil
+			dying = dying[1:] // gone (or its namespace is gone too)
+			continue
 		}
 		if time.Now().After(deadline) {
 			return fmt.Errorf("%d interfaces of deleted namespaces still exist after 10 s (first: %s): %s",
-				len(still), still[0], d.holders())
+				len(dying), k, d.holders())
 		}
-		dying = still
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-time.After(10 * time.Millisecond):
+		case <-time.After(5 * time.Millisecond):
 		}
 	}
 	return nil

@@ -152,12 +152,18 @@ func (d *Driver) observeOne(q reconcile.Query, ns string, intents map[reconcile.
 	if err != nil {
 		return nil, fmt.Errorf("netns %s: list links: %w", ns, err)
 	}
-	if r.ends, err = d.observeNetns(r, links, intents); err != nil {
-		return nil, err
+	if ns != reconcile.Host {
+		// The namespace is the lab's when its lo bears the lab's marker.
+		lo := loopbackOf(links)
+		if owner := ownerOf(lo.alias); owner != q.Lab {
+			r.foreign, r.owner = true, owner
+			d.forget(ns)
+			return r, nil
+		}
+		r.loUp, r.ipv6 = lo.up, lo.ipv6
 	}
-	if r.foreign {
-		d.forget(ns)
-		return r, nil
+	if r.ends, err = d.observeNetns(r.part, ns, links, intents); err != nil {
+		return nil, err
 	}
 	t, err := d.observeTable(ns, reconcile.TableName(q.Lab), q.Tables[ns])
 	if err != nil {
@@ -193,21 +199,22 @@ type vethEnd struct {
 	owned     bool
 }
 
+// loopbackOf finds lo among a namespace's interfaces.
+func loopbackOf(links []link) loopback {
+	for _, l := range links {
+		if l.name == "lo" {
+			return l.loopback()
+		}
+	}
+	return loopback{}
+}
+
 // observeNetns reads the interfaces, addresses and routes of one namespace, given
-// its interfaces. A namespace other than the host is the lab's when its lo bears
-// the lab's marker; otherwise only its owner is noted.
-func (d *Driver) observeNetns(r *nsObservation, links []link, intents map[reconcile.LinkKey]bool) ([]vethEnd, error) {
-	ns, s := r.name, r.part
+// its interfaces.
+func (d *Driver) observeNetns(s *reconcile.State, ns string, links []link, intents map[reconcile.LinkKey]bool) ([]vethEnd, error) {
 	names := make(map[int]string, len(links))
 	for _, l := range links {
 		names[l.index] = l.name
-		if l.name == "lo" && ns != reconcile.Host {
-			if r.owner = ownerOf(l.alias); r.owner != s.Lab {
-				r.foreign = true
-				return nil, nil
-			}
-			r.owner, r.loUp, r.ipv6 = "", l.up, l.ipv6
-		}
 	}
 	h, err := d.handle(ns)
 	if err != nil {

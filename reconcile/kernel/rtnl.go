@@ -116,19 +116,28 @@ type loopback struct {
 //
 // Equivalent to: ip -d link show lo; sysctl net.ipv6.conf.lo.disable_ipv6
 func readLoopback(sock *nl.SocketHandle) (loopback, error) {
+	l, err := getLink(sock, "lo")
+	return l.loopback(), err
+}
+
+// getLink reads one interface by name; an absent one is an error that
+// isNotFound recognises.
+//
+// Equivalent to: ip -d link show NAME
+func getLink(sock *nl.SocketHandle, name string) (link, error) {
 	req := nl.NewNetlinkRequest(unix.RTM_GETLINK, unix.NLM_F_ACK)
 	req.AddData(nl.NewIfInfomsg(unix.AF_UNSPEC))
-	req.AddData(nl.NewRtAttr(unix.IFLA_IFNAME, nl.ZeroTerminated("lo")))
+	req.AddData(nl.NewRtAttr(unix.IFLA_IFNAME, nl.ZeroTerminated(name)))
+	req.AddData(nl.NewRtAttr(unix.IFLA_EXT_MASK, nl.Uint32Attr(rtextFilterSkipStats)))
 	req.Sockets = map[int]*nl.SocketHandle{unix.NETLINK_ROUTE: sock}
 	msgs, err := req.Execute(unix.NETLINK_ROUTE, unix.RTM_NEWLINK)
 	if err != nil {
-		return loopback{}, err
+		return link{}, err
 	}
 	if len(msgs) != 1 {
-		return loopback{}, fmt.Errorf("read lo: %d answers", len(msgs))
+		return link{}, fmt.Errorf("read %s: %d answers", name, len(msgs))
 	}
-	l, err := parseLink(msgs[0])
-	return l.loopback(), err
+	return parseLink(msgs[0])
 }
 
 // link is an interface as a link dump describes it, with only what netlab reads.
