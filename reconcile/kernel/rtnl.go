@@ -3,8 +3,9 @@ package kernel
 // The few rtnetlink requests that the netlink library has no call for, written
 // by hand because they are the hot path of a large lab: a veth pair created with
 // everything the kernel accepts at creation, interface attributes set by name
-// (no lookup of the index first), and a namespace's loopback read with its IPv6
-// state. Each is one request and one answer on the namespace's own socket.
+// (no lookup of the index first), and a link dump that decodes only what netlab
+// reads, a namespace's IPv6 state from its lo among it. Each is one request on
+// the namespace's own socket.
 
 import (
 	"encoding/binary"
@@ -37,7 +38,7 @@ type vethSpec struct {
 // and up state, peer in its own namespace. Both ends get one queue each way: a
 // veth otherwise gets one per CPU and the kernel cuts the real count back to
 // one right after registering it, which waits for an RCU grace period per end
-// (two thirds of the cost of a veth on a small machine). The peer cannot be set
+// (some 40% of the cost of a veth on a 2-CPU machine). The peer cannot be set
 // up in the same request (the kernel opens it before the pair is linked), so
 // its caller sets it up afterwards.
 //
