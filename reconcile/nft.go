@@ -32,16 +32,16 @@ type Set struct {
 	Elements []string // in nft's syntax, sorted: "172.17.0.2 . 80", for a map "8000 : 172.17.0.2 . 80"
 }
 
-// kind is "map" or "set", as nft declares it.
-func (s *Set) kind() string {
+// Kind is "map" or "set", as nft declares it.
+func (s *Set) Kind() string {
 	if s.Data != "" {
 		return "map"
 	}
 	return "set"
 }
 
-// typeText is the set's type declaration as nft writes it.
-func (s *Set) typeText() string {
+// TypeText is the set's type declaration as nft writes it.
+func (s *Set) TypeText() string {
 	if s.Data != "" {
 		return "type " + s.Key + " : " + s.Data
 	}
@@ -182,7 +182,7 @@ func (t *Table) Script() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "table inet %s\ndelete table inet %s\ntable inet %s {\n", t.Name, t.Name, t.Name)
 	for _, s := range t.Sets {
-		fmt.Fprintf(&b, "\t%s %s {\n\t\t%s\n", s.kind(), s.Name, s.typeText())
+		fmt.Fprintf(&b, "\t%s %s {\n\t\t%s\n", s.Kind(), s.Name, s.TypeText())
 		if len(s.Elements) > 0 {
 			fmt.Fprintf(&b, "\t\telements = { %s }\n", strings.Join(s.Elements, ", "))
 		}
@@ -210,8 +210,8 @@ func (t *Table) lines() []string {
 	}
 	var out []string
 	for _, s := range t.Sets {
-		prefix := s.kind() + " " + s.Name + ": "
-		out = append(out, prefix+s.typeText())
+		prefix := s.Kind() + " " + s.Name + ": "
+		out = append(out, prefix+s.TypeText())
 		for _, e := range s.Elements {
 			out = append(out, prefix+e)
 		}

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -264,6 +265,10 @@ func TestInspect(t *testing.T) {
 				Rule    string
 				Packets uint64
 			} `json:"nft_rules"`
+			NftSets []struct {
+				Kind, Name, Type string
+				Elements         []string
+			} `json:"nft_sets"`
 			Processes []struct{ PID int }
 		}
 	}
@@ -306,6 +311,17 @@ func TestInspect(t *testing.T) {
 			}
 			if !counted {
 				t.Errorf("after netlab test, the publish rules counted no packet: %+v", ns.NftRules)
+			}
+			// The published port, as an element of its bridge's map.
+			found := false
+			for _, set := range ns.NftSets {
+				if set.Kind == "map" && set.Name == "docker0-tcp-dnat" && set.Type == "inet_service : ipv4_addr . inet_service" &&
+					slices.Equal(set.Elements, []string{"8000 : 172.17.0.2 . 80"}) {
+					found = true
+				}
+			}
+			if !found {
+				t.Errorf("inspect does not show web's published port in map docker0-tcp-dnat: %+v", ns.NftSets)
 			}
 		}
 	}

@@ -32,6 +32,7 @@ type namespaceReport struct {
 	Sysctls    map[string]string `json:"sysctls,omitempty"`
 	Table      string            `json:"nft_table,omitempty"`
 	Rules      []ruleReport      `json:"nft_rules,omitempty"`
+	Sets       []setReport       `json:"nft_sets,omitempty"`
 	Processes  []processReport   `json:"processes,omitempty"`
 }
 
@@ -62,6 +63,14 @@ type ruleReport struct {
 	Bytes   uint64 `json:"bytes"`
 }
 
+// setReport is a set or map of the lab's table: published ports are its elements.
+type setReport struct {
+	Kind     string   `json:"kind"` // "set" or "map"
+	Name     string   `json:"name"`
+	Type     string   `json:"type"`
+	Elements []string `json:"elements"`
+}
+
 type processReport struct {
 	PID     int    `json:"pid"`
 	Command string `json:"command"`
@@ -77,7 +86,8 @@ func (a *app) inspectCmd() *cobra.Command {
 addresses and bridge, and for a veth its peer (ip link shows eth0@if17: the peer
 is interface 17 of the other namespace, named here); the routes (the kernel's
 own included); the sysctls the lab sets; the lab's nftables rules with their
-packet counters; and the lab's processes. Without NAME, every running lab.`,
+packet counters, and the elements of its sets (published ports); and the lab's
+processes. Without NAME, every running lab.`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if output != "text" && output != "json" {
@@ -165,6 +175,9 @@ func inspectLab(ctx context.Context, d *kernel.Driver, lab string) (inspection, 
 					rep.Rules = append(rep.Rules, ruleReport{Chain: c.Name, Rule: r.Text(), Packets: r.Packets, Bytes: r.Bytes})
 				}
 			}
+			for _, set := range t.Sets {
+				rep.Sets = append(rep.Sets, setReport{Kind: set.Kind(), Name: set.Name, Type: strings.TrimPrefix(set.TypeText(), "type "), Elements: set.Elements})
+			}
 		}
 		for _, p := range s.Processes {
 			if p.NS == ns {
@@ -247,6 +260,12 @@ func writeInspection(w io.Writer, r inspection) {
 			fmt.Fprintf(w, "  nft table %s:\n", ns.Table)
 			for _, r := range ns.Rules {
 				fmt.Fprintf(w, "    %-15s %s  [%s, %s]\n", r.Chain, r.Rule, reconcile.Plural(int(r.Packets), "packet"), reconcile.Plural(int(r.Bytes), "byte"))
+			}
+			for _, set := range ns.Sets {
+				fmt.Fprintf(w, "    %s %s (type %s):\n", set.Kind, set.Name, set.Type)
+				for _, e := range set.Elements {
+					fmt.Fprintf(w, "      %s\n", e)
+				}
 			}
 		}
 		if len(ns.Processes) > 0 {
