@@ -229,7 +229,11 @@ func (a CreateVeth) Object() string {
 func (a CreateVeth) Commands() []string {
 	main, peer := a.MainEnd()
 	end := func(e VethEnd, netns string) string {
-		return e.Name + netns + attrArgs(e.MTU, e.MAC) + " numtxqueues 1 numrxqueues 1"
+		s := e.Name + netns
+		if e == main && e.Master != "" {
+			s += " txqueuelen 0" // as Docker's host ends: a bridge port queues nothing
+		}
+		return s + attrArgs(e.MTU, e.MAC) + " numtxqueues 1 numrxqueues 1"
 	}
 	peerNetns := ""
 	if peer.NS != main.NS {

@@ -42,7 +42,7 @@ type vethSpec struct {
 // up in the same request (the kernel opens it before the pair is linked), so
 // its caller sets it up afterwards.
 //
-// Equivalent to: ip link add MAIN netns NS [mtu M] [address A] numtxqueues 1 numrxqueues 1 [master BR] [up]
+// Equivalent to: ip link add MAIN netns NS [txqueuelen 0] [mtu M] [address A] numtxqueues 1 numrxqueues 1 [master BR] [up]
 // type veth peer name PEER netns NS [mtu M] [address A] numtxqueues 1 numrxqueues 1
 func addVeth(sock *nl.SocketHandle, main, peer vethSpec) error {
 	req := nl.NewNetlinkRequest(unix.RTM_NEWLINK, unix.NLM_F_CREATE|unix.NLM_F_EXCL|unix.NLM_F_ACK)
@@ -74,6 +74,9 @@ func endAttrs(e vethSpec) []*nl.RtAttr {
 		nl.NewRtAttr(unix.IFLA_NET_NS_FD, nl.Uint32Attr(uint32(e.netns))),
 		nl.NewRtAttr(unix.IFLA_NUM_TX_QUEUES, nl.Uint32Attr(1)),
 		nl.NewRtAttr(unix.IFLA_NUM_RX_QUEUES, nl.Uint32Attr(1)),
+	}
+	if e.master != 0 { // a bridge port's transmit queue length is 0, as Docker sets its host ends'
+		attrs = append(attrs, nl.NewRtAttr(unix.IFLA_TXQLEN, nl.Uint32Attr(0)))
 	}
 	if e.mtu != 0 {
 		attrs = append(attrs, nl.NewRtAttr(unix.IFLA_MTU, nl.Uint32Attr(uint32(e.mtu))))
