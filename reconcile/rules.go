@@ -215,9 +215,11 @@ func (c *rulesCompiler) dockerBridge(b *topology.Bridge, pubs []published) {
 	// (prerouting) and from the host itself (output), as Docker without its
 	// userland proxy does.
 	for _, s := range sets {
-		// The map is looked up twice: as a set, so that the counter counts only
-		// published ports, then for the address and port to translate to.
-		dnat := &Rule{Match: []Match{{Field: FieldFibDaddrTyp, Value: "local"}, {Field: s.proto + " dport", Value: "@" + s.dnat}},
+		// The host ports are matched first, so that the counter counts only
+		// published ports; the map then gives the address and port to translate
+		// to. (A map looked up as a set would do both, but kernels before 6.5
+		// refuse that.)
+		dnat := &Rule{Match: []Match{{Field: FieldFibDaddrTyp, Value: "local"}, {Field: s.proto + " dport", Value: "@" + s.ports}},
 			Verdict: "dnat", Family: "ip", To: s.proto + " dport map @" + s.dnat, Comment: br + ": published " + s.proto + " ports"}
 		c.add(ns, "nat-prerouting", dnat)
 		c.add(ns, "nat-output", dnat)
@@ -270,6 +272,7 @@ func (c *rulesCompiler) dockerBridge(b *topology.Bridge, pubs []published) {
 // publishSetNames are the sets of one bridge's published ports of one protocol.
 type publishSetNames struct {
 	proto     string
+	ports     string // set: the host ports
 	dnat      string // map: host port -> container address . port
 	published string // set: container address . port, let in from outside
 	hairpin   string // set: container address . itself . port, masqueraded
@@ -280,7 +283,7 @@ type publishSetNames struct {
 func (c *rulesCompiler) publishSets(b *topology.Bridge, pubs []published) []publishSetNames {
 	var out []publishSetNames
 	for _, proto := range []string{"tcp", "udp"} {
-		n := publishSetNames{proto: proto, dnat: b.Name + "-" + proto + "-dnat",
+		n := publishSetNames{proto: proto, ports: b.Name + "-" + proto + "-ports", dnat: b.Name + "-" + proto + "-dnat",
 			published: b.Name + "-" + proto + "-published", hairpin: b.Name + "-" + proto + "-hairpin"}
 		used := false
 		for _, p := range pubs {
@@ -289,6 +292,7 @@ func (c *rulesCompiler) publishSets(b *topology.Bridge, pubs []published) []publ
 			}
 			t := c.table(b.Namespace)
 			to := fmt.Sprintf("%s . %d", p.addr, p.p.Port)
+			t.set(n.ports, "inet_service", "").add(strconv.Itoa(int(p.p.HostPort)))
 			t.set(n.dnat, "inet_service", "ipv4_addr . inet_service").add(fmt.Sprintf("%d : %s", p.p.HostPort, to))
 			t.set(n.published, "ipv4_addr . inet_service", "").add(to)
 			t.set(n.hairpin, "ipv4_addr . ipv4_addr . inet_service", "").add(fmt.Sprintf("%s . %s", p.addr, to))

@@ -210,6 +210,14 @@ func (d *Driver) createVeth(a reconcile.CreateVeth) error {
 	}
 	// Sent from the main end's namespace; the kernel places each end in its own.
 	err = addVeth(hm.raw, ms, ps)
+	if ms.master != 0 && (errors.Is(err, unix.ENODEV) || errors.Is(err, unix.EINVAL)) {
+		// The bridge's index as last seen may be stale (the bridge was made
+		// again by hand): look it up once more.
+		d.rememberIndex(reconcile.LinkKey{NS: main.NS, Name: main.Master}, 0)
+		if ms.master, err = d.bridgeIndex(reconcile.LinkKey{NS: main.NS, Name: main.Master}); err == nil {
+			err = addVeth(hm.raw, ms, ps)
+		}
+	}
 	if errors.Is(err, unix.EEXIST) {
 		// An interrupted run made it: accepted, and brought to the wanted state below.
 		err = errors.Join(d.acceptExisting(a.Lab, main.LinkKey, reconcile.KindVeth), d.acceptExisting(a.Lab, peer.LinkKey, reconcile.KindVeth))

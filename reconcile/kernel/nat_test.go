@@ -2,9 +2,11 @@ package kernel
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
@@ -126,7 +128,7 @@ func TestDockerNATWithRealTraffic(t *testing.T) {
 		`table inet netlab-nat`,
 		`ip saddr 172.17.0.0/16 oifname != "docker0" counter packets`,
 		`masquerade comment "docker0: masquerade 172.17.0.0/16"`,
-		"fib daddr type local tcp dport @docker0-tcp-dnat counter packets",
+		"fib daddr type local tcp dport @docker0-tcp-ports counter packets",
 		`dnat ip to tcp dport map @docker0-tcp-dnat comment "docker0: published tcp ports"`,
 		"elements = { 8000 : 172.17.0.2 . 80 }",
 		`iifname "docker0" oifname "mynet" counter packets`,
@@ -162,7 +164,7 @@ func TestNftNoBatchWhenEqualAndRepairAfterFlush(t *testing.T) {
 	var b strings.Builder
 	plan.WriteText(&b)
 	if !strings.Contains(b.String(), "~ nft     host: table inet netlab-nat (") ||
-		!strings.Contains(b.String(), `+ nat-prerouting: fib daddr type local tcp dport @docker0-tcp-dnat counter dnat ip to tcp dport map @docker0-tcp-dnat comment "docker0: published tcp ports"`) {
+		!strings.Contains(b.String(), `+ nat-prerouting: fib daddr type local tcp dport @docker0-tcp-ports counter dnat ip to tcp dport map @docker0-tcp-dnat comment "docker0: published tcp ports"`) {
 		t.Errorf("plan after flushing the table by hand:\n%s", b.String())
 	}
 	if len(plan.Actions) != 1 {
@@ -224,5 +226,28 @@ func TestICCOffAndForeignTablesUntouched(t *testing.T) {
 	}
 	if out := sb.mustRun("host", "nft", "list", "tables"); strings.Contains(out, "netlab") {
 		t.Errorf("the lab's table is still there after down:\n%s", out)
+	}
+}
+
+// TestLargeSetsAreWrittenWhole: a map of 3000 published ports is more than one
+// netlink attribute holds (64 KiB); every element must reach the kernel, and
+// the next plan must find the table as written.
+func TestLargeSetsAreWrittenWhole(t *testing.T) {
+	sb := newSandbox(t)
+	d := sb.driver()
+	set := &r.Set{Name: "docker0-tcp-dnat", Key: "inet_service", Data: "ipv4_addr . inet_service"}
+	for i := range 3000 {
+		set.Elements = append(set.Elements, fmt.Sprintf("%d : 172.17.%d.%d . 80", 10000+i, (i+2)/256, (i+2)%256))
+	}
+	slices.Sort(set.Elements)
+	desired := r.NewState("big")
+	desired.Tables[r.Host] = &r.Table{NS: r.Host, Name: r.TableName("big"), Sets: []*r.Set{set}}
+	up(t, d, desired)
+	if got := planLines(t, d, desired); len(got) != 0 {
+		t.Fatalf("plan after writing 3000 elements: %v", got)
+	}
+	out := sb.mustRun("host", "nft", "list", "map", "inet", r.TableName("big"), "docker0-tcp-dnat")
+	if n := strings.Count(out, " : 172.17."); n != 3000 {
+		t.Errorf("nft lists %d elements, want 3000", n)
 	}
 }

@@ -58,10 +58,12 @@ func (d *Driver) hasTable(ns, name string) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	req := nl.NewNetlinkRequest(unix.NFNL_SUBSYS_NFTABLES<<8|unix.NFT_MSG_GETTABLE, unix.NLM_F_DUMP)
-	req.AddData(nfgenmsg{family: unix.NFPROTO_INET})
-	req.Sockets = map[int]*nl.SocketHandle{unix.NETLINK_NETFILTER: h.nfRaw}
-	msgs, err := req.Execute(unix.NETLINK_NETFILTER, unix.NFNL_SUBSYS_NFTABLES<<8|unix.NFT_MSG_NEWTABLE)
+	msgs, err := retryDump(func() ([][]byte, error) {
+		req := nl.NewNetlinkRequest(unix.NFNL_SUBSYS_NFTABLES<<8|unix.NFT_MSG_GETTABLE, unix.NLM_F_DUMP)
+		req.AddData(nfgenmsg{family: unix.NFPROTO_INET})
+		req.Sockets = map[int]*nl.SocketHandle{unix.NETLINK_NETFILTER: h.nfRaw}
+		return req.Execute(unix.NETLINK_NETFILTER, unix.NFNL_SUBSYS_NFTABLES<<8|unix.NFT_MSG_NEWTABLE)
+	})
 	if err != nil {
 		return false, fmt.Errorf("netns %s: list nftables tables: %w", ns, err)
 	}
@@ -124,13 +126,26 @@ func (d *Driver) replaceTable(t *reconcile.Table) error {
 		conn.DelTable(old)
 	}
 	table := conn.AddTable(labTable(t.Name))
-	for _, set := range t.Sets {
+	for i, set := range t.Sets {
 		ns, elements, err := compileSet(table, set)
 		if err != nil {
 			return fmt.Errorf("netns %s: table %s: %w", t.NS, t.Name, err)
 		}
-		if err := conn.AddSet(ns, elements); err != nil {
+		// The set's id within the batch, given here: left to the library, it
+		// comes from a counter shared by all connections, unguarded, while tables
+		// of several namespaces are written at once.
+		ns.ID = uint32(i + 1)
+		if err := conn.AddSet(ns, nil); err != nil {
 			return fmt.Errorf("netns %s: table %s: %w", t.NS, t.Name, err)
+		}
+		// Elements in messages of a thousand: one attribute holds at most 64 KiB,
+		// and the library cuts a longer one short without a word. Still one batch.
+		for len(elements) > 0 {
+			n := min(len(elements), 1000)
+			if err := conn.SetAddElements(ns, elements[:n]); err != nil {
+				return fmt.Errorf("netns %s: table %s: set %s: %w", t.NS, t.Name, set.Name, err)
+			}
+			elements = elements[n:]
 		}
 	}
 	accept := nftables.ChainPolicyAccept

@@ -138,17 +138,17 @@ func (d *Driver) observeOne(q reconcile.Query, ns string, intents map[reconcile.
 		r.absent = true // creating it again will replace the leftover file
 		return r, nil
 	}
-	var links []link
 	h, err := d.handle(ns)
-	if err == nil {
-		links, err = dumpLinks(h.raw)
-	}
 	if err != nil && ns != reconcile.Host {
 		// A namespace file we cannot open (a stale mount, a plain file): not ours.
 		d.log.Debug("skip unreadable namespace", "netns", ns, "err", err)
 		r.foreign = true
 		return r, nil
 	}
+	if err != nil {
+		return nil, err
+	}
+	links, err := dumpLinks(h.raw)
 	if err != nil {
 		return nil, fmt.Errorf("netns %s: list links: %w", ns, err)
 	}
