@@ -77,12 +77,12 @@ func (d *Driver) Labs() ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	links, err := listLinks(h.nl)
+	links, err := dumpLinks(h.raw)
 	if err != nil {
 		return nil, err
 	}
 	for _, l := range links {
-		if owner := ownerOf(l.Attrs().Alias); owner != "" {
+		if owner := ownerOf(l.alias); owner != "" {
 			seen[owner] = true
 		}
 	}

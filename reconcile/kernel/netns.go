@@ -201,7 +201,7 @@ func (d *Driver) setIPv6(name string, on bool) error {
 	if err != nil {
 		return err
 	}
-	links, err := listLinks(h.nl)
+	links, err := dumpLinks(h.raw)
 	if err != nil {
 		return fmt.Errorf("netns %s: list links: %w", name, err)
 	}
@@ -210,7 +210,7 @@ func (d *Driver) setIPv6(name string, on bool) error {
 			return err
 		}
 		for _, l := range links {
-			if err := writeDisableIPv6("conf/"+l.Attrs().Name, on); err != nil && !errors.Is(err, os.ErrNotExist) {
+			if err := writeDisableIPv6("conf/"+l.name, on); err != nil && !errors.Is(err, os.ErrNotExist) {
 				return err
 			}
 		}

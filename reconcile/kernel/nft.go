@@ -94,20 +94,6 @@ func labTable(name string) *nftables.Table {
 	return &nftables.Table{Family: nftables.TableFamilyINet, Name: name}
 }
 
-// findTable returns the lab's table in a namespace, or nil.
-func findTable(conn *nftables.Conn, name string) (*nftables.Table, error) {
-	tables, err := conn.ListTablesOfFamily(nftables.TableFamilyINet)
-	if err != nil {
-		return nil, err
-	}
-	for _, t := range tables {
-		if t.Name == name {
-			return t, nil
-		}
-	}
-	return nil, nil
-}
-
 // replaceTable writes a table in one transaction: the old table (if any) is
 // deleted and the new one created in the same batch, so a packet sees either
 // all the old rules or all the new ones.
@@ -118,12 +104,12 @@ func (d *Driver) replaceTable(t *reconcile.Table) error {
 	if err != nil {
 		return err
 	}
-	old, err := findTable(conn, t.Name)
+	exists, err := d.hasTable(t.NS, t.Name)
 	if err != nil {
-		return fmt.Errorf("netns %s: list nftables tables: %w", t.NS, err)
+		return err
 	}
-	if old != nil {
-		conn.DelTable(old)
+	if exists {
+		conn.DelTable(labTable(t.Name))
 	}
 	table := conn.AddTable(labTable(t.Name))
 	for i, set := range t.Sets {
@@ -175,15 +161,15 @@ func (d *Driver) replaceTable(t *reconcile.Table) error {
 //
 // Equivalent to: nft delete table inet NAME
 func (d *Driver) deleteTable(ns, name string) error {
+	exists, err := d.hasTable(ns, name)
+	if err != nil || !exists {
+		return err
+	}
 	conn, err := d.nftConn(ns)
 	if err != nil {
 		return err
 	}
-	t, err := findTable(conn, name)
-	if err != nil || t == nil {
-		return err
-	}
-	conn.DelTable(t)
+	conn.DelTable(labTable(name))
 	if err := conn.Flush(); err != nil && !errors.Is(err, unix.ENOENT) {
 		return fmt.Errorf("netns %s: delete table inet %s: %w", ns, name, err)
 	}
@@ -387,13 +373,7 @@ func (d *Driver) observeTable(ns, name string, want *reconcile.Table) (*reconcil
 	if err != nil {
 		return nil, err
 	}
-	table, err := findTable(conn, name)
-	if err != nil {
-		return nil, fmt.Errorf("netns %s: list nftables tables: %w", ns, err)
-	}
-	if table == nil {
-		return nil, nil
-	}
+	table := labTable(name)
 	chains, err := conn.ListChainsOfTableFamily(nftables.TableFamilyINet)
 	if err != nil {
 		return nil, fmt.Errorf("netns %s: list nftables chains: %w", ns, err)

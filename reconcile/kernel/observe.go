@@ -323,41 +323,36 @@ func (d *Driver) bridgePortHairpins(ns string) (map[int]bool, error) {
 	if err != nil {
 		return nil, err
 	}
-	out := map[int]bool{}
-	err = inNetns(h.fd, func() error { // the request's socket is made in the thread's namespace
-		msgs, err := retryDump(func() ([][]byte, error) {
-			req := nl.NewNetlinkRequest(unix.RTM_GETLINK, unix.NLM_F_DUMP)
-			req.AddData(nl.NewIfInfomsg(unix.AF_BRIDGE))
-			return req.Execute(unix.NETLINK_ROUTE, unix.RTM_NEWLINK)
-		})
-		if err != nil {
-			return err
-		}
-		for _, m := range msgs {
-			info := nl.DeserializeIfInfomsg(m)
-			attrs, err := nl.ParseRouteAttr(m[info.Len():])
-			if err != nil {
-				return err
-			}
-			for _, a := range attrs {
-				if a.Attr.Type != unix.IFLA_PROTINFO|unix.NLA_F_NESTED {
-					continue
-				}
-				port, err := nl.ParseRouteAttr(a.Value)
-				if err != nil {
-					return err
-				}
-				for _, p := range port {
-					if p.Attr.Type == nl.IFLA_BRPORT_MODE && len(p.Value) > 0 {
-						out[int(info.Index)] = p.Value[0] == 1
-					}
-				}
-			}
-		}
-		return nil
+	msgs, err := retryDump(func() ([][]byte, error) {
+		req := nl.NewNetlinkRequest(unix.RTM_GETLINK, unix.NLM_F_DUMP)
+		req.AddData(nl.NewIfInfomsg(unix.AF_BRIDGE))
+		req.Sockets = map[int]*nl.SocketHandle{unix.NETLINK_ROUTE: h.raw}
+		return req.Execute(unix.NETLINK_ROUTE, unix.RTM_NEWLINK)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("netns %s: list bridge ports: %w", ns, err)
+	}
+	out := map[int]bool{}
+	for _, m := range msgs {
+		info := nl.DeserializeIfInfomsg(m)
+		attrs, err := nl.ParseRouteAttr(m[info.Len():])
+		if err != nil {
+			return nil, fmt.Errorf("netns %s: list bridge ports: %w", ns, err)
+		}
+		for _, a := range attrs {
+			if a.Attr.Type != unix.IFLA_PROTINFO|unix.NLA_F_NESTED {
+				continue
+			}
+			port, err := nl.ParseRouteAttr(a.Value)
+			if err != nil {
+				return nil, fmt.Errorf("netns %s: list bridge ports: %w", ns, err)
+			}
+			for _, p := range port {
+				if p.Attr.Type == nl.IFLA_BRPORT_MODE && len(p.Value) > 0 {
+					out[int(info.Index)] = p.Value[0] == 1
+				}
+			}
+		}
 	}
 	return out, nil
 }
@@ -369,13 +364,13 @@ func (d *Driver) Routes(ns string) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	links, err := listLinks(h.nl)
+	links, err := dumpLinks(h.raw)
 	if err != nil {
 		return nil, err
 	}
 	names := map[int]string{}
 	for _, l := range links {
-		names[l.Attrs().Index] = l.Attrs().Name
+		names[l.index] = l.name
 	}
 	routes, err := listRoutes(h.nl)
 	if err != nil {
@@ -501,8 +496,6 @@ func retryDump[T any](dump func() ([]T, error)) ([]T, error) {
 		return v, err
 	}
 }
-
-func listLinks(h *netlink.Handle) ([]netlink.Link, error) { return retryDump(h.LinkList) }
 
 func listAddrs(h *netlink.Handle) ([]netlink.Addr, error) {
 	return retryDump(func() ([]netlink.Addr, error) { return h.AddrList(nil, netlink.FAMILY_ALL) })

@@ -129,11 +129,8 @@ func readLoopback(sock *nl.SocketHandle) (loopback, error) {
 //
 // Equivalent to: ip -d link show NAME
 func getLink(sock *nl.SocketHandle, name string) (link, error) {
-	req := nl.NewNetlinkRequest(unix.RTM_GETLINK, unix.NLM_F_ACK)
-	req.AddData(nl.NewIfInfomsg(unix.AF_UNSPEC))
+	req := linkRequest(sock, unix.NLM_F_ACK)
 	req.AddData(nl.NewRtAttr(unix.IFLA_IFNAME, nl.ZeroTerminated(name)))
-	req.AddData(nl.NewRtAttr(unix.IFLA_EXT_MASK, nl.Uint32Attr(rtextFilterSkipStats)))
-	req.Sockets = map[int]*nl.SocketHandle{unix.NETLINK_ROUTE: sock}
 	msgs, err := req.Execute(unix.NETLINK_ROUTE, unix.RTM_NEWLINK)
 	if err != nil {
 		return link{}, err
@@ -169,11 +166,7 @@ func (l link) loopback() loopback { return loopback{alias: l.alias, up: l.up, ip
 // Equivalent to: ip -d link show
 func dumpLinks(sock *nl.SocketHandle) ([]link, error) {
 	return retryDump(func() ([]link, error) {
-		req := nl.NewNetlinkRequest(unix.RTM_GETLINK, unix.NLM_F_DUMP)
-		req.AddData(nl.NewIfInfomsg(unix.AF_UNSPEC))
-		// Without the interfaces' statistics, which the kernel would gather and send.
-		req.AddData(nl.NewRtAttr(unix.IFLA_EXT_MASK, nl.Uint32Attr(rtextFilterSkipStats)))
-		req.Sockets = map[int]*nl.SocketHandle{unix.NETLINK_ROUTE: sock}
+		req := linkRequest(sock, unix.NLM_F_DUMP)
 		var links []link
 		var perr error
 		err := req.ExecuteIter(unix.NETLINK_ROUTE, unix.RTM_NEWLINK, func(m []byte) bool {
@@ -187,6 +180,16 @@ func dumpLinks(sock *nl.SocketHandle) ([]link, error) {
 		})
 		return links, errors.Join(err, perr)
 	})
+}
+
+// linkRequest is a request for one interface or, with NLM_F_DUMP, all of them,
+// on sock, without their statistics (which the kernel would gather and send).
+func linkRequest(sock *nl.SocketHandle, flags int) *nl.NetlinkRequest {
+	req := nl.NewNetlinkRequest(unix.RTM_GETLINK, flags)
+	req.AddData(nl.NewIfInfomsg(unix.AF_UNSPEC))
+	req.AddData(nl.NewRtAttr(unix.IFLA_EXT_MASK, nl.Uint32Attr(rtextFilterSkipStats)))
+	req.Sockets = map[int]*nl.SocketHandle{unix.NETLINK_ROUTE: sock}
+	return req
 }
 
 func parseLink(m []byte) (link, error) {
