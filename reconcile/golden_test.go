@@ -13,7 +13,7 @@ import (
 
 	r "netlab/reconcile"
 	"netlab/reconcile/fake"
-	"netlab/topology"
+	"netlab/tests/harness"
 )
 
 var update = flag.Bool("update", false, "rewrite the plan goldens under testdata/")
@@ -26,14 +26,7 @@ func TestPlanGoldens(t *testing.T) {
 	for _, file := range []string{"../labs/docker-bridge.yaml", "../tests/testdata/spine.yaml"} {
 		name := strings.TrimSuffix(filepath.Base(file), ".yaml")
 		t.Run(name, func(t *testing.T) {
-			lab, err := topology.Load(file)
-			if err != nil {
-				t.Fatal(err)
-			}
-			desired, err := r.Desired(lab)
-			if err != nil {
-				t.Fatal(err)
-			}
+			desired := harness.Desired(t, file)
 			ctx := context.Background()
 			d := fake.New()
 			plan, err := r.MakePlan(ctx, d, desired)
@@ -55,7 +48,7 @@ func TestPlanGoldens(t *testing.T) {
 			if err := r.Apply(ctx, d, plan); err != nil {
 				t.Fatal(err)
 			}
-			down, err := r.MakePlan(ctx, d, r.NewState(lab.Name))
+			down, err := r.MakePlan(ctx, d, r.NewState(desired.Lab))
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -4,38 +4,19 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
 	r "netlab/reconcile"
 	"netlab/reconcile/fake"
-	"netlab/topology"
+	"netlab/tests/harness"
 )
-
-func desiredFromText(t *testing.T, text string) *r.State {
-	t.Helper()
-	path := filepath.Join(t.TempDir(), "lab.yaml")
-	if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	lab, err := topology.Load(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := r.Desired(lab)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
-}
 
 // TestIsolationComesFirst: a packet from an isolated network must meet its drop
 // before another bridge's published-port accept, whatever order the bridges are
 // written in (the accept matches any input interface but the bridge's own).
 func TestIsolationComesFirst(t *testing.T) {
-	s := desiredFromText(t, `
+	s := harness.DesiredFromText(t, `
 name: iso
 bridges:
   docker0: {addresses: [172.17.0.1/16], isolated: true}
@@ -77,7 +58,7 @@ links:
 // gets in" drop comes after every bridge's accepts, as Docker's policy drop does.
 func TestFinalDropsComeLast(t *testing.T) {
 	for _, order := range [][2]string{{"a", "b"}, {"b", "a"}} {
-		s := desiredFromText(t, `
+		s := harness.DesiredFromText(t, `
 name: order
 bridges:
   br`+order[0]+`: {addresses: [10.`+map[string]string{"a": "1", "b": "2"}[order[0]]+`.0.1/24], masquerade: true}
@@ -109,7 +90,7 @@ bridges:
 // TestForeignHostsFileIsAConflict: a hosts file the lab would write, written by
 // someone else, is reported before any change and left alone.
 func TestForeignHostsFileIsAConflict(t *testing.T) {
-	desired := desiredFromText(t, `
+	desired := harness.DesiredFromText(t, `
 name: names
 bridges:
   mynet: {addresses: [172.18.0.1/16], resolve: true}
@@ -144,7 +125,7 @@ func TestPublishedPortsAreLookedUp(t *testing.T) {
 		for i := range n {
 			fmt.Fprintf(&b, "  - [c%d:eth0, docker0]\n", i)
 		}
-		return desiredFromText(t, b.String())
+		return harness.DesiredFromText(t, b.String())
 	}
 	one, hundred := lab(1, ""), lab(100, "")
 	if got, want := hundred.Tables[r.Host].RuleCount(), one.Tables[r.Host].RuleCount(); got != want {

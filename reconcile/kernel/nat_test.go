@@ -3,8 +3,6 @@ package kernel
 import (
 	"context"
 	"fmt"
-	"os"
-	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
@@ -12,7 +10,6 @@ import (
 
 	r "netlab/reconcile"
 	"netlab/tests/harness"
-	"netlab/topology"
 )
 
 // natLab is Docker's bridge networking with an outside world: docker0 with web
@@ -47,24 +44,6 @@ links:
   - [lan:eth0, host:lan0]
 `
 
-// desiredFrom compiles a lab file's text as netlab would.
-func desiredFrom(t *testing.T, text string) *r.State {
-	t.Helper()
-	path := filepath.Join(t.TempDir(), "lab.yaml")
-	if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	lab, err := topology.Load(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := r.Desired(lab)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
-}
-
 // reaches dials addr from namespace ns and returns the source address the server saw.
 func (sb *sandbox) reaches(ns, addr string) (string, error) {
 	return harness.Dial(sb.nsPath(ns), addr)
@@ -92,7 +71,7 @@ func (sb *sandbox) mustNotReach(ns, addr, why string) {
 func TestDockerNATWithRealTraffic(t *testing.T) {
 	sb := newSandbox(t)
 	d := sb.driver()
-	desired := desiredFrom(t, natLab)
+	desired := harness.DesiredFromText(t, natLab)
 	up(t, d, desired)
 
 	harness.Serve(t, sb.nsPath("lan"), ":9000") // a server on "another machine"
@@ -142,7 +121,7 @@ func TestDockerNATWithRealTraffic(t *testing.T) {
 func TestNftNoBatchWhenEqualAndRepairAfterFlush(t *testing.T) {
 	sb := newSandbox(t)
 	d := sb.driver()
-	desired := desiredFrom(t, natLab)
+	desired := harness.DesiredFromText(t, natLab)
 	up(t, d, desired)
 
 	// Rule handles, without the counters (they count background traffic).
@@ -205,7 +184,7 @@ func TestICCOffAndForeignTablesUntouched(t *testing.T) {
 	}
 	before := foreign()
 
-	desired := desiredFrom(t, strings.Replace(natLab, "masquerade: true, isolated: true}\n  mynet", "masquerade: true, isolated: true, icc: false}\n  mynet", 1))
+	desired := harness.DesiredFromText(t, strings.Replace(natLab, "masquerade: true, isolated: true}\n  mynet", "masquerade: true, isolated: true, icc: false}\n  mynet", 1))
 	plan, err := r.MakePlan(context.Background(), d, desired)
 	if err != nil {
 		t.Fatal(err)

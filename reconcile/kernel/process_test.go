@@ -9,6 +9,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"netlab/reconcile/probe"
+	"netlab/tests/harness"
 )
 
 const processLab = `
@@ -53,7 +54,7 @@ func labProcesses(t *testing.T, lab string) map[string]int {
 func TestProcessesStartOnceRestartAndStop(t *testing.T) {
 	sb := newSandbox(t)
 	d := sb.driver()
-	desired := desiredFrom(t, processLab)
+	desired := harness.DesiredFromText(t, processLab)
 	up(t, d, desired)
 
 	serveCmd := `netlab serve --http 80 --body 'Hello World'`
@@ -90,7 +91,7 @@ func TestProcessesStartOnceRestartAndStop(t *testing.T) {
 	}
 
 	// A changed command: the old process stops, the new one starts.
-	desired = desiredFrom(t, strings.Replace(processLab, "sleep 1000", "sleep 1001", 1))
+	desired = harness.DesiredFromText(t, strings.Replace(processLab, "sleep 1000", "sleep 1001", 1))
 	got := up(t, d, desired)
 	if len(got) != 2 || !strings.HasPrefix(got[0], "- process web: sleep 1000 (pid ") || got[1] != "+ process web: sleep 1001" {
 		t.Errorf("plan of an edited command: %q", got)
@@ -109,7 +110,7 @@ func TestProcessesStartOnceRestartAndStop(t *testing.T) {
 func TestNamesResolveOnResolvingBridgesOnly(t *testing.T) {
 	sb := newSandbox(t)
 	d := sb.driver()
-	up(t, d, desiredFrom(t, processLab))
+	up(t, d, harness.DesiredFromText(t, processLab))
 
 	hosts, err := os.ReadFile(sb.etcDir + "/c4/hosts")
 	if err != nil {
