@@ -23,6 +23,8 @@ import (
 // procInfo is what /proc says about one process.
 type procInfo struct {
 	pid     int
+	pgid    int    // its process group: a lab process and the children it forks
+	sid     int    // its session: netlab starts each lab process in a new one
 	netns   uint64 // inode of its network namespace
 	lab     string // NETLAB_LAB of its environment
 	ns      string // NETLAB_NS of its environment: the namespace it runs in for the lab
@@ -44,10 +46,11 @@ func listProcesses() ([]procInfo, error) {
 		}
 		dir := "/proc/" + e.Name()
 		var st unix.Stat_t
-		if unix.Stat(dir+"/ns/net", &st) != nil || zombie(dir) {
-			continue // gone, or a kernel thread without a namespace of its own to us
+		state, pgid, sid, ok := readStat(dir)
+		if !ok || state == 'Z' || unix.Stat(dir+"/ns/net", &st) != nil {
+			continue // gone, a zombie, or a kernel thread without a namespace of its own to us
 		}
-		p := procInfo{pid: pid, netns: st.Ino}
+		p := procInfo{pid: pid, pgid: pgid, sid: sid, netns: st.Ino}
 		if env, err := readEnviron(dir); err == nil {
 			for _, kv := range bytes.Split(env, []byte{0}) {
 				if v, ok := bytes.CutPrefix(kv, []byte(reconcile.EnvLab+"=")); ok {
@@ -78,13 +81,30 @@ func readEnviron(dir string) ([]byte, error) {
 }
 
 func zombie(dir string) bool {
+	state, _, _, ok := readStat(dir)
+	return !ok || state == 'Z'
+}
+
+// readStat reads a process's state letter, process group and session from
+// /proc/PID/stat.
+func readStat(dir string) (state byte, pgid, sid int, ok bool) {
 	stat, err := os.ReadFile(dir + "/stat")
 	if err != nil {
-		return true
+		return 0, 0, 0, false
 	}
-	// The state follows the command name, which is in parentheses and may contain anything.
+	// The fields after the command name, which is in parentheses and may contain
+	// anything: state, ppid, pgrp, session, ...
 	i := bytes.LastIndexByte(stat, ')')
-	return i < 0 || i+2 >= len(stat) || stat[i+2] == 'Z'
+	if i < 0 {
+		return 0, 0, 0, false
+	}
+	fields := strings.Fields(string(stat[i+1:]))
+	if len(fields) < 4 {
+		return 0, 0, 0, false
+	}
+	pgid, err1 := strconv.Atoi(fields[2])
+	sid, err2 := strconv.Atoi(fields[3])
+	return fields[0][0], pgid, sid, err1 == nil && err2 == nil
 }
 
 // processes lists the processes, or returns the list made since nothing changed
@@ -315,19 +335,15 @@ func NsEnter(netnsPath, etcDir string) error {
 // then SIGKILL to what is still alive after a grace period. Only processes that
 // still carry the lab's marker are signalled (a PID may have been reused).
 //
-// Equivalent to: kill PID...
+// Equivalent to: kill -- -PGID...
 func (d *Driver) stopProcess(lab string, p reconcile.Process) error {
 	procs, err := listProcesses()
 	if err != nil {
 		return err
 	}
-	var pids []int
-	for _, info := range procs {
-		if slices.Contains(p.PIDs, info.pid) && info.lab == lab && info.command == p.Command {
-			pids = append(pids, info.pid)
-		}
-	}
-	return terminate(pids, true)
+	return terminate(stopTargets(procs, lab, func(info procInfo) bool {
+		return slices.Contains(p.PIDs, info.pid) && info.lab == lab && info.command == p.Command
+	}))
 }
 
 // killNetnsProcesses stops every process in a namespace that is about to be
@@ -342,42 +358,83 @@ func (d *Driver) killNetnsProcesses(lab, ns string) error {
 	if err != nil {
 		return err
 	}
-	var pids []int
+	return terminate(stopTargets(procs, lab, func(p procInfo) bool {
+		return (p.netns == ino || (p.lab == lab && p.ns == ns)) && p.pid != os.Getpid()
+	}))
+}
+
+// stopTargets says how to stop the processes that match: a process in a group
+// netlab made for the lab (its leader is a process netlab started, in a session
+// of its own, carrying the lab's marker) is stopped with its whole group, so a
+// `sh -c` forking its command while the list was read leaves no child behind.
+// Any other process is stopped alone: its group may be someone's shell or make.
+func stopTargets(procs []procInfo, lab string, match func(procInfo) bool) (pids, groups []int) {
+	leaders := map[int]bool{}
 	for _, p := range procs {
-		if (p.netns == ino || (p.lab == lab && p.ns == ns)) && p.pid != os.Getpid() {
+		if p.lab == lab && p.pid == p.pgid && p.pid == p.sid {
+			leaders[p.pid] = true
+		}
+	}
+	for _, p := range procs {
+		switch {
+		case !match(p):
+		case leaders[p.pgid]:
+			groups = append(groups, p.pgid)
+		default:
 			pids = append(pids, p.pid)
 		}
 	}
-	return terminate(pids, false)
+	return pids, groups
 }
 
-// terminate sends SIGTERM (to the process groups when groups is set), waits up to
-// two seconds for the processes to go, and SIGKILLs the rest.
-func terminate(pids []int, groups bool) error {
-	signal := func(pid int, sig unix.Signal) {
-		if groups {
-			unix.Kill(-pid, sig)
+// terminate sends SIGTERM to each of pids and to every process of each group
+// (process group ids), waits up to two seconds for them all to stop running, and
+// SIGKILLs the rest. A zombie counts as stopped: it holds no namespace any more
+// and only waits for its parent.
+func terminate(pids, groups []int) error {
+	pids, groups = slices.Compact(slices.Sorted(slices.Values(pids))), slices.Compact(slices.Sorted(slices.Values(groups)))
+	signal := func(sig unix.Signal) {
+		for _, g := range groups {
+			unix.Kill(-g, sig)
 		}
-		unix.Kill(pid, sig)
+		for _, pid := range pids {
+			unix.Kill(pid, sig)
+		}
 	}
-	for _, pid := range pids {
-		signal(pid, unix.SIGTERM)
-	}
-	deadline := time.Now().Add(2 * time.Second)
-	for time.Now().Before(deadline) {
+	signal(unix.SIGTERM)
+	for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
 		pids = slices.DeleteFunc(pids, func(pid int) bool {
 			dir := "/proc/" + strconv.Itoa(pid)
 			return !fileExists(dir) || zombie(dir)
 		})
-		if len(pids) == 0 {
+		groups = slices.DeleteFunc(groups, func(g int) bool { return !groupRunning(g) })
+		if len(pids) == 0 && len(groups) == 0 {
 			return nil
 		}
-		time.Sleep(20 * time.Millisecond)
 	}
-	for _, pid := range pids {
-		signal(pid, unix.SIGKILL)
-	}
+	signal(unix.SIGKILL)
 	return nil
+}
+
+// groupRunning reports whether a process of the group is still running (not a
+// zombie). The kernel answers "no such group" cheaply; otherwise /proc is read.
+func groupRunning(pgid int) bool {
+	if unix.Kill(-pgid, 0) == unix.ESRCH {
+		return false
+	}
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return true
+	}
+	for _, e := range entries {
+		if _, err := strconv.Atoi(e.Name()); err != nil {
+			continue
+		}
+		if state, group, _, ok := readStat("/proc/" + e.Name()); ok && group == pgid && state != 'Z' {
+			return true
+		}
+	}
+	return false
 }
 
 // Generated files under /etc/netns.

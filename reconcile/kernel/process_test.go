@@ -78,7 +78,7 @@ func TestProcessesStartOnceRestartAndStop(t *testing.T) {
 	}
 
 	// Killed by hand (the process group, as kill -- -PGID): up starts it again, and only it.
-	if err := terminate([]int{running["sleep 1000"]}, true); err != nil { // the group: sh and the sleep it runs
+	if err := terminate(nil, []int{running["sleep 1000"]}); err != nil { // the group: sh and the sleep it runs
 		t.Fatal(err)
 	}
 	if diff := cmp.Diff([]string{"+ process web: sleep 1000"}, planLines(t, d, desired)); diff != "" {
@@ -156,4 +156,39 @@ func (sb *sandbox) execIn(t *testing.T, d *Driver, ns string, argv ...string) st
 	}
 	b, _ := os.ReadFile(out.Name())
 	return string(b)
+}
+
+// A lab process that ignores SIGTERM and forks a new child after down has read
+// the process list: the child must go with its group, or it would keep the
+// namespace alive.
+func TestDownStopsWhatALabProcessForksLate(t *testing.T) {
+	sb := newSandbox(t)
+	d := sb.driver()
+	up(t, d, harness.DesiredFromText(t, `
+name: late
+namespaces:
+  web:
+    run: ["trap '' TERM; sleep 0.5; sleep 1000"]
+`))
+	down(t, d, "late")
+	if left := labProcesses(t, "late"); len(left) != 0 {
+		t.Errorf("processes left after down: %v", left)
+	}
+}
+
+// Only a group netlab made for the lab is signalled as a group. A process the
+// lab's shell script started with `&` shares the group of whoever ran the script
+// (a shell, make, go test): it is stopped alone.
+func TestStopTargetsSignalOnlyTheLabsOwnGroups(t *testing.T) {
+	procs := []procInfo{
+		{pid: 100, pgid: 100, sid: 100, lab: "l", ns: "web", command: "sleep 1"}, // started by netlab: setsid
+		{pid: 101, pgid: 100, sid: 100, lab: "l", ns: "web", command: "sleep 1"}, // the child its sh forked
+		{pid: 200, pgid: 50, sid: 40, lab: "l", ns: "web", command: "sleep 2"},   // started by the commands script
+		{pid: 300, pgid: 300, sid: 300, lab: "other", ns: "web"},                 // another lab's leader
+		{pid: 301, pgid: 300, sid: 300},                                          // and its unmarked child
+	}
+	pids, groups := stopTargets(procs, "l", func(procInfo) bool { return true })
+	if !cmp.Equal(pids, []int{200, 300, 301}) || !cmp.Equal(groups, []int{100, 100}) {
+		t.Errorf("pids %v, groups %v: want pids [200 300 301], groups [100 100]", pids, groups)
+	}
 }
