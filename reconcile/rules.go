@@ -17,10 +17,11 @@ import (
 
 // rulesCompiler builds the tables of one lab.
 type rulesCompiler struct {
-	lab    *topology.Lab
-	s      *State
-	kname  func(string) string
-	tables map[string]*Table
+	lab           *topology.Lab
+	s             *State
+	kname         func(string) string
+	findInterface func(*topology.End) *topology.Interface
+	tables        map[string]*Table
 }
 
 func (c *rulesCompiler) table(ns string) *Table {
@@ -49,7 +50,7 @@ type published struct {
 
 // compileRules fills s.Tables (and the sysctls and hairpin ports the rules need).
 func compileRules(lab *topology.Lab, s *State, kname func(string) string) {
-	c := &rulesCompiler{lab: lab, s: s, kname: kname, tables: map[string]*Table{}}
+	c := &rulesCompiler{lab: lab, s: s, kname: kname, findInterface: interfaceFinder(lab), tables: map[string]*Table{}}
 
 	// User rules come first, like Docker's DOCKER-USER chain: they are the place
 	// for the lab author's own exceptions.
@@ -143,7 +144,7 @@ func (c *rulesCompiler) bridgeOf(ns *topology.Namespace) (*topology.Bridge, *top
 			}
 			for _, b := range c.lab.Bridges {
 				if b.Name == other.Bridge {
-					return b, findInterface(c.lab, end), LinkKey{c.kname(other.Namespace), other.Interface}
+					return b, c.findInterface(end), LinkKey{c.kname(other.Namespace), other.Interface}
 				}
 			}
 		}
