@@ -31,26 +31,20 @@ type vethSpec struct {
 	mtu    int
 	mac    net.HardwareAddr
 	master int // ifindex of the bridge (in the end's namespace); 0: none
-	up     bool
 }
 
-// addVeth creates a veth pair in one request sent on sock: main with its master
-// and up state, peer in its own namespace. Both ends get one queue each way: a
+// addVeth creates a veth pair in one request sent on sock, both ends down: main
+// with its master, peer in its own namespace. Both ends get one queue each way: a
 // veth otherwise gets one per CPU and the kernel cuts the real count back to
 // one right after registering it, which waits for an RCU grace period per end
-// (some 40% of the cost of a veth on a 2-CPU machine). The peer cannot be set
-// up in the same request (the kernel opens it before the pair is linked), so
-// its caller sets it up afterwards.
+// (some 40% of the cost of a veth on a 2-CPU machine). The caller marks the ends
+// and brings them up (see Driver.createVeth for the order).
 //
-// Equivalent to: ip link add MAIN netns NS [txqueuelen 0] [mtu M] [address A] numtxqueues 1 numrxqueues 1 [master BR] [up]
+// Equivalent to: ip link add MAIN netns NS [txqueuelen 0] [mtu M] [address A] numtxqueues 1 numrxqueues 1 [master BR]
 // type veth peer name PEER netns NS [mtu M] [address A] numtxqueues 1 numrxqueues 1
 func addVeth(sock *nl.SocketHandle, main, peer vethSpec) error {
 	req := nl.NewNetlinkRequest(unix.RTM_NEWLINK, unix.NLM_F_CREATE|unix.NLM_F_EXCL|unix.NLM_F_ACK)
-	msg := nl.NewIfInfomsg(unix.AF_UNSPEC)
-	if main.up {
-		msg.Flags, msg.Change = unix.IFF_UP, unix.IFF_UP
-	}
-	req.AddData(msg)
+	req.AddData(nl.NewIfInfomsg(unix.AF_UNSPEC))
 	for _, a := range endAttrs(main) {
 		req.AddData(a)
 	}
