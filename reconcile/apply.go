@@ -14,7 +14,11 @@ import (
 // Every run plans from the kernel as it is now, so re-running after a failure is
 // how netlab recovers.
 func MakePlan(ctx context.Context, d Driver, desired *State) (*Plan, error) {
-	observed, err := d.Observe(ctx, Query{Lab: desired.Lab, Sysctls: desired.SysctlKeys(), Tables: desired.Tables})
+	keep := make(map[string]bool, len(desired.Namespaces))
+	for name := range desired.Namespaces {
+		keep[name] = true
+	}
+	observed, err := d.Observe(ctx, Query{Lab: desired.Lab, Sysctls: desired.SysctlKeys(), Tables: desired.Tables, Keep: keep})
 	if err != nil {
 		return nil, fmt.Errorf("observe lab %s: %w", desired.Lab, err)
 	}

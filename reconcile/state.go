@@ -40,6 +40,12 @@ type Query struct {
 	// Tables are the lab's desired tables by namespace: the driver recognises the
 	// rules it finds by comparing them with these.
 	Tables map[string]*Table
+	// Keep, when not nil, names the namespaces the lab keeps. Any other namespace
+	// of the lab is read only as far as deleting it needs: that it is the lab's,
+	// and its interfaces (the other end of each of its veths goes with it). Its
+	// addresses, routes, table and sysctls go with it too, unread: `down` of a
+	// thousand namespaces reads one dump in each instead of four.
+	Keep map[string]bool
 }
 
 // State is a lab's kernel objects, desired or observed, normalized so that two

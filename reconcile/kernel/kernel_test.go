@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -14,6 +15,7 @@ import (
 	"github.com/vishvananda/netlink"
 
 	r "netlab/reconcile"
+	"netlab/tests/harness"
 )
 
 // lab builds desired states the way reconcile.Desired would, for a docker0-like
@@ -409,4 +411,88 @@ func TestIPv6AddressesRoutesAndNamespaceSysctls(t *testing.T) {
 	if got := planLines(t, d, l.s); len(got) != 0 {
 		t.Errorf("second plan: %v, want none (IPv6 metric and sysctl spacing must compare equal)", got)
 	}
+}
+
+// A namespace the plan deletes is read only as far as deleting it needs (its
+// marker and interfaces): the plan is the same as from a full reading, and its
+// addresses, routes, table and sysctls are not read.
+func TestLeavingNamespacesAreReadOnlyForTheirDeletion(t *testing.T) {
+	sb := newSandbox(t)
+	d := sb.driver()
+	lab := harness.DesiredFromText(t, `
+name: leave
+bridges:
+  br0: {addresses: [10.10.0.1/24]}
+namespaces:
+  keep:
+    interfaces: {eth0: {addresses: [10.10.0.2/24]}}
+    routes: [default via 10.10.0.1]
+  gone:
+    interfaces: {eth0: {addresses: [10.10.0.3/24]}}
+    routes: [default via 10.10.0.1]
+    sysctls: {net.ipv4.ip_forward: 1}
+    nat:
+      - {masquerade: {out: eth0}}
+links:
+  - [keep:eth0, br0]
+  - [gone:eth0, br0]
+`)
+	up(t, d, lab)
+	ctx := context.Background()
+
+	// The lab without "gone": read in full, then as a plan reads it.
+	without := harness.DesiredFromText(t, `
+name: leave
+bridges:
+  br0: {addresses: [10.10.0.1/24]}
+namespaces:
+  keep:
+    interfaces: {eth0: {addresses: [10.10.0.2/24]}}
+    routes: [default via 10.10.0.1]
+links:
+  - [keep:eth0, br0]
+`)
+	full, err := d.Observe(ctx, r.Query{Lab: "leave", Tables: without.Tables})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fullPlan, err := r.Diff(without, full)
+	if err != nil {
+		t.Fatal(err)
+	}
+	plan, err := r.MakePlan(ctx, d, without)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(lines(fullPlan), lines(plan)); diff != "" {
+		t.Errorf("plan from a full reading vs from a plan's reading (-full +plan):\n%s", diff)
+	}
+	if !slices.Contains(lines(plan), "- netns   gone") {
+		t.Errorf("plan %q does not delete gone", lines(plan))
+	}
+
+	shallow, err := d.Observe(ctx, r.Query{Lab: "leave", Keep: map[string]bool{"keep": true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if shallow.Namespaces["gone"] == nil || shallow.Links[r.LinkKey{NS: "gone", Name: "eth0"}] == nil {
+		t.Errorf("gone or its eth0 missing from the shallow reading: %v", shallow.Links)
+	}
+	for k := range shallow.Addrs {
+		if k.NS == "gone" {
+			t.Errorf("address of gone read: %v", k)
+		}
+	}
+	for k := range shallow.Routes {
+		if k.NS == "gone" {
+			t.Errorf("route of gone read: %v", k)
+		}
+	}
+	if shallow.Tables["gone"] != nil {
+		t.Errorf("table of gone read")
+	}
+	if full.Tables["gone"] == nil || full.Routes[r.RouteKey{NS: "gone", To: netip.MustParsePrefix("0.0.0.0/0")}] == nil {
+		t.Errorf("the full reading lacks gone's table or default route: the test proves nothing")
+	}
+	up(t, d, without)
 }

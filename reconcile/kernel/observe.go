@@ -104,8 +104,8 @@ func (d *Driver) Observe(ctx context.Context, q reconcile.Query) (*reconcile.Sta
 	}
 	s.SavedSysctls = saved
 	for _, k := range append(q.Sysctls, reconcile.SortedSysctlKeys(saved)...) {
-		if _, ok := s.Namespaces[k.NS]; !ok && k.NS != reconcile.Host {
-			continue // the namespace is not there yet: nothing to read
+		if _, ok := s.Namespaces[k.NS]; (!ok && k.NS != reconcile.Host) || leaving(q, k.NS) {
+			continue // the namespace is not there yet, or goes: nothing to read
 		}
 		v, ok, err := d.readSysctl(k)
 		if err != nil {
@@ -162,8 +162,12 @@ func (d *Driver) observeOne(q reconcile.Query, ns string, intents map[reconcile.
 		}
 		r.loUp, r.ipv6 = lo.up, lo.ipv6
 	}
-	if r.ends, err = d.observeNetns(r.part, ns, links, intents); err != nil {
+	goes := leaving(q, ns)
+	if r.ends, err = d.observeNetns(r.part, ns, links, intents, !goes); err != nil {
 		return nil, err
+	}
+	if goes {
+		return r, nil
 	}
 	t, err := d.observeTable(ns, reconcile.TableName(q.Lab), q.Tables[ns])
 	if err != nil {
@@ -178,6 +182,12 @@ func (d *Driver) observeOne(q reconcile.Query, ns string, intents map[reconcile.
 		}
 	}
 	return r, nil
+}
+
+// leaving reports whether a namespace is one the plan will delete (see
+// reconcile.Query.Keep).
+func leaving(q reconcile.Query, ns string) bool {
+	return ns != reconcile.Host && q.Keep != nil && !q.Keep[ns]
 }
 
 // mergeInto adds what one namespace holds to the lab's state.
@@ -210,8 +220,8 @@ func loopbackOf(links []link) loopback {
 }
 
 // observeNetns reads the interfaces, addresses and routes of one namespace, given
-// its interfaces.
-func (d *Driver) observeNetns(s *reconcile.State, ns string, links []link, intents map[reconcile.LinkKey]bool) ([]vethEnd, error) {
+// its interfaces; only the interfaces unless deep.
+func (d *Driver) observeNetns(s *reconcile.State, ns string, links []link, intents map[reconcile.LinkKey]bool, deep bool) ([]vethEnd, error) {
 	names := make(map[int]string, len(links))
 	for _, l := range links {
 		names[l.index] = l.name
@@ -248,6 +258,9 @@ func (d *Driver) observeNetns(s *reconcile.State, ns string, links []link, inten
 			Unmarked: unmarked,
 			Index:    l.index,
 		}
+	}
+	if !deep {
+		return ends, nil // a leaving namespace: its interfaces are all its deletion needs
 	}
 
 	addrs, err := listAddrs(h.nl)
