@@ -331,17 +331,18 @@ func NsEnter(netnsPath, etcDir string) error {
 	return nil
 }
 
-// stopProcess stops processes of the lab: SIGTERM to each one's process group,
-// then SIGKILL to what is still alive after a grace period. Only processes that
-// still carry the lab's marker are signalled (a PID may have been reused).
+// stopProcess stops processes of the lab: SIGTERM, then SIGKILL to what is still
+// running after a grace period; each with its process group when netlab made
+// that group for it (see stopTargets). Only processes that still carry the lab's
+// marker are signalled (a PID may have been reused).
 //
-// Equivalent to: kill -- -PGID...
+// Equivalent to: kill PID... (kill -- -PID for a command netlab started)
 func (d *Driver) stopProcess(lab string, p reconcile.Process) error {
 	procs, err := listProcesses()
 	if err != nil {
 		return err
 	}
-	return terminate(stopTargets(procs, lab, func(info procInfo) bool {
+	return terminate(stopTargets(procs, lab, ourselves(), func(info procInfo) bool {
 		return slices.Contains(p.PIDs, info.pid) && info.lab == lab && info.command == p.Command
 	}))
 }
@@ -358,26 +359,32 @@ func (d *Driver) killNetnsProcesses(lab, ns string) error {
 	if err != nil {
 		return err
 	}
-	return terminate(stopTargets(procs, lab, func(p procInfo) bool {
-		return (p.netns == ino || (p.lab == lab && p.ns == ns)) && p.pid != os.Getpid()
-	}))
+	pids, groups := stopTargets(procs, lab, ourselves(), func(p procInfo) bool {
+		return p.netns == ino || (p.lab == lab && p.ns == ns)
+	})
+	// The list may be some seconds old: a group whose leader is no longer the
+	// lab's (it ended, and its PID went to someone else) is not signalled.
+	groups = slices.DeleteFunc(groups, func(g int) bool { return !labLeader(g, lab) })
+	return terminate(pids, groups)
 }
 
-// stopTargets says how to stop the processes that match: a process in a group
-// netlab made for the lab (its leader is a process netlab started, in a session
-// of its own, carrying the lab's marker) is stopped with its whole group, so a
-// `sh -c` forking its command while the list was read leaves no child behind.
-// Any other process is stopped alone: its group may be someone's shell or make.
-func stopTargets(procs []procInfo, lab string, match func(procInfo) bool) (pids, groups []int) {
+// stopTargets says how to stop the processes that match. A process whose group
+// netlab made for the lab (the group's leader is a process netlab started, in a
+// session of its own, carrying the lab's marker) and whose leader matches too is
+// stopped with its whole group: a `sh -c` that was forking its command while the
+// list was read leaves no child behind. Any other process is stopped alone: its
+// group may be someone's shell, make, or a lab command that only sent a child
+// into the namespace. netlab itself (self) and its own group are never signalled.
+func stopTargets(procs []procInfo, lab string, self procInfo, match func(procInfo) bool) (pids, groups []int) {
 	leaders := map[int]bool{}
 	for _, p := range procs {
-		if p.lab == lab && p.pid == p.pgid && p.pid == p.sid {
+		if p.lab == lab && p.pid == p.pgid && p.pid == p.sid && p.pgid != self.pgid && match(p) {
 			leaders[p.pid] = true
 		}
 	}
 	for _, p := range procs {
 		switch {
-		case !match(p):
+		case p.pid == self.pid || !match(p):
 		case leaders[p.pgid]:
 			groups = append(groups, p.pgid)
 		default:
@@ -385,6 +392,22 @@ func stopTargets(procs []procInfo, lab string, match func(procInfo) bool) (pids,
 		}
 	}
 	return pids, groups
+}
+
+// ourselves is netlab's own process and group, which it never signals.
+func ourselves() procInfo { return procInfo{pid: os.Getpid(), pgid: unix.Getpgrp()} }
+
+// labLeader reports whether a process is still a leader netlab made for the lab:
+// alive, leading its own session and group, with the lab's marker.
+func labLeader(pid int, lab string) bool {
+	dir := "/proc/" + strconv.Itoa(pid)
+	state, pgid, sid, ok := readStat(dir)
+	if !ok || state == 'Z' || pgid != pid || sid != pid {
+		return false
+	}
+	env, err := readEnviron(dir)
+	marker := []byte(reconcile.EnvLab + "=" + lab)
+	return err == nil && slices.ContainsFunc(bytes.Split(env, []byte{0}), func(kv []byte) bool { return bytes.Equal(kv, marker) })
 }
 
 // terminate sends SIGTERM to each of pids and to every process of each group

@@ -176,19 +176,28 @@ namespaces:
 	}
 }
 
-// Only a group netlab made for the lab is signalled as a group. A process the
-// lab's shell script started with `&` shares the group of whoever ran the script
-// (a shell, make, go test): it is stopped alone.
+// Only a group netlab made for the lab is signalled as a group, and only when its
+// leader is to be stopped too. A process the lab's shell script started with `&`
+// shares the group of whoever ran the script (a shell, make, go test); a lab
+// command in another namespace may have sent one child into the namespace being
+// deleted; netlab may run inside a lab command's group: each is stopped alone.
 func TestStopTargetsSignalOnlyTheLabsOwnGroups(t *testing.T) {
+	self := procInfo{pid: 501, pgid: 500}
 	procs := []procInfo{
 		{pid: 100, pgid: 100, sid: 100, lab: "l", ns: "web", command: "sleep 1"}, // started by netlab: setsid
 		{pid: 101, pgid: 100, sid: 100, lab: "l", ns: "web", command: "sleep 1"}, // the child its sh forked
 		{pid: 200, pgid: 50, sid: 40, lab: "l", ns: "web", command: "sleep 2"},   // started by the commands script
 		{pid: 300, pgid: 300, sid: 300, lab: "other", ns: "web"},                 // another lab's leader
-		{pid: 301, pgid: 300, sid: 300},                                          // and its unmarked child
+		{pid: 301, pgid: 300, sid: 300, ns: "web"},                               // and its unmarked child
+		{pid: 400, pgid: 400, sid: 400, lab: "l", ns: "db", command: "watch"},    // a lab command elsewhere...
+		{pid: 401, pgid: 400, sid: 400, lab: "l", ns: "db", command: "watch"},    // ...whose child entered web
+		{pid: 500, pgid: 500, sid: 500, lab: "l", ns: "web", command: "up.sh"},   // netlab's own group...
+		{pid: 501, pgid: 500, sid: 500, lab: "l", ns: "web", command: "up.sh"},   // ...and netlab itself
 	}
-	pids, groups := stopTargets(procs, "l", func(procInfo) bool { return true })
-	if !cmp.Equal(pids, []int{200, 300, 301}) || !cmp.Equal(groups, []int{100, 100}) {
-		t.Errorf("pids %v, groups %v: want pids [200 300 301], groups [100 100]", pids, groups)
+	inWeb := func(p procInfo) bool { return p.ns == "web" || p.pid == 401 }
+	pids, groups := stopTargets(procs, "l", self, inWeb)
+	wantPids := []int{200, 300, 301, 401, 500}
+	if !cmp.Equal(pids, wantPids) || !cmp.Equal(groups, []int{100, 100}) {
+		t.Errorf("pids %v, groups %v: want pids %v, groups [100 100]", pids, groups, wantPids)
 	}
 }
