@@ -197,10 +197,11 @@ type VethEnd struct {
 }
 
 // CreateVeth creates a veth pair with each end directly in its namespace (a crash
-// never leaves an end in the wrong place), already a port of its bridge and up,
-// and marks both ends as the lab's. `ip link add` takes all of that in one
-// command, and the kernel does it in one request: a thousand containers are a
-// thousand requests, not five thousand.
+// never leaves an end in the wrong place), already a port of its bridge, marks
+// both ends as the lab's and brings them up. `ip link add` takes the namespaces,
+// the bridge and the up state in one command, and the kernel the pair and its
+// bridge in one request (the driver then marks each end and brings it up, one
+// request each, in the order that costs the kernel least).
 type CreateVeth struct {
 	Lab  string
 	A, B VethEnd

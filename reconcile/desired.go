@@ -115,6 +115,7 @@ func interfaceFinder(lab *topology.Lab) func(end *topology.End) *topology.Interf
 	}
 }
 
+// macString is the MAC as the kernel prints it (lower case), "" when the file leaves it to the kernel.
 func macString(mac net.HardwareAddr) string {
 	if mac == nil {
 		return ""

@@ -176,7 +176,8 @@ func (d *Driver) createBridge(a reconcile.CreateBridge) error {
 // ports), and last the main end is brought up: one request each, naming the
 // interface.
 //
-// Equivalent to: the commands of reconcile.CreateVeth
+// Equivalent to: the commands of reconcile.CreateVeth, which bring the main end
+// up in `ip link add` and mark it after; the result is the same.
 func (d *Driver) createVeth(a reconcile.CreateVeth) error {
 	main, peer := a.MainEnd()
 	hm, err := d.handle(main.NS)

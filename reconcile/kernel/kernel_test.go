@@ -483,8 +483,12 @@ links:
 	if shallow.Tables["gone"] != nil {
 		t.Errorf("table of gone read")
 	}
-	if full.Tables["gone"] == nil || full.Routes[r.RouteKey{NS: "gone", To: netip.MustParsePrefix("0.0.0.0/0")}] == nil {
-		t.Errorf("the full reading lacks gone's table or default route: the test proves nothing")
+	forward := r.SysctlKey{NS: "gone", Path: r.SysctlPath("net.ipv4.ip_forward")}
+	if _, ok := shallow.Sysctls[forward]; ok {
+		t.Errorf("sysctl of gone read")
+	}
+	if _, ok := full.Sysctls[forward]; !ok || full.Tables["gone"] == nil || full.Routes[r.RouteKey{NS: "gone", To: netip.MustParsePrefix("0.0.0.0/0")}] == nil {
+		t.Errorf("the full reading lacks gone's sysctl, table or default route: the test proves nothing")
 	}
 	up(t, d, without)
 }

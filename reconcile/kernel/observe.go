@@ -131,7 +131,8 @@ type nsObservation struct {
 }
 
 // observeOne reads one namespace: its marker, then (when it is the lab's, or the
-// host) its interfaces, addresses, routes and the lab's table.
+// host) its interfaces, addresses, routes and the lab's table; only its
+// interfaces when the plan will delete it (see reconcile.Query.Keep).
 func (d *Driver) observeOne(q reconcile.Query, ns string, intents map[reconcile.LinkKey]bool) (*nsObservation, error) {
 	r := &nsObservation{name: ns, part: reconcile.NewState(q.Lab)}
 	if ns != reconcile.Host && d.interruptedNetns(q.Lab, ns) {
