@@ -14,11 +14,17 @@ import (
 // Every run plans from the kernel as it is now, so re-running after a failure is
 // how netlab recovers.
 func MakePlan(ctx context.Context, d Driver, desired *State) (*Plan, error) {
+	return makePlan(ctx, d, desired, nil)
+}
+
+// makePlan is MakePlan; reread, when not nil, lets the driver answer for the
+// namespaces it does not name with what it read earlier (see Query.Reread).
+func makePlan(ctx context.Context, d Driver, desired *State, reread map[string]bool) (*Plan, error) {
 	keep := make(map[string]bool, len(desired.Namespaces))
 	for name := range desired.Namespaces {
 		keep[name] = true
 	}
-	observed, err := d.Observe(ctx, Query{Lab: desired.Lab, Sysctls: desired.SysctlKeys(), Tables: desired.Tables, Keep: keep})
+	observed, err := d.Observe(ctx, Query{Lab: desired.Lab, Sysctls: desired.SysctlKeys(), Tables: desired.Tables, Keep: keep, Reread: reread})
 	if err != nil {
 		return nil, fmt.Errorf("observe lab %s: %w", desired.Lab, err)
 	}
@@ -144,8 +150,19 @@ func (e *DriftError) Error() string {
 }
 
 // Verify observes again and fails with whatever still differs from desired.
-func Verify(ctx context.Context, d Driver, desired *State) error {
-	p, err := MakePlan(ctx, d, desired)
+// After applying a plan (applied, nil for none), it reads again the host and
+// the namespaces the plan touched: the others were read when the plan was made,
+// matched the lab then (the plan has nothing for them), and nothing netlab did
+// since has changed them. A thousand-namespace lab that gained one namespace is
+// checked with one namespace read again, not all of them. A namespace wrongly
+// left out could only make Verify fail: its earlier reading differs from the lab
+// exactly where the plan acts.
+func Verify(ctx context.Context, d Driver, desired *State, applied *Plan) error {
+	var reread map[string]bool
+	if applied != nil {
+		reread = touched(applied)
+	}
+	p, err := makePlan(ctx, d, desired, reread)
 	if err != nil {
 		return err
 	}
@@ -153,4 +170,70 @@ func Verify(ctx context.Context, d Driver, desired *State) error {
 		return &DriftError{Remaining: p}
 	}
 	return nil
+}
+
+// touched lists the namespaces a plan changes: those its actions name, and for
+// a deleted veth or namespace, where the other ends were. nil (read everything)
+// for a plan with an action it does not know.
+func touched(p *Plan) map[string]bool {
+	ns := map[string]bool{}
+	for _, a := range p.Actions {
+		switch a := a.(type) {
+		case CreateNetns:
+			ns[a.Name] = true
+		case DeleteNetns:
+			ns[a.Name] = true
+			for _, k := range a.Takes {
+				ns[k.NS] = true
+			}
+		case SetIPv6:
+			ns[a.Name] = true
+		case CreateBridge:
+			ns[a.NS] = true
+		case CreateVeth:
+			ns[a.A.NS], ns[a.B.NS] = true, true
+		case DeleteLink:
+			ns[a.NS] = true
+			if a.Peer != (LinkKey{}) {
+				ns[a.Peer.NS] = true
+			}
+		case MarkLink:
+			ns[a.NS] = true
+		case SetMaster:
+			ns[a.NS] = true
+		case SetHairpin:
+			ns[a.NS] = true
+		case SetMTU:
+			ns[a.NS] = true
+		case SetMAC:
+			ns[a.NS] = true
+		case SetUp:
+			ns[a.NS] = true
+		case AddAddr:
+			ns[a.NS] = true
+		case DeleteAddr:
+			ns[a.NS] = true
+		case ReplaceRoute:
+			ns[a.NS] = true
+		case DeleteRoute:
+			ns[a.NS] = true
+		case SetSysctl:
+			ns[a.NS] = true
+		case ReplaceTable:
+			ns[a.Table.NS] = true
+		case DeleteTable:
+			ns[a.NS] = true
+		case StartProcess:
+			ns[a.NS] = true
+		case StopProcess:
+			ns[a.NS] = true
+		case WriteFile:
+			ns[a.NS] = true
+		case DeleteFile:
+			ns[a.NS] = true
+		default:
+			return nil
+		}
+	}
+	return ns
 }

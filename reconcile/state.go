@@ -46,6 +46,11 @@ type Query struct {
 	// addresses, routes, table and sysctls go with it too, unread: `down` of a
 	// thousand namespaces reads one dump in each instead of four.
 	Keep map[string]bool
+	// Reread, when not nil, names the namespaces to read again (Verify after a
+	// plan: those the plan touched). The driver may answer for the lab's other
+	// namespaces with what it read of them earlier in this run. The host, the
+	// list of namespaces, processes, files and sysctls are always read.
+	Reread map[string]bool
 }
 
 // State is a lab's kernel objects, desired or observed, normalized so that two

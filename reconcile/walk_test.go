@@ -182,7 +182,7 @@ func converge(t *testing.T, ctx context.Context, d *fake.Driver, desired *r.Stat
 	if err := r.Apply(ctx, d, plan); err != nil {
 		t.Fatalf("%s: apply: %v\nplan:\n%s", where, err, text(plan))
 	}
-	if err := r.Verify(ctx, d, desired); err != nil {
+	if err := r.Verify(ctx, d, desired, plan); err != nil {
 		t.Fatalf("%s: %v\nafter applying:\n%s", where, err, text(plan))
 	}
 	observed, err := d.Observe(ctx, r.Query{Lab: desired.Lab, Sysctls: desired.SysctlKeys()})
@@ -272,4 +272,38 @@ func TestFailedStepIsNamedAndNextRunConverges(t *testing.T) {
 	}
 	d.Fail = nil
 	converge(t, ctx, d, desired, "after failure")
+}
+
+// Verify after a plan reads again only the namespaces the plan touched, and the
+// fake, like the kernel driver, answers for the others with its earlier reading:
+// each step here changes a namespace only through an action that names another
+// one (the far end of a veth, a namespace's deletion), so a touched set that
+// missed it would fail Verify.
+func TestVerifyRereadsWhatThePlanTouched(t *testing.T) {
+	ctx := context.Background()
+	d := fake.New()
+	two := func(wired bool) *r.State {
+		s := r.NewState("touch")
+		for _, ns := range []string{"a", "b"} {
+			s.Namespaces[ns] = &r.Netns{Name: ns, LoUp: true}
+		}
+		if wired {
+			veth(s, r.LinkKey{NS: "a", Name: "x"}, r.LinkKey{NS: "b", Name: "y"}, "")
+		}
+		return s
+	}
+	withoutB := r.NewState("touch")
+	withoutB.Namespaces["a"] = &r.Netns{Name: "a", LoUp: true}
+	for i, want := range []*r.State{two(false), two(true), two(false), two(true), withoutB} {
+		plan, err := r.MakePlan(ctx, d, want)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := r.Apply(ctx, d, plan); err != nil {
+			t.Fatal(err)
+		}
+		if err := r.Verify(ctx, d, want, plan); err != nil {
+			t.Errorf("step %d: %v\nafter applying:\n%s", i, err, text(plan))
+		}
+	}
 }

@@ -55,7 +55,7 @@ differs.`,
 			if err != nil {
 				return fmt.Errorf("%w\nrun \"netlab up %s\" again to converge", err, args[0])
 			}
-			if err := reconcile.Verify(ctx, d, desired); err != nil {
+			if err := reconcile.Verify(ctx, d, desired, plan); err != nil {
 				return err
 			}
 			fmt.Fprintf(a.Out, "Apply complete: %s in %s; the kernel matches %s.\n",

@@ -53,6 +53,8 @@ type Driver struct {
 	procs   map[r.ProcKey]*proc
 	files   map[r.FileKey]file
 	nextPID int
+	// lastRead is the last observation, for answerFromEarlier.
+	lastRead *r.State
 
 	// Writes counts the actions applied: a no-op `up` must leave it unchanged.
 	Writes int
@@ -218,7 +220,46 @@ func (d *Driver) Observe(_ context.Context, q r.Query) (*r.State, error) {
 			s.Sysctls[k] = d.sysctl(k)
 		}
 	}
+	if q.Reread != nil && d.lastRead != nil {
+		d.answerFromEarlier(s, q.Reread)
+	}
+	d.lastRead = s
 	return s, nil
+}
+
+// answerFromEarlier does what the kernel driver may do with Query.Reread: the
+// links, addresses, routes and table of a namespace not to be read again are
+// those of the last observation, however the namespace has changed since. A
+// plan whose touched namespaces are wrong then fails its Verify.
+func (d *Driver) answerFromEarlier(s *r.State, reread map[string]bool) {
+	earlier := d.lastRead
+	stale := func(ns string) bool {
+		return ns != r.Host && !reread[ns] && earlier.Namespaces[ns] != nil && s.Namespaces[ns] != nil
+	}
+	maps.DeleteFunc(s.Links, func(k r.LinkKey, _ *r.Link) bool { return stale(k.NS) })
+	maps.DeleteFunc(s.Addrs, func(k r.AddrKey, _ bool) bool { return stale(k.NS) })
+	maps.DeleteFunc(s.Routes, func(k r.RouteKey, _ *r.Route) bool { return stale(k.NS) })
+	maps.DeleteFunc(s.Tables, func(ns string, _ *r.Table) bool { return stale(ns) })
+	for k, l := range earlier.Links {
+		if stale(k.NS) {
+			s.Links[k] = l
+		}
+	}
+	for k := range earlier.Addrs {
+		if stale(k.NS) {
+			s.Addrs[k] = true
+		}
+	}
+	for k, rt := range earlier.Routes {
+		if stale(k.NS) {
+			s.Routes[k] = rt
+		}
+	}
+	for ns, t := range earlier.Tables {
+		if stale(ns) {
+			s.Tables[ns] = t
+		}
+	}
 }
 
 func keys[K comparable, V any](m map[K]V) []K {

@@ -71,6 +71,7 @@ type Driver struct {
 	dying         []reconcile.LinkKey       // interfaces going with deleted namespaces (see waitDying)
 	dyingNetns    map[uint64]string         // their namespaces by inode, to name what still holds them
 	procs         []procInfo                // the processes as last listed, while still true (see processes)
+	lastRead      map[string]*nsObservation // each namespace as the last observation read it (see reconcile.Query.Reread)
 }
 
 // nsHandle is an open namespace: its file descriptor and netlink sockets inside

@@ -104,8 +104,11 @@ func up(t *testing.T, d r.Driver, desired *r.State) []string {
 	if err := r.Apply(ctx, d, plan); err != nil {
 		t.Fatalf("apply: %v", err)
 	}
-	if err := r.Verify(ctx, d, desired); err != nil {
+	if err := r.Verify(ctx, d, desired, plan); err != nil {
 		t.Fatalf("verify: %v", err)
+	}
+	if err := r.Verify(ctx, d, desired, nil); err != nil {
+		t.Fatalf("verify, reading everything again: %v", err)
 	}
 	return lines(plan)
 }
@@ -491,4 +494,24 @@ links:
 		t.Errorf("the full reading lacks gone's sysctl, table or default route: the test proves nothing")
 	}
 	up(t, d, without)
+}
+
+// Verify after a plan reads again the namespaces the plan touched, and answers
+// for the others from the reading the plan was made from. A veth added between
+// two namespaces that exist touches both: if the far one were answered from the
+// earlier reading, the new end's peer would not be found there.
+func TestVerifyRereadsBothEndsOfANewVeth(t *testing.T) {
+	sb := newSandbox(t)
+	d := sb.driver()
+	const labText = `
+name: wire
+namespaces:
+  a:
+  b:
+%s`
+	up(t, d, harness.DesiredFromText(t, fmt.Sprintf(labText, "")))
+	got := up(t, d, harness.DesiredFromText(t, fmt.Sprintf(labText, "links:\n  - [a:x, b:y]\n")))
+	if diff := cmp.Diff([]string{"+ veth    a:x <-> b:y, up"}, got); diff != "" {
+		t.Errorf("plan (-want +got):\n%s", diff)
+	}
 }

@@ -53,14 +53,29 @@ func (d *Driver) Observe(ctx context.Context, q reconcile.Query) (*reconcile.Sta
 	for i := range indexes {
 		indexes[i] = i
 	}
+	d.mu.Lock()
+	earlier := d.lastRead
+	d.mu.Unlock()
 	err = forEach(ctx, indexes, func(i int) error {
-		r, err := d.observeOne(q, all[i], intents)
+		ns := all[i]
+		if r := earlier[ns]; r != nil && q.Reread != nil && !q.Reread[ns] && ns != reconcile.Host {
+			results[i] = r // untouched since it was read in this run (see reconcile.Query.Reread)
+			return nil
+		}
+		r, err := d.observeOne(q, ns, intents)
 		results[i] = r
 		return err
 	})
 	if err != nil {
 		return nil, err
 	}
+	lastRead := make(map[string]*nsObservation, len(results))
+	for _, r := range results {
+		lastRead[r.name] = r
+	}
+	d.mu.Lock()
+	d.lastRead = lastRead
+	d.mu.Unlock()
 	var ends []vethEnd
 	for _, r := range results {
 		switch {
