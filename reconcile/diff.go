@@ -205,11 +205,12 @@ func (d *differ) links() {
 	}
 }
 
-// create adds the actions that make a new link as desired. A veth pair is created
-// with what `ip link add` takes in the same command: its bridge and its up state. A bridge is brought up in a later
-// step, once its new ports have joined: a port joining a bridge that is up
-// costs the kernel a walk over all the bridge's ports (with a thousand ports,
-// three times the cost of bringing the bridge up at the end).
+// create adds the actions that make a new link as desired. A veth pair is
+// created with what `ip link add` takes in the same command: its bridge and its
+// up state. A bridge is brought up in a later step, once its new ports have
+// joined: a port joining a bridge that is up costs the kernel a walk over all
+// the bridge's ports (with a thousand ports, three times the cost of bringing
+// the bridge up at the end).
 func (d *differ) create(want *Link) {
 	switch want.Kind {
 	case KindBridge:
