@@ -44,27 +44,36 @@ func listProcesses() ([]procInfo, error) {
 		if err != nil {
 			continue
 		}
-		dir := "/proc/" + e.Name()
-		var st unix.Stat_t
-		state, pgid, sid, ok := readStat(dir)
-		if !ok || state == 'Z' || unix.Stat(dir+"/ns/net", &st) != nil {
-			continue // gone, a zombie, or a kernel thread without a namespace of its own to us
+		if p, ok := readProcess(pid); ok {
+			out = append(out, p)
 		}
-		p := procInfo{pid: pid, pgid: pgid, sid: sid, netns: st.Ino}
-		if env, err := readEnviron(dir); err == nil {
-			for _, kv := range bytes.Split(env, []byte{0}) {
-				if v, ok := bytes.CutPrefix(kv, []byte(reconcile.EnvLab+"=")); ok {
-					p.lab = string(v)
-				} else if v, ok := bytes.CutPrefix(kv, []byte(reconcile.EnvNS+"=")); ok {
-					p.ns = string(v)
-				} else if v, ok := bytes.CutPrefix(kv, []byte(reconcile.EnvRun+"=")); ok {
-					p.command = string(v)
-				}
-			}
-		}
-		out = append(out, p)
 	}
 	return out, nil
+}
+
+// readProcess reads one process's group, session, network namespace and lab
+// markers; ok is false when it is gone, a zombie, or a kernel thread without a
+// namespace of its own to us.
+func readProcess(pid int) (p procInfo, ok bool) {
+	dir := "/proc/" + strconv.Itoa(pid)
+	var st unix.Stat_t
+	state, pgid, sid, ok := readStat(dir)
+	if !ok || state == 'Z' || unix.Stat(dir+"/ns/net", &st) != nil {
+		return procInfo{}, false
+	}
+	p = procInfo{pid: pid, pgid: pgid, sid: sid, netns: st.Ino}
+	if env, err := readEnviron(dir); err == nil {
+		for _, kv := range bytes.Split(env, []byte{0}) {
+			if v, ok := bytes.CutPrefix(kv, []byte(reconcile.EnvLab+"=")); ok {
+				p.lab = string(v)
+			} else if v, ok := bytes.CutPrefix(kv, []byte(reconcile.EnvNS+"=")); ok {
+				p.ns = string(v)
+			} else if v, ok := bytes.CutPrefix(kv, []byte(reconcile.EnvRun+"=")); ok {
+				p.command = string(v)
+			}
+		}
+	}
+	return p, true
 }
 
 // readEnviron reads a process's environment. While a process executes a new
@@ -400,14 +409,8 @@ func ourselves() procInfo { return procInfo{pid: os.Getpid(), pgid: unix.Getpgrp
 // labLeader reports whether a process is still a leader netlab made for the lab:
 // alive, leading its own session and group, with the lab's marker.
 func labLeader(pid int, lab string) bool {
-	dir := "/proc/" + strconv.Itoa(pid)
-	state, pgid, sid, ok := readStat(dir)
-	if !ok || state == 'Z' || pgid != pid || sid != pid {
-		return false
-	}
-	env, err := readEnviron(dir)
-	marker := []byte(reconcile.EnvLab + "=" + lab)
-	return err == nil && slices.ContainsFunc(bytes.Split(env, []byte{0}), func(kv []byte) bool { return bytes.Equal(kv, marker) })
+	p, ok := readProcess(pid)
+	return ok && p.pgid == pid && p.sid == pid && p.lab == lab
 }
 
 // terminate sends SIGTERM to each of pids and to every process of each group
