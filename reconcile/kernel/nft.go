@@ -515,7 +515,9 @@ func compileRule(r *reconcile.Rule) ([]expr.Any, error) {
 		c.out = append(c.out, &expr.Masq{})
 	case "snat", "dnat":
 		if proto, set, ok := natMap(r.To); ok {
-			c.natMap(r, proto, set)
+			if err := c.natMap(r, proto, set); err != nil {
+				return nil, err
+			}
 			break
 		}
 		e, err := compileNAT(r)
@@ -764,17 +766,19 @@ func natMap(to string) (proto, set string, ok bool) {
 // natMap looks the packet's destination port up in a map whose values are
 // "address . port", and translates to them: the address lands in register 1,
 // the port in the 4-byte register after it.
-func (c *ruleCompiler) natMap(r *reconcile.Rule, proto, set string) {
-	p, _ := l4proto(proto)
-	c.needL4proto(p)
+func (c *ruleCompiler) natMap(r *reconcile.Rule, proto, set string) error {
+	port, err := c.fieldLoad(proto + " dport")
+	if err != nil {
+		return err
+	}
+	port.DestRegister = reg
 	nat := &expr.NAT{Type: expr.NATTypeSourceNAT, Family: unix.NFPROTO_IPV4, RegAddrMin: reg, RegAddrMax: reg,
 		RegProtoMin: unix.NFT_REG32_01, RegProtoMax: unix.NFT_REG32_01, Specified: true}
 	if r.Verdict == "dnat" {
 		nat.Type = expr.NATTypeDestNAT
 	}
-	c.add(&expr.Payload{DestRegister: reg, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
-		&expr.Lookup{SourceRegister: reg, DestRegister: reg, IsDestRegSet: true, SetName: set},
-		nat)
+	c.add(port, &expr.Lookup{SourceRegister: reg, DestRegister: reg, IsDestRegSet: true, SetName: set}, nat)
+	return nil
 }
 
 // compileNAT loads the target address (and port) into registers and applies
