@@ -236,28 +236,18 @@ func (d *Driver) answerFromEarlier(s *r.State, reread map[string]bool) {
 	stale := func(ns string) bool {
 		return ns != r.Host && !reread[ns] && earlier.Namespaces[ns] != nil && s.Namespaces[ns] != nil
 	}
-	maps.DeleteFunc(s.Links, func(k r.LinkKey, _ *r.Link) bool { return stale(k.NS) })
-	maps.DeleteFunc(s.Addrs, func(k r.AddrKey, _ bool) bool { return stale(k.NS) })
-	maps.DeleteFunc(s.Routes, func(k r.RouteKey, _ *r.Route) bool { return stale(k.NS) })
-	maps.DeleteFunc(s.Tables, func(ns string, _ *r.Table) bool { return stale(ns) })
-	for k, l := range earlier.Links {
-		if stale(k.NS) {
-			s.Links[k] = l
-		}
-	}
-	for k := range earlier.Addrs {
-		if stale(k.NS) {
-			s.Addrs[k] = true
-		}
-	}
-	for k, rt := range earlier.Routes {
-		if stale(k.NS) {
-			s.Routes[k] = rt
-		}
-	}
-	for ns, t := range earlier.Tables {
-		if stale(ns) {
-			s.Tables[ns] = t
+	answer(s.Links, earlier.Links, func(k r.LinkKey) bool { return stale(k.NS) })
+	answer(s.Addrs, earlier.Addrs, func(k r.AddrKey) bool { return stale(k.NS) })
+	answer(s.Routes, earlier.Routes, func(k r.RouteKey) bool { return stale(k.NS) })
+	answer(s.Tables, earlier.Tables, stale)
+}
+
+// answer replaces the entries of now whose key is stale with those of earlier.
+func answer[K comparable, V any](now, earlier map[K]V, stale func(K) bool) {
+	maps.DeleteFunc(now, func(k K, _ V) bool { return stale(k) })
+	for k, v := range earlier {
+		if stale(k) {
+			now[k] = v
 		}
 	}
 }
