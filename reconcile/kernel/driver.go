@@ -72,6 +72,7 @@ type Driver struct {
 	dyingNetns    map[uint64]string         // their namespaces by inode, to name what still holds them
 	procs         []procInfo                // the processes as last listed, while still true (see processes)
 	lastRead      map[string]*nsObservation // each namespace as the last observation read it (see reconcile.Query.Reread)
+	procfs        chan *procInstance        // idle private procfs instances, for sysctls (see openSysctl)
 }
 
 // nsHandle is an open namespace: its file descriptor and netlink sockets inside
@@ -129,6 +130,7 @@ func New(opts Options) (*Driver, error) {
 		handles:    map[string]*nsHandle{},
 		index:      map[reconcile.LinkKey]int{},
 		dyingNetns: map[uint64]string{},
+		procfs:     make(chan *procInstance, workers()),
 	}
 	if d.self == "" {
 		self, err := os.Executable()
@@ -160,6 +162,7 @@ func (d *Driver) Close() error {
 	if d.ownsHost {
 		d.host.Close()
 	}
+	d.closeProcs()
 	return nil
 }
 

@@ -84,7 +84,7 @@ func (d *Driver) makeNetns(lab, name, path string, ipv6 bool) (*nsHandle, error)
 		return nil, fmt.Errorf("netns %s: %w", name, err)
 	}
 	if !ipv6 { // before lo is up and any other interface exists, so none ever starts IPv6
-		if err := writeIPv6Sysctls(false); err != nil {
+		if err := d.writeIPv6Sysctls(false); err != nil {
 			return fail(fmt.Errorf("turn IPv6 off: %w", err))
 		}
 	}
@@ -206,11 +206,11 @@ func (d *Driver) setIPv6(name string, on bool) error {
 		return fmt.Errorf("netns %s: list links: %w", name, err)
 	}
 	err = inNetns(h.fd, func() error {
-		if err := writeIPv6Sysctls(on); err != nil {
+		if err := d.writeIPv6Sysctls(on); err != nil {
 			return err
 		}
 		for _, l := range links {
-			if err := writeDisableIPv6("conf/"+l.name, on); err != nil && !errors.Is(err, os.ErrNotExist) {
+			if err := d.writeDisableIPv6("conf/"+l.name, on); err != nil && !errors.Is(err, os.ErrNotExist) {
 				return err
 			}
 		}
@@ -225,16 +225,16 @@ func (d *Driver) setIPv6(name string, on bool) error {
 // writeIPv6Sysctls sets disable_ipv6 for all interfaces and for new ones, in the
 // namespace of the calling thread: writing "all" writes "default" too (the
 // kernel does), so one write is enough.
-func writeIPv6Sysctls(on bool) error {
-	return writeDisableIPv6("conf/all", on)
+func (d *Driver) writeIPv6Sysctls(on bool) error {
+	return d.writeDisableIPv6("conf/all", on)
 }
 
-func writeDisableIPv6(conf string, on bool) error {
+func (d *Driver) writeDisableIPv6(conf string, on bool) error {
 	v := "1"
 	if on {
 		v = "0"
 	}
-	return os.WriteFile("/proc/sys/net/ipv6/"+conf+"/disable_ipv6", []byte(v), 0)
+	return d.writeSysctlHere("net/ipv6/"+conf+"/disable_ipv6", v)
 }
 
 // listNetns returns the names of the namespaces in the namespace directory.

@@ -3,10 +3,13 @@ package kernel
 import (
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
+
+	"golang.org/x/sys/unix"
 
 	"netlab/reconcile"
 )
@@ -24,7 +27,12 @@ func (d *Driver) readSysctl(k reconcile.SysctlKey) (value string, ok bool, err e
 		return "", false, err
 	}
 	err = inNetns(h.fd, func() error {
-		b, err := os.ReadFile(sysctlFile(k.Path))
+		f, err := d.openSysctl(k.Path, os.O_RDONLY)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		b, err := io.ReadAll(f)
 		value = strings.TrimSpace(string(b))
 		return err
 	})
@@ -45,9 +53,7 @@ func (d *Driver) writeSysctl(k reconcile.SysctlKey, value string) error {
 	if err != nil {
 		return err
 	}
-	err = inNetns(h.fd, func() error {
-		return os.WriteFile(sysctlFile(k.Path), []byte(value), 0)
-	})
+	err = inNetns(h.fd, func() error { return d.writeSysctlHere(k.Path, value) })
 	if err != nil {
 		return fmt.Errorf("netns %s: write sysctl %s=%s: %w", k.NS, k.Name(), value, err)
 	}
@@ -110,6 +116,95 @@ func (d *Driver) forgetSysctls(lab, ns string) error {
 	return d.state.writeSavedSysctls(lab, saved)
 }
 
-func sysctlFile(path string) string {
-	return filepath.Join("/proc/sys", filepath.Clean("/"+path))
+// writeSysctlHere writes a sysctl of the calling thread's namespace.
+func (d *Driver) writeSysctlHere(path, value string) error {
+	f, err := d.openSysctl(path, os.O_WRONLY)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write([]byte(value))
+	return errors.Join(err, f.Close())
+}
+
+// Opening a sysctl file walks /proc/sys by name, and the kernel caches one
+// entry (dentry) per namespace for the first directory of the path, all hashed
+// alike: each lookup compares its name with every namespace's entry, under one
+// global lock. With a thousand namespaces, turning IPv6 off in a new one cost
+// more CPU than creating it (a quarter of the namespace phase of an up).
+// So sysctls are opened in procfs instances of netlab's own (fsopen, fsmount:
+// mounted nowhere), each used for at most procUses lookups and then closed
+// with everything it cached: no chain grows long. Where the kernel refuses a
+// private instance (before Linux 5.2, or without the right to mount),
+// /proc/sys serves.
+const procUses = 64
+
+// procInstance is a private procfs instance and how many lookups it has served.
+type procInstance struct {
+	fd   int
+	uses int
+}
+
+// openSysctl opens a sysctl file (a path below /proc/sys) of the calling
+// thread's namespace: the sysctls a procfs instance shows are those of the
+// namespace of the thread that looks them up, whichever instance it is.
+func (d *Driver) openSysctl(path string, flag int) (*os.File, error) {
+	name := filepath.Join("sys", filepath.Clean("/"+path))
+	p := d.takeProc()
+	if p == nil {
+		return os.OpenFile(filepath.Join("/proc", name), flag, 0)
+	}
+	fd, err := unix.Openat(p.fd, name, flag|unix.O_CLOEXEC, 0)
+	d.returnProc(p)
+	if err != nil {
+		return nil, &os.PathError{Op: "open", Path: filepath.Join("/proc", name), Err: err}
+	}
+	return os.NewFile(uintptr(fd), filepath.Join("/proc", name)), nil
+}
+
+// takeProc returns an idle private procfs instance, or a new one; nil when the
+// kernel will not make one. An instance serves one goroutine at a time.
+func (d *Driver) takeProc() *procInstance {
+	select {
+	case p := <-d.procfs:
+		return p
+	default:
+	}
+	fs, err := unix.Fsopen("proc", unix.FSOPEN_CLOEXEC)
+	if err != nil {
+		return nil
+	}
+	defer unix.Close(fs)
+	if err := unix.FsconfigCreate(fs); err != nil {
+		return nil
+	}
+	fd, err := unix.Fsmount(fs, unix.FSMOUNT_CLOEXEC, 0)
+	if err != nil {
+		return nil
+	}
+	return &procInstance{fd: fd}
+}
+
+// returnProc keeps an instance for the next lookup, or closes it once it has
+// served procUses of them (or when enough are kept already).
+func (d *Driver) returnProc(p *procInstance) {
+	if p.uses++; p.uses < procUses {
+		select {
+		case d.procfs <- p:
+			return
+		default:
+		}
+	}
+	unix.Close(p.fd)
+}
+
+// closeProcs closes the kept instances.
+func (d *Driver) closeProcs() {
+	for {
+		select {
+		case p := <-d.procfs:
+			unix.Close(p.fd)
+		default:
+			return
+		}
+	}
 }
