@@ -101,12 +101,12 @@ func (d *Driver) Apply(ctx context.Context, a reconcile.Action) error {
 // the index, and a thousand lookups by name are a thousand round trips. Should
 // the index be stale (the interface was recreated by hand), it is looked up again.
 func (d *Driver) withLink(k reconcile.LinkKey, f func(*netlink.Handle, netlink.Link) error) error {
-	h, err := d.handle(k.NS)
+	h, err := d.lib(k.NS)
 	if err != nil {
 		return err
 	}
 	if index := d.knownIndex(k); index != 0 {
-		err := f(h.nl, &netlink.Device{LinkAttrs: netlink.LinkAttrs{Index: index, Name: k.Name}})
+		err := f(h, &netlink.Device{LinkAttrs: netlink.LinkAttrs{Index: index, Name: k.Name}})
 		if err == nil {
 			return nil
 		}
@@ -115,12 +115,12 @@ func (d *Driver) withLink(k reconcile.LinkKey, f func(*netlink.Handle, netlink.L
 		}
 		d.rememberIndex(k, 0)
 	}
-	l, err := h.nl.LinkByName(k.Name)
+	l, err := h.LinkByName(k.Name)
 	if err != nil {
 		return fmt.Errorf("netns %s: find %s: %w", k.NS, k.Name, err)
 	}
 	d.rememberIndex(k, l.Attrs().Index)
-	if err := f(h.nl, l); err != nil {
+	if err := f(h, l); err != nil {
 		return fmt.Errorf("netns %s: %s: %w", k.NS, k.Name, err)
 	}
 	return nil
@@ -148,7 +148,7 @@ func (d *Driver) rememberIndex(k reconcile.LinkKey, index int) {
 //
 // Equivalent to: ip -n NS link add NAME [mtu MTU] [address MAC] type bridge; ip -n NS link set NAME alias netlab:LAB
 func (d *Driver) createBridge(a reconcile.CreateBridge) error {
-	h, err := d.handle(a.NS)
+	h, err := d.lib(a.NS)
 	if err != nil {
 		return err
 	}
@@ -160,7 +160,7 @@ func (d *Driver) createBridge(a reconcile.CreateBridge) error {
 	if err := d.state.recordIntent(a.Lab, a.LinkKey); err != nil {
 		return err
 	}
-	err = h.nl.LinkAdd(&netlink.Bridge{LinkAttrs: attrs})
+	err = h.LinkAdd(&netlink.Bridge{LinkAttrs: attrs})
 	if errors.Is(err, unix.EEXIST) {
 		err = d.acceptExisting(a.Lab, a.LinkKey, reconcile.KindBridge)
 	}
@@ -211,13 +211,13 @@ func (d *Driver) createVeth(a reconcile.CreateVeth) error {
 		return err
 	}
 	// Sent from the main end's namespace; the kernel places each end in its own.
-	err = addVeth(hm.raw, ms, ps)
+	err = addVeth(hm.rt, ms, ps)
 	if ms.master != 0 && (errors.Is(err, unix.ENODEV) || errors.Is(err, unix.EINVAL)) {
 		// The bridge's index as last seen may be stale (the bridge was made
 		// again by hand): look it up once more.
 		d.rememberIndex(reconcile.LinkKey{NS: main.NS, Name: main.Master}, 0)
 		if ms.master, err = d.bridgeIndex(reconcile.LinkKey{NS: main.NS, Name: main.Master}); err == nil {
-			err = addVeth(hm.raw, ms, ps)
+			err = addVeth(hm.rt, ms, ps)
 		}
 	}
 	if errors.Is(err, unix.EEXIST) {
@@ -236,7 +236,7 @@ func (d *Driver) createVeth(a reconcile.CreateVeth) error {
 	// IPv6 route of the namespace: on the host, a thousand bridge ports made a
 	// thousand walks of a thousand routes (measured: 45 ms of the veth phase).
 	marker := reconcile.Marker(a.Lab)
-	if err := setLinkByName(hm.raw, main.Name, marker, false); err != nil {
+	if err := setLinkByName(hm.rt, main.Name, marker, false); err != nil {
 		return fmt.Errorf("netns %s: mark %s: %w", main.NS, main.Name, err)
 	}
 	d.state.clearIntent(a.Lab, main.LinkKey)
@@ -245,12 +245,12 @@ func (d *Driver) createVeth(a reconcile.CreateVeth) error {
 			return err
 		}
 	}
-	if err := setLinkByName(hp.raw, peer.Name, marker, peer.Up); err != nil {
+	if err := setLinkByName(hp.rt, peer.Name, marker, peer.Up); err != nil {
 		return fmt.Errorf("netns %s: mark %s: %w", peer.NS, peer.Name, err)
 	}
 	d.state.clearIntent(a.Lab, peer.LinkKey)
 	if main.Up {
-		if err := setLinkByName(hm.raw, main.Name, "", true); err != nil {
+		if err := setLinkByName(hm.rt, main.Name, "", true); err != nil {
 			return fmt.Errorf("netns %s: set %s up: %w", main.NS, main.Name, err)
 		}
 	}
@@ -262,11 +262,11 @@ func (d *Driver) bridgeIndex(k reconcile.LinkKey) (int, error) {
 	if index := d.knownIndex(k); index != 0 {
 		return index, nil
 	}
-	h, err := d.handle(k.NS)
+	h, err := d.lib(k.NS)
 	if err != nil {
 		return 0, err
 	}
-	br, err := h.nl.LinkByName(k.Name)
+	br, err := h.LinkByName(k.Name)
 	if err != nil {
 		return 0, fmt.Errorf("netns %s: find bridge %s: %w", k.NS, k.Name, err)
 	}
@@ -277,11 +277,11 @@ func (d *Driver) bridgeIndex(k reconcile.LinkKey) (int, error) {
 // acceptExisting decides whether an interface found in place of one being created
 // is the lab's own: of the right kind, and marked or recorded as being created.
 func (d *Driver) acceptExisting(lab string, k reconcile.LinkKey, kind string) error {
-	h, err := d.handle(k.NS)
+	h, err := d.lib(k.NS)
 	if err != nil {
 		return err
 	}
-	l, err := h.nl.LinkByName(k.Name)
+	l, err := h.LinkByName(k.Name)
 	if err != nil {
 		return fmt.Errorf("netns %s: find %s: %w", k.NS, k.Name, err)
 	}
@@ -323,19 +323,19 @@ func (d *Driver) mark(lab string, k reconcile.LinkKey) error {
 //
 // Equivalent to: [ip -n NS link set NAME down;] ip -n NS link del NAME
 func (d *Driver) deleteLink(k reconcile.LinkKey, kind string) error {
-	h, err := d.handle(k.NS)
+	h, err := d.lib(k.NS)
 	if err != nil {
 		return err
 	}
-	l, err := h.nl.LinkByName(k.Name)
+	l, err := h.LinkByName(k.Name)
 	if isNotFound(err) {
 		return nil
 	}
 	if err == nil && kind == reconcile.KindBridge {
-		err = h.nl.LinkSetDown(l)
+		err = h.LinkSetDown(l)
 	}
 	if err == nil {
-		err = h.nl.LinkDel(l)
+		err = h.LinkDel(l)
 	}
 	if err != nil && !isNotFound(err) {
 		return fmt.Errorf("netns %s: delete %s: %w", k.NS, k.Name, err)
@@ -373,16 +373,16 @@ func (d *Driver) replaceRoute(r reconcile.Route) error {
 //
 // Equivalent to: ip -n NS route del TO [via GW] dev DEV [metric N]
 func (d *Driver) deleteRoute(r reconcile.Route) error {
-	h, err := d.handle(r.NS)
+	h, err := d.lib(r.NS)
 	if err != nil {
 		return err
 	}
-	l, err := h.nl.LinkByName(r.Dev)
+	l, err := h.LinkByName(r.Dev)
 	if isNotFound(err) {
 		return nil // the route went with its device
 	}
 	if err == nil {
-		err = h.nl.RouteDel(route(r, l.Attrs().Index))
+		err = h.RouteDel(route(r, l.Attrs().Index))
 	}
 	if err = ignore(err, unix.ESRCH); err != nil {
 		return fmt.Errorf("netns %s: delete route %s: %w", r.NS, r.To, err)

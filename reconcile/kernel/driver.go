@@ -3,10 +3,10 @@
 // /proc/sys for sysctls. It is the only package of netlab that imports netlink,
 // netns or x/sys/unix.
 //
-// Every namespace is reached through its own netlink handle (netlink.NewHandleAt),
-// never by moving the calling goroutine's thread into it; the few things that need a
-// thread inside a namespace (creating one, sysctls) run on a throwaway goroutine
-// locked to its OS thread.
+// Every namespace is reached through its own netlink sockets (see nsHandle),
+// opened inside it once, never by moving the calling goroutine's thread into it;
+// the few things that need a thread inside a namespace (creating one, opening its
+// sockets, sysctls) run on a throwaway goroutine locked to its OS thread.
 package kernel
 
 import (
@@ -20,7 +20,6 @@ import (
 
 	"github.com/google/nftables"
 	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netlink/nl"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
@@ -75,44 +74,70 @@ type Driver struct {
 	procfs        chan *procInstance        // idle private procfs instances, for sysctls (see openSysctl)
 }
 
-// nsHandle is an open namespace: its file descriptor and netlink sockets inside
-// it, the library's handle and two plain ones (rtnetlink and nfnetlink) for the
-// requests of rtnl.go and the listing of nftables tables, all opened on one
-// visit of a thread to the namespace. An nftables connection is opened only
-// where the lab has a table: a thousand namespaces without one do not pay for it.
+// nsHandle is an open namespace: its file descriptor and two plain netlink
+// sockets inside it (rtnetlink and nfnetlink, see conn) for observation and the
+// requests of rtnl.go, opened on one visit of a thread to the namespace. The
+// netlink library's handle, which the other actions use, is opened with them
+// where a namespace is created, and elsewhere only when an action needs it;
+// the nftables connection only where the lab has a table. A thousand
+// namespaces observed by a no-op up pay for neither.
 type nsHandle struct {
-	fd    netns.NsHandle
-	nl    *netlink.Handle
-	raw   *nl.SocketHandle
-	nfRaw *nl.SocketHandle
-	nft   *nftables.Conn // nil until needed (see Driver.nftConn)
+	fd netns.NsHandle
+	rt *conn // rtnetlink
+	nf *conn // nfnetlink
+
+	mu  sync.Mutex      // guards nl
+	nl  *netlink.Handle // nil until needed (see lib)
+	nft *nftables.Conn  // nil until needed (see Driver.nftConn)
 }
 
-// openSockets opens the handle's sockets in the calling thread's namespace.
+// openSockets opens the handle's plain sockets in the calling thread's namespace.
 func (h *nsHandle) openSockets() error {
 	var err error
-	if h.nl, err = netlink.NewHandle(unix.NETLINK_ROUTE); err != nil {
+	if h.rt, err = openConn(unix.NETLINK_ROUTE); err != nil {
 		return err
 	}
-	s, err := nl.GetNetlinkSocketAt(netns.None(), netns.None(), unix.NETLINK_ROUTE)
-	if err != nil {
-		h.nl.Close()
+	if h.nf, err = openConn(unix.NETLINK_NETFILTER); err != nil {
+		h.rt.close()
 		return err
 	}
-	h.raw = &nl.SocketHandle{Socket: s}
-	if s, err = nl.GetNetlinkSocketAt(netns.None(), netns.None(), unix.NETLINK_NETFILTER); err != nil {
-		h.nl.Close()
-		h.raw.Close()
-		return err
-	}
-	h.nfRaw = &nl.SocketHandle{Socket: s}
 	return nil
 }
 
+// lib returns the netlink library's handle of the namespace, opening it on
+// first use.
+func (h *nsHandle) lib() (*netlink.Handle, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.nl == nil {
+		nh, err := netlink.NewHandleAt(h.fd, unix.NETLINK_ROUTE)
+		if err != nil {
+			return nil, fmt.Errorf("open netlink handle: %w", err)
+		}
+		h.nl = nh
+	}
+	return h.nl, nil
+}
+
+// lib returns the netlink library's handle of a namespace (see nsHandle.lib).
+func (d *Driver) lib(ns string) (*netlink.Handle, error) {
+	h, err := d.handle(ns)
+	if err != nil {
+		return nil, err
+	}
+	nh, err := h.lib()
+	if err != nil {
+		return nil, fmt.Errorf("netns %s: %w", ns, err)
+	}
+	return nh, nil
+}
+
 func (h *nsHandle) closeSockets() {
-	h.nl.Close()
-	h.raw.Close()
-	h.nfRaw.Close()
+	h.rt.close()
+	h.nf.close()
+	if h.nl != nil {
+		h.nl.Close()
+	}
 	if h.nft != nil {
 		h.nft.CloseLasting()
 	}

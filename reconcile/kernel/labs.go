@@ -77,7 +77,7 @@ func (d *Driver) Labs() ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	links, err := dumpLinks(h.raw)
+	links, err := dumpLinks(h.rt)
 	if err != nil {
 		return nil, err
 	}

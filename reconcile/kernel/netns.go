@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
@@ -78,6 +79,13 @@ func (d *Driver) makeNetns(lab, name, path string, ipv6 bool) (*nsHandle, error)
 		h.fd.Close()
 		return nil, fmt.Errorf("netns %s: open netlink socket: %w", name, err)
 	}
+	// The addresses and routes that follow go through the library's handle:
+	// opened here, inside, it costs no visit later.
+	if h.nl, err = netlink.NewHandle(unix.NETLINK_ROUTE); err != nil {
+		h.closeSockets()
+		h.fd.Close()
+		return nil, fmt.Errorf("netns %s: open netlink handle: %w", name, err)
+	}
 	fail := func(err error) (*nsHandle, error) {
 		h.closeSockets()
 		h.fd.Close()
@@ -88,7 +96,7 @@ func (d *Driver) makeNetns(lab, name, path string, ipv6 bool) (*nsHandle, error)
 			return fail(fmt.Errorf("turn IPv6 off: %w", err))
 		}
 	}
-	if err := setLinkByName(h.raw, "lo", reconcile.Marker(lab), true); err != nil {
+	if err := setLinkByName(h.rt, "lo", reconcile.Marker(lab), true); err != nil {
 		return fail(fmt.Errorf("mark lo and set it up: %w", err))
 	}
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_RDONLY, 0o444)
@@ -185,7 +193,7 @@ func (d *Driver) netnsOwner(name string) (owner string, lo loopback, err error) 
 	if err != nil {
 		return "", loopback{}, err
 	}
-	lo, err = readLoopback(h.raw)
+	lo, err = readLoopback(h.rt)
 	if err != nil {
 		return "", loopback{}, fmt.Errorf("netns %s: read lo: %w", name, err)
 	}
@@ -201,7 +209,7 @@ func (d *Driver) setIPv6(name string, on bool) error {
 	if err != nil {
 		return err
 	}
-	links, err := dumpLinks(h.raw)
+	links, err := dumpLinks(h.rt)
 	if err != nil {
 		return fmt.Errorf("netns %s: list links: %w", name, err)
 	}
@@ -313,7 +321,7 @@ func (d *Driver) waitDying(ctx context.Context) error {
 		k := dying[0]
 		h, err := d.handle(k.NS)
 		if err == nil {
-			_, err = getLink(h.raw, k.Name)
+			_, err = getLink(h.rt, k.Name)
 		}
 		if err != nil {
 			if h != nil && !isNotFound(err) {

@@ -58,30 +58,28 @@ func (d *Driver) hasTable(ns, name string) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	msgs, err := retryDump(func() ([][]byte, error) {
+	names, err := retryDump(func() ([]string, error) {
 		req := nl.NewNetlinkRequest(unix.NFNL_SUBSYS_NFTABLES<<8|unix.NFT_MSG_GETTABLE, unix.NLM_F_DUMP)
 		req.AddData(nfgenmsg{family: unix.NFPROTO_INET})
-		req.Sockets = map[int]*nl.SocketHandle{unix.NETLINK_NETFILTER: h.nfRaw}
-		return req.Execute(unix.NETLINK_NETFILTER, unix.NFNL_SUBSYS_NFTABLES<<8|unix.NFT_MSG_NEWTABLE)
+		var names []string
+		err := h.nf.request(req, func(m []byte) error {
+			if len(m) < 4 {
+				return nil
+			}
+			attrs, err := nl.ParseRouteAttr(m[4:])
+			for _, a := range attrs {
+				if a.Attr.Type == unix.NFTA_TABLE_NAME {
+					names = append(names, string(trimNul(a.Value)))
+				}
+			}
+			return err
+		})
+		return names, err
 	})
 	if err != nil {
 		return false, fmt.Errorf("netns %s: list nftables tables: %w", ns, err)
 	}
-	for _, m := range msgs {
-		if len(m) < 4 {
-			continue
-		}
-		attrs, err := nl.ParseRouteAttr(m[4:])
-		if err != nil {
-			return false, err
-		}
-		for _, a := range attrs {
-			if a.Attr.Type == unix.NFTA_TABLE_NAME && string(trimNul(a.Value)) == name {
-				return true, nil
-			}
-		}
-	}
-	return false, nil
+	return slices.Contains(names, name), nil
 }
 
 // nfgenmsg is the header of an nfnetlink request: the family it is about.

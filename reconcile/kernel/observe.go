@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"net/netip"
 	"strings"
 	"time"
 
@@ -164,7 +163,7 @@ func (d *Driver) observeOne(q reconcile.Query, ns string, intents map[reconcile.
 	if err != nil {
 		return nil, err
 	}
-	links, err := dumpLinks(h.raw)
+	links, err := dumpLinks(h.rt)
 	if err != nil {
 		return nil, fmt.Errorf("netns %s: list links: %w", ns, err)
 	}
@@ -279,40 +278,28 @@ func (d *Driver) observeNetns(s *reconcile.State, ns string, links []link, inten
 		return ends, nil // a leaving namespace: its interfaces are all its deletion needs
 	}
 
-	addrs, err := listAddrs(h.nl)
+	addrs, err := dumpAddrs(h.rt)
 	if err != nil {
 		return nil, fmt.Errorf("netns %s: list addresses: %w", ns, err)
 	}
 	for _, a := range addrs {
-		if !owned[a.LinkIndex] || (a.IP.To4() == nil && a.IP.IsLinkLocalUnicast()) {
+		if !owned[a.index] || (a.prefix.Addr().Is6() && a.prefix.Addr().IsLinkLocalUnicast()) {
 			continue // the kernel's own fe80:: addresses are not the lab's
 		}
-		ip, ok := netip.AddrFromSlice(a.IP)
-		if !ok {
-			continue
-		}
-		ones, _ := a.Mask.Size()
-		k := reconcile.LinkKey{NS: ns, Name: names[a.LinkIndex]}
-		s.Addrs[reconcile.AddrKey{LinkKey: k, Prefix: netip.PrefixFrom(ip.Unmap(), ones)}] = true
+		k := reconcile.LinkKey{NS: ns, Name: names[a.index]}
+		s.Addrs[reconcile.AddrKey{LinkKey: k, Prefix: a.prefix}] = true
 	}
 
-	routes, err := listRoutes(h.nl)
+	routes, err := dumpMainRoutes(h.rt)
 	if err != nil {
 		return nil, fmt.Errorf("netns %s: list routes: %w", ns, err)
 	}
 	for _, r := range routes {
-		if !owned[r.LinkIndex] || !labRoute(r) {
+		if !owned[r.index] || !labRoute(r) {
 			continue
 		}
-		to := defaultRoute(r.Family)
-		if r.Dst != nil {
-			ip, _ := netip.AddrFromSlice(r.Dst.IP)
-			ones, _ := r.Dst.Mask.Size()
-			to = netip.PrefixFrom(ip.Unmap(), ones)
-		}
-		via, _ := netip.AddrFromSlice(r.Gw)
-		k := reconcile.RouteKey{NS: ns, To: to, Metric: r.Priority}
-		s.Routes[k] = &reconcile.Route{RouteKey: k, Via: via.Unmap(), Dev: names[r.LinkIndex]}
+		k := reconcile.RouteKey{NS: ns, To: r.to, Metric: r.metric}
+		s.Routes[k] = &reconcile.Route{RouteKey: k, Via: r.via, Dev: names[r.index]}
 	}
 	return ends, nil
 }
@@ -352,36 +339,44 @@ func (d *Driver) bridgePortHairpins(ns string) (map[int]bool, error) {
 	if err != nil {
 		return nil, err
 	}
-	msgs, err := retryDump(func() ([][]byte, error) {
+	type hairpin struct {
+		index int
+		on    bool
+	}
+	found, err := retryDump(func() ([]hairpin, error) {
 		req := nl.NewNetlinkRequest(unix.RTM_GETLINK, unix.NLM_F_DUMP)
 		req.AddData(nl.NewIfInfomsg(unix.AF_BRIDGE))
-		req.Sockets = map[int]*nl.SocketHandle{unix.NETLINK_ROUTE: h.raw}
-		return req.Execute(unix.NETLINK_ROUTE, unix.RTM_NEWLINK)
+		var found []hairpin
+		err := h.rt.request(req, func(m []byte) error {
+			info := nl.DeserializeIfInfomsg(m)
+			attrs, err := nl.ParseRouteAttr(m[info.Len():])
+			if err != nil {
+				return err
+			}
+			for _, a := range attrs {
+				if a.Attr.Type != unix.IFLA_PROTINFO|unix.NLA_F_NESTED {
+					continue
+				}
+				port, err := nl.ParseRouteAttr(a.Value)
+				if err != nil {
+					return err
+				}
+				for _, p := range port {
+					if p.Attr.Type == nl.IFLA_BRPORT_MODE && len(p.Value) > 0 {
+						found = append(found, hairpin{int(info.Index), p.Value[0] == 1})
+					}
+				}
+			}
+			return nil
+		})
+		return found, err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("netns %s: list bridge ports: %w", ns, err)
 	}
 	out := map[int]bool{}
-	for _, m := range msgs {
-		info := nl.DeserializeIfInfomsg(m)
-		attrs, err := nl.ParseRouteAttr(m[info.Len():])
-		if err != nil {
-			return nil, fmt.Errorf("netns %s: list bridge ports: %w", ns, err)
-		}
-		for _, a := range attrs {
-			if a.Attr.Type != unix.IFLA_PROTINFO|unix.NLA_F_NESTED {
-				continue
-			}
-			port, err := nl.ParseRouteAttr(a.Value)
-			if err != nil {
-				return nil, fmt.Errorf("netns %s: list bridge ports: %w", ns, err)
-			}
-			for _, p := range port {
-				if p.Attr.Type == nl.IFLA_BRPORT_MODE && len(p.Value) > 0 {
-					out[int(info.Index)] = p.Value[0] == 1
-				}
-			}
-		}
+	for _, f := range found {
+		out[f.index] = f.on
 	}
 	return out, nil
 }
@@ -393,7 +388,7 @@ func (d *Driver) Routes(ns string) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	links, err := dumpLinks(h.raw)
+	links, err := dumpLinks(h.rt)
 	if err != nil {
 		return nil, err
 	}
@@ -401,56 +396,50 @@ func (d *Driver) Routes(ns string) ([]string, error) {
 	for _, l := range links {
 		names[l.index] = l.name
 	}
-	routes, err := listRoutes(h.nl)
+	routes, err := dumpMainRoutes(h.rt)
 	if err != nil {
 		return nil, fmt.Errorf("netns %s: list routes: %w", ns, err)
 	}
 	var out []string
 	for _, r := range routes {
-		if r.Dst != nil && r.Dst.IP.IsLinkLocalUnicast() && r.Protocol == unix.RTPROT_KERNEL {
+		if r.to.Bits() > 0 && r.to.Addr().IsLinkLocalUnicast() && r.protocol == unix.RTPROT_KERNEL {
 			continue // fe80::/64 on every interface: the kernel's, and `ip route` does not show it
 		}
 		dst := "default"
-		if ones, _ := r.Dst.Mask.Size(); r.Dst != nil && ones > 0 {
-			dst = r.Dst.String()
+		if r.to.Bits() > 0 {
+			dst = r.to.String()
 		}
 		parts := []string{dst}
-		if r.Gw != nil {
-			parts = append(parts, "via", r.Gw.String())
+		if r.via.IsValid() {
+			parts = append(parts, "via", r.via.String())
 		}
-		parts = append(parts, "dev", names[r.LinkIndex])
-		if r.Protocol == unix.RTPROT_KERNEL {
+		parts = append(parts, "dev", names[r.index])
+		if r.protocol == unix.RTPROT_KERNEL {
 			parts = append(parts, "proto kernel")
 		}
-		if r.Scope == netlink.SCOPE_LINK {
+		if r.scope == unix.RT_SCOPE_LINK {
 			parts = append(parts, "scope link")
 		}
-		if r.Src != nil {
-			parts = append(parts, "src", r.Src.String())
+		if r.src.IsValid() {
+			parts = append(parts, "src", r.src.String())
 		}
-		if r.Priority != 0 {
-			parts = append(parts, "metric", fmt.Sprint(r.Priority))
+		if r.metric != 0 {
+			parts = append(parts, "metric", fmt.Sprint(r.metric))
 		}
 		out = append(out, strings.Join(parts, " "))
 	}
 	return out, nil
 }
 
-// labRoute keeps the routes a lab can have asked for: unicast routes of the main
-// table, not those the kernel adds for addresses (proto kernel) or learns (RA, redirects).
-func labRoute(r netlink.Route) bool {
-	switch r.Protocol {
+// labRoute keeps the routes a lab can have asked for: unicast routes (of the
+// main table: the only ones read), not those the kernel adds for addresses
+// (proto kernel) or learns (RA, redirects).
+func labRoute(r routeEntry) bool {
+	switch r.protocol {
 	case unix.RTPROT_KERNEL, unix.RTPROT_RA, unix.RTPROT_REDIRECT:
 		return false
 	}
-	return r.Table == unix.RT_TABLE_MAIN && r.Type == unix.RTN_UNICAST && len(r.MultiPath) == 0
-}
-
-func defaultRoute(family int) netip.Prefix {
-	if family == unix.AF_INET6 {
-		return netip.PrefixFrom(netip.IPv6Unspecified(), 0)
-	}
-	return netip.PrefixFrom(netip.IPv4Unspecified(), 0)
+	return r.typ == unix.RTN_UNICAST && !r.multipath
 }
 
 // resolvePeers finds the other end of each owned veth. A veth knows its peer's
@@ -494,13 +483,17 @@ func (d *Driver) byNsid(e vethEnd, candidates []vethEnd) ([]vethEnd, error) {
 	if err != nil {
 		return nil, err
 	}
+	lib, err := h.lib()
+	if err != nil {
+		return nil, err
+	}
 	var out []vethEnd
 	for _, c := range candidates {
 		ch, err := d.handle(c.key.NS)
 		if err != nil {
 			return nil, err
 		}
-		id, err := h.nl.GetNetNsIdByFd(int(ch.fd))
+		id, err := lib.GetNetNsIdByFd(int(ch.fd))
 		if err != nil {
 			return nil, fmt.Errorf("netns %s: namespace id of %s: %w", e.key.NS, c.key.NS, err)
 		}
@@ -524,16 +517,4 @@ func retryDump[T any](dump func() ([]T, error)) ([]T, error) {
 		}
 		return v, err
 	}
-}
-
-func listAddrs(h *netlink.Handle) ([]netlink.Addr, error) {
-	return retryDump(func() ([]netlink.Addr, error) { return h.AddrList(nil, netlink.FAMILY_ALL) })
-}
-
-func listRoutes(h *netlink.Handle) ([]netlink.Route, error) {
-	return retryDump(func() ([]netlink.Route, error) {
-		// With no filter bits the library keeps the main table, and skips the others
-		// before decoding them (with a table filter, it decodes them all first).
-		return h.RouteListFiltered(netlink.FAMILY_ALL, &netlink.Route{}, 0)
-	})
 }

@@ -9,9 +9,9 @@ package kernel
 
 import (
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 
 	"github.com/vishvananda/netlink/nl"
 	"golang.org/x/sys/unix"
@@ -42,7 +42,7 @@ type vethSpec struct {
 //
 // Equivalent to: ip link add MAIN netns NS [txqueuelen 0] [mtu M] [address A] numtxqueues 1 numrxqueues 1 [master BR]
 // type veth peer name PEER netns NS [mtu M] [address A] numtxqueues 1 numrxqueues 1
-func addVeth(sock *nl.SocketHandle, main, peer vethSpec) error {
+func addVeth(sock *conn, main, peer vethSpec) error {
 	req := nl.NewNetlinkRequest(unix.RTM_NEWLINK, unix.NLM_F_CREATE|unix.NLM_F_EXCL|unix.NLM_F_ACK)
 	req.AddData(nl.NewIfInfomsg(unix.AF_UNSPEC))
 	for _, a := range endAttrs(main) {
@@ -59,7 +59,7 @@ func addVeth(sock *nl.SocketHandle, main, peer vethSpec) error {
 		peerAttr.AddChild(a)
 	}
 	req.AddData(info)
-	return execute(sock, req)
+	return sock.request(req, nil)
 }
 
 func endAttrs(e vethSpec) []*nl.RtAttr {
@@ -86,7 +86,7 @@ func endAttrs(e vethSpec) []*nl.RtAttr {
 // trip to learn its index first).
 //
 // Equivalent to: ip link set dev NAME [alias ALIAS] [up]
-func setLinkByName(sock *nl.SocketHandle, name, alias string, up bool) error {
+func setLinkByName(sock *conn, name, alias string, up bool) error {
 	req := nl.NewNetlinkRequest(unix.RTM_SETLINK, unix.NLM_F_ACK)
 	msg := nl.NewIfInfomsg(unix.AF_UNSPEC)
 	if up {
@@ -97,7 +97,7 @@ func setLinkByName(sock *nl.SocketHandle, name, alias string, up bool) error {
 	if alias != "" {
 		req.AddData(nl.NewRtAttr(unix.IFLA_IFALIAS, []byte(alias)))
 	}
-	return execute(sock, req)
+	return sock.request(req, nil)
 }
 
 // loopback is what a namespace's lo tells about the namespace: the lab marker
@@ -113,7 +113,7 @@ type loopback struct {
 // readLoopback reads lo with one request.
 //
 // Equivalent to: ip -d link show lo; sysctl net.ipv6.conf.lo.disable_ipv6
-func readLoopback(sock *nl.SocketHandle) (loopback, error) {
+func readLoopback(sock *conn) (loopback, error) {
 	l, err := getLink(sock, "lo")
 	return l.loopback(), err
 }
@@ -122,17 +122,22 @@ func readLoopback(sock *nl.SocketHandle) (loopback, error) {
 // isNotFound recognises.
 //
 // Equivalent to: ip -d link show NAME
-func getLink(sock *nl.SocketHandle, name string) (link, error) {
-	req := linkRequest(sock, unix.NLM_F_ACK)
+func getLink(sock *conn, name string) (link, error) {
+	req := linkRequest(0)
 	req.AddData(nl.NewRtAttr(unix.IFLA_IFNAME, nl.ZeroTerminated(name)))
-	msgs, err := req.Execute(unix.NETLINK_ROUTE, unix.RTM_NEWLINK)
+	var links []link
+	err := sock.request(req, func(m []byte) error {
+		l, err := parseLink(m)
+		links = append(links, l)
+		return err
+	})
 	if err != nil {
 		return link{}, err
 	}
-	if len(msgs) != 1 {
-		return link{}, fmt.Errorf("read %s: %d answers", name, len(msgs))
+	if len(links) != 1 {
+		return link{}, fmt.Errorf("read %s: %d answers", name, len(links))
 	}
-	return parseLink(msgs[0])
+	return links[0], nil
 }
 
 // link is an interface as a link dump describes it, with only what netlab reads.
@@ -158,31 +163,24 @@ func (l link) loopback() loopback { return loopback{alias: l.alias, up: l.up, ip
 // time there.
 //
 // Equivalent to: ip -d link show
-func dumpLinks(sock *nl.SocketHandle) ([]link, error) {
+func dumpLinks(sock *conn) ([]link, error) {
 	return retryDump(func() ([]link, error) {
-		req := linkRequest(sock, unix.NLM_F_DUMP)
 		var links []link
-		var perr error
-		err := req.ExecuteIter(unix.NETLINK_ROUTE, unix.RTM_NEWLINK, func(m []byte) bool {
+		err := sock.request(linkRequest(unix.NLM_F_DUMP), func(m []byte) error {
 			l, err := parseLink(m)
-			if err != nil {
-				perr = err
-				return false
-			}
 			links = append(links, l)
-			return true
+			return err
 		})
-		return links, errors.Join(err, perr)
+		return links, err
 	})
 }
 
 // linkRequest is a request for one interface or, with NLM_F_DUMP, all of them,
-// on sock, without their statistics (which the kernel would gather and send).
-func linkRequest(sock *nl.SocketHandle, flags int) *nl.NetlinkRequest {
+// without their statistics (which the kernel would gather and send).
+func linkRequest(flags int) *nl.NetlinkRequest {
 	req := nl.NewNetlinkRequest(unix.RTM_GETLINK, flags)
 	req.AddData(nl.NewIfInfomsg(unix.AF_UNSPEC))
 	req.AddData(nl.NewRtAttr(unix.IFLA_EXT_MASK, nl.Uint32Attr(rtextFilterSkipStats)))
-	req.Sockets = map[int]*nl.SocketHandle{unix.NETLINK_ROUTE: sock}
 	return req
 }
 
@@ -259,9 +257,116 @@ func trimNul(b []byte) []byte {
 	return b
 }
 
-// execute sends a request that is answered by an acknowledgement on sock.
-func execute(sock *nl.SocketHandle, req *nl.NetlinkRequest) error {
-	req.Sockets = map[int]*nl.SocketHandle{unix.NETLINK_ROUTE: sock}
-	_, err := req.Execute(unix.NETLINK_ROUTE, 0)
-	return err
+// addrEntry is an interface address as an address dump describes it.
+type addrEntry struct {
+	index  int
+	prefix netip.Prefix
+}
+
+// dumpAddrs lists the addresses of the socket's namespace with one dump.
+//
+// Equivalent to: ip addr show
+func dumpAddrs(sock *conn) ([]addrEntry, error) {
+	return retryDump(func() ([]addrEntry, error) {
+		req := nl.NewNetlinkRequest(unix.RTM_GETADDR, unix.NLM_F_DUMP)
+		req.AddData(nl.NewIfAddrmsg(unix.AF_UNSPEC))
+		var addrs []addrEntry
+		err := sock.request(req, func(m []byte) error {
+			if len(m) < unix.SizeofIfAddrmsg {
+				return fmt.Errorf("short address message")
+			}
+			msg := nl.DeserializeIfAddrmsg(m)
+			attrs, err := nl.ParseRouteAttr(m[unix.SizeofIfAddrmsg:])
+			if err != nil {
+				return err
+			}
+			// IFA_LOCAL is the interface's own address; IFA_ADDRESS is the same,
+			// or the far end's on a point-to-point link.
+			var local, address netip.Addr
+			for _, a := range attrs {
+				switch a.Attr.Type {
+				case unix.IFA_LOCAL:
+					local, _ = netip.AddrFromSlice(a.Value)
+				case unix.IFA_ADDRESS:
+					address, _ = netip.AddrFromSlice(a.Value)
+				}
+			}
+			ip := local
+			if !ip.IsValid() {
+				ip = address
+			}
+			if ip.IsValid() {
+				addrs = append(addrs, addrEntry{index: int(msg.Index), prefix: netip.PrefixFrom(ip.Unmap(), int(msg.Prefixlen))})
+			}
+			return nil
+		})
+		return addrs, err
+	})
+}
+
+// routeEntry is a route as a route dump describes it, with what netlab reads.
+type routeEntry struct {
+	family    int
+	protocol  int
+	scope     int
+	typ       int
+	index     int          // the output interface (RTA_OIF)
+	to        netip.Prefix // the destination; length 0 for a default route
+	via       netip.Addr
+	src       netip.Addr // the preferred source (RTA_PREFSRC)
+	metric    int
+	multipath bool
+}
+
+// dumpMainRoutes lists the IPv4 and IPv6 routes of the main table of the
+// socket's namespace with one dump; the other tables' are skipped undecoded.
+//
+// Equivalent to: ip route show; ip -6 route show
+func dumpMainRoutes(sock *conn) ([]routeEntry, error) {
+	return retryDump(func() ([]routeEntry, error) {
+		req := nl.NewNetlinkRequest(unix.RTM_GETROUTE, unix.NLM_F_DUMP)
+		req.AddData(&nl.RtMsg{RtMsg: unix.RtMsg{Family: unix.AF_UNSPEC}})
+		var routes []routeEntry
+		err := sock.request(req, func(m []byte) error {
+			if len(m) < unix.SizeofRtMsg {
+				return fmt.Errorf("short route message")
+			}
+			msg := nl.DeserializeRtMsg(m)
+			if msg.Family != unix.AF_INET && msg.Family != unix.AF_INET6 || msg.Table != unix.RT_TABLE_MAIN {
+				return nil // multicast routing, other tables (local, ids past 255)
+			}
+			attrs, err := nl.ParseRouteAttr(m[unix.SizeofRtMsg:])
+			if err != nil {
+				return err
+			}
+			r := routeEntry{family: int(msg.Family), protocol: int(msg.Protocol), scope: int(msg.Scope), typ: int(msg.Type)}
+			r.to = netip.PrefixFrom(netip.IPv4Unspecified(), 0)
+			if msg.Family == unix.AF_INET6 {
+				r.to = netip.PrefixFrom(netip.IPv6Unspecified(), 0)
+			}
+			for _, a := range attrs {
+				switch a.Attr.Type &^ unix.NLA_F_NESTED {
+				case unix.RTA_DST:
+					if ip, ok := netip.AddrFromSlice(a.Value); ok {
+						r.to = netip.PrefixFrom(ip.Unmap(), int(msg.Dst_len))
+					}
+				case unix.RTA_OIF:
+					r.index = int(binary.NativeEndian.Uint32(a.Value))
+				case unix.RTA_GATEWAY:
+					ip, _ := netip.AddrFromSlice(a.Value)
+					r.via = ip.Unmap()
+				case unix.RTA_PREFSRC:
+					ip, _ := netip.AddrFromSlice(a.Value)
+					r.src = ip.Unmap()
+				case unix.RTA_PRIORITY:
+					r.metric = int(binary.NativeEndian.Uint32(a.Value))
+				case unix.RTA_MULTIPATH:
+					r.multipath = true
+				}
+			}
+			routes = append(routes, r)
+			return nil
+		})
+		return routes, err
+	})
 }
