@@ -53,7 +53,8 @@ type Driver struct {
 	self     string
 	state    *stateDir
 	host     netns.NsHandle
-	ownsHost bool // host was opened by New and is closed by Close
+	ownsHost bool           // host was opened by New and is closed by Close
+	own      netns.NsHandle // the namespace netlab's threads are in, for a thread to go back to
 	log      *slog.Logger
 
 	// Actions run concurrently (reconcile.Apply runs a phase's actions at once):
@@ -167,12 +168,17 @@ func New(opts Options) (*Driver, error) {
 	if d.log == nil {
 		d.log = slog.New(slog.DiscardHandler)
 	}
+	own, err := netns.Get()
+	if err != nil {
+		return nil, fmt.Errorf("open own network namespace: %w", err)
+	}
+	d.own = own
 	if d.host == 0 {
-		h, err := netns.Get()
-		if err != nil {
+		if d.host, err = netns.Get(); err != nil {
+			own.Close()
 			return nil, fmt.Errorf("open own network namespace: %w", err)
 		}
-		d.host, d.ownsHost = h, true
+		d.ownsHost = true
 	}
 	return d, nil
 }
@@ -187,6 +193,7 @@ func (d *Driver) Close() error {
 	if d.ownsHost {
 		d.host.Close()
 	}
+	d.own.Close()
 	d.closeProcs()
 	return nil
 }

@@ -50,12 +50,17 @@ func (d *Driver) createNetns(lab, name string, ipv6 bool) error {
 
 	errc := make(chan error, 1)
 	go func() {
-		// This thread enters the new namespace and never leaves it: the goroutine
-		// ends locked, so the runtime retires the thread instead of reusing it.
+		// This thread enters the new namespace, then goes back to netlab's own
+		// and serves again: a thousand new threads cost more than the way back.
+		// Should it not get back, the goroutine ends locked and the runtime
+		// retires the thread.
 		runtime.LockOSThread()
 		h, err := d.makeNetns(lab, name, path, ipv6)
 		if err == nil {
 			d.keepHandle(name, h)
+		}
+		if netns.Set(d.own) == nil {
+			runtime.UnlockOSThread()
 		}
 		errc <- err
 	}()
