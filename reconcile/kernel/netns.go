@@ -84,17 +84,15 @@ func (d *Driver) makeNetns(lab, name, path string, ipv6 bool) (*nsHandle, error)
 		h.fd.Close()
 		return nil, fmt.Errorf("netns %s: open netlink socket: %w", name, err)
 	}
-	// The addresses and routes that follow go through the library's handle:
-	// opened here, inside, it costs no visit later.
-	if h.nl, err = netlink.NewHandle(unix.NETLINK_ROUTE); err != nil {
-		h.closeSockets()
-		h.fd.Close()
-		return nil, fmt.Errorf("netns %s: open netlink handle: %w", name, err)
-	}
 	fail := func(err error) (*nsHandle, error) {
 		h.closeSockets()
 		h.fd.Close()
 		return nil, fmt.Errorf("netns %s: %w", name, err)
+	}
+	// The addresses and routes that follow go through the library's handle:
+	// opened here, inside, it costs no visit later.
+	if h.nl, err = netlink.NewHandle(unix.NETLINK_ROUTE); err != nil {
+		return fail(fmt.Errorf("open netlink handle: %w", err))
 	}
 	if !ipv6 { // before lo is up and any other interface exists, so none ever starts IPv6
 		if err := d.writeIPv6Sysctls(false); err != nil {
