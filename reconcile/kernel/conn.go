@@ -60,8 +60,15 @@ func (c *conn) request(req *nl.NetlinkRequest, each func(payload []byte) error) 
 	// Every request ends with a known answer: the end of a dump (the kernel
 	// sends no acknowledgement after one), or the acknowledgement.
 	req.Flags |= unix.NLM_F_ACK
-	if err := unix.Sendto(c.fd, req.Serialize(), 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
-		return err
+	msg := req.Serialize()
+	for {
+		err := unix.Sendto(c.fd, msg, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK})
+		if err == nil {
+			break
+		}
+		if err != unix.EINTR { // Go's preemption signals interrupt blocking calls
+			return err
+		}
 	}
 	bp := receiveBuffers.Get().(*[]byte)
 	defer receiveBuffers.Put(bp)
