@@ -4,10 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // MakePlan observes what the kernel holds for the lab and diffs it against desired.
@@ -50,15 +53,19 @@ func (e *StepError) Unwrap() error { return e.Err }
 // waiting on the kernel). Whatever was done stays done: the next plan starts
 // from there.
 func Apply(ctx context.Context, d Driver, p *Plan) error {
-	return ApplyWithProgress(ctx, d, p, nil)
+	return ApplyWithProgress(ctx, d, p, nil, nil)
 }
 
 // ApplyWithProgress is Apply, calling progress (from any goroutine) with the
-// number of steps done after each one.
-func ApplyWithProgress(ctx context.Context, d Driver, p *Plan, progress func(done int)) error {
+// number of steps done after each one, and logging how long each phase took
+// on log (nil: not logged).
+func ApplyWithProgress(ctx context.Context, d Driver, p *Plan, progress func(done int), log *slog.Logger) error {
 	var done atomic.Int64
 	for _, phase := range p.phases() {
-		if err := runPhase(ctx, d, p, phase, true, &done, progress); err != nil {
+		start := time.Now()
+		err := runPhase(ctx, d, p, phase, true, &done, progress)
+		p.logPhase(log, phase, start)
+		if err != nil {
 			return err
 		}
 	}
@@ -67,13 +74,31 @@ func ApplyWithProgress(ctx context.Context, d Driver, p *Plan, progress func(don
 
 // ApplyAll runs every action even when some fail, and returns all failures joined.
 // `down` uses it: one stubborn object must not keep the others alive.
-func ApplyAll(ctx context.Context, d Driver, p *Plan) error {
+func ApplyAll(ctx context.Context, d Driver, p *Plan, log *slog.Logger) error {
 	var errs []error
 	var done atomic.Int64
 	for _, phase := range p.phases() {
+		start := time.Now()
 		errs = append(errs, runPhase(ctx, d, p, phase, false, &done, nil))
+		p.logPhase(log, phase, start)
 	}
 	return errors.Join(errs...)
+}
+
+// logPhase logs the time a phase took, named by the kinds of its actions as the
+// plan prints them ("+ netns", "- bridge, - netns"): `-v` shows where an up's
+// time goes.
+func (p *Plan) logPhase(log *slog.Logger, steps []int, start time.Time) {
+	if log == nil {
+		return
+	}
+	var kinds []string
+	for _, i := range steps {
+		if k := string(p.Actions[i].Op()) + " " + p.Actions[i].Kind(); !slices.Contains(kinds, k) {
+			kinds = append(kinds, k)
+		}
+	}
+	log.Debug("apply", "phase", strings.Join(kinds, ", "), "actions", len(steps), "took", time.Since(start))
 }
 
 // Concurrency is how many actions of one phase run at once.

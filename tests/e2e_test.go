@@ -110,6 +110,29 @@ Plan: 5 to add, 0 to change, 1 to destroy.
 	}
 }
 
+// TestVerboseShowsWhereTheTimeGoes: with -v, up and down log how long each
+// apply phase and each part of observing took, on stderr, leaving stdout as is.
+func TestVerboseShowsWhereTheTimeGoes(t *testing.T) {
+	sb := newSandbox(t)
+	res := sb.exec("netlab", "up", "-v", spine)
+	if res.code != 0 {
+		t.Fatalf("up -v: exit %d\n%s%s", res.code, res.stdout, res.stderr)
+	}
+	mustContain(t, "up -v stderr", res.stderr,
+		`msg=apply phase="+ netns" actions=2 took=`,
+		`msg=apply phase="+ veth" actions=2 took=`,
+		`msg=observe phase="namespaces, links, addresses, routes, nftables" took=`)
+	mustContain(t, "up -v stdout", res.stdout, "Apply complete:")
+	if strings.Contains(res.stdout, "msg=") {
+		t.Errorf("up -v logged on stdout:\n%s", res.stdout)
+	}
+	res = sb.exec("netlab", "down", "-v", spine)
+	if res.code != 0 {
+		t.Fatalf("down -v: exit %d\n%s%s", res.code, res.stdout, res.stderr)
+	}
+	mustContain(t, "down -v stderr", res.stderr, `- netns`, `msg=observe phase="the kernel destroying deleted namespaces" took=`)
+}
+
 // TestIncrementalUp edits the file of a running lab: only what was edited changes.
 func TestIncrementalUp(t *testing.T) {
 	sb := newSandbox(t)

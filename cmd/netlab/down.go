@@ -53,7 +53,7 @@ back the sysctls it changed. Ownership is read from markers in the kernel, so
 				return err
 			}
 			// Carry on past failures: one stubborn object must not keep the rest alive.
-			err = errors.Join(reconcile.ApplyAll(ctx, d, plan), reconcile.Verify(ctx, d, empty, plan))
+			err = errors.Join(reconcile.ApplyAll(ctx, d, plan, a.logger()), reconcile.Verify(ctx, d, empty, plan))
 			if err != nil {
 				lock.Release(false)
 				return fmt.Errorf("%w\nrun \"netlab down --lab %s\" again to finish", err, labName)

@@ -50,7 +50,7 @@ differs.`,
 			}
 			start := time.Now()
 			progress, stop := a.progressLine("applying", len(plan.Actions))
-			err = reconcile.ApplyWithProgress(ctx, d, plan, progress)
+			err = reconcile.ApplyWithProgress(ctx, d, plan, progress, a.logger())
 			stop()
 			if err != nil {
 				return fmt.Errorf("%w\nrun \"netlab up %s\" again to converge", err, args[0])

@@ -20,7 +20,7 @@ func (d *Driver) Apply(ctx context.Context, a reconcile.Action) error {
 		return err
 	}
 	if a.Op() != reconcile.OpDelete && a.Op() != reconcile.OpReplace {
-		if err := d.waitDying(ctx); err != nil {
+		if _, err := d.waitDying(ctx); err != nil {
 			return err
 		}
 	}

@@ -303,8 +303,9 @@ func (d *Driver) RunIn(ns string, f func() error) error {
 }
 
 // waitDying waits until the interfaces that deleted namespaces take with them are
-// gone, so that what follows sees the kernel as it will be.
-func (d *Driver) waitDying(ctx context.Context) error {
+// gone, so that what follows sees the kernel as it will be. It reports whether
+// there was anything to wait for.
+func (d *Driver) waitDying(ctx context.Context) (waited bool, err error) {
 	d.dyingMu.Lock() // concurrent creators all wait until the wait is over
 	defer d.dyingMu.Unlock()
 	d.mu.Lock()
@@ -319,6 +320,7 @@ func (d *Driver) waitDying(ctx context.Context) error {
 	// One interface asked about at a time, by name: a dump of the host's
 	// thousand interfaces every few milliseconds would slow down the very
 	// teardown it waits for.
+	waited = len(dying) > 0
 	deadline := time.Now().Add(10 * time.Second)
 	for len(dying) > 0 {
 		k := dying[0]
@@ -328,22 +330,22 @@ func (d *Driver) waitDying(ctx context.Context) error {
 		}
 		if err != nil {
 			if h != nil && !isNotFound(err) {
-				return fmt.Errorf("netns %s: find %s: %w", k.NS, k.Name, err)
+				return waited, fmt.Errorf("netns %s: find %s: %w", k.NS, k.Name, err)
 			}
 			dying = dying[1:] // gone (or its namespace is gone too)
 			continue
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("%d interfaces of deleted namespaces still exist after 10 s (first: %s): %s",
+			return waited, fmt.Errorf("%d interfaces of deleted namespaces still exist after 10 s (first: %s): %s",
 				len(dying), k, d.holders())
 		}
 		select {
 		case <-ctx.Done():
-			return ctx.Err()
+			return waited, ctx.Err()
 		case <-time.After(5 * time.Millisecond):
 		}
 	}
-	return nil
+	return waited, nil
 }
 
 // holders names the processes and threads still inside namespaces that were

@@ -28,15 +28,19 @@ func ownerOf(alias string) string {
 // namespace directory (by its marker) and the host's interfaces, with one dump per
 // object kind per namespace, and changes nothing.
 func (d *Driver) Observe(ctx context.Context, q reconcile.Query) (*reconcile.State, error) {
-	if err := d.waitDying(ctx); err != nil {
-		return nil, err
-	}
-	s := reconcile.NewState(q.Lab)
 	start := time.Now()
 	lap := func(phase string) {
 		d.log.Debug("observe", "phase", phase, "took", time.Since(start))
 		start = time.Now()
 	}
+	waited, err := d.waitDying(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if waited {
+		lap("the kernel destroying deleted namespaces")
+	}
+	s := reconcile.NewState(q.Lab)
 	names, err := d.listNetns()
 	if err != nil {
 		return nil, err
