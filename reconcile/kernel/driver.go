@@ -17,6 +17,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 
 	"github.com/google/nftables"
 	"github.com/vishvananda/netlink"
@@ -73,6 +74,7 @@ type Driver struct {
 	procs         []procInfo                // the processes as last listed, while still true (see processes)
 	lastRead      map[string]*nsObservation // each namespace as the last observation read it (see reconcile.Query.Reread)
 	procfs        chan *procInstance        // idle private procfs instances, for sysctls (see openSysctl)
+	procfsRefused atomic.Bool               // the kernel would not make one: /proc/sys serves
 }
 
 // nsHandle is an open namespace: its file descriptor and two plain netlink

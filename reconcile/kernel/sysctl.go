@@ -164,24 +164,37 @@ func (d *Driver) openSysctl(path string, flag int) (*os.File, error) {
 // takeProc returns an idle private procfs instance, or a new one; nil when the
 // kernel will not make one. An instance serves one goroutine at a time.
 func (d *Driver) takeProc() *procInstance {
+	if d.procfsRefused.Load() {
+		return nil // asked once: a kernel that refused does not change its mind
+	}
 	select {
 	case p := <-d.procfs:
 		return p
 	default:
 	}
+	p, err := newProcInstance()
+	if err != nil {
+		d.procfsRefused.Store(true)
+		return nil
+	}
+	return p
+}
+
+// newProcInstance makes a procfs instance mounted nowhere.
+func newProcInstance() (*procInstance, error) {
 	fs, err := unix.Fsopen("proc", unix.FSOPEN_CLOEXEC)
 	if err != nil {
-		return nil
+		return nil, err
 	}
 	defer unix.Close(fs)
 	if err := unix.FsconfigCreate(fs); err != nil {
-		return nil
+		return nil, err
 	}
 	fd, err := unix.Fsmount(fs, unix.FSMOUNT_CLOEXEC, 0)
 	if err != nil {
-		return nil
+		return nil, err
 	}
-	return &procInstance{fd: fd}
+	return &procInstance{fd: fd}, nil
 }
 
 // returnProc keeps an instance for the next lookup, or closes it once it has
