@@ -1,11 +1,7 @@
 package tests
 
 import (
-	"fmt"
 	"math/rand/v2"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"syscall"
 	"testing"
 	"time"
@@ -15,16 +11,14 @@ import (
 
 // killedAfter starts a netlab command in the sandbox and SIGKILLs it after d
 // (if it has not finished by then). It reports whether the kill happened.
-func (sb *sandbox) killedAfter(d time.Duration, args ...string) bool {
-	sb.t.Helper()
-	wd, _ := os.Getwd()
-	cmd := exec.Command("nsenter", append([]string{"-t", fmt.Sprint(sb.pid), "-n", "-m", "-p", "--wd=" + wd, "--", harness.Netlab(sb.t)}, args...)...)
-	cmd.Env = append(os.Environ(), "PATH="+filepath.Dir(harness.Netlab(sb.t))+":"+os.Getenv("PATH"))
+func killedAfter(sb *harness.Sandbox, d time.Duration, args ...string) bool {
+	sb.T.Helper()
+	cmd := sb.Command(append([]string{"netlab"}, args...)...)
 	// Its own process group: the kill takes nsenter and netlab together, as a
 	// crash of netlab would (nsenter forks netlab to enter the PID namespace).
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
-		sb.t.Fatal(err)
+		sb.T.Fatal(err)
 	}
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
@@ -48,7 +42,7 @@ const residue = `ls -A /etc/netns /run/netlab 2>/dev/null; ps -eo stat=,comm= | 
 // and processes: every time, the next up converges to the file, and down then
 // leaves the sandbox exactly as it was before the lab.
 func TestCrashAtAnyPoint(t *testing.T) {
-	sb := newSandbox(t)
+	sb := harness.NewSandbox(t)
 	lab := "../labs/docker-bridge.yaml"
 
 	// How long an undisturbed up takes: the kills land anywhere inside it. What
@@ -56,32 +50,32 @@ func TestCrashAtAnyPoint(t *testing.T) {
 	// leave (netlab's state directory exists from then on, empty).
 	harness.Netlab(t) // built before timing
 	start := time.Now()
-	sb.ok("netlab", "up", lab)
+	sb.OK("netlab", "up", lab)
 	full := time.Since(start)
-	sb.ok("netlab", "down", lab)
-	before := sb.kernelState() + sb.ok("sh", "-c", residue)
+	sb.OK("netlab", "down", lab)
+	before := sb.KernelState() + sb.OK("sh", "-c", residue)
 
 	rng := rand.New(rand.NewPCG(1, 2))
 	trials, killed := 50, 0
 	for i := range trials {
 		at := time.Duration(rng.Int64N(int64(full)))
-		if sb.killedAfter(at, "up", lab) {
+		if killedAfter(sb, at, "up", lab) {
 			killed++
 		}
-		if got := sb.exec("netlab", "up", lab); got.code != 0 {
-			t.Fatalf("trial %d (killed at %v): the next up failed:\n%s%s", i, at, got.stdout, got.stderr)
+		if got := sb.Exec("netlab", "up", lab); got.Code != 0 {
+			t.Fatalf("trial %d (killed at %v): the next up failed:\n%s%s", i, at, got.Stdout, got.Stderr)
 		}
-		if got := sb.ok("netlab", "plan", lab); got != "No changes.\n" {
+		if got := sb.OK("netlab", "plan", lab); got != "No changes.\n" {
 			t.Fatalf("trial %d (killed at %v): up did not converge:\n%s", i, at, got)
 		}
 		// Half the trials also kill a down half-way.
-		if i%2 == 1 && sb.killedAfter(time.Duration(rng.Int64N(int64(full/2))), "down", lab) {
+		if i%2 == 1 && killedAfter(sb, time.Duration(rng.Int64N(int64(full/2))), "down", lab) {
 			killed++
 		}
-		if got := sb.exec("netlab", "down", lab); got.code != 0 {
-			t.Fatalf("trial %d: down after a crash failed:\n%s%s", i, got.stdout, got.stderr)
+		if got := sb.Exec("netlab", "down", lab); got.Code != 0 {
+			t.Fatalf("trial %d: down after a crash failed:\n%s%s", i, got.Stdout, got.Stderr)
 		}
-		after := sb.kernelState() + sb.ok("sh", "-c", residue)
+		after := sb.KernelState() + sb.OK("sh", "-c", residue)
 		if after != before {
 			t.Fatalf("trial %d (killed at %v): residue after down:\nbefore:\n%s\nafter:\n%s", i, at, before, after)
 		}

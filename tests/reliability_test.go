@@ -6,20 +6,22 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"netlab/tests/harness"
 )
 
 // TestTwoLabsSideBySide: two labs brought up at the same time do not interfere,
 // and taking one down leaves the other exactly as it was.
 func TestTwoLabsSideBySide(t *testing.T) {
-	sb := newSandbox(t)
+	sb := harness.NewSandbox(t)
 	var wg sync.WaitGroup
-	results := map[string]result{}
+	results := map[string]harness.Result{}
 	var mu sync.Mutex
 	for _, lab := range []string{"../labs/docker-bridge.yaml", "../labs/router-nat.yaml"} {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			res := sb.exec("netlab", "up", lab)
+			res := sb.Exec("netlab", "up", lab)
 			mu.Lock()
 			results[lab] = res
 			mu.Unlock()
@@ -27,21 +29,21 @@ func TestTwoLabsSideBySide(t *testing.T) {
 	}
 	wg.Wait()
 	for lab, res := range results {
-		if res.code != 0 {
-			t.Fatalf("up %s beside another lab: exit %d\n%s%s", lab, res.code, res.stdout, res.stderr)
+		if res.Code != 0 {
+			t.Fatalf("up %s beside another lab: exit %d\n%s%s", lab, res.Code, res.Stdout, res.Stderr)
 		}
 	}
-	sb.ok("netlab", "test", "../labs/docker-bridge.yaml")
-	sb.ok("netlab", "test", "../labs/router-nat.yaml")
-	router := sb.ok("netlab", "inspect", "router-nat", "-o", "json")
-	sb.ok("netlab", "down", "../labs/docker-bridge.yaml")
-	if got := sb.ok("netlab", "plan", "../labs/router-nat.yaml"); got != "No changes.\n" {
+	sb.OK("netlab", "test", "../labs/docker-bridge.yaml")
+	sb.OK("netlab", "test", "../labs/router-nat.yaml")
+	router := sb.OK("netlab", "inspect", "router-nat", "-o", "json")
+	sb.OK("netlab", "down", "../labs/docker-bridge.yaml")
+	if got := sb.OK("netlab", "plan", "../labs/router-nat.yaml"); got != "No changes.\n" {
 		t.Errorf("down of one lab changed the other:\n%s", got)
 	}
-	if after := sb.ok("netlab", "inspect", "router-nat", "-o", "json"); countersFree(after) != countersFree(router) {
+	if after := sb.OK("netlab", "inspect", "router-nat", "-o", "json"); countersFree(after) != countersFree(router) {
 		t.Errorf("router-nat's state changed when docker-bridge went down")
 	}
-	sb.ok("netlab", "test", "../labs/router-nat.yaml")
+	sb.OK("netlab", "test", "../labs/router-nat.yaml")
 }
 
 // countersFree drops the counters from inspect's JSON: traffic changes them.
@@ -57,9 +59,9 @@ func countersFree(s string) string {
 
 // TestStateFilesArePrivate: netlab's state directory is 0700 and its files 0600.
 func TestStateFilesArePrivate(t *testing.T) {
-	sb := newSandbox(t)
-	sb.ok("netlab", "up", "../labs/docker-bridge.yaml")
-	out := sb.ok("sh", "-c", "find /run/netlab -printf '%m %y %p\\n'")
+	sb := harness.NewSandbox(t)
+	sb.OK("netlab", "up", "../labs/docker-bridge.yaml")
+	out := sb.OK("sh", "-c", "find /run/netlab -printf '%m %y %p\\n'")
 	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
 		fields := strings.Fields(line)
 		mode, kind, path := fields[0], fields[1], fields[2]
@@ -74,8 +76,8 @@ func TestStateFilesArePrivate(t *testing.T) {
 // sysctl this kernel does not have) fails with its step named, leaves a state
 // down removes completely, and never a panic.
 func TestKernelRefusalNamesTheStepAndDownCleansUp(t *testing.T) {
-	sb := newSandbox(t)
-	before := sb.kernelState()
+	sb := harness.NewSandbox(t)
+	before := sb.KernelState()
 	lab := filepath.Join(t.TempDir(), "fault.yaml")
 	os.WriteFile(lab, []byte(`name: fault
 namespaces:
@@ -87,13 +89,13 @@ namespaces:
 links:
   - [a:eth0, b:eth0]
 `), 0o644)
-	res := sb.exec("netlab", "up", lab)
-	if res.code != 1 || !strings.Contains(res.stderr, "(+ sysctl  a: net.ipv4.no_such_setting = 1)") ||
-		!strings.Contains(res.stderr, "does not exist") || strings.Contains(res.stderr, "panic") {
-		t.Errorf("up with a sysctl the kernel lacks: exit %d\n%s", res.code, res.stderr)
+	res := sb.Exec("netlab", "up", lab)
+	if res.Code != 1 || !strings.Contains(res.Stderr, "(+ sysctl  a: net.ipv4.no_such_setting = 1)") ||
+		!strings.Contains(res.Stderr, "does not exist") || strings.Contains(res.Stderr, "panic") {
+		t.Errorf("up with a sysctl the kernel lacks: exit %d\n%s", res.Code, res.Stderr)
 	}
-	sb.ok("netlab", "down", lab)
-	if after := sb.kernelState(); after != before {
+	sb.OK("netlab", "down", lab)
+	if after := sb.KernelState(); after != before {
 		t.Errorf("down after a refused step left a trace:\nbefore:\n%s\nafter:\n%s", before, after)
 	}
 }
