@@ -79,8 +79,12 @@ Plan: 5 to add, 0 to change, 1 to destroy.
 	if res.Stdout != want {
 		t.Errorf("plan after drift:\n got:\n%s\nwant:\n%s", res.Stdout, want)
 	}
-	status := sb.OK("netlab", "status")
-	mustContain(t, "status after drift", status, "yes", "+ veth    c2:eth0 <-> host:veth-c2 master br0, up")
+	// status exits 2 when a lab drifted, so that a script can tell.
+	drifted := sb.Exec("netlab", "status")
+	if drifted.Code != 2 {
+		t.Errorf("status after drift: exit %d, want 2\n%s%s", drifted.Code, drifted.Stdout, drifted.Stderr)
+	}
+	mustContain(t, "status after drift", drifted.Stdout, "yes", "+ veth    c2:eth0 <-> host:veth-c2 master br0, up")
 	sb.OK("netlab", "up", spine)
 	if got := sb.OK("netlab", "plan", spine); got != "No changes.\n" {
 		t.Errorf("plan after repair: %q", got)

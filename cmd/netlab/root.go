@@ -8,6 +8,8 @@ import (
 	"log/slog"
 	"os"
 	"runtime/pprof"
+	"slices"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -129,11 +131,30 @@ func (a *app) openKernel() (*kernel.Driver, error) {
 }
 
 // labsNamed is the lab named on the command line, or every lab on the machine.
+// A named lab that is not on the machine is an error that lists the running
+// ones: a script must not read a made-up row as a lab that is up.
 func labsNamed(d *kernel.Driver, args []string) ([]string, error) {
-	if len(args) > 0 {
-		return args, nil
+	labs, err := d.Labs()
+	if err != nil || len(args) == 0 {
+		return labs, err
 	}
-	return d.Labs()
+	if !slices.Contains(labs, args[0]) {
+		return nil, &unknownLabError{name: args[0], running: labs}
+	}
+	return args, nil
+}
+
+// unknownLabError names a lab that is not on this machine, and those that are.
+type unknownLabError struct {
+	name    string
+	running []string
+}
+
+func (e *unknownLabError) Error() string {
+	if len(e.running) == 0 {
+		return fmt.Sprintf("no lab named %s (no labs are running)", e.name)
+	}
+	return fmt.Sprintf("no lab named %s (running labs: %s)", e.name, strings.Join(e.running, ", "))
 }
 
 // lock takes the lab's lock, saying so when it has to wait for another run.

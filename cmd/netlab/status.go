@@ -12,6 +12,9 @@ import (
 	"netlab/reconcile/kernel"
 )
 
+// statusDrifted is the exit status of `status` when a lab drifted from its file.
+const statusDrifted = 2
+
 // labStatus is one row of `netlab status`.
 type labStatus struct {
 	Name       string   `json:"name"`
@@ -28,7 +31,14 @@ func (a *app) statusCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "status [NAME]",
 		Short: "List running labs, their objects and any drift from their files",
-		Args:  cobra.MaximumNArgs(1),
+		Long: `List the running labs (or the one named), how many namespaces and interfaces
+each owns, and whether the kernel drifted from the lab's file: what "netlab up
+FILE" would do to repair it.
+
+Exit status: 0 when no lab drifted, 2 when one has (scripts can test it, as
+with "netlab plan --detailed-exitcode"), 1 on an error, such as a lab name
+that is not running.`,
+		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if output != "text" && output != "json" {
 				return fmt.Errorf("unknown output format %q: want text or json", output)
@@ -53,9 +63,19 @@ func (a *app) statusCmd() *cobra.Command {
 			if output == "json" {
 				enc := json.NewEncoder(a.Out)
 				enc.SetIndent("", "  ")
-				return enc.Encode(rows)
+				err = enc.Encode(rows)
+			} else {
+				err = a.printStatus(rows, len(args) == 1)
 			}
-			return a.printStatus(rows, len(args) == 1)
+			if err != nil {
+				return err
+			}
+			for _, r := range rows {
+				if r.Drift == "yes" {
+					return exitCode(statusDrifted)
+				}
+			}
+			return nil
 		},
 	}
 	cmd.Flags().StringVarP(&output, "output", "o", "text", "output format: text or json")
