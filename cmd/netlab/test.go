@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"netlab/reconcile"
+	"netlab/reconcile/kernel"
 	"netlab/reconcile/probe"
 	"netlab/topology"
 )
@@ -23,7 +24,10 @@ func (a *app) testCmd() *cobra.Command {
 ping, tcp (connect) and http (GET, with the expected status and body), each
 expected to work or, with expect: fail, to be blocked; expect: {source: ADDR}
 checks the address the far end saw (what NAT did). Prints a table and a closing
-line "N passed, M failed". Exit status 0 when all pass, 1 otherwise.`,
+line "N passed, M failed". A check that cannot run (its namespace is not the
+lab's, or the lab is down) is an ERROR and counts as failed: a blocked check
+proves nothing when there is no lab to block it. Exit status 0 when all pass,
+1 otherwise.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			lab, desired, err := loadLab(args[0])
@@ -47,25 +51,52 @@ line "N passed, M failed". Exit status 0 when all pass, 1 otherwise.`,
 					args[0], strings.TrimSuffix(plan.Summary(), "."), args[0])
 			}
 
+			observed, err := d.Observe(cmd.Context(), reconcile.Query{Lab: desired.Lab})
+			if err != nil {
+				return err
+			}
+			if len(observed.Namespaces) == 0 && len(observed.Links) == 0 {
+				return fmt.Errorf("lab %s is not up: run \"netlab up %s\" first", desired.Lab, args[0])
+			}
+
 			checks := compileChecks(lab, desired)
-			results := probe.Run(cmd.Context(), checks, d.RunIn)
+			results := probe.Run(cmd.Context(), checks, labNamespaces(d, observed))
 			w := tabwriter.NewWriter(a.Out, 0, 4, 2, ' ', 0)
 			fmt.Fprintln(w, "CHECK\tRESULT\tDETAIL")
-			failed := 0
+			failed, notRun := 0, 0
 			for _, r := range results {
 				result := "pass"
-				if !r.Pass {
+				switch {
+				case r.NotRun:
+					result, failed, notRun = "ERROR", failed+1, notRun+1
+				case !r.Pass:
 					result, failed = "FAIL", failed+1
 				}
 				fmt.Fprintf(w, "%s\t%s\t%s\n", r.Name, result, r.Detail)
 			}
 			w.Flush()
 			fmt.Fprintf(a.Out, "%d passed, %d failed\n", len(results)-failed, failed)
+			if notRun > 0 {
+				fmt.Fprintf(a.Err, "netlab: %s could not run: a namespace they need is not the lab's; run \"netlab up %s\"\n",
+					reconcile.Plural(notRun, "check"), args[0])
+			}
 			if failed > 0 {
 				return exitCode(1)
 			}
 			return nil
 		},
+	}
+}
+
+// labNamespaces enters only the namespaces the lab owns (and the host): a check
+// run from a namespace of the same name that another lab or someone else made
+// would prove nothing about this lab.
+func labNamespaces(d *kernel.Driver, observed *reconcile.State) probe.Enter {
+	return func(ns string, f func() error) error {
+		if _, ok := observed.Namespaces[ns]; !ok && ns != reconcile.Host {
+			return fmt.Errorf("lab %s has no namespace %s (is it up?)", observed.Lab, ns)
+		}
+		return d.RunIn(ns, f)
 	}
 }
 

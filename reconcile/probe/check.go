@@ -49,8 +49,34 @@ type Check struct {
 // Result is the outcome of a check.
 type Result struct {
 	Check
-	Pass   bool
+	Pass bool
+	// NotRun: a namespace the check needs could not be entered, so nothing was
+	// sent. It is never a pass, even for a check expected to fail: a lab that
+	// is down blocks nothing.
+	NotRun bool
 	Detail string
+}
+
+// enterError is a namespace that could not be entered: the check did not run.
+type enterError struct {
+	ns  string
+	err error
+}
+
+func (e *enterError) Error() string { return fmt.Sprintf("cannot enter namespace %s: %v", e.ns, e.err) }
+func (e *enterError) Unwrap() error { return e.err }
+
+// recognised wraps enter so that a failure to get into the namespace (as
+// opposed to f failing inside it) comes back as an *enterError.
+func recognised(enter Enter) Enter {
+	return func(ns string, f func() error) error {
+		ran := false
+		err := enter(ns, func() error { ran = true; return f() })
+		if err != nil && !ran {
+			return &enterError{ns: ns, err: err}
+		}
+		return err
+	}
 }
 
 // Timeout bounds each attempt; namespaces on one machine answer in microseconds,
@@ -73,6 +99,7 @@ func Run(ctx context.Context, checks []Check, enter Enter) []Result {
 }
 
 func run(ctx context.Context, c Check, enter Enter) Result {
+	enter = recognised(enter)
 	var seen netip.Addr
 	var detail string
 	var err error
@@ -91,7 +118,10 @@ func run(ctx context.Context, c Check, enter Enter) Result {
 		err = fmt.Errorf("unknown check %q", c.Kind)
 	}
 	r := Result{Check: c}
+	var notEntered *enterError
 	switch {
+	case errors.As(err, &notEntered):
+		r.NotRun, r.Detail = true, notEntered.Error()
 	case c.ExpectFail && err != nil:
 		r.Pass, r.Detail = true, "blocked, as expected ("+short(err)+")"
 	case c.ExpectFail:
@@ -224,6 +254,10 @@ func dialTCP(ctx context.Context, c Check, enter Enter) (netip.Addr, string, err
 		var l net.Listener
 		_, port, _ := net.SplitHostPort(c.Target)
 		err := enter(c.Far, func() (err error) { l, err = net.Listen("tcp", ":"+port); return err })
+		var notEntered *enterError
+		if errors.As(err, &notEntered) {
+			return netip.Addr{}, "", err
+		}
 		if err == nil {
 			defer l.Close()
 			seenc = make(chan netip.Addr, 1)
