@@ -164,8 +164,10 @@ func (d *differ) links() {
 		case !ok:
 		case want.Kind != have.Kind:
 			why = fmt.Sprintf("was a %s", have.Kind)
+		case want.Kind == KindVeth && have.Peer == (LinkKey{}):
+			why = "its peer is gone" // its namespace was deleted by hand: the kernel is destroying it
 		case want.Kind == KindVeth && want.Peer != have.Peer:
-			why = "peer was " + orNone(have.Peer.String())
+			why = "peer was " + have.Peer.String()
 		default:
 			continue // kept; its attributes are compared below
 		}

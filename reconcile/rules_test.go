@@ -141,3 +141,22 @@ func TestPublishedPortsAreLookedUp(t *testing.T) {
 		t.Errorf("a port published on one host address: %d rules, want %d (its forward accept, two DNATs, its hairpin)", got, want)
 	}
 }
+
+// TestVethWhosePeerIsGoneSaysSo: a veth end whose peer vanished (its namespace
+// deleted by hand, the kernel not done destroying it) is replaced "because its
+// peer is gone", not because its "peer was :".
+func TestVethWhosePeerIsGoneSaysSo(t *testing.T) {
+	desired, observed := r.NewState("l"), r.NewState("l")
+	host, c := r.LinkKey{r.Host, "veth0"}, r.LinkKey{"c", "eth0"}
+	desired.Links[host] = &r.Link{LinkKey: host, Kind: r.KindVeth, Peer: c}
+	desired.Links[c] = &r.Link{LinkKey: c, Kind: r.KindVeth, Peer: host}
+	desired.Namespaces["c"] = &r.Netns{Name: "c"}
+	observed.Links[host] = &r.Link{LinkKey: host, Kind: r.KindVeth}
+	plan, err := r.Diff(desired, observed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := r.Line(plan.Actions[0]); !strings.Contains(got, "(its peer is gone)") {
+		t.Errorf("first action: %q", got)
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"netlab/reconcile"
+	"netlab/reconcile/kernel"
 )
 
 func (a *app) upCmd() *cobra.Command {
@@ -53,7 +54,7 @@ differs.`,
 			err = reconcile.ApplyWithProgress(ctx, d, plan, progress, a.logger())
 			stop()
 			if err != nil {
-				return fmt.Errorf("%w\nrun \"netlab up %s\" again to converge", err, args[0])
+				return applyFailed(err, args[0])
 			}
 			if err := reconcile.Verify(ctx, d, desired, plan); err != nil {
 				return err
@@ -63,4 +64,14 @@ differs.`,
 			return nil
 		},
 	}
+}
+
+// applyFailed says what to do after a failed apply: run up again when the
+// next run can get past the failure (a race, an interruption), or change the
+// file when the kernel refused what it asks (the same request would fail again).
+func applyFailed(err error, file string) error {
+	if kernel.Refused(err) {
+		return fmt.Errorf("%w\nthe kernel refused this request; running up again would fail the same way: change %s, or \"netlab down %s\" to remove what was made", err, file, file)
+	}
+	return fmt.Errorf("%w\nrun \"netlab up %s\" again to converge", err, file)
 }
