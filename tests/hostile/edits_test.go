@@ -60,3 +60,44 @@ func TestBridgeMTUConvergesInOneUp(t *testing.T) {
 	}
 	sb.OK("netlab", "down", lab)
 }
+
+// TestAddressEditKeepsRoutes: editing web's address on a running docker-bridge
+// (172.17.0.2/16 -> 172.17.0.20/16) makes the kernel drop web's default route
+// with the old address; one up adds it again, and so does the plan's script.
+func TestAddressEditKeepsRoutes(t *testing.T) {
+	src, err := os.ReadFile("../../labs/docker-bridge.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	edited := strings.Replace(string(src), "addresses: [172.17.0.2/16]", "addresses: [172.17.0.20/16]", 1)
+	if edited == string(src) {
+		t.Fatal("the lab has no 172.17.0.2/16 to edit")
+	}
+	for _, how := range []string{"up", "commands"} {
+		t.Run(how, func(t *testing.T) {
+			sb := harness.NewSandbox(t)
+			lab := writeLab(t, "docker-bridge.yaml", string(src))
+			sb.OK("netlab", "up", lab)
+			if err := os.WriteFile(lab, []byte(edited), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if how == "up" {
+				upConverges(t, sb, "address edit", lab)
+			} else {
+				script := sb.OK("netlab", "plan", "-o", "commands", lab)
+				path := t.TempDir() + "/edit.sh"
+				if err := os.WriteFile(path, []byte(script), 0o755); err != nil {
+					t.Fatal(err)
+				}
+				sb.OK("sh", path)
+				if got := sb.OK("netlab", "plan", lab); got != "No changes.\n" {
+					t.Fatalf("the plan after the edit's script is not empty:\n%s\nscript:\n%s", got, script)
+				}
+			}
+			if got := sb.OK("ip", "-n", "web", "route", "show", "default"); !strings.Contains(got, "default via 172.17.0.1 dev eth0") {
+				t.Errorf("web's default route: %q", got)
+			}
+			sb.OK("netlab", "down", lab)
+		})
+	}
+}
