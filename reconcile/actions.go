@@ -468,6 +468,7 @@ func (a DeleteAddr) Commands() []string {
 type ReplaceRoute struct {
 	Route
 	Old *Route // nil when the route is new
+	Why string // for a route added again: why it will be gone
 }
 
 func (a ReplaceRoute) Op() Op {
@@ -480,7 +481,11 @@ func (a ReplaceRoute) Phase() Phase { return phaseRoute }
 func (a ReplaceRoute) Kind() string { return "route" }
 func (a ReplaceRoute) Object() string {
 	if a.Old == nil {
-		return a.NS + ": " + a.Route.spec()
+		s := a.NS + ": " + a.Route.spec()
+		if a.Why != "" {
+			s += " (" + a.Why + ")"
+		}
+		return s
 	}
 	return a.NS + ": " + a.Old.spec() + " -> " + a.Route.target()
 }

@@ -39,6 +39,13 @@ func Desired(lab *topology.Lab) (*State, error) {
 		}
 	}
 
+	// A bridge with an MTU gives it to the veths on it, both ends (as Docker does
+	// with a network's MTU): the kernel keeps a bridge at most at its smallest
+	// port's MTU, so a bridge of 1400 with ports of 1500 would never settle.
+	bridgeMTU := map[string]int{}
+	for _, b := range lab.Bridges {
+		bridgeMTU[b.Name] = b.MTU
+	}
 	findInterface := interfaceFinder(lab)
 	for _, l := range lab.Links {
 		for i, end := range l.Ends {
@@ -50,10 +57,20 @@ func Desired(lab *topology.Lab) (*State, error) {
 				for _, a := range ifc.Addresses {
 					s.Addrs[AddrKey{k, a.Prefix}] = true
 				}
-			} else if ifc := findInterface(other); ifc != nil && end.Bridge != "" {
+			}
+			switch {
+			case end.Bridge != "" && bridgeMTU[end.Bridge] != 0:
+				link.MTU = bridgeMTU[end.Bridge]
+			case link.MTU != 0:
+				// The end's own `mtu:`.
+			case other.Bridge != "" && bridgeMTU[other.Bridge] != 0:
+				link.MTU = bridgeMTU[other.Bridge]
+			case end.Bridge != "":
 				// A bridge port nobody configured follows its container end's MTU,
 				// as a veth pair should.
-				link.MTU = ifc.MTU
+				if ifc := findInterface(other); ifc != nil {
+					link.MTU = ifc.MTU
+				}
 			}
 			s.Links[k] = link
 		}

@@ -104,6 +104,9 @@ type differ struct {
 	// the plan neither deletes it again nor trusts its observed attributes.
 	goneNetns map[string]bool
 	goneLinks map[LinkKey]bool
+	// The addresses the plan deletes from interfaces that stay: the kernel takes
+	// routes with them, which the plan then adds again (see routes).
+	goneAddrs []AddrKey
 }
 
 func (d *differ) add(a Action) { d.actions = append(d.actions, a) }
@@ -259,6 +262,7 @@ func (d *differ) addrs() {
 	for _, k := range sortedKeys(d.observed.Addrs, AddrKey.compare) {
 		if !d.desired.Addrs[k] && d.exists(k.LinkKey) {
 			d.add(DeleteAddr{AddrKey: k, First: d.sharesSubnetWithNewAddr(k)})
+			d.goneAddrs = append(d.goneAddrs, k)
 		}
 	}
 }
@@ -287,6 +291,10 @@ func (d *differ) routes() {
 		case have.Via != want.Via || have.Dev != want.Dev:
 			old := *have
 			d.add(ReplaceRoute{Route: *want, Old: &old})
+		default:
+			if gone, ok := d.takenWithAddr(want); ok {
+				d.add(ReplaceRoute{Route: *want, Why: "again: the kernel drops it with " + gone.Prefix.String()})
+			}
 		}
 	}
 	for _, k := range sortedKeys(d.observed.Routes, RouteKey.compare) {
@@ -295,6 +303,25 @@ func (d *differ) routes() {
 			d.add(DeleteRoute{Route: *have})
 		}
 	}
+}
+
+// takenWithAddr reports whether the kernel may delete a route when the plan
+// deletes an address: deleting an interface's last IPv4 address deletes every
+// IPv4 route through it, and deleting any address the routes whose gateway was
+// reached through its subnet (or that had it as source). The rule is wider than
+// the kernel's, and simple: a route of the same family through the interface, or
+// whose gateway is in the deleted subnet, is added again after the addresses
+// (ip route replace: a no-op when the route survived).
+func (d *differ) takenWithAddr(rt *Route) (AddrKey, bool) {
+	for _, gone := range d.goneAddrs {
+		if gone.NS != rt.NS || gone.Prefix.Addr().Is4() != rt.To.Addr().Is4() {
+			continue
+		}
+		if gone.Name == rt.Dev || (rt.Via.IsValid() && gone.Prefix.Masked().Contains(rt.Via)) {
+			return gone, true
+		}
+	}
+	return AddrKey{}, false
 }
 
 func (d *differ) sysctls() {

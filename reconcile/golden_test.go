@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"flag"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -74,5 +75,49 @@ func golden(t *testing.T, name string, got []byte) {
 	}
 	if diff := cmp.Diff(string(want), string(got)); diff != "" {
 		t.Errorf("%s (-want +got):\n%s", path, diff)
+	}
+}
+
+// TestPlanGoldenAddressEdit: web's address of docker-bridge edited on a running
+// lab (172.17.0.2/16 -> 172.17.0.20/16). Deleting the old address makes the
+// kernel (and the fake) drop web's default route through it: the plan adds the
+// route again after the addresses, and one apply converges.
+func TestPlanGoldenAddressEdit(t *testing.T) {
+	desired := harness.Desired(t, "../labs/docker-bridge.yaml")
+	ctx := context.Background()
+	d := fake.New()
+	plan, err := r.MakePlan(ctx, d, desired)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Apply(ctx, d, plan); err != nil {
+		t.Fatal(err)
+	}
+	eth0 := r.LinkKey{NS: "web", Name: "eth0"}
+	old := r.AddrKey{LinkKey: eth0, Prefix: netip.MustParsePrefix("172.17.0.2/16")}
+	if !desired.Addrs[old] {
+		t.Fatalf("the lab has no %v", old)
+	}
+	delete(desired.Addrs, old)
+	desired.Addrs[r.AddrKey{LinkKey: eth0, Prefix: netip.MustParsePrefix("172.17.0.20/16")}] = true
+	plan, err = r.MakePlan(ctx, d, desired)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for ext, write := range map[string]func(*r.Plan, *bytes.Buffer) error{
+		"txt":      func(p *r.Plan, b *bytes.Buffer) error { return p.WriteText(b) },
+		"commands": func(p *r.Plan, b *bytes.Buffer) error { return p.WriteCommands(b) },
+	} {
+		var b bytes.Buffer
+		if err := write(plan, &b); err != nil {
+			t.Fatal(err)
+		}
+		golden(t, "docker-bridge.readdress."+ext, b.Bytes())
+	}
+	if err := r.Apply(ctx, d, plan); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Verify(ctx, d, desired, plan); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"flag"
+	"fmt"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -432,5 +433,57 @@ func TestHostileInputsAreRefusedFast(t *testing.T) {
 	}
 	if len(files) < 60 {
 		t.Errorf("%d invalid files, want at least 60", len(files))
+	}
+}
+
+// TestGeneratedPortNamesAtScale: 5000 links over 5 bridges hash two ports alike
+// (28 bits); the second is renamed deterministically and the lab validates, with
+// every port name unique, and the same names on every run.
+func TestGeneratedPortNamesAtScale(t *testing.T) {
+	var b strings.Builder
+	b.WriteString("name: big\nbridges:\n")
+	for k := range 5 {
+		fmt.Fprintf(&b, "  br%d: {}\n", k)
+	}
+	b.WriteString("namespaces:\n")
+	for n := range 5000 {
+		fmt.Fprintf(&b, "  c%d: {}\n", n)
+	}
+	b.WriteString("links:\n")
+	for n := range 5000 {
+		fmt.Fprintf(&b, "  - [c%d:eth0, br%d]\n", n, n%5)
+	}
+	names := func() []string {
+		lab, err := Parse([]byte(b.String()), "big.yaml")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := lab.Validate(); err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		seen := map[string]bool{}
+		for _, l := range lab.Links {
+			name := l.Ends[1].Interface
+			if seen[name] {
+				t.Errorf("port name %s generated twice", name)
+			}
+			seen[name] = true
+			out = append(out, name)
+		}
+		return out
+	}
+	first := names()
+	if diff := cmp.Diff(first, names()); diff != "" {
+		t.Errorf("names differ between runs (-first +second):\n%s", diff)
+	}
+	renamed := 0
+	for n, name := range first {
+		if name != GeneratedPortName("big", fmt.Sprintf("c%d", n), "eth0") {
+			renamed++
+		}
+	}
+	if renamed == 0 || renamed > 5 {
+		t.Errorf("%d ports have a name other than GeneratedPortName's; want the few that collide", renamed)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 )
 
@@ -28,8 +29,35 @@ func (l *Lab) Validate() error {
 // GeneratedPortName is the name of the bridge port of a link end written as just
 // BRIDGE: "veth" and 7 hex digits, like Docker's host-side names, derived from the
 // lab and the other end of the link so that it is the same at every run.
+//
+// Seven hex digits are 28 bits: in a lab of thousands of ports, two may hash
+// alike. generatePortName then probes on, deterministically.
 func GeneratedPortName(lab, namespace, iface string) string {
-	sum := sha256.Sum256([]byte(lab + "\x00" + namespace + ":" + iface))
+	return portName(lab, namespace, iface, 0)
+}
+
+// generatePortName is GeneratedPortName unless a port of an earlier link in the
+// same namespace got that name; then the first free name of the sequence
+// portName(..., 1), portName(..., 2), ... Links are named in file order, so a
+// name moves only when it collides, and a link added at the end renames no
+// other. A name generated from the same other end (the same link twice, or a
+// link from a bridge to itself), or written in the file, stays an error: the file
+// asks for one interface twice.
+func generatePortName(lab, namespace, iface string, taken map[string]string) string {
+	for n := 0; ; n++ {
+		name := portName(lab, namespace, iface, n)
+		if from, ok := taken[name]; !ok || from == namespace+":"+iface {
+			return name
+		}
+	}
+}
+
+func portName(lab, namespace, iface string, n int) string {
+	in := lab + "\x00" + namespace + ":" + iface
+	if n > 0 {
+		in += "\x00" + strconv.Itoa(n)
+	}
+	sum := sha256.Sum256([]byte(in))
 	return "veth" + hex.EncodeToString(sum[:])[:7]
 }
 
@@ -148,6 +176,9 @@ func (v *validator) names() {
 
 // links resolves each link end and registers it as a device of its namespace.
 func (v *validator) links() {
+	// The names generated so far, per namespace: a later port that hashes to
+	// one of them probes on (see generatePortName).
+	generated := map[string]map[string]string{} // namespace -> name -> what it was generated from
 	for _, l := range v.lab.Links {
 		label := fmt.Sprintf("link %q", l.Ends[0].Text+" -- "+l.Ends[1].Text)
 		ok0, ok1 := v.resolveEnd(label, l.Ends[0]), v.resolveEnd(label, l.Ends[1])
@@ -159,7 +190,18 @@ func (v *validator) links() {
 				names[i] = e.Interface
 				if e.Bridge != "" && e.Interface == "" {
 					other := l.Ends[1-i]
-					names[i] = GeneratedPortName(v.lab.Name, other.Namespace, cmp.Or(other.Interface, other.Text))
+					names[i] = generatePortName(v.lab.Name, other.Namespace, cmp.Or(other.Interface, other.Text), generated[e.Namespace])
+				}
+			}
+			// Both ends first: a link from a bridge to itself gets one name twice,
+			// and is reported below.
+			for i, e := range l.Ends {
+				if e.Bridge != "" && e.Interface == "" {
+					if generated[e.Namespace] == nil {
+						generated[e.Namespace] = map[string]string{}
+					}
+					other := l.Ends[1-i]
+					generated[e.Namespace][names[i]] = other.Namespace + ":" + cmp.Or(other.Interface, other.Text)
 				}
 			}
 			l.Ends[0].Interface, l.Ends[1].Interface = names[0], names[1]

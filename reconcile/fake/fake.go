@@ -420,7 +420,10 @@ func (d *Driver) Apply(_ context.Context, a r.Action) error {
 		}
 		d.addrs[a.AddrKey] = true
 	case r.DeleteAddr:
-		delete(d.addrs, a.AddrKey)
+		if d.addrs[a.AddrKey] {
+			delete(d.addrs, a.AddrKey)
+			d.dropRoutesOf(a.AddrKey)
+		}
 	case r.ReplaceRoute:
 		if _, err := d.link(r.LinkKey{NS: a.NS, Name: a.Dev}); err != nil {
 			return err
@@ -511,6 +514,33 @@ func (d *Driver) deleteLink(k r.LinkKey) {
 	}
 	if l.Kind == r.KindVeth {
 		d.deleteLink(l.Peer)
+	}
+}
+
+// dropRoutesOf removes the routes the kernel removes with an address: those
+// through the interface whose gateway only the address's subnet reached, and,
+// with the interface's last IPv4 address, every IPv4 route through it.
+func (d *Driver) dropRoutesOf(gone r.AddrKey) {
+	v4 := gone.Prefix.Addr().Is4()
+	lastV4 := v4
+	for a := range d.addrs {
+		if a.LinkKey == gone.LinkKey && a.Prefix.Addr().Is4() {
+			lastV4 = false
+		}
+	}
+	for rk, rt := range d.routes {
+		if rk.NS != gone.NS || rt.Dev != gone.Name || rk.To.Addr().Is4() != v4 {
+			continue
+		}
+		reached := !rt.Via.IsValid() || !gone.Prefix.Masked().Contains(rt.Via)
+		for a := range d.addrs {
+			if a.LinkKey == gone.LinkKey && a.Prefix.Masked().Contains(rt.Via) {
+				reached = true
+			}
+		}
+		if lastV4 || !reached {
+			delete(d.routes, rk)
+		}
 	}
 }
 

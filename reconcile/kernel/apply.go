@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
+	"math/rand/v2"
 	"net"
 	"net/netip"
 
@@ -143,10 +145,13 @@ func (d *Driver) rememberIndex(k reconcile.LinkKey, index int) {
 	}
 }
 
-// createBridge makes a bridge and marks it. An interrupted earlier run may have
-// made it already: that one is accepted if it is a bridge this lab was creating.
+// createBridge makes a bridge and marks it, with an ifindex netlab chose and
+// recorded first (see newIndex): were it interrupted before the mark, the next
+// run knows the bridge as the lab's by its name and index. A bridge of that name
+// made by someone else (by hand, between plan and apply) is a conflict, never
+// taken.
 //
-// Equivalent to: ip -n NS link add NAME [mtu MTU] [address MAC] type bridge; ip -n NS link set NAME alias netlab:LAB
+// Equivalent to: ip -n NS link add NAME index N [mtu MTU] [address MAC] type bridge; ip -n NS link set NAME alias netlab:LAB
 func (d *Driver) createBridge(a reconcile.CreateBridge) error {
 	h, err := d.lib(a.NS)
 	if err != nil {
@@ -157,17 +162,69 @@ func (d *Driver) createBridge(a reconcile.CreateBridge) error {
 	if attrs.HardwareAddr, err = parseMAC(a.MAC); err != nil {
 		return err
 	}
-	if err := d.state.recordIntent(a.Lab, a.LinkKey); err != nil {
-		return err
-	}
-	err = h.LinkAdd(&netlink.Bridge{LinkAttrs: attrs})
-	if errors.Is(err, unix.EEXIST) {
-		err = d.acceptExisting(a.Lab, a.LinkKey, reconcile.KindBridge)
+	for try := 0; ; try++ {
+		attrs.Index = newIndex()
+		if err := d.state.recordIntent(a.Lab, a.LinkKey, attrs.Index); err != nil {
+			return err
+		}
+		err = h.LinkAdd(&netlink.Bridge{LinkAttrs: attrs})
+		if !errors.Is(err, unix.EEXIST) {
+			break
+		}
+		// The name is taken, or (unlikely) the index: only the name is a conflict.
+		d.state.clearIntent(a.Lab, a.LinkKey)
+		taken, terr := d.nameTaken(a.Lab, a.LinkKey, reconcile.KindBridge)
+		if terr != nil || taken {
+			err = terr
+			break
+		}
+		if try == indexTries {
+			break
+		}
 	}
 	if err != nil {
 		return fmt.Errorf("netns %s: add bridge %s: %w", a.NS, a.Name, err)
 	}
+	d.rememberIndex(a.LinkKey, attrs.Index)
 	return d.mark(a.Lab, a.LinkKey)
+}
+
+// indexTries is how often a create is tried again with another index when the
+// one chosen is taken.
+const indexTries = 5
+
+// newIndex chooses the ifindex of an interface netlab creates: at random among
+// the high ones (from 2^24), which the kernel, counting up from 1 in each
+// namespace, never hands out in practice. Recorded in the creation's intent
+// before the create, it is the kernel's proof that an unmarked interface of that
+// name is the one netlab made.
+func newIndex() int {
+	return 1<<24 + rand.IntN(math.MaxInt32-1<<24)
+}
+
+// nameTaken is what an EEXIST on creating k means: an interface of that name
+// already there (reported as an error, unless it is the lab's own, marked, of
+// the right kind: then nil and taken), or none (the chosen index was taken:
+// not taken, try again).
+func (d *Driver) nameTaken(lab string, k reconcile.LinkKey, kind string) (bool, error) {
+	h, err := d.lib(k.NS)
+	if err != nil {
+		return false, err
+	}
+	l, err := h.LinkByName(k.Name)
+	if isNotFound(err) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("netns %s: find %s: %w", k.NS, k.Name, err)
+	}
+	owner := ownerOf(l.Attrs().Alias)
+	if owner == lab && l.Type() == kind {
+		d.rememberIndex(k, l.Attrs().Index)
+		return true, nil
+	}
+	return true, fmt.Errorf("%s exists (a %s, %s): created by someone else between plan and apply; "+
+		"delete it, or rename the lab's: %w", k, l.Type(), ownerText(owner), unix.EEXIST)
 }
 
 // createVeth makes a veth pair in one request (see addVeth): each end directly in
@@ -207,39 +264,75 @@ func (d *Driver) createVeth(a reconcile.CreateVeth) error {
 	if err != nil {
 		return err
 	}
-	if err := d.state.recordIntent(a.Lab, a.A.LinkKey, a.B.LinkKey); err != nil {
-		return err
-	}
-	// Sent from the main end's namespace; the kernel places each end in its own.
-	err = addVeth(hm.rt, ms, ps)
-	if ms.master != 0 && (errors.Is(err, unix.ENODEV) || errors.Is(err, unix.EINVAL)) {
-		// The bridge's index as last seen may be stale (the bridge was made
-		// again by hand): look it up once more.
-		d.rememberIndex(reconcile.LinkKey{NS: main.NS, Name: main.Master}, 0)
-		if ms.master, err = d.bridgeIndex(reconcile.LinkKey{NS: main.NS, Name: main.Master}); err == nil {
-			err = addVeth(hm.rt, ms, ps)
+	// Each end gets an index netlab chose and recorded first (see createBridge).
+	add := func() error {
+		ms.index, ps.index = newIndex(), newIndex()
+		if err := d.state.recordIntent(a.Lab, main.LinkKey, ms.index); err != nil {
+			return err
 		}
+		if err := d.state.recordIntent(a.Lab, peer.LinkKey, ps.index); err != nil {
+			return err
+		}
+		// Sent from the main end's namespace; the kernel places each end in its own.
+		return addVeth(hm.rt, ms, ps)
 	}
-	if errors.Is(err, unix.EEXIST) {
-		// An interrupted run made it: accepted, and brought to the wanted state below.
-		err = errors.Join(d.acceptExisting(a.Lab, main.LinkKey, reconcile.KindVeth), d.acceptExisting(a.Lab, peer.LinkKey, reconcile.KindVeth))
-		if err == nil {
+	for try := 0; ; try++ {
+		err = add()
+		if ms.master != 0 && (errors.Is(err, unix.ENODEV) || errors.Is(err, unix.EINVAL)) {
+			// The bridge's index as last seen may be stale (the bridge was made
+			// again by hand): look it up once more.
+			d.rememberIndex(reconcile.LinkKey{NS: main.NS, Name: main.Master}, 0)
+			if ms.master, err = d.bridgeIndex(reconcile.LinkKey{NS: main.NS, Name: main.Master}); err == nil {
+				err = add()
+			}
+		}
+		if !errors.Is(err, unix.EEXIST) {
+			break
+		}
+		// A name taken is a conflict (or the lab's own pair, marked); a chosen
+		// index taken, another try.
+		d.state.clearIntent(a.Lab, main.LinkKey, peer.LinkKey)
+		mainTaken, merr := d.nameTaken(a.Lab, main.LinkKey, reconcile.KindVeth)
+		peerTaken, perr := d.nameTaken(a.Lab, peer.LinkKey, reconcile.KindVeth)
+		if err = errors.Join(merr, perr); err != nil {
+			break
+		}
+		if mainTaken && peerTaken {
+			// Both ends are the lab's already (marked): brought to the wanted state.
 			err = d.setMaster(reconcile.SetMaster{LinkKey: main.LinkKey, Master: main.Master})
+			if err != nil {
+				break
+			}
+			return d.finishVeth(a.Lab, main, peer, hm, hp)
+		}
+		if mainTaken || peerTaken || try == indexTries {
+			err = fmt.Errorf("%w (one end exists, the other not)", unix.EEXIST)
+			if !mainTaken && !peerTaken {
+				err = fmt.Errorf("no free ifindex after %d tries: %w", try+1, unix.EEXIST)
+			}
+			break
 		}
 	}
 	if err != nil {
 		return fmt.Errorf("add veth %s <-> %s: %w", main.LinkKey, peer.LinkKey, err)
 	}
+	d.rememberIndex(main.LinkKey, ms.index)
+	d.rememberIndex(peer.LinkKey, ps.index)
+	return d.finishVeth(a.Lab, main, peer, hm, hp)
+}
+
+// finishVeth marks both ends of a new pair and brings them up (see createVeth).
+func (d *Driver) finishVeth(lab string, main, peer reconcile.VethEnd, hm, hp *nsHandle) error {
 	// The main end is marked while it is down, and brought up last. An interface
 	// that is up announces a new alias to the kernel's listeners (NETDEV_CHANGE),
 	// and IPv6 answers it, for an interface without carrier yet, by walking every
 	// IPv6 route of the namespace: on the host, a thousand bridge ports made a
 	// thousand walks of a thousand routes (measured: 45 ms of the veth phase).
-	marker := reconcile.Marker(a.Lab)
+	marker := reconcile.Marker(lab)
 	if err := setLinkByName(hm.rt, main.Name, marker, false); err != nil {
 		return fmt.Errorf("netns %s: mark %s: %w", main.NS, main.Name, err)
 	}
-	d.state.clearIntent(a.Lab, main.LinkKey)
+	d.state.clearIntent(lab, main.LinkKey)
 	if peer.Master != "" {
 		if err := d.setMaster(reconcile.SetMaster{LinkKey: peer.LinkKey, Master: peer.Master}); err != nil {
 			return err
@@ -248,7 +341,7 @@ func (d *Driver) createVeth(a reconcile.CreateVeth) error {
 	if err := setLinkByName(hp.rt, peer.Name, marker, peer.Up); err != nil {
 		return fmt.Errorf("netns %s: mark %s: %w", peer.NS, peer.Name, err)
 	}
-	d.state.clearIntent(a.Lab, peer.LinkKey)
+	d.state.clearIntent(lab, peer.LinkKey)
 	if main.Up {
 		if err := setLinkByName(hm.rt, main.Name, "", true); err != nil {
 			return fmt.Errorf("netns %s: set %s up: %w", main.NS, main.Name, err)
@@ -272,29 +365,6 @@ func (d *Driver) bridgeIndex(k reconcile.LinkKey) (int, error) {
 	}
 	d.rememberIndex(k, br.Attrs().Index)
 	return br.Attrs().Index, nil
-}
-
-// acceptExisting decides whether an interface found in place of one being created
-// is the lab's own: of the right kind, and marked or recorded as being created.
-func (d *Driver) acceptExisting(lab string, k reconcile.LinkKey, kind string) error {
-	h, err := d.lib(k.NS)
-	if err != nil {
-		return err
-	}
-	l, err := h.LinkByName(k.Name)
-	if err != nil {
-		return fmt.Errorf("netns %s: find %s: %w", k.NS, k.Name, err)
-	}
-	intents, err := d.state.intents(lab)
-	if err != nil {
-		return err
-	}
-	owner := ownerOf(l.Attrs().Alias)
-	ours := owner == lab || (l.Attrs().Alias == "" && intents[k])
-	if !ours || l.Type() != kind {
-		return fmt.Errorf("%s exists (a %s, %s): %w", k, l.Type(), ownerText(owner), unix.EEXIST)
-	}
-	return nil
 }
 
 func ownerText(owner string) string {

@@ -377,11 +377,12 @@ func TestInterruptedCreationIsAdoptedNotAConflict(t *testing.T) {
 	d := sb.driver()
 	desired := twoContainers().s
 	// As if an earlier up died between creating br0 and marking it.
-	if err := d.state.recordIntent("spine", r.LinkKey{NS: r.Host, Name: "br0"}); err != nil {
+	index := newIndex()
+	if err := d.state.recordIntent("spine", r.LinkKey{NS: r.Host, Name: "br0"}, index); err != nil {
 		t.Fatal(err)
 	}
 	attrs := netlink.NewLinkAttrs()
-	attrs.Name = "br0"
+	attrs.Name, attrs.Index = "br0", index
 	host := sb.netlinkAt("host")
 	if err := host.LinkAdd(&netlink.Bridge{LinkAttrs: attrs}); err != nil {
 		t.Fatal(err)
@@ -392,6 +393,92 @@ func TestInterruptedCreationIsAdoptedNotAConflict(t *testing.T) {
 	}
 	if alias := mustLink(t, host, "br0").Attrs().Alias; alias != "netlab:spine" {
 		t.Errorf("br0 alias = %q after up, want netlab:spine", alias)
+	}
+}
+
+// TestLeftoverIntentDoesNotAdoptAForeignBridge: the record of an interrupted
+// creation of br0 (with its index, or an empty one of an older netlab), and a
+// br0 made by hand: the bridge is not the lab's (its index is not the one
+// recorded), so up is a conflict and down leaves it.
+func TestLeftoverIntentDoesNotAdoptAForeignBridge(t *testing.T) {
+	for _, leftover := range []string{"index", "empty"} {
+		t.Run(leftover, func(t *testing.T) {
+			sb := newSandbox(t)
+			d := sb.driver()
+			k := r.LinkKey{NS: r.Host, Name: "br0"}
+			if err := d.state.recordIntent("spine", k, newIndex()); err != nil {
+				t.Fatal(err)
+			}
+			if leftover == "empty" {
+				if err := os.WriteFile(d.state.intentPath("spine", k), nil, 0o600); err != nil {
+					t.Fatal(err)
+				}
+			}
+			sb.mustRun("host", "ip", "link", "add", "br0", "type", "bridge")
+			_, err := r.MakePlan(context.Background(), d, twoContainers().s)
+			var conflict *r.ConflictError
+			if !errors.As(err, &conflict) || !slices.Contains(conflict.Conflicts, "interface host:br0 already exists and was not created by netlab") {
+				t.Fatalf("plan with a leftover intent and a hand-made br0: got %v, want a conflict on br0", err)
+			}
+			down(t, d, "spine")
+			if alias := mustLink(t, sb.netlinkAt("host"), "br0").Attrs().Alias; alias != "" {
+				t.Errorf("br0 alias = %q, want it untouched", alias)
+			}
+		})
+	}
+}
+
+// TestInterfaceMadeBetweenPlanAndApply: a bridge, or a veth end, made by hand
+// after the plan and before the apply: the create fails naming it (never taken
+// as the lab's), and down leaves it.
+func TestInterfaceMadeBetweenPlanAndApply(t *testing.T) {
+	for _, made := range []string{"br0", "vc1"} {
+		t.Run(made, func(t *testing.T) {
+			sb := newSandbox(t)
+			d := sb.driver()
+			ctx := context.Background()
+			desired := twoContainers().s
+			plan, err := r.MakePlan(ctx, d, desired)
+			if err != nil {
+				t.Fatal(err)
+			}
+			args := []string{"ip", "link", "add", made, "type", "bridge"}
+			if made != "br0" {
+				args = []string{"ip", "link", "add", made, "type", "veth", "peer", "name", made + "-peer"}
+			}
+			sb.mustRun("host", args...)
+			err = r.Apply(ctx, d, plan)
+			if err == nil || !strings.Contains(err.Error(), "host:"+made+" exists") || !strings.Contains(err.Error(), "created by someone else between plan and apply") {
+				t.Fatalf("apply with a hand-made %s: got %v, want an error naming it", made, err)
+			}
+			down(t, d, "spine")
+			if alias := mustLink(t, sb.netlinkAt("host"), made).Attrs().Alias; alias != "" {
+				t.Errorf("%s alias = %q, want it untouched", made, alias)
+			}
+		})
+	}
+}
+
+// TestInterruptedVethIsAdoptedByIndex: a pair created with the indexes recorded
+// before, then left unmarked (as a crash would leave it), is the lab's.
+func TestInterruptedVethIsAdoptedByIndex(t *testing.T) {
+	sb := newSandbox(t)
+	d := sb.driver()
+	desired := newLab("spine").veth(r.LinkKey{NS: r.Host, Name: "va"}, r.LinkKey{NS: r.Host, Name: "vb"}, "").s
+	ia, ib := newIndex(), newIndex()
+	for k, index := range map[string]int{"va": ia, "vb": ib} {
+		if err := d.state.recordIntent("spine", r.LinkKey{NS: r.Host, Name: k}, index); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sb.mustRun("host", "ip", "link", "add", "va", "index", fmt.Sprint(ia), "type", "veth", "peer", "name", "vb", "index", fmt.Sprint(ib))
+	got := strings.Join(up(t, d, desired), "\n")
+	if !strings.Contains(got, "host:va mark") || !strings.Contains(got, "host:vb mark") || strings.Contains(got, "+ veth") {
+		t.Errorf("plan does not adopt the unmarked pair:\n%s", got)
+	}
+	down(t, d, "spine")
+	if _, err := sb.netlinkAt("host").LinkByName("va"); err == nil {
+		t.Error("va left after down")
 	}
 }
 

@@ -151,7 +151,7 @@ type nsObservation struct {
 // observeOne reads one namespace: its marker, then (when it is the lab's, or the
 // host) its interfaces, addresses, routes and the lab's table; only its
 // interfaces when the plan will delete it (see reconcile.Query.Keep).
-func (d *Driver) observeOne(q reconcile.Query, ns string, intents map[reconcile.LinkKey]bool) (*nsObservation, error) {
+func (d *Driver) observeOne(q reconcile.Query, ns string, intents map[reconcile.LinkKey]int) (*nsObservation, error) {
 	r := &nsObservation{name: ns, part: reconcile.NewState(q.Lab)}
 	if ns != reconcile.Host && d.interruptedNetns(q.Lab, ns) {
 		r.absent = true // creating it again will replace the leftover file
@@ -240,7 +240,7 @@ func loopbackOf(links []link) loopback {
 
 // observeNetns reads the interfaces, addresses and routes of one namespace, given
 // its interfaces; only the interfaces unless deep.
-func (d *Driver) observeNetns(s *reconcile.State, ns string, links []link, intents map[reconcile.LinkKey]bool, deep bool) ([]vethEnd, error) {
+func (d *Driver) observeNetns(s *reconcile.State, ns string, links []link, intents map[reconcile.LinkKey]int, deep bool) ([]vethEnd, error) {
 	names := make(map[int]string, len(links))
 	for _, l := range links {
 		names[l.index] = l.name
@@ -257,7 +257,9 @@ func (d *Driver) observeNetns(s *reconcile.State, ns string, links []link, inten
 		}
 		k := reconcile.LinkKey{NS: ns, Name: l.name}
 		owner := ownerOf(l.alias)
-		unmarked := l.alias == "" && intents[k]
+		// Unmarked, it is the lab's only if it has the index recorded before its
+		// creation (see Driver.newIndex): never by its name alone.
+		unmarked := l.alias == "" && intents[k] != 0 && intents[k] == l.index
 		isOwned := owner == s.Lab || unmarked
 		if l.kind == reconcile.KindVeth {
 			ends = append(ends, vethEnd{key: k, index: l.index, peerIndex: l.peerIndex, peerNsid: l.peerNsid, owned: isOwned})

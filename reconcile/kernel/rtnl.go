@@ -31,6 +31,7 @@ type vethSpec struct {
 	mtu    int
 	mac    net.HardwareAddr
 	master int // ifindex of the bridge (in the end's namespace); 0: none
+	index  int // the ifindex to create it with (see Driver.newIndex); 0: the kernel's choice
 }
 
 // addVeth creates a veth pair in one request sent on sock, both ends down: main
@@ -40,11 +41,13 @@ type vethSpec struct {
 // (some 40% of the cost of a veth on a 2-CPU machine). The caller marks the ends
 // and brings them up (see Driver.createVeth for the order).
 //
-// Equivalent to: ip link add MAIN netns NS [txqueuelen 0] [mtu M] [address A] numtxqueues 1 numrxqueues 1 [master BR]
-// type veth peer name PEER netns NS [mtu M] [address A] numtxqueues 1 numrxqueues 1
+// Equivalent to: ip link add MAIN index N netns NS [txqueuelen 0] [mtu M] [address A] numtxqueues 1 numrxqueues 1 [master BR]
+// type veth peer name PEER index N netns NS [mtu M] [address A] numtxqueues 1 numrxqueues 1
 func addVeth(sock *conn, main, peer vethSpec) error {
 	req := nl.NewNetlinkRequest(unix.RTM_NEWLINK, unix.NLM_F_CREATE|unix.NLM_F_EXCL|unix.NLM_F_ACK)
-	req.AddData(nl.NewIfInfomsg(unix.AF_UNSPEC))
+	msg := nl.NewIfInfomsg(unix.AF_UNSPEC)
+	msg.Index = int32(main.index)
+	req.AddData(msg)
 	for _, a := range endAttrs(main) {
 		req.AddData(a)
 	}
@@ -54,7 +57,9 @@ func addVeth(sock *conn, main, peer vethSpec) error {
 	info := nl.NewRtAttr(unix.IFLA_LINKINFO, nil)
 	info.AddRtAttr(nl.IFLA_INFO_KIND, nl.NonZeroTerminated("veth"))
 	data := info.AddRtAttr(nl.IFLA_INFO_DATA, nil)
-	peerAttr := data.AddRtAttr(nl.VETH_INFO_PEER, nl.NewIfInfomsg(unix.AF_UNSPEC).Serialize())
+	peerMsg := nl.NewIfInfomsg(unix.AF_UNSPEC)
+	peerMsg.Index = int32(peer.index) // honoured by the kernel when the main end's is given too
+	peerAttr := data.AddRtAttr(nl.VETH_INFO_PEER, peerMsg.Serialize())
 	for _, a := range endAttrs(peer) {
 		peerAttr.AddChild(a)
 	}

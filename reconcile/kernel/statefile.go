@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -19,8 +20,9 @@ import (
 //
 //	lab.json      the file the lab was brought up from (for `status`)
 //	sysctls.json  the values sysctls had before the lab changed them (for `down`)
-//	creating/     one empty file per interface being created, removed once it is
-//	              marked: an interrupted run's unmarked interfaces are recognised by it
+//	creating/     one file per interface being created, removed once it is marked,
+//	              holding the ifindex netlab asked for: an interrupted run's unmarked
+//	              interfaces are recognised by name and index
 //
 // and <root>/<lab>.lock, the lock that serialises runs on one lab. Everything the
 // lab owns is recognised by markers in the kernel, not listed here.
@@ -115,14 +117,16 @@ func (s *stateDir) intentPath(lab string, k reconcile.LinkKey) string {
 	return filepath.Join(s.labDir(lab), "creating", k.NS+":"+k.Name)
 }
 
-func (s *stateDir) recordIntent(lab string, keys ...reconcile.LinkKey) error {
+// recordIntent records, before the create, the ifindex netlab asks the kernel to
+// give an interface it creates: an unmarked interface is the lab's only when its
+// namespace, name and index are those recorded (see Driver.newIndex), so an
+// interface made by someone else, even with the same name, is never taken.
+func (s *stateDir) recordIntent(lab string, k reconcile.LinkKey, index int) error {
 	if err := s.ensure(lab); err != nil {
 		return err
 	}
-	for _, k := range keys {
-		if err := os.WriteFile(s.intentPath(lab, k), nil, 0o600); err != nil {
-			return fmt.Errorf("record creation of %s: %w", k, err)
-		}
+	if err := os.WriteFile(s.intentPath(lab, k), []byte(strconv.Itoa(index)+"\n"), 0o600); err != nil {
+		return fmt.Errorf("record creation of %s: %w", k, err)
 	}
 	return nil
 }
@@ -146,8 +150,10 @@ func (s *stateDir) recordNetnsIntent(lab, name string) error {
 	return os.WriteFile(s.netnsIntent(lab, name), nil, 0o600)
 }
 
-// intents lists the interfaces whose creation was recorded but not completed.
-func (s *stateDir) intents(lab string) (map[reconcile.LinkKey]bool, error) {
+// intents lists the interfaces whose creation was recorded but not completed,
+// with the ifindex each was to get; 0 when none is recorded (a file of an older
+// netlab, or a damaged one): such an interface is never the lab's by its intent.
+func (s *stateDir) intents(lab string) (map[reconcile.LinkKey]int, error) {
 	entries, err := os.ReadDir(filepath.Join(s.labDir(lab), "creating"))
 	if os.IsNotExist(err) {
 		return nil, nil
@@ -155,13 +161,15 @@ func (s *stateDir) intents(lab string) (map[reconcile.LinkKey]bool, error) {
 	if err != nil {
 		return nil, err
 	}
-	out := map[reconcile.LinkKey]bool{}
+	out := map[reconcile.LinkKey]int{}
 	for _, e := range entries {
 		if strings.HasPrefix(e.Name(), "ns=") {
 			continue // a namespace's (see netnsIntent)
 		}
-		if ns, name, ok := strings.Cut(e.Name(), ":"); ok {
-			out[reconcile.LinkKey{NS: ns, Name: name}] = true
+		if ns, name, ok := strings.Cut(e.Name(), ":"); ok && e.Type().IsRegular() {
+			b, _ := os.ReadFile(filepath.Join(s.labDir(lab), "creating", e.Name()))
+			index, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+			out[reconcile.LinkKey{NS: ns, Name: name}] = max(index, 0)
 		}
 	}
 	return out, nil
