@@ -457,7 +457,7 @@ func (d *differ) sysctls() {
 			d.warnings = append(d.warnings, fmt.Sprintf("cannot read %s (%s): the host sysctls labs set cannot be put back from it; check them by hand (for example sysctl net.ipv4.ip_forward), then repair or remove the file", b.Path, b.Err))
 			continue
 		}
-		d.warnings = append(d.warnings, fmt.Sprintf("cannot read %s (%s): the sysctl values lab %s saved in it could not be restored (those of its namespaces went with them; check the host's by hand)", b.Path, b.Err, lab))
+		d.warnings = append(d.warnings, fmt.Sprintf("cannot read %s (%s): the values lab %s saved in it for the sysctls of its namespaces could not be restored (a namespace the lab deletes takes its sysctls with it)", b.Path, b.Err, lab))
 	}
 }
 

@@ -27,16 +27,14 @@ import (
 // down lets go of it, and the last holder puts the original back. Two labs
 // that want different values conflict (reconcile.Diff refuses before any
 // change; the driver checks again under the lock). The file is rewritten
-// atomically under its own lock, <root>/host_sysctls.lock, so that netlab runs
-// on different labs do not race. The names have an underscore, which lab
-// names cannot, so they never meet a lab's directory or lock.
+// atomically under its own lock (a flock on <root> itself), so that netlab runs
+// on different labs do not race, and removed when no lab holds anything. Its
+// name has an underscore, which lab names cannot, so it never meets a lab's
+// directory or lock.
 //
 // The sysctls of the lab's own namespaces stay in the lab's sysctls.json.
 
-const (
-	hostSysctlsFile = "host_sysctls.json"
-	hostSysctlsLock = "host_sysctls.lock"
-)
+const hostSysctlsFile = "host_sysctls.json"
 
 // hostSysctl is one entry of host_sysctls.json.
 type hostSysctl struct {
@@ -86,15 +84,16 @@ func (s *stateDir) writeHostSysctls(record map[string]*hostSysctl) error {
 }
 
 // lockHostSysctls takes the record's lock, waiting for another netlab run that
-// holds it, and returns the function that releases it.
+// holds it, and returns the function that releases it. The lock is a flock on
+// the state directory itself: nothing else locks it, and no lock file is left
+// behind once the last lab is down.
 func (s *stateDir) lockHostSysctls() (func(), error) {
 	if err := s.ensureRoot(); err != nil {
 		return nil, err
 	}
-	path := filepath.Join(s.root, hostSysctlsLock)
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR|unix.O_NOFOLLOW, 0o600)
+	f, err := os.OpenFile(s.root, os.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW, 0)
 	if err != nil {
-		return nil, fmt.Errorf("open lock %s: %w", path, err)
+		return nil, fmt.Errorf("open %s to lock the record of host sysctls: %w", s.root, err)
 	}
 	for {
 		err = unix.Flock(int(f.Fd()), unix.LOCK_EX)
@@ -104,7 +103,7 @@ func (s *stateDir) lockHostSysctls() (func(), error) {
 	}
 	if err != nil {
 		f.Close()
-		return nil, fmt.Errorf("lock %s: %w", path, err)
+		return nil, fmt.Errorf("lock %s: %w", s.root, err)
 	}
 	return func() { f.Close() }, nil
 }
