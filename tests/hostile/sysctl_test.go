@@ -153,3 +153,29 @@ func TestPlanScriptIsRestorable(t *testing.T) {
 		t.Errorf("after the script and down:\nbefore:\n%s\nafter:\n%s", before, after)
 	}
 }
+
+// TestPlanScriptRestoresARemovedSysctl: when the file drops a host sysctl, the
+// script of the plan puts the original back through netlab (as up does), and
+// netlab then finds nothing to do.
+func TestPlanScriptRestoresARemovedSysctl(t *testing.T) {
+	sb := harness.NewSandbox(t)
+	sb.OK("netlab", "up", sysctlLab(t, "one", "net.ipv4.ip_forward: 1", "net.ipv4.conf.all.rp_filter: 2"))
+	edited := sysctlLab(t, "one", "net.ipv4.conf.all.rp_filter: 2")
+	script := filepath.Join(t.TempDir(), "plan.sh")
+	out := sb.OK("netlab", "plan", "-o", "commands", edited)
+	if !strings.Contains(out, "netlab __restore-sysctl one host net.ipv4.ip_forward") {
+		t.Errorf("the script does not restore ip_forward through netlab:\n%s", out)
+	}
+	if err := os.WriteFile(script, []byte(out), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if res := sb.Exec("sh", script); res.Code != 0 {
+		t.Fatalf("the plan's script failed: exit %d\n%s%s", res.Code, res.Stdout, res.Stderr)
+	}
+	if v := sysctlValue(sb, "net.ipv4.ip_forward"); v != "0" {
+		t.Errorf("ip_forward after the script = %s, want 0", v)
+	}
+	if got := sb.OK("netlab", "plan", edited); got != "No changes.\n" {
+		t.Errorf("plan after the script:\n%s", got)
+	}
+}
