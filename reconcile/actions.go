@@ -526,13 +526,19 @@ func (r Route) target() string {
 }
 
 // SetSysctl writes a sysctl of a namespace. The driver remembers the value it
-// replaces the first time, so that Restore can put it back.
+// replaces the first time, so that Restore can put it back. A sysctl of the host
+// is shared by every lab: the driver keeps one record for the machine, with the
+// labs that set it, and puts the original back when the last of them lets go.
 type SetSysctl struct {
 	Lab string
 	SysctlKey
 	Value   string
 	Old     string // "" when unknown (the namespace is created by the same plan)
 	Restore bool   // putting back the value from before the lab, which then forgets it
+	// Shared names the other labs that set this host sysctl to Value (", "
+	// between them): setting it joins them; restoring it only lets go, the
+	// value staying for them.
+	Shared string
 }
 
 func (a SetSysctl) Op() Op {
@@ -554,15 +560,31 @@ func (a SetSysctl) Kind() string { return "sysctl" }
 func (a SetSysctl) Object() string {
 	s := a.NS + ": " + a.Name()
 	switch {
+	case a.Restore && a.Shared != "":
+		return s + " = " + a.Value + " (kept for lab " + a.Shared + ")"
 	case a.Restore:
 		return s + " " + a.Old + " -> " + a.Value + " (restored)"
 	case a.Old == "":
-		return s + " = " + a.Value
+		s += " = " + a.Value
+	default:
+		s += " " + a.Old + " -> " + a.Value
 	}
-	return s + " " + a.Old + " -> " + a.Value
+	if a.Shared != "" {
+		s += " (shared with lab " + a.Shared + ")"
+	}
+	return s
 }
+
+// Commands: the value a sysctl had before the lab is recorded by netlab itself
+// (the same code as `up`), so that `netlab down` puts it back after a script too.
 func (a SetSysctl) Commands() []string {
-	return []string{fmt.Sprintf("%ssysctl -qw %s=%s", nsExec(a.NS), a.Name(), shellQuote(a.Value))}
+	if a.Restore {
+		return []string{fmt.Sprintf("netlab __restore-sysctl %s %s %s  # put back the value from before the lab (unless another lab still sets it)", a.Lab, a.NS, a.Name())}
+	}
+	return []string{
+		fmt.Sprintf("netlab __save-sysctl %s %s %s=%s  # record the value it replaces, for netlab down", a.Lab, a.NS, a.Name(), shellQuote(a.Value)),
+		fmt.Sprintf("%ssysctl -qw %s=%s", nsExec(a.NS), a.Name(), shellQuote(a.Value)),
+	}
 }
 
 func attrText(mtu int, mac string) string {

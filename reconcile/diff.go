@@ -3,6 +3,7 @@ package reconcile
 import (
 	"cmp"
 	"fmt"
+	"net/netip"
 	"slices"
 	"strings"
 )
@@ -10,6 +11,7 @@ import (
 // Plan is the ordered list of actions that takes the observed state to the desired one.
 type Plan struct {
 	Lab      string
+	File     string // the lab's file, when known: a script of the plan records it as up does
 	Actions  []Action
 	Warnings []string // found while observing: not netlab's to fix, but the user's to know
 }
@@ -63,7 +65,7 @@ func Diff(desired, observed *State) (*Plan, error) {
 	slices.SortStableFunc(d.actions, func(a, b Action) int {
 		return cmp.Or(cmp.Compare(a.Phase(), b.Phase()), strings.Compare(a.Object(), b.Object()))
 	})
-	return &Plan{Lab: desired.Lab, Actions: d.actions, Warnings: observed.Warnings}, nil
+	return &Plan{Lab: desired.Lab, Actions: d.actions, Warnings: append(slices.Clone(observed.Warnings), d.warnings...)}, nil
 }
 
 func conflicts(desired, observed *State) error {
@@ -83,10 +85,118 @@ func conflicts(desired, observed *State) error {
 			out = append(out, fmt.Sprintf("file %s already exists and was not written by netlab for lab %s", k.Path(), desired.Lab))
 		}
 	}
+	out = append(out, foreignRoutes(desired, observed)...)
+	out = append(out, foreignAddrs(desired, observed)...)
+	out = append(out, sysctlConflicts(desired, observed)...)
 	if len(out) == 0 {
 		return nil
 	}
 	return &ConflictError{Lab: desired.Lab, Conflicts: out}
+}
+
+// foreignRoutes: a route the lab wants whose key (destination, metric) is
+// taken by a route on an interface that is not the lab's. Replacing it would
+// take the machine's route (its default route, say) and `down` would then
+// delete it: netlab refuses instead.
+func foreignRoutes(desired, observed *State) []string {
+	var out []string
+	for _, k := range sortedKeys(desired.Routes, RouteKey.compare) {
+		have, ok := observed.ForeignRoutes[k]
+		if !ok {
+			continue
+		}
+		dst := k.To.String()
+		if k.To.Bits() == 0 {
+			dst = "default"
+		}
+		where := "(" + have.target() + ")"
+		if have.Dev == "" {
+			where = "(with no interface)"
+		}
+		what := fmt.Sprintf("route %s: %s (metric %d) already exists %s", k.NS, dst, k.Metric, where)
+		if owner := observed.ForeignLinks[LinkKey{k.NS, have.Dev}]; owner != "" && owner != desired.Lab {
+			out = append(out, fmt.Sprintf("%s on an interface of lab %s; give the lab's route another metric, or take lab %s down first", what, owner, owner))
+			continue
+		}
+		out = append(out, fmt.Sprintf("%s and was not created by netlab for lab %s; give the lab's route another metric, or remove the machine's route yourself", what, desired.Lab))
+	}
+	return out
+}
+
+// foreignAddrs: an address the lab wants that an interface not the lab's
+// already has in the same namespace. The kernel would hold it twice, with a
+// second route to its subnet: the machine's traffic could leave through the
+// lab's interface.
+func foreignAddrs(desired, observed *State) []string {
+	type nsAddr struct {
+		ns   string
+		addr netip.Addr
+	}
+	theirs := map[nsAddr][]AddrKey{}
+	for _, k := range sortedKeys(observed.ForeignAddrs, AddrKey.compare) {
+		a := nsAddr{k.NS, k.Prefix.Addr()}
+		theirs[a] = append(theirs[a], k)
+	}
+	var out []string
+	for _, k := range sortedKeys(desired.Addrs, AddrKey.compare) {
+		for _, f := range theirs[nsAddr{k.NS, k.Prefix.Addr()}] {
+			owner := "which was not created by netlab for lab " + desired.Lab
+			fix := "remove it from " + f.Name + " yourself"
+			if o := observed.ForeignLinks[f.LinkKey]; o != "" && o != desired.Lab {
+				owner, fix = "which belongs to lab "+o, "take lab "+o+" down first"
+			}
+			out = append(out, fmt.Sprintf("address %s %s: %s is already an address of %s, %s; give the lab another address, or %s",
+				k.LinkKey, k.Prefix, k.Prefix.Addr(), f.LinkKey, owner, fix))
+		}
+	}
+	return out
+}
+
+// sysctlConflicts: a host sysctl another lab set to another value (the host is
+// shared: one of the two labs would silently undo the other), and records of
+// saved values that cannot be read while the lab wants to set sysctls whose
+// originals go there.
+func sysctlConflicts(desired, observed *State) []string {
+	var out []string
+	hostSysctls, nsSysctls := false, false
+	for _, k := range sortedKeys(desired.Sysctls, SysctlKey.compare) {
+		if k.NS != Host {
+			nsSysctls = true
+			continue
+		}
+		hostSysctls = true
+		sh := observed.SharedSysctls[k]
+		if sh == nil {
+			continue
+		}
+		if others := sh.Others(desired.Lab); len(others) > 0 && NormalizeSysctlValue(sh.Value) != NormalizeSysctlValue(desired.Sysctls[k]) {
+			out = append(out, fmt.Sprintf("sysctl host: %s: lab %s wants %s, but %s set it to %s and %s still up; give the labs the same value, or take %s down first",
+				k.Name(), desired.Lab, desired.Sysctls[k], labList(others), sh.Value, isAre(others), labList(others)))
+		}
+	}
+	for _, b := range observed.BadRecords {
+		switch {
+		case b.Host && hostSysctls:
+			out = append(out, fmt.Sprintf("cannot read %s (%s): it holds the values host sysctls had before labs changed them, and netlab will not set a host sysctl without it; check the host's sysctls, then repair or remove the file", b.Path, b.Err))
+		case !b.Host && nsSysctls:
+			out = append(out, fmt.Sprintf("cannot read %s (%s): it holds the values the sysctls of lab %s had before the lab changed them, and netlab will not overwrite it; run \"netlab down --lab %s\" first (it removes the lab and says what it could not restore)", b.Path, b.Err, desired.Lab, desired.Lab))
+		}
+	}
+	return out
+}
+
+func labList(labs []string) string {
+	if len(labs) == 1 {
+		return "lab " + labs[0]
+	}
+	return "labs " + strings.Join(labs, ", ")
+}
+
+func isAre(labs []string) string {
+	if len(labs) == 1 {
+		return "is"
+	}
+	return "are"
 }
 
 func ownedBy(owner string) string {
@@ -99,6 +209,7 @@ func ownedBy(owner string) string {
 type differ struct {
 	desired, observed *State
 	actions           []Action
+	warnings          []string // for the plan, besides the observation's
 
 	// What the plan deletes or replaces: whatever was inside is gone with it, so
 	// the plan neither deletes it again nor trusts its observed attributes.
@@ -325,23 +436,57 @@ func (d *differ) takenWithAddr(rt *Route) (AddrKey, bool) {
 }
 
 func (d *differ) sysctls() {
+	lab := d.desired.Lab
 	for _, k := range sortedKeys(d.desired.Sysctls, SysctlKey.compare) {
 		want := d.desired.Sysctls[k]
 		have, ok := d.observed.Sysctls[k]
-		if !ok {
-			d.add(SetSysctl{Lab: d.desired.Lab, SysctlKey: k, Value: want})
-		} else if NormalizeSysctlValue(have) != NormalizeSysctlValue(want) {
-			d.add(SetSysctl{Lab: d.desired.Lab, SysctlKey: k, Value: want, Old: have})
+		differs := !ok || NormalizeSysctlValue(have) != NormalizeSysctlValue(want)
+		if sh := d.observed.SharedSysctls[k]; sh != nil && !sh.HeldBy(lab) {
+			// A host sysctl other labs set (to want: conflicts() checked): the lab
+			// joins them, so that the value stays until the last of them goes.
+			old := ""
+			if ok && differs {
+				old = have
+			}
+			d.add(SetSysctl{Lab: lab, SysctlKey: k, Value: want, Old: old, Shared: strings.Join(sh.Others(lab), ", ")})
+			continue
 		}
+		if !ok {
+			d.add(SetSysctl{Lab: lab, SysctlKey: k, Value: want})
+		} else if differs {
+			d.add(SetSysctl{Lab: lab, SysctlKey: k, Value: want, Old: have})
+		}
+	}
+	for _, k := range sortedKeys(d.observed.SharedSysctls, SysctlKey.compare) {
+		sh := d.observed.SharedSysctls[k]
+		if _, ok := d.desired.Sysctls[k]; ok || !sh.HeldBy(lab) {
+			continue
+		}
+		if others := sh.Others(lab); len(others) > 0 {
+			// Other labs still want it: the lab only lets go.
+			d.add(SetSysctl{Lab: lab, SysctlKey: k, Value: sh.Value, Old: d.observed.Sysctls[k], Restore: true, Shared: strings.Join(others, ", ")})
+			continue
+		}
+		d.add(SetSysctl{Lab: lab, SysctlKey: k, Value: sh.Original, Old: d.observed.Sysctls[k], Restore: true})
 	}
 	for _, k := range sortedKeys(d.observed.SavedSysctls, SysctlKey.compare) {
 		if _, ok := d.desired.Sysctls[k]; ok || d.goneNetns[k.NS] {
 			continue
 		}
+		if sh := d.observed.SharedSysctls[k]; sh != nil && sh.HeldBy(lab) {
+			continue // restored through the machine-wide record, above
+		}
 		if _, ok := d.observed.Namespaces[k.NS]; !ok && k.NS != Host {
 			continue // its namespace is gone (a run died deleting it), and its sysctls with it
 		}
-		d.add(SetSysctl{Lab: d.desired.Lab, SysctlKey: k, Value: d.observed.SavedSysctls[k], Old: d.observed.Sysctls[k], Restore: true})
+		d.add(SetSysctl{Lab: lab, SysctlKey: k, Value: d.observed.SavedSysctls[k], Old: d.observed.Sysctls[k], Restore: true})
+	}
+	for _, b := range d.observed.BadRecords {
+		if b.Host {
+			d.warnings = append(d.warnings, fmt.Sprintf("cannot read %s (%s): the host sysctls labs set cannot be put back from it; check them by hand (for example sysctl net.ipv4.ip_forward), then repair or remove the file", b.Path, b.Err))
+			continue
+		}
+		d.warnings = append(d.warnings, fmt.Sprintf("cannot read %s (%s): the values lab %s saved in it for the sysctls of its namespaces could not be restored (a namespace the lab deletes takes its sysctls with it)", b.Path, b.Err, lab))
 	}
 }
 

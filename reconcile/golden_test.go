@@ -34,6 +34,7 @@ func TestPlanGoldens(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			plan.File = file // as `plan` sets it: the script records it
 			for ext, write := range map[string]func(*r.Plan, *bytes.Buffer) error{
 				"up.txt":      func(p *r.Plan, b *bytes.Buffer) error { return p.WriteText(b) },
 				"up.json":     func(p *r.Plan, b *bytes.Buffer) error { return p.WriteJSON(b) },

@@ -89,6 +89,9 @@ func (p *Plan) WriteCommands(w io.Writer) error {
 		fmt.Fprintf(&b, "#\n# Warning: %s\n", warning)
 	}
 	b.WriteString("set -e\n")
+	if p.File != "" {
+		fmt.Fprintf(&b, "\nnetlab __record %s %s  # record the lab's file, as up does, for netlab status and down\n", p.Lab, shellQuote(p.File))
+	}
 	for _, a := range p.Actions {
 		fmt.Fprintf(&b, "\n# %s\n", Line(a))
 		for _, c := range a.Commands() {

@@ -73,6 +73,51 @@ type State struct {
 	ForeignLinks map[LinkKey]string   // interfaces not owned by Lab: key -> owner lab ("" if not netlab's)
 	ForeignFiles map[FileKey]bool     // files the lab wants to write that someone else wrote
 	Warnings     []string             // what others do that will break the lab (another table's forward drop)
+
+	// ForeignRoutes are the main-table routes of the lab's namespaces and the
+	// host whose interface is not the lab's (or that have none): a route the lab
+	// wants with the same key (destination, metric) would replace them.
+	ForeignRoutes map[RouteKey]*Route
+	// ForeignAddrs are the addresses of interfaces that are not the lab's, in
+	// the namespaces the lab has interfaces in (the host's own, mostly).
+	ForeignAddrs map[AddrKey]bool
+	// SharedSysctls are the host's sysctls that labs set, from netlab's
+	// machine-wide record: the host is shared by every lab, so a value stays
+	// until the last lab that set it goes down. Only labs that are still there
+	// are listed as holders.
+	SharedSysctls map[SysctlKey]*SharedSysctl
+	// BadRecords are records of saved values that could not be read: netlab
+	// will not set a sysctl whose original it cannot keep, and `down` says
+	// which saved values it could not restore.
+	BadRecords []BadRecord
+}
+
+// SharedSysctl is one entry of the machine-wide record of host sysctls.
+type SharedSysctl struct {
+	Original string   // the value before the first lab set it
+	Value    string   // the value the labs set
+	Labs     []string // the labs that set it (hold it), sorted
+}
+
+// HeldBy reports whether lab is one of the holders.
+func (s *SharedSysctl) HeldBy(lab string) bool { return slices.Contains(s.Labs, lab) }
+
+// Others are the holders other than lab.
+func (s *SharedSysctl) Others(lab string) []string {
+	var out []string
+	for _, l := range s.Labs {
+		if l != lab {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+// BadRecord is a file of saved values netlab could not read.
+type BadRecord struct {
+	Path string
+	Host bool // the machine-wide record of host sysctls, not the lab's own
+	Err  string
 }
 
 // NewState returns an empty State for lab.
@@ -91,6 +136,10 @@ func NewState(lab string) *State {
 		SavedSysctls: map[SysctlKey]string{},
 		ForeignNetns: map[string]string{},
 		ForeignLinks: map[LinkKey]string{},
+
+		ForeignRoutes: map[RouteKey]*Route{},
+		ForeignAddrs:  map[AddrKey]bool{},
+		SharedSysctls: map[SysctlKey]*SharedSysctl{},
 	}
 }
 
@@ -123,6 +172,17 @@ func (s *State) Clone() *State {
 	maps.Copy(c.SavedSysctls, s.SavedSysctls)
 	maps.Copy(c.ForeignNetns, s.ForeignNetns)
 	maps.Copy(c.ForeignLinks, s.ForeignLinks)
+	for k, v := range s.ForeignRoutes {
+		r := *v
+		c.ForeignRoutes[k] = &r
+	}
+	maps.Copy(c.ForeignAddrs, s.ForeignAddrs)
+	for k, v := range s.SharedSysctls {
+		sh := *v
+		sh.Labs = slices.Clone(v.Labs)
+		c.SharedSysctls[k] = &sh
+	}
+	c.BadRecords = slices.Clone(s.BadRecords)
 	return c
 }
 

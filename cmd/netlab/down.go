@@ -41,6 +41,10 @@ back the sysctls it changed. Ownership is read from markers in the kernel, so
 			if err != nil {
 				return err
 			}
+			if err := d.CheckNetns(labName); err != nil {
+				lock.Release(false)
+				return err
+			}
 
 			empty := reconcile.NewState(labName)
 			plan, err := reconcile.MakePlan(ctx, d, empty)

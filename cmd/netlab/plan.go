@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"path/filepath"
 
 	"github.com/spf13/cobra"
 
@@ -30,7 +31,7 @@ there are changes and 1 on error.`,
 			if err != nil {
 				return err
 			}
-			_, desired, err := loadLab(args[0])
+			lab, desired, err := loadLab(args[0])
 			if err != nil {
 				return err
 			}
@@ -39,9 +40,16 @@ there are changes and 1 on error.`,
 				return err
 			}
 			defer d.Close()
+			if err := d.CheckNetns(lab.Name); err != nil {
+				return err
+			}
 			plan, err := reconcile.MakePlan(cmd.Context(), d, desired)
 			if err != nil {
 				return err
+			}
+			plan.File = args[0]
+			if abs, err := filepath.Abs(args[0]); err == nil {
+				plan.File = abs
 			}
 			if err := render(plan, a.Out); err != nil {
 				return err

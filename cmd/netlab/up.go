@@ -35,6 +35,9 @@ differs.`,
 				return err
 			}
 			defer lock.Release(false)
+			if err := d.CheckNetns(lab.Name); err != nil {
+				return err
+			}
 
 			plan, err := reconcile.MakePlan(ctx, d, desired)
 			if err != nil {

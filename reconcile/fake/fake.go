@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"slices"
 	"strings"
 	"sync"
 
@@ -48,7 +49,8 @@ type Driver struct {
 	addrs   map[r.AddrKey]bool
 	routes  map[r.RouteKey]*r.Route
 	sysctls map[r.SysctlKey]string
-	saved   map[string]map[r.SysctlKey]string // lab -> values from before the lab
+	saved   map[string]map[r.SysctlKey]string // lab -> values from before the lab (its namespaces')
+	shared  map[r.SysctlKey]*r.SharedSysctl   // the host's sysctls labs set: the machine-wide record
 	tables  map[string]map[string]*r.Table    // namespace -> table name -> table
 	procs   map[r.ProcKey]*proc
 	files   map[r.FileKey]file
@@ -72,6 +74,7 @@ func New() *Driver {
 		routes:  map[r.RouteKey]*r.Route{},
 		sysctls: map[r.SysctlKey]string{},
 		saved:   map[string]map[r.SysctlKey]string{},
+		shared:  map[r.SysctlKey]*r.SharedSysctl{},
 		tables:  map[string]map[string]*r.Table{},
 		procs:   map[r.ProcKey]*proc{},
 		files:   map[r.FileKey]file{},
@@ -127,6 +130,19 @@ func (k *Kernel) SetAddrs(key r.LinkKey, prefixes ...r.AddrKey) {
 
 // DeleteRoute deletes a route.
 func (k *Kernel) DeleteRoute(key r.RouteKey) { delete(k.d.routes, key) }
+
+// AddRoute adds a route, as `ip route add` would (on any interface: the
+// machine's own routes are added this way).
+func (k *Kernel) AddRoute(rt r.Route) { k.d.routes[rt.RouteKey] = &rt }
+
+// AddAddr adds an address to an interface, as `ip addr add` would.
+func (k *Kernel) AddAddr(a r.AddrKey) { k.d.addrs[a] = true }
+
+// SetSysctl writes a sysctl by hand.
+func (k *Kernel) SetSysctl(key r.SysctlKey, value string) { k.d.sysctls[key] = value }
+
+// Sysctl reads a sysctl.
+func (k *Kernel) Sysctl(key r.SysctlKey) string { return k.d.sysctl(key) }
 
 // KillProcess kills a lab's process, as `kill PID` would.
 func (k *Kernel) KillProcess(key r.ProcKey) { delete(k.d.procs, key) }
@@ -187,12 +203,16 @@ func (d *Driver) Observe(_ context.Context, q r.Query) (*r.State, error) {
 	for a := range d.addrs {
 		if _, ok := s.Links[a.LinkKey]; ok {
 			s.Addrs[a] = true
+		} else {
+			s.ForeignAddrs[a] = true
 		}
 	}
 	for k, rt := range d.routes {
+		c := *rt
 		if _, ok := s.Links[r.LinkKey{NS: k.NS, Name: rt.Dev}]; ok {
-			c := *rt
 			s.Routes[k] = &c
+		} else {
+			s.ForeignRoutes[k] = &c
 		}
 	}
 	for ns, tables := range d.tables {
@@ -215,7 +235,16 @@ func (d *Driver) Observe(_ context.Context, q r.Query) (*r.State, error) {
 		}
 	}
 	maps.Copy(s.SavedSysctls, d.saved[q.Lab])
-	for _, k := range append(q.Sysctls, keys(d.saved[q.Lab])...) {
+	held := []r.SysctlKey{}
+	for k, sh := range d.shared {
+		c := *sh
+		c.Labs = slices.Clone(sh.Labs)
+		s.SharedSysctls[k] = &c
+		if sh.HeldBy(q.Lab) {
+			held = append(held, k)
+		}
+	}
+	for _, k := range append(append(q.Sysctls, keys(d.saved[q.Lab])...), held...) {
 		if k.NS == r.Host || (d.nsExists(k.NS) && d.netns[k.NS] == q.Lab) {
 			s.Sysctls[k] = d.sysctl(k)
 		}
@@ -433,6 +462,9 @@ func (d *Driver) Apply(_ context.Context, a r.Action) error {
 	case r.DeleteRoute:
 		delete(d.routes, a.RouteKey)
 	case r.SetSysctl:
+		if a.NS == r.Host {
+			return d.setHostSysctl(a)
+		}
 		if a.Restore {
 			d.sysctls[a.SysctlKey] = a.Value
 			delete(d.saved[a.Lab], a.SysctlKey)
@@ -448,6 +480,43 @@ func (d *Driver) Apply(_ context.Context, a r.Action) error {
 	default:
 		return fmt.Errorf("fake: unknown action %T", a)
 	}
+	return nil
+}
+
+// setHostSysctl models the driver's machine-wide record of host sysctls: the
+// first lab records the original, the others join; the original comes back
+// when the last one lets go.
+func (d *Driver) setHostSysctl(a r.SetSysctl) error {
+	sh := d.shared[a.SysctlKey]
+	if a.Restore {
+		if sh == nil || !sh.HeldBy(a.Lab) {
+			// Saved by the lab alone (an older netlab's record).
+			if v, ok := d.saved[a.Lab][a.SysctlKey]; ok {
+				d.sysctls[a.SysctlKey] = v
+				delete(d.saved[a.Lab], a.SysctlKey)
+			}
+			return nil
+		}
+		sh.Labs = sh.Others(a.Lab)
+		if len(sh.Labs) == 0 {
+			d.sysctls[a.SysctlKey] = sh.Original
+			delete(d.shared, a.SysctlKey)
+		}
+		return nil
+	}
+	if sh == nil {
+		sh = &r.SharedSysctl{Original: d.sysctl(a.SysctlKey)}
+		d.shared[a.SysctlKey] = sh
+	}
+	if others := sh.Others(a.Lab); len(others) > 0 && r.NormalizeSysctlValue(sh.Value) != r.NormalizeSysctlValue(a.Value) {
+		return fmt.Errorf("sysctl %s: lab %s set it to %s: %w", a.Name(), others[0], sh.Value, ErrExists)
+	}
+	sh.Value = a.Value
+	if !sh.HeldBy(a.Lab) {
+		sh.Labs = append(sh.Labs, a.Lab)
+		slices.Sort(sh.Labs)
+	}
+	d.sysctls[a.SysctlKey] = a.Value
 	return nil
 }
 

@@ -1,11 +1,15 @@
 package kernel
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
 
 	"netlab/reconcile"
 )
@@ -16,20 +20,63 @@ import (
 // wait false it fails at once with ErrLocked when another run holds it.
 func (d *Driver) Lock(lab string, wait bool) (*Lock, error) { return d.state.lock(lab, wait) }
 
-// RecordLab remembers which file a lab was brought up from, for `status`.
+// RecordLab remembers which file a lab was brought up from, for `status`, and
+// from which network namespace (see CheckNetns).
 func (d *Driver) RecordLab(lab, file, prefix string) error {
 	if abs, err := filepath.Abs(file); err == nil {
 		file = abs
 	}
+	id, err := netnsIDOf(d.host)
+	if err != nil {
+		return err
+	}
 	if err := d.state.ensure(lab); err != nil {
 		return err
 	}
-	info := LabInfo{Name: lab, File: file, Prefix: prefix, Since: time.Now().UTC().Truncate(time.Second)}
+	info := LabInfo{Name: lab, File: file, Prefix: prefix, Since: time.Now().UTC().Truncate(time.Second), Netns: &id}
 	var old LabInfo
 	if readJSON(filepath.Join(d.state.labDir(lab), "lab.json"), &old) == nil && old.File == file {
 		info.Since = old.Since
 	}
 	return d.state.writeJSON(filepath.Join(d.state.labDir(lab), "lab.json"), info)
+}
+
+// NetnsID names a network namespace as the kernel does: the device and inode
+// of its file (what `readlink /proc/self/ns/net` shows as net:[INODE]).
+type NetnsID struct {
+	Dev uint64 `json:"dev"`
+	Ino uint64 `json:"ino"`
+}
+
+func (id NetnsID) String() string { return fmt.Sprintf("net:[%d]", id.Ino) }
+
+// netnsIDOf reads the identity of an open namespace (fstat of its handle).
+func netnsIDOf(h netns.NsHandle) (NetnsID, error) {
+	var st unix.Stat_t
+	if err := unix.Fstat(int(h), &st); err != nil {
+		return NetnsID{}, fmt.Errorf("identify own network namespace: %w", err)
+	}
+	return NetnsID{Dev: uint64(st.Dev), Ino: st.Ino}, nil
+}
+
+// CheckNetns refuses to act on a lab from another network namespace than the
+// one it was brought up from: from inside one of the lab's namespaces (netlab
+// exec c2 -- netlab down), "host" would be c2, and down would delete c2's
+// interfaces as the host's, forget the lab and leave its host objects behind.
+func (d *Driver) CheckNetns(lab string) error {
+	info, ok := d.LabInfo(lab)
+	if !ok || info.Netns == nil {
+		return nil // not recorded (an older netlab): nothing to compare
+	}
+	here, err := netnsIDOf(d.host)
+	if err != nil {
+		return err
+	}
+	if here != *info.Netns {
+		return fmt.Errorf("lab %s was brought up from network namespace %s; this netlab runs in %s; run it from there",
+			lab, info.Netns, here)
+	}
+	return nil
 }
 
 // LabInfo returns what RecordLab wrote, if anything.

@@ -118,10 +118,20 @@ func (d *Driver) Observe(ctx context.Context, q reconcile.Query) (*reconcile.Sta
 
 	saved, err := d.state.savedSysctls(q.Lab)
 	if err != nil {
-		return nil, err
+		// Not fatal: `down` must still remove what the lab owns (the plan says
+		// what it could not restore, and `up` refuses to set sysctls).
+		s.BadRecords = append(s.BadRecords, reconcile.BadRecord{Path: d.state.savedSysctlsPath(q.Lab), Err: errText(errors.Unwrap(err))})
+		saved = map[reconcile.SysctlKey]string{}
 	}
 	s.SavedSysctls = saved
-	for _, k := range append(q.Sysctls, reconcile.SortedSysctlKeys(saved)...) {
+	d.observeHostSysctls(s)
+	read := append(q.Sysctls, reconcile.SortedSysctlKeys(saved)...)
+	for k, sh := range s.SharedSysctls {
+		if sh.HeldBy(q.Lab) {
+			read = append(read, k)
+		}
+	}
+	for _, k := range read {
 		if _, ok := s.Namespaces[k.NS]; (!ok && k.NS != reconcile.Host) || leaving(q, k.NS) {
 			continue // the namespace is not there yet, or goes: nothing to read
 		}
@@ -213,6 +223,8 @@ func leaving(q reconcile.Query, ns string) bool {
 func (r *nsObservation) mergeInto(s *reconcile.State) {
 	maps.Copy(s.Links, r.part.Links)
 	maps.Copy(s.ForeignLinks, r.part.ForeignLinks)
+	maps.Copy(s.ForeignRoutes, r.part.ForeignRoutes)
+	maps.Copy(s.ForeignAddrs, r.part.ForeignAddrs)
 	maps.Copy(s.Addrs, r.part.Addrs)
 	maps.Copy(s.Routes, r.part.Routes)
 	maps.Copy(s.Tables, r.part.Tables)
@@ -289,11 +301,16 @@ func (d *Driver) observeNetns(s *reconcile.State, ns string, links []link, inten
 		return nil, fmt.Errorf("netns %s: list addresses: %w", ns, err)
 	}
 	for _, a := range addrs {
-		if !owned[a.index] || (a.prefix.Addr().Is6() && a.prefix.Addr().IsLinkLocalUnicast()) {
+		if a.prefix.Addr().Is6() && a.prefix.Addr().IsLinkLocalUnicast() {
 			continue // the kernel's own fe80:: addresses are not the lab's
 		}
 		k := reconcile.LinkKey{NS: ns, Name: names[a.index]}
-		s.Addrs[reconcile.AddrKey{LinkKey: k, Prefix: a.prefix}] = true
+		switch {
+		case owned[a.index]:
+			s.Addrs[reconcile.AddrKey{LinkKey: k, Prefix: a.prefix}] = true
+		case ns == reconcile.Host || k.Name != "lo": // a lab namespace's lo is the lab's
+			s.ForeignAddrs[reconcile.AddrKey{LinkKey: k, Prefix: a.prefix}] = true
+		}
 	}
 
 	routes, err := dumpMainRoutes(h.rt)
@@ -301,10 +318,18 @@ func (d *Driver) observeNetns(s *reconcile.State, ns string, links []link, inten
 		return nil, fmt.Errorf("netns %s: list routes: %w", ns, err)
 	}
 	for _, r := range routes {
-		if !owned[r.index] || !labRoute(r) {
+		k := reconcile.RouteKey{NS: ns, To: r.to, Metric: r.metric}
+		if !owned[r.index] {
+			// Someone else's (the machine's default route, say): a route the lab
+			// wants with the same key would replace it, whatever its kind.
+			if ns == reconcile.Host || names[r.index] != "lo" {
+				s.ForeignRoutes[k] = &reconcile.Route{RouteKey: k, Via: r.via, Dev: names[r.index]}
+			}
 			continue
 		}
-		k := reconcile.RouteKey{NS: ns, To: r.to, Metric: r.metric}
+		if !labRoute(r) {
+			continue
+		}
 		s.Routes[k] = &reconcile.Route{RouteKey: k, Via: r.via, Dev: names[r.index]}
 	}
 	return ends, nil

@@ -53,6 +53,8 @@ type LabInfo struct {
 	File   string    `json:"file"`
 	Prefix string    `json:"netns_prefix,omitempty"`
 	Since  time.Time `json:"since"`
+	// Netns is the network namespace the lab was brought up from: its "host".
+	Netns *NetnsID `json:"netns,omitempty"`
 }
 
 func (s *stateDir) writeJSON(path string, v any) error {
@@ -82,9 +84,13 @@ type savedSysctl struct {
 	Value string `json:"value"`
 }
 
+func (s *stateDir) savedSysctlsPath(lab string) string {
+	return filepath.Join(s.labDir(lab), "sysctls.json")
+}
+
 func (s *stateDir) savedSysctls(lab string) (map[reconcile.SysctlKey]string, error) {
 	var list []savedSysctl
-	err := readJSON(filepath.Join(s.labDir(lab), "sysctls.json"), &list)
+	err := readJSON(s.savedSysctlsPath(lab), &list)
 	if os.IsNotExist(err) {
 		return map[reconcile.SysctlKey]string{}, nil
 	}

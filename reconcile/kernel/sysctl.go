@@ -61,8 +61,34 @@ func (d *Driver) writeSysctl(k reconcile.SysctlKey, value string) error {
 }
 
 // setSysctl sets a sysctl, first saving the value it had before the lab so that
-// `down` can restore it; restore puts that value back and forgets it.
-func (d *Driver) setSysctl(a reconcile.SetSysctl) error {
+// `down` can restore it; restore puts that value back and forgets it. Host
+// sysctls are shared by the labs (see hostsysctl.go).
+func (d *Driver) setSysctl(a reconcile.SetSysctl) error { return d.saveSysctl(a, true) }
+
+// SaveSysctl records the value a sysctl has before lab sets it to value,
+// exactly as `up` does before writing it, without writing it: the script of
+// `plan -o commands` runs it (netlab __save-sysctl) before its sysctl command.
+func (d *Driver) SaveSysctl(lab, ns, name, value string) error {
+	return d.saveSysctl(reconcile.SetSysctl{Lab: lab, SysctlKey: reconcile.SysctlKey{NS: ns, Path: reconcile.SysctlPath(name)}, Value: value}, false)
+}
+
+// RestoreSysctl puts back the value a sysctl had before lab set it, as `up`
+// and `down` do (for a host sysctl, only once no other lab sets it).
+func (d *Driver) RestoreSysctl(lab, ns, name string) error {
+	return d.saveSysctl(reconcile.SetSysctl{Lab: lab, SysctlKey: reconcile.SysctlKey{NS: ns, Path: reconcile.SysctlPath(name)}, Restore: true}, true)
+}
+
+// saveSysctl records (and, with write, sets) a sysctl, or restores it.
+func (d *Driver) saveSysctl(a reconcile.SetSysctl, write bool) error {
+	if a.NS == reconcile.Host {
+		if !a.Restore {
+			return d.holdHostSysctl(a, write)
+		}
+		if done, err := d.releaseHostSysctl(a); done || err != nil {
+			return err
+		}
+		// Not in the machine-wide record: saved in the lab's own file by an older netlab.
+	}
 	d.sysctlMu.Lock() // the saved values are one file, read and rewritten
 	defer d.sysctlMu.Unlock()
 	saved, err := d.state.savedSysctls(a.Lab)
@@ -70,28 +96,34 @@ func (d *Driver) setSysctl(a reconcile.SetSysctl) error {
 		return err
 	}
 	if a.Restore {
+		value, ok := saved[a.SysctlKey]
+		if !ok {
+			value = a.Value
+		}
 		// A sysctl whose interface is gone went with it: there is nothing to restore.
-		if err := d.writeSysctl(a.SysctlKey, a.Value); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return err
+		if value != "" {
+			if err := d.writeSysctl(a.SysctlKey, value); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return err
+			}
+		}
+		if !ok {
+			return nil
 		}
 		delete(saved, a.SysctlKey)
 		return d.state.writeSavedSysctls(a.Lab, saved)
 	}
 	if _, ok := saved[a.SysctlKey]; !ok {
-		before, exists, err := d.readSysctl(a.SysctlKey)
+		before, err := d.sysctlBefore(a.SysctlKey)
 		if err != nil {
 			return err
-		}
-		switch {
-		case !exists && strings.HasPrefix(a.Path, "net/bridge/"):
-			return fmt.Errorf("netns %s: sysctl %s does not exist: the br_netfilter module is not loaded (load it with: modprobe br_netfilter)", a.NS, a.Name())
-		case !exists:
-			return fmt.Errorf("netns %s: sysctl %s does not exist (a missing interface, or a kernel module not loaded?)", a.NS, a.Name())
 		}
 		saved[a.SysctlKey] = before
 		if err := d.state.writeSavedSysctls(a.Lab, saved); err != nil {
 			return err
 		}
+	}
+	if !write {
+		return nil
 	}
 	return d.writeSysctl(a.SysctlKey, a.Value)
 }
@@ -102,7 +134,7 @@ func (d *Driver) forgetSysctls(lab, ns string) error {
 	defer d.sysctlMu.Unlock()
 	saved, err := d.state.savedSysctls(lab)
 	if err != nil || len(saved) == 0 {
-		return err
+		return nil // an unreadable file is left as it is (the plan warned): the namespace goes all the same
 	}
 	n := len(saved)
 	for k := range saved {

@@ -1,0 +1,110 @@
+package main
+
+import (
+	"fmt"
+	"regexp"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"netlab/reconcile"
+	"netlab/reconcile/kernel"
+)
+
+// The script `netlab plan -o commands` prints is the plan as ip and sysctl
+// commands; what `up` records besides the kernel objects (the lab's file, the
+// values sysctls had before the lab) it records by calling these hidden
+// commands, which run the same code as `up`, so that `netlab down` and
+// `netlab status` work on a lab built by the script.
+
+// The names these commands take become paths: they must be names a lab file
+// could give (as topology checks them).
+var (
+	labNameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,23}$`)
+	netnsRE   = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,64}$`) // a kernel name: the lab's prefix, then the namespace's
+)
+
+func validNetns(ns string) bool {
+	return ns == reconcile.Host || (netnsRE.MatchString(ns) && ns != "." && ns != "..")
+}
+
+// recordStep opens the kernel driver and holds the lab's lock, as `up` does,
+// while f runs.
+func (a *app) recordStep(lab string, f func(d *kernel.Driver) error) error {
+	if !labNameRE.MatchString(lab) {
+		return fmt.Errorf("invalid lab name %q", lab)
+	}
+	d, err := a.openKernel()
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	lock, err := a.lock(d, lab)
+	if err != nil {
+		return err
+	}
+	defer lock.Release(false)
+	if err := d.CheckNetns(lab); err != nil {
+		return err
+	}
+	return f(d)
+}
+
+func (a *app) recordCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:    "__record LAB FILE",
+		Short:  "Record the lab's file, as up does (for the script of plan -o commands)",
+		Hidden: true,
+		Args:   cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			lab, _, err := loadLab(args[1])
+			if err != nil {
+				return err
+			}
+			if lab.Name != args[0] {
+				return fmt.Errorf("%s is the file of lab %s, not of lab %s", args[1], lab.Name, args[0])
+			}
+			return a.recordStep(lab.Name, func(d *kernel.Driver) error {
+				return d.RecordLab(lab.Name, args[1], lab.NetnsPrefix)
+			})
+		},
+	}
+}
+
+func (a *app) saveSysctlCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:    "__save-sysctl LAB NETNS NAME=VALUE",
+		Short:  "Record the value a sysctl has before the lab sets it, as up does (for the script of plan -o commands)",
+		Hidden: true,
+		Args:   cobra.ExactArgs(3),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			name, value, ok := strings.Cut(args[2], "=")
+			if !ok {
+				return fmt.Errorf("want NAME=VALUE, not %q", args[2])
+			}
+			if !validNetns(args[1]) {
+				return fmt.Errorf("invalid namespace name %q", args[1])
+			}
+			return a.recordStep(args[0], func(d *kernel.Driver) error {
+				return d.SaveSysctl(args[0], args[1], name, value)
+			})
+		},
+	}
+}
+
+func (a *app) restoreSysctlCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:    "__restore-sysctl LAB NETNS NAME",
+		Short:  "Put back the value a sysctl had before the lab, as up and down do (for the script of plan -o commands)",
+		Hidden: true,
+		Args:   cobra.ExactArgs(3),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if !validNetns(args[1]) {
+				return fmt.Errorf("invalid namespace name %q", args[1])
+			}
+			return a.recordStep(args[0], func(d *kernel.Driver) error {
+				return d.RestoreSysctl(args[0], args[1], args[2])
+			})
+		},
+	}
+}
