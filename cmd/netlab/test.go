@@ -44,7 +44,7 @@ line "N passed, M failed". Exit status 0 when all pass, 1 otherwise.`,
 			}
 			if !plan.Empty() {
 				fmt.Fprintf(a.Err, "Warning: the kernel differs from %s (%s); run \"netlab up %s\" first.\n",
-					args[0], strings.TrimSuffix(plan.Summary(), "."), args[0])
+					topology.Printable(args[0]), strings.TrimSuffix(plan.Summary(), "."), topology.Printable(args[0]))
 			}
 
 			checks := compileChecks(lab, desired)
@@ -57,7 +57,7 @@ line "N passed, M failed". Exit status 0 when all pass, 1 otherwise.`,
 				if !r.Pass {
 					result, failed = "FAIL", failed+1
 				}
-				fmt.Fprintf(w, "%s\t%s\t%s\n", r.Name, result, r.Detail)
+				fmt.Fprintf(w, "%s\t%s\t%s\n", topology.Printable(r.Name), result, topology.Printable(r.Detail))
 			}
 			w.Flush()
 			fmt.Fprintf(a.Out, "%d passed, %d failed\n", len(results)-failed, failed)
