@@ -425,7 +425,7 @@ func valueCases() []valueCase {
 			parser: checkIfname,
 			gap:    func(s string) bool { return utf8.RuneCountInString(s) <= 15 && len(s) > 15 },
 			valid:  []string{"eth0", "docker0", "br-5d3e0c8a4b21", "veth-c2", "eth0.100", "a", "123456789012345", "x!y", "é"},
-			invalid: []string{"", ".", "..", "lo", "eth0/1", "eth 1", "eth0:1", "1234567890123456", "a\tb",
+			invalid: []string{"", ".", "..", "lo", "all", "default", "eth0/1", "eth 1", "eth0:1", "1234567890123456", "a\tb",
 				"a\u00a0b", "a\u3000b", "a\u0085b", "a\x7fb"},
 			missed: []string{"éééééééé"},
 		},

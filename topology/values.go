@@ -36,7 +36,10 @@ const maxKernelName = 48
 
 // ifnameProblem says why name cannot be a Linux interface name, or returns "".
 // The kernel's rules (dev_valid_name): 1 to 15 bytes, not "." or "..", no "/",
-// ":" or whitespace. "lo" exists in every namespace already.
+// ":" or whitespace. "lo" exists in every namespace already; "all" and "default"
+// are the kernel's own entries of net/ipv4/conf, net/ipv6/conf and neigh (the
+// settings of every interface and of new ones), so an interface of that name
+// cannot get its own and the kernel refuses it after the namespace is made.
 func ifnameProblem(name string) string {
 	switch {
 	case name == "":
@@ -47,6 +50,10 @@ func ifnameProblem(name string) string {
 		return "it is reserved"
 	case name == "lo":
 		return "lo is the loopback interface every namespace already has"
+	case name == "all":
+		return "all is reserved: net.ipv4.conf.all holds the settings of every interface, so no interface can have that name"
+	case name == "default":
+		return "default is reserved: net.ipv4.conf.default holds the settings new interfaces start with, so no interface can have that name"
 	case strings.Contains(name, "/"):
 		return `it contains "/"`
 	case strings.Contains(name, ":"):
