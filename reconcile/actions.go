@@ -549,15 +549,18 @@ func (a SetSysctl) Phase() Phase {
 	return phaseSysctl
 }
 func (a SetSysctl) Kind() string { return "sysctl" }
+// Object shows values as the kernel prints them, fields separated by one space
+// (the kernel separates some with a tab: ping_group_range "0\t2147483647").
 func (a SetSysctl) Object() string {
 	s := a.NS + ": " + a.Name()
+	value, old := NormalizeSysctlValue(a.Value), NormalizeSysctlValue(a.Old)
 	switch {
 	case a.Restore:
-		return s + " " + a.Old + " -> " + a.Value + " (restored)"
+		return s + " " + old + " -> " + value + " (restored)"
 	case a.Old == "":
-		return s + " = " + a.Value
+		return s + " = " + value
 	}
-	return s + " " + a.Old + " -> " + a.Value
+	return s + " " + old + " -> " + value
 }
 func (a SetSysctl) Commands() []string {
 	return []string{fmt.Sprintf("%ssysctl -qw %s=%s", nsExec(a.NS), a.Name(), shellQuote(a.Value))}

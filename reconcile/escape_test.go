@@ -85,3 +85,17 @@ func TestCommandsScriptKeepsValuesExact(t *testing.T) {
 		}
 	}
 }
+
+// TestSysctlValuesPrintNormalised: the kernel separates the fields of some
+// sysctls with a tab; a plan shows them as it compares them, one space apart.
+func TestSysctlValuesPrintNormalised(t *testing.T) {
+	k := r.SysctlKey{NS: "web", Path: "net/ipv4/ping_group_range"}
+	for a, want := range map[r.Action]string{
+		r.SetSysctl{SysctlKey: k, Value: "1 2", Old: "0\t2147483647"}:                 "~ sysctl  web: net.ipv4.ping_group_range 0 2147483647 -> 1 2",
+		r.SetSysctl{SysctlKey: k, Value: "1\t2", Old: "0\t2147483647", Restore: true}: "- sysctl  web: net.ipv4.ping_group_range 0 2147483647 -> 1 2 (restored)",
+	} {
+		if got := r.Line(a); got != want {
+			t.Errorf("Line = %q, want %q", got, want)
+		}
+	}
+}

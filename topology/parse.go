@@ -559,7 +559,12 @@ func (d *decoder) sysctls(ns *Namespace, n *yaml.Node) {
 			d.errorf(v, "%s: the value must be one line", label)
 			continue
 		}
-		ns.Sysctls = append(ns.Sysctls, &Sysctl{Pos: pos(p.key), Key: key, Value: v.Value})
+		value, err := canonicalSysctlValue(v.Value)
+		if err != nil {
+			d.errorf(v, "%s: %v", label, err)
+			continue
+		}
+		ns.Sysctls = append(ns.Sysctls, &Sysctl{Pos: pos(p.key), Key: key, Value: value})
 	}
 }
 
