@@ -72,6 +72,9 @@ type State struct {
 	ForeignNetns map[string]string    // namespaces not owned by Lab: name -> owner lab ("" if not netlab's)
 	ForeignLinks map[LinkKey]string   // interfaces not owned by Lab: key -> owner lab ("" if not netlab's)
 	ForeignFiles map[FileKey]bool     // files the lab wants to write that someone else wrote
+	// MissingSysctls are the wanted sysctls (Query.Sysctls) the kernel does not
+	// have where they will be written, each with the nearest name it has ("" none).
+	MissingSysctls map[SysctlKey]string
 	Warnings     []string             // what others do that will break the lab (another table's forward drop)
 }
 
@@ -119,6 +122,9 @@ func (s *State) Clone() *State {
 	}
 	maps.Copy(c.Files, s.Files)
 	maps.Copy(c.ForeignFiles, s.ForeignFiles)
+	if s.MissingSysctls != nil {
+		c.MissingSysctls = maps.Clone(s.MissingSysctls)
+	}
 	c.Warnings = slices.Clone(s.Warnings)
 	maps.Copy(c.SavedSysctls, s.SavedSysctls)
 	maps.Copy(c.ForeignNetns, s.ForeignNetns)
