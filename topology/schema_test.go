@@ -49,6 +49,8 @@ var schemaBlind = []struct {
 	{"invalid-binary.yaml", true, "not text: control characters"},
 	{"invalid-unclosed-flow.yaml", true, "YAML syntax error: an unclosed flow list"},
 	{"invalid-yaml-tab.yaml", true, "a tab in the indentation: YAML syntax error"},
+	{"invalid-yaml-indent.yaml", true, "a key indented between two mappings: YAML syntax error"},
+	{"invalid-yaml-indent-deep.yaml", true, "a key indented between two mappings: YAML syntax error"},
 
 	{"invalid-bridge-overlap.yaml", false, "overlapping subnets of two bridges: compares values of two bridges"},
 	{"invalid-duplicate-interface.yaml", false, "an interface named twice (by a bridge, two links, a generated port name)"},
