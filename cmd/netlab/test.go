@@ -24,7 +24,7 @@ ping, tcp (connect) and http (GET, with the expected status and body), each
 expected to work or, with expect: fail, to be blocked; expect: {source: ADDR}
 checks the address the far end saw (what NAT did). Prints a table and a closing
 line "N passed, M failed". Exit status 0 when all pass, 1 otherwise.`,
-		Args: cobra.ExactArgs(1),
+		Args: labFileArg,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			lab, desired, err := loadLab(args[0])
 			if err != nil {
