@@ -549,6 +549,7 @@ func (a SetSysctl) Phase() Phase {
 	return phaseSysctl
 }
 func (a SetSysctl) Kind() string { return "sysctl" }
+
 // Object shows values as the kernel prints them, fields separated by one space
 // (the kernel separates some with a tab: ping_group_range "0\t2147483647").
 func (a SetSysctl) Object() string {

@@ -72,10 +72,11 @@ type State struct {
 	ForeignNetns map[string]string    // namespaces not owned by Lab: name -> owner lab ("" if not netlab's)
 	ForeignLinks map[LinkKey]string   // interfaces not owned by Lab: key -> owner lab ("" if not netlab's)
 	ForeignFiles map[FileKey]bool     // files the lab wants to write that someone else wrote
+	Warnings     []string             // what others do that will break the lab (another table's forward drop)
+
 	// MissingSysctls are the wanted sysctls (Query.Sysctls) the kernel does not
 	// have where they will be written, each with the nearest name it has ("" none).
 	MissingSysctls map[SysctlKey]string
-	Warnings     []string             // what others do that will break the lab (another table's forward drop)
 }
 
 // NewState returns an empty State for lab.
