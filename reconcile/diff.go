@@ -53,6 +53,9 @@ func Diff(desired, observed *State) (*Plan, error) {
 	if err := conflicts(desired, observed); err != nil {
 		return nil, err
 	}
+	if err := missingSysctls(desired, observed); err != nil {
+		return nil, err
+	}
 	d := &differ{desired: desired, observed: observed, goneNetns: map[string]bool{}, goneLinks: map[LinkKey]bool{}}
 	d.namespaces()
 	d.links()

@@ -74,6 +74,9 @@ type State struct {
 	ForeignFiles map[FileKey]bool     // files the lab wants to write that someone else wrote
 	Warnings     []string             // what others do that will break the lab (another table's forward drop)
 
+	// MissingSysctls are the wanted sysctls (Query.Sysctls) the kernel does not
+	// have where they will be written, each with the nearest name it has ("" none).
+	MissingSysctls map[SysctlKey]string
 	// ForeignRoutes are the main-table routes of the lab's namespaces and the
 	// host whose interface is not the lab's (or that have none): a route the lab
 	// wants with the same key (destination, metric) would replace them.
@@ -168,6 +171,9 @@ func (s *State) Clone() *State {
 	}
 	maps.Copy(c.Files, s.Files)
 	maps.Copy(c.ForeignFiles, s.ForeignFiles)
+	if s.MissingSysctls != nil {
+		c.MissingSysctls = maps.Clone(s.MissingSysctls)
+	}
 	c.Warnings = slices.Clone(s.Warnings)
 	maps.Copy(c.SavedSysctls, s.SavedSysctls)
 	maps.Copy(c.ForeignNetns, s.ForeignNetns)

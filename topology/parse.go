@@ -139,7 +139,64 @@ func (d *decoder) yamlError(data []byte, err error) {
 			msg += " (a tab: YAML indents with spaces only)"
 		}
 	}
+	if msg == "did not find expected key" && !strings.Contains(msg, "a tab") {
+		if at, hint := indentHint(lines); hint != "" {
+			p, msg = at, msg+": "+hint
+		}
+	}
 	d.errorAt(p, "invalid YAML: %s", msg)
+}
+
+// indentHint finds the first line whose indentation lines up with no mapping
+// around it (the usual cause of "did not find expected key", which the yaml
+// package reports at the line of the enclosing mapping), and says so: its
+// position and a hint naming the mapping it sits inside.
+func indentHint(lines [][]byte) (Pos, string) {
+	type level struct {
+		indent int
+		line   int    // the last line at this indentation
+		key    string // its text, shortened
+	}
+	stack := []level{{indent: 0}}
+	for i, raw := range lines {
+		text := bytes.TrimRight(raw, " \t\r")
+		body := bytes.TrimLeft(text, " ")
+		if len(body) == 0 || body[0] == '#' || bytes.HasPrefix(body, []byte("---")) {
+			continue
+		}
+		n := len(text) - len(body)
+		key := string(body)
+		if k, _, ok := strings.Cut(key, ":"); ok {
+			key = k + ":"
+		}
+		if len(key) > 30 {
+			key = key[:30] + "…"
+		}
+		top := stack[len(stack)-1]
+		if n > top.indent {
+			stack = append(stack, level{n, i + 1, key})
+			continue
+		}
+		var inner level
+		for len(stack) > 1 && stack[len(stack)-1].indent > n {
+			inner = stack[len(stack)-1]
+			stack = stack[:len(stack)-1]
+		}
+		outer := stack[len(stack)-1]
+		if outer.indent == n {
+			stack[len(stack)-1] = level{n, i + 1, key}
+			continue
+		}
+		spaces := func(n int) string {
+			if n == 1 {
+				return "1 space"
+			}
+			return fmt.Sprintf("%d spaces", n)
+		}
+		return Pos{i + 1, n + 1}, fmt.Sprintf("this line is indented by %s, between %q (line %d, %s) and its keys (%s); "+
+			"the keys of one mapping line up: indent it like one or the other", spaces(n), outer.key, outer.line, spaces(outer.indent), spaces(inner.indent))
+	}
+	return Pos{}, ""
 }
 
 // checkTree visits every node once per path to it, aliases expanded, and refuses
@@ -559,7 +616,12 @@ func (d *decoder) sysctls(ns *Namespace, n *yaml.Node) {
 			d.errorf(v, "%s: the value must be one line", label)
 			continue
 		}
-		ns.Sysctls = append(ns.Sysctls, &Sysctl{Pos: pos(p.key), Key: key, Value: v.Value})
+		value, err := canonicalSysctlValue(v.Value)
+		if err != nil {
+			d.errorf(v, "%s: %v", label, err)
+			continue
+		}
+		ns.Sysctls = append(ns.Sysctls, &Sysctl{Pos: pos(p.key), Key: key, Value: value})
 	}
 }
 

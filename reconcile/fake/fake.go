@@ -62,6 +62,10 @@ type Driver struct {
 	Writes int
 	// Fail, when set, is consulted before each action; a non-nil error fails it.
 	Fail func(r.Action) error
+	// NoSysctl lists the sysctls (paths below /proc/sys) the fake kernel does not
+	// have, in any namespace, each with the nearest one it has ("" none): Observe
+	// reports them as State.MissingSysctls and writing one fails.
+	NoSysctl map[string]string
 }
 
 // New returns an empty fake kernel with only the host namespace.
@@ -242,6 +246,14 @@ func (d *Driver) Observe(_ context.Context, q r.Query) (*r.State, error) {
 		s.SharedSysctls[k] = &c
 		if sh.HeldBy(q.Lab) {
 			held = append(held, k)
+		}
+	}
+	for _, k := range q.Sysctls {
+		if near, ok := d.NoSysctl[k.Path]; ok {
+			if s.MissingSysctls == nil {
+				s.MissingSysctls = map[r.SysctlKey]string{}
+			}
+			s.MissingSysctls[k] = near
 		}
 	}
 	for _, k := range append(append(q.Sysctls, keys(d.saved[q.Lab])...), held...) {
@@ -462,6 +474,9 @@ func (d *Driver) Apply(_ context.Context, a r.Action) error {
 	case r.DeleteRoute:
 		delete(d.routes, a.RouteKey)
 	case r.SetSysctl:
+		if _, ok := d.NoSysctl[a.Path]; ok {
+			return fmt.Errorf("netns %s: write sysctl %s: %w", a.NS, a.Name(), ErrNotFound)
+		}
 		if a.NS == r.Host {
 			return d.setHostSysctl(a)
 		}

@@ -143,6 +143,9 @@ func (d *Driver) Observe(ctx context.Context, q reconcile.Query) (*reconcile.Sta
 			s.Sysctls[k] = v
 		}
 	}
+	if err := d.missingSysctls(q, s); err != nil {
+		return nil, err
+	}
 	return s, nil
 }
 

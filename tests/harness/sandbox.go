@@ -20,6 +20,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 )
 
 // Sandbox is one test's throwaway machine.
@@ -142,6 +143,21 @@ func (sb *Sandbox) WriteFile(path, content string) {
 	if out, err := cmd.CombinedOutput(); err != nil {
 		sb.T.Fatalf("write %s in the sandbox: %v\n%s", path, err, out)
 	}
+}
+
+// SettledPlan runs `netlab plan ARGS...` until it says "No changes." or 3 s
+// have passed, and returns its last output: a `plan -o commands` script starts
+// the lab's processes in the background (`&`), and on a busy machine they may
+// not have reached their command when the next plan looks.
+func (sb *Sandbox) SettledPlan(args ...string) string {
+	sb.T.Helper()
+	args = append([]string{"netlab", "plan"}, args...)
+	got := sb.OK(args...)
+	for deadline := time.Now().Add(3 * time.Second); got != "No changes.\n" && time.Now().Before(deadline); {
+		time.Sleep(100 * time.Millisecond)
+		got = sb.OK(args...)
+	}
+	return got
 }
 
 var linkState = regexp.MustCompile(`<[^>]*>|state \S+ `)
