@@ -23,6 +23,7 @@ type Phase int
 
 const (
 	phaseStopProcess Phase = iota
+	phaseForgetExec
 	phaseDeleteFile
 	phaseDeleteTable
 	phaseRestoreSysctl
@@ -47,6 +48,7 @@ const (
 	phaseSysctl
 	phaseNft
 	phaseFile
+	phaseExec // one-shot commands, once the namespace is configured and before its processes
 	phaseProcess
 )
 
