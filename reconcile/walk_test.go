@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
@@ -375,5 +376,22 @@ func TestExecRunsOnceAndAFailureRecordsWhatSucceeded(t *testing.T) {
 	converge(t, ctx, d, s, "after the failure")
 	if diff := cmp.Diff([]string{"a: TWO", "a: three"}, d.Ran); diff != "" {
 		t.Errorf("run after the failure (-want +got):\n%s", diff)
+	}
+}
+
+// TestReadyEditRestartsNothing: ready: and timeout: are how up waits for a
+// process, not what runs: changing them alone plans nothing.
+func TestReadyEditRestartsNothing(t *testing.T) {
+	ctx := context.Background()
+	d := fake.New()
+	s := r.NewState("ready")
+	s.Namespaces["a"] = &r.Netns{Name: "a", LoUp: true}
+	k := r.ProcKey{NS: "a", Command: "python3 -m http.server 8000"}
+	s.Processes[k] = &r.Process{ProcKey: k, Ready: &r.Ready{Kind: "tcp", Port: 8000, Timeout: 10 * time.Second}}
+	converge(t, ctx, d, s, "up")
+	s.Processes[k].Ready = &r.Ready{Kind: "http", URL: "http://127.0.0.1:8000/", Timeout: 20 * time.Second}
+	plan, err := r.MakePlan(ctx, d, s)
+	if err != nil || !plan.Empty() {
+		t.Errorf("a change of ready: alone plans %v %s", err, text(plan))
 	}
 }

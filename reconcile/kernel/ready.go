@@ -42,12 +42,20 @@ func (d *Driver) checkPortFree(a reconcile.StartProcess) error {
 		return nil
 	}
 	port := a.Ready.Port
-	inodes, err := d.listeners(a.NS, port)
-	if err != nil {
-		return err
-	}
-	if len(inodes) == 0 {
-		return nil
+	var inodes []uint64
+	// A moment of grace: a process the plan has just stopped (an edited
+	// command on the same port) may still be going away.
+	for deadline := time.Now().Add(time.Second); ; time.Sleep(50 * time.Millisecond) {
+		var err error
+		if inodes, err = d.listeners(a.NS, port); err != nil {
+			return err
+		}
+		if len(inodes) == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			break
+		}
 	}
 	what := fmt.Sprintf("run %s: %q", a.NS, a.Command)
 	if a.Serve != nil {
