@@ -26,6 +26,7 @@ type Phase int
 
 const (
 	phaseStopProcess Phase = iota
+	phaseForgetExec
 	phaseDeleteFile
 	phaseDeleteTable
 	phaseRestoreSysctl
@@ -50,6 +51,7 @@ const (
 	phaseSysctl
 	phaseNft
 	phaseFile
+	phaseExec // one-shot commands, once the namespace is configured and before its processes
 	phaseProcess
 )
 

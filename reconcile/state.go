@@ -49,7 +49,7 @@ type Query struct {
 	// Reread, when not nil, names the namespaces to read again (Verify after a
 	// plan: those the plan touched). The driver may answer for the lab's other
 	// namespaces with what it read of them earlier in this run. The host, the
-	// list of namespaces, processes, files and sysctls are always read.
+	// list of namespaces, processes, files, exec records and sysctls are always read.
 	Reread map[string]bool
 }
 
@@ -66,6 +66,10 @@ type State struct {
 	Tables     map[string]*Table // the lab's nftables table, by namespace
 	Processes  map[ProcKey]*Process
 	Files      map[FileKey]string // generated files (/etc/netns/NS/hosts) and their content
+	// Execs are the `exec:` commands of each namespace: desired, the list in the
+	// file; observed, those recorded as run and succeeded, in order (only for
+	// namespaces that exist).
+	Execs map[string][]ExecCommand
 
 	// Observed only.
 	SavedSysctls map[SysctlKey]string // values from before the lab changed them
@@ -135,6 +139,7 @@ func NewState(lab string) *State {
 		Tables:       map[string]*Table{},
 		Processes:    map[ProcKey]*Process{},
 		Files:        map[FileKey]string{},
+		Execs:        map[string][]ExecCommand{},
 		ForeignFiles: map[FileKey]bool{},
 		SavedSysctls: map[SysctlKey]string{},
 		ForeignNetns: map[string]string{},
@@ -170,6 +175,9 @@ func (s *State) Clone() *State {
 		c.Processes[k] = &p
 	}
 	maps.Copy(c.Files, s.Files)
+	for k, v := range s.Execs {
+		c.Execs[k] = slices.Clone(v)
+	}
 	maps.Copy(c.ForeignFiles, s.ForeignFiles)
 	if s.MissingSysctls != nil {
 		c.MissingSysctls = maps.Clone(s.MissingSysctls)

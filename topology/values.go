@@ -500,3 +500,23 @@ func canonicalSysctlValue(s string) (string, error) {
 	}
 	return strings.Join(fields, " "), nil
 }
+
+// parseReadyURL reads the URL of a `ready: {http: URL}`: http:// and an IP address
+// or localhost, since it is fetched from inside the namespace by netlab, which
+// resolves no names there.
+func parseReadyURL(s string) (string, error) {
+	u, err := url.Parse(s)
+	if err != nil || u.Scheme != "http" || !strings.HasPrefix(s, "http://") || u.Host == "" || u.User != nil {
+		return "", fmt.Errorf("invalid URL %q (want http://ADDRESS[:PORT]/PATH, e.g. http://127.0.0.1:8000/)", s)
+	}
+	host := u.Hostname()
+	if _, err := netip.ParseAddr(host); err != nil && host != "localhost" {
+		return "", fmt.Errorf("URL %q: the host must be an IP address or localhost (got %q)", s, host)
+	}
+	if p := u.Port(); p != "" {
+		if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
+			return "", fmt.Errorf("URL %q: port %s is out of range (want 1 to 65535)", s, p)
+		}
+	}
+	return s, nil
+}

@@ -114,6 +114,9 @@ func (d *Driver) Observe(ctx context.Context, q reconcile.Query) (*reconcile.Sta
 	if err := d.observeFiles(s); err != nil {
 		return nil, err
 	}
+	if err := d.observeExecs(s); err != nil {
+		return nil, err
+	}
 	lap("processes, files")
 
 	saved, err := d.state.savedSysctls(q.Lab)
