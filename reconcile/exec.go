@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"slices"
 	"strings"
 )
 
@@ -25,14 +26,31 @@ type ExecCommand struct {
 
 // ExecList turns a namespace's commands into the list the plan compares.
 func ExecList(commands []string) []ExecCommand {
-	out := make([]ExecCommand, len(commands))
-	prev := ""
-	for i, c := range commands {
-		sum := sha256.Sum256([]byte(prev + "\x00" + c))
-		prev = hex.EncodeToString(sum[:8])
-		out[i] = ExecCommand{Command: c, Hash: prev}
+	var out []ExecCommand
+	for _, c := range commands {
+		out = appendExec(out, c)
 	}
 	return out
+}
+
+// appendExec adds a command to a list, hashed with the commands before it.
+func appendExec(list []ExecCommand, command string) []ExecCommand {
+	prev := ""
+	if len(list) > 0 {
+		prev = list[len(list)-1].Hash
+	}
+	sum := sha256.Sum256([]byte(prev + "\x00" + command))
+	return append(list, ExecCommand{Command: command, Hash: hex.EncodeToString(sum[:8])})
+}
+
+// RecordedExec is the record after command number index (from 0) of a list ran
+// and succeeded, given the record before: the commands before it, then it. It
+// is what the script of `plan -o commands` records through netlab, as `up` does.
+func RecordedExec(record []ExecCommand, index int, command string) ([]ExecCommand, error) {
+	if index > len(record) {
+		return nil, fmt.Errorf("command %d of the list ran before command %d was recorded", index+1, len(record)+1)
+	}
+	return appendExec(slices.Clone(record[:index]), command), nil
 }
 
 // commonExecs is how many commands at the start of two lists are the same.
@@ -75,9 +93,14 @@ func (a RunExec) SortKey() string { return fmt.Sprintf("%s\x00%08d", a.NS, a.Ind
 // Serial makes Apply run a namespace's commands one after another.
 func (a RunExec) Serial() string { return "exec " + a.NS }
 
-// Commands run the command as `up` does: sh -c in the namespace.
+// Commands run the command as `up` does, sh -c in the namespace, and record
+// that it ran through netlab (the same code as `up`), so that the next `up`
+// does not run it again.
 func (a RunExec) Commands() []string {
-	return []string{nsExec(a.NS) + "sh -c " + shellQuote(a.Command())}
+	return []string{
+		nsExec(a.NS) + "sh -c " + shellQuote(a.Command()),
+		fmt.Sprintf("netlab __record-exec %s %s %d %s  # record that it ran, so that up does not run it again", a.Lab, a.NS, a.Index, shellQuote(a.Command())),
+	}
 }
 
 // ForgetExec drops commands from the record of a namespace that stays: they

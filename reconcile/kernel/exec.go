@@ -137,6 +137,21 @@ func (d *Driver) runExec(ctx context.Context, a reconcile.RunExec) error {
 	return d.state.writeExecs(a.Lab, a.NS, a.List)
 }
 
+// RecordExec records that command number index (from 0) of a namespace's
+// exec: list ran and succeeded, after the commands before it, as runExec does:
+// for the script of `plan -o commands`.
+func (d *Driver) RecordExec(lab, ns string, index int, command string) error {
+	var rec execRecord
+	if err := readJSON(d.state.execPath(lab, ns), &rec); err != nil && !os.IsNotExist(err) {
+		return fmt.Errorf("netns %s: read exec record: %w", ns, err)
+	}
+	list, err := reconcile.RecordedExec(rec.Commands, index, command)
+	if err != nil {
+		return fmt.Errorf("netns %s: %w", ns, err)
+	}
+	return d.state.writeExecs(lab, ns, list)
+}
+
 // outputTail is what a command wrote to the log after its header line.
 func outputTail(path, header string) string {
 	f, err := os.Open(path)

@@ -105,3 +105,23 @@ func rewriteLab(t *testing.T, path, content string) {
 		t.Fatal(err)
 	}
 }
+
+// TestPlanScriptRecordsExecs: the `plan -o commands` script runs the exec:
+// commands and records them through netlab, as up does: the next plan has
+// nothing to run again, and an up after it runs nothing twice.
+func TestPlanScriptRecordsExecs(t *testing.T) {
+	sb := harness.NewSandbox(t)
+	path := writeLab(t, "setup.yaml", execLabWith("echo two >>/run/a.log"))
+	script := t.TempDir() + "/plan.sh"
+	if err := os.WriteFile(script, []byte(sb.OK("netlab", "plan", "-o", "commands", path)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	sb.OK("sh", "-e", script)
+	if got := sb.SettledPlan(path); got != "No changes.\n" {
+		t.Errorf("plan after the script:\n%s", got)
+	}
+	sb.OK("netlab", "up", path)
+	if got := sb.OK("cat", "/run/a.log", "/run/host.log"); got != "10.30.0.2/24\ntwo\nhost\n" {
+		t.Errorf("after the script and an up, the commands wrote:\n%s", got)
+	}
+}
