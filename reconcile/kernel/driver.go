@@ -152,7 +152,7 @@ func New(opts Options) (*Driver, error) {
 		netnsDir:   cmp.Or(opts.NetnsDir, DefaultNetnsDir),
 		etcDir:     cmp.Or(opts.EtcDir, DefaultEtcDir),
 		self:       opts.Self,
-		state:      &stateDir{root: cmp.Or(opts.StateDir, DefaultStateDir)},
+		state:      newStateDir(cmp.Or(opts.StateDir, DefaultStateDir)),
 		host:       opts.Host,
 		log:        opts.Logger,
 		handles:    map[string]*nsHandle{},

@@ -46,7 +46,7 @@ func (d *Driver) createNetns(lab, name string, ipv6 bool) error {
 	if err := d.state.recordNetnsIntent(lab, name); err != nil {
 		return err
 	}
-	defer os.Remove(d.state.netnsIntent(lab, name))
+	defer d.state.remove(d.state.netnsIntent(lab, name))
 
 	errc := make(chan error, 1)
 	go func() {
@@ -173,19 +173,24 @@ func (d *Driver) deleteNetns(lab, name string, takes []reconcile.LinkKey) error 
 	if err := os.Remove(path); err != nil && !os.IsNotExist(err) {
 		return fmt.Errorf("netns %s: remove %s: %w", name, path, err)
 	}
-	os.Remove(d.state.netnsIntent(lab, name))
+	d.state.remove(d.state.netnsIntent(lab, name))
 	return nil
 }
 
 // interruptedNetns reports whether a namespace file is what an interrupted
-// creation of this lab left: not a namespace (nothing mounted on it), with the
-// creation recorded.
+// creation of this lab left: a plain regular file (not a link, nothing mounted
+// on it), with the creation recorded.
 func (d *Driver) interruptedNetns(lab, name string) bool {
+	var st unix.Stat_t
 	var fs unix.Statfs_t
-	if err := unix.Statfs(d.netnsPath(name), &fs); err != nil || fs.Type == unix.NSFS_MAGIC {
+	path := d.netnsPath(name)
+	if err := unix.Lstat(path, &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFREG {
 		return false
 	}
-	return fileExists(d.state.netnsIntent(lab, name))
+	if err := unix.Statfs(path, &fs); err != nil || fs.Type == unix.NSFS_MAGIC {
+		return false
+	}
+	return d.state.exists(d.state.netnsIntent(lab, name))
 }
 
 // netnsOwner reads the marker of a named namespace: the lab that owns it ("" when

@@ -41,6 +41,9 @@ func (d *Driver) Observe(ctx context.Context, q reconcile.Query) (*reconcile.Sta
 		lap("the kernel destroying deleted namespaces")
 	}
 	s := reconcile.NewState(q.Lab)
+	if err := d.state.check(q.Lab); err != nil {
+		return nil, err
+	}
 	names, err := d.listNetns()
 	if err != nil {
 		return nil, err

@@ -7,12 +7,15 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
 
 	"netlab/reconcile"
+	"netlab/topology"
 )
 
 // stateDir holds the few facts the kernel cannot: per lab, in <root>/<lab>/,
@@ -24,25 +27,103 @@ import (
 //
 // and <root>/<lab>.lock, the lock that serialises runs on one lab. Everything the
 // lab owns is recognised by markers in the kernel, not listed here.
-type stateDir struct{ root string }
+//
+// Every path in it goes through its tree (see safefs.go): below the root, its
+// first name a valid lab's (or the lab's lock), no link followed.
+type stateDir struct{ tree }
 
-func (s *stateDir) labDir(lab string) string { return filepath.Join(s.root, lab) }
+func newStateDir(root string) *stateDir {
+	return &stateDir{tree{root: filepath.Clean(root), where: "its state directory", first: stateEntry}}
+}
+
+// stateEntry checks the first name of a path in the state directory: a lab's
+// directory or a lab's lock file.
+func stateEntry(name string) error {
+	return topology.CheckLabName(strings.TrimSuffix(name, ".lock"))
+}
+
+// labDir is the lab's directory. A name that could not be a lab's makes a path
+// that every operation of the tree refuses (see tree.names), whatever the caller
+// checked before.
+func (s *stateDir) labDir(lab string) string {
+	if topology.CheckLabName(lab) != nil {
+		return s.root + "/\x00invalid lab name " + strconv.Quote(lab)
+	}
+	return s.root + "/" + lab
+}
 
 // ensure creates the lab's directory, private to root.
 func (s *stateDir) ensure(lab string) error {
+	if err := topology.CheckLabName(lab); err != nil {
+		return err
+	}
 	if err := s.ensureRoot(); err != nil {
 		return err
 	}
-	return os.MkdirAll(filepath.Join(s.labDir(lab), "creating"), 0o700)
+	return s.mkdirAll(filepath.Join(s.labDir(lab), "creating"), 0o700)
 }
 
 // ensureRoot creates netlab's state directory, or makes an existing one private
-// again: it holds what the lab changed and its logs.
+// again: it holds what the lab changed and its logs. A link there is refused,
+// never followed (nor its target's mode changed).
 func (s *stateDir) ensureRoot() error {
-	if err := os.MkdirAll(s.root, 0o700); err != nil {
+	fd, err := s.openRoot(true, 0o700)
+	if err != nil {
 		return err
 	}
-	return os.Chmod(s.root, 0o700)
+	defer unix.Close(fd)
+	if err := unix.Fchmod(fd, 0o700); err != nil {
+		return &os.PathError{Op: "chmod", Path: s.root, Err: err}
+	}
+	return nil
+}
+
+// check proves, before anything is changed, that the lab's directory holds only
+// what netlab puts there: regular files, and the directory creating/ of regular
+// files. A link or another kind of object anywhere in it is an error naming it.
+func (s *stateDir) check(lab string) error {
+	if err := topology.CheckLabName(lab); err != nil {
+		return err
+	}
+	entries, err := s.readDir(s.labDir(lab))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		path := filepath.Join(s.labDir(lab), e.Name())
+		if e.Name() == "creating" && e.IsDir() {
+			intents, err := s.readDir(path)
+			if err != nil {
+				return err
+			}
+			for _, i := range intents {
+				if !i.Type().IsRegular() {
+					return s.notOwnEntry(filepath.Join(path, i.Name()), i)
+				}
+			}
+			continue
+		}
+		if !e.Type().IsRegular() {
+			return s.notOwnEntry(path, e)
+		}
+	}
+	return nil
+}
+
+func (s *stateDir) notOwnEntry(path string, e os.DirEntry) error {
+	info, err := e.Info()
+	if err != nil {
+		return err
+	}
+	st, _ := info.Sys().(*syscall.Stat_t)
+	is := "an unknown kind of file"
+	if st != nil {
+		is = kindOf(st.Mode)
+	}
+	return &notOwnError{path: path, is: is, want: "a regular file", where: s.where}
 }
 
 // LabInfo is what lab.json records.
@@ -58,15 +139,11 @@ func (s *stateDir) writeJSON(path string, v any) error {
 	if err != nil {
 		return err
 	}
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, append(b, '\n'), 0o600); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path) // atomic: a crash leaves the old file or the new one
+	return s.replaceFile(path, append(b, '\n'), 0o600) // atomic: a crash leaves the old file or the new one
 }
 
-func readJSON(path string, v any) error {
-	b, err := os.ReadFile(path)
+func (s *stateDir) readJSON(path string, v any) error {
+	b, err := s.readFile(path)
 	if err != nil {
 		return err
 	}
@@ -82,7 +159,7 @@ type savedSysctl struct {
 
 func (s *stateDir) savedSysctls(lab string) (map[reconcile.SysctlKey]string, error) {
 	var list []savedSysctl
-	err := readJSON(filepath.Join(s.labDir(lab), "sysctls.json"), &list)
+	err := s.readJSON(filepath.Join(s.labDir(lab), "sysctls.json"), &list)
 	if os.IsNotExist(err) {
 		return map[reconcile.SysctlKey]string{}, nil
 	}
@@ -120,7 +197,7 @@ func (s *stateDir) recordIntent(lab string, keys ...reconcile.LinkKey) error {
 		return err
 	}
 	for _, k := range keys {
-		if err := os.WriteFile(s.intentPath(lab, k), nil, 0o600); err != nil {
+		if err := s.writeFile(s.intentPath(lab, k), nil, 0o600); err != nil {
 			return fmt.Errorf("record creation of %s: %w", k, err)
 		}
 	}
@@ -129,7 +206,7 @@ func (s *stateDir) recordIntent(lab string, keys ...reconcile.LinkKey) error {
 
 func (s *stateDir) clearIntent(lab string, keys ...reconcile.LinkKey) {
 	for _, k := range keys {
-		os.Remove(s.intentPath(lab, k))
+		s.remove(s.intentPath(lab, k))
 	}
 }
 
@@ -143,12 +220,12 @@ func (s *stateDir) recordNetnsIntent(lab, name string) error {
 	if err := s.ensure(lab); err != nil {
 		return err
 	}
-	return os.WriteFile(s.netnsIntent(lab, name), nil, 0o600)
+	return s.writeFile(s.netnsIntent(lab, name), nil, 0o600)
 }
 
 // intents lists the interfaces whose creation was recorded but not completed.
 func (s *stateDir) intents(lab string) (map[reconcile.LinkKey]bool, error) {
-	entries, err := os.ReadDir(filepath.Join(s.labDir(lab), "creating"))
+	entries, err := s.readDir(filepath.Join(s.labDir(lab), "creating"))
 	if os.IsNotExist(err) {
 		return nil, nil
 	}
@@ -169,8 +246,9 @@ func (s *stateDir) intents(lab string) (map[reconcile.LinkKey]bool, error) {
 
 // Lock is a held lock on one lab.
 type Lock struct {
-	f    *os.File
-	path string
+	f     *os.File
+	path  string
+	state *stateDir
 }
 
 // ErrLocked is returned by TryLock when another netlab holds the lab's lock.
@@ -179,13 +257,21 @@ var ErrLocked = errors.New("another netlab is working on this lab")
 // lock takes the lab's lock, waiting for it unless wait is false. The lock file may
 // be removed by a `down` that held it before us; then we lock the new file instead.
 func (s *stateDir) lock(lab string, wait bool) (*Lock, error) {
-	if err := s.ensureRoot(); err != nil {
+	if err := topology.CheckLabName(lab); err != nil {
+		return nil, err
+	}
+	var notOwn *notOwnError
+	if err := s.ensureRoot(); errors.As(err, &notOwn) {
+		return nil, err
+	} else if err != nil {
 		return nil, fmt.Errorf("create %s: %w", s.root, err)
 	}
-	path := filepath.Join(s.root, lab+".lock")
+	path := s.root + "/" + lab + ".lock"
 	for {
-		f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o600)
-		if err != nil {
+		f, err := s.openFile(path, unix.O_CREAT|unix.O_RDWR, 0o600)
+		if errors.As(err, &notOwn) {
+			return nil, err
+		} else if err != nil {
 			return nil, fmt.Errorf("open lock %s: %w", path, err)
 		}
 		how := unix.LOCK_EX
@@ -200,9 +286,9 @@ func (s *stateDir) lock(lab string, wait bool) (*Lock, error) {
 			return nil, fmt.Errorf("lock %s: %w", path, err)
 		}
 		// Still the file at path? If a finishing `down` removed it, try again.
-		var held, now unix.Stat_t
-		if unix.Fstat(int(f.Fd()), &held) == nil && unix.Stat(path, &now) == nil && held.Ino == now.Ino {
-			return &Lock{f: f, path: path}, nil
+		var held unix.Stat_t
+		if now, err := s.lstat(path); err == nil && unix.Fstat(int(f.Fd()), &held) == nil && held.Ino == now.Ino {
+			return &Lock{f: f, path: path, state: s}, nil
 		}
 		f.Close()
 	}
@@ -211,22 +297,26 @@ func (s *stateDir) lock(lab string, wait bool) (*Lock, error) {
 // Release gives the lock up; with remove, the lock file goes too (after `down`).
 func (l *Lock) Release(remove bool) {
 	if remove {
-		os.Remove(l.path)
+		l.state.remove(l.path)
 	}
 	l.f.Close()
 }
 
 // forget removes the lab's directory once nothing of the lab is left.
 func (s *stateDir) forget(lab string) error {
-	if err := os.RemoveAll(s.labDir(lab)); err != nil {
+	if err := topology.CheckLabName(lab); err != nil {
+		return err
+	}
+	if err := s.removeAll(s.labDir(lab)); err != nil {
 		return fmt.Errorf("remove state of lab %s: %w", lab, err)
 	}
 	return nil
 }
 
-// labs lists the labs that have a state directory.
+// labs lists the labs that have a state directory: real directories (not links)
+// whose names are valid lab names.
 func (s *stateDir) labs() ([]string, error) {
-	entries, err := os.ReadDir(s.root)
+	entries, err := s.readDir(s.root)
 	if os.IsNotExist(err) {
 		return nil, nil
 	}
@@ -235,7 +325,7 @@ func (s *stateDir) labs() ([]string, error) {
 	}
 	var out []string
 	for _, e := range entries {
-		if e.IsDir() {
+		if e.IsDir() && topology.CheckLabName(e.Name()) == nil {
 			out = append(out, e.Name())
 		}
 	}
