@@ -72,6 +72,7 @@ type State struct {
 	ForeignNetns map[string]string    // namespaces not owned by Lab: name -> owner lab ("" if not netlab's)
 	ForeignLinks map[LinkKey]string   // interfaces not owned by Lab: key -> owner lab ("" if not netlab's)
 	ForeignFiles map[FileKey]bool     // files the lab wants to write that someone else wrote
+	NotNetns     map[string]string    // objects other than a namespace where one would go (a FIFO at /run/netns/NAME): name -> what it is
 	Warnings     []string             // what others do that will break the lab (another table's forward drop)
 }
 
@@ -91,6 +92,7 @@ func NewState(lab string) *State {
 		SavedSysctls: map[SysctlKey]string{},
 		ForeignNetns: map[string]string{},
 		ForeignLinks: map[LinkKey]string{},
+		NotNetns:     map[string]string{},
 	}
 }
 
@@ -123,6 +125,7 @@ func (s *State) Clone() *State {
 	maps.Copy(c.SavedSysctls, s.SavedSysctls)
 	maps.Copy(c.ForeignNetns, s.ForeignNetns)
 	maps.Copy(c.ForeignLinks, s.ForeignLinks)
+	maps.Copy(c.NotNetns, s.NotNetns)
 	return c
 }
 

@@ -212,7 +212,7 @@ func (d *Driver) handle(ns string) (*nsHandle, error) {
 	fd := d.host
 	if ns != reconcile.Host {
 		var err error
-		fd, err = netns.GetFromPath(d.netnsPath(ns))
+		fd, err = openNetns(d.netnsPath(ns))
 		if err != nil {
 			return nil, fmt.Errorf("netns %s: open: %w", ns, err)
 		}

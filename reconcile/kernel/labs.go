@@ -75,7 +75,7 @@ func (d *Driver) Labs() ([]string, error) {
 	for _, l := range labs {
 		seen[l] = true
 	}
-	names, err := d.listNetns()
+	names, _, err := d.listNetns()
 	if err != nil {
 		return nil, err
 	}

@@ -44,9 +44,14 @@ func (d *Driver) Observe(ctx context.Context, q reconcile.Query) (*reconcile.Sta
 	if err := d.state.check(q.Lab); err != nil {
 		return nil, err
 	}
-	names, err := d.listNetns()
+	names, odd, err := d.listNetns()
 	if err != nil {
 		return nil, err
+	}
+	for name, what := range odd {
+		if !d.interruptedNetns(q.Lab, name) { // else creating it again replaces the leftover file
+			s.NotNetns[name] = what
+		}
 	}
 	intents, err := d.state.intents(q.Lab)
 	if err != nil {
