@@ -31,6 +31,11 @@ that name. Exit status: the command's.
   netlab exec web                       # an interactive shell inside web`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if cmd.Flags().Changed("lab") {
+				if err := checkLabArg(labName); err != nil {
+					return err
+				}
+			}
 			node, argv := args[0], args[1:]
 			if len(argv) > 0 && argv[0] == "--" { // kept by cobra once flag parsing stopped at NODE
 				argv = argv[1:]

@@ -30,7 +30,7 @@ there are changes and 1 on error.`,
 			if err != nil {
 				return err
 			}
-			_, desired, err := loadLab(args[0])
+			_, desired, err := a.loadArg(cmd.Context(), args[0])
 			if err != nil {
 				return err
 			}

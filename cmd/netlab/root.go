@@ -108,16 +108,68 @@ func (a *app) logger() *slog.Logger {
 }
 
 // loadLab reads, validates and compiles a lab file. Nothing touches the kernel.
+// It reads only a regular file (see topology.Load); the "-" a lab brought up
+// from standard input records is no file to read again.
 func loadLab(file string) (*topology.Lab, *reconcile.State, error) {
+	if file == "-" {
+		return nil, nil, errors.New("the lab was read from standard input: there is no file to read again")
+	}
 	lab, err := topology.Load(file)
 	if err != nil {
 		return nil, nil, err
 	}
+	return compile(lab)
+}
+
+func compile(lab *topology.Lab) (*topology.Lab, *reconcile.State, error) {
 	desired, err := reconcile.Desired(lab)
 	if err != nil {
 		return nil, nil, err
 	}
 	return lab, desired, nil
+}
+
+// loadArg is loadLab of the FILE argument of a command, where "-" means
+// standard input.
+func (a *app) loadArg(ctx context.Context, file string) (*topology.Lab, *reconcile.State, error) {
+	if file != "-" {
+		return loadLab(file)
+	}
+	lab, err := a.readArg(ctx, file)
+	if err != nil {
+		return nil, nil, err
+	}
+	return compile(lab)
+}
+
+// readArg reads and validates the lab file FILE, or standard input for "-": a
+// read that waits for input stops when ctx is done (SIGINT, SIGTERM).
+func (a *app) readArg(ctx context.Context, file string) (*topology.Lab, error) {
+	if file != "-" {
+		return topology.Load(file)
+	}
+	type result struct {
+		lab *topology.Lab
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		lab, err := topology.Read(a.In, "-")
+		done <- result{lab, err}
+	}()
+	select {
+	case r := <-done:
+		return r.lab, r.err
+	case <-ctx.Done():
+		return nil, fmt.Errorf("stopped while reading the lab from standard input: %w", ctx.Err())
+	}
+}
+
+// checkLabArg checks a lab name given on the command line (down --lab, status
+// NAME, inspect NAME, exec --lab) by the rule of a lab file's name:, before it
+// is used for anything: it names a directory of netlab's state.
+func checkLabArg(name string) error {
+	return topology.CheckLabName(name)
 }
 
 // openKernel checks privileges and opens the kernel driver.

@@ -33,6 +33,11 @@ func (a *app) statusCmd() *cobra.Command {
 			if output != "text" && output != "json" {
 				return fmt.Errorf("unknown output format %q: want text or json", output)
 			}
+			if len(args) == 1 {
+				if err := checkLabArg(args[0]); err != nil {
+					return err
+				}
+			}
 			d, err := a.openKernel()
 			if err != nil {
 				return err

@@ -26,7 +26,7 @@ checks the address the far end saw (what NAT did). Prints a table and a closing
 line "N passed, M failed". Exit status 0 when all pass, 1 otherwise.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			lab, desired, err := loadLab(args[0])
+			lab, desired, err := a.loadArg(cmd.Context(), args[0])
 			if err != nil {
 				return err
 			}

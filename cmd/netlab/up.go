@@ -20,7 +20,7 @@ differs.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			lab, desired, err := loadLab(args[0])
+			lab, desired, err := a.loadArg(ctx, args[0])
 			if err != nil {
 				return err
 			}
