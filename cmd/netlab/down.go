@@ -44,7 +44,7 @@ back the sysctls it changed. Ownership is read from markers in the kernel, so
 				return err
 			}
 			defer d.Close()
-			lock, err := a.lock(d, labName)
+			lock, err := a.lock(ctx, d, labName)
 			if err != nil {
 				return err
 			}

@@ -188,14 +188,30 @@ func labsNamed(d *kernel.Driver, args []string) ([]string, error) {
 	return d.Labs()
 }
 
-// lock takes the lab's lock, saying so when it has to wait for another run.
-func (a *app) lock(d *kernel.Driver, lab string) (*kernel.Lock, error) {
+// lock takes the lab's lock, saying so when it has to wait for another run. The
+// wait ends when ctx is done (SIGINT, SIGTERM); the lock, should it come after
+// that, is released when netlab exits.
+func (a *app) lock(ctx context.Context, d *kernel.Driver, lab string) (*kernel.Lock, error) {
 	l, err := d.Lock(lab, false)
-	if errors.Is(err, kernel.ErrLocked) {
-		fmt.Fprintf(a.Err, "netlab: lab %s is busy with another netlab run; waiting for it to finish...\n", lab)
-		return d.Lock(lab, true)
+	if !errors.Is(err, kernel.ErrLocked) {
+		return l, err
 	}
-	return l, err
+	fmt.Fprintf(a.Err, "netlab: lab %s is busy with another netlab run; waiting for it to finish...\n", lab)
+	type result struct {
+		l   *kernel.Lock
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		l, err := d.Lock(lab, true)
+		done <- result{l, err}
+	}()
+	select {
+	case r := <-done:
+		return r.l, r.err
+	case <-ctx.Done():
+		return nil, fmt.Errorf("stopped while waiting for lab %s: %w", lab, ctx.Err())
+	}
 }
 
 // progressLine shows "netlab: applying step N/TOTAL" on stderr while a long run

@@ -29,7 +29,7 @@ differs.`,
 				return err
 			}
 			defer d.Close()
-			lock, err := a.lock(d, lab.Name)
+			lock, err := a.lock(ctx, d, lab.Name)
 			if err != nil {
 				return err
 			}

@@ -16,6 +16,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"sync/atomic"
 
@@ -262,7 +263,14 @@ func (d *Driver) closeHandleLocked(ns string) {
 	delete(d.handles, ns)
 }
 
-func (d *Driver) netnsPath(name string) string { return filepath.Join(d.netnsDir, name) }
+// netnsPath is the file of a named namespace. A name that is not one plain
+// name (empty, ".", "..", a "/") makes a path nothing can open or create.
+func (d *Driver) netnsPath(name string) string {
+	if !plainName(name) {
+		return d.netnsDir + "/\x00invalid namespace name " + strconv.Quote(name)
+	}
+	return filepath.Join(d.netnsDir, name)
+}
 
 // CheckPrivileges fails with a clear message unless the process may manage network
 // namespaces: CAP_NET_ADMIN for netlink, CAP_SYS_ADMIN for namespaces and mounts.

@@ -2,6 +2,7 @@ package hostile
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"strings"
@@ -127,5 +128,32 @@ func TestSignalStopsABlockedRead(t *testing.T) {
 		cmd.Process.Kill()
 		<-done
 		t.Fatalf("validate - still running 3 s after SIGINT")
+	}
+}
+
+// TestSignalStopsAWaitForTheLock: SIGINT stops a netlab that waits for the
+// lab's lock (another run holds it) at once, not when the other run ends.
+func TestSignalStopsAWaitForTheLock(t *testing.T) {
+	sb := harness.NewSandbox(t)
+	out := sb.OK("sh", "-c", `mkdir -p -m 700 /run/netlab && (flock /run/netlab/hosts.lock sleep 30 >/dev/null 2>&1 &) && sleep 0.3
+netlab down --lab hosts 2>/run/err & p=$!
+sleep 0.5; kill -INT $p; start=$(date +%s%N); wait $p; code=$?; end=$(date +%s%N)
+echo "code=$code ms=$(( (end - start) / 1000000 ))"; cat /run/err`)
+	var code, ms int
+	if _, err := fmt.Sscanf(out, "code=%d ms=%d", &code, &ms); err != nil || code == 0 || ms > 2000 {
+		t.Errorf("down waiting for the lock, then SIGINT: want a failure within 2 s, got:\n%s", out)
+	}
+}
+
+// TestExecOutlivesTheTerminalsInterrupts: while `netlab exec` runs a command,
+// SIGINTs are the command's: netlab neither dies of them (a second signal ends
+// other commands at once) nor passes them on ignored.
+func TestExecOutlivesTheTerminalsInterrupts(t *testing.T) {
+	sb := harness.NewSandbox(t)
+	sb.OK("netlab", "up", writeLab(t, "hosts.yaml", hostsLab))
+	out := sb.OK("sh", "-c", `netlab exec c1 -- sh -c 'trap "echo got INT" INT; sleep 1; echo survived' & p=$!
+sleep 0.3; kill -INT $p; sleep 0.1; kill -INT $p; wait $p; echo "code=$?"`)
+	if !strings.Contains(out, "survived") || !strings.Contains(out, "code=0") {
+		t.Errorf("exec with two SIGINTs to netlab: want the command to finish and its exit status, got:\n%s", out)
 	}
 }
