@@ -87,6 +87,9 @@ func conflicts(desired, observed *State) error {
 		if owner, ok := observed.ForeignNetns[name]; ok {
 			out = append(out, fmt.Sprintf("namespace %s already exists and %s", name, ownedBy(owner)))
 		}
+		if what, ok := observed.NotNetns[name]; ok {
+			out = append(out, fmt.Sprintf("namespace %s cannot be made: %s (netlab neither opens nor removes it)", name, what))
+		}
 	}
 	for _, k := range sortedKeys(desired.Links, LinkKey.compare) {
 		if owner, ok := observed.ForeignLinks[k]; ok {

@@ -76,6 +76,7 @@ type State struct {
 	ForeignNetns map[string]string    // namespaces not owned by Lab: name -> owner lab ("" if not netlab's)
 	ForeignLinks map[LinkKey]string   // interfaces not owned by Lab: key -> owner lab ("" if not netlab's)
 	ForeignFiles map[FileKey]bool     // files the lab wants to write that someone else wrote
+	NotNetns     map[string]string    // objects other than a namespace where one would go (a FIFO at /run/netns/NAME): name -> what it is
 	Warnings     []string             // what others do that will break the lab (another table's forward drop)
 
 	// MissingSysctls are the wanted sysctls (Query.Sysctls) the kernel does not
@@ -148,6 +149,7 @@ func NewState(lab string) *State {
 		ForeignRoutes: map[RouteKey]*Route{},
 		ForeignAddrs:  map[AddrKey]bool{},
 		SharedSysctls: map[SysctlKey]*SharedSysctl{},
+		NotNetns:      map[string]string{},
 	}
 }
 
@@ -197,6 +199,7 @@ func (s *State) Clone() *State {
 		c.SharedSysctls[k] = &sh
 	}
 	c.BadRecords = slices.Clone(s.BadRecords)
+	maps.Copy(c.NotNetns, s.NotNetns)
 	return c
 }
 

@@ -1,8 +1,10 @@
 package topology
 
 import (
+	"fmt"
 	"io"
 	"os"
+	"syscall"
 )
 
 // Load reads, parses and validates a lab file. Validation runs even when parsing
@@ -10,14 +12,32 @@ import (
 // together; Parse notes what it could not read so that Validate does not report
 // the same mistake again as a consequence. The error is Errors, sorted, unless
 // the file could not be read at all.
+//
+// Only a regular file is read: it is opened without blocking and checked first,
+// so a FIFO, a device or a directory given as the lab file is refused at once
+// ("FILE: not a regular file") instead of hanging or never ending. Standard
+// input is read with Read.
 func Load(filename string) (*Lab, error) {
-	f, err := os.Open(filename)
+	f, err := os.OpenFile(filename, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s: not a regular file", filename)
+	}
+	return Read(f, filename)
+}
+
+// Read is Load of a lab file read from r (standard input, say); filename names
+// it in errors.
+func Read(r io.Reader, filename string) (*Lab, error) {
 	// Read one byte past the limit so that Parse can tell an oversized file apart.
-	data, err := io.ReadAll(io.LimitReader(f, maxFileSize+1))
+	data, err := io.ReadAll(io.LimitReader(r, maxFileSize+1))
 	if err != nil {
 		return nil, err
 	}

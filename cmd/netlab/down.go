@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -24,20 +25,26 @@ back the sysctls it changed. Ownership is read from markers in the kernel, so
 			case len(args) == 1 && labName != "":
 				return errors.New("down takes a FILE or --lab NAME, not both")
 			case len(args) == 1:
-				lab, _, err := loadLab(args[0])
+				lab, _, err := a.loadArg(ctx, args[0])
 				if err != nil {
 					return err
 				}
 				labName = lab.Name
 			case labName == "":
 				return errors.New("down needs a FILE or --lab NAME")
+			case strings.Contains(labName, "/") || strings.HasSuffix(labName, ".yaml") || strings.HasSuffix(labName, ".yml"):
+				return fmt.Errorf("invalid lab name %q: --lab takes a lab name; did you mean \"netlab down %s\"?", labName, labName)
+			default:
+				if err := checkLabArg(labName); err != nil {
+					return err
+				}
 			}
 			d, err := a.openKernel()
 			if err != nil {
 				return err
 			}
 			defer d.Close()
-			lock, err := a.lock(d, labName)
+			lock, err := a.lock(ctx, d, labName)
 			if err != nil {
 				return err
 			}

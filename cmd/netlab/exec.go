@@ -6,8 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/signal"
 	"slices"
 	"strings"
+	"syscall"
 
 	"github.com/spf13/cobra"
 
@@ -31,6 +33,11 @@ that name. Exit status: the command's.
   netlab exec web                       # an interactive shell inside web`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if cmd.Flags().Changed("lab") {
+				if err := checkLabArg(labName); err != nil {
+					return err
+				}
+			}
 			node, argv := args[0], args[1:]
 			if len(argv) > 0 && argv[0] == "--" { // kept by cobra once flag parsing stopped at NODE
 				argv = argv[1:]
@@ -47,6 +54,11 @@ that name. Exit status: the command's.
 			if err != nil {
 				return err
 			}
+			// As system(3) does: while the command runs, a SIGINT from the terminal
+			// is the command's, and netlab catches and drops it (main's second
+			// signal must not end netlab under an interactive shell). Caught, not
+			// ignored: an ignored signal would stay ignored in the command.
+			signal.Notify(make(chan os.Signal, 1), os.Interrupt, syscall.SIGTERM)
 			code, err := d.Exec(ns, argv, os.Stdin, os.Stdout, os.Stderr)
 			if err != nil {
 				return err

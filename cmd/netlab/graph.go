@@ -21,7 +21,7 @@ func (a *app) graphCmd() *cobra.Command {
   -f dot      for Graphviz: netlab graph lab.yaml -f dot | dot -Tsvg > lab.svg`,
 		Args: labFileArg,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			lab, err := topology.Load(args[0])
+			lab, err := a.readArg(cmd.Context(), args[0])
 			if err != nil {
 				return err
 			}

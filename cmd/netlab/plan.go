@@ -31,7 +31,7 @@ there are changes and 1 on error.`,
 			if err != nil {
 				return err
 			}
-			lab, desired, err := loadLab(args[0])
+			lab, desired, err := a.loadArg(cmd.Context(), args[0])
 			if err != nil {
 				return err
 			}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"regexp"
 	"strconv"
@@ -31,7 +32,7 @@ func validNetns(ns string) bool {
 
 // recordStep opens the kernel driver and holds the lab's lock, as `up` does,
 // while f runs.
-func (a *app) recordStep(lab string, f func(d *kernel.Driver) error) error {
+func (a *app) recordStep(ctx context.Context, lab string, f func(d *kernel.Driver) error) error {
 	if !labNameRE.MatchString(lab) {
 		return fmt.Errorf("invalid lab name %q", lab)
 	}
@@ -40,7 +41,7 @@ func (a *app) recordStep(lab string, f func(d *kernel.Driver) error) error {
 		return err
 	}
 	defer d.Close()
-	lock, err := a.lock(d, lab)
+	lock, err := a.lock(ctx, d, lab)
 	if err != nil {
 		return err
 	}
@@ -65,7 +66,7 @@ func (a *app) recordCmd() *cobra.Command {
 			if lab.Name != args[0] {
 				return fmt.Errorf("%s is the file of lab %s, not of lab %s", args[1], lab.Name, args[0])
 			}
-			return a.recordStep(lab.Name, func(d *kernel.Driver) error {
+			return a.recordStep(cmd.Context(), lab.Name, func(d *kernel.Driver) error {
 				return d.RecordLab(lab.Name, args[1], lab.NetnsPrefix)
 			})
 		},
@@ -86,7 +87,7 @@ func (a *app) saveSysctlCmd() *cobra.Command {
 			if !validNetns(args[1]) {
 				return fmt.Errorf("invalid namespace name %q", args[1])
 			}
-			return a.recordStep(args[0], func(d *kernel.Driver) error {
+			return a.recordStep(cmd.Context(), args[0], func(d *kernel.Driver) error {
 				return d.SaveSysctl(args[0], args[1], name, value)
 			})
 		},
@@ -103,7 +104,7 @@ func (a *app) restoreSysctlCmd() *cobra.Command {
 			if !validNetns(args[1]) {
 				return fmt.Errorf("invalid namespace name %q", args[1])
 			}
-			return a.recordStep(args[0], func(d *kernel.Driver) error {
+			return a.recordStep(cmd.Context(), args[0], func(d *kernel.Driver) error {
 				return d.RestoreSysctl(args[0], args[1], args[2])
 			})
 		},
@@ -124,7 +125,7 @@ func (a *app) recordExecCmd() *cobra.Command {
 			if err != nil || index < 0 {
 				return fmt.Errorf("invalid command index %q", args[2])
 			}
-			return a.recordStep(args[0], func(d *kernel.Driver) error {
+			return a.recordStep(cmd.Context(), args[0], func(d *kernel.Driver) error {
 				return d.RecordExec(args[0], args[1], index, args[3])
 			})
 		},

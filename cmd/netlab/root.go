@@ -113,16 +113,68 @@ func (a *app) logger() *slog.Logger {
 }
 
 // loadLab reads, validates and compiles a lab file. Nothing touches the kernel.
+// It reads only a regular file (see topology.Load); the "-" a lab brought up
+// from standard input records is no file to read again.
 func loadLab(file string) (*topology.Lab, *reconcile.State, error) {
+	if file == "-" {
+		return nil, nil, errors.New("the lab was read from standard input: there is no file to read again")
+	}
 	lab, err := topology.Load(file)
 	if err != nil {
 		return nil, nil, err
 	}
+	return compile(lab)
+}
+
+func compile(lab *topology.Lab) (*topology.Lab, *reconcile.State, error) {
 	desired, err := reconcile.Desired(lab)
 	if err != nil {
 		return nil, nil, err
 	}
 	return lab, desired, nil
+}
+
+// loadArg is loadLab of the FILE argument of a command, where "-" means
+// standard input.
+func (a *app) loadArg(ctx context.Context, file string) (*topology.Lab, *reconcile.State, error) {
+	if file != "-" {
+		return loadLab(file)
+	}
+	lab, err := a.readArg(ctx, file)
+	if err != nil {
+		return nil, nil, err
+	}
+	return compile(lab)
+}
+
+// readArg reads and validates the lab file FILE, or standard input for "-": a
+// read that waits for input stops when ctx is done (SIGINT, SIGTERM).
+func (a *app) readArg(ctx context.Context, file string) (*topology.Lab, error) {
+	if file != "-" {
+		return topology.Load(file)
+	}
+	type result struct {
+		lab *topology.Lab
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		lab, err := topology.Read(a.In, "-")
+		done <- result{lab, err}
+	}()
+	select {
+	case r := <-done:
+		return r.lab, r.err
+	case <-ctx.Done():
+		return nil, fmt.Errorf("stopped while reading the lab from standard input: %w", ctx.Err())
+	}
+}
+
+// checkLabArg checks a lab name given on the command line (down --lab, status
+// NAME, inspect NAME, exec --lab) by the rule of a lab file's name:, before it
+// is used for anything: it names a directory of netlab's state.
+func checkLabArg(name string) error {
+	return topology.CheckLabName(name)
 }
 
 // openKernel checks privileges and opens the kernel driver.
@@ -160,14 +212,30 @@ func (e *unknownLabError) Error() string {
 	return fmt.Sprintf("no lab named %s (running labs: %s)", e.name, strings.Join(e.running, ", "))
 }
 
-// lock takes the lab's lock, saying so when it has to wait for another run.
-func (a *app) lock(d *kernel.Driver, lab string) (*kernel.Lock, error) {
+// lock takes the lab's lock, saying so when it has to wait for another run. The
+// wait ends when ctx is done (SIGINT, SIGTERM); the lock, should it come after
+// that, is released when netlab exits.
+func (a *app) lock(ctx context.Context, d *kernel.Driver, lab string) (*kernel.Lock, error) {
 	l, err := d.Lock(lab, false)
-	if errors.Is(err, kernel.ErrLocked) {
-		fmt.Fprintf(a.Err, "netlab: lab %s is busy with another netlab run; waiting for it to finish...\n", lab)
-		return d.Lock(lab, true)
+	if !errors.Is(err, kernel.ErrLocked) {
+		return l, err
 	}
-	return l, err
+	fmt.Fprintf(a.Err, "netlab: lab %s is busy with another netlab run; waiting for it to finish...\n", lab)
+	type result struct {
+		l   *kernel.Lock
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		l, err := d.Lock(lab, true)
+		done <- result{l, err}
+	}()
+	select {
+	case r := <-done:
+		return r.l, r.err
+	case <-ctx.Done():
+		return nil, fmt.Errorf("stopped while waiting for lab %s: %w", lab, ctx.Err())
+	}
 }
 
 // progressLine shows "netlab: applying step N/TOTAL" on stderr while a long run

@@ -44,6 +44,11 @@ that is not running.`,
 			if output != "text" && output != "json" {
 				return fmt.Errorf("unknown output format %q: want text or json", output)
 			}
+			if len(args) == 1 {
+				if err := checkLabArg(args[0]); err != nil {
+					return err
+				}
+			}
 			d, err := a.openKernel()
 			if err != nil {
 				return err

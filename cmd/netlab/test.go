@@ -30,7 +30,7 @@ proves nothing when there is no lab to block it. Exit status 0 when all pass,
 1 otherwise.`,
 		Args: labFileArg,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			lab, desired, err := loadLab(args[0])
+			lab, desired, err := a.loadArg(cmd.Context(), args[0])
 			if err != nil {
 				return err
 			}

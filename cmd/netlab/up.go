@@ -21,7 +21,7 @@ differs.`,
 		Args: labFileArg,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			lab, desired, err := loadLab(args[0])
+			lab, desired, err := a.loadArg(ctx, args[0])
 			if err != nil {
 				return err
 			}
@@ -30,7 +30,7 @@ differs.`,
 				return err
 			}
 			defer d.Close()
-			lock, err := a.lock(d, lab.Name)
+			lock, err := a.lock(ctx, d, lab.Name)
 			if err != nil {
 				return err
 			}

@@ -9,13 +9,14 @@ import (
 
 func (a *app) validateCmd() *cobra.Command {
 	return &cobra.Command{
-		Use:   "validate FILE",
+		Use:   "validate FILE|-",
 		Short: "Check a lab file without touching the kernel",
 		Long: `Parse and check a lab file. Every problem is reported at once as
-FILE:LINE:COL: message. Exit status 0 when valid, 1 when not.`,
+FILE:LINE:COL: message. Exit status 0 when valid, 1 when not. FILE - is
+standard input.`,
 		Args: labFileArg,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			lab, desired, err := loadLab(args[0])
+			lab, desired, err := a.loadArg(cmd.Context(), args[0])
 			if err != nil {
 				return err
 			}

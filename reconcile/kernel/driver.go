@@ -16,6 +16,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"sync/atomic"
 
@@ -152,7 +153,7 @@ func New(opts Options) (*Driver, error) {
 		netnsDir:   cmp.Or(opts.NetnsDir, DefaultNetnsDir),
 		etcDir:     cmp.Or(opts.EtcDir, DefaultEtcDir),
 		self:       opts.Self,
-		state:      &stateDir{root: cmp.Or(opts.StateDir, DefaultStateDir)},
+		state:      newStateDir(cmp.Or(opts.StateDir, DefaultStateDir)),
 		host:       opts.Host,
 		log:        opts.Logger,
 		handles:    map[string]*nsHandle{},
@@ -212,7 +213,7 @@ func (d *Driver) handle(ns string) (*nsHandle, error) {
 	fd := d.host
 	if ns != reconcile.Host {
 		var err error
-		fd, err = netns.GetFromPath(d.netnsPath(ns))
+		fd, err = openNetns(d.netnsPath(ns))
 		if err != nil {
 			return nil, fmt.Errorf("netns %s: open: %w", ns, err)
 		}
@@ -262,7 +263,14 @@ func (d *Driver) closeHandleLocked(ns string) {
 	delete(d.handles, ns)
 }
 
-func (d *Driver) netnsPath(name string) string { return filepath.Join(d.netnsDir, name) }
+// netnsPath is the file of a named namespace. A name that is not one plain
+// name (empty, ".", "..", a "/") makes a path nothing can open or create.
+func (d *Driver) netnsPath(name string) string {
+	if !plainName(name) {
+		return d.netnsDir + "/\x00invalid namespace name " + strconv.Quote(name)
+	}
+	return filepath.Join(d.netnsDir, name)
+}
 
 // CheckPrivileges fails with a clear message unless the process may manage network
 // namespaces: CAP_NET_ADMIN for netlink, CAP_SYS_ADMIN for namespaces and mounts.

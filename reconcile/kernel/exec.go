@@ -13,8 +13,9 @@ package kernel
 
 import (
 	"context"
+	"errors"
 	"fmt"
-	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -46,7 +47,7 @@ func (s *stateDir) writeExecs(lab, ns string, list []reconcile.ExecCommand) erro
 	if err := s.ensure(lab); err != nil {
 		return err
 	}
-	if err := os.MkdirAll(s.execDir(lab), 0o700); err != nil {
+	if err := s.mkdirAll(s.execDir(lab), 0o700); err != nil {
 		return err
 	}
 	if err := s.writeJSON(s.execPath(lab, ns), execRecord{NS: ns, Commands: list}); err != nil {
@@ -57,7 +58,7 @@ func (s *stateDir) writeExecs(lab, ns string, list []reconcile.ExecCommand) erro
 
 // forgetExecs removes the record of a namespace.
 func (s *stateDir) forgetExecs(lab, ns string) error {
-	if err := os.Remove(s.execPath(lab, ns)); err != nil && !os.IsNotExist(err) {
+	if err := s.remove(s.execPath(lab, ns)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("netns %s: forget exec commands: %w", ns, err)
 	}
 	return nil
@@ -65,8 +66,8 @@ func (s *stateDir) forgetExecs(lab, ns string) error {
 
 // observeExecs reads the records of the namespaces s holds, and of the host.
 func (d *Driver) observeExecs(s *reconcile.State) error {
-	entries, err := os.ReadDir(d.state.execDir(s.Lab))
-	if os.IsNotExist(err) {
+	entries, err := d.state.readDir(d.state.execDir(s.Lab))
+	if errors.Is(err, fs.ErrNotExist) {
 		return nil
 	}
 	if err != nil {
@@ -81,7 +82,7 @@ func (d *Driver) observeExecs(s *reconcile.State) error {
 			continue // its namespace is gone: so is what ran in it
 		}
 		var rec execRecord
-		if err := readJSON(d.state.execPath(s.Lab, ns), &rec); err != nil {
+		if err := d.state.readJSON(d.state.execPath(s.Lab, ns), &rec); err != nil {
 			// A damaged record is an empty one: the commands run again.
 			d.log.Debug("unreadable exec record", "netns", ns, "err", err)
 			continue
@@ -105,7 +106,7 @@ func (d *Driver) runExec(ctx context.Context, a reconcile.RunExec) error {
 		return err
 	}
 	logPath := filepath.Join(d.state.labDir(a.Lab), a.NS+".log")
-	log, err := os.OpenFile(logPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+	log, err := d.state.openFile(logPath, unix.O_CREAT|unix.O_APPEND|unix.O_WRONLY, 0o600)
 	if err != nil {
 		return fmt.Errorf("netns %s: open log: %w", a.NS, err)
 	}
@@ -132,7 +133,7 @@ func (d *Driver) runExec(ctx context.Context, a reconcile.RunExec) error {
 	err = cmd.Wait()
 	close(done)
 	if err != nil {
-		return fmt.Errorf("netns %s: exec %q failed (%v); %s", a.NS, a.Command(), err, outputTail(logPath, header))
+		return fmt.Errorf("netns %s: exec %q failed (%v); %s", a.NS, a.Command(), err, d.state.logTail(logPath, header))
 	}
 	return d.state.writeExecs(a.Lab, a.NS, a.List)
 }
@@ -142,7 +143,7 @@ func (d *Driver) runExec(ctx context.Context, a reconcile.RunExec) error {
 // for the script of `plan -o commands`.
 func (d *Driver) RecordExec(lab, ns string, index int, command string) error {
 	var rec execRecord
-	if err := readJSON(d.state.execPath(lab, ns), &rec); err != nil && !os.IsNotExist(err) {
+	if err := d.state.readJSON(d.state.execPath(lab, ns), &rec); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("netns %s: read exec record: %w", ns, err)
 	}
 	list, err := reconcile.RecordedExec(rec.Commands, index, command)
@@ -150,36 +151,6 @@ func (d *Driver) RecordExec(lab, ns string, index int, command string) error {
 		return fmt.Errorf("netns %s: %w", ns, err)
 	}
 	return d.state.writeExecs(lab, ns, list)
-}
-
-// outputTail is what a command wrote to the log after its header line.
-func outputTail(path, header string) string {
-	f, err := os.Open(path)
-	if err != nil {
-		return "its output is in " + path
-	}
-	defer f.Close()
-	// The end of the log is enough: the command's output follows its header.
-	const window = 64 << 10
-	if st, err := f.Stat(); err == nil && st.Size() > window {
-		f.Seek(st.Size()-window, io.SeekStart)
-	}
-	b, _ := io.ReadAll(f)
-	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
-	start := len(lines)
-	for i, l := range lines {
-		if strings.HasPrefix(l, "--- ") && strings.HasSuffix(l, " "+header) {
-			start = i + 1
-		}
-	}
-	lines = lines[start:]
-	if len(lines) == 0 {
-		return "it printed nothing (log " + path + ")"
-	}
-	if len(lines) > readyLogLines {
-		lines = lines[len(lines)-readyLogLines:]
-	}
-	return fmt.Sprintf("the last lines of its output (log %s):\n    %s", path, strings.Join(lines, "\n    "))
 }
 
 // withoutNetlabMarks drops the variables that mark a lab's processes: an exec

@@ -50,7 +50,7 @@ func (s *stateDir) hostSysctlsPath() string { return filepath.Join(s.root, hostS
 // file is an empty record.
 func (s *stateDir) readHostSysctls() (map[string]*hostSysctl, error) {
 	var list []*hostSysctl
-	err := readJSON(s.hostSysctlsPath(), &list)
+	err := s.readJSON(s.hostSysctlsPath(), &list)
 	if errors.Is(err, fs.ErrNotExist) {
 		return map[string]*hostSysctl{}, nil
 	}
@@ -70,7 +70,7 @@ func (s *stateDir) readHostSysctls() (map[string]*hostSysctl, error) {
 // writeHostSysctls rewrites the record (atomically); an empty record removes it.
 func (s *stateDir) writeHostSysctls(record map[string]*hostSysctl) error {
 	if len(record) == 0 {
-		if err := os.Remove(s.hostSysctlsPath()); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		if err := s.remove(s.hostSysctlsPath()); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return err
 		}
 		return nil
@@ -113,8 +113,8 @@ func (s *stateDir) lockHostSysctls() (func(), error) {
 // of the lab is gone. A holder that is not live (its state removed by hand)
 // holds nothing.
 func (s *stateDir) labLive(lab string) bool {
-	fi, err := os.Stat(s.labDir(lab))
-	return err == nil && fi.IsDir()
+	st, err := s.lstat(s.labDir(lab))
+	return err == nil && st.Mode&unix.S_IFMT == unix.S_IFDIR
 }
 
 // liveHolders are the holders of an entry that are still on the machine, but lab.

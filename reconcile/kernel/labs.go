@@ -1,6 +1,7 @@
 package kernel
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -12,6 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"netlab/reconcile"
+	"netlab/topology"
 )
 
 // The lab-level operations the CLI needs besides Observe and Apply.
@@ -20,10 +22,10 @@ import (
 // wait false it fails at once with ErrLocked when another run holds it.
 func (d *Driver) Lock(lab string, wait bool) (*Lock, error) { return d.state.lock(lab, wait) }
 
-// RecordLab remembers which file a lab was brought up from, for `status`, and
-// from which network namespace (see CheckNetns).
+// RecordLab remembers which file a lab was brought up from, for `status` ("-"
+// for standard input), and from which network namespace (see CheckNetns).
 func (d *Driver) RecordLab(lab, file, prefix string) error {
-	if abs, err := filepath.Abs(file); err == nil {
+	if abs, err := filepath.Abs(file); err == nil && file != "-" {
 		file = abs
 	}
 	id, err := netnsIDOf(d.host)
@@ -35,7 +37,12 @@ func (d *Driver) RecordLab(lab, file, prefix string) error {
 	}
 	info := LabInfo{Name: lab, File: file, Prefix: prefix, Since: time.Now().UTC().Truncate(time.Second), Netns: &id}
 	var old LabInfo
-	if readJSON(filepath.Join(d.state.labDir(lab), "lab.json"), &old) == nil && old.File == file {
+	err = d.state.readJSON(filepath.Join(d.state.labDir(lab), "lab.json"), &old)
+	var notOwn *notOwnError
+	switch {
+	case errors.As(err, &notOwn):
+		return err // a link or a FIFO where lab.json goes: neither read nor replaced
+	case err == nil && old.File == file:
 		info.Since = old.Since
 	}
 	return d.state.writeJSON(filepath.Join(d.state.labDir(lab), "lab.json"), info)
@@ -82,7 +89,7 @@ func (d *Driver) CheckNetns(lab string) error {
 // LabInfo returns what RecordLab wrote, if anything.
 func (d *Driver) LabInfo(lab string) (LabInfo, bool) {
 	var info LabInfo
-	err := readJSON(filepath.Join(d.state.labDir(lab), "lab.json"), &info)
+	err := d.state.readJSON(filepath.Join(d.state.labDir(lab), "lab.json"), &info)
 	return info, err == nil
 }
 
@@ -90,7 +97,10 @@ func (d *Driver) LabInfo(lab string) (LabInfo, bool) {
 // A namespace file left by a creation killed before the namespace was mounted on
 // it (see interruptedNetns) goes too.
 func (d *Driver) Forget(lab string) error {
-	entries, _ := os.ReadDir(filepath.Join(d.state.labDir(lab), "creating"))
+	if err := topology.CheckLabName(lab); err != nil {
+		return err
+	}
+	entries, _ := d.state.readDir(filepath.Join(d.state.labDir(lab), "creating"))
 	for _, e := range entries {
 		if name, ok := strings.CutPrefix(e.Name(), "ns="); ok && d.interruptedNetns(lab, name) {
 			os.Remove(d.netnsPath(name))
@@ -100,7 +110,8 @@ func (d *Driver) Forget(lab string) error {
 }
 
 // Labs lists the labs present on this machine: those with a state directory and
-// those whose markers are on namespaces or host interfaces.
+// those whose markers are on namespaces or host interfaces. A marker naming
+// something that cannot be a lab's name is not a lab.
 func (d *Driver) Labs() ([]string, error) {
 	seen := map[string]bool{}
 	labs, err := d.state.labs()
@@ -110,12 +121,12 @@ func (d *Driver) Labs() ([]string, error) {
 	for _, l := range labs {
 		seen[l] = true
 	}
-	names, err := d.listNetns()
+	names, _, err := d.listNetns()
 	if err != nil {
 		return nil, err
 	}
 	for _, name := range names {
-		if owner, _, err := d.netnsOwner(name); err == nil && owner != "" {
+		if owner, _, err := d.netnsOwner(name); err == nil && topology.CheckLabName(owner) == nil {
 			seen[owner] = true
 		}
 		d.forget(name)
@@ -129,7 +140,7 @@ func (d *Driver) Labs() ([]string, error) {
 		return nil, err
 	}
 	for _, l := range links {
-		if owner := ownerOf(l.alias); owner != "" {
+		if owner := ownerOf(l.alias); topology.CheckLabName(owner) == nil {
 			seen[owner] = true
 		}
 	}

@@ -46,7 +46,7 @@ func (d *Driver) createNetns(lab, name string, ipv6 bool) error {
 	if err := d.state.recordNetnsIntent(lab, name); err != nil {
 		return err
 	}
-	defer os.Remove(d.state.netnsIntent(lab, name))
+	defer d.state.remove(d.state.netnsIntent(lab, name))
 
 	errc := make(chan error, 1)
 	go func() {
@@ -173,19 +173,24 @@ func (d *Driver) deleteNetns(lab, name string, takes []reconcile.LinkKey) error 
 	if err := os.Remove(path); err != nil && !os.IsNotExist(err) {
 		return fmt.Errorf("netns %s: remove %s: %w", name, path, err)
 	}
-	os.Remove(d.state.netnsIntent(lab, name))
+	d.state.remove(d.state.netnsIntent(lab, name))
 	return nil
 }
 
 // interruptedNetns reports whether a namespace file is what an interrupted
-// creation of this lab left: not a namespace (nothing mounted on it), with the
-// creation recorded.
+// creation of this lab left: a plain regular file (not a link, nothing mounted
+// on it), with the creation recorded.
 func (d *Driver) interruptedNetns(lab, name string) bool {
+	var st unix.Stat_t
 	var fs unix.Statfs_t
-	if err := unix.Statfs(d.netnsPath(name), &fs); err != nil || fs.Type == unix.NSFS_MAGIC {
+	path := d.netnsPath(name)
+	if err := unix.Lstat(path, &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFREG {
 		return false
 	}
-	return fileExists(d.state.netnsIntent(lab, name))
+	if err := unix.Statfs(path, &fs); err != nil || fs.Type == unix.NSFS_MAGIC {
+		return false
+	}
+	return d.state.exists(d.state.netnsIntent(lab, name))
 }
 
 // netnsOwner reads the marker of a named namespace: the lab that owns it ("" when
@@ -248,22 +253,64 @@ func (d *Driver) writeDisableIPv6(conf string, on bool) error {
 	return d.writeSysctlHere("net/ipv6/"+conf+"/disable_ipv6", v)
 }
 
-// listNetns returns the names of the namespaces in the namespace directory.
-func (d *Driver) listNetns() ([]string, error) {
+// listNetns returns the names of the namespaces in the namespace directory, and
+// what else is there: each entry is looked at without being opened (opening a
+// FIFO blocks) and is a namespace only when it is a regular file with a
+// namespace mounted on it. Every other object (a FIFO, a directory, a symlink,
+// a plain file) is in odd, by name, with what it is: no namespace of that name
+// can be made while it is there.
+func (d *Driver) listNetns() (names []string, odd map[string]string, err error) {
 	entries, err := os.ReadDir(d.netnsDir)
 	if os.IsNotExist(err) {
-		return nil, nil
+		return nil, nil, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("list %s: %w", d.netnsDir, err)
+		return nil, nil, fmt.Errorf("list %s: %w", d.netnsDir, err)
 	}
-	var names []string
+	odd = map[string]string{}
 	for _, e := range entries {
-		if e.Type().IsRegular() {
-			names = append(names, e.Name())
+		path := d.netnsPath(e.Name())
+		if !e.Type().IsRegular() {
+			what := "an unknown kind of file"
+			var st unix.Stat_t
+			if unix.Lstat(path, &st) == nil {
+				what = kindOf(st.Mode)
+			}
+			odd[e.Name()] = fmt.Sprintf("%s is %s, not a network namespace", path, what)
+			continue
 		}
+		var fs unix.Statfs_t
+		if err := unix.Statfs(path, &fs); err != nil || fs.Type != unix.NSFS_MAGIC {
+			odd[e.Name()] = fmt.Sprintf("%s is a plain file, not a mounted network namespace", path)
+			continue
+		}
+		names = append(names, e.Name())
 	}
-	return names, nil
+	return names, odd, nil
+}
+
+// openNetns opens a namespace file without following a link and without
+// blocking, and checks that it is a namespace: a FIFO or a plain file at its
+// path is refused, never waited on.
+func openNetns(path string) (netns.NsHandle, error) {
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	if errors.Is(err, unix.ELOOP) {
+		return -1, fmt.Errorf("%s is a symlink, not a network namespace", path)
+	}
+	if err != nil {
+		return -1, err
+	}
+	var fs unix.Statfs_t
+	if err := unix.Fstatfs(fd, &fs); err != nil || fs.Type != unix.NSFS_MAGIC {
+		unix.Close(fd)
+		var st unix.Stat_t
+		what := "not mounted"
+		if unix.Lstat(path, &st) == nil && st.Mode&unix.S_IFMT != unix.S_IFREG {
+			what = kindOf(st.Mode)
+		}
+		return -1, fmt.Errorf("%s is not a network namespace (%s)", path, what)
+	}
+	return netns.NsHandle(fd), nil
 }
 
 // inNetns runs f on a thread that has entered the namespace fd, for the few things

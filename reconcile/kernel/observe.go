@@ -41,9 +41,17 @@ func (d *Driver) Observe(ctx context.Context, q reconcile.Query) (*reconcile.Sta
 		lap("the kernel destroying deleted namespaces")
 	}
 	s := reconcile.NewState(q.Lab)
-	names, err := d.listNetns()
+	if err := d.state.check(q.Lab); err != nil {
+		return nil, err
+	}
+	names, odd, err := d.listNetns()
 	if err != nil {
 		return nil, err
+	}
+	for name, what := range odd {
+		if !d.interruptedNetns(q.Lab, name) { // else creating it again replaces the leftover file
+			s.NotNetns[name] = what
+		}
 	}
 	intents, err := d.state.intents(q.Lab)
 	if err != nil {

@@ -171,6 +171,10 @@ func (d *Driver) observeProcesses(s *reconcile.State, procs []procInfo) error {
 	return nil
 }
 
+// startHeader is the header of a process's start in its namespace's log (see
+// stateDir.logTail).
+func startHeader(command string) string { return "netlab starts: " + command }
+
 // startProcess starts a process of the lab in a namespace, detached (its own
 // session; netlab does not wait for it), with its output appended to the
 // namespace's log file. It goes through `netlab __nsexec`, which enters the
@@ -185,7 +189,7 @@ func (d *Driver) startProcess(a reconcile.StartProcess) error {
 		return err
 	}
 	logPath := filepath.Join(d.state.labDir(a.Lab), a.NS+".log")
-	log, err := os.OpenFile(logPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+	log, err := d.state.openFile(logPath, unix.O_CREAT|unix.O_APPEND|unix.O_WRONLY, 0o600)
 	if err != nil {
 		return fmt.Errorf("netns %s: open log: %w", a.NS, err)
 	}
@@ -199,7 +203,7 @@ func (d *Driver) startProcess(a reconcile.StartProcess) error {
 		reconcile.EnvLab+"="+a.Lab, reconcile.EnvNS+"="+a.NS, reconcile.EnvRun+"="+a.Command)
 	cmd.Stdout, cmd.Stderr = log, log
 	cmd.SysProcAttr.Setsid = true // its own session and process group: stopped as a group
-	fmt.Fprintf(log, "--- %s netlab starts: %s\n", time.Now().UTC().Format(time.RFC3339), a.Command)
+	fmt.Fprintf(log, "--- %s %s\n", time.Now().UTC().Format(time.RFC3339), startHeader(a.Command))
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("netns %s: start %q: %w", a.NS, a.Command, err)
 	}
@@ -230,7 +234,7 @@ func (d *Driver) waitStarted(a reconcile.StartProcess, pid int, logPath string, 
 	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
 		select {
 		case how := <-exited:
-			return fmt.Errorf("netns %s: %q ended at once (%s); %s", a.NS, a.Command, how, logTail(logPath, a.Command))
+			return fmt.Errorf("netns %s: %q ended at once (%s); %s", a.NS, a.Command, how, d.state.logTail(logPath, startHeader(a.Command)))
 		default:
 		}
 		// In place once it runs the command itself in its namespace: no longer the
@@ -322,11 +326,15 @@ func NsEnter(netnsPath, etcDir string) error {
 			return fmt.Errorf("mount /sys: %w", err)
 		}
 	}
-	if entries, err := os.ReadDir(etcDir); err == nil && etcDir != "" {
+	var st unix.Stat_t
+	if etcDir == "" || unix.Lstat(etcDir, &st) != nil || st.Mode&unix.S_IFMT != unix.S_IFDIR {
+		return nil // none, or not a directory of its own (a link is not followed)
+	}
+	if entries, err := os.ReadDir(etcDir); err == nil {
 		for _, e := range entries {
 			src, dst := filepath.Join(etcDir, e.Name()), filepath.Join("/etc", e.Name())
-			if !fileExists(dst) {
-				continue // as iproute2: only files /etc already has are replaced
+			if !e.Type().IsRegular() || !fileExists(dst) {
+				continue // as iproute2: only files /etc already has are replaced; and no link is followed
 			}
 			if err := unix.Mount(src, dst, "none", unix.MS_BIND, ""); err != nil {
 				return fmt.Errorf("bind-mount %s over %s: %w", src, dst, err)
@@ -461,10 +469,21 @@ func groupRunning(pgid int) bool {
 
 // Generated files under /etc/netns.
 
+// etc is the directory of generated files, /etc/netns: its paths go through a
+// tree (see safefs.go), so no link in it is followed.
+func (d *Driver) etc() *tree {
+	root := filepath.Clean(d.etcDir)
+	return &tree{root: root, where: root}
+}
+
 // observeFiles reads the files under the /etc/netns directory: the lab's (by the
 // marker on their first line) and, for conflicts, those netlab did not write.
+// Where the directory of a namespace, its file or netlab's temporary file is a
+// link or another kind of object, the file is someone else's: a conflict for a
+// lab that wants it, never followed.
 func (d *Driver) observeFiles(s *reconcile.State) error {
-	dirs, err := os.ReadDir(d.etcDir)
+	etc := d.etc()
+	dirs, err := etc.readDir(etc.root)
 	if os.IsNotExist(err) {
 		return nil
 	}
@@ -472,11 +491,22 @@ func (d *Driver) observeFiles(s *reconcile.State) error {
 		return fmt.Errorf("list %s: %w", d.etcDir, err)
 	}
 	for _, dir := range dirs {
+		k := reconcile.FileKey{NS: dir.Name(), Name: "hosts"}
 		if !dir.IsDir() {
+			s.ForeignFiles[k] = true // a link, or a file, where the directory goes
 			continue
 		}
-		k := reconcile.FileKey{NS: dir.Name(), Name: "hosts"}
-		b, err := os.ReadFile(filepath.Join(d.etcDir, k.NS, k.Name))
+		path := filepath.Join(etc.root, k.NS, k.Name)
+		var notOwn *notOwnError
+		if err := etc.regularOrAbsentAt(path + ".tmp"); errors.As(err, &notOwn) {
+			s.ForeignFiles[k] = true
+			continue
+		}
+		b, err := etc.readFile(path)
+		if errors.As(err, &notOwn) {
+			s.ForeignFiles[k] = true
+			continue
+		}
 		if err != nil {
 			continue
 		}
@@ -497,26 +527,24 @@ func (d *Driver) observeFiles(s *reconcile.State) error {
 //
 // Equivalent to: mkdir -p /etc/netns/NS && cat >/etc/netns/NS/hosts
 func (d *Driver) writeFile(a reconcile.WriteFile) error {
-	dir := filepath.Join(d.etcDir, a.NS)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	etc := d.etc()
+	dir := filepath.Join(etc.root, a.NS)
+	if err := etc.mkdirAll(dir, 0o755); err != nil {
 		return err
 	}
-	path := filepath.Join(dir, a.Name)
-	if err := os.WriteFile(path+".tmp", []byte(a.Content), 0o644); err != nil {
-		return err
-	}
-	return os.Rename(path+".tmp", path)
+	return etc.replaceFile(filepath.Join(dir, a.Name), []byte(a.Content), 0o644)
 }
 
 // deleteFile removes a generated file, and its directory once empty.
 //
 // Equivalent to: rm -f /etc/netns/NS/hosts; rmdir /etc/netns/NS
 func (d *Driver) deleteFile(k reconcile.FileKey) error {
-	dir := filepath.Join(d.etcDir, k.NS)
-	if err := os.Remove(filepath.Join(dir, k.Name)); err != nil && !os.IsNotExist(err) {
+	etc := d.etc()
+	dir := filepath.Join(etc.root, k.NS)
+	if err := etc.remove(filepath.Join(dir, k.Name)); err != nil && !os.IsNotExist(err) {
 		return err
 	}
-	if err := os.Remove(dir); err != nil && !os.IsNotExist(err) && !errors.Is(err, unix.ENOTEMPTY) && !errors.Is(err, unix.EEXIST) {
+	if err := etc.removeDir(dir); err != nil && !os.IsNotExist(err) && !errors.Is(err, unix.ENOTEMPTY) && !errors.Is(err, unix.EEXIST) {
 		return err
 	}
 	return nil

@@ -15,10 +15,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -154,13 +154,13 @@ func (d *Driver) waitReady(a reconcile.StartProcess, pid int, logPath string, ex
 		select {
 		case how := <-exited:
 			stopGroup(pid, nil)
-			return fmt.Errorf("netns %s: %q exited before it was ready (%s); %s", a.NS, a.Command, how, logTail(logPath, a.Command))
+			return fmt.Errorf("netns %s: %q exited before it was ready (%s); %s", a.NS, a.Command, how, d.state.logTail(logPath, startHeader(a.Command)))
 		case <-time.After(readyPoll):
 		}
 		if time.Now().After(deadline) {
 			stopGroup(pid, exited)
 			return fmt.Errorf("netns %s: %q is not ready after %s (%s), so netlab stopped it; %s",
-				a.NS, a.Command, r.Timeout, why, logTail(logPath, a.Command))
+				a.NS, a.Command, r.Timeout, why, d.state.logTail(logPath, startHeader(a.Command)))
 		}
 	}
 }
@@ -237,20 +237,31 @@ func stopGroup(pid int, exited <-chan string) {
 	unix.Kill(-pid, unix.SIGKILL)
 }
 
-// logTail is the end of what a process wrote to its log since netlab last
-// started it (the log of a namespace is shared by its processes), for an error.
-func logTail(path, command string) string {
-	b, _ := os.ReadFile(path)
+// logTail is the end of what a command wrote to its log since its header
+// line (a namespace's log is shared by its processes and exec: commands; netlab
+// writes "--- TIME HEADER" before each), for an error. Only the last 64 KiB are
+// read: the output of interest follows its header.
+func (s *stateDir) logTail(path, header string) string {
+	f, err := s.openFile(path, unix.O_RDONLY, 0)
+	if err != nil {
+		return "its output is in " + path
+	}
+	defer f.Close()
+	const window = 64 << 10
+	if st, err := f.Stat(); err == nil && st.Size() > window {
+		f.Seek(st.Size()-window, io.SeekStart)
+	}
+	b, _ := io.ReadAll(f)
 	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
 	start := 0
 	for i, l := range lines {
-		if strings.HasPrefix(l, "--- ") && strings.HasSuffix(l, " netlab starts: "+command) {
+		if strings.HasPrefix(l, "--- ") && strings.HasSuffix(l, " "+header) {
 			start = i + 1
 		}
 	}
 	lines = lines[start:]
 	if len(lines) == 0 || (len(lines) == 1 && lines[0] == "") {
-		return "it wrote nothing to its log " + filepath.Clean(path)
+		return "it wrote nothing to its log " + path
 	}
 	if len(lines) > readyLogLines {
 		lines = lines[len(lines)-readyLogLines:]

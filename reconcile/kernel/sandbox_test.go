@@ -8,13 +8,14 @@ package kernel
 
 import (
 	"fmt"
-	"netlab/tests/harness"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strings"
 	"testing"
+
+	"netlab/tests/harness"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"

@@ -9,11 +9,13 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
 
 	"netlab/reconcile"
+	"netlab/topology"
 )
 
 // stateDir holds the few facts the kernel cannot: per lab, in <root>/<lab>/,
@@ -26,25 +28,106 @@ import (
 //
 // and <root>/<lab>.lock, the lock that serialises runs on one lab. Everything the
 // lab owns is recognised by markers in the kernel, not listed here.
-type stateDir struct{ root string }
+//
+// Every path in it goes through its tree (see safefs.go): below the root, its
+// first name a valid lab's (or the lab's lock), no link followed.
+type stateDir struct{ tree }
 
-func (s *stateDir) labDir(lab string) string { return filepath.Join(s.root, lab) }
+func newStateDir(root string) *stateDir {
+	return &stateDir{tree{root: filepath.Clean(root), where: "its state directory", first: stateEntry}}
+}
+
+// stateEntry checks the first name of a path in the state directory: a lab's
+// directory, a lab's lock file, or the machine's record of host sysctls.
+func stateEntry(name string) error {
+	if name == hostSysctlsFile {
+		return nil
+	}
+	return topology.CheckLabName(strings.TrimSuffix(name, ".lock"))
+}
+
+// labDir is the lab's directory. A name that could not be a lab's makes a path
+// that every operation of the tree refuses (see tree.names), whatever the caller
+// checked before.
+func (s *stateDir) labDir(lab string) string {
+	if topology.CheckLabName(lab) != nil {
+		return s.root + "/\x00invalid lab name " + strconv.Quote(lab)
+	}
+	return s.root + "/" + lab
+}
 
 // ensure creates the lab's directory, private to root.
 func (s *stateDir) ensure(lab string) error {
+	if err := topology.CheckLabName(lab); err != nil {
+		return err
+	}
 	if err := s.ensureRoot(); err != nil {
 		return err
 	}
-	return os.MkdirAll(filepath.Join(s.labDir(lab), "creating"), 0o700)
+	return s.mkdirAll(filepath.Join(s.labDir(lab), "creating"), 0o700)
 }
 
 // ensureRoot creates netlab's state directory, or makes an existing one private
-// again: it holds what the lab changed and its logs.
+// again: it holds what the lab changed and its logs. A link there is refused,
+// never followed (nor its target's mode changed).
 func (s *stateDir) ensureRoot() error {
-	if err := os.MkdirAll(s.root, 0o700); err != nil {
+	fd, err := s.openRoot(true, 0o700)
+	if err != nil {
 		return err
 	}
-	return os.Chmod(s.root, 0o700)
+	defer unix.Close(fd)
+	if err := unix.Fchmod(fd, 0o700); err != nil {
+		return &os.PathError{Op: "chmod", Path: s.root, Err: err}
+	}
+	return nil
+}
+
+// check proves, before anything is changed, that the lab's directory holds only
+// what netlab puts there: regular files, and the directories creating/ and
+// exec/ of regular files. A link or another kind of object anywhere in it is an error naming it.
+func (s *stateDir) check(lab string) error {
+	if err := topology.CheckLabName(lab); err != nil {
+		return err
+	}
+	entries, err := s.readDir(s.labDir(lab))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		path := filepath.Join(s.labDir(lab), e.Name())
+		if (e.Name() == "creating" || e.Name() == "exec") && e.IsDir() {
+			intents, err := s.readDir(path)
+			if err != nil {
+				return err
+			}
+			for _, i := range intents {
+				if !i.Type().IsRegular() {
+					return s.notOwnEntry(filepath.Join(path, i.Name()), i)
+				}
+			}
+			continue
+		}
+		if !e.Type().IsRegular() {
+			return s.notOwnEntry(path, e)
+		}
+	}
+	return nil
+}
+
+func (s *stateDir) notOwnEntry(path string, e os.DirEntry) error {
+	info, err := e.Info()
+	if err != nil {
+		return err
+	}
+	st, _ := info.Sys().(*syscall.Stat_t)
+	is := "an unknown kind of file"
+	if st != nil {
+		is = kindOf(st.Mode)
+	}
+	return &notOwnError{path: path, is: is, want: "a regular file", where: s.where}
 }
 
 // LabInfo is what lab.json records.
@@ -62,15 +145,11 @@ func (s *stateDir) writeJSON(path string, v any) error {
 	if err != nil {
 		return err
 	}
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, append(b, '\n'), 0o600); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path) // atomic: a crash leaves the old file or the new one
+	return s.replaceFile(path, append(b, '\n'), 0o600) // atomic: a crash leaves the old file or the new one
 }
 
-func readJSON(path string, v any) error {
-	b, err := os.ReadFile(path)
+func (s *stateDir) readJSON(path string, v any) error {
+	b, err := s.readFile(path)
 	if err != nil {
 		return err
 	}
@@ -90,7 +169,7 @@ func (s *stateDir) savedSysctlsPath(lab string) string {
 
 func (s *stateDir) savedSysctls(lab string) (map[reconcile.SysctlKey]string, error) {
 	var list []savedSysctl
-	err := readJSON(s.savedSysctlsPath(lab), &list)
+	err := s.readJSON(s.savedSysctlsPath(lab), &list)
 	if os.IsNotExist(err) {
 		return map[reconcile.SysctlKey]string{}, nil
 	}
@@ -131,7 +210,7 @@ func (s *stateDir) recordIntent(lab string, k reconcile.LinkKey, index int) erro
 	if err := s.ensure(lab); err != nil {
 		return err
 	}
-	if err := os.WriteFile(s.intentPath(lab, k), []byte(strconv.Itoa(index)+"\n"), 0o600); err != nil {
+	if err := s.writeFile(s.intentPath(lab, k), []byte(strconv.Itoa(index)+"\n"), 0o600); err != nil {
 		return fmt.Errorf("record creation of %s: %w", k, err)
 	}
 	return nil
@@ -139,7 +218,7 @@ func (s *stateDir) recordIntent(lab string, k reconcile.LinkKey, index int) erro
 
 func (s *stateDir) clearIntent(lab string, keys ...reconcile.LinkKey) {
 	for _, k := range keys {
-		os.Remove(s.intentPath(lab, k))
+		s.remove(s.intentPath(lab, k))
 	}
 }
 
@@ -153,14 +232,14 @@ func (s *stateDir) recordNetnsIntent(lab, name string) error {
 	if err := s.ensure(lab); err != nil {
 		return err
 	}
-	return os.WriteFile(s.netnsIntent(lab, name), nil, 0o600)
+	return s.writeFile(s.netnsIntent(lab, name), nil, 0o600)
 }
 
 // intents lists the interfaces whose creation was recorded but not completed,
 // with the ifindex each was to get; 0 when none is recorded (a file of an older
 // netlab, or a damaged one): such an interface is never the lab's by its intent.
 func (s *stateDir) intents(lab string) (map[reconcile.LinkKey]int, error) {
-	entries, err := os.ReadDir(filepath.Join(s.labDir(lab), "creating"))
+	entries, err := s.readDir(filepath.Join(s.labDir(lab), "creating"))
 	if os.IsNotExist(err) {
 		return nil, nil
 	}
@@ -173,7 +252,7 @@ func (s *stateDir) intents(lab string) (map[reconcile.LinkKey]int, error) {
 			continue // a namespace's (see netnsIntent)
 		}
 		if ns, name, ok := strings.Cut(e.Name(), ":"); ok && e.Type().IsRegular() {
-			b, _ := os.ReadFile(filepath.Join(s.labDir(lab), "creating", e.Name()))
+			b, _ := s.readFile(filepath.Join(s.labDir(lab), "creating", e.Name()))
 			index, _ := strconv.Atoi(strings.TrimSpace(string(b)))
 			out[reconcile.LinkKey{NS: ns, Name: name}] = max(index, 0)
 		}
@@ -183,8 +262,10 @@ func (s *stateDir) intents(lab string) (map[reconcile.LinkKey]int, error) {
 
 // Lock is a held lock on one lab.
 type Lock struct {
-	f    *os.File
-	path string
+	f     *os.File
+	path  string
+	lab   string
+	state *stateDir
 }
 
 // ErrLocked is returned by TryLock when another netlab holds the lab's lock.
@@ -193,13 +274,21 @@ var ErrLocked = errors.New("another netlab is working on this lab")
 // lock takes the lab's lock, waiting for it unless wait is false. The lock file may
 // be removed by a `down` that held it before us; then we lock the new file instead.
 func (s *stateDir) lock(lab string, wait bool) (*Lock, error) {
-	if err := s.ensureRoot(); err != nil {
+	if err := topology.CheckLabName(lab); err != nil {
+		return nil, err
+	}
+	var notOwn *notOwnError
+	if err := s.ensureRoot(); errors.As(err, &notOwn) {
+		return nil, err
+	} else if err != nil {
 		return nil, fmt.Errorf("create %s: %w", s.root, err)
 	}
-	path := filepath.Join(s.root, lab+".lock")
+	path := s.root + "/" + lab + ".lock"
 	for {
-		f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o600)
-		if err != nil {
+		f, err := s.openFile(path, unix.O_CREAT|unix.O_RDWR, 0o600)
+		if errors.As(err, &notOwn) {
+			return nil, err
+		} else if err != nil {
 			return nil, fmt.Errorf("open lock %s: %w", path, err)
 		}
 		how := unix.LOCK_EX
@@ -214,33 +303,41 @@ func (s *stateDir) lock(lab string, wait bool) (*Lock, error) {
 			return nil, fmt.Errorf("lock %s: %w", path, err)
 		}
 		// Still the file at path? If a finishing `down` removed it, try again.
-		var held, now unix.Stat_t
-		if unix.Fstat(int(f.Fd()), &held) == nil && unix.Stat(path, &now) == nil && held.Ino == now.Ino {
-			return &Lock{f: f, path: path}, nil
+		var held unix.Stat_t
+		if now, err := s.lstat(path); err == nil && unix.Fstat(int(f.Fd()), &held) == nil && held.Ino == now.Ino {
+			return &Lock{f: f, path: path, lab: lab, state: s}, nil
 		}
 		f.Close()
 	}
 }
 
 // Release gives the lock up; with remove, the lock file goes too (after `down`).
+// So does the lock of a lab that has no state directory: a refused `up` (a
+// conflict, a missing sysctl) leaves no trace. Removing a lock file is safe
+// while it is held: a run waiting on it finds it gone and locks the new one
+// (see lock).
 func (l *Lock) Release(remove bool) {
-	if remove {
-		os.Remove(l.path)
+	if remove || !l.state.exists(l.state.labDir(l.lab)) {
+		l.state.remove(l.path)
 	}
 	l.f.Close()
 }
 
 // forget removes the lab's directory once nothing of the lab is left.
 func (s *stateDir) forget(lab string) error {
-	if err := os.RemoveAll(s.labDir(lab)); err != nil {
+	if err := topology.CheckLabName(lab); err != nil {
+		return err
+	}
+	if err := s.removeAll(s.labDir(lab)); err != nil {
 		return fmt.Errorf("remove state of lab %s: %w", lab, err)
 	}
 	return nil
 }
 
-// labs lists the labs that have a state directory.
+// labs lists the labs that have a state directory: real directories (not links)
+// whose names are valid lab names.
 func (s *stateDir) labs() ([]string, error) {
-	entries, err := os.ReadDir(s.root)
+	entries, err := s.readDir(s.root)
 	if os.IsNotExist(err) {
 		return nil, nil
 	}
@@ -249,7 +346,7 @@ func (s *stateDir) labs() ([]string, error) {
 	}
 	var out []string
 	for _, e := range entries {
-		if e.IsDir() {
+		if e.IsDir() && topology.CheckLabName(e.Name()) == nil {
 			out = append(out, e.Name())
 		}
 	}

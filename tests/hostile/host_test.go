@@ -18,18 +18,6 @@ func machineNIC(sb *harness.Sandbox) {
 	sb.OK("ip", "route", "add", "default", "via", "198.51.100.1", "dev", "eth9")
 }
 
-// kernelState is sb.KernelState without the lock files under /run/netlab: a
-// refused up leaves the lab's (empty) lock file, which is not kernel state.
-func kernelState(sb *harness.Sandbox) string {
-	var keep []string
-	for _, l := range strings.SplitAfter(sb.KernelState(), "\n") {
-		if !strings.HasSuffix(l, ".lock\n") {
-			keep = append(keep, l)
-		}
-	}
-	return strings.Join(keep, "")
-}
-
 // gatewayLab routes the host's default traffic to a router namespace on a lab
 // bridge, with the given extra route words ("metric 100").
 func gatewayLab(t *testing.T, route, bridgeAddr string) string {

@@ -24,3 +24,10 @@ func writeLab(t *testing.T, name, content string) string {
 	}
 	return path
 }
+
+// kernelState is what the sandbox holds (see harness.Sandbox.KernelState): a
+// refused command leaves nothing, not even its lab's lock file.
+func kernelState(sb *harness.Sandbox) string {
+	sb.T.Helper()
+	return sb.KernelState()
+}
