@@ -3,8 +3,6 @@ package reconcile
 import (
 	"fmt"
 	"net/netip"
-	"strconv"
-	"strings"
 
 	"netlab/topology"
 )
@@ -87,7 +85,7 @@ func compileRules(lab *topology.Lab, s *State, kname func(string) string) {
 	// Docker's FORWARD policy drop does: otherwise traffic between two bridges
 	// that are not isolated would pass one way only, by the order of the file.
 	for _, b := range drops {
-		c.add(b.Namespace, "forward", &Rule{Match: []Match{{Field: FieldOIFName, Value: b.Name}}, Verdict: "drop",
+		c.add(b.Namespace, "forward", &Rule{Match: []Match{OIFName{Name: b.Name}}, Verdict: VerdictDrop,
 			Comment: b.Name + ": nothing else gets in (Docker's FORWARD policy drop)"})
 	}
 	for k, t := range c.tables {
@@ -157,8 +155,8 @@ func (c *rulesCompiler) bridgeOf(ns *topology.Namespace) (*topology.Bridge, *top
 func (c *rulesCompiler) isolate(b *topology.Bridge) {
 	for _, other := range c.lab.Bridges {
 		if other != b && other.Isolated && other.Namespace == b.Namespace {
-			c.add(b.Namespace, "forward", &Rule{Match: []Match{{Field: FieldIIFName, Value: b.Name}, {Field: FieldOIFName, Value: other.Name}},
-				Verdict: "drop", Comment: fmt.Sprintf("%s: isolated from %s", b.Name, other.Name)})
+			c.add(b.Namespace, "forward", &Rule{Match: []Match{IIFName{Name: b.Name}, OIFName{Name: other.Name}},
+				Verdict: VerdictDrop, Comment: fmt.Sprintf("%s: isolated from %s", b.Name, other.Name)})
 		}
 	}
 }
@@ -168,10 +166,10 @@ func (c *rulesCompiler) isolate(b *topology.Bridge) {
 func (c *rulesCompiler) dockerBridge(b *topology.Bridge, pubs []published) {
 	br := b.Name
 	ns := b.Namespace
-	oif := Match{Field: FieldOIFName, Value: br}
-	iif := Match{Field: FieldIIFName, Value: br}
-	notOif := Match{Field: FieldOIFName, Value: br, Neg: true}
-	notIif := Match{Field: FieldIIFName, Value: br, Neg: true}
+	oif := OIFName{Name: br}
+	iif := IIFName{Name: br}
+	notOif := OIFName{Name: br, Neg: true}
+	notIif := IIFName{Name: br, Neg: true}
 
 	// forward, in Docker's order.
 	var mine, single []published // this bridge's published ports: looked up in sets, or one rule each
@@ -186,74 +184,35 @@ func (c *rulesCompiler) dockerBridge(b *topology.Bridge, pubs []published) {
 	}
 	sets := c.publishSets(b, mine)
 
-	c.add(ns, "forward", &Rule{Match: []Match{oif, {Field: FieldCtState, Value: "established,related"}}, Verdict: "accept",
+	c.add(ns, "forward", &Rule{Match: []Match{oif, CtStateMatch{States: CtEstablished | CtRelated}}, Verdict: VerdictAccept,
 		Comment: br + ": replies to connections from inside"})
 	for _, s := range sets {
-		c.add(ns, "forward", &Rule{Match: []Match{notIif, oif, {Field: "ip daddr . " + s.proto + " dport", Value: "@" + s.published}},
-			Verdict: "accept", Comment: br + ": published " + s.proto + " ports"})
+		lookup := SetLookup{Fields: []Field{{Dir: Dst}, {Proto: s.proto, Dir: Dst}}, Set: s.published}
+		c.add(ns, "forward", &Rule{Match: []Match{notIif, oif, lookup},
+			Verdict: VerdictAccept, Comment: br + ": published " + s.proto.Text() + " ports"})
 	}
 	for _, p := range single {
-		c.add(ns, "forward", &Rule{Match: []Match{notIif, oif, addrMatch("daddr", p.addr), portMatch(p.p.Proto, "dport", uint16Range(p.p.Port))},
-			Verdict: "accept", Comment: publishComment(p)})
+		c.add(ns, "forward", &Rule{Match: []Match{notIif, oif, addrMatch(Dst, p.addr), portMatch(p.p.Proto, Dst, uint16Range(p.p.Port))},
+			Verdict: VerdictAccept, Comment: publishComment(p)})
 	}
-	c.add(ns, "forward", &Rule{Match: []Match{iif, notOif}, Verdict: "accept", Comment: br + ": containers may go out"})
+	c.add(ns, "forward", &Rule{Match: []Match{iif, notOif}, Verdict: VerdictAccept, Comment: br + ": containers may go out"})
 	icc := b.ICC == nil || *b.ICC
 	if icc {
-		c.add(ns, "forward", &Rule{Match: []Match{iif, oif}, Verdict: "accept", Comment: br + ": icc, containers may talk to each other"})
+		c.add(ns, "forward", &Rule{Match: []Match{iif, oif}, Verdict: VerdictAccept, Comment: br + ": icc, containers may talk to each other"})
 	} else {
-		c.add(ns, "forward", &Rule{Match: []Match{iif, oif}, Verdict: "drop", Comment: br + ": no icc, containers may not talk to each other"})
+		c.add(ns, "forward", &Rule{Match: []Match{iif, oif}, Verdict: VerdictDrop, Comment: br + ": no icc, containers may not talk to each other"})
 	}
 
 	// Masquerade what leaves the bridge's subnets by another interface.
 	if b.Masquerade {
 		for _, a := range b.Addresses {
-			c.add(ns, "nat-postrouting", &Rule{Match: []Match{addrMatch("saddr", a.Prefix.Masked()), notOif}, Verdict: "masquerade",
+			c.add(ns, "nat-postrouting", &Rule{Match: []Match{addrMatch(Src, a.Prefix.Masked()), notOif}, Verdict: VerdictMasquerade,
 				Comment: fmt.Sprintf("%s: masquerade %s", br, a.Prefix.Masked())})
 		}
 	}
 
-	// Published ports: DNAT from anywhere to a local address, from other machines
-	// (prerouting) and from the host itself (output), as Docker without its
-	// userland proxy does.
-	for _, s := range sets {
-		// The host ports are matched first, so that the counter counts only
-		// published ports; the map then gives the address and port to translate
-		// to. (A map looked up as a set would do both, but kernels before 6.5
-		// refuse that.)
-		dnat := &Rule{Match: []Match{{Field: FieldFibDaddrTyp, Value: "local"}, {Field: s.proto + " dport", Value: "@" + s.ports}},
-			Verdict: "dnat", Family: "ip", To: s.proto + " dport map @" + s.dnat, Comment: br + ": published " + s.proto + " ports"}
-		c.add(ns, "nat-prerouting", dnat)
-		c.add(ns, "nat-output", dnat)
-		// A container reaching its own published port comes back through the same
-		// port (hairpin), and must see the host as the source to answer it.
-		c.add(ns, "nat-postrouting", &Rule{Match: []Match{{Field: "ip saddr . ip daddr . " + s.proto + " dport", Value: "@" + s.hairpin}},
-			Verdict: "masquerade", Comment: br + ": published " + s.proto + " ports: hairpin"})
-	}
-	for _, p := range mine {
-		if l := c.s.Links[p.port]; l != nil {
-			l.Hairpin = true
-		}
-	}
-	hasPub := len(mine) > 0
-	for _, p := range single {
-		hasPub = true
-		match := []Match{{Field: FieldFibDaddrTyp, Value: "local"}}
-		if p.p.HostIP.IsValid() {
-			match = append(match, addrMatch("daddr", p.p.HostIP))
-		}
-		match = append(match, portMatch(p.p.Proto, "dport", uint16Range(p.p.HostPort)))
-		to, family := natTarget(p.addr, uint16Range(p.p.Port))
-		dnat := &Rule{Match: match, Verdict: "dnat", To: to, Family: family, Comment: publishComment(p)}
-		c.add(ns, "nat-prerouting", dnat)
-		c.add(ns, "nat-output", dnat)
-		// A container reaching its own published port comes back through the same
-		// port (hairpin), and must see the host as the source to answer it.
-		c.add(ns, "nat-postrouting", &Rule{Match: []Match{addrMatch("saddr", p.addr), addrMatch("daddr", p.addr), portMatch(p.p.Proto, "dport", uint16Range(p.p.Port))},
-			Verdict: "masquerade", Comment: publishComment(p) + ": hairpin"})
-		if l := c.s.Links[p.port]; l != nil {
-			l.Hairpin = true
-		}
-	}
+	c.publishNAT(b, sets, mine, single)
+	hasPub := len(mine) > 0 || len(single) > 0
 	if hasPub || !icc {
 		// Traffic between two ports of the bridge is bridged, not routed: it
 		// crosses the forward hook only with br_netfilter's call-iptables on. icc
@@ -265,14 +224,60 @@ func (c *rulesCompiler) dockerBridge(b *topology.Bridge, pubs []published) {
 		// The host reaching a published port as 127.0.0.1:PORT: the kernel must
 		// route a loopback source out of the bridge, which then masquerades it.
 		c.s.Sysctls[SysctlKey{c.kname(ns), "net/ipv4/conf/" + br + "/route_localnet"}] = "1"
-		c.add(ns, "nat-postrouting", &Rule{Match: []Match{oif, {Field: FieldFibSaddrTyp, Value: "local"}}, Verdict: "masquerade",
+		c.add(ns, "nat-postrouting", &Rule{Match: []Match{oif, FibLocal{Dir: Src}}, Verdict: VerdictMasquerade,
 			Comment: br + ": the host's own connections to published ports"})
+	}
+}
+
+// publishNAT writes the NAT of a bridge's published ports: those looked up in
+// sets, and those of one rule each.
+func (c *rulesCompiler) publishNAT(b *topology.Bridge, sets []publishSetNames, mine, single []published) {
+	br, ns := b.Name, b.Namespace
+	// Published ports: DNAT from anywhere to a local address, from other machines
+	// (prerouting) and from the host itself (output), as Docker without its
+	// userland proxy does.
+	for _, s := range sets {
+		// The host ports are matched first, so that the counter counts only
+		// published ports; the map then gives the address and port to translate
+		// to. (A map looked up as a set would do both, but kernels before 6.5
+		// refuse that.)
+		dnat := &Rule{Match: []Match{FibLocal{Dir: Dst}, SetLookup{Fields: []Field{{Proto: s.proto, Dir: Dst}}, Set: s.ports}},
+			Verdict: VerdictDNAT, NAT: NATTarget{Map: s.dnat, MapProto: s.proto}, Comment: br + ": published " + s.proto.Text() + " ports"}
+		c.add(ns, "nat-prerouting", dnat)
+		c.add(ns, "nat-output", dnat)
+		// A container reaching its own published port comes back through the same
+		// port (hairpin), and must see the host as the source to answer it.
+		lookup := SetLookup{Fields: []Field{{Dir: Src}, {Dir: Dst}, {Proto: s.proto, Dir: Dst}}, Set: s.hairpin}
+		c.add(ns, "nat-postrouting", &Rule{Match: []Match{lookup},
+			Verdict: VerdictMasquerade, Comment: br + ": published " + s.proto.Text() + " ports: hairpin"})
+	}
+	for _, p := range mine {
+		if l := c.s.Links[p.port]; l != nil {
+			l.Hairpin = true
+		}
+	}
+	for _, p := range single {
+		match := []Match{FibLocal{Dir: Dst}}
+		if p.p.HostIP.IsValid() {
+			match = append(match, addrMatch(Dst, p.p.HostIP))
+		}
+		match = append(match, portMatch(p.p.Proto, Dst, uint16Range(p.p.HostPort)))
+		dnat := &Rule{Match: match, Verdict: VerdictDNAT, NAT: natTarget(p.addr, uint16Range(p.p.Port)), Comment: publishComment(p)}
+		c.add(ns, "nat-prerouting", dnat)
+		c.add(ns, "nat-output", dnat)
+		// A container reaching its own published port comes back through the same
+		// port (hairpin), and must see the host as the source to answer it.
+		c.add(ns, "nat-postrouting", &Rule{Match: []Match{addrMatch(Src, p.addr), addrMatch(Dst, p.addr), portMatch(p.p.Proto, Dst, uint16Range(p.p.Port))},
+			Verdict: VerdictMasquerade, Comment: publishComment(p) + ": hairpin"})
+		if l := c.s.Links[p.port]; l != nil {
+			l.Hairpin = true
+		}
 	}
 }
 
 // publishSetNames are the sets of one bridge's published ports of one protocol.
 type publishSetNames struct {
-	proto     string
+	proto     Proto
 	ports     string // set: the host ports
 	dnat      string // map: host port -> container address . port
 	published string // set: container address . port, let in from outside
@@ -282,21 +287,27 @@ type publishSetNames struct {
 // publishSets fills, per protocol, the sets that stand for a bridge's IPv4
 // published ports on every host address, and returns their names.
 func (c *rulesCompiler) publishSets(b *topology.Bridge, pubs []published) []publishSetNames {
+	var (
+		portType     = []DataType{TypeInetService}
+		addrPortType = []DataType{TypeIPv4Addr, TypeInetService}
+		hairpinType  = []DataType{TypeIPv4Addr, TypeIPv4Addr, TypeInetService}
+	)
 	var out []publishSetNames
-	for _, proto := range []string{"tcp", "udp"} {
-		n := publishSetNames{proto: proto, ports: b.Name + "-" + proto + "-ports", dnat: b.Name + "-" + proto + "-dnat",
-			published: b.Name + "-" + proto + "-published", hairpin: b.Name + "-" + proto + "-hairpin"}
+	for _, proto := range []Proto{ProtoTCP, ProtoUDP} {
+		prefix := b.Name + "-" + proto.Text()
+		n := publishSetNames{proto: proto, ports: prefix + "-ports", dnat: prefix + "-dnat",
+			published: prefix + "-published", hairpin: prefix + "-hairpin"}
 		used := false
 		for _, p := range pubs {
-			if p.p.Proto != proto {
+			if protoOf(p.p.Proto) != proto {
 				continue
 			}
 			t := c.table(b.Namespace)
-			to := fmt.Sprintf("%s . %d", p.addr, p.p.Port)
-			t.set(n.ports, "inet_service", "").add(strconv.Itoa(int(p.p.HostPort)))
-			t.set(n.dnat, "inet_service", "ipv4_addr . inet_service").add(fmt.Sprintf("%d : %s", p.p.HostPort, to))
-			t.set(n.published, "ipv4_addr . inet_service", "").add(to)
-			t.set(n.hairpin, "ipv4_addr . ipv4_addr . inet_service", "").add(fmt.Sprintf("%s . %s", p.addr, to))
+			hostPort, addr, port := PortValue(p.p.HostPort), AddrValue(p.addr), PortValue(p.p.Port)
+			t.set(n.ports, portType, nil).Add(Element{Key: []Value{hostPort}})
+			t.set(n.dnat, portType, addrPortType).Add(Element{Key: []Value{hostPort}, Data: []Value{addr, port}})
+			t.set(n.published, addrPortType, nil).Add(Element{Key: []Value{addr, port}})
+			t.set(n.hairpin, hairpinType, nil).Add(Element{Key: []Value{addr, addr, port}})
 			used = true
 		}
 		if used {
@@ -312,122 +323,85 @@ func publishComment(p published) string {
 
 func uint16Range(p uint16) topology.PortRange { return topology.PortRange{First: p, Last: p} }
 
-// addrMatch matches a source or destination ("saddr"/"daddr") address or prefix.
-func addrMatch(dir string, a any) Match {
-	var v string
-	var is4 bool
+// addrMatch matches a source or destination address or prefix.
+func addrMatch(dir Dir, a any) Match {
 	switch a := a.(type) {
 	case netip.Addr:
-		v, is4 = a.String(), a.Is4()
+		return AddrMatch{Dir: dir, Prefix: netip.PrefixFrom(a, a.BitLen())}
 	case netip.Prefix:
-		v, is4 = a.String(), a.Addr().Is4()
-		if a.IsSingleIP() {
-			v = a.Addr().String() // nft prints a full-length prefix as an address
-		}
+		return AddrMatch{Dir: dir, Prefix: a}
 	}
-	if is4 {
-		return Match{Field: "ip " + dir, Value: v}
-	}
-	return Match{Field: "ip6 " + dir, Value: v}
+	panic("reconcile: addrMatch of a " + fmt.Sprintf("%T", a))
 }
 
-func prefixMatch(dir string, p netip.Prefix, neg bool) []Match {
+func prefixMatch(dir Dir, p netip.Prefix) []Match {
 	if !p.IsValid() {
 		return nil
 	}
-	m := addrMatch(dir, p)
-	m.Neg = neg
-	return []Match{m}
+	return []Match{addrMatch(dir, p)}
 }
 
-// portMatch matches a TCP or UDP port or range ("dport"/"sport").
-func portMatch(proto, dir string, r topology.PortRange) Match {
-	v := strconv.Itoa(int(r.First))
-	if r.Last > r.First {
-		v += "-" + strconv.Itoa(int(r.Last))
-	}
-	return Match{Field: proto + " " + dir, Value: v}
+// portMatch matches a TCP or UDP port or range.
+func portMatch(proto string, dir Dir, r topology.PortRange) Match {
+	return PortMatch{Proto: protoOf(proto), Dir: dir, First: r.First, Last: max(r.Last, r.First)}
 }
 
-func ifaceMatch(field string, i topology.Iface) []Match {
-	if i.Name == "" {
+func ifaceMatches(i topology.Iface, out bool) []Match {
+	switch {
+	case i.Name == "":
 		return nil
+	case out:
+		return []Match{OIFName{Name: i.Name, Neg: i.Not}}
 	}
-	return []Match{{Field: field, Value: i.Name, Neg: i.Not}}
+	return []Match{IIFName{Name: i.Name, Neg: i.Not}}
 }
 
-// natTarget is the address[:port] of a snat/dnat, in nft syntax, and its family.
-func natTarget(a netip.Addr, port topology.PortRange) (to, family string) {
-	family, to = "ip", a.String()
-	if a.Is6() {
-		family = "ip6"
-		if port.First != 0 {
-			to = "[" + to + "]"
-		}
-	}
-	if port.First != 0 {
-		to += ":" + strconv.Itoa(int(port.First))
-		if port.Last > port.First {
-			to += "-" + strconv.Itoa(int(port.Last))
-		}
-	}
-	return to, family
+// natTarget is the address[:port] of a snat/dnat.
+func natTarget(a netip.Addr, port topology.PortRange) NATTarget {
+	return NATTarget{Addr: a, First: port.First, Last: max(port.Last, port.First)}
+}
+
+// commonMatches are the interface and address matches of a `nat:` or `filter:` rule.
+func commonMatches(in, out topology.Iface, source, dest netip.Prefix) []Match {
+	var m []Match
+	m = append(m, ifaceMatches(in, false)...)
+	m = append(m, ifaceMatches(out, true)...)
+	m = append(m, prefixMatch(Src, source)...)
+	return append(m, prefixMatch(Dst, dest)...)
 }
 
 // natRule is one `nat:` rule; n is its place in the namespace's list (from 1), so
 // the comment names it without depending on the lines around it.
 func natRule(r *topology.NATRule, ns string, n int) *Rule {
-	var m []Match
-	m = append(m, ifaceMatch(FieldIIFName, r.In)...)
-	m = append(m, ifaceMatch(FieldOIFName, r.Out)...)
-	m = append(m, prefixMatch("saddr", r.Source, false)...)
-	m = append(m, prefixMatch("daddr", r.Dest, false)...)
+	m := commonMatches(r.In, r.Out, r.Source, r.Dest)
 	if r.Proto != "" && r.Port.First != 0 {
-		m = append(m, portMatch(r.Proto, "dport", r.Port))
+		m = append(m, portMatch(r.Proto, Dst, r.Port))
 	} else if r.Proto != "" {
-		m = append(m, Match{Field: FieldL4Proto, Value: r.Proto})
+		m = append(m, L4ProtoMatch{Proto: protoOf(r.Proto)})
 	}
-	rule := &Rule{Match: m, Verdict: r.Action, Comment: fmt.Sprintf("%s nat %d: %s", ns, n, r.Action)}
-	if r.Action != "masquerade" {
-		rule.To, rule.Family = natTarget(r.To, r.ToPort)
+	rule := &Rule{Match: m, Verdict: verdictOf(r.Action), Comment: fmt.Sprintf("%s nat %d: %s", ns, n, r.Action)}
+	if rule.Verdict != VerdictMasquerade {
+		rule.NAT = natTarget(r.To, r.ToPort)
 	}
 	return rule
 }
 
 // filterRule is one `filter:` rule; n is its place in the namespace's list (from 1).
 func filterRule(r *topology.FilterRule, ns string, n int) *Rule {
-	var m []Match
-	m = append(m, ifaceMatch(FieldIIFName, r.In)...)
-	m = append(m, ifaceMatch(FieldOIFName, r.Out)...)
-	m = append(m, prefixMatch("saddr", r.Source, false)...)
-	m = append(m, prefixMatch("daddr", r.Dest, false)...)
+	m := commonMatches(r.In, r.Out, r.Source, r.Dest)
 	switch {
 	case (r.Proto == "tcp" || r.Proto == "udp") && (r.SPort.First != 0 || r.DPort.First != 0):
 		if r.SPort.First != 0 {
-			m = append(m, portMatch(r.Proto, "sport", r.SPort))
+			m = append(m, portMatch(r.Proto, Src, r.SPort))
 		}
 		if r.DPort.First != 0 {
-			m = append(m, portMatch(r.Proto, "dport", r.DPort))
+			m = append(m, portMatch(r.Proto, Dst, r.DPort))
 		}
 	case r.Proto != "":
-		m = append(m, Match{Field: FieldL4Proto, Value: r.Proto})
+		m = append(m, L4ProtoMatch{Proto: protoOf(r.Proto)})
 	}
 	if len(r.State) > 0 {
-		m = append(m, Match{Field: FieldCtState, Value: ctStates(r.State)})
+		m = append(m, CtStateMatch{States: ctStatesOf(r.State)})
 	}
-	return &Rule{Match: m, Verdict: r.Action, Comment: fmt.Sprintf("%s filter %d: %s", ns, n, r.Action)}
-}
-
-// ctStates lists conntrack states in the order nft prints them.
-func ctStates(states []string) string {
-	var out []string
-	for _, s := range []string{"invalid", "established", "related", "new", "untracked"} {
-		for _, want := range states {
-			if want == s {
-				out = append(out, s)
-				break
-			}
-		}
-	}
-	return strings.Join(out, ",")
+	return &Rule{Match: m, Verdict: verdictOf(r.Action), Comment: fmt.Sprintf("%s filter %d: %s", ns, n, r.Action)}
 }

@@ -84,14 +84,14 @@ func randomState(rng *rand.Rand) *r.State {
 		t := &r.Table{NS: r.Host, Name: r.TableName(s.Lab)}
 		for _, b := range bridges {
 			if rng.IntN(2) == 0 {
-				t.Chains = append(t.Chains, &r.Chain{Name: "nat-postrouting", Type: "nat", Hook: "postrouting", Priority: 100, Rules: []*r.Rule{
-					{Match: []r.Match{{Field: r.FieldOIFName, Value: b, Neg: true}}, Verdict: "masquerade", Comment: b + ": masquerade"},
+				t.Chains = append(t.Chains, &r.Chain{Name: "nat-postrouting", Type: r.ChainNAT, Hook: r.HookPostrouting, Priority: 100, Rules: []*r.Rule{
+					{Match: []r.Match{r.OIFName{Name: b, Neg: true}}, Verdict: r.VerdictMasquerade, Comment: b + ": masquerade"},
 				}})
 				break
 			}
 		}
-		t.Chains = append(t.Chains, &r.Chain{Name: "forward", Type: "filter", Hook: "forward", Rules: []*r.Rule{
-			{Match: []r.Match{{Field: r.FieldOIFName, Value: bridges[0]}}, Verdict: pick(rng, "accept", "drop")},
+		t.Chains = append(t.Chains, &r.Chain{Name: "forward", Type: r.ChainFilter, Hook: r.HookForward, Rules: []*r.Rule{
+			{Match: []r.Match{r.OIFName{Name: bridges[0]}}, Verdict: pick(rng, r.VerdictAccept, r.VerdictDrop)},
 		}})
 		s.Tables[r.Host] = t
 	}

@@ -182,7 +182,7 @@ func inspectLab(ctx context.Context, d *kernel.Driver, lab string) (inspection, 
 				}
 			}
 			for _, set := range t.Sets {
-				rep.Sets = append(rep.Sets, setReport{Kind: set.Kind(), Name: set.Name, Type: strings.TrimPrefix(set.TypeText(), "type "), Elements: set.Elements})
+				rep.Sets = append(rep.Sets, setReport{Kind: set.Kind(), Name: set.Name, Type: set.TypeName(), Elements: set.ElementTexts()})
 			}
 		}
 		for _, p := range s.Processes {

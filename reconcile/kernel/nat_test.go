@@ -2,9 +2,8 @@ package kernel
 
 import (
 	"context"
-	"fmt"
+	"net/netip"
 	"regexp"
-	"slices"
 	"strings"
 	"testing"
 
@@ -214,11 +213,11 @@ func TestICCOffAndForeignTablesUntouched(t *testing.T) {
 func TestLargeSetsAreWrittenWhole(t *testing.T) {
 	sb := newSandbox(t)
 	d := sb.driver()
-	set := &r.Set{Name: "docker0-tcp-dnat", Key: "inet_service", Data: "ipv4_addr . inet_service"}
+	set := &r.Set{Name: "docker0-tcp-dnat", Key: []r.DataType{r.TypeInetService}, Data: []r.DataType{r.TypeIPv4Addr, r.TypeInetService}}
 	for i := range 3000 {
-		set.Elements = append(set.Elements, fmt.Sprintf("%d : 172.17.%d.%d . 80", 10000+i, (i+2)/256, (i+2)%256))
+		addr := netip.AddrFrom4([4]byte{172, 17, byte((i + 2) / 256), byte((i + 2) % 256)})
+		set.Add(r.Element{Key: []r.Value{r.PortValue(uint16(10000 + i))}, Data: []r.Value{r.AddrValue(addr), r.PortValue(80)}})
 	}
-	slices.Sort(set.Elements)
 	desired := r.NewState("big")
 	desired.Tables[r.Host] = &r.Table{NS: r.Host, Name: r.TableName("big"), Sets: []*r.Set{set}}
 	up(t, d, desired)
