@@ -98,7 +98,7 @@ func (a StartProcess) Commands() []string {
 	if a.Serve != nil {
 		quoted = append([]string{"netlab"}, quoted[1:]...)
 	}
-	return []string{fmt.Sprintf("netlab __start %s %s %s  # as up does: in a cgroup of its own, output to %s",
+	return []string{fmt.Sprintf("netlab __start %s %s -- %s  # as up does: in a cgroup of its own, output to %s",
 		a.Lab, a.NS, strings.Join(quoted, " "), LogFile("/run/netlab", a.Lab, a.NS))}
 }
 

@@ -14,7 +14,7 @@ import (
 // and down stops it with everything it forked.
 func (a *app) startCmd() *cobra.Command {
 	return &cobra.Command{
-		Use:    "__start LAB NETNS (sh -c COMMAND | netlab serve ...)",
+		Use:    "__start LAB NETNS -- (sh -c COMMAND | netlab serve ...)",
 		Short:  "Start a process of the lab as up does (for the script of plan -o commands)",
 		Hidden: true,
 		Args:   cobra.MinimumNArgs(3),
