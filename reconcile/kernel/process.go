@@ -501,7 +501,7 @@ func (d *Driver) killNetnsProcesses(lab, ns string) error {
 
 // terminate sends SIGTERM to each of pids and to every process of each group
 // (process group ids), waits up to two seconds for them all to stop running, and
-// SIGKILLs the rest. A zombie counts as stopped: it holds no namespace any more
+// SIGKILLs the rest, waiting up to five seconds more for them to end. A zombie counts as stopped: it holds no namespace any more
 // and only waits for its parent.
 func terminate(pids, groups []int) error {
 	pids, groups = slices.Compact(slices.Sorted(slices.Values(pids))), slices.Compact(slices.Sorted(slices.Values(groups)))
@@ -513,18 +513,28 @@ func terminate(pids, groups []int) error {
 			unix.Kill(pid, sig)
 		}
 	}
-	signal(unix.SIGTERM)
-	for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-		pids = slices.DeleteFunc(pids, func(pid int) bool {
-			dir := procRoot + "/" + strconv.Itoa(pid)
-			return !fileExists(dir) || zombie(dir)
-		})
-		groups = slices.DeleteFunc(groups, func(g int) bool { return !groupRunning(g) })
-		if len(pids) == 0 && len(groups) == 0 {
-			return nil
+	wait := func(d time.Duration) bool {
+		for deadline := time.Now().Add(d); ; time.Sleep(20 * time.Millisecond) {
+			pids = slices.DeleteFunc(pids, func(pid int) bool {
+				dir := procRoot + "/" + strconv.Itoa(pid)
+				return !fileExists(dir) || zombie(dir)
+			})
+			groups = slices.DeleteFunc(groups, func(g int) bool { return !groupRunning(g) })
+			if len(pids) == 0 && len(groups) == 0 {
+				return true
+			}
+			if time.Now().After(deadline) {
+				return false
+			}
 		}
 	}
-	signal(unix.SIGKILL)
+	signal(unix.SIGTERM)
+	if !wait(2 * time.Second) {
+		// A killed process takes a moment to end on a busy machine: what is
+		// observed next must not see it still running.
+		signal(unix.SIGKILL)
+		wait(5 * time.Second)
+	}
 	return nil
 }
 

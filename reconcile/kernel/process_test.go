@@ -193,8 +193,10 @@ func (sb *sandbox) execIn(t *testing.T, d *Driver, ns string, argv ...string) st
 // the process list: the child must go with its group, or it would keep the
 // namespace alive.
 func TestDownStopsWhatALabProcessForksLate(t *testing.T) {
-	sb := newSandbox(t)
-	d := sb.driver()
+	tracking(t, testDownStopsWhatALabProcessForksLate)
+}
+
+func testDownStopsWhatALabProcessForksLate(t *testing.T, sb *sandbox, d *Driver) {
 	up(t, d, harness.DesiredFromText(t, `
 name: late
 namespaces:
