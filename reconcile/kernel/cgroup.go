@@ -283,17 +283,23 @@ func (d *Driver) removeLabCgroups(lab string) error {
 // recorded; otherwise an earlier copy still running is stopped, and started,
 // called with the new process's PID, records its PID and start time. The
 // caller calls started once cmd started (with 0 when it failed to), which also
-// closes the cgroup's descriptor.
+// closes the cgroup's descriptor and the files cmd passed to the child.
 func (d *Driver) placeProcess(a reconcile.StartProcess, cmd *exec.Cmd) (started func(pid int) error, err error) {
 	base, err := d.cgroupBase()
 	if err != nil {
 		return nil, err
+	}
+	closeExtra := func() {
+		for _, f := range cmd.ExtraFiles {
+			f.Close() // the child has its copy
+		}
 	}
 	if base == "" {
 		if err := d.stopRecorded(a.Lab, a.NS, a.Command); err != nil {
 			return nil, err
 		}
 		return func(pid int) error {
+			closeExtra()
 			if pid == 0 {
 				return nil // it did not start
 			}
@@ -321,5 +327,8 @@ func (d *Driver) placeProcess(a reconcile.StartProcess, cmd *exec.Cmd) (started 
 	d.procCgroups[a.ProcKey] = cg
 	d.mu.Unlock()
 	cmd.SysProcAttr.UseCgroupFD, cmd.SysProcAttr.CgroupFD = true, fd
-	return func(int) error { return unix.Close(fd) }, nil
+	return func(int) error {
+		closeExtra()
+		return unix.Close(fd)
+	}, nil
 }

@@ -295,7 +295,12 @@ func (d *Driver) nsExecCommand(ns string, argv []string) *exec.Cmd {
 	if ns == reconcile.Host {
 		// The host has no namespace file: the child gets the driver's handle on it
 		// as its descriptor 3 (in tests the host is itself a sandbox namespace).
-		extra = []*os.File{os.NewFile(uintptr(d.host), "host-netns")}
+		// A copy: the os.File closes its descriptor when it is garbage collected,
+		// and the driver's own would then be closed under it (and, once its number
+		// is reused, someone else's).
+		if fd, err := unix.FcntlInt(uintptr(d.host), unix.F_DUPFD_CLOEXEC, 0); err == nil {
+			extra = []*os.File{os.NewFile(uintptr(fd), "host-netns")}
+		}
 		path, etc = "/proc/self/fd/3", ""
 	}
 	args := []string{"__nsexec", "--netns", path, "--etc", etc, "--"}

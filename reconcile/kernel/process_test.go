@@ -239,11 +239,18 @@ namespaces:
 		if got := planLines(t, d, desired); len(got) != 0 {
 			t.Errorf("plan after two ups: %q", got)
 		}
-		if host, web := countRunning("/bin/sleep", "1001.25"), countRunning("/bin/sleep", "1001.5"); host != 1 || web != 1 {
+		// up returns once the shell runs; env may still be on its way to sleep:
+		// wait for both, and a moment more for any other copy.
+		host, web := 0, 0
+		for deadline := time.Now().Add(3 * time.Second); (host == 0 || web == 0) && time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+			host, web = countRunning("/bin/sleep", "1001.25"), countRunning("/bin/sleep", "1001.5")
+		}
+		time.Sleep(300 * time.Millisecond)
+		if host, web = countRunning("/bin/sleep", "1001.25"), countRunning("/bin/sleep", "1001.5"); host != 1 || web != 1 {
 			t.Errorf("after two ups: %d copies on the host, %d in web; want one each", host, web)
 		}
 		down(t, d, "bare")
-		if host, web := countRunning("/bin/sleep", "1001.25"), countRunning("/bin/sleep", "1001.5"); host != 0 || web != 0 {
+		if host, web = countRunning("/bin/sleep", "1001.25"), countRunning("/bin/sleep", "1001.5"); host != 0 || web != 0 {
 			t.Errorf("after down: %d copies on the host, %d in web; want none", host, web)
 		}
 	})

@@ -3,6 +3,7 @@ package hostile
 import (
 	"strings"
 	"testing"
+	"time"
 
 	"netlab/tests/harness"
 )
@@ -48,6 +49,12 @@ namespaces:
 	}
 	sb.OK("netlab", "up", lab)
 	sb.OK("netlab", "up", lab)
+	// up returns once the shell runs; env may still be on its way to sleep:
+	// wait for both, and a moment more for any other copy.
+	for deadline := time.Now().Add(3 * time.Second); strings.Contains(" "+count(), " 0") && time.Now().Before(deadline); {
+		time.Sleep(50 * time.Millisecond)
+	}
+	time.Sleep(300 * time.Millisecond)
 	if got := count(); got != "1 1\n" {
 		t.Errorf("copies after two ups (host, web): %s", got)
 	}
