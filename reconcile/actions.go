@@ -5,6 +5,9 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+	"unicode/utf8"
+
+	"netlab/topology"
 )
 
 // Op is what an action does to its object, as the plan shows it.
@@ -23,6 +26,7 @@ type Phase int
 
 const (
 	phaseStopProcess Phase = iota
+	phaseForgetExec
 	phaseDeleteFile
 	phaseDeleteTable
 	phaseRestoreSysctl
@@ -47,6 +51,7 @@ const (
 	phaseSysctl
 	phaseNft
 	phaseFile
+	phaseExec // one-shot commands, once the namespace is configured and before its processes
 	phaseProcess
 )
 
@@ -557,17 +562,21 @@ func (a SetSysctl) Phase() Phase {
 	return phaseSysctl
 }
 func (a SetSysctl) Kind() string { return "sysctl" }
+
+// Object shows values as the kernel prints them, fields separated by one space
+// (the kernel separates some with a tab: ping_group_range "0\t2147483647").
 func (a SetSysctl) Object() string {
 	s := a.NS + ": " + a.Name()
+	value, old := NormalizeSysctlValue(a.Value), NormalizeSysctlValue(a.Old)
 	switch {
 	case a.Restore && a.Shared != "":
-		return s + " = " + a.Value + " (kept for lab " + a.Shared + ")"
+		return s + " = " + value + " (kept for lab " + a.Shared + ")"
 	case a.Restore:
-		return s + " " + a.Old + " -> " + a.Value + " (restored)"
+		return s + " " + old + " -> " + value + " (restored)"
 	case a.Old == "":
-		s += " = " + a.Value
+		s += " = " + value
 	default:
-		s += " " + a.Old + " -> " + a.Value
+		s += " " + old + " -> " + value
 	}
 	if a.Shared != "" {
 		s += " (shared with lab " + a.Shared + ")"
@@ -620,9 +629,51 @@ func orNone(s string) string {
 }
 
 // shellQuote quotes a value for a shell command line when it needs it.
+//
+// A `plan -o commands` script is read as well as run (cat, less, a review), so
+// no character a terminal acts on may appear in it raw, not even inside single
+// quotes. Each such character (an ESC, a carriage return, a bidi override; see
+// topology.Unprintable) is written as "$(printf '\033')", the octal escapes of
+// its bytes: POSIX sh and printf, so the script still runs under dash, and the
+// value that reaches the kernel is the file's, byte for byte. Newlines and tabs
+// stay inside the quotes: a terminal shows them as what they are.
 func shellQuote(s string) string {
 	if s != "" && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-/:") == "" {
 		return s
 	}
-	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+	var b strings.Builder
+	quoted := false
+	for i := 0; i < len(s); {
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r != '\n' && r != '\t' && topology.Unprintable(r) {
+			if quoted {
+				b.WriteByte('\'')
+				quoted = false
+			}
+			b.WriteString(`"$(printf '`)
+			for _, c := range []byte(s[i : i+size]) {
+				fmt.Fprintf(&b, `\%03o`, c)
+			}
+			b.WriteString(`')"`)
+			i += size
+			continue
+		}
+		if !quoted {
+			b.WriteByte('\'')
+			quoted = true
+		}
+		if r == '\'' {
+			b.WriteString(`'\''`)
+		} else {
+			b.WriteString(s[i : i+size])
+		}
+		i += size
+	}
+	if quoted || b.Len() == 0 {
+		b.WriteByte('\'')
+	}
+	if b.Len() == 1 {
+		return "''"
+	}
+	return b.String()
 }

@@ -119,36 +119,42 @@ func (p *Plan) phases() [][]int {
 
 // runPhase applies the actions of one phase concurrently. With stopEarly, no
 // action starts after one has failed and only the first failure (by step) is
-// returned; otherwise every action runs and all failures are returned.
+// returned; otherwise every action runs and all failures are returned. Actions
+// with the same Serial key (the exec commands of one namespace) run one after
+// another, in plan order, and none runs after one of them failed.
 func runPhase(ctx context.Context, d Driver, p *Plan, steps []int, stopEarly bool, done *atomic.Int64, progress func(int)) error {
 	errs := make([]error, len(steps))
 	var failed atomic.Bool
 	var wg sync.WaitGroup
-	work := make(chan int)
-	for range min(Concurrency, len(steps)) {
+	groups := serialGroups(p, steps)
+	work := make(chan []int)
+	for range min(Concurrency, len(groups)) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for j := range work {
-				i := steps[j]
-				err := ctx.Err()
-				if err == nil && !(stopEarly && failed.Load()) {
-					err = d.Apply(ctx, p.Actions[i])
-					if n := done.Add(1); progress != nil {
-						progress(int(n))
+			for group := range work {
+				for _, j := range group {
+					i := steps[j]
+					err := ctx.Err()
+					if err == nil && !(stopEarly && failed.Load()) {
+						err = d.Apply(ctx, p.Actions[i])
+						if n := done.Add(1); progress != nil {
+							progress(int(n))
+						}
+					} else if err == nil {
+						break // not started: an earlier action of the phase failed
 					}
-				} else if err == nil {
-					continue // not started: an earlier action of the phase failed
-				}
-				if err != nil {
-					errs[j] = &StepError{Step: i + 1, Steps: len(p.Actions), Action: p.Actions[i], Err: err}
-					failed.Store(true)
+					if err != nil {
+						errs[j] = &StepError{Step: i + 1, Steps: len(p.Actions), Action: p.Actions[i], Err: err}
+						failed.Store(true)
+						break // the rest of a serial group depends on this one
+					}
 				}
 			}
 		}()
 	}
-	for j := range steps {
-		work <- j
+	for _, g := range groups {
+		work <- g
 	}
 	close(work)
 	wg.Wait()
@@ -161,6 +167,25 @@ func runPhase(ctx context.Context, d Driver, p *Plan, steps []int, stopEarly boo
 		return nil
 	}
 	return errors.Join(errs...)
+}
+
+// serialGroups splits a phase's steps (indexes into steps) into what runs
+// concurrently: each action alone, except those with the same Serial key, which
+// form one group in plan order.
+func serialGroups(p *Plan, steps []int) [][]int {
+	var groups [][]int
+	at := map[string]int{}
+	for j, i := range steps {
+		if s, ok := p.Actions[i].(interface{ Serial() string }); ok {
+			if g, ok := at[s.Serial()]; ok {
+				groups[g] = append(groups[g], j)
+				continue
+			}
+			at[s.Serial()] = len(groups)
+		}
+		groups = append(groups, []int{j})
+	}
+	return groups
 }
 
 // DriftError says that the kernel still differs from the lab after applying.
@@ -255,6 +280,10 @@ func touched(p *Plan) map[string]bool {
 		case WriteFile:
 			ns[a.NS] = true
 		case DeleteFile:
+			ns[a.NS] = true
+		case RunExec:
+			ns[a.NS] = true
+		case ForgetExec:
 			ns[a.NS] = true
 		default:
 			return nil

@@ -1,6 +1,7 @@
 package reconcile
 
 import (
+	"cmp"
 	"net"
 	"slices"
 	"strings"
@@ -94,12 +95,26 @@ func Desired(lab *topology.Lab) (*State, error) {
 	for _, ns := range allNamespaces(lab) {
 		for _, c := range ns.Run {
 			k := ProcKey{kname(ns.Name), c.Line}
-			s.Processes[k] = &Process{ProcKey: k}
+			p := &Process{ProcKey: k}
+			if c.Ready != nil {
+				p.Ready = &Ready{Kind: c.Ready.Kind, Port: int(c.Ready.Port), URL: c.Ready.URL, Path: c.Ready.Path,
+					Timeout: cmp.Or(c.Timeout, topology.DefaultReadyTimeout)}
+			}
+			s.Processes[k] = p
 		}
 		for _, svc := range ns.Serve {
 			service := &Service{Kind: svc.Kind, Port: int(svc.Port), Body: svc.Body}
 			k := ProcKey{kname(ns.Name), service.CommandLine()}
-			s.Processes[k] = &Process{ProcKey: k, Serve: service}
+			// A service is ready once its port listens.
+			ready := &Ready{Kind: "tcp", Port: int(svc.Port), Timeout: topology.DefaultReadyTimeout}
+			s.Processes[k] = &Process{ProcKey: k, Serve: service, Ready: ready}
+		}
+		if len(ns.Exec) > 0 {
+			lines := make([]string, len(ns.Exec))
+			for i, e := range ns.Exec {
+				lines[i] = e.Line
+			}
+			s.Execs[kname(ns.Name)] = ExecList(lines)
 		}
 	}
 	hostsFiles(lab, s, kname)

@@ -53,6 +53,9 @@ func Diff(desired, observed *State) (*Plan, error) {
 	if err := conflicts(desired, observed); err != nil {
 		return nil, err
 	}
+	if err := missingSysctls(desired, observed); err != nil {
+		return nil, err
+	}
 	d := &differ{desired: desired, observed: observed, goneNetns: map[string]bool{}, goneLinks: map[LinkKey]bool{}}
 	d.namespaces()
 	d.links()
@@ -61,11 +64,21 @@ func Diff(desired, observed *State) (*Plan, error) {
 	d.sysctls()
 	d.tables()
 	d.files()
+	d.execs()
 	d.processes()
 	slices.SortStableFunc(d.actions, func(a, b Action) int {
-		return cmp.Or(cmp.Compare(a.Phase(), b.Phase()), strings.Compare(a.Object(), b.Object()))
+		return cmp.Or(cmp.Compare(a.Phase(), b.Phase()), strings.Compare(sortKey(a), sortKey(b)))
 	})
 	return &Plan{Lab: desired.Lab, Actions: d.actions, Warnings: append(slices.Clone(observed.Warnings), d.warnings...)}, nil
+}
+
+// sortKey orders actions within a phase: by object, unless the action says
+// otherwise (the exec commands of a namespace keep their order in the file).
+func sortKey(a Action) string {
+	if k, ok := a.(interface{ SortKey() string }); ok {
+		return k.SortKey()
+	}
+	return a.Object()
 }
 
 func conflicts(desired, observed *State) error {

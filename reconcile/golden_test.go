@@ -24,7 +24,7 @@ var update = flag.Bool("update", false, "rewrite the plan goldens under testdata
 // goldens are the readable record of what netlab prints; regenerate them with
 // `go test ./reconcile -update` and read the diff.
 func TestPlanGoldens(t *testing.T) {
-	for _, file := range []string{"../labs/docker-bridge.yaml", "../tests/testdata/spine.yaml"} {
+	for _, file := range []string{"../labs/docker-bridge.yaml", "../tests/testdata/spine.yaml", "../tests/testdata/setup.yaml"} {
 		name := strings.TrimSuffix(filepath.Base(file), ".yaml")
 		t.Run(name, func(t *testing.T) {
 			desired := harness.Desired(t, file)
@@ -117,6 +117,51 @@ func TestPlanGoldenAddressEdit(t *testing.T) {
 	}
 	if err := r.Apply(ctx, d, plan); err != nil {
 		t.Fatal(err)
+	}
+	if err := r.Verify(ctx, d, desired, plan); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestPlanGoldenExecEdit: the exec: list of a running lab edited (its second
+// command changed, a command added at the end): the plan runs the list again
+// from the changed command on, and nothing before it; the host's list removed:
+// its record is forgotten, with nothing undone.
+func TestPlanGoldenExecEdit(t *testing.T) {
+	desired := harness.Desired(t, "../tests/testdata/setup.yaml")
+	ctx := context.Background()
+	d := fake.New()
+	plan, err := r.MakePlan(ctx, d, desired)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Apply(ctx, d, plan); err != nil {
+		t.Fatal(err)
+	}
+	web := desired.Execs["web"]
+	lines := []string{web[0].Command, "tc qdisc replace dev eth0 root netem delay 20ms", web[2].Command, "echo done >>/run/setup.log"}
+	desired.Execs["web"] = r.ExecList(lines)
+	delete(desired.Execs, r.Host)
+	plan, err = r.MakePlan(ctx, d, desired)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for ext, write := range map[string]func(*r.Plan, *bytes.Buffer) error{
+		"txt":      func(p *r.Plan, b *bytes.Buffer) error { return p.WriteText(b) },
+		"commands": func(p *r.Plan, b *bytes.Buffer) error { return p.WriteCommands(b) },
+	} {
+		var b bytes.Buffer
+		if err := write(plan, &b); err != nil {
+			t.Fatal(err)
+		}
+		golden(t, "setup.edit-exec."+ext, b.Bytes())
+	}
+	d.Ran = nil
+	if err := r.Apply(ctx, d, plan); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]string{"web: " + lines[1], "web: " + lines[2], "web: " + lines[3]}, d.Ran); diff != "" {
+		t.Errorf("commands run (-want +got):\n%s", diff)
 	}
 	if err := r.Verify(ctx, d, desired, plan); err != nil {
 		t.Fatal(err)

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 )
 
 // Processes: the `run:` commands and `serve:` services of a namespace are
@@ -42,6 +43,45 @@ type Process struct {
 	// `run:` command, which runs as `sh -c COMMAND`.
 	Serve *Service
 	PIDs  []int // observed only
+	// Ready is what `up` waits for once the process has started; nil: started
+	// is enough. Desired only: it is how up waits, not what runs, so a change
+	// of ready: or timeout: alone does not restart a running process.
+	Ready *Ready
+}
+
+// Ready is the condition that makes a started process ready (see
+// topology.Ready), and how long up waits for it.
+type Ready struct {
+	Kind    string // "tcp", "http" or "file"
+	Port    int    // tcp
+	URL     string // http
+	Path    string // file
+	Timeout time.Duration
+}
+
+// String is the condition as the plan shows it: "tcp 8000", "http URL", "file PATH".
+func (r *Ready) String() string {
+	switch r.Kind {
+	case "tcp":
+		return fmt.Sprintf("tcp %d", r.Port)
+	case "http":
+		return "http " + r.URL
+	}
+	return "file " + r.Path
+}
+
+// waitCommand is the shell equivalent of waiting for the condition in ns.
+func (r *Ready) waitCommand(ns string) string {
+	var until string
+	switch r.Kind {
+	case "tcp":
+		until = fmt.Sprintf("%sss -Hltn %s | grep -q .", nsExec(ns), shellQuote(fmt.Sprintf("sport = :%d", r.Port)))
+	case "http":
+		until = fmt.Sprintf("%scurl -fso /dev/null %s", nsExec(ns), shellQuote(r.URL))
+	default:
+		until = "[ -e " + shellQuote(r.Path) + " ]"
+	}
+	return fmt.Sprintf("timeout %gs sh -c %s", r.Timeout.Seconds(), shellQuote("until "+until+"; do sleep 0.1; done"))
 }
 
 // Service is a built-in server of `netlab serve`.
@@ -85,6 +125,9 @@ func (a StartProcess) Op() Op       { return OpAdd }
 func (a StartProcess) Phase() Phase { return phaseProcess }
 func (a StartProcess) Kind() string { return "process" }
 func (a StartProcess) Object() string {
+	if a.Ready != nil && a.Serve == nil {
+		return fmt.Sprintf("%s: %s (ready: %s, within %s)", a.NS, a.Command, a.Ready, a.Ready.Timeout)
+	}
 	return a.NS + ": " + a.Command
 }
 func (a StartProcess) Commands() []string {
@@ -98,8 +141,12 @@ func (a StartProcess) Commands() []string {
 	if a.Serve != nil {
 		quoted = append([]string{"netlab"}, quoted[1:]...)
 	}
-	return []string{fmt.Sprintf("netlab __start %s %s -- %s  # as up does: in a cgroup of its own, output to %s",
+	cmds := []string{fmt.Sprintf("netlab __start %s %s -- %s  # as up does: in a cgroup of its own, output to %s",
 		a.Lab, a.NS, strings.Join(quoted, " "), LogFile("/run/netlab", a.Lab, a.NS))}
+	if a.Ready != nil {
+		cmds = append(cmds, a.Ready.waitCommand(a.NS))
+	}
+	return cmds
 }
 
 // Argv is what the process runs: sh -c COMMAND, or for a built-in service

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"strings"
+
+	"netlab/topology"
 )
 
 // Summary is the last line of a text plan, Terraform style.
@@ -17,8 +19,11 @@ func (p *Plan) Summary() string {
 }
 
 // Line is one action as the text plan prints it: "+ veth    web:eth0 <-> host:veth1a2b3c4".
+// Text from the lab file in it (a `run:` command, a sysctl value) is made
+// printable: a control character cannot rewrite the plan on a terminal, and
+// the line is one line.
 func Line(a Action) string {
-	return fmt.Sprintf("%s %-8s%s", a.Op(), a.Kind(), a.Object())
+	return fmt.Sprintf("%s %-8s%s", a.Op(), a.Kind(), topology.Printable(a.Object()))
 }
 
 // WriteText prints the plan one action per line, then the summary.
@@ -34,19 +39,24 @@ func (p *Plan) WriteText(w io.Writer) error {
 	b.WriteString(p.Summary())
 	b.WriteByte('\n')
 	for _, warning := range p.Warnings {
-		b.WriteString("\nWarning: " + warning + "\n")
+		b.WriteString("\nWarning: " + topology.PrintableLines(warning) + "\n")
 	}
 	_, err := io.WriteString(w, b.String())
 	return err
 }
 
 // details are the extra lines of an action that changes many things at once
-// (the rules of an nftables table).
+// (the rules of an nftables table), printable as Line is.
 func details(a Action) []string {
-	if d, ok := a.(interface{ Details() []string }); ok {
-		return d.Details()
+	d, ok := a.(interface{ Details() []string })
+	if !ok {
+		return nil
 	}
-	return nil
+	var out []string
+	for _, l := range d.Details() {
+		out = append(out, topology.Printable(l))
+	}
+	return out
 }
 
 // jsonAction is the stable JSON form of an action.
@@ -72,7 +82,9 @@ type jsonPlan struct {
 func (p *Plan) WriteJSON(w io.Writer) error {
 	out := jsonPlan{Lab: p.Lab, Actions: []jsonAction{}, Summary: p.Summary(), Warnings: p.Warnings}
 	for _, a := range p.Actions {
-		out.Actions = append(out.Actions, jsonAction{Op: a.Op(), Kind: a.Kind(), Object: a.Object(), Details: details(a), Commands: a.Commands()})
+		// Object and details are the text plan's, escaped the same way: encoding/json
+		// escapes C0 controls but would pass a bidi override through raw.
+		out.Actions = append(out.Actions, jsonAction{Op: a.Op(), Kind: a.Kind(), Object: topology.Printable(a.Object()), Details: details(a), Commands: a.Commands()})
 	}
 	out.Add, out.Change, out.Destroy = p.Counts()
 	enc := json.NewEncoder(w)
@@ -86,7 +98,7 @@ func (p *Plan) WriteCommands(w io.Writer) error {
 	var b strings.Builder
 	fmt.Fprintf(&b, "#!/bin/sh\n# netlab plan for lab %s, as the equivalent iproute2 commands.\n", p.Lab)
 	for _, warning := range p.Warnings {
-		fmt.Fprintf(&b, "#\n# Warning: %s\n", warning)
+		fmt.Fprintf(&b, "#\n# Warning: %s\n", topology.Printable(warning))
 	}
 	b.WriteString("set -e\n")
 	if p.File != "" {

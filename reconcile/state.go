@@ -49,7 +49,7 @@ type Query struct {
 	// Reread, when not nil, names the namespaces to read again (Verify after a
 	// plan: those the plan touched). The driver may answer for the lab's other
 	// namespaces with what it read of them earlier in this run. The host, the
-	// list of namespaces, processes, files and sysctls are always read.
+	// list of namespaces, processes, files, exec records and sysctls are always read.
 	Reread map[string]bool
 }
 
@@ -66,6 +66,10 @@ type State struct {
 	Tables     map[string]*Table // the lab's nftables table, by namespace
 	Processes  map[ProcKey]*Process
 	Files      map[FileKey]string // generated files (/etc/netns/NS/hosts) and their content
+	// Execs are the `exec:` commands of each namespace: desired, the list in the
+	// file; observed, those recorded as run and succeeded, in order (only for
+	// namespaces that exist).
+	Execs map[string][]ExecCommand
 
 	// Observed only.
 	SavedSysctls map[SysctlKey]string // values from before the lab changed them
@@ -74,6 +78,9 @@ type State struct {
 	ForeignFiles map[FileKey]bool     // files the lab wants to write that someone else wrote
 	Warnings     []string             // what others do that will break the lab (another table's forward drop)
 
+	// MissingSysctls are the wanted sysctls (Query.Sysctls) the kernel does not
+	// have where they will be written, each with the nearest name it has ("" none).
+	MissingSysctls map[SysctlKey]string
 	// ForeignRoutes are the main-table routes of the lab's namespaces and the
 	// host whose interface is not the lab's (or that have none): a route the lab
 	// wants with the same key (destination, metric) would replace them.
@@ -132,6 +139,7 @@ func NewState(lab string) *State {
 		Tables:       map[string]*Table{},
 		Processes:    map[ProcKey]*Process{},
 		Files:        map[FileKey]string{},
+		Execs:        map[string][]ExecCommand{},
 		ForeignFiles: map[FileKey]bool{},
 		SavedSysctls: map[SysctlKey]string{},
 		ForeignNetns: map[string]string{},
@@ -167,7 +175,13 @@ func (s *State) Clone() *State {
 		c.Processes[k] = &p
 	}
 	maps.Copy(c.Files, s.Files)
+	for k, v := range s.Execs {
+		c.Execs[k] = slices.Clone(v)
+	}
 	maps.Copy(c.ForeignFiles, s.ForeignFiles)
+	if s.MissingSysctls != nil {
+		c.MissingSysctls = maps.Clone(s.MissingSysctls)
+	}
 	c.Warnings = slices.Clone(s.Warnings)
 	maps.Copy(c.SavedSysctls, s.SavedSysctls)
 	maps.Copy(c.ForeignNetns, s.ForeignNetns)

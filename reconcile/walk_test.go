@@ -5,9 +5,12 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/netip"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 
 	r "netlab/reconcile"
 	"netlab/reconcile/fake"
@@ -63,12 +66,18 @@ func randomState(rng *rand.Rand) *r.State {
 			s.Sysctls[r.SysctlKey{NS: ns, Path: "net/ipv4/ip_forward"}] = pick(rng, "0", "1")
 		}
 		if rng.IntN(2) == 0 {
+			s.Execs[ns] = randomExecs(rng)
+		}
+		if rng.IntN(2) == 0 {
 			k := r.ProcKey{NS: ns, Command: pick(rng, "sleep 1000", "sleep 2000")}
 			s.Processes[k] = &r.Process{ProcKey: k}
 		}
 	}
 	if rng.IntN(2) == 0 {
 		s.Sysctls[r.SysctlKey{NS: r.Host, Path: "net/ipv4/ip_forward"}] = "1"
+	}
+	if rng.IntN(3) == 0 {
+		s.Execs[r.Host] = randomExecs(rng)
 	}
 	// A table in the host with some of a pool of rules, in a random order.
 	if rng.IntN(3) > 0 {
@@ -229,6 +238,11 @@ func comparable(desired, s *r.State) map[string]string {
 	for k, p := range s.Processes {
 		out["process "+k.NS+" "+k.Command] = fmt.Sprint(len(p.PIDs) > 0 || s == desired)
 	}
+	for ns, list := range s.Execs {
+		for i, c := range list {
+			out[fmt.Sprintf("exec %s %d", ns, i)] = c.Command + " " + c.Hash
+		}
+	}
 	for k, v := range s.Sysctls {
 		if _, ok := desired.Sysctls[k]; ok {
 			out["sysctl "+k.NS+" "+k.Path] = v
@@ -305,5 +319,79 @@ func TestVerifyRereadsWhatThePlanTouched(t *testing.T) {
 		if err := r.Verify(ctx, d, want, plan); err != nil {
 			t.Errorf("step %d: %v\nafter applying:\n%s", i, err, text(plan))
 		}
+	}
+}
+
+// randomExecs is an exec: list of one to three commands from a small pool, so
+// that consecutive lists share a beginning, differ in one place, or are
+// shorter or longer.
+func randomExecs(rng *rand.Rand) []r.ExecCommand {
+	var lines []string
+	for i := range 1 + rng.IntN(3) {
+		lines = append(lines, fmt.Sprintf("echo %d%s", i, pick(rng, "", "", "x")))
+	}
+	return r.ExecList(lines)
+}
+
+// TestExecRunsOnceAndAFailureRecordsWhatSucceeded: exec commands run once over
+// two ups; a failing command fails the apply, stops the namespace's later
+// commands, and the record holds only those before it, so the next up runs the
+// list from the failed command on.
+func TestExecRunsOnceAndAFailureRecordsWhatSucceeded(t *testing.T) {
+	ctx := context.Background()
+	d := fake.New()
+	s := r.NewState("exec")
+	s.Namespaces["a"] = &r.Netns{Name: "a", LoUp: true}
+	s.Execs["a"] = r.ExecList([]string{"one", "two", "three"})
+	s.Execs[r.Host] = r.ExecList([]string{"host"})
+	converge(t, ctx, d, s, "first up")
+	converge(t, ctx, d, s, "second up")
+	if diff := cmp.Diff([]string{"host: host", "a: one", "a: two", "a: three"}, d.Ran, cmpopts.SortSlices(func(a, b string) bool { return a < b })); diff != "" {
+		t.Errorf("run once over two ups (-want +got):\n%s", diff)
+	}
+
+	s.Execs["a"] = r.ExecList([]string{"one", "TWO", "three"})
+	d.Ran = nil
+	d.Fail = func(a r.Action) error {
+		if e, ok := a.(r.RunExec); ok && e.Command() == "TWO" {
+			return fmt.Errorf("exit status 1")
+		}
+		return nil
+	}
+	plan, err := r.MakePlan(ctx, d, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Apply(ctx, d, plan); err == nil || !strings.Contains(err.Error(), "+ exec    a: TWO (edited)): exit status 1") {
+		t.Fatalf("apply: want the failed command named, got %v", err)
+	}
+	if len(d.Ran) != 0 {
+		t.Errorf("ran %v after the failed command", d.Ran)
+	}
+	observed, _ := d.Observe(ctx, r.Query{Lab: "exec"})
+	if diff := cmp.Diff(r.ExecList([]string{"one"}), observed.Execs["a"]); diff != "" {
+		t.Errorf("record after the failure (-want +got):\n%s", diff)
+	}
+	d.Fail = nil
+	converge(t, ctx, d, s, "after the failure")
+	if diff := cmp.Diff([]string{"a: TWO", "a: three"}, d.Ran); diff != "" {
+		t.Errorf("run after the failure (-want +got):\n%s", diff)
+	}
+}
+
+// TestReadyEditRestartsNothing: ready: and timeout: are how up waits for a
+// process, not what runs: changing them alone plans nothing.
+func TestReadyEditRestartsNothing(t *testing.T) {
+	ctx := context.Background()
+	d := fake.New()
+	s := r.NewState("ready")
+	s.Namespaces["a"] = &r.Netns{Name: "a", LoUp: true}
+	k := r.ProcKey{NS: "a", Command: "python3 -m http.server 8000"}
+	s.Processes[k] = &r.Process{ProcKey: k, Ready: &r.Ready{Kind: "tcp", Port: 8000, Timeout: 10 * time.Second}}
+	converge(t, ctx, d, s, "up")
+	s.Processes[k].Ready = &r.Ready{Kind: "http", URL: "http://127.0.0.1:8000/", Timeout: 20 * time.Second}
+	plan, err := r.MakePlan(ctx, d, s)
+	if err != nil || !plan.Empty() {
+		t.Errorf("a change of ready: alone plans %v %s", err, text(plan))
 	}
 }

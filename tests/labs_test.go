@@ -8,7 +8,6 @@ import (
 	"regexp"
 	"strings"
 	"testing"
-	"time"
 
 	"netlab/tests/harness"
 )
@@ -57,14 +56,7 @@ func TestPlanCommandsReproduceTheLab(t *testing.T) {
 			if res := sb.Exec("sh", "-x", script); res.Code != 0 {
 				t.Fatalf("the plan's script failed: exit %d\n%s%s", res.Code, res.Stdout, res.Stderr)
 			}
-			// The script starts the lab's processes in the background (`&`):
-			// on a busy machine they may not have reached their command yet.
-			got := sb.OK("netlab", "plan", lab)
-			for deadline := time.Now().Add(3 * time.Second); got != "No changes.\n" && time.Now().Before(deadline); {
-				time.Sleep(100 * time.Millisecond)
-				got = sb.OK("netlab", "plan", lab)
-			}
-			if got != "No changes.\n" {
+			if got := sb.SettledPlan(lab); got != "No changes.\n" {
 				t.Errorf("after running the plan's commands by hand, plan still wants:\n%s", got)
 			}
 			if got := sb.OK("netlab", "down", lab); !strings.Contains(got, "- netns") {

@@ -4,9 +4,7 @@ import (
 	"cmp"
 	"fmt"
 	"slices"
-	"strconv"
 	"strings"
-	"unicode"
 )
 
 // Error is one problem in a lab file, positioned like a compiler's.
@@ -21,22 +19,9 @@ func (e *Error) Error() string {
 }
 
 // escapeControl writes control characters of a message (a NUL or a newline in a
-// name from a hostile file) as Go escapes, so an error is always one line of text.
-func escapeControl(s string) string {
-	if !strings.ContainsFunc(s, unicode.IsControl) {
-		return s
-	}
-	var b strings.Builder
-	for _, r := range s {
-		if unicode.IsControl(r) {
-			q := strconv.QuoteRune(r)
-			b.WriteString(q[1 : len(q)-1])
-		} else {
-			b.WriteRune(r)
-		}
-	}
-	return b.String()
-}
+// name from a hostile file, an escape sequence, a bidi override) as Go escapes,
+// so an error is always one line of text that a terminal shows as it is.
+func escapeControl(s string) string { return Printable(s) }
 
 // Errors is every problem found in a file, sorted by position. It is the error
 // type Parse, Validate and Load return.

@@ -13,15 +13,17 @@ import (
 // GraphFormats are the formats Graph draws.
 var GraphFormats = []string{"ascii", "mermaid", "dot"}
 
-// Graph draws the lab in one of GraphFormats.
+// Graph draws the lab in one of GraphFormats. Text from the file that a
+// terminal would act on (an escape sequence in the description, a bidi override
+// in an interface name) is escaped; see Printable.
 func (l *Lab) Graph(format string) (string, error) {
 	switch format {
 	case "ascii":
-		return l.ascii(), nil
+		return PrintableLines(l.ascii()), nil
 	case "mermaid":
-		return l.mermaid(), nil
+		return PrintableLines(l.mermaid()), nil
 	case "dot":
-		return l.dot(), nil
+		return PrintableLines(l.dot()), nil
 	}
 	return "", fmt.Errorf("unknown graph format %q: want %s", format, strings.Join(GraphFormats, ", "))
 }

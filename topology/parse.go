@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -139,7 +140,64 @@ func (d *decoder) yamlError(data []byte, err error) {
 			msg += " (a tab: YAML indents with spaces only)"
 		}
 	}
+	if msg == "did not find expected key" && !strings.Contains(msg, "a tab") {
+		if at, hint := indentHint(lines); hint != "" {
+			p, msg = at, msg+": "+hint
+		}
+	}
 	d.errorAt(p, "invalid YAML: %s", msg)
+}
+
+// indentHint finds the first line whose indentation lines up with no mapping
+// around it (the usual cause of "did not find expected key", which the yaml
+// package reports at the line of the enclosing mapping), and says so: its
+// position and a hint naming the mapping it sits inside.
+func indentHint(lines [][]byte) (Pos, string) {
+	type level struct {
+		indent int
+		line   int    // the last line at this indentation
+		key    string // its text, shortened
+	}
+	stack := []level{{indent: 0}}
+	for i, raw := range lines {
+		text := bytes.TrimRight(raw, " \t\r")
+		body := bytes.TrimLeft(text, " ")
+		if len(body) == 0 || body[0] == '#' || bytes.HasPrefix(body, []byte("---")) {
+			continue
+		}
+		n := len(text) - len(body)
+		key := string(body)
+		if k, _, ok := strings.Cut(key, ":"); ok {
+			key = k + ":"
+		}
+		if len(key) > 30 {
+			key = key[:30] + "…"
+		}
+		top := stack[len(stack)-1]
+		if n > top.indent {
+			stack = append(stack, level{n, i + 1, key})
+			continue
+		}
+		var inner level
+		for len(stack) > 1 && stack[len(stack)-1].indent > n {
+			inner = stack[len(stack)-1]
+			stack = stack[:len(stack)-1]
+		}
+		outer := stack[len(stack)-1]
+		if outer.indent == n {
+			stack[len(stack)-1] = level{n, i + 1, key}
+			continue
+		}
+		spaces := func(n int) string {
+			if n == 1 {
+				return "1 space"
+			}
+			return fmt.Sprintf("%d spaces", n)
+		}
+		return Pos{i + 1, n + 1}, fmt.Sprintf("this line is indented by %s, between %q (line %d, %s) and its keys (%s); "+
+			"the keys of one mapping line up: indent it like one or the other", spaces(n), outer.key, outer.line, spaces(outer.indent), spaces(inner.indent))
+	}
+	return Pos{}, ""
 }
 
 // checkTree visits every node once per path to it, aliases expanded, and refuses
@@ -222,7 +280,7 @@ func (d *decoder) lab(root *yaml.Node) *Lab {
 	if p, ok := f["host"]; ok {
 		lab.Host.Pos = pos(p.key)
 		// run and serve in the host: Docker's --net=host, a container without a namespace of its own.
-		d.namespace(lab.Host, p.value, "interfaces", "routes", "sysctls", "nat", "filter", "run", "serve")
+		d.namespace(lab.Host, p.value, "interfaces", "routes", "sysctls", "nat", "filter", "run", "serve", "exec")
 	}
 	if n := f.val("bridges"); n != nil {
 		lab.Bridges = d.bridges(n)
@@ -309,7 +367,7 @@ func (d *decoder) namespaces(n *yaml.Node) []*Namespace {
 		}
 		ns := &Namespace{Pos: pos(p.key), Name: name}
 		out = append(out, ns)
-		d.namespace(ns, p.value, "interfaces", "routes", "sysctls", "nat", "filter", "publish", "run", "serve")
+		d.namespace(ns, p.value, "interfaces", "routes", "sysctls", "nat", "filter", "publish", "run", "serve", "exec")
 	}
 	return out
 }
@@ -367,17 +425,22 @@ func (d *decoder) namespace(ns *Namespace, n *yaml.Node, known ...string) {
 	if v := f.val("run"); v != nil {
 		items, _ := d.list(v, label+": run")
 		for _, item := range items {
-			s, ok := d.str(item, label+": run")
+			c := d.runEntry(item, label)
 			switch {
-			case !ok:
-			case strings.TrimSpace(s) == "":
-				d.errorf(item, "%s: run: empty command", label)
-			case strings.ContainsAny(s, "\x00\n\r"):
-				d.errorf(item, "%s: run: a command is one line; write each command as its own item", label)
-			case slices.ContainsFunc(ns.Run, func(c *Command) bool { return c.Line == s }):
-				d.errorf(item, "%s: run: %q is listed twice", label, s)
+			case c == nil:
+			case slices.ContainsFunc(ns.Run, func(o *Command) bool { return o.Line == c.Line }):
+				d.errorf(item, "%s: run: %q is listed twice", label, c.Line)
 			default:
-				ns.Run = append(ns.Run, &Command{Pos: pos(item), Line: s})
+				ns.Run = append(ns.Run, c)
+			}
+		}
+	}
+	if v := f.val("exec"); v != nil {
+		items, _ := d.list(v, label+": exec")
+		for _, item := range items {
+			// The same command may be listed twice: each entry runs, in order.
+			if s, ok := d.commandLine(item, label+": exec"); ok {
+				ns.Exec = append(ns.Exec, &Exec{Pos: pos(item), Line: s})
 			}
 		}
 	}
@@ -393,6 +456,125 @@ func (d *decoder) namespace(ns *Namespace, n *yaml.Node, known ...string) {
 			}
 		}
 	}
+}
+
+// commandLine reads a shell command written on one non-empty line.
+func (d *decoder) commandLine(n *yaml.Node, label string) (string, bool) {
+	s, ok := d.str(n, label)
+	switch {
+	case !ok:
+		return "", false
+	case strings.TrimSpace(s) == "":
+		d.errorf(n, "%s: empty command", label)
+		return "", false
+	case strings.ContainsAny(s, "\x00\n\r"):
+		d.errorf(n, "%s: a command is one line; write each command as its own item", label)
+		return "", false
+	}
+	return s, true
+}
+
+// runEntry reads one `run:` entry: a command line, or {cmd, ready, timeout}.
+func (d *decoder) runEntry(n *yaml.Node, nsl string) *Command {
+	label := nsl + ": run"
+	if n.Kind != yaml.MappingNode {
+		s, ok := d.commandLine(n, label)
+		if !ok {
+			return nil
+		}
+		return &Command{Pos: pos(n), Line: s}
+	}
+	f, good := d.fields(n, label, "cmd", "ready", "timeout")
+	c := &Command{Pos: pos(n)}
+	if v := f.val("cmd"); v == nil {
+		d.errorf(n, "%s: missing cmd: (the command to run)", label)
+		good = false
+	} else if s, ok := d.commandLine(v, label+": cmd"); ok {
+		c.Line = s
+	} else {
+		good = false
+	}
+	if v := f.val("ready"); v != nil {
+		c.Ready = d.ready(v, label+": ready")
+		good = good && c.Ready != nil
+	}
+	if v := f.val("timeout"); v != nil {
+		t, ok := d.duration(v, label+": timeout")
+		c.Timeout, good = t, good && ok
+		if ok && f.val("ready") == nil {
+			d.errorf(f["timeout"].key, "%s: timeout is how long up waits for ready:, which is not given", label)
+			good = false
+		}
+	}
+	if !good {
+		return nil
+	}
+	return c
+}
+
+var readyKinds = []string{"tcp", "http", "file"}
+
+// ready reads {tcp: PORT}, {http: URL} or {file: PATH}.
+func (d *decoder) ready(n *yaml.Node, label string) *Ready {
+	ps, ok := d.mapping(n, label)
+	if !ok {
+		return nil
+	}
+	if len(ps) > 1 {
+		d.errorf(n, "%s: give one of tcp, http or file, not several", label)
+		return nil
+	}
+	if len(ps) != 1 || !slices.Contains(readyKinds, ps[0].key.Value) {
+		d.errorf(n, "%s: want one of {tcp: PORT}, {http: URL} or {file: PATH}", label)
+		return nil
+	}
+	r := &Ready{Pos: pos(n), Kind: ps[0].key.Value}
+	v, label := ps[0].value, label+": "+r.Kind
+	switch r.Kind {
+	case "tcp":
+		port, ok := d.integer(v, label, 1, 65535)
+		if !ok {
+			return nil
+		}
+		r.Port = uint16(port)
+	case "http":
+		s, ok := value(d, v, label, parseReadyURL)
+		if !ok {
+			return nil
+		}
+		r.URL = s
+	case "file":
+		s, ok := d.str(v, label)
+		if !ok {
+			return nil
+		}
+		if !strings.HasPrefix(s, "/") || strings.ContainsAny(s, "\x00\n") {
+			d.errorf(v, "%s: want an absolute path such as /run/web.ready, got %q", label, s)
+			return nil
+		}
+		r.Path = s
+	}
+	return r
+}
+
+// duration reads a Go duration such as 20s, 1m30s or 500ms, positive and at most
+// MaxReadyTimeout.
+func (d *decoder) duration(n *yaml.Node, label string) (time.Duration, bool) {
+	n = resolve(n)
+	if n.Kind != yaml.ScalarNode || isNull(n) || n.ShortTag() != "!!str" {
+		d.errorf(n, "%s: want a duration such as 20s, 1m30s or 500ms, got %s", label, describe(n))
+		return 0, false
+	}
+	t, err := time.ParseDuration(n.Value)
+	switch {
+	case err != nil:
+		d.errorf(n, "%s: invalid duration %q (want a duration such as 20s, 1m30s or 500ms)", label, n.Value)
+		return 0, false
+	case t <= 0 || t > MaxReadyTimeout:
+		d.errorf(n, "%s: %s is out of range (want more than 0 and at most %s)", label, n.Value, MaxReadyTimeout)
+		return 0, false
+	}
+	return t, true
 }
 
 // service reads one `serve:` entry: {http: PORT, body: TEXT} or {tcp-echo: PORT}.
@@ -559,7 +741,12 @@ func (d *decoder) sysctls(ns *Namespace, n *yaml.Node) {
 			d.errorf(v, "%s: the value must be one line", label)
 			continue
 		}
-		ns.Sysctls = append(ns.Sysctls, &Sysctl{Pos: pos(p.key), Key: key, Value: v.Value})
+		value, err := canonicalSysctlValue(v.Value)
+		if err != nil {
+			d.errorf(v, "%s: %v", label, err)
+			continue
+		}
+		ns.Sysctls = append(ns.Sysctls, &Sysctl{Pos: pos(p.key), Key: key, Value: value})
 	}
 }
 

@@ -49,6 +49,8 @@ var schemaBlind = []struct {
 	{"invalid-binary.yaml", true, "not text: control characters"},
 	{"invalid-unclosed-flow.yaml", true, "YAML syntax error: an unclosed flow list"},
 	{"invalid-yaml-tab.yaml", true, "a tab in the indentation: YAML syntax error"},
+	{"invalid-yaml-indent.yaml", true, "a key indented between two mappings: YAML syntax error"},
+	{"invalid-yaml-indent-deep.yaml", true, "a key indented between two mappings: YAML syntax error"},
 
 	{"invalid-bridge-overlap.yaml", false, "overlapping subnets of two bridges: compares values of two bridges"},
 	{"invalid-duplicate-interface.yaml", false, "an interface named twice (by a bridge, two links, a generated port name)"},
@@ -62,6 +64,7 @@ var schemaBlind = []struct {
 	{"invalid-route-duplicate.yaml", false, "two routes with one destination and metric, written differently"},
 	{"invalid-route-gateway-outside.yaml", false, "gateways outside the namespace's subnets, or its own address"},
 	{"invalid-two-documents.yaml", false, "a second YAML document: a schema validates one document"},
+	{"invalid-sysctl-value.yaml", false, "sysctl values in hex, with a leading zero (octal to the kernel) or blank: YAML reads 0x1 as the number 1, and a pattern per field of a string would be unreadable"},
 }
 
 var schemaCompiler struct {
@@ -425,7 +428,7 @@ func valueCases() []valueCase {
 			parser: checkIfname,
 			gap:    func(s string) bool { return utf8.RuneCountInString(s) <= 15 && len(s) > 15 },
 			valid:  []string{"eth0", "docker0", "br-5d3e0c8a4b21", "veth-c2", "eth0.100", "a", "123456789012345", "x!y", "é"},
-			invalid: []string{"", ".", "..", "lo", "eth0/1", "eth 1", "eth0:1", "1234567890123456", "a\tb",
+			invalid: []string{"", ".", "..", "lo", "all", "default", "eth0/1", "eth 1", "eth0:1", "1234567890123456", "a\tb",
 				"a\u00a0b", "a\u3000b", "a\u0085b", "a\x7fb"},
 			missed: []string{"éééééééé"},
 		},

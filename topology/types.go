@@ -10,6 +10,7 @@ package topology
 import (
 	"net"
 	"net/netip"
+	"time"
 )
 
 // HostName is the reserved name of the network namespace netlab runs in.
@@ -71,6 +72,7 @@ type Namespace struct {
 	Publish    []*Publish
 	Run        []*Command
 	Serve      []*Service
+	Exec       []*Exec // one-shot setup commands, in file order
 }
 
 // Interface configures one end of a link that lives in a namespace (not a bridge port).
@@ -167,6 +169,39 @@ type Publish struct {
 
 // Command is one `run:` entry: a long-running process started in the namespace.
 type Command struct {
+	Pos  Pos
+	Line string
+	// Ready, when not nil, is what `up` waits for after starting the process
+	// (the map form {cmd, ready, timeout}); nil: started is enough.
+	Ready *Ready
+	// Timeout is how long `up` waits for Ready; 0: DefaultReadyTimeout.
+	Timeout time.Duration
+}
+
+// DefaultReadyTimeout is how long `up` waits for a process to be ready when the
+// file gives no timeout: for `serve:` entries, and `run:` entries with `ready:`.
+const DefaultReadyTimeout = 10 * time.Second
+
+// MaxReadyTimeout bounds `timeout:`: up waits for a process, not for a person.
+const MaxReadyTimeout = 10 * time.Minute
+
+// Ready is the condition that makes a process ready, one of:
+//
+//	{tcp: PORT}   a socket listens on PORT in the process's namespace
+//	{http: URL}   a GET of URL, made from inside the namespace, answers 2xx or 3xx
+//	{file: PATH}  PATH exists
+type Ready struct {
+	Pos  Pos
+	Kind string // "tcp", "http" or "file"
+	Port uint16 // tcp
+	URL  string // http: http://IP[:PORT]/...
+	Path string // file: absolute
+}
+
+// Exec is one `exec:` entry: a one-shot command that `up` runs once, with sh -c
+// in the namespace, after its links, addresses and routes exist and before its
+// processes start.
+type Exec struct {
 	Pos  Pos
 	Line string
 }

@@ -36,7 +36,10 @@ const maxKernelName = 48
 
 // ifnameProblem says why name cannot be a Linux interface name, or returns "".
 // The kernel's rules (dev_valid_name): 1 to 15 bytes, not "." or "..", no "/",
-// ":" or whitespace. "lo" exists in every namespace already.
+// ":" or whitespace. "lo" exists in every namespace already; "all" and "default"
+// are the kernel's own entries of net/ipv4/conf, net/ipv6/conf and neigh (the
+// settings of every interface and of new ones), so an interface of that name
+// cannot get its own and the kernel refuses it after the namespace is made.
 func ifnameProblem(name string) string {
 	switch {
 	case name == "":
@@ -47,6 +50,10 @@ func ifnameProblem(name string) string {
 		return "it is reserved"
 	case name == "lo":
 		return "lo is the loopback interface every namespace already has"
+	case name == "all":
+		return "all is reserved: net.ipv4.conf.all holds the settings of every interface, so no interface can have that name"
+	case name == "default":
+		return "default is reserved: net.ipv4.conf.default holds the settings new interfaces start with, so no interface can have that name"
 	case strings.Contains(name, "/"):
 		return `it contains "/"`
 	case strings.Contains(name, ":"):
@@ -445,4 +452,71 @@ func checkHTTP(s string) error {
 		return fmt.Errorf("invalid URL %q (want http://ADDRESS-OR-NAME[:PORT]/PATH)", s)
 	}
 	return nil
+}
+
+// sysctlNumberRE matches a field of a sysctl value that is a number in any form
+// the kernel reads (proc_dointvec parses with base 0): decimal, 0x hex, 0 octal.
+var sysctlNumberRE = regexp.MustCompile(`^[+-]?(0[xX][0-9a-fA-F]*|[0-9]+)$`)
+
+// canonicalSysctlValue returns a sysctl value as the kernel prints it back, so
+// that the value of the file and the value read compare equal: fields separated
+// by single spaces, integers in plain decimal ("+2" is 2, "-0" is 0). An integer
+// the kernel would read other than as it looks is refused with the decimal to
+// write instead: hex ("0x1") and a leading zero ("010", which the kernel reads
+// as octal 8). Other fields (a congestion control name, "8080,9148-9150") are
+// kept as written.
+func canonicalSysctlValue(s string) (string, error) {
+	fields := strings.Fields(s)
+	if len(fields) == 0 {
+		return "", errors.New("the value is empty")
+	}
+	for i, f := range fields {
+		if !sysctlNumberRE.MatchString(f) {
+			continue
+		}
+		sign, digits := "", strings.TrimLeft(f, "+-")
+		if strings.HasPrefix(f, "-") {
+			sign = "-"
+		}
+		if strings.HasPrefix(digits, "0x") || strings.HasPrefix(digits, "0X") {
+			n, err := strconv.ParseUint(digits[2:], 16, 64)
+			if err != nil {
+				return "", fmt.Errorf("%q is not a number the kernel reads", f)
+			}
+			return "", fmt.Errorf("%q is hexadecimal; write it in decimal: %s%d", f, sign, n)
+		}
+		if len(digits) > 1 && digits[0] == '0' && strings.Trim(digits, "0") != "" {
+			n, err := strconv.ParseUint(digits, 8, 64)
+			if err != nil {
+				return "", fmt.Errorf("%q has a leading zero, which the kernel reads as octal, and is not octal; write it in decimal without the zero", f)
+			}
+			return "", fmt.Errorf("%q has a leading zero, which the kernel reads as octal (%s%d); write it in decimal without the zero", f, sign, n)
+		}
+		digits = strings.TrimLeft(digits, "0")
+		if digits == "" {
+			digits, sign = "0", ""
+		}
+		fields[i] = sign + digits
+	}
+	return strings.Join(fields, " "), nil
+}
+
+// parseReadyURL reads the URL of a `ready: {http: URL}`: http:// and an IP address
+// or localhost, since it is fetched from inside the namespace by netlab, which
+// resolves no names there.
+func parseReadyURL(s string) (string, error) {
+	u, err := url.Parse(s)
+	if err != nil || u.Scheme != "http" || !strings.HasPrefix(s, "http://") || u.Host == "" || u.User != nil {
+		return "", fmt.Errorf("invalid URL %q (want http://ADDRESS[:PORT]/PATH, e.g. http://127.0.0.1:8000/)", s)
+	}
+	host := u.Hostname()
+	if _, err := netip.ParseAddr(host); err != nil && host != "localhost" {
+		return "", fmt.Errorf("URL %q: the host must be an IP address or localhost (got %q)", s, host)
+	}
+	if p := u.Port(); p != "" {
+		if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
+			return "", fmt.Errorf("URL %q: port %s is out of range (want 1 to 65535)", s, p)
+		}
+	}
+	return s, nil
 }

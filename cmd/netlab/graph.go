@@ -19,7 +19,7 @@ func (a *app) graphCmd() *cobra.Command {
   -f ascii    for a terminal: each bridge with its ports, then the other links (default)
   -f mermaid  a flowchart that code-hosting pages render (paste it in a mermaid block)
   -f dot      for Graphviz: netlab graph lab.yaml -f dot | dot -Tsvg > lab.svg`,
-		Args: cobra.ExactArgs(1),
+		Args: labFileArg,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			lab, err := topology.Load(args[0])
 			if err != nil {

@@ -15,6 +15,7 @@ import (
 
 	"netlab/reconcile"
 	"netlab/reconcile/kernel"
+	"netlab/topology"
 )
 
 // The live state of a lab, per namespace, like `docker network inspect`: what a
@@ -213,8 +214,12 @@ func interfaceOf(s *reconcile.State, l *reconcile.Link) interfaceReport {
 	return r
 }
 
-// writeInspection prints a lab's state for a person.
-func writeInspection(w io.Writer, r inspection) {
+// writeInspection prints a lab's state for a person, with what a terminal
+// would act on (in a process's command line) escaped.
+func writeInspection(out io.Writer, r inspection) {
+	var b strings.Builder
+	defer func() { io.WriteString(out, topology.PrintableLines(b.String())) }()
+	w := &b
 	fmt.Fprintf(w, "Lab %s", r.Lab)
 	if r.File != "" {
 		fmt.Fprintf(w, " (from %s)", r.File)

@@ -25,7 +25,7 @@ that "netlab up" would take, one per line, then a summary.
 
 With --detailed-exitcode the exit status is 0 when there is nothing to do, 2 when
 there are changes and 1 on error.`,
-		Args: cobra.ExactArgs(1),
+		Args: labFileArg,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			render, err := planRenderer(output)
 			if err != nil {

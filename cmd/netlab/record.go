@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"regexp"
+	"strconv"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -104,6 +105,27 @@ func (a *app) restoreSysctlCmd() *cobra.Command {
 			}
 			return a.recordStep(args[0], func(d *kernel.Driver) error {
 				return d.RestoreSysctl(args[0], args[1], args[2])
+			})
+		},
+	}
+}
+
+func (a *app) recordExecCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:    "__record-exec LAB NETNS INDEX COMMAND",
+		Short:  "Record that an exec: command ran, as up does (for the script of plan -o commands)",
+		Hidden: true,
+		Args:   cobra.ExactArgs(4),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if !validNetns(args[1]) {
+				return fmt.Errorf("invalid namespace name %q", args[1])
+			}
+			index, err := strconv.Atoi(args[2])
+			if err != nil || index < 0 {
+				return fmt.Errorf("invalid command index %q", args[2])
+			}
+			return a.recordStep(args[0], func(d *kernel.Driver) error {
+				return d.RecordExec(args[0], args[1], index, args[3])
 			})
 		},
 	}

@@ -78,7 +78,7 @@ network namespaces, bridges, veth links, addresses, routes and sysctls.
 	defer pprof.StopCPUProfile()
 	root.AddCommand(a.validateCmd(), a.planCmd(), a.upCmd(), a.downCmd(), a.statusCmd(),
 		a.execCmd(), a.testCmd(), a.inspectCmd(), a.graphCmd(), a.serveCmd(), a.nsexecCmd(),
-		a.recordCmd(), a.saveSysctlCmd(), a.restoreSysctlCmd(), a.startCmd())
+		a.recordCmd(), a.saveSysctlCmd(), a.restoreSysctlCmd(), a.recordExecCmd(), a.startCmd())
 
 	err := root.ExecuteContext(ctx)
 	var code exitCode
@@ -100,7 +100,9 @@ func (a *app) printError(err error) {
 		fmt.Fprintln(a.Err, fileErrs.Error())
 		return
 	}
-	fmt.Fprintf(a.Err, "netlab: %v\n", err)
+	// Errors can quote the file's text (a command that failed to start): what a
+	// terminal would act on is escaped, line breaks of a multi-line error kept.
+	fmt.Fprintf(a.Err, "netlab: %s\n", topology.PrintableLines(err.Error()))
 }
 
 func (a *app) logger() *slog.Logger {

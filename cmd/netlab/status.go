@@ -10,6 +10,7 @@ import (
 
 	"netlab/reconcile"
 	"netlab/reconcile/kernel"
+	"netlab/topology"
 )
 
 // statusDrifted is the exit status of `status` when a lab drifted from its file.
@@ -128,18 +129,18 @@ func (a *app) printStatus(rows []labStatus, details bool) error {
 	w := tabwriter.NewWriter(a.Out, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(w, "LAB\tFILE\tNAMESPACES\tINTERFACES\tDRIFT")
 	for _, r := range rows {
-		fmt.Fprintf(w, "%s\t%s\t%d\t%d\t%s\n", r.Name, r.File, r.Namespaces, r.Interfaces, r.Drift)
+		fmt.Fprintf(w, "%s\t%s\t%d\t%d\t%s\n", topology.Printable(r.Name), topology.Printable(r.File), r.Namespaces, r.Interfaces, r.Drift)
 	}
 	if err := w.Flush(); err != nil {
 		return err
 	}
 	for _, r := range rows {
 		if r.Error != "" {
-			fmt.Fprintf(a.Out, "\n%s: drift unknown: %s\n", r.Name, r.Error)
+			fmt.Fprintf(a.Out, "\n%s: drift unknown: %s\n", topology.Printable(r.Name), topology.PrintableLines(r.Error))
 		}
 		if details || r.Drift == "yes" {
 			if len(r.Drifted) > 0 {
-				fmt.Fprintf(a.Out, "\n%s drifted from its file; `netlab up %s` would:\n", r.Name, r.File)
+				fmt.Fprintf(a.Out, "\n%s drifted from its file; `netlab up %s` would:\n", topology.Printable(r.Name), topology.Printable(r.File))
 				for _, l := range r.Drifted {
 					fmt.Fprintf(a.Out, "  %s\n", l)
 				}

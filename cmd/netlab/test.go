@@ -28,7 +28,7 @@ line "N passed, M failed". A check that cannot run (its namespace is not the
 lab's, or the lab is down) is an ERROR and counts as failed: a blocked check
 proves nothing when there is no lab to block it. Exit status 0 when all pass,
 1 otherwise.`,
-		Args: cobra.ExactArgs(1),
+		Args: labFileArg,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			lab, desired, err := loadLab(args[0])
 			if err != nil {
@@ -48,7 +48,7 @@ proves nothing when there is no lab to block it. Exit status 0 when all pass,
 			}
 			if !plan.Empty() {
 				fmt.Fprintf(a.Err, "Warning: the kernel differs from %s (%s); run \"netlab up %s\" first.\n",
-					args[0], strings.TrimSuffix(plan.Summary(), "."), args[0])
+					topology.Printable(args[0]), strings.TrimSuffix(plan.Summary(), "."), topology.Printable(args[0]))
 			}
 
 			observed, err := d.Observe(cmd.Context(), reconcile.Query{Lab: desired.Lab})
@@ -72,7 +72,7 @@ proves nothing when there is no lab to block it. Exit status 0 when all pass,
 				case !r.Pass:
 					result, failed = "FAIL", failed+1
 				}
-				fmt.Fprintf(w, "%s\t%s\t%s\n", r.Name, result, r.Detail)
+				fmt.Fprintf(w, "%s\t%s\t%s\n", topology.Printable(r.Name), result, topology.Printable(r.Detail))
 			}
 			w.Flush()
 			fmt.Fprintf(a.Out, "%d passed, %d failed\n", len(results)-failed, failed)

@@ -18,7 +18,7 @@ func (a *app) upCmd() *cobra.Command {
 observe again to verify. Running it again changes nothing. After a failure, or
 after someone changed the lab by hand, running it again puts back exactly what
 differs.`,
-		Args: cobra.ExactArgs(1),
+		Args: labFileArg,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
 			lab, desired, err := loadLab(args[0])

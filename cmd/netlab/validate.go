@@ -13,7 +13,7 @@ func (a *app) validateCmd() *cobra.Command {
 		Short: "Check a lab file without touching the kernel",
 		Long: `Parse and check a lab file. Every problem is reported at once as
 FILE:LINE:COL: message. Exit status 0 when valid, 1 when not.`,
-		Args: cobra.ExactArgs(1),
+		Args: labFileArg,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			lab, desired, err := loadLab(args[0])
 			if err != nil {

@@ -54,14 +54,21 @@ type Driver struct {
 	tables  map[string]map[string]*r.Table    // namespace -> table name -> table
 	procs   map[r.ProcKey]*proc
 	files   map[r.FileKey]file
+	execs   map[string]map[string][]r.ExecCommand // lab -> namespace -> the exec commands recorded as run
 	nextPID int
 	// lastRead is the last observation, for answerFromEarlier.
 	lastRead *r.State
 
 	// Writes counts the actions applied: a no-op `up` must leave it unchanged.
 	Writes int
+	// Ran lists the exec commands run, as "NS: COMMAND", in order.
+	Ran []string
 	// Fail, when set, is consulted before each action; a non-nil error fails it.
 	Fail func(r.Action) error
+	// NoSysctl lists the sysctls (paths below /proc/sys) the fake kernel does not
+	// have, in any namespace, each with the nearest one it has ("" none): Observe
+	// reports them as State.MissingSysctls and writing one fails.
+	NoSysctl map[string]string
 }
 
 // New returns an empty fake kernel with only the host namespace.
@@ -78,6 +85,7 @@ func New() *Driver {
 		tables:  map[string]map[string]*r.Table{},
 		procs:   map[r.ProcKey]*proc{},
 		files:   map[r.FileKey]file{},
+		execs:   map[string]map[string][]r.ExecCommand{},
 		nextPID: 100,
 	}
 }
@@ -169,6 +177,18 @@ func (k *Kernel) SetDown(key r.LinkKey) {
 	}
 }
 
+// recordExecs sets the record of the exec commands run in a namespace.
+func (d *Driver) recordExecs(lab, ns string, list []r.ExecCommand) {
+	if d.execs[lab] == nil {
+		d.execs[lab] = map[string][]r.ExecCommand{}
+	}
+	if len(list) == 0 {
+		delete(d.execs[lab], ns)
+		return
+	}
+	d.execs[lab][ns] = slices.Clone(list)
+}
+
 // Snapshot returns every object, owned or not, for tests that check what was touched.
 func (d *Driver) Snapshot() (netns map[string]string, links map[r.LinkKey]r.Link) {
 	d.mu.Lock()
@@ -234,6 +254,11 @@ func (d *Driver) Observe(_ context.Context, q r.Query) (*r.State, error) {
 			s.ForeignFiles[key] = true
 		}
 	}
+	for ns, list := range d.execs[q.Lab] {
+		if ns == r.Host || s.Namespaces[ns] != nil {
+			s.Execs[ns] = slices.Clone(list)
+		}
+	}
 	maps.Copy(s.SavedSysctls, d.saved[q.Lab])
 	held := []r.SysctlKey{}
 	for k, sh := range d.shared {
@@ -242,6 +267,14 @@ func (d *Driver) Observe(_ context.Context, q r.Query) (*r.State, error) {
 		s.SharedSysctls[k] = &c
 		if sh.HeldBy(q.Lab) {
 			held = append(held, k)
+		}
+	}
+	for _, k := range q.Sysctls {
+		if near, ok := d.NoSysctl[k.Path]; ok {
+			if s.MissingSysctls == nil {
+				s.MissingSysctls = map[r.SysctlKey]string{}
+			}
+			s.MissingSysctls[k] = near
 		}
 	}
 	for _, k := range append(append(q.Sysctls, keys(d.saved[q.Lab])...), held...) {
@@ -302,6 +335,9 @@ func (d *Driver) Apply(_ context.Context, a r.Action) error {
 	defer d.mu.Unlock()
 	if d.Fail != nil {
 		if err := d.Fail(a); err != nil {
+			if a, ok := a.(r.RunExec); ok {
+				d.recordExecs(a.Lab, a.NS, a.List[:a.Index]) // a failed command is not recorded
+			}
 			return err
 		}
 	}
@@ -341,6 +377,7 @@ func (d *Driver) Apply(_ context.Context, a r.Action) error {
 		delete(d.netns, a.Name)
 		delete(d.ipv6, a.Name)
 		delete(d.tables, a.Name)
+		delete(d.execs[a.Lab], a.Name) // the record of what ran in it goes with it
 		for k := range d.procs {
 			if k.NS == a.Name {
 				delete(d.procs, k)
@@ -407,6 +444,7 @@ func (d *Driver) Apply(_ context.Context, a r.Action) error {
 			return fmt.Errorf("netns %s: %w", a.NS, ErrNotFound)
 		}
 		p := &proc{Process: a.Process, lab: a.Lab}
+		p.Ready = nil // desired only
 		p.PIDs = []int{d.nextPID}
 		d.nextPID++
 		d.procs[a.ProcKey] = p
@@ -419,6 +457,14 @@ func (d *Driver) Apply(_ context.Context, a r.Action) error {
 		d.files[a.FileKey] = file{content: a.Content, lab: labOf(a.Content)}
 	case r.DeleteFile:
 		delete(d.files, a.FileKey)
+	case r.RunExec:
+		if !d.nsExists(a.NS) {
+			return fmt.Errorf("netns %s: %w", a.NS, ErrNotFound)
+		}
+		d.Ran = append(d.Ran, a.NS+": "+a.Command())
+		d.recordExecs(a.Lab, a.NS, a.List)
+	case r.ForgetExec:
+		d.recordExecs(a.Lab, a.NS, a.Keep)
 	case r.SetMTU:
 		l, err := d.link(a.LinkKey)
 		if err != nil {
@@ -462,6 +508,9 @@ func (d *Driver) Apply(_ context.Context, a r.Action) error {
 	case r.DeleteRoute:
 		delete(d.routes, a.RouteKey)
 	case r.SetSysctl:
+		if _, ok := d.NoSysctl[a.Path]; ok {
+			return fmt.Errorf("netns %s: write sysctl %s: %w", a.NS, a.Name(), ErrNotFound)
+		}
 		if a.NS == r.Host {
 			return d.setHostSysctl(a)
 		}

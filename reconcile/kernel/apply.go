@@ -35,6 +35,9 @@ func (d *Driver) Apply(ctx context.Context, a reconcile.Action) error {
 		if err := d.deleteNetns(a.Lab, a.Name, a.Takes); err != nil {
 			return err
 		}
+		if err := d.state.forgetExecs(a.Lab, a.Name); err != nil {
+			return err
+		}
 		return d.forgetSysctls(a.Lab, a.Name)
 	case reconcile.CreateBridge:
 		return d.createBridge(a)
@@ -93,6 +96,10 @@ func (d *Driver) Apply(ctx context.Context, a reconcile.Action) error {
 		return d.writeFile(a)
 	case reconcile.DeleteFile:
 		return d.deleteFile(a.FileKey)
+	case reconcile.RunExec:
+		return d.runExec(ctx, a)
+	case reconcile.ForgetExec:
+		return d.state.writeExecs(a.Lab, a.NS, a.Keep)
 	}
 	return fmt.Errorf("kernel driver: unknown action %T", a)
 }

@@ -415,11 +415,13 @@ func (d *Driver) observeTable(ns, name string, want *reconcile.Table) (*reconcil
 				oc.Rules = append(oc.Rules, &rule)
 				continue
 			}
-			raw := fmt.Sprintf("<a rule other than the file's here (handle %d", r.Handle)
+			// Not the file's: shown as it is, with its handle, so that it reads
+			// as what it does and can be found with `nft -a list ruleset`.
+			raw := ruleText(r.Exprs)
 			if note := commentOf(r.UserData); note != "" {
-				raw += fmt.Sprintf(", comment %q", note)
+				raw += fmt.Sprintf(" comment %q", note)
 			}
-			oc.Rules = append(oc.Rules, &reconcile.Rule{Raw: raw + ")>"})
+			oc.Rules = append(oc.Rules, &reconcile.Rule{Raw: fmt.Sprintf("%s (handle %d, not in the file)", raw, r.Handle)})
 		}
 		out.Chains = append(out.Chains, oc)
 	}

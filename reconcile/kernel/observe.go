@@ -111,6 +111,9 @@ func (d *Driver) Observe(ctx context.Context, q reconcile.Query) (*reconcile.Sta
 	if err := d.observeFiles(s); err != nil {
 		return nil, err
 	}
+	if err := d.observeExecs(s); err != nil {
+		return nil, err
+	}
 	lap("processes, files")
 
 	saved, err := d.state.savedSysctls(q.Lab)
@@ -139,6 +142,9 @@ func (d *Driver) Observe(ctx context.Context, q reconcile.Query) (*reconcile.Sta
 		if ok {
 			s.Sysctls[k] = v
 		}
+	}
+	if err := d.missingSysctls(q, s); err != nil {
+		return nil, err
 	}
 	return s, nil
 }

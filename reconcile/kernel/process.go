@@ -220,6 +220,9 @@ func (d *Driver) startProcess(a reconcile.StartProcess) error {
 	if err := d.state.ensure(a.Lab); err != nil {
 		return err
 	}
+	if err := d.checkPortFree(a); err != nil {
+		return err
+	}
 	logPath := filepath.Join(d.state.labDir(a.Lab), a.NS+".log")
 	log, err := os.OpenFile(logPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
 	if err != nil {
@@ -256,7 +259,10 @@ func (d *Driver) startProcess(a reconcile.StartProcess) error {
 		cmd.Wait()
 		exited <- cmd.ProcessState.String()
 	}()
-	return d.waitStarted(a, pid, logPath, exited)
+	if err := d.waitStarted(a, pid, logPath, exited); err != nil {
+		return err
+	}
+	return d.waitReady(a, pid, logPath, exited)
 }
 
 // waitStarted waits until a process started for the lab runs its command in its
@@ -271,7 +277,7 @@ func (d *Driver) waitStarted(a reconcile.StartProcess, pid int, logPath string, 
 	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
 		select {
 		case how := <-exited:
-			return fmt.Errorf("netns %s: %q ended at once (%s, %s); its output is in %s", a.NS, a.Command, how, lastLine(logPath), logPath)
+			return fmt.Errorf("netns %s: %q ended at once (%s); %s", a.NS, a.Command, how, logTail(logPath, a.Command))
 		default:
 		}
 		// In place once it runs the command itself in its namespace: no longer the
@@ -324,16 +330,6 @@ func (d *Driver) Exec(ns string, argv []string, stdin *os.File, stdout, stderr *
 		return exit.ExitCode(), nil
 	}
 	return 0, err
-}
-
-// lastLine is the last line a process wrote to its log, to say why it stopped.
-func lastLine(path string) string {
-	b, _ := os.ReadFile(path)
-	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
-	if last := lines[len(lines)-1]; last != "" && !strings.HasPrefix(last, "--- ") {
-		return "it said: " + last
-	}
-	return "it said nothing"
 }
 
 func withoutMarkers(env []string) []string {

@@ -170,6 +170,21 @@ func (sb *Sandbox) WriteFile(path, content string) {
 	}
 }
 
+// SettledPlan runs `netlab plan ARGS...` until it says "No changes." or 3 s
+// have passed, and returns its last output: a `plan -o commands` script starts
+// the lab's processes in the background (`&`), and on a busy machine they may
+// not have reached their command when the next plan looks.
+func (sb *Sandbox) SettledPlan(args ...string) string {
+	sb.T.Helper()
+	args = append([]string{"netlab", "plan"}, args...)
+	got := sb.OK(args...)
+	for deadline := time.Now().Add(3 * time.Second); got != "No changes.\n" && time.Now().Before(deadline); {
+		time.Sleep(100 * time.Millisecond)
+		got = sb.OK(args...)
+	}
+	return got
+}
+
 var linkState = regexp.MustCompile(`<[^>]*>|state \S+ `)
 
 // KernelState is what the sandbox's kernel holds, as iproute2 shows it: used to

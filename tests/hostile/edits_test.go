@@ -90,7 +90,7 @@ func TestAddressEditKeepsRoutes(t *testing.T) {
 					t.Fatal(err)
 				}
 				sb.OK("sh", path)
-				if got := sb.OK("netlab", "plan", lab); got != "No changes.\n" {
+				if got := sb.SettledPlan(lab); got != "No changes.\n" {
 					t.Fatalf("the plan after the edit's script is not empty:\n%s\nscript:\n%s", got, script)
 				}
 			}

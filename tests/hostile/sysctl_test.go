@@ -142,7 +142,7 @@ func TestPlanScriptIsRestorable(t *testing.T) {
 	if strings.Contains(status, "drift unknown") || !strings.Contains(status, lab) {
 		t.Errorf("status after the script does not know the lab's file:\n%s", status)
 	}
-	if got := sb.OK("netlab", "plan", lab); got != "No changes.\n" {
+	if got := sb.SettledPlan(lab); got != "No changes.\n" {
 		t.Errorf("plan after the script:\n%s", got)
 	}
 	sb.OK("netlab", "down", "--lab", "docker-bridge")
@@ -175,7 +175,7 @@ func TestPlanScriptRestoresARemovedSysctl(t *testing.T) {
 	if v := sysctlValue(sb, "net.ipv4.ip_forward"); v != "0" {
 		t.Errorf("ip_forward after the script = %s, want 0", v)
 	}
-	if got := sb.OK("netlab", "plan", edited); got != "No changes.\n" {
+	if got := sb.SettledPlan(edited); got != "No changes.\n" {
 		t.Errorf("plan after the script:\n%s", got)
 	}
 }

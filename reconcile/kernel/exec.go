@@ -1,0 +1,195 @@
+package kernel
+
+// One-shot setup commands (`exec:`). The kernel keeps no trace of a command
+// that ran, so the driver records it in the lab's state directory:
+//
+//	exec/NS.json  {"netns": NS, "commands": [{"command": ..., "hash": ...}, ...]}
+//
+// the commands of namespace NS (or "host") that ran and succeeded, in order
+// (see reconcile.ExecCommand). Observe reads the records of the lab's
+// namespaces only: one directory listing and one small file per namespace with
+// commands. A namespace's record goes when the namespace is deleted, the whole
+// directory with `down`.
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"netlab/reconcile"
+)
+
+// execRecord is the content of exec/NS.json.
+type execRecord struct {
+	NS       string                  `json:"netns"`
+	Commands []reconcile.ExecCommand `json:"commands"`
+}
+
+func (s *stateDir) execDir(lab string) string { return filepath.Join(s.labDir(lab), "exec") }
+
+func (s *stateDir) execPath(lab, ns string) string {
+	return filepath.Join(s.execDir(lab), ns+".json")
+}
+
+// writeExecs records the commands of a namespace that ran; an empty list
+// removes the record.
+func (s *stateDir) writeExecs(lab, ns string, list []reconcile.ExecCommand) error {
+	if len(list) == 0 {
+		return s.forgetExecs(lab, ns)
+	}
+	if err := s.ensure(lab); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(s.execDir(lab), 0o700); err != nil {
+		return err
+	}
+	if err := s.writeJSON(s.execPath(lab, ns), execRecord{NS: ns, Commands: list}); err != nil {
+		return fmt.Errorf("netns %s: record exec commands: %w", ns, err)
+	}
+	return nil
+}
+
+// forgetExecs removes the record of a namespace.
+func (s *stateDir) forgetExecs(lab, ns string) error {
+	if err := os.Remove(s.execPath(lab, ns)); err != nil && !os.IsNotExist(err) {
+		return fmt.Errorf("netns %s: forget exec commands: %w", ns, err)
+	}
+	return nil
+}
+
+// observeExecs reads the records of the namespaces s holds, and of the host.
+func (d *Driver) observeExecs(s *reconcile.State) error {
+	entries, err := os.ReadDir(d.state.execDir(s.Lab))
+	if os.IsNotExist(err) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("list exec records of lab %s: %w", s.Lab, err)
+	}
+	for _, e := range entries {
+		ns, ok := strings.CutSuffix(e.Name(), ".json")
+		if !ok || !e.Type().IsRegular() {
+			continue
+		}
+		if _, exists := s.Namespaces[ns]; !exists && ns != reconcile.Host {
+			continue // its namespace is gone: so is what ran in it
+		}
+		var rec execRecord
+		if err := readJSON(d.state.execPath(s.Lab, ns), &rec); err != nil {
+			// A damaged record is an empty one: the commands run again.
+			d.log.Debug("unreadable exec record", "netns", ns, "err", err)
+			continue
+		}
+		if len(rec.Commands) > 0 && rec.NS == ns {
+			s.Execs[ns] = rec.Commands
+		}
+	}
+	return nil
+}
+
+// runExec runs one `exec:` command with /bin/sh in its namespace (through
+// `netlab __nsexec`, as a `run:` process, with the namespace's /etc/netns
+// files), its output appended to the namespace's log, and records it once it
+// succeeded. Until then the record holds the commands before it only, so a
+// failure (or a crash) leaves it to run again.
+//
+// Equivalent to: ip netns exec NS sh -c CMD
+func (d *Driver) runExec(ctx context.Context, a reconcile.RunExec) error {
+	if err := d.state.writeExecs(a.Lab, a.NS, a.List[:a.Index]); err != nil {
+		return err
+	}
+	logPath := filepath.Join(d.state.labDir(a.Lab), a.NS+".log")
+	log, err := os.OpenFile(logPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+	if err != nil {
+		return fmt.Errorf("netns %s: open log: %w", a.NS, err)
+	}
+	defer log.Close()
+	header := "netlab exec: " + a.Command()
+	fmt.Fprintf(log, "--- %s %s\n", time.Now().UTC().Format(time.RFC3339), header)
+	cmd := d.nsExecCommand(a.NS, []string{"/bin/sh", "-c", a.Command()})
+	cmd.Env = withoutNetlabMarks(os.Environ())
+	// Straight into the log file, not through a pipe: a command that leaves a
+	// child in the background must not keep up waiting for its output.
+	cmd.Stdout, cmd.Stderr = log, log
+	cmd.SysProcAttr.Setpgid = true // its own group: interrupting up stops it and what it started
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("netns %s: exec %q: %w", a.NS, a.Command(), err)
+	}
+	done := make(chan struct{})
+	go func() {
+		select {
+		case <-ctx.Done():
+			unix.Kill(-cmd.Process.Pid, unix.SIGKILL)
+		case <-done:
+		}
+	}()
+	err = cmd.Wait()
+	close(done)
+	if err != nil {
+		return fmt.Errorf("netns %s: exec %q failed (%v); %s", a.NS, a.Command(), err, outputTail(logPath, header))
+	}
+	return d.state.writeExecs(a.Lab, a.NS, a.List)
+}
+
+// RecordExec records that command number index (from 0) of a namespace's
+// exec: list ran and succeeded, after the commands before it, as runExec does:
+// for the script of `plan -o commands`.
+func (d *Driver) RecordExec(lab, ns string, index int, command string) error {
+	var rec execRecord
+	if err := readJSON(d.state.execPath(lab, ns), &rec); err != nil && !os.IsNotExist(err) {
+		return fmt.Errorf("netns %s: read exec record: %w", ns, err)
+	}
+	list, err := reconcile.RecordedExec(rec.Commands, index, command)
+	if err != nil {
+		return fmt.Errorf("netns %s: %w", ns, err)
+	}
+	return d.state.writeExecs(lab, ns, list)
+}
+
+// outputTail is what a command wrote to the log after its header line.
+func outputTail(path, header string) string {
+	f, err := os.Open(path)
+	if err != nil {
+		return "its output is in " + path
+	}
+	defer f.Close()
+	// The end of the log is enough: the command's output follows its header.
+	const window = 64 << 10
+	if st, err := f.Stat(); err == nil && st.Size() > window {
+		f.Seek(st.Size()-window, io.SeekStart)
+	}
+	b, _ := io.ReadAll(f)
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	start := len(lines)
+	for i, l := range lines {
+		if strings.HasPrefix(l, "--- ") && strings.HasSuffix(l, " "+header) {
+			start = i + 1
+		}
+	}
+	lines = lines[start:]
+	if len(lines) == 0 {
+		return "it printed nothing (log " + path + ")"
+	}
+	if len(lines) > readyLogLines {
+		lines = lines[len(lines)-readyLogLines:]
+	}
+	return fmt.Sprintf("the last lines of its output (log %s):\n    %s", path, strings.Join(lines, "\n    "))
+}
+
+// withoutNetlabMarks drops the variables that mark a lab's processes: an exec
+// command is not one, and neither is what it leaves running.
+func withoutNetlabMarks(env []string) []string {
+	out := env[:0:0]
+	for _, kv := range env {
+		if !strings.HasPrefix(kv, reconcile.EnvLab+"=") && !strings.HasPrefix(kv, reconcile.EnvNS+"=") && !strings.HasPrefix(kv, reconcile.EnvRun+"=") {
+			out = append(out, kv)
+		}
+	}
+	return out
+}

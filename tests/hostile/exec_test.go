@@ -1,0 +1,127 @@
+package hostile
+
+import (
+	"os"
+	"strings"
+	"testing"
+
+	"netlab/tests/harness"
+)
+
+const execLab = `name: setup
+host:
+  exec:
+    - echo host >>/run/host.log
+namespaces:
+  a:
+    interfaces:
+      eth0: {addresses: [10.30.0.2/24]}
+    exec:
+      - ip -o -4 addr show dev eth0 | grep -o 10.30.0.2/24 >>/run/a.log
+      - SECOND
+    run:
+      - {cmd: "cat /run/a.log; exec sleep 1000"}
+  b:
+    interfaces:
+      eth0: {addresses: [10.30.0.3/24]}
+links:
+  - [a:eth0, b:eth0]
+`
+
+func execLabWith(second string) string { return strings.Replace(execLab, "SECOND", second, 1) }
+
+// TestExecRunsOnceAndAgainFromAnEdit: exec: commands run once, in order, in
+// their namespace once its addresses exist; a second up runs none; an edited
+// list runs again from the first changed command on; down forgets the record
+// (the host's commands are not undone, and run again after the next up).
+func TestExecRunsOnceAndAgainFromAnEdit(t *testing.T) {
+	sb := harness.NewSandbox(t)
+	path := writeLab(t, "setup.yaml", execLabWith("echo two >>/run/a.log"))
+	plan := sb.OK("netlab", "plan", path)
+	for _, want := range []string{
+		"+ exec    host: echo host >>/run/host.log\n",
+		"+ exec    a: ip -o -4 addr show dev eth0 | grep -o 10.30.0.2/24 >>/run/a.log\n+ exec    a: echo two >>/run/a.log\n",
+		"+ exec    host: echo host >>/run/host.log\n+ process a:",
+	} {
+		if !strings.Contains(plan, want) {
+			t.Errorf("plan lacks %q:\n%s", want, plan)
+		}
+	}
+	script := sb.OK("netlab", "plan", "-o", "commands", path)
+	if want := "ip netns exec a sh -c 'echo two >>/run/a.log'\n"; !strings.Contains(script, want) {
+		t.Errorf("plan -o commands lacks %q:\n%s", want, script)
+	}
+	upConverges(t, sb, "first up", path)
+	upConverges(t, sb, "second up", path)
+	if got := sb.OK("cat", "/run/a.log", "/run/host.log"); got != "10.30.0.2/24\ntwo\nhost\n" {
+		t.Errorf("after two ups, the commands wrote:\n%s", got)
+	}
+
+	rewriteLab(t, path, execLabWith("echo TWO >>/run/a.log"))
+	if got := sb.OK("netlab", "plan", path); got != "+ exec    a: echo TWO >>/run/a.log (edited)\nPlan: 1 to add, 0 to change, 0 to destroy.\n" {
+		t.Errorf("plan of the edit:\n%s", got)
+	}
+	upConverges(t, sb, "edit", path)
+	if got := sb.OK("cat", "/run/a.log"); got != "10.30.0.2/24\ntwo\nTWO\n" {
+		t.Errorf("after the edit, a's commands wrote:\n%s", got)
+	}
+
+	down := sb.OK("netlab", "down", path)
+	if !strings.Contains(down, "- exec    host: forget 1 command that ran (what they did is not undone)") {
+		t.Errorf("down's plan does not say the host's command is forgotten:\n%s", down)
+	}
+	upConverges(t, sb, "up after down", path)
+	if got := sb.OK("cat", "/run/host.log"); got != "host\nhost\n" {
+		t.Errorf("the host's command after up, down, up wrote:\n%s", got)
+	}
+}
+
+// TestFailingExecFailsUpWithItsOutput: a failing command fails up with its
+// exit status and output; the commands after it do not run, and the next up
+// runs it again (what succeeded before it is not run again).
+func TestFailingExecFailsUpWithItsOutput(t *testing.T) {
+	sb := harness.NewSandbox(t)
+	path := writeLab(t, "setup.yaml", execLabWith("echo cannot configure >&2; exit 4"))
+	res := sb.Fails("netlab", "up", path)
+	for _, want := range []string{`exec "echo cannot configure >&2; exit 4" failed (exit status 4)`, "\n    cannot configure\n"} {
+		if !strings.Contains(res.Stderr, want) {
+			t.Errorf("up's error lacks %q:\n%s", want, res.Stderr)
+		}
+	}
+	if got := sb.OK("netlab", "plan", path); !strings.HasPrefix(got, "+ exec    a: echo cannot configure >&2; exit 4\n+ process a:") {
+		t.Errorf("plan after the failure should run the failed command again, and only it:\n%s", got)
+	}
+	rewriteLab(t, path, execLabWith("echo fixed >>/run/a.log"))
+	upConverges(t, sb, "fixed", path)
+	if got := sb.OK("cat", "/run/a.log"); got != "10.30.0.2/24\nfixed\n" {
+		t.Errorf("a's commands wrote:\n%s", got)
+	}
+}
+
+// rewriteLab replaces the content of a lab file written by writeLab.
+func rewriteLab(t *testing.T, path, content string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestPlanScriptRecordsExecs: the `plan -o commands` script runs the exec:
+// commands and records them through netlab, as up does: the next plan has
+// nothing to run again, and an up after it runs nothing twice.
+func TestPlanScriptRecordsExecs(t *testing.T) {
+	sb := harness.NewSandbox(t)
+	path := writeLab(t, "setup.yaml", execLabWith("echo two >>/run/a.log"))
+	script := t.TempDir() + "/plan.sh"
+	if err := os.WriteFile(script, []byte(sb.OK("netlab", "plan", "-o", "commands", path)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	sb.OK("sh", "-e", script)
+	if got := sb.SettledPlan(path); got != "No changes.\n" {
+		t.Errorf("plan after the script:\n%s", got)
+	}
+	sb.OK("netlab", "up", path)
+	if got := sb.OK("cat", "/run/a.log", "/run/host.log"); got != "10.30.0.2/24\ntwo\nhost\n" {
+		t.Errorf("after the script and an up, the commands wrote:\n%s", got)
+	}
+}
