@@ -64,12 +64,11 @@ func TestCommandsScriptKeepsValuesExact(t *testing.T) {
 	for _, v := range values {
 		desired := r.NewState("q")
 		desired.Processes[r.ProcKey{NS: "n", Command: v}] = &r.Process{ProcKey: r.ProcKey{NS: "n", Command: v}}
-		// The value as StartProcess quotes it for NETLAB_RUN=...: the script's env
-		// prints it back.
+		// The value as StartProcess quotes it for netlab __start ... sh -c COMMAND.
 		cmds := r.StartProcess{Lab: "q", Process: *desired.Processes[r.ProcKey{NS: "n", Command: v}]}.Commands()
-		line := cmds[1]
-		start := strings.Index(line, r.EnvRun+"=") + len(r.EnvRun) + 1
-		end := strings.Index(line, " sh -c ")
+		line := cmds[0]
+		start := strings.Index(line, " -- sh -c ") + len(" -- sh -c ")
+		end := strings.Index(line, "  # as up does")
 		quoted := line[start:end]
 		if strings.ContainsAny(quoted, "\x1b\r\u202e\x7f\u009b\xff") {
 			t.Errorf("%q quoted as %q: a raw control character", v, quoted)

@@ -2,17 +2,20 @@ package reconcile
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 )
 
 // Processes: the `run:` commands and `serve:` services of a namespace are
 // long-running processes that `up` starts and `down` stops. The kernel holds
-// their ownership too: each is started with NETLAB_LAB=LAB, NETLAB_NS=NAMESPACE
-// and NETLAB_RUN=COMMAND in its environment, which /proc shows for as long as it
-// lives, from the moment it is started (before it has even entered its namespace).
+// their ownership: the driver starts each entry in a cgroup of its own (or,
+// without cgroup v2, records its PID and start time), and a process inside a
+// lab namespace is the lab's by that namespace. Each also gets NETLAB_LAB=LAB,
+// NETLAB_NS=NAMESPACE and NETLAB_RUN=COMMAND in its environment: information
+// for the user (a process may drop its environment), never proof.
 
-// Environment variables that mark a lab's processes.
+// Environment variables that tell which lab entry a process was started for.
 const (
 	EnvLab = "NETLAB_LAB"
 	EnvNS  = "NETLAB_NS"
@@ -128,19 +131,51 @@ func (a StartProcess) Object() string {
 	return a.NS + ": " + a.Command
 }
 func (a StartProcess) Commands() []string {
-	run := "sh -c " + shellQuote(a.Command)
+	// netlab starts it as up does: inside the entry's cgroup, its output
+	// appended to the namespace's log, marked with NETLAB_LAB, NETLAB_NS and
+	// NETLAB_RUN (see Argv; reconcile/kernel's cgroup.go).
+	quoted := make([]string, 0, 3)
+	for _, arg := range a.Argv() {
+		quoted = append(quoted, shellQuote(arg))
+	}
 	if a.Serve != nil {
-		run = a.Serve.CommandLine()
+		quoted = append([]string{"netlab"}, quoted[1:]...)
 	}
-	cmds := []string{
-		"mkdir -p /run/netlab/" + a.Lab,
-		fmt.Sprintf("%senv %s=%s %s=%s %s=%s %s >>%s 2>&1 </dev/null &",
-			nsExec(a.NS), EnvLab, a.Lab, EnvNS, a.NS, EnvRun, shellQuote(a.Command), run, LogFile("/run/netlab", a.Lab, a.NS)),
-	}
+	cmds := []string{fmt.Sprintf("netlab __start %s %s -- %s  # as up does: in a cgroup of its own, output to %s",
+		a.Lab, a.NS, strings.Join(quoted, " "), LogFile("/run/netlab", a.Lab, a.NS))}
 	if a.Ready != nil {
 		cmds = append(cmds, a.Ready.waitCommand(a.NS))
 	}
 	return cmds
+}
+
+// Argv is what the process runs: sh -c COMMAND, or for a built-in service
+// netlab serve ... (argv[0] is "netlab").
+func (p Process) Argv() []string {
+	if p.Serve != nil {
+		return append([]string{"netlab"}, p.Serve.Args()...)
+	}
+	return []string{"sh", "-c", p.Command}
+}
+
+// ProcessFromArgv is the process entry that runs argv (the inverse of Argv),
+// for `netlab __start`.
+func ProcessFromArgv(ns string, argv []string) (Process, error) {
+	switch {
+	case len(argv) == 3 && argv[0] == "sh" && argv[1] == "-c":
+		return Process{ProcKey: ProcKey{NS: ns, Command: argv[2]}}, nil
+	case len(argv) >= 4 && argv[0] == "netlab" && argv[1] == "serve":
+		s := &Service{Kind: strings.TrimPrefix(argv[2], "--")}
+		if _, err := fmt.Sscan(argv[3], &s.Port); err == nil {
+			if len(argv) == 6 && argv[4] == "--body" {
+				s.Body = argv[5]
+			}
+			if slices.Equal(s.Args(), argv[1:]) {
+				return Process{ProcKey: ProcKey{NS: ns, Command: s.CommandLine()}, Serve: s}, nil
+			}
+		}
+	}
+	return Process{}, fmt.Errorf("want sh -c COMMAND or netlab serve ..., not %q", argv)
 }
 
 // StopProcess stops a process (SIGTERM, then SIGKILL).

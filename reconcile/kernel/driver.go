@@ -67,12 +67,17 @@ type Driver struct {
 	dyingMu  sync.Mutex
 
 	netnsDirMu    sync.Mutex
-	netnsDirReady bool                      // the namespace directory is a shared mount point
-	handles       map[string]*nsHandle      // by namespace name; reconcile.Host for the host
-	index         map[reconcile.LinkKey]int // the lab's interfaces' indexes, as last seen (see withLink)
-	dying         []reconcile.LinkKey       // interfaces going with deleted namespaces (see waitDying)
-	dyingNetns    map[uint64]string         // their namespaces by inode, to name what still holds them
-	procs         []procInfo                // the processes as last listed, while still true (see processes)
+	netnsDirReady bool                         // the namespace directory is a shared mount point
+	handles       map[string]*nsHandle         // by namespace name; reconcile.Host for the host
+	index         map[reconcile.LinkKey]int    // the lab's interfaces' indexes, as last seen (see withLink)
+	dying         []reconcile.LinkKey          // interfaces going with deleted namespaces (see waitDying)
+	dyingNetns    map[uint64]string            // their namespaces by inode, to name what still holds them
+	byNetns       map[uint64][]int             // the machine's processes by network namespace inode, while still true (see netnsProcesses)
+	procCgroups   map[reconcile.ProcKey]string // the cgroup of each process entry, as observed or started
+	cgroupMount   string                       // the writable cgroup v2 mount; "": processes are tracked by pidfds (see cgroup.go)
+	cgOnce        sync.Once
+	cgBase        string // see cgroupBase
+	cgErr         error
 	lastRead      map[string]*nsObservation // each namespace as the last observation read it (see reconcile.Query.Reread)
 	procfs        chan *procInstance        // idle private procfs instances, for sysctls (see openSysctl)
 	procfsRefused atomic.Bool               // the kernel would not make one: /proc/sys serves
@@ -150,16 +155,18 @@ func (h *nsHandle) closeSockets() {
 // New returns a driver. Close it when done.
 func New(opts Options) (*Driver, error) {
 	d := &Driver{
-		netnsDir:   cmp.Or(opts.NetnsDir, DefaultNetnsDir),
-		etcDir:     cmp.Or(opts.EtcDir, DefaultEtcDir),
-		self:       opts.Self,
-		state:      newStateDir(cmp.Or(opts.StateDir, DefaultStateDir)),
-		host:       opts.Host,
-		log:        opts.Logger,
-		handles:    map[string]*nsHandle{},
-		index:      map[reconcile.LinkKey]int{},
-		dyingNetns: map[uint64]string{},
-		procfs:     make(chan *procInstance, workers()),
+		netnsDir:    cmp.Or(opts.NetnsDir, DefaultNetnsDir),
+		etcDir:      cmp.Or(opts.EtcDir, DefaultEtcDir),
+		self:        opts.Self,
+		state:       newStateDir(cmp.Or(opts.StateDir, DefaultStateDir)),
+		host:        opts.Host,
+		log:         opts.Logger,
+		handles:     map[string]*nsHandle{},
+		index:       map[reconcile.LinkKey]int{},
+		dyingNetns:  map[uint64]string{},
+		procCgroups: map[reconcile.ProcKey]string{},
+		cgroupMount: findCgroup2(),
+		procfs:      make(chan *procInstance, workers()),
 	}
 	if d.self == "" {
 		self, err := os.Executable()

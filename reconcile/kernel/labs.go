@@ -93,7 +93,8 @@ func (d *Driver) LabInfo(lab string) (LabInfo, bool) {
 	return info, err == nil
 }
 
-// Forget removes the lab's state directory: `down` calls it once nothing is left.
+// Forget removes the lab's state directory and its cgroups (see cgroup.go):
+// `down` calls it once nothing is left.
 // A namespace file left by a creation killed before the namespace was mounted on
 // it (see interruptedNetns) goes too.
 func (d *Driver) Forget(lab string) error {
@@ -105,6 +106,9 @@ func (d *Driver) Forget(lab string) error {
 		if name, ok := strings.CutPrefix(e.Name(), "ns="); ok && d.interruptedNetns(lab, name) {
 			os.Remove(d.netnsPath(name))
 		}
+	}
+	if err := d.removeLabCgroups(lab); err != nil {
+		return err
 	}
 	return d.state.forget(lab)
 }

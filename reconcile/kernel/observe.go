@@ -112,11 +112,8 @@ func (d *Driver) Observe(ctx context.Context, q reconcile.Query) (*reconcile.Sta
 		return nil, err
 	}
 	lap("peers, hairpins")
-	procs, err := d.processes(true)
-	if err != nil {
-		return nil, fmt.Errorf("list processes: %w", err)
-	}
-	if err := d.observeProcesses(s, procs); err != nil {
+	d.processesChanged()
+	if err := d.observeProcesses(s); err != nil {
 		return nil, err
 	}
 	if err := d.observeFiles(s); err != nil {

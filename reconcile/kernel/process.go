@@ -20,73 +20,62 @@ import (
 	"netlab/reconcile"
 )
 
-// procInfo is what /proc says about one process.
-type procInfo struct {
-	pid     int
-	pgid    int    // its process group: a lab process and the children it forks
-	sid     int    // its session: netlab starts each lab process in a new one
-	netns   uint64 // inode of its network namespace
-	lab     string // NETLAB_LAB of its environment
-	ns      string // NETLAB_NS of its environment: the namespace it runs in for the lab
-	command string // NETLAB_RUN of its environment
+// A lab's processes are the lab's by kernel identity, never by their
+// environment (see cgroup.go): the cgroup netlab starts each entry in, or where
+// no cgroup v2 is mounted the PID and start time it recorded (see procRecord);
+// and any process inside a lab namespace, by the namespace it is in, when that
+// namespace is deleted. The NETLAB_* variables netlab still sets are
+// information for the user, not proof.
+
+// procRoot is where /proc is; tests point it elsewhere to prove what does not
+// read it.
+var procRoot = "/proc"
+
+// procRecord is what netlab keeps, in the lab's state directory, of a process
+// entry it started: its command (the cgroup's name is only a hash of it), and
+// where no cgroup v2 is mounted the PID and start time of the process.
+type procRecord struct {
+	Command string `json:"command"`
+	PID     int    `json:"pid,omitempty"`
+	Start   uint64 `json:"start,omitempty"` // field 22 of /proc/PID/stat: the PID is this process only while it matches
 }
 
-// listProcesses reads every live process's network namespace and lab markers.
-// Zombies are skipped: they hold no namespace and will be reaped by their parent.
-func listProcesses() ([]procInfo, error) {
-	entries, err := os.ReadDir("/proc")
+// procRecords is the directory of the records of a lab namespace's entries.
+func (s *stateDir) procRecords(lab, ns string) string {
+	return filepath.Join(s.labDir(lab), "processes", ns)
+}
+
+func (s *stateDir) procRecordPath(lab, ns, command string) string {
+	return filepath.Join(s.procRecords(lab, ns), commandHash(command)+".json")
+}
+
+func (s *stateDir) writeProcRecord(lab, ns string, rec procRecord) error {
+	if err := s.mkdirAll(s.procRecords(lab, ns), 0o700); err != nil {
+		return err
+	}
+	return s.writeJSON(s.procRecordPath(lab, ns, rec.Command), rec)
+}
+
+// readStat reads a process's state letter, process group and start time from
+// /proc/PID/stat.
+func readStat(dir string) (state byte, pgid int, start uint64, ok bool) {
+	stat, err := os.ReadFile(dir + "/stat")
 	if err != nil {
-		return nil, err
+		return 0, 0, 0, false
 	}
-	var out []procInfo
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		if p, ok := readProcess(pid); ok {
-			out = append(out, p)
-		}
+	// The fields after the command name, which is in parentheses and may contain
+	// anything: state (field 3), ppid, pgrp, ..., starttime (field 22).
+	i := bytes.LastIndexByte(stat, ')')
+	if i < 0 {
+		return 0, 0, 0, false
 	}
-	return out, nil
-}
-
-// readProcess reads one process's group, session, network namespace and lab
-// markers; ok is false when it is gone, a zombie, or a kernel thread without a
-// namespace of its own to us.
-func readProcess(pid int) (p procInfo, ok bool) {
-	dir := "/proc/" + strconv.Itoa(pid)
-	var st unix.Stat_t
-	state, pgid, sid, ok := readStat(dir)
-	if !ok || state == 'Z' || unix.Stat(dir+"/ns/net", &st) != nil {
-		return procInfo{}, false
+	fields := strings.Fields(string(stat[i+1:]))
+	if len(fields) < 20 {
+		return 0, 0, 0, false
 	}
-	p = procInfo{pid: pid, pgid: pgid, sid: sid, netns: st.Ino}
-	if env, err := readEnviron(dir); err == nil {
-		for _, kv := range bytes.Split(env, []byte{0}) {
-			if v, ok := bytes.CutPrefix(kv, []byte(reconcile.EnvLab+"=")); ok {
-				p.lab = string(v)
-			} else if v, ok := bytes.CutPrefix(kv, []byte(reconcile.EnvNS+"=")); ok {
-				p.ns = string(v)
-			} else if v, ok := bytes.CutPrefix(kv, []byte(reconcile.EnvRun+"=")); ok {
-				p.command = string(v)
-			}
-		}
-	}
-	return p, true
-}
-
-// readEnviron reads a process's environment. While a process executes a new
-// program its environment can read as empty for a moment: a live process with
-// an empty environment is read again before it counts as unmarked.
-func readEnviron(dir string) ([]byte, error) {
-	for try := 0; ; try++ {
-		env, err := os.ReadFile(dir + "/environ")
-		if len(env) > 0 || try == 5 || zombie(dir) {
-			return env, err
-		}
-		time.Sleep(time.Millisecond)
-	}
+	pgid, err1 := strconv.Atoi(fields[2])
+	start, err2 := strconv.ParseUint(fields[19], 10, 64)
+	return fields[0][0], pgid, start, err1 == nil && err2 == nil
 }
 
 func zombie(dir string) bool {
@@ -94,48 +83,44 @@ func zombie(dir string) bool {
 	return !ok || state == 'Z'
 }
 
-// readStat reads a process's state letter, process group and session from
-// /proc/PID/stat.
-func readStat(dir string) (state byte, pgid, sid int, ok bool) {
-	stat, err := os.ReadFile(dir + "/stat")
-	if err != nil {
-		return 0, 0, 0, false
-	}
-	// The fields after the command name, which is in parentheses and may contain
-	// anything: state, ppid, pgrp, session, ...
-	i := bytes.LastIndexByte(stat, ')')
-	if i < 0 {
-		return 0, 0, 0, false
-	}
-	fields := strings.Fields(string(stat[i+1:]))
-	if len(fields) < 4 {
-		return 0, 0, 0, false
-	}
-	pgid, err1 := strconv.Atoi(fields[2])
-	sid, err2 := strconv.Atoi(fields[3])
-	return fields[0][0], pgid, sid, err1 == nil && err2 == nil
+// recordedAlive reports whether the process of a record is still the one netlab
+// started: alive, not a zombie, with the start time recorded.
+func recordedAlive(rec procRecord) bool {
+	state, _, start, ok := readStat(procRoot + "/" + strconv.Itoa(rec.PID))
+	return ok && rec.PID > 0 && state != 'Z' && start == rec.Start
 }
 
-// processes lists the processes, or returns the list made since nothing changed
-// them (fresh forces a new list). Deleting a thousand namespaces must not read
-// /proc a thousand times.
-func (d *Driver) processes(fresh bool) ([]procInfo, error) {
+// netnsProcesses lists the processes inside a network namespace, by its inode:
+// one stat of /proc/PID/ns/net per process of the machine, made once for all
+// the namespaces a run deletes (until something starts a process).
+func (d *Driver) netnsProcesses(ino uint64) ([]int, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.procs == nil || fresh {
-		procs, err := listProcesses()
+	if d.byNetns == nil {
+		entries, err := os.ReadDir(procRoot)
 		if err != nil {
 			return nil, err
 		}
-		d.procs = procs
+		d.byNetns = map[uint64][]int{}
+		self := os.Getpid()
+		for _, e := range entries {
+			pid, err := strconv.Atoi(e.Name())
+			if err != nil || pid == self {
+				continue
+			}
+			var st unix.Stat_t
+			if unix.Stat(procRoot+"/"+e.Name()+"/ns/net", &st) == nil { // a zombie has none
+				d.byNetns[st.Ino] = append(d.byNetns[st.Ino], pid)
+			}
+		}
 	}
-	return d.procs, nil
+	return d.byNetns[ino], nil
 }
 
-// processesChanged drops the list made by processes.
+// processesChanged drops the list made by netnsProcesses.
 func (d *Driver) processesChanged() {
 	d.mu.Lock()
-	d.procs = nil
+	d.byNetns = nil
 	d.mu.Unlock()
 }
 
@@ -152,21 +137,73 @@ func (d *Driver) netnsInode(ns string) (uint64, error) {
 	return st.Ino, nil
 }
 
-// observeProcesses finds the lab's processes by the marks in their environment,
-// in the namespace they are marked for: a process started a moment ago may not
-// have entered it yet (its start was interrupted, say), and must not be started
-// twice.
-func (d *Driver) observeProcesses(s *reconcile.State, procs []procInfo) error {
-	for _, p := range procs {
-		ns := p.ns
-		if _, ok := s.Namespaces[ns]; (!ok && ns != reconcile.Host) || p.lab != s.Lab || p.command == "" {
-			continue
-		}
-		k := reconcile.ProcKey{NS: ns, Command: p.command}
+// observeProcesses finds the lab's running processes: those in the lab's
+// cgroups (reading only the lab's own cgroup.procs files), or where there are
+// none, the recorded processes whose start time still matches. Nothing else on
+// the machine is looked at. An entry of a namespace that is not the lab's (yet)
+// is not its process there.
+func (d *Driver) observeProcesses(s *reconcile.State) error {
+	base, err := d.cgroupBase()
+	if err != nil {
+		return err
+	}
+	add := func(ns, command string, pids []int, cgroup string) {
+		k := reconcile.ProcKey{NS: ns, Command: command}
 		if s.Processes[k] == nil {
 			s.Processes[k] = &reconcile.Process{ProcKey: k}
 		}
-		s.Processes[k].PIDs = append(s.Processes[k].PIDs, p.pid)
+		s.Processes[k].PIDs = append(s.Processes[k].PIDs, pids...)
+		if cgroup != "" {
+			d.mu.Lock()
+			d.procCgroups[k] = cgroup
+			d.mu.Unlock()
+		}
+	}
+	lab := func(ns string) bool {
+		_, ok := s.Namespaces[ns]
+		return ok || ns == reconcile.Host
+	}
+	if base == "" {
+		nsDirs, _ := d.state.readDir(filepath.Join(d.state.labDir(s.Lab), "processes"))
+		for _, n := range nsDirs {
+			if !lab(n.Name()) {
+				continue
+			}
+			files, _ := d.state.readDir(d.state.procRecords(s.Lab, n.Name()))
+			for _, f := range files {
+				var rec procRecord
+				if d.state.readJSON(filepath.Join(d.state.procRecords(s.Lab, n.Name()), f.Name()), &rec) == nil && recordedAlive(rec) {
+					add(n.Name(), rec.Command, []int{rec.PID}, "")
+				}
+			}
+		}
+		return nil
+	}
+	nsDirs, err := os.ReadDir(filepath.Join(base, s.Lab))
+	if os.IsNotExist(err) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("list the lab's cgroups: %w", err)
+	}
+	for _, n := range nsDirs {
+		if !n.IsDir() || !lab(n.Name()) {
+			continue
+		}
+		for _, cg := range cgroupEntries(filepath.Join(base, s.Lab, n.Name())) {
+			pids, populated, err := cgroupPIDs(cg)
+			if err != nil && !os.IsNotExist(err) {
+				return fmt.Errorf("read cgroup %s: %w", cg, err)
+			}
+			if !populated {
+				continue
+			}
+			var rec procRecord
+			if d.state.readJSON(filepath.Join(d.state.procRecords(s.Lab, n.Name()), filepath.Base(cg)+".json"), &rec) != nil {
+				rec.Command = "(unrecorded command of cgroup " + cg + ")"
+			}
+			add(n.Name(), rec.Command, pids, cg)
+		}
 	}
 	return nil
 }
@@ -179,6 +216,8 @@ func startHeader(command string) string { return "netlab starts: " + command }
 // session; netlab does not wait for it), with its output appended to the
 // namespace's log file. It goes through `netlab __nsexec`, which enters the
 // namespace as `ip netns exec` does before running the command.
+//
+// It starts inside the entry's cgroup (see placeProcess).
 //
 // Equivalent to: ip netns exec NS env NETLAB_LAB=LAB NETLAB_RUN=CMD sh -c CMD >>LOG 2>&1 &
 func (d *Driver) startProcess(a reconcile.StartProcess) error {
@@ -203,12 +242,20 @@ func (d *Driver) startProcess(a reconcile.StartProcess) error {
 		reconcile.EnvLab+"="+a.Lab, reconcile.EnvNS+"="+a.NS, reconcile.EnvRun+"="+a.Command)
 	cmd.Stdout, cmd.Stderr = log, log
 	cmd.SysProcAttr.Setsid = true // its own session and process group: stopped as a group
+	started, err := d.placeProcess(a, cmd)
+	if err != nil {
+		return fmt.Errorf("netns %s: start %q: %w", a.NS, a.Command, err)
+	}
 	fmt.Fprintf(log, "--- %s %s\n", time.Now().UTC().Format(time.RFC3339), startHeader(a.Command))
 	if err := cmd.Start(); err != nil {
+		started(0)
 		return fmt.Errorf("netns %s: start %q: %w", a.NS, a.Command, err)
 	}
 	pid := cmd.Process.Pid
 	d.processesChanged()
+	if err := started(pid); err != nil {
+		return fmt.Errorf("netns %s: record %q: %w", a.NS, a.Command, err)
+	}
 	// Let it go: it belongs to the lab now. Reap it if it dies while we run, and
 	// tell waitStarted how it ended.
 	exited := make(chan string, 1)
@@ -258,7 +305,12 @@ func (d *Driver) nsExecCommand(ns string, argv []string) *exec.Cmd {
 	if ns == reconcile.Host {
 		// The host has no namespace file: the child gets the driver's handle on it
 		// as its descriptor 3 (in tests the host is itself a sandbox namespace).
-		extra = []*os.File{os.NewFile(uintptr(d.host), "host-netns")}
+		// A copy: the os.File closes its descriptor when it is garbage collected,
+		// and the driver's own would then be closed under it (and, once its number
+		// is reused, someone else's).
+		if fd, err := unix.FcntlInt(uintptr(d.host), unix.F_DUPFD_CLOEXEC, 0); err == nil {
+			extra = []*os.File{os.NewFile(uintptr(fd), "host-netns")}
+		}
 		path, etc = "/proc/self/fd/3", ""
 	}
 	args := []string{"__nsexec", "--netns", path, "--etc", etc, "--"}
@@ -344,82 +396,121 @@ func NsEnter(netnsPath, etcDir string) error {
 	return nil
 }
 
-// stopProcess stops processes of the lab: SIGTERM, then SIGKILL to what is still
-// running after a grace period; each with its process group when netlab made
-// that group for it (see stopTargets). Only processes that still carry the lab's
-// marker are signalled (a PID may have been reused).
+// stopProcess stops a process entry of the lab: with cgroups, every process of
+// its cgroup (see stopCgroups), forks included; otherwise the process netlab
+// recorded, if its start time still matches, with its process group (see
+// stopRecorded).
 //
-// Equivalent to: kill PID... (kill -- -PID for a command netlab started)
+// Equivalent to: kill PID...; echo 1 >/sys/fs/cgroup/netlab/.../cgroup.kill
 func (d *Driver) stopProcess(lab string, p reconcile.Process) error {
-	procs, err := listProcesses()
+	base, err := d.cgroupBase()
 	if err != nil {
 		return err
 	}
-	return terminate(stopTargets(procs, lab, ourselves(), func(info procInfo) bool {
-		return slices.Contains(p.PIDs, info.pid) && info.lab == lab && info.command == p.Command
-	}))
+	if base == "" {
+		err = d.stopRecorded(lab, p.NS, p.Command)
+	} else {
+		d.mu.Lock()
+		cg, ok := d.procCgroups[p.ProcKey]
+		d.mu.Unlock()
+		if !ok {
+			cg = entryCgroup(base, lab, p.NS, p.Command)
+		}
+		err = stopCgroups(d.cgroupMount, []string{cg})
+		d.state.remove(filepath.Join(d.state.procRecords(lab, p.NS), filepath.Base(cg)+".json"))
+	}
+	if err != nil {
+		return fmt.Errorf("netns %s: stop %q: %w", p.NS, p.Command, err)
+	}
+	return nil
+}
+
+// stopRecorded stops the process netlab recorded for an entry (where there are
+// no cgroups), and removes the record. The process is signalled through a pidfd
+// once its start time is seen to match; its group too (netlab started it in a
+// group of its own, whose ID cannot go to anyone else while the leader lives).
+func (d *Driver) stopRecorded(lab, ns, command string) error {
+	path := d.state.procRecordPath(lab, ns, command)
+	var rec procRecord
+	if d.state.readJSON(path, &rec) != nil {
+		return nil
+	}
+	var groups []int
+	signalIf(rec.PID, unix.SIGTERM, func() bool {
+		if !recordedAlive(rec) {
+			return false
+		}
+		groups = []int{rec.PID}
+		unix.Kill(-rec.PID, unix.SIGTERM)
+		return true
+	})
+	if len(groups) > 0 {
+		if err := terminate(nil, groups); err != nil {
+			return err
+		}
+	}
+	d.state.remove(path)
+	return nil
 }
 
 // killNetnsProcesses stops every process in a namespace that is about to be
-// deleted (one left inside would keep it alive), and the lab's processes marked
-// for it that have not entered it yet.
+// deleted (one left inside would keep it alive): the lab's entries there, by
+// their cgroups (or records), then anyone else's process inside, found by the
+// namespace's inode, alone (its group may be someone's shell).
 func (d *Driver) killNetnsProcesses(lab, ns string) error {
 	ino, err := d.netnsInode(ns)
 	if err != nil {
 		return err
 	}
-	procs, err := d.processes(false)
+	base, err := d.cgroupBase()
 	if err != nil {
 		return err
 	}
-	pids, groups := stopTargets(procs, lab, ourselves(), func(p procInfo) bool {
-		return p.netns == ino || (p.lab == lab && p.ns == ns)
-	})
-	// The list may be some seconds old: a group whose leader is no longer the
-	// lab's (it ended, and its PID went to someone else) is not signalled.
-	groups = slices.DeleteFunc(groups, func(g int) bool { return !labLeader(g, lab) })
-	return terminate(pids, groups)
-}
-
-// stopTargets says how to stop the processes that match. A process whose group
-// netlab made for the lab (the group's leader is a process netlab started, in a
-// session of its own, carrying the lab's marker) and whose leader matches too is
-// stopped with its whole group: a `sh -c` that was forking its command while the
-// list was read leaves no child behind. Any other process is stopped alone: its
-// group may be someone's shell, make, or a lab command that only sent a child
-// into the namespace. netlab itself (self) and its own group are never signalled.
-func stopTargets(procs []procInfo, lab string, self procInfo, match func(procInfo) bool) (pids, groups []int) {
-	leaders := map[int]bool{}
-	for _, p := range procs {
-		if p.lab == lab && p.pid == p.pgid && p.pid == p.sid && p.pgid != self.pgid && match(p) {
-			leaders[p.pid] = true
+	if base != "" {
+		dir := filepath.Join(base, lab, ns)
+		if err := stopCgroups(d.cgroupMount, cgroupEntries(dir)); err != nil {
+			return fmt.Errorf("netns %s: %w", ns, err)
+		}
+		if err := rmdirCgroup(dir); err != nil {
+			return err
+		}
+	} else {
+		files, _ := d.state.readDir(d.state.procRecords(lab, ns))
+		for _, f := range files {
+			var rec procRecord
+			if d.state.readJSON(filepath.Join(d.state.procRecords(lab, ns), f.Name()), &rec) == nil {
+				if err := d.stopRecorded(lab, ns, rec.Command); err != nil {
+					return err
+				}
+			}
 		}
 	}
-	for _, p := range procs {
-		switch {
-		case p.pid == self.pid || !match(p):
-		case leaders[p.pgid]:
-			groups = append(groups, p.pgid)
-		default:
-			pids = append(pids, p.pid)
+	d.state.removeAll(d.state.procRecords(lab, ns))
+	pids, err := d.netnsProcesses(ino)
+	if err != nil {
+		return err
+	}
+	inside := func(pid int) func() bool {
+		return func() bool {
+			var st unix.Stat_t
+			return unix.Stat(procRoot+"/"+strconv.Itoa(pid)+"/ns/net", &st) == nil && st.Ino == ino
 		}
 	}
-	return pids, groups
-}
-
-// ourselves is netlab's own process and group, which it never signals.
-func ourselves() procInfo { return procInfo{pid: os.Getpid(), pgid: unix.Getpgrp()} }
-
-// labLeader reports whether a process is still a leader netlab made for the lab:
-// alive, leading its own session and group, with the lab's marker.
-func labLeader(pid int, lab string) bool {
-	p, ok := readProcess(pid)
-	return ok && p.pgid == pid && p.sid == pid && p.lab == lab
+	for _, pid := range pids {
+		signalIf(pid, unix.SIGTERM, inside(pid))
+	}
+	for deadline := time.Now().Add(2 * time.Second); len(pids) > 0 && time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		pids = slices.DeleteFunc(pids, func(pid int) bool { return !inside(pid)() })
+	}
+	for _, pid := range pids {
+		signalIf(pid, unix.SIGKILL, inside(pid))
+	}
+	return nil
 }
 
 // terminate sends SIGTERM to each of pids and to every process of each group
 // (process group ids), waits up to two seconds for them all to stop running, and
-// SIGKILLs the rest. A zombie counts as stopped: it holds no namespace any more
+// SIGKILLs the rest, waiting up to five seconds more for them to end. A zombie counts as stopped: it holds no namespace any more
 // and only waits for its parent.
 func terminate(pids, groups []int) error {
 	pids, groups = slices.Compact(slices.Sorted(slices.Values(pids))), slices.Compact(slices.Sorted(slices.Values(groups)))
@@ -431,28 +522,39 @@ func terminate(pids, groups []int) error {
 			unix.Kill(pid, sig)
 		}
 	}
-	signal(unix.SIGTERM)
-	for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-		pids = slices.DeleteFunc(pids, func(pid int) bool {
-			dir := "/proc/" + strconv.Itoa(pid)
-			return !fileExists(dir) || zombie(dir)
-		})
-		groups = slices.DeleteFunc(groups, func(g int) bool { return !groupRunning(g) })
-		if len(pids) == 0 && len(groups) == 0 {
-			return nil
+	wait := func(d time.Duration) bool {
+		for deadline := time.Now().Add(d); ; time.Sleep(20 * time.Millisecond) {
+			pids = slices.DeleteFunc(pids, func(pid int) bool {
+				dir := procRoot + "/" + strconv.Itoa(pid)
+				return !fileExists(dir) || zombie(dir)
+			})
+			groups = slices.DeleteFunc(groups, func(g int) bool { return !groupRunning(g) })
+			if len(pids) == 0 && len(groups) == 0 {
+				return true
+			}
+			if time.Now().After(deadline) {
+				return false
+			}
 		}
 	}
-	signal(unix.SIGKILL)
+	signal(unix.SIGTERM)
+	if !wait(2 * time.Second) {
+		// A killed process takes a moment to end on a busy machine: what is
+		// observed next must not see it still running.
+		signal(unix.SIGKILL)
+		wait(5 * time.Second)
+	}
 	return nil
 }
 
 // groupRunning reports whether a process of the group is still running (not a
-// zombie). The kernel answers "no such group" cheaply; otherwise /proc is read.
+// zombie). The kernel answers "no such group" cheaply; otherwise /proc is read
+// (only where there are no cgroups).
 func groupRunning(pgid int) bool {
 	if unix.Kill(-pgid, 0) == unix.ESRCH {
 		return false
 	}
-	entries, err := os.ReadDir("/proc")
+	entries, err := os.ReadDir(procRoot)
 	if err != nil {
 		return true
 	}
@@ -460,7 +562,7 @@ func groupRunning(pgid int) bool {
 		if _, err := strconv.Atoi(e.Name()); err != nil {
 			continue
 		}
-		if state, group, _, ok := readStat("/proc/" + e.Name()); ok && group == pgid && state != 'Z' {
+		if state, group, _, ok := readStat(procRoot + "/" + e.Name()); ok && group == pgid && state != 'Z' {
 			return true
 		}
 	}

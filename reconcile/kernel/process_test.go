@@ -1,10 +1,15 @@
 package kernel
 
 import (
+	"bytes"
 	"context"
 	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 
@@ -33,27 +38,53 @@ links:
   - [lone:eth0, plain]
 `
 
-// labProcesses lists the processes of a lab by their marker, as /proc shows them:
-// for each command, the process netlab started (the lowest PID; a `sh -c` may
-// have children carrying the same marks).
+// labProcesses lists the processes of a lab by the marks netlab still puts in
+// their environment (information, not how netlab finds them): for each command,
+// the process netlab started (the lowest PID; a `sh -c` may have children
+// carrying the same marks).
 func labProcesses(t *testing.T, lab string) map[string]int {
 	t.Helper()
-	procs, err := listProcesses()
-	if err != nil {
-		t.Fatal(err)
-	}
 	out := map[string]int{}
-	for _, p := range procs {
-		if p.lab == lab && (out[p.command] == 0 || p.pid < out[p.command]) {
-			out[p.command] = p.pid
+	dirs, _ := filepath.Glob("/proc/[0-9]*")
+	for _, dir := range dirs {
+		pid, _ := strconv.Atoi(filepath.Base(dir))
+		env, _ := os.ReadFile(dir + "/environ")
+		if zombie(dir) || !bytes.Contains(env, []byte("\x00NETLAB_LAB="+lab+"\x00")) && !bytes.HasPrefix(env, []byte("NETLAB_LAB="+lab+"\x00")) {
+			continue
+		}
+		for _, kv := range bytes.Split(env, []byte{0}) {
+			if command, ok := bytes.CutPrefix(kv, []byte("NETLAB_RUN=")); ok && (out[string(command)] == 0 || pid < out[string(command)]) {
+				out[string(command)] = pid
+			}
 		}
 	}
 	return out
 }
 
+// tracking runs a test once with each way of tracking the lab's processes:
+// cgroups (when this machine has a writable cgroup v2) and pidfds with start
+// times, the fallback, forced.
+func tracking(t *testing.T, test func(t *testing.T, sb *sandbox, d *Driver)) {
+	for _, mode := range []string{"cgroup", "pidfd"} {
+		t.Run(mode, func(t *testing.T) {
+			sb := newSandbox(t)
+			d := sb.driver()
+			switch {
+			case mode == "pidfd":
+				d.cgroupMount = ""
+			case d.cgroupMount == "":
+				t.Skip("no writable cgroup v2 on this machine")
+			}
+			test(t, sb, d)
+		})
+	}
+}
+
 func TestProcessesStartOnceRestartAndStop(t *testing.T) {
-	sb := newSandbox(t)
-	d := sb.driver()
+	tracking(t, testProcessesStartOnceRestartAndStop)
+}
+
+func testProcessesStartOnceRestartAndStop(t *testing.T, sb *sandbox, d *Driver) {
 	desired := harness.DesiredFromText(t, processLab)
 	up(t, d, desired)
 
@@ -162,8 +193,10 @@ func (sb *sandbox) execIn(t *testing.T, d *Driver, ns string, argv ...string) st
 // the process list: the child must go with its group, or it would keep the
 // namespace alive.
 func TestDownStopsWhatALabProcessForksLate(t *testing.T) {
-	sb := newSandbox(t)
-	d := sb.driver()
+	tracking(t, testDownStopsWhatALabProcessForksLate)
+}
+
+func testDownStopsWhatALabProcessForksLate(t *testing.T, sb *sandbox, d *Driver) {
 	up(t, d, harness.DesiredFromText(t, `
 name: late
 namespaces:
@@ -176,28 +209,94 @@ namespaces:
 	}
 }
 
-// Only a group netlab made for the lab is signalled as a group, and only when its
-// leader is to be stopped too. A process the lab's shell script started with `&`
-// shares the group of whoever ran the script (a shell, make, go test); a lab
-// command in another namespace may have sent one child into the namespace being
-// deleted; netlab may run inside a lab command's group: each is stopped alone.
-func TestStopTargetsSignalOnlyTheLabsOwnGroups(t *testing.T) {
-	self := procInfo{pid: 501, pgid: 500}
-	procs := []procInfo{
-		{pid: 100, pgid: 100, sid: 100, lab: "l", ns: "web", command: "sleep 1"}, // started by netlab: setsid
-		{pid: 101, pgid: 100, sid: 100, lab: "l", ns: "web", command: "sleep 1"}, // the child its sh forked
-		{pid: 200, pgid: 50, sid: 40, lab: "l", ns: "web", command: "sleep 2"},   // started by the commands script
-		{pid: 300, pgid: 300, sid: 300, lab: "other", ns: "web"},                 // another lab's leader
-		{pid: 301, pgid: 300, sid: 300, ns: "web"},                               // and its unmarked child
-		{pid: 400, pgid: 400, sid: 400, lab: "l", ns: "db", command: "watch"},    // a lab command elsewhere...
-		{pid: 401, pgid: 400, sid: 400, lab: "l", ns: "db", command: "watch"},    // ...whose child entered web
-		{pid: 500, pgid: 500, sid: 500, lab: "l", ns: "web", command: "up.sh"},   // netlab's own group...
-		{pid: 501, pgid: 500, sid: 500, lab: "l", ns: "web", command: "up.sh"},   // ...and netlab itself
+// countRunning counts the live processes whose command line is argv.
+func countRunning(argv ...string) int {
+	n := 0
+	dirs, _ := filepath.Glob("/proc/[0-9]*")
+	for _, dir := range dirs {
+		cmdline, _ := os.ReadFile(dir + "/cmdline")
+		if string(cmdline) == strings.Join(argv, "\x00")+"\x00" && !zombie(dir) {
+			n++
+		}
 	}
-	inWeb := func(p procInfo) bool { return p.ns == "web" || p.pid == 401 }
-	pids, groups := stopTargets(procs, "l", self, inWeb)
-	wantPids := []int{200, 300, 301, 401, 500}
-	if !cmp.Equal(pids, wantPids) || !cmp.Equal(groups, []int{100, 100}) {
-		t.Errorf("pids %v, groups %v: want pids %v, groups [100 100]", pids, groups, wantPids)
+	return n
+}
+
+// A process that drops its environment (env -i) is still the lab's: one copy
+// after two ups, on the host side and in a namespace, and none after down.
+func TestProcessesWithoutEnvironmentAreTheLabs(t *testing.T) {
+	tracking(t, func(t *testing.T, sb *sandbox, d *Driver) {
+		desired := harness.DesiredFromText(t, `
+name: bare
+host:
+  run: ["exec env -i /bin/sleep 1001.25"]
+namespaces:
+  web:
+    run: ["exec env -i /bin/sleep 1001.5"]
+`)
+		up(t, d, desired)
+		up(t, d, desired)
+		if got := planLines(t, d, desired); len(got) != 0 {
+			t.Errorf("plan after two ups: %q", got)
+		}
+		// up returns once the shell runs; env may still be on its way to sleep:
+		// wait for both, and a moment more for any other copy.
+		host, web := 0, 0
+		for deadline := time.Now().Add(3 * time.Second); (host == 0 || web == 0) && time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+			host, web = countRunning("/bin/sleep", "1001.25"), countRunning("/bin/sleep", "1001.5")
+		}
+		time.Sleep(300 * time.Millisecond)
+		if host, web = countRunning("/bin/sleep", "1001.25"), countRunning("/bin/sleep", "1001.5"); host != 1 || web != 1 {
+			t.Errorf("after two ups: %d copies on the host, %d in web; want one each", host, web)
+		}
+		down(t, d, "bare")
+		if host, web = countRunning("/bin/sleep", "1001.25"), countRunning("/bin/sleep", "1001.5"); host != 0 || web != 0 {
+			t.Errorf("after down: %d copies on the host, %d in web; want none", host, web)
+		}
+	})
+}
+
+// Observing the lab's processes reads the lab's own cgroups, not /proc: with
+// /proc pointed at an empty directory, the plan still sees every process
+// running, and an edited command's old process by its PID.
+func TestObservingProcessesDoesNotReadProc(t *testing.T) {
+	sb := newSandbox(t)
+	d := sb.driver()
+	if d.cgroupMount == "" {
+		t.Skip("no writable cgroup v2 on this machine")
+	}
+	desired := harness.DesiredFromText(t, processLab)
+	up(t, d, desired)
+	running := labProcesses(t, "procs")
+	procRoot = t.TempDir()
+	defer func() { procRoot = "/proc" }()
+	if got := planLines(t, d, desired); len(got) != 0 {
+		t.Errorf("no-op plan without /proc: %q", got)
+	}
+	edited := harness.DesiredFromText(t, strings.Replace(processLab, "sleep 1000", "sleep 1001", 1))
+	got := planLines(t, d, edited)
+	if len(got) != 2 || !strings.HasPrefix(got[0], "- process web: sleep 1000 (pid "+strconv.Itoa(running["sleep 1000"])) || got[1] != "+ process web: sleep 1001" {
+		t.Errorf("plan of an edited command without /proc: %q", got)
+	}
+}
+
+// A process someone else started inside a lab namespace (ip netns exec web
+// sleep ...) is the lab's by its namespace: down stops it.
+func TestDownStopsOthersProcessesInTheLabsNamespaces(t *testing.T) {
+	sb := newSandbox(t)
+	d := sb.driver()
+	up(t, d, harness.DesiredFromText(t, "name: foreign\nnamespaces:\n  web: {}\n"))
+	cmd := exec.Command("nsenter", "--net="+sb.nsPath("web"), "--", "/bin/sleep", "1001.75")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	down(t, d, "foreign")
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		cmd.Process.Kill()
+		t.Errorf("a process started by hand in web still runs after down")
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+	"time"
 
 	"netlab/tests/harness"
 
@@ -79,8 +80,34 @@ func (sb *sandbox) driver() *Driver {
 	if err != nil {
 		sb.t.Fatal(err)
 	}
-	sb.t.Cleanup(func() { d.Close() })
+	sb.t.Cleanup(func() {
+		// The cgroup filesystem is the machine's: what the test's labs left there goes.
+		if base, _ := d.cgroupBase(); base != "" {
+			removeCgroupTree(sb.t, base)
+			removeParents(filepath.Dir(base), d.cgroupMount)
+		}
+		d.Close()
+	})
 	return d
+}
+
+// removeCgroupTree kills what is left in a cgroup and below, and removes them.
+func removeCgroupTree(t *testing.T, dir string) {
+	entries, _ := os.ReadDir(dir)
+	for _, e := range entries {
+		if e.IsDir() {
+			removeCgroupTree(t, filepath.Join(dir, e.Name()))
+		}
+	}
+	if cgroupPopulated(dir) {
+		os.WriteFile(filepath.Join(dir, "cgroup.kill"), []byte("1"), 0)
+		for deadline := time.Now().Add(5 * time.Second); cgroupPopulated(dir) && time.Now().Before(deadline); {
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	if err := unix.Rmdir(dir); err != nil && !os.IsNotExist(err) {
+		t.Errorf("remove the test's cgroup %s: %v", dir, err)
+	}
 }
 
 // nsPath is the file of a namespace: the sandbox's host is reached through the

@@ -83,8 +83,7 @@ func (s *stateDir) ensureRoot() error {
 }
 
 // check proves, before anything is changed, that the lab's directory holds only
-// what netlab puts there: regular files, and the directories creating/ and
-// exec/ of regular files. A link or another kind of object anywhere in it is an error naming it.
+// what netlab puts there: regular files, and the directories of labSubdirs. A link or another kind of object anywhere in it is an error naming it.
 func (s *stateDir) check(lab string) error {
 	if err := topology.CheckLabName(lab); err != nil {
 		return err
@@ -96,22 +95,39 @@ func (s *stateDir) check(lab string) error {
 	if err != nil {
 		return err
 	}
+	return s.checkDir(s.labDir(lab), entries, labSubdirs)
+}
+
+// labSubdirs are the directories netlab makes in a lab's directory, with the
+// depth of directories each holds: creating/ and exec/ hold files,
+// processes/ a directory of files per namespace.
+var labSubdirs = map[string]int{"creating": 0, "exec": 0, "processes": 1}
+
+// checkDir checks the entries of dir: regular files, and the named
+// subdirectories with their depth of further directories (see check).
+func (s *stateDir) checkDir(dir string, entries []os.DirEntry, subdirs map[string]int) error {
 	for _, e := range entries {
-		path := filepath.Join(s.labDir(lab), e.Name())
-		if (e.Name() == "creating" || e.Name() == "exec") && e.IsDir() {
-			intents, err := s.readDir(path)
-			if err != nil {
-				return err
-			}
-			for _, i := range intents {
-				if !i.Type().IsRegular() {
-					return s.notOwnEntry(filepath.Join(path, i.Name()), i)
-				}
+		path := filepath.Join(dir, e.Name())
+		depth, ok := subdirs[e.Name()]
+		if !ok || !e.IsDir() {
+			if !e.Type().IsRegular() {
+				return s.notOwnEntry(path, e)
 			}
 			continue
 		}
-		if !e.Type().IsRegular() {
-			return s.notOwnEntry(path, e)
+		inside, err := s.readDir(path)
+		if err != nil {
+			return err
+		}
+		var below map[string]int
+		if depth > 0 {
+			below = map[string]int{}
+			for _, i := range inside {
+				below[i.Name()] = depth - 1
+			}
+		}
+		if err := s.checkDir(path, inside, below); err != nil {
+			return err
 		}
 	}
 	return nil

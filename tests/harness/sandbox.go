@@ -19,6 +19,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -28,17 +29,37 @@ type Sandbox struct {
 	T   *testing.T
 	cmd *exec.Cmd // unshare, outside the sandbox
 	PID int       // the sandbox's first process (PID 1 inside it), as seen from outside
+
+	sharedPID bool // no PID namespace of its own (NewSandboxSharedPID)
 }
 
 // NewSandbox starts a sandbox that lives as long as the test.
 func NewSandbox(t *testing.T) *Sandbox {
 	t.Helper()
+	return newSandbox(t, false)
+}
+
+// NewSandboxSharedPID starts a sandbox without a PID namespace of its own, as
+// the tutorial's `unshare --net --mount` shell is: its processes are among the
+// test's (and other such sandboxes') processes. Its labs' processes do not die
+// with it: the test downs its labs, and what is left in their cgroups is killed
+// when the test ends.
+func NewSandboxSharedPID(t *testing.T) *Sandbox {
+	t.Helper()
+	return newSandbox(t, true)
+}
+
+func newSandbox(t *testing.T, sharedPID bool) *Sandbox {
+	t.Helper()
 	Require(t)
 	setup := "mount -t tmpfs tmpfs /run && mkdir /run/netns /run/etc-upper /run/etc-work && " +
 		"mount -t overlay overlay -o lowerdir=/etc,upperdir=/run/etc-upper,workdir=/run/etc-work /etc && " +
 		"ip link set lo up && echo ready && exec sleep 3600"
-	cmd := exec.Command("unshare", "--net", "--mount", "--pid", "--fork", "--mount-proc", "--kill-child",
-		"--propagation", "private", "--", "sh", "-c", setup)
+	args := []string{"--net", "--mount", "--pid", "--fork", "--mount-proc", "--kill-child", "--propagation", "private", "--", "sh", "-c", setup}
+	if sharedPID {
+		args = slices.DeleteFunc(args, func(a string) bool { return a == "--pid" || a == "--mount-proc" })
+	}
+	cmd := exec.Command("unshare", args...)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -47,8 +68,9 @@ func NewSandbox(t *testing.T) *Sandbox {
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start sandbox: %v", err)
 	}
-	sb := &Sandbox{T: t, cmd: cmd}
+	sb := &Sandbox{T: t, cmd: cmd, sharedPID: sharedPID}
 	t.Cleanup(func() {
+		sb.removeCgroups()
 		cmd.Process.Kill() // by PID; --kill-child takes the sandbox's PID namespace with it
 		cmd.Wait()
 	})
@@ -83,6 +105,9 @@ func (sb *Sandbox) Command(args ...string) *exec.Cmd {
 	}
 	// Entering a mount namespace moves to its root unless told where to work.
 	full := append([]string{"-t", fmt.Sprint(sb.PID), "-n", "-m", "-p", "--wd=" + wd, "--"}, args...)
+	if sb.sharedPID {
+		full = slices.DeleteFunc(full, func(a string) bool { return a == "-p" })
+	}
 	cmd := exec.Command("nsenter", full...)
 	cmd.Env = append(os.Environ(), "PATH="+filepath.Dir(Netlab(sb.T))+":"+os.Getenv("PATH"))
 	return cmd
@@ -179,4 +204,47 @@ func (sb *Sandbox) KernelState() string {
 	// Namespace files are bind mounts: none may be left mounted.
 	b.WriteString(sb.OK("sh", "-c", "grep -c ' /run/netns/' /proc/self/mountinfo; true"))
 	return b.String()
+}
+
+// removeCgroups removes what the sandbox's netlab left in the machine's cgroup
+// v2 filesystem, which sandboxes share: netlab keeps a lab's processes in
+// <cgroup2>/netlab/net-<inode of its network namespace>-<cookie>/ (see
+// reconcile/kernel/cgroup.go, which this package cannot import). Whatever runs
+// there is killed first.
+func (sb *Sandbox) removeCgroups() {
+	var st syscall.Stat_t
+	if err := syscall.Stat(fmt.Sprintf("/proc/%d/ns/net", sb.PID), &st); err != nil {
+		return
+	}
+	for _, mount := range []string{"/sys/fs/cgroup", "/sys/fs/cgroup/unified"} {
+		var fs syscall.Statfs_t
+		if syscall.Statfs(mount, &fs) != nil || fs.Type != 0x63677270 { // CGROUP2_SUPER_MAGIC
+			continue
+		}
+		dirs, _ := filepath.Glob(fmt.Sprintf("%s/netlab/net-%d-*", mount, st.Ino))
+		for _, dir := range dirs {
+			removeCgroupTree(dir)
+		}
+		syscall.Rmdir(mount + "/netlab") // when no other sandbox uses it
+	}
+}
+
+func removeCgroupTree(dir string) {
+	entries, _ := os.ReadDir(dir)
+	for _, e := range entries {
+		if e.IsDir() {
+			removeCgroupTree(filepath.Join(dir, e.Name()))
+		}
+	}
+	populated := func() bool {
+		b, _ := os.ReadFile(dir + "/cgroup.events")
+		return bytes.Contains(b, []byte("populated 1"))
+	}
+	if populated() {
+		os.WriteFile(dir+"/cgroup.kill", []byte("1"), 0)
+		for deadline := time.Now().Add(5 * time.Second); populated() && time.Now().Before(deadline); {
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	syscall.Rmdir(dir)
 }

@@ -89,6 +89,9 @@ func TestSymlinkInStateDirectoryIsRefused(t *testing.T) {
 		"lock":         "mkdir -p /run/netlab && ln -s /run/target/file /run/netlab/docker-bridge.lock",
 		"log":          "mkdir -p /run/netlab/docker-bridge && ln -s /run/target/file /run/netlab/docker-bridge/web.log",
 		"intent":       "mkdir -p /run/netlab/docker-bridge/creating && ln -s /run/target/file /run/netlab/docker-bridge/creating/ns=web",
+		"exec record":  "mkdir -p /run/netlab/docker-bridge/exec && ln -s /run/target/file /run/netlab/docker-bridge/exec/web.json",
+		"process dir":  "mkdir -p /run/netlab/docker-bridge/processes && ln -s /run/target/dir /run/netlab/docker-bridge/processes/web",
+		"process file": "mkdir -p /run/netlab/docker-bridge/processes/web && ln -s /run/target/file /run/netlab/docker-bridge/processes/web/0123abcd.json",
 	} {
 		t.Run(name, func(t *testing.T) {
 			sb := harness.NewSandbox(t)

@@ -1,0 +1,334 @@
+package kernel
+
+// Lab processes by kernel identity. Each `run:` and `serve:` entry of a lab runs
+// in a cgroup v2 directory of its own, which the kernel maintains for every
+// process inside and every process those fork, whatever they do with their
+// environment:
+//
+//	<cgroup2 mount>/netlab/net-<ino>-<cookie>/<lab>/<namespace>/<hash of the command>
+//
+// net-<ino>-<cookie> names the network namespace netlab runs in (its inode, as
+// `ls -l /proc/self/ns/net` shows it, and the kernel's cookie of it, which unlike
+// an inode is never given to another namespace later): two sandboxes on one
+// machine, each with a lab of the same name, never share a directory. netlab
+// starts a process directly inside its cgroup (clone3 with CLONE_INTO_CGROUP:
+// even its first instruction is accounted there), observes the lab by reading
+// the cgroup.procs files of the lab's own directories only, stops an entry with
+// cgroup.kill (its forks included) and removes the directory once the kernel
+// says it is empty. The command text of each entry is kept in the lab's state
+// directory (processes/<namespace>/<hash>.json) for the plan to print.
+//
+// Where no cgroup v2 is mounted (or it is read-only, as in many containers),
+// the same record holds the PID and start time of the process netlab started
+// (see pidRecord), which is the lab's only while its start time matches.
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"netlab/reconcile"
+)
+
+// cgroupMounts are where the unified hierarchy is found: mounted at
+// /sys/fs/cgroup on a pure cgroup v2 machine, at /sys/fs/cgroup/unified on a
+// hybrid (v1 controllers) one.
+var cgroupMounts = []string{"/sys/fs/cgroup", "/sys/fs/cgroup/unified"}
+
+// findCgroup2 returns the writable cgroup v2 mount, or "" when there is none.
+func findCgroup2() string {
+	for _, p := range cgroupMounts {
+		var fs unix.Statfs_t
+		if unix.Statfs(p, &fs) == nil && fs.Type == unix.CGROUP2_SUPER_MAGIC {
+			if unix.Access(p, unix.W_OK) != nil {
+				return "" // read-only (a container's): pidfds serve
+			}
+			return p
+		}
+	}
+	return ""
+}
+
+// cgroupBase returns netlab's cgroup directory for the network namespace it
+// runs in (see the top of this file), or "" when processes are tracked by
+// pidfds instead. It is worked out once per driver.
+func (d *Driver) cgroupBase() (string, error) {
+	d.cgOnce.Do(func() {
+		if d.cgroupMount == "" {
+			return
+		}
+		key, err := d.hostNetnsKey()
+		if err != nil {
+			d.cgErr = err
+			return
+		}
+		d.cgBase = filepath.Join(d.cgroupMount, "netlab", key)
+	})
+	return d.cgBase, d.cgErr
+}
+
+// hostNetnsKey names the network namespace netlab runs in: net-<ino>-<cookie>,
+// or net-<dev>-<ino> on a kernel older than 5.14, which has no cookies.
+func (d *Driver) hostNetnsKey() (string, error) {
+	id, err := netnsIDOf(d.host)
+	if err != nil {
+		return "", err
+	}
+	h, err := d.handle(reconcile.Host)
+	if err != nil {
+		return "", err
+	}
+	cookie, err := unix.GetsockoptUint64(h.rt.fd, unix.SOL_SOCKET, unix.SO_NETNS_COOKIE)
+	if err != nil {
+		return fmt.Sprintf("net-%d-%d", id.Dev, id.Ino), nil
+	}
+	return fmt.Sprintf("net-%d-%d", id.Ino, cookie), nil
+}
+
+// commandHash names an entry's cgroup: short, safe as a file name, and the
+// same for the same command.
+func commandHash(command string) string {
+	sum := sha256.Sum256([]byte(command))
+	return hex.EncodeToString(sum[:8])
+}
+
+// entryCgroup is the cgroup of one process entry of a lab.
+func entryCgroup(base, lab, ns, command string) string {
+	return filepath.Join(base, lab, ns, commandHash(command))
+}
+
+// makeCgroup creates a cgroup (and its parents) and opens it, for clone3.
+func makeCgroup(path string) (int, error) {
+	if err := os.MkdirAll(path, 0o755); err != nil {
+		return -1, fmt.Errorf("create cgroup %s: %w", path, err)
+	}
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return -1, fmt.Errorf("open cgroup %s: %w", path, err)
+	}
+	return fd, nil
+}
+
+// cgroupPIDs reads the processes of a cgroup (not of its children), as PIDs of
+// netlab's PID namespace; any process at all makes populated true (one outside
+// netlab's PID namespace reads as 0).
+func cgroupPIDs(path string) (pids []int, populated bool, err error) {
+	b, err := os.ReadFile(filepath.Join(path, "cgroup.procs"))
+	if err != nil {
+		return nil, false, err
+	}
+	for _, f := range strings.Fields(string(b)) {
+		populated = true
+		if pid, err := strconv.Atoi(f); err == nil && pid > 0 {
+			pids = append(pids, pid)
+		}
+	}
+	return pids, populated, nil
+}
+
+// cgroupPopulated reads cgroup.events: whether any process is left in the
+// cgroup or below it. A cgroup that is gone is not populated.
+func cgroupPopulated(path string) bool {
+	b, err := os.ReadFile(filepath.Join(path, "cgroup.events"))
+	if err != nil {
+		return false
+	}
+	return bytes.Contains(b, []byte("populated 1"))
+}
+
+// stopCgroups stops every process of the cgroups and removes them: SIGTERM to
+// each process (through a pidfd, once the process is seen to be still in the
+// cgroup), up to two seconds for them to end, then cgroup.kill, which takes the
+// processes forked meanwhile too, and up to five seconds for the kernel to say
+// the cgroups are empty. Equivalent to: kill PID...; sleep 2; echo 1 >cgroup.kill; rmdir CGROUP
+func stopCgroups(mount string, paths []string) error {
+	for _, p := range paths {
+		pids, _, _ := cgroupPIDs(p)
+		rel := "0::/" + strings.TrimPrefix(strings.TrimPrefix(p, mount), "/")
+		for _, pid := range pids {
+			signalIf(pid, unix.SIGTERM, func() bool { return inCgroup(pid, rel) })
+		}
+	}
+	waitEmpty := func(d time.Duration) []string {
+		left := slices.Clone(paths)
+		for deadline := time.Now().Add(d); ; time.Sleep(10 * time.Millisecond) {
+			left = slices.DeleteFunc(left, func(p string) bool { return !cgroupPopulated(p) })
+			if len(left) == 0 || time.Now().After(deadline) {
+				return left
+			}
+		}
+	}
+	left := waitEmpty(2 * time.Second)
+	for _, p := range left {
+		if err := os.WriteFile(filepath.Join(p, "cgroup.kill"), []byte("1"), 0); err != nil && !os.IsNotExist(err) {
+			return fmt.Errorf("kill cgroup %s: %w", p, err)
+		}
+	}
+	if left = waitEmpty(5 * time.Second); len(left) > 0 {
+		return fmt.Errorf("processes of cgroup %s did not stop within 5 s of cgroup.kill", left[0])
+	}
+	var errs []error
+	for _, p := range paths {
+		if err := rmdirCgroup(p); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// rmdirCgroup removes an empty cgroup; a missing one is fine.
+func rmdirCgroup(path string) error {
+	if err := unix.Rmdir(path); err != nil && !errors.Is(err, unix.ENOENT) {
+		return fmt.Errorf("remove cgroup %s: %w", path, err)
+	}
+	return nil
+}
+
+// removeParents removes the empty directories from dir up to (not including)
+// stop, as far as each is empty: netlab's own directories, which another lab,
+// or another sandbox's netlab, may still be using.
+func removeParents(dir, stop string) {
+	for ; dir != stop && strings.HasPrefix(dir, stop+"/"); dir = filepath.Dir(dir) {
+		if unix.Rmdir(dir) != nil {
+			return
+		}
+	}
+}
+
+// inCgroup reports whether a process is in the cgroup whose /proc/PID/cgroup
+// line is rel ("0::/netlab/...").
+func inCgroup(pid int, rel string) bool {
+	b, err := os.ReadFile(procRoot + "/" + strconv.Itoa(pid) + "/cgroup")
+	if err != nil {
+		return false
+	}
+	return slices.Contains(strings.Split(string(b), "\n"), rel)
+}
+
+// signalIf signals a process through a pidfd if check, made once the pidfd is
+// open, still holds: the PID cannot go to another process in between.
+func signalIf(pid int, sig unix.Signal, check func() bool) bool {
+	fd, err := unix.PidfdOpen(pid, 0)
+	if err != nil {
+		return false
+	}
+	defer unix.Close(fd)
+	if !check() {
+		return false
+	}
+	return unix.PidfdSendSignal(fd, sig, nil, 0) == nil
+}
+
+// cgroupEntries lists the entry cgroups of one lab namespace.
+func cgroupEntries(dir string) []string {
+	entries, _ := os.ReadDir(dir)
+	var out []string
+	for _, e := range entries {
+		if e.IsDir() {
+			out = append(out, filepath.Join(dir, e.Name()))
+		}
+	}
+	return out
+}
+
+// removeLabCgroups stops whatever is left in the lab's cgroups and removes them,
+// with netlab's directories above them when nothing else is left there: `down`.
+func (d *Driver) removeLabCgroups(lab string) error {
+	base, err := d.cgroupBase()
+	if err != nil || base == "" {
+		return err
+	}
+	labDir := filepath.Join(base, lab)
+	nsDirs, err := os.ReadDir(labDir)
+	if os.IsNotExist(err) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	var entries []string
+	for _, n := range nsDirs {
+		if n.IsDir() {
+			entries = append(entries, cgroupEntries(filepath.Join(labDir, n.Name()))...)
+		}
+	}
+	if err := stopCgroups(d.cgroupMount, entries); err != nil {
+		return err
+	}
+	for _, n := range nsDirs {
+		if n.IsDir() {
+			if err := rmdirCgroup(filepath.Join(labDir, n.Name())); err != nil {
+				return err
+			}
+		}
+	}
+	removeParents(labDir, d.cgroupMount)
+	return nil
+}
+
+// placeProcess prepares the start of a lab's process entry: with cgroups, the
+// command starts inside the entry's cgroup, emptied first of anything left
+// from an earlier start (one copy of an entry, never two), and its command is
+// recorded; otherwise an earlier copy still running is stopped, and started,
+// called with the new process's PID, records its PID and start time. The
+// caller calls started once cmd started (with 0 when it failed to), which also
+// closes the cgroup's descriptor and the files cmd passed to the child.
+func (d *Driver) placeProcess(a reconcile.StartProcess, cmd *exec.Cmd) (started func(pid int) error, err error) {
+	base, err := d.cgroupBase()
+	if err != nil {
+		return nil, err
+	}
+	closeExtra := func() {
+		for _, f := range cmd.ExtraFiles {
+			f.Close() // the child has its copy
+		}
+	}
+	if base == "" {
+		if err := d.stopRecorded(a.Lab, a.NS, a.Command); err != nil {
+			return nil, err
+		}
+		return func(pid int) error {
+			closeExtra()
+			if pid == 0 {
+				return nil // it did not start
+			}
+			_, _, start, ok := readStat(procRoot + "/" + strconv.Itoa(pid))
+			if !ok {
+				return nil // already gone: waitStarted says why
+			}
+			return d.state.writeProcRecord(a.Lab, a.NS, procRecord{Command: a.Command, PID: pid, Start: start})
+		}, nil
+	}
+	cg := entryCgroup(base, a.Lab, a.NS, a.Command)
+	if cgroupPopulated(cg) {
+		if err := stopCgroups(d.cgroupMount, []string{cg}); err != nil {
+			return nil, err
+		}
+	}
+	if err := d.state.writeProcRecord(a.Lab, a.NS, procRecord{Command: a.Command}); err != nil {
+		return nil, err
+	}
+	fd, err := makeCgroup(cg)
+	if err != nil {
+		return nil, err
+	}
+	d.mu.Lock()
+	d.procCgroups[a.ProcKey] = cg
+	d.mu.Unlock()
+	cmd.SysProcAttr.UseCgroupFD, cmd.SysProcAttr.CgroupFD = true, fd
+	return func(int) error {
+		closeExtra()
+		return unix.Close(fd)
+	}, nil
+}

@@ -1,0 +1,65 @@
+package hostile
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"netlab/tests/harness"
+)
+
+// Two sandboxes in one PID namespace (two `unshare --net --mount` shells, as the
+// tutorial makes them), each with the same lab: down in one leaves the other's
+// servers running. A lab's processes are its own by the cgroup netlab started
+// them in (named by the network namespace netlab runs in), not by the lab and
+// namespace names in their environment, which both sandboxes share.
+func TestTwoSandboxesInOnePIDNamespaceKeepTheirOwnProcesses(t *testing.T) {
+	a, b := harness.NewSandboxSharedPID(t), harness.NewSandboxSharedPID(t)
+	lab := "../../labs/docker-bridge.yaml"
+	a.OK("netlab", "up", lab)
+	b.OK("netlab", "up", lab)
+	t.Cleanup(func() { b.Exec("netlab", "down", lab) })
+	if got := b.OK("netlab", "plan", lab); got != "No changes.\n" {
+		t.Errorf("plan in the second sandbox once both are up:\n%s", got)
+	}
+	a.OK("netlab", "down", lab)
+	if res := b.Exec("netlab", "test", lab); res.Code != 0 {
+		t.Errorf("netlab test in the second sandbox after down in the first: exit %d\n%s%s", res.Code, res.Stdout, res.Stderr)
+	}
+	if got := b.OK("netlab", "plan", lab); got != "No changes.\n" {
+		t.Errorf("plan in the second sandbox after down in the first:\n%s", got)
+	}
+}
+
+// A process that drops its environment (env -i) is the lab's all the same: a
+// second up does not start another copy, and down stops it, on the host side
+// and in a namespace.
+func TestProcessesWithoutEnvironmentAreStoppedByDown(t *testing.T) {
+	sb := harness.NewSandbox(t)
+	lab := writeLab(t, "bare.yaml", `
+name: bare
+host:
+  run: ["exec env -i /bin/sleep 1002.25"]
+namespaces:
+  web:
+    run: ["exec env -i /bin/sleep 1002.5"]
+`)
+	count := func() string {
+		return sb.OK("sh", "-c", "echo $(pgrep -cxf '/bin/sleep 1002.25') $(pgrep -cxf '/bin/sleep 1002.5')")
+	}
+	sb.OK("netlab", "up", lab)
+	sb.OK("netlab", "up", lab)
+	// up returns once the shell runs; env may still be on its way to sleep:
+	// wait for both, and a moment more for any other copy.
+	for deadline := time.Now().Add(3 * time.Second); strings.Contains(" "+count(), " 0") && time.Now().Before(deadline); {
+		time.Sleep(50 * time.Millisecond)
+	}
+	time.Sleep(300 * time.Millisecond)
+	if got := count(); got != "1 1\n" {
+		t.Errorf("copies after two ups (host, web): %s", got)
+	}
+	sb.OK("netlab", "down", lab)
+	if got := count(); got != "0 0\n" {
+		t.Errorf("copies after down (host, web): %s", strings.TrimSpace(got))
+	}
+}
