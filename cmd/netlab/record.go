@@ -11,6 +11,7 @@ import (
 
 	"netlab/reconcile"
 	"netlab/reconcile/kernel"
+	"netlab/topology"
 )
 
 // The script `netlab plan -o commands` prints is the plan as ip and sysctl
@@ -19,12 +20,10 @@ import (
 // commands, which run the same code as `up`, so that `netlab down` and
 // `netlab status` work on a lab built by the script.
 
-// The names these commands take become paths: they must be names a lab file
-// could give (as topology checks them).
-var (
-	labNameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,23}$`)
-	netnsRE   = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,64}$`) // a kernel name: the lab's prefix, then the namespace's
-)
+// The names these commands take become paths: the lab's must be a name a lab
+// file could give (topology.CheckLabName), a namespace's a kernel name (the
+// lab's prefix, then the namespace's).
+var netnsRE = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,64}$`)
 
 func validNetns(ns string) bool {
 	return ns == reconcile.Host || (netnsRE.MatchString(ns) && ns != "." && ns != "..")
@@ -33,8 +32,8 @@ func validNetns(ns string) bool {
 // recordStep opens the kernel driver and holds the lab's lock, as `up` does,
 // while f runs.
 func (a *app) recordStep(ctx context.Context, lab string, f func(d *kernel.Driver) error) error {
-	if !labNameRE.MatchString(lab) {
-		return fmt.Errorf("invalid lab name %q", lab)
+	if err := topology.CheckLabName(lab); err != nil {
+		return err
 	}
 	d, err := a.openKernel()
 	if err != nil {
