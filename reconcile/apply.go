@@ -242,12 +242,12 @@ func touched(p *Plan) map[string]bool {
 			ns[a.NS] = true
 		case CreateVeth:
 			ns[a.A.NS], ns[a.B.NS] = true, true
-		case DeleteLink:
+		case DeleteInterface:
 			ns[a.NS] = true
-			if a.Peer != (LinkKey{}) {
+			if a.Peer != (InterfaceKey{}) {
 				ns[a.Peer.NS] = true
 			}
-		case MarkLink:
+		case MarkInterface:
 			ns[a.NS] = true
 		case SetMaster:
 			ns[a.NS] = true
