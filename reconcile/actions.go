@@ -207,9 +207,13 @@ type VethEnd struct {
 // the bridge and the up state in one command, and the kernel the pair and its
 // bridge in one request (the driver then marks each end and brings it up, one
 // request each, in the order that costs the kernel least).
+//
+// Main is the pair's main end (see IsMainEnd: the bridge port when only one end
+// is one, else the end that sorts first), the end the pair is created from;
+// Peer is the other end.
 type CreateVeth struct {
-	Lab  string
-	A, B VethEnd
+	Lab        string
+	Main, Peer VethEnd
 }
 
 func (a CreateVeth) Op() Op       { return OpAdd }
@@ -222,18 +226,24 @@ func (a CreateVeth) Object() string {
 		}
 		return e.InterfaceKey.String()
 	}
-	s := end(a.A) + " <-> " + end(a.B)
-	if a.A.Up && a.B.Up {
+	// The plan names a pair from its container side first: the peer, when the
+	// main end is the only bridge port.
+	first, second := a.Main, a.Peer
+	if a.Main.Master != "" && a.Peer.Master == "" {
+		first, second = a.Peer, a.Main
+	}
+	s := end(first) + " <-> " + end(second)
+	if a.Main.Up && a.Peer.Up {
 		s += ", up"
 	}
 	return s
 }
 
-// Commands: the end with a bridge is the one `ip link add` names (the kernel
-// takes a master only for that one); the other end cannot be brought up
-// before the pair exists, so it is brought up with its marker.
+// Commands: `ip link add` names the main end (the kernel takes a master only
+// for that one); the other end cannot be brought up before the pair exists, so
+// it is brought up with its marker.
 func (a CreateVeth) Commands() []string {
-	main, peer := a.MainEnd()
+	main, peer := a.Main, a.Peer
 	end := func(e VethEnd, netns string) string {
 		s := e.Name + netns
 		if e == main && e.Master != "" {
@@ -268,15 +278,6 @@ func (a CreateVeth) Commands() []string {
 		peerSet += " up"
 	}
 	return append(cmds, peerSet)
-}
-
-// MainEnd returns the end the kernel creates the pair from (the one that is a
-// bridge port, else A) and the other one.
-func (a CreateVeth) MainEnd() (main, peer VethEnd) {
-	if a.A.Master == "" && a.B.Master != "" {
-		return a.B, a.A
-	}
-	return a.A, a.B
 }
 
 // DeleteInterface deletes an interface (for a veth, both ends go).

@@ -241,7 +241,7 @@ func touched(p *Plan) map[string]bool {
 		case CreateBridge:
 			ns[a.NS] = true
 		case CreateVeth:
-			ns[a.A.NS], ns[a.B.NS] = true, true
+			ns[a.Main.NS], ns[a.Peer.NS] = true, true
 		case DeleteInterface:
 			ns[a.NS] = true
 			if a.Peer != (InterfaceKey{}) {

@@ -351,14 +351,13 @@ func (d *differ) create(want *Interface) {
 			d.add(SetUp{InterfaceKey: want.InterfaceKey, New: true})
 		}
 	case KindVeth:
-		// One action per pair, emitted from its first end.
+		// One action per pair, emitted from its main end.
 		peer := d.desired.Interfaces[want.Peer]
-		if peer == nil || firstEnd(want, peer) {
-			a := CreateVeth{Lab: d.desired.Lab, A: vethEnd(want), B: VethEnd{InterfaceKey: want.Peer}}
-			if peer != nil {
-				a.B = vethEnd(peer)
-			}
-			d.add(a)
+		switch {
+		case peer == nil: // not in a desired state, which has both ends: kept for safety
+			d.add(CreateVeth{Lab: d.desired.Lab, Main: vethEnd(want), Peer: VethEnd{InterfaceKey: want.Peer}})
+		case IsMainEnd(want, peer):
+			d.add(CreateVeth{Lab: d.desired.Lab, Main: vethEnd(want), Peer: vethEnd(peer)})
 		}
 		if want.Hairpin {
 			d.add(SetHairpin{InterfaceKey: want.InterfaceKey, On: true, New: true})
@@ -370,12 +369,22 @@ func vethEnd(l *Interface) VethEnd {
 	return VethEnd{InterfaceKey: l.InterfaceKey, MTU: l.MTU, MAC: l.MAC, Master: l.Master, Up: l.Up}
 }
 
-// firstEnd reports whether a is the end a veth pair is named by: the container
-// side ("web:eth0 <-> host:veth1a2b3c4"), that is the end that is not a bridge
-// port, else the one that sorts first.
-func firstEnd(a, b *Interface) bool {
+// IsMainEnd reports whether a is the main end of the veth pair it forms with b.
+// This is the one rule for it:
+//
+// The main end of a veth pair is the end that is a bridge port when only one
+// end is; otherwise (both or neither) the end that sorts first (namespace, then
+// name).
+//
+// The main end is the end the pair is created from: `ip link add MAIN master BR
+// type veth peer name PEER` and the kernel's create request take a bridge only
+// for the end they create, so the port is the one that joins its bridge in the
+// same request. The plan line names the pair from the other side first when the
+// main end is the only bridge port ("web:eth0 <-> host:veth1a2b3c4 master
+// docker0": the container side first; see CreateVeth.Object).
+func IsMainEnd(a, b *Interface) bool {
 	if (a.Master == "") != (b.Master == "") {
-		return a.Master == ""
+		return a.Master != ""
 	}
 	return a.InterfaceKey.compare(b.InterfaceKey) < 0
 }

@@ -387,15 +387,15 @@ func (d *Driver) Apply(_ context.Context, a r.Action) error {
 	case r.CreateBridge:
 		return d.createInterface(a.Lab, r.Interface{InterfaceKey: a.InterfaceKey, Kind: r.KindBridge, MTU: orDefault(a.MTU), MAC: a.MAC})
 	case r.CreateVeth:
-		for _, e := range []r.VethEnd{a.A, a.B} {
+		for _, e := range []r.VethEnd{a.Main, a.Peer} {
 			if e.Master != "" {
 				if _, err := d.iface(r.InterfaceKey{NS: e.NS, Name: e.Master}); err != nil {
 					return err
 				}
 			}
 		}
-		peer := map[r.InterfaceKey]r.InterfaceKey{a.A.InterfaceKey: a.B.InterfaceKey, a.B.InterfaceKey: a.A.InterfaceKey}
-		for _, e := range []r.VethEnd{a.A, a.B} {
+		peer := map[r.InterfaceKey]r.InterfaceKey{a.Main.InterfaceKey: a.Peer.InterfaceKey, a.Peer.InterfaceKey: a.Main.InterfaceKey}
+		for _, e := range []r.VethEnd{a.Main, a.Peer} {
 			l := r.Interface{InterfaceKey: e.InterfaceKey, Kind: r.KindVeth, Peer: peer[e.InterfaceKey], MTU: orDefault(e.MTU), MAC: e.MAC, Master: e.Master, Up: e.Up}
 			if err := d.createInterface(a.Lab, l); err != nil {
 				return err

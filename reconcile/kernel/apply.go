@@ -243,7 +243,7 @@ func (d *Driver) nameTaken(lab string, k reconcile.InterfaceKey, kind string) (b
 // Equivalent to: the commands of reconcile.CreateVeth, which bring the main end
 // up in `ip link add` and mark it after; the result is the same.
 func (d *Driver) createVeth(a reconcile.CreateVeth) error {
-	main, peer := a.MainEnd()
+	main, peer := a.Main, a.Peer
 	hm, err := d.handle(main.NS)
 	if err != nil {
 		return err
