@@ -94,13 +94,13 @@ func TestPlanGoldenAddressEdit(t *testing.T) {
 	if err := r.Apply(ctx, d, plan); err != nil {
 		t.Fatal(err)
 	}
-	eth0 := r.LinkKey{NS: "web", Name: "eth0"}
-	old := r.AddrKey{LinkKey: eth0, Prefix: netip.MustParsePrefix("172.17.0.2/16")}
+	eth0 := r.InterfaceKey{NS: "web", Name: "eth0"}
+	old := r.AddrKey{InterfaceKey: eth0, Prefix: netip.MustParsePrefix("172.17.0.2/16")}
 	if !desired.Addrs[old] {
 		t.Fatalf("the lab has no %v", old)
 	}
 	delete(desired.Addrs, old)
-	desired.Addrs[r.AddrKey{LinkKey: eth0, Prefix: netip.MustParsePrefix("172.17.0.20/16")}] = true
+	desired.Addrs[r.AddrKey{InterfaceKey: eth0, Prefix: netip.MustParsePrefix("172.17.0.20/16")}] = true
 	plan, err = r.MakePlan(ctx, d, desired)
 	if err != nil {
 		t.Fatal(err)

@@ -40,9 +40,9 @@ func (c *rulesCompiler) add(ns, chain string, r *Rule) {
 // published is one `publish:` entry resolved to the container address it reaches.
 type published struct {
 	p         *topology.Publish
-	container string     // the namespace that publishes
-	addr      netip.Addr // the container's address on the bridge
-	port      LinkKey    // the container's bridge port (hairpin mode)
+	container string       // the namespace that publishes
+	addr      netip.Addr   // the container's address on the bridge
+	port      InterfaceKey // the container's bridge port (hairpin mode)
 	bridge    *topology.Bridge
 }
 
@@ -133,7 +133,7 @@ func (c *rulesCompiler) publishedPorts() []published {
 
 // bridgeOf finds the first bridge a namespace is linked to, its interface on it
 // and the bridge port at the other end.
-func (c *rulesCompiler) bridgeOf(ns *topology.Namespace) (*topology.Bridge, *topology.Interface, LinkKey) {
+func (c *rulesCompiler) bridgeOf(ns *topology.Namespace) (*topology.Bridge, *topology.Interface, InterfaceKey) {
 	for _, l := range c.lab.Links {
 		for i, end := range l.Ends {
 			other := l.Ends[1-i]
@@ -142,12 +142,12 @@ func (c *rulesCompiler) bridgeOf(ns *topology.Namespace) (*topology.Bridge, *top
 			}
 			for _, b := range c.lab.Bridges {
 				if b.Name == other.Bridge {
-					return b, c.findInterface(end), LinkKey{c.kname(other.Namespace), other.Interface}
+					return b, c.findInterface(end), InterfaceKey{c.kname(other.Namespace), other.Interface}
 				}
 			}
 		}
 	}
-	return nil, nil, LinkKey{}
+	return nil, nil, InterfaceKey{}
 }
 
 // isolate drops what enters an isolated bridge and leaves by another isolated
@@ -252,7 +252,7 @@ func (c *rulesCompiler) publishNAT(b *topology.Bridge, sets []publishSetNames, m
 			Verdict: VerdictMasquerade, Comment: br + ": published " + s.proto.Text() + " ports: hairpin"})
 	}
 	for _, p := range mine {
-		if l := c.s.Links[p.port]; l != nil {
+		if l := c.s.Interfaces[p.port]; l != nil {
 			l.Hairpin = true
 		}
 	}
@@ -269,7 +269,7 @@ func (c *rulesCompiler) publishNAT(b *topology.Bridge, sets []publishSetNames, m
 		// port (hairpin), and must see the host as the source to answer it.
 		c.add(ns, "nat-postrouting", &Rule{Match: []Match{addrMatch(Src, p.addr), addrMatch(Dst, p.addr), portMatch(p.p.Proto, Dst, uint16Range(p.p.Port))},
 			Verdict: VerdictMasquerade, Comment: publishComment(p) + ": hairpin"})
-		if l := c.s.Links[p.port]; l != nil {
+		if l := c.s.Interfaces[p.port]; l != nil {
 			l.Hairpin = true
 		}
 	}
