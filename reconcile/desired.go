@@ -103,7 +103,7 @@ func Desired(lab *topology.Lab) (*State, error) {
 			s.Processes[k] = p
 		}
 		for _, svc := range ns.Serve {
-			service := &Service{Kind: svc.Kind, Port: int(svc.Port), Body: svc.Body}
+			service := serviceOf(svc)
 			k := ProcKey{kname(ns.Name), service.CommandLine()}
 			// A service is ready once its port listens.
 			ready := &Ready{Kind: "tcp", Port: int(svc.Port), Timeout: topology.DefaultReadyTimeout}
