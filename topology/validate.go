@@ -108,15 +108,35 @@ func validate(l *Lab, notes parseNotes) Errors {
 		devices:    map[string]map[string]*device{},
 		unresolved: map[string]bool{},
 	}
+	v.reset()
 	v.names()
 	v.links()
 	v.interfaces()
+	v.hosts()
 	v.addresses()
 	v.routes()
 	v.rules()
 	v.publish()
 	v.checks()
 	return v.errs
+}
+
+// reset clears what an earlier Validate of the same lab resolved.
+func (v *validator) reset() {
+	for _, ns := range v.allNamespaces() {
+		ns.Ends, ns.Hosts = nil, nil
+	}
+	for _, b := range v.lab.Bridges {
+		b.Ports = nil
+	}
+	for _, l := range v.lab.Links {
+		for _, e := range l.Ends {
+			e.OnBridge, e.Peer, e.Config = nil, nil, nil
+		}
+	}
+	for _, c := range v.lab.Checks {
+		c.FromNamespace = nil
+	}
 }
 
 func (v *validator) errorAt(p Pos, format string, args ...any) {
@@ -181,6 +201,7 @@ func (v *validator) links() {
 	generated := map[string]map[string]string{} // namespace -> name -> what it was generated from
 	for _, l := range v.lab.Links {
 		label := fmt.Sprintf("link %q", l.Ends[0].Text+" -- "+l.Ends[1].Text)
+		l.Ends[0].Peer, l.Ends[1].Peer = l.Ends[1], l.Ends[0]
 		ok0, ok1 := v.resolveEnd(label, l.Ends[0]), v.resolveEnd(label, l.Ends[1])
 		if ok0 && ok1 {
 			// Names are generated from the other end as written before generation, so
@@ -230,6 +251,11 @@ func (v *validator) links() {
 				continue
 			}
 			devs[e.Interface] = &device{name: e.Interface, link: l, end: e}
+			if e.OnBridge != nil {
+				e.OnBridge.Ports = append(e.OnBridge.Ports, e)
+			} else if ns := v.namespaces[e.Namespace]; ns != nil {
+				ns.Ends = append(ns.Ends, e)
+			}
 		}
 	}
 }
@@ -245,7 +271,7 @@ func (v *validator) resolveEnd(label string, e *End) bool {
 		if v.devices[b.Namespace] == nil {
 			return false // the bridge's unknown namespace is reported already
 		}
-		e.Bridge, e.Namespace, e.Interface = b.Name, b.Namespace, ifname
+		e.Bridge, e.OnBridge, e.Namespace, e.Interface = b.Name, b, b.Namespace, ifname
 		return true
 	}
 	if v.namespaces[name] != nil {
@@ -291,6 +317,52 @@ func (v *validator) interfaces() {
 				v.errorAt(ifc.Pos, "interface %s:%s is a port of bridge %s; only plain link ends (NAMESPACE:IFNAME) are configured under interfaces:", ns.Name, ifc.Name, dv.end.Bridge)
 			default:
 				dv.iface = ifc
+				dv.end.Config = ifc
+			}
+		}
+	}
+}
+
+// loopbackHosts are the first lines of every generated /etc/hosts.
+var loopbackHosts = []HostsEntry{
+	{netip.MustParseAddr("127.0.0.1"), []string{"localhost"}},
+	{netip.MustParseAddr("::1"), []string{"localhost", "ip6-localhost", "ip6-loopback"}},
+}
+
+// hosts resolves who finds whom by name: each namespace linked to a bridge with
+// `resolve: true` gets Hosts, the loopback lines then the name and address of
+// each namespace on the same resolving bridges (itself included), bridges in
+// file order and their members in link order.
+func (v *validator) hosts() {
+	type member struct {
+		ns   *Namespace
+		addr netip.Addr
+	}
+	seen := map[*Namespace]map[member]bool{}
+	for _, b := range v.lab.Bridges {
+		if !b.Resolve {
+			continue
+		}
+		var members []member
+		for _, port := range b.Ports {
+			end := port.Peer
+			if end.Bridge != "" || end.Namespace == HostName || end.Config == nil {
+				continue
+			}
+			for _, a := range end.Config.Addresses {
+				members = append(members, member{v.namespaces[end.Namespace], a.Prefix.Addr()})
+			}
+		}
+		for _, m := range members {
+			if seen[m.ns] == nil {
+				seen[m.ns] = map[member]bool{}
+				m.ns.Hosts = slices.Clone(loopbackHosts)
+			}
+			for _, e := range members {
+				if !seen[m.ns][e] {
+					seen[m.ns][e] = true
+					m.ns.Hosts = append(m.ns.Hosts, HostsEntry{e.addr, []string{e.ns.Name}})
+				}
 			}
 		}
 	}
@@ -585,6 +657,7 @@ func (v *validator) publish() {
 
 func (v *validator) checks() {
 	for _, c := range v.lab.Checks {
+		c.FromNamespace = v.namespaces[c.From]
 		if v.namespaces[c.From] == nil && !v.notes.badSections["namespaces"] {
 			v.errorAt(c.Pos, "check: from: unknown namespace %q", c.From)
 		}
