@@ -440,7 +440,11 @@ func (v *validator) addresses() {
 			inNet[network][addr] = u
 		}
 	}
+	v.bridgeSubnets()
+}
 
+// bridgeSubnets checks that the bridges of a namespace have subnets apart.
+func (v *validator) bridgeSubnets() {
 	for i, b := range v.lab.Bridges {
 		for _, a := range b.Addresses {
 			for _, earlier := range v.lab.Bridges[:i] {
