@@ -110,10 +110,11 @@ func (d *Driver) Apply(ctx context.Context, a reconcile.Action) error {
 // the index, and a thousand lookups by name are a thousand round trips. Should
 // the index be stale (the interface was recreated by hand), it is looked up again.
 func (d *Driver) withInterface(k reconcile.InterfaceKey, f func(*netlink.Handle, netlink.Link) error) error {
-	h, err := d.lib(k.NS)
+	h, done, err := d.lib(k.NS)
 	if err != nil {
 		return err
 	}
+	defer done()
 	if index := d.knownIndex(k); index != 0 {
 		err := f(h, &netlink.Device{LinkAttrs: netlink.LinkAttrs{Index: index, Name: k.Name}})
 		if err == nil {
@@ -160,10 +161,11 @@ func (d *Driver) rememberIndex(k reconcile.InterfaceKey, index int) {
 //
 // Equivalent to: ip -n NS link add NAME index N [mtu MTU] [address MAC] type bridge; ip -n NS link set NAME alias netlab:LAB
 func (d *Driver) createBridge(a reconcile.CreateBridge) error {
-	h, err := d.lib(a.NS)
+	h, done, err := d.lib(a.NS)
 	if err != nil {
 		return err
 	}
+	defer done()
 	attrs := netlink.NewLinkAttrs()
 	attrs.Name, attrs.MTU = a.Name, a.MTU
 	if attrs.HardwareAddr, err = parseMAC(a.MAC); err != nil {
@@ -214,10 +216,11 @@ func newIndex() int {
 // the right kind: then nil and taken), or none (the chosen index was taken:
 // not taken, try again).
 func (d *Driver) nameTaken(lab string, k reconcile.InterfaceKey, kind string) (bool, error) {
-	h, err := d.lib(k.NS)
+	h, done, err := d.lib(k.NS)
 	if err != nil {
 		return false, err
 	}
+	defer done()
 	l, err := h.LinkByName(k.Name)
 	if isNotFound(err) {
 		return false, nil
@@ -244,14 +247,16 @@ func (d *Driver) nameTaken(lab string, k reconcile.InterfaceKey, kind string) (b
 // up in `ip link add` and mark it after; the result is the same.
 func (d *Driver) createVeth(a reconcile.CreateVeth) error {
 	main, peer := a.Main, a.Peer
-	hm, err := d.handle(main.NS)
+	hm, done, err := d.use(main.NS)
 	if err != nil {
 		return err
 	}
-	hp, err := d.handle(peer.NS)
+	defer done()
+	hp, done, err := d.use(peer.NS)
 	if err != nil {
 		return err
 	}
+	defer done()
 	spec := func(e reconcile.VethEnd, h *nsHandle) (vethSpec, error) {
 		s := vethSpec{name: e.Name, netns: int(h.fd), mtu: e.MTU}
 		var err error
@@ -362,10 +367,11 @@ func (d *Driver) bridgeIndex(k reconcile.InterfaceKey) (int, error) {
 	if index := d.knownIndex(k); index != 0 {
 		return index, nil
 	}
-	h, err := d.lib(k.NS)
+	h, done, err := d.lib(k.NS)
 	if err != nil {
 		return 0, err
 	}
+	defer done()
 	br, err := h.LinkByName(k.Name)
 	if err != nil {
 		return 0, fmt.Errorf("netns %s: find bridge %s: %w", k.NS, k.Name, err)
@@ -400,10 +406,11 @@ func (d *Driver) mark(lab string, k reconcile.InterfaceKey) error {
 //
 // Equivalent to: [ip -n NS link set NAME down;] ip -n NS link del NAME
 func (d *Driver) deleteInterface(k reconcile.InterfaceKey, kind string) error {
-	h, err := d.lib(k.NS)
+	h, done, err := d.lib(k.NS)
 	if err != nil {
 		return err
 	}
+	defer done()
 	l, err := h.LinkByName(k.Name)
 	if isNotFound(err) {
 		return nil
@@ -450,10 +457,11 @@ func (d *Driver) replaceRoute(r reconcile.Route) error {
 //
 // Equivalent to: ip -n NS route del TO [via GW] dev DEV [metric N]
 func (d *Driver) deleteRoute(r reconcile.Route) error {
-	h, err := d.lib(r.NS)
+	h, done, err := d.lib(r.NS)
 	if err != nil {
 		return err
 	}
+	defer done()
 	l, err := h.LinkByName(r.Dev)
 	if isNotFound(err) {
 		return nil // the route went with its device

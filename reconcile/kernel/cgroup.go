@@ -85,10 +85,11 @@ func (d *Driver) hostNetnsKey() (string, error) {
 	if err != nil {
 		return "", err
 	}
-	h, err := d.handle(reconcile.Host)
+	h, done, err := d.use(reconcile.Host)
 	if err != nil {
 		return "", err
 	}
+	defer done()
 	cookie, err := unix.GetsockoptUint64(h.rt.fd, unix.SOL_SOCKET, unix.SO_NETNS_COOKIE)
 	if err != nil {
 		return fmt.Sprintf("net-%d-%d", id.Dev, id.Ino), nil

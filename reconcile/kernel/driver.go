@@ -11,11 +11,13 @@ package kernel
 
 import (
 	"cmp"
+	"container/list"
 	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -38,6 +40,7 @@ type Options struct {
 	Self     string         // the netlab binary, run for `__nsexec` and `serve`; "": this process's
 	Host     netns.NsHandle // the namespace that counts as "host"; 0: the caller's
 	Logger   *slog.Logger
+	MaxFiles int // most descriptors kept open for namespaces' handles; 0: as the open-file limit allows (see fileBudget)
 }
 
 const (
@@ -69,6 +72,11 @@ type Driver struct {
 	netnsDirMu    sync.Mutex
 	netnsDirReady bool                           // the namespace directory is a shared mount point
 	handles       map[string]*nsHandle           // by namespace name; reconcile.Host for the host
+	idle          list.List                      // the handles no one uses, most recently used first (see use)
+	files         int                            // the descriptors the handles hold
+	maxFiles      int                            // the most they may hold while some are idle (see fileBudget)
+	evicted       bool                           // a handle was closed to stay within maxFiles (logged once)
+	held          []*nsHandle                    // handles lent by handle, held until the next Observe (see handle)
 	index         map[reconcile.InterfaceKey]int // the lab's interfaces' indexes, as last seen (see withInterface)
 	dying         []reconcile.InterfaceKey       // interfaces going with deleted namespaces (see waitDying)
 	dyingNetns    map[uint64]string              // their namespaces by inode, to name what still holds them
@@ -87,21 +95,33 @@ type Driver struct {
 // sockets inside it (rtnetlink and nfnetlink, see conn) for observation and the
 // requests of rtnl.go, opened on one visit of a thread to the namespace. The
 // netlink library's handle, which the other actions use, is opened with them
-// where a namespace is created, and elsewhere only when an action needs it;
-// the nftables connection only where the lab has a table. A thousand
+// where a namespace is created or an action needs it, and elsewhere not at
+// all; the nftables connection only where the lab has a table. A thousand
 // namespaces observed by a no-op up pay for neither.
+//
+// Handles are kept open after use while their descriptors fit in the
+// driver's maxFiles; past that the one unused for longest is closed, and
+// opened again when needed (see use). A handle in use is never closed.
 type nsHandle struct {
 	fd netns.NsHandle
 	rt *conn // rtnetlink
 	nf *conn // nfnetlink
 
-	mu  sync.Mutex      // guards nl
-	nl  *netlink.Handle // nil until needed (see lib)
+	mu  sync.Mutex      // guards nl and nft
+	nl  *netlink.Handle // nil until needed (see Driver.libOf)
 	nft *nftables.Conn  // nil until needed (see Driver.nftConn)
+
+	// Guarded by Driver.mu.
+	name    string
+	files   int           // the descriptors it holds
+	users   int           // uses not yet done (see use); closed only when none
+	idle    *list.Element // its place in Driver.idle while no one uses it
+	dropped bool          // no longer in Driver.handles: closed when its last user is done
 }
 
-// openSockets opens the handle's plain sockets in the calling thread's namespace.
-func (h *nsHandle) openSockets() error {
+// openSockets opens the handle's plain sockets, and the library's handle when
+// lib, in the calling thread's namespace.
+func (h *nsHandle) openSockets(lib bool) error {
 	var err error
 	if h.rt, err = openConn(unix.NETLINK_ROUTE); err != nil {
 		return err
@@ -110,12 +130,31 @@ func (h *nsHandle) openSockets() error {
 		h.rt.close()
 		return err
 	}
+	if lib {
+		if h.nl, err = netlink.NewHandle(unix.NETLINK_ROUTE); err != nil {
+			h.rt.close()
+			h.nf.close()
+			return fmt.Errorf("open netlink handle: %w", err)
+		}
+	}
 	return nil
 }
 
-// lib returns the netlink library's handle of the namespace, opening it on
-// first use.
-func (h *nsHandle) lib() (*netlink.Handle, error) {
+// countFiles is how many descriptors a handle holds.
+func (h *nsHandle) countFiles() int {
+	n := 3 // the namespace and the two plain sockets
+	if h.nl != nil {
+		n++
+	}
+	if h.nft != nil {
+		n++
+	}
+	return n
+}
+
+// libOf returns the netlink library's handle of a namespace whose handle is
+// in use, opening it on first use.
+func (d *Driver) libOf(h *nsHandle) (*netlink.Handle, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.nl == nil {
@@ -124,21 +163,23 @@ func (h *nsHandle) lib() (*netlink.Handle, error) {
 			return nil, fmt.Errorf("open netlink handle: %w", err)
 		}
 		h.nl = nh
+		d.grew(h)
 	}
 	return h.nl, nil
 }
 
-// lib returns the netlink library's handle of a namespace (see nsHandle.lib).
-func (d *Driver) lib(ns string) (*netlink.Handle, error) {
-	h, err := d.handle(ns)
+// lib returns the netlink library's handle of a namespace (see libOf), open
+// until done is called.
+func (d *Driver) lib(ns string) (nh *netlink.Handle, done func(), err error) {
+	h, done, err := d.useFor(ns, true)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	nh, err := h.lib()
-	if err != nil {
-		return nil, fmt.Errorf("netns %s: %w", ns, err)
+	if nh, err = d.libOf(h); err != nil {
+		done()
+		return nil, nil, fmt.Errorf("netns %s: %w", ns, err)
 	}
-	return nh, nil
+	return nh, done, nil
 }
 
 func (h *nsHandle) closeSockets() {
@@ -162,6 +203,7 @@ func New(opts Options) (*Driver, error) {
 		host:        opts.Host,
 		log:         opts.Logger,
 		handles:     map[string]*nsHandle{},
+		maxFiles:    opts.MaxFiles,
 		index:       map[reconcile.InterfaceKey]int{},
 		dyingNetns:  map[uint64]string{},
 		procCgroups: map[reconcile.ProcKey]string{},
@@ -177,6 +219,9 @@ func New(opts Options) (*Driver, error) {
 	}
 	if d.log == nil {
 		d.log = slog.New(slog.DiscardHandler)
+	}
+	if d.maxFiles <= 0 {
+		d.maxFiles = fileBudget()
 	}
 	own, err := netns.Get()
 	if err != nil {
@@ -197,8 +242,12 @@ func New(opts Options) (*Driver, error) {
 func (d *Driver) Close() error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	for _, h := range d.held {
+		h.users--
+	}
+	d.held = nil
 	for name := range d.handles {
-		d.closeHandleLocked(name)
+		d.dropLocked(name)
 	}
 	if d.ownsHost {
 		d.host.Close()
@@ -208,15 +257,78 @@ func (d *Driver) Close() error {
 	return nil
 }
 
-// handle returns the open handle of a namespace, opening it on first use.
-func (d *Driver) handle(ns string) (*nsHandle, error) {
+// fileBudget is how many descriptors the namespaces' handles may hold: the
+// soft limit on open files (Go raises it to the hard limit at start), less a
+// quarter of it, at most 1024, for everything else (files, logs, procfs
+// instances, the nftables connections being opened). Most machines allow some
+// hundred thousand, and no handle is ever closed early; where the limit is low
+// (20000 in some containers, which may not raise it: no CAP_SYS_RESOURCE), a
+// lab of 10,000 namespaces works within it by reopening handles.
+func fileBudget() int {
+	var lim unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &lim); err != nil || lim.Cur > 1<<30 {
+		return 1 << 30
+	}
+	limit := int(lim.Cur)
+	return max(32, limit-min(1024, limit/4))
+}
+
+// use returns the open handle of a namespace, opening it if need be, and keeps
+// it open until done is called (once). Opening a handle whose descriptors do
+// not fit in maxFiles closes those unused for longest.
+func (d *Driver) use(ns string) (h *nsHandle, done func(), err error) {
+	return d.useFor(ns, false)
+}
+
+// useFor is use; a handle it opens has the library's handle when lib, opened
+// on the same visit to the namespace.
+func (d *Driver) useFor(ns string, lib bool) (h *nsHandle, done func(), err error) {
 	d.mu.Lock()
 	h, ok := d.handles[ns]
-	d.mu.Unlock()
 	if ok {
-		return h, nil
+		d.takeLocked(h)
 	}
-	// Opened without the lock: namespaces are opened in parallel.
+	d.mu.Unlock()
+	if !ok {
+		// Opened without the lock: namespaces are opened in parallel.
+		if h, err = d.open(ns, lib); err != nil {
+			return nil, nil, err
+		}
+		h = d.keepHandle(ns, h, true)
+	}
+	var once sync.Once
+	return h, func() { once.Do(func() { d.release(h) }) }, nil
+}
+
+// handle returns the open handle of a namespace, opening it if need be, kept
+// open until the next observation begins or the namespace is deleted: for a
+// use that ends at once, where no done can be called. Use use where one can.
+func (d *Driver) handle(ns string) (*nsHandle, error) {
+	h, _, err := d.use(ns)
+	if err != nil {
+		return nil, err
+	}
+	d.mu.Lock()
+	d.held = append(d.held, h)
+	d.mu.Unlock()
+	return h, nil
+}
+
+// releaseHeld ends the uses that handle lent: an observation starts, and no
+// use of a handle from before it is still under way (Observe and Apply are
+// never called at the same time).
+func (d *Driver) releaseHeld() {
+	d.mu.Lock()
+	held := d.held
+	d.held = nil
+	d.mu.Unlock()
+	for _, h := range held {
+		d.release(h)
+	}
+}
+
+// open opens a namespace's handle: its file and sockets (see openSockets).
+func (d *Driver) open(ns string, lib bool) (*nsHandle, error) {
 	fd := d.host
 	if ns != reconcile.Host {
 		var err error
@@ -225,49 +337,139 @@ func (d *Driver) handle(ns string) (*nsHandle, error) {
 			return nil, fmt.Errorf("netns %s: open: %w", ns, err)
 		}
 	}
-	h = &nsHandle{fd: fd}
-	if err := inNetns(fd, h.openSockets); err != nil {
+	h := &nsHandle{fd: fd}
+	if err := inNetns(fd, func() error { return h.openSockets(lib) }); err != nil {
 		if ns != reconcile.Host {
 			fd.Close()
 		}
 		return nil, fmt.Errorf("netns %s: open netlink socket: %w", ns, err)
 	}
-	return d.keepHandle(ns, h), nil
+	return h, nil
 }
 
-// keepHandle records an opened handle, unless another goroutine opened one for
-// the same namespace meanwhile: then that one is returned and h is closed.
-func (d *Driver) keepHandle(ns string, h *nsHandle) *nsHandle {
+// keepHandle records an opened handle, in use when inUse, unless another
+// goroutine opened one for the same namespace meanwhile: then that one is
+// returned (in use when inUse) and h is closed.
+func (d *Driver) keepHandle(ns string, h *nsHandle, inUse bool) *nsHandle {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if other, ok := d.handles[ns]; ok {
-		h.closeSockets()
-		if ns != reconcile.Host {
-			h.fd.Close()
+		h.close(ns)
+		if inUse {
+			d.takeLocked(other)
 		}
 		return other
 	}
+	h.name, h.files = ns, h.countFiles()
 	d.handles[ns] = h
+	d.files += h.files
+	if inUse {
+		h.users = 1
+	} else {
+		d.idleLocked(h)
+	}
+	d.evictLocked()
 	return h
 }
 
-// forget closes the handle of a namespace that is being deleted.
+// takeLocked starts a use of a handle.
+func (d *Driver) takeLocked(h *nsHandle) {
+	if h.idle != nil {
+		d.idle.Remove(h.idle)
+		h.idle = nil
+	}
+	h.users++
+}
+
+// release ends a use of a handle: once no one uses it, it is idle (or closed,
+// when its namespace was forgotten meanwhile).
+func (d *Driver) release(h *nsHandle) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if h.users--; h.users > 0 {
+		return
+	}
+	if h.dropped {
+		h.close(h.name)
+		return
+	}
+	d.idleLocked(h)
+	d.evictLocked()
+}
+
+// idleLocked puts an unused handle first among the idle ones. The host's
+// handle is never closed early.
+func (d *Driver) idleLocked(h *nsHandle) {
+	if h.name != reconcile.Host {
+		h.idle = d.idle.PushFront(h)
+	}
+}
+
+// grew counts a descriptor a handle in use opened.
+func (d *Driver) grew(h *nsHandle) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	h.files++
+	if !h.dropped {
+		d.files++
+	}
+}
+
+// evictLocked closes the idle handles unused for longest while the handles
+// hold more than maxFiles descriptors.
+func (d *Driver) evictLocked() {
+	for d.files > d.maxFiles && d.idle.Len() > 0 {
+		h := d.idle.Remove(d.idle.Back()).(*nsHandle)
+		h.idle = nil
+		if !d.evicted {
+			d.evicted = true
+			d.log.Debug("more namespaces than open files allow: the least recently used are closed and opened again when needed",
+				"open files for namespaces", d.maxFiles, "open namespaces", len(d.handles))
+		}
+		d.dropLocked(h.name)
+	}
+}
+
+// forget closes the handle of a namespace that is being deleted (once no one
+// uses it).
 func (d *Driver) forget(ns string) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	d.closeHandleLocked(ns)
+	d.dropLocked(ns)
 }
 
-func (d *Driver) closeHandleLocked(ns string) {
+// dropLocked removes a namespace's handle from the open ones and closes it, at
+// once or when its last user is done. Uses lent by handle end here.
+func (d *Driver) dropLocked(ns string) {
 	h, ok := d.handles[ns]
 	if !ok {
 		return
 	}
+	delete(d.handles, ns)
+	d.files -= h.files
+	h.dropped = true
+	if h.idle != nil {
+		d.idle.Remove(h.idle)
+		h.idle = nil
+	}
+	d.held = slices.DeleteFunc(d.held, func(o *nsHandle) bool {
+		if o == h {
+			h.users--
+			return true
+		}
+		return false
+	})
+	if h.users <= 0 {
+		h.close(ns)
+	}
+}
+
+// close closes a handle's sockets, and its namespace file unless it is the host's.
+func (h *nsHandle) close(ns string) {
 	h.closeSockets()
 	if ns != reconcile.Host {
 		h.fd.Close()
 	}
-	delete(d.handles, ns)
 }
 
 // netnsPath is the file of a named namespace. A name that is not one plain

@@ -135,10 +135,11 @@ func (d *Driver) Labs() ([]string, error) {
 		}
 		d.forget(name)
 	}
-	h, err := d.handle(reconcile.Host)
+	h, done, err := d.use(reconcile.Host)
 	if err != nil {
 		return nil, err
 	}
+	defer done()
 	links, err := dumpIfaceRows(h.rt)
 	if err != nil {
 		return nil, err

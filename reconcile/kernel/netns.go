@@ -11,7 +11,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
@@ -57,7 +56,7 @@ func (d *Driver) createNetns(lab, name string, ipv6 bool) error {
 		runtime.LockOSThread()
 		h, err := d.makeNetns(lab, name, path, ipv6)
 		if err == nil {
-			d.keepHandle(name, h)
+			d.keepHandle(name, h, false)
 		}
 		if netns.Set(d.own) == nil {
 			runtime.UnlockOSThread()
@@ -80,7 +79,9 @@ func (d *Driver) makeNetns(lab, name, path string, ipv6 bool) (*nsHandle, error)
 		return nil, fmt.Errorf("netns %s: open %s: %w", name, self, err)
 	}
 	h := &nsHandle{fd: netns.NsHandle(fd)}
-	if err := h.openSockets(); err != nil {
+	// The addresses and routes that follow go through the library's handle:
+	// opened here, inside, it costs no visit later.
+	if err := h.openSockets(true); err != nil {
 		h.fd.Close()
 		return nil, fmt.Errorf("netns %s: open netlink socket: %w", name, err)
 	}
@@ -88,11 +89,6 @@ func (d *Driver) makeNetns(lab, name, path string, ipv6 bool) (*nsHandle, error)
 		h.closeSockets()
 		h.fd.Close()
 		return nil, fmt.Errorf("netns %s: %w", name, err)
-	}
-	// The addresses and routes that follow go through the library's handle:
-	// opened here, inside, it costs no visit later.
-	if h.nl, err = netlink.NewHandle(unix.NETLINK_ROUTE); err != nil {
-		return fail(fmt.Errorf("open netlink handle: %w", err))
 	}
 	if !ipv6 { // before lo is up and any other interface exists, so none ever starts IPv6
 		if err := d.writeIPv6Sysctls(false); err != nil {
@@ -197,10 +193,11 @@ func (d *Driver) interruptedNetns(lab, name string) bool {
 // netlab did not make it), from its loopback, which also tells whether lo is up
 // and whether IPv6 is on.
 func (d *Driver) netnsOwner(name string) (owner string, lo loopback, err error) {
-	h, err := d.handle(name)
+	h, done, err := d.use(name)
 	if err != nil {
 		return "", loopback{}, err
 	}
+	defer done()
 	lo, err = readLoopback(h.rt)
 	if err != nil {
 		return "", loopback{}, fmt.Errorf("netns %s: read lo: %w", name, err)
@@ -213,10 +210,11 @@ func (d *Driver) netnsOwner(name string) (owner string, lo loopback, err error) 
 //
 // Equivalent to: ip netns exec NS sysctl -w net.ipv6.conf.{all,default,IF...}.disable_ipv6=0|1
 func (d *Driver) setIPv6(name string, on bool) error {
-	h, err := d.handle(name)
+	h, done, err := d.use(name)
 	if err != nil {
 		return err
 	}
+	defer done()
 	links, err := dumpIfaceRows(h.rt)
 	if err != nil {
 		return fmt.Errorf("netns %s: list links: %w", name, err)
@@ -342,10 +340,11 @@ func inNetns(fd netns.NsHandle, f func() error) error {
 // RunIn runs f on a thread inside a namespace of the lab (or the host): sockets
 // made by f belong to that namespace. `netlab test` runs its checks with it.
 func (d *Driver) RunIn(ns string, f func() error) error {
-	h, err := d.handle(ns)
+	h, done, err := d.use(ns)
 	if err != nil {
 		return err
 	}
+	defer done()
 	return inNetns(h.fd, f)
 }
 
@@ -371,9 +370,10 @@ func (d *Driver) waitDying(ctx context.Context) (waited bool, err error) {
 	deadline := time.Now().Add(10 * time.Second)
 	for len(dying) > 0 {
 		k := dying[0]
-		h, err := d.handle(k.NS)
+		h, done, err := d.use(k.NS)
 		if err == nil {
 			_, err = getIfaceRow(h.rt, k.Name)
+			done()
 		}
 		if err != nil {
 			if h != nil && !isNotFound(err) {

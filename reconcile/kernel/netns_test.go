@@ -6,6 +6,8 @@ import (
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"netlab/tests/harness"
 )
 
 // The threads that create namespaces go back to netlab's own namespace and
@@ -40,4 +42,99 @@ func TestCreationThreadsGoBackToNetlabsNamespace(t *testing.T) {
 			t.Errorf("thread %s is still inside the lab's namespace %s", task.Name(), ns)
 		}
 	}
+}
+
+// starOf is a star of n namespaces on one bridge, each with an address and a
+// default route: the bench's lab, small.
+func starOf(name string, n int) *lab {
+	l := newLab(name).bridge("br0", "10.22.0.1/16")
+	for i := range n {
+		ns := fmt.Sprintf("c%d", i)
+		l.container(ns, fmt.Sprintf("v%d", i), "br0", fmt.Sprintf("10.22.%d.%d/16", (i+2)/256, (i+2)%256))
+		l.route(ns, "0.0.0.0/0", "10.22.0.1", "eth0")
+	}
+	return l
+}
+
+// A lab with more namespaces than the open-file limit has room for (a handle
+// holds four descriptors: 5000 namespaces failed under the limit of 20000 of
+// some containers, which cannot raise it) comes up, converges and goes down:
+// the driver keeps as many namespaces open as fit and reopens the others.
+func TestMoreNamespacesThanOpenFilesAllow(t *testing.T) {
+	sb := newSandbox(t)
+	harness.Netlab(t) // built before the limit is lowered
+	var orig unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &orig); err != nil {
+		t.Fatal(err)
+	}
+	low := orig
+	low.Cur = 300
+	if err := unix.Setrlimit(unix.RLIMIT_NOFILE, &low); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Setrlimit(unix.RLIMIT_NOFILE, &orig) })
+	d := sb.driver()
+	l := starOf("many", 120)
+	up(t, d, l.s)
+	if got := planLines(t, d, l.s); len(got) != 0 {
+		t.Errorf("a second up would change %d things: %v", len(got), got[:min(5, len(got))])
+	}
+	down(t, d, "many")
+	if left, _ := os.ReadDir(sb.netnsDir); len(left) != 0 {
+		t.Errorf("%d namespaces left after down", len(left))
+	}
+}
+
+// A handle in use is never closed to make room for others, and one that is
+// idle is, once the handles hold more descriptors than the driver may keep.
+func TestAHandleInUseIsNeverClosed(t *testing.T) {
+	sb := newSandbox(t)
+	d := sb.driver()
+	up(t, d, starOf("lru", 12).s)
+	d.mu.Lock()
+	d.maxFiles = 8 // room for two handles
+	d.mu.Unlock()
+	h, done, err := d.use("c0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i < 12; i++ {
+		o, odone, err := d.use(fmt.Sprintf("c%d", i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := dumpIfaceRows(o.rt); err != nil {
+			t.Fatalf("c%d: %v", i, err)
+		}
+		odone()
+	}
+	if _, err := dumpIfaceRows(h.rt); err != nil {
+		t.Fatalf("the handle in use was closed: %v", err)
+	}
+	if lo := loopbackOf(mustIfaceRows(t, h)); ownerOf(lo.alias) != "lru" {
+		t.Fatalf("the handle in use reads another namespace: lo alias %q", lo.alias)
+	}
+	d.mu.Lock()
+	open, files := len(d.handles), d.files
+	d.mu.Unlock()
+	if files > 8+h.files || open > 3 { // c0 in use, the host, and what fits
+		t.Errorf("%d handles holding %d descriptors are open, room for 8 and the one in use", open, files)
+	}
+	done()
+	d.mu.Lock()
+	files = d.files
+	d.mu.Unlock()
+	if files > 8 {
+		t.Errorf("the handle done with was not closed: %d descriptors held", files)
+	}
+	down(t, d, "lru")
+}
+
+func mustIfaceRows(t *testing.T, h *nsHandle) []ifaceRow {
+	t.Helper()
+	rows, err := dumpIfaceRows(h.rt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rows
 }

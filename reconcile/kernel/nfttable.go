@@ -19,18 +19,19 @@ import (
 	"netlab/reconcile"
 )
 
-// nftConn returns the nftables connection of a namespace, opening it on first use.
+// nftConn returns the nftables connection of a namespace, opening it on first
+// use; it stays open until done is called.
 // A table is replaced in one transaction, sent as one message and answered with
 // one acknowledgement per rule: the default socket buffers (about 200 KiB) hold
 // some hundreds of rules. It asks for 4 MiB each way (the kernel caps them at
 // net.core.wmem_max/rmem_max).
-func (d *Driver) nftConn(ns string) (*nftables.Conn, error) {
-	h, err := d.handle(ns)
+func (d *Driver) nftConn(ns string) (conn *nftables.Conn, done func(), err error) {
+	h, done, err := d.use(ns)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
+	h.mu.Lock()
+	defer h.mu.Unlock()
 	if h.nft == nil {
 		bigBuffer := func(c *netlink.Conn) error {
 			if err := c.SetWriteBuffer(4 << 20); err != nil {
@@ -40,10 +41,12 @@ func (d *Driver) nftConn(ns string) (*nftables.Conn, error) {
 		}
 		h.nft, err = nftables.New(nftables.AsLasting(), nftables.WithNetNSFd(int(h.fd)), nftables.WithSockOptions(bigBuffer))
 		if err != nil {
-			return nil, fmt.Errorf("netns %s: open nftables: %w", ns, err)
+			done()
+			return nil, nil, fmt.Errorf("netns %s: open nftables: %w", ns, err)
 		}
+		d.grew(h)
 	}
-	return h.nft, nil
+	return h.nft, done, nil
 }
 
 // hasTable reports whether a namespace holds an inet table of that name, with
@@ -51,10 +54,11 @@ func (d *Driver) nftConn(ns string) (*nftables.Conn, error) {
 //
 // Equivalent to: nft list tables inet
 func (d *Driver) hasTable(ns, name string) (bool, error) {
-	h, err := d.handle(ns)
+	h, done, err := d.use(ns)
 	if err != nil {
 		return false, err
 	}
+	defer done()
 	names, err := retryDump(func() ([]string, error) {
 		req := nl.NewNetlinkRequest(unix.NFNL_SUBSYS_NFTABLES<<8|unix.NFT_MSG_GETTABLE, unix.NLM_F_DUMP)
 		req.AddData(nfgenmsg{family: unix.NFPROTO_INET})
@@ -95,10 +99,11 @@ func labTable(name string) *nftables.Table {
 //
 // Equivalent to: nft -f SCRIPT (table T; delete table T; table T { ... })
 func (d *Driver) replaceTable(t *reconcile.Table) error {
-	conn, err := d.nftConn(t.NS)
+	conn, done, err := d.nftConn(t.NS)
 	if err != nil {
 		return err
 	}
+	defer done()
 	exists, err := d.hasTable(t.NS, t.Name)
 	if err != nil {
 		return err
@@ -160,10 +165,11 @@ func (d *Driver) deleteTable(ns, name string) error {
 	if err != nil || !exists {
 		return err
 	}
-	conn, err := d.nftConn(ns)
+	conn, done, err := d.nftConn(ns)
 	if err != nil {
 		return err
 	}
+	defer done()
 	conn.DelTable(labTable(name))
 	if err := conn.Flush(); err != nil && !errors.Is(err, unix.ENOENT) {
 		return fmt.Errorf("netns %s: delete table inet %s: %w", ns, name, err)
@@ -210,10 +216,11 @@ func (d *Driver) observeTable(ns, name string, want *reconcile.Table) (*reconcil
 	if ok, err := d.hasTable(ns, name); err != nil || !ok {
 		return nil, err
 	}
-	conn, err := d.nftConn(ns)
+	conn, done, err := d.nftConn(ns)
 	if err != nil {
 		return nil, err
 	}
+	defer done()
 	table := labTable(name)
 	chains, err := conn.ListChainsOfTableFamily(nftables.TableFamilyINet)
 	if err != nil {
@@ -344,10 +351,11 @@ func exprsKey(exprs []expr.Any) (string, bool) {
 // drop: an accept in netlab's table is final only there, so such a chain (Docker's
 // iptables FORWARD, a firewall) drops the lab's forwarded traffic anyway.
 func (d *Driver) forwardDrops(ns, ours string) ([]string, error) {
-	conn, err := d.nftConn(ns)
+	conn, done, err := d.nftConn(ns)
 	if err != nil {
 		return nil, err
 	}
+	defer done()
 	chains, err := conn.ListChains()
 	if err != nil {
 		return nil, fmt.Errorf("netns %s: list nftables chains: %w", ns, err)

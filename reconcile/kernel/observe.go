@@ -25,6 +25,7 @@ func (d *Driver) Observe(ctx context.Context, q reconcile.Query) (*reconcile.Sta
 		d.log.Debug("observe", "phase", phase, "took", time.Since(start))
 		start = time.Now()
 	}
+	d.releaseHeld()
 	waited, err := d.waitDying(ctx)
 	if err != nil {
 		return nil, err
@@ -189,7 +190,7 @@ func (d *Driver) observeOne(q reconcile.Query, ns string, intents map[reconcile.
 		r.absent = true // creating it again will replace the leftover file
 		return r, nil
 	}
-	h, err := d.handle(ns)
+	h, done, err := d.use(ns)
 	if err != nil && ns != reconcile.Host {
 		// A namespace file we cannot open (a stale mount, a plain file): not ours.
 		d.log.Debug("skip unreadable namespace", "netns", ns, "err", err)
@@ -199,6 +200,7 @@ func (d *Driver) observeOne(q reconcile.Query, ns string, intents map[reconcile.
 	if err != nil {
 		return nil, err
 	}
+	defer done()
 	links, err := dumpIfaceRows(h.rt)
 	if err != nil {
 		return nil, fmt.Errorf("netns %s: list links: %w", ns, err)

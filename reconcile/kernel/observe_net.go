@@ -48,10 +48,11 @@ func (d *Driver) observeNetns(s *reconcile.State, ns string, links []ifaceRow, i
 	for _, l := range links {
 		names[l.index] = l.name
 	}
-	h, err := d.handle(ns)
+	h, done, err := d.use(ns)
 	if err != nil {
 		return nil, err
 	}
+	defer done()
 	owned := map[int]bool{}
 	var ends []seenVeth
 	for _, l := range links {
@@ -162,10 +163,11 @@ func (d *Driver) observeHairpins(s *reconcile.State) error {
 //
 // Equivalent to: ip netns exec NS bridge -d link
 func (d *Driver) bridgePortHairpins(ns string) (map[int]bool, error) {
-	h, err := d.handle(ns)
+	h, done, err := d.use(ns)
 	if err != nil {
 		return nil, err
 	}
+	defer done()
 	type hairpin struct {
 		index int
 		on    bool
@@ -211,10 +213,11 @@ func (d *Driver) bridgePortHairpins(ns string) (map[int]bool, error) {
 // Routes lists every route of a namespace's main table as `ip route` prints it,
 // the kernel's own included, for `inspect`.
 func (d *Driver) Routes(ns string) ([]string, error) {
-	h, err := d.handle(ns)
+	h, done, err := d.use(ns)
 	if err != nil {
 		return nil, err
 	}
+	defer done()
 	links, err := dumpIfaceRows(h.rt)
 	if err != nil {
 		return nil, err
@@ -306,20 +309,22 @@ func (d *Driver) resolvePeers(s *reconcile.State, ends []seenVeth) error {
 
 // byNsid keeps the candidates whose namespace has the id e's namespace knows its peer's by.
 func (d *Driver) byNsid(e seenVeth, candidates []seenVeth) ([]seenVeth, error) {
-	h, err := d.handle(e.key.NS)
+	h, done, err := d.use(e.key.NS)
 	if err != nil {
 		return nil, err
 	}
-	lib, err := h.lib()
+	defer done()
+	lib, err := d.libOf(h)
 	if err != nil {
 		return nil, err
 	}
 	var out []seenVeth
 	for _, c := range candidates {
-		ch, err := d.handle(c.key.NS)
+		ch, done, err := d.use(c.key.NS)
 		if err != nil {
 			return nil, err
 		}
+		defer done()
 		id, err := lib.GetNetNsIdByFd(int(ch.fd))
 		if err != nil {
 			return nil, fmt.Errorf("netns %s: namespace id of %s: %w", e.key.NS, c.key.NS, err)

@@ -121,10 +121,11 @@ func (d *Driver) processesChanged() {
 
 // netnsInode is the inode that identifies a namespace, as /proc/PID/ns/net shows it.
 func (d *Driver) netnsInode(ns string) (uint64, error) {
-	h, err := d.handle(ns)
+	h, done, err := d.use(ns)
 	if err != nil {
 		return 0, err
 	}
+	defer done()
 	var st unix.Stat_t
 	if err := unix.Fstat(int(h.fd), &st); err != nil {
 		return 0, fmt.Errorf("netns %s: stat: %w", ns, err)

@@ -22,10 +22,11 @@ import (
 //
 // Equivalent to: ip netns exec NS sysctl -n KEY
 func (d *Driver) readSysctl(k reconcile.SysctlKey) (value string, ok bool, err error) {
-	h, err := d.handle(k.NS)
+	h, done, err := d.use(k.NS)
 	if err != nil {
 		return "", false, err
 	}
+	defer done()
 	err = inNetns(h.fd, func() error {
 		f, err := d.openSysctl(k.Path, os.O_RDONLY)
 		if err != nil {
@@ -49,10 +50,11 @@ func (d *Driver) readSysctl(k reconcile.SysctlKey) (value string, ok bool, err e
 //
 // Equivalent to: ip netns exec NS sysctl -w KEY=VALUE
 func (d *Driver) writeSysctl(k reconcile.SysctlKey, value string) error {
-	h, err := d.handle(k.NS)
+	h, done, err := d.use(k.NS)
 	if err != nil {
 		return err
 	}
+	defer done()
 	err = inNetns(h.fd, func() error { return d.writeSysctlHere(k.Path, value) })
 	if err != nil {
 		return fmt.Errorf("netns %s: write sysctl %s=%s: %w", k.NS, k.Name(), value, err)

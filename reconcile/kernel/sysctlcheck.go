@@ -40,7 +40,7 @@ func (d *Driver) missingSysctls(q reconcile.Query, s *reconcile.State) error {
 			inNew = append(inNew, k)
 			continue
 		}
-		h, err := d.handle(k.NS)
+		h, done, err := d.use(k.NS)
 		if err != nil {
 			return err
 		}
@@ -50,6 +50,7 @@ func (d *Driver) missingSysctls(q reconcile.Query, s *reconcile.State) error {
 			missing, near, err = d.sysctlMissingHere(k.Path)
 			return err
 		})
+		done()
 		if err != nil {
 			return fmt.Errorf("netns %s: look up sysctl %s: %w", k.NS, k.Name(), err)
 		}
