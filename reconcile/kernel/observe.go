@@ -8,7 +8,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"maps"
 	"time"
 
 	"github.com/vishvananda/netlink"
@@ -177,7 +176,7 @@ type nsObservation struct {
 	owner   string // for a foreign namespace: the lab that owns it ("" none)
 	loUp    bool
 	ipv6    bool
-	part    *reconcile.State // its links, addresses, routes, table and warnings
+	part    *nsPart // its interfaces, addresses, routes, table and warnings
 	ends    []seenVeth
 }
 
@@ -185,7 +184,7 @@ type nsObservation struct {
 // host) its interfaces, addresses, routes and the lab's table; only its
 // interfaces when the plan will delete it (see reconcile.Query.Keep).
 func (d *Driver) observeOne(q reconcile.Query, ns string, intents map[reconcile.InterfaceKey]int) (*nsObservation, error) {
-	r := &nsObservation{name: ns, part: reconcile.NewState(q.Lab)}
+	r := &nsObservation{name: ns, part: &nsPart{lab: q.Lab}}
 	if ns != reconcile.Host && d.interruptedNetns(q.Lab, ns) {
 		r.absent = true // creating it again will replace the leftover file
 		return r, nil
@@ -227,10 +226,10 @@ func (d *Driver) observeOne(q reconcile.Query, ns string, intents map[reconcile.
 		return nil, err
 	}
 	if t != nil {
-		r.part.Tables[ns] = t
+		r.part.table = t
 	}
 	if findChain(q.Tables[ns], "forward") != nil {
-		if r.part.Warnings, err = d.forwardDrops(ns, reconcile.TableName(q.Lab)); err != nil {
+		if r.part.warnings, err = d.forwardDrops(ns, reconcile.TableName(q.Lab)); err != nil {
 			return nil, err
 		}
 	}
@@ -243,16 +242,53 @@ func leaving(q reconcile.Query, ns string) bool {
 	return ns != reconcile.Host && q.Keep != nil && !q.Keep[ns]
 }
 
+// nsPart is what one namespace holds for the lab, as read. It is kept until
+// the next observation (see Driver.lastRead), for every namespace: lists,
+// not a State's maps, which cost ten times the memory for the one or two
+// things a namespace of a large lab holds.
+type nsPart struct {
+	lab           string
+	interfaces    []*reconcile.Interface
+	foreign       []foreignInterface
+	addrs         []reconcile.AddrKey
+	foreignAddrs  []reconcile.AddrKey
+	routes        []*reconcile.Route
+	foreignRoutes []*reconcile.Route
+	table         *reconcile.Table
+	warnings      []string
+}
+
+// foreignInterface is an interface that is not the lab's, with its owner ("" none).
+type foreignInterface struct {
+	key   reconcile.InterfaceKey
+	owner string
+}
+
 // mergeInto adds what one namespace holds to the lab's state.
 func (r *nsObservation) mergeInto(s *reconcile.State) {
-	maps.Copy(s.Interfaces, r.part.Interfaces)
-	maps.Copy(s.ForeignInterfaces, r.part.ForeignInterfaces)
-	maps.Copy(s.ForeignRoutes, r.part.ForeignRoutes)
-	maps.Copy(s.ForeignAddrs, r.part.ForeignAddrs)
-	maps.Copy(s.Addrs, r.part.Addrs)
-	maps.Copy(s.Routes, r.part.Routes)
-	maps.Copy(s.Tables, r.part.Tables)
-	s.Warnings = append(s.Warnings, r.part.Warnings...)
+	p := r.part
+	for _, l := range p.interfaces {
+		s.Interfaces[l.InterfaceKey] = l
+	}
+	for _, f := range p.foreign {
+		s.ForeignInterfaces[f.key] = f.owner
+	}
+	for _, a := range p.addrs {
+		s.Addrs[a] = true
+	}
+	for _, a := range p.foreignAddrs {
+		s.ForeignAddrs[a] = true
+	}
+	for _, rt := range p.routes {
+		s.Routes[rt.RouteKey] = rt
+	}
+	for _, rt := range p.foreignRoutes {
+		s.ForeignRoutes[rt.RouteKey] = rt
+	}
+	if p.table != nil {
+		s.Tables[r.name] = p.table
+	}
+	s.Warnings = append(s.Warnings, p.warnings...)
 }
 
 // Netlink dumps can be interrupted when the kernel's tables change under them; the

@@ -43,7 +43,7 @@ func loopbackOf(links []ifaceRow) loopback {
 
 // observeNetns reads the interfaces, addresses and routes of one namespace, given
 // its interfaces; only the interfaces unless deep.
-func (d *Driver) observeNetns(s *reconcile.State, ns string, links []ifaceRow, intents map[reconcile.InterfaceKey]int, deep bool) ([]seenVeth, error) {
+func (d *Driver) observeNetns(s *nsPart, ns string, links []ifaceRow, intents map[reconcile.InterfaceKey]int, deep bool) ([]seenVeth, error) {
 	names := make(map[int]string, len(links))
 	for _, l := range links {
 		names[l.index] = l.name
@@ -64,16 +64,16 @@ func (d *Driver) observeNetns(s *reconcile.State, ns string, links []ifaceRow, i
 		// Unmarked, it is the lab's only if it has the index recorded before its
 		// creation (see Driver.newIndex): never by its name alone.
 		unmarked := l.alias == "" && intents[k] != 0 && intents[k] == l.index
-		isOwned := owner == s.Lab || unmarked
+		isOwned := owner == s.lab || unmarked
 		if l.kind == reconcile.KindVeth {
 			ends = append(ends, seenVeth{key: k, index: l.index, peerIndex: l.peerIndex, peerNsid: l.peerNsid, owned: isOwned})
 		}
 		if !isOwned {
-			s.ForeignInterfaces[k] = owner
+			s.foreign = append(s.foreign, foreignInterface{k, owner})
 			continue
 		}
 		owned[l.index] = true
-		s.Interfaces[k] = &reconcile.Interface{
+		s.interfaces = append(s.interfaces, &reconcile.Interface{
 			InterfaceKey: k,
 			Kind:         l.kind,
 			Master:       names[l.master],
@@ -82,7 +82,7 @@ func (d *Driver) observeNetns(s *reconcile.State, ns string, links []ifaceRow, i
 			Up:           l.up,
 			Unmarked:     unmarked,
 			Index:        l.index,
-		}
+		})
 	}
 	if !deep {
 		return ends, nil // a leaving namespace: its interfaces are all its deletion needs
@@ -92,7 +92,7 @@ func (d *Driver) observeNetns(s *reconcile.State, ns string, links []ifaceRow, i
 
 // observeAddrsRoutes reads a namespace's addresses and main-table routes: those
 // of the lab's interfaces (owned, by index) are the lab's, the others foreign.
-func (d *Driver) observeAddrsRoutes(s *reconcile.State, h *nsHandle, ns string, names map[int]string, owned map[int]bool) error {
+func (d *Driver) observeAddrsRoutes(s *nsPart, h *nsHandle, ns string, names map[int]string, owned map[int]bool) error {
 	addrs, err := dumpAddrs(h.rt)
 	if err != nil {
 		return fmt.Errorf("netns %s: list addresses: %w", ns, err)
@@ -104,9 +104,9 @@ func (d *Driver) observeAddrsRoutes(s *reconcile.State, h *nsHandle, ns string, 
 		k := reconcile.InterfaceKey{NS: ns, Name: names[a.index]}
 		switch {
 		case owned[a.index]:
-			s.Addrs[reconcile.AddrKey{InterfaceKey: k, Prefix: a.prefix}] = true
+			s.addrs = append(s.addrs, reconcile.AddrKey{InterfaceKey: k, Prefix: a.prefix})
 		case ns == reconcile.Host || k.Name != "lo": // a lab namespace's lo is the lab's
-			s.ForeignAddrs[reconcile.AddrKey{InterfaceKey: k, Prefix: a.prefix}] = true
+			s.foreignAddrs = append(s.foreignAddrs, reconcile.AddrKey{InterfaceKey: k, Prefix: a.prefix})
 		}
 	}
 
@@ -120,14 +120,14 @@ func (d *Driver) observeAddrsRoutes(s *reconcile.State, h *nsHandle, ns string, 
 			// Someone else's (the machine's default route, say): a route the lab
 			// wants with the same key would replace it, whatever its kind.
 			if ns == reconcile.Host || names[r.index] != "lo" {
-				s.ForeignRoutes[k] = &reconcile.Route{RouteKey: k, Via: r.via, Dev: names[r.index]}
+				s.foreignRoutes = append(s.foreignRoutes, &reconcile.Route{RouteKey: k, Via: r.via, Dev: names[r.index]})
 			}
 			continue
 		}
 		if !labRoute(r) {
 			continue
 		}
-		s.Routes[k] = &reconcile.Route{RouteKey: k, Via: r.via, Dev: names[r.index]}
+		s.routes = append(s.routes, &reconcile.Route{RouteKey: k, Via: r.via, Dev: names[r.index]})
 	}
 	return nil
 }
