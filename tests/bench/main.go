@@ -217,104 +217,6 @@ func countProcs() int {
 	return n
 }
 
-// star describes a lab of n namespaces on bridges of at most 1000 ports each
-// (a Linux bridge takes at most 1024).
-type star struct {
-	n       int
-	publish bool
-}
-
-func (s star) bridges() int { return (s.n + 999) / 1000 }
-
-// addr is namespace i's address on its bridge b: 10.b.x.y/16.
-func (s star) addr(i int) (bridge int, addr string) {
-	b, j := i/1000, i%1000+2
-	return b, fmt.Sprintf("10.%d.%d.%d", b, j/256, j%256)
-}
-
-func (s star) yaml() string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "name: star%d\nbridges:\n", s.n)
-	for i := range s.bridges() {
-		fmt.Fprintf(&b, "  br%d: {addresses: [10.%d.0.1/16]", i, i)
-		if s.publish {
-			b.WriteString(", masquerade: true")
-		}
-		b.WriteString("}\n")
-	}
-	b.WriteString("namespaces:\n")
-	for i := range s.n {
-		br, a := s.addr(i)
-		fmt.Fprintf(&b, "  n%d:\n    interfaces: {eth0: {addresses: [%s/16]}}\n    routes: [default via 10.%d.0.1]\n", i, a, br)
-		if s.publish {
-			fmt.Fprintf(&b, "    publish: [\"%d:80\"]\n", 10000+i)
-		}
-	}
-	b.WriteString("links:\n")
-	for i := range s.n {
-		br, _ := s.addr(i)
-		fmt.Fprintf(&b, "  - [n%d:eth0, br%d:v%d]\n", i, br, i)
-	}
-	return b.String()
-}
-
-// perStepScript builds the star with one ip process per step, as a shell script of ip commands would.
-func (s star) perStepScript() string {
-	var b strings.Builder
-	b.WriteString("set -e\n")
-	for i := range s.bridges() {
-		fmt.Fprintf(&b, "ip link add br%d type bridge\nip addr add 10.%d.0.1/16 dev br%d\nip link set br%d up\n", i, i, i, i)
-	}
-	for i := range s.n {
-		br, a := s.addr(i)
-		fmt.Fprintf(&b, "ip netns add n%d\nip link add v%d type veth peer name eth0 netns n%d\nip link set v%d master br%d\nip link set v%d up\n", i, i, i, i, br, i)
-		fmt.Fprintf(&b, "ip -n n%d addr add %s/16 dev eth0\nip -n n%d link set lo up\nip -n n%d link set eth0 up\nip -n n%d route add default via 10.%d.0.1\n", i, a, i, i, i, br)
-	}
-	return b.String()
-}
-
-// batchScript builds the star with ip -batch: one process for the host's steps
-// (host.batch: namespaces, veths, bridges), then a script of one process per
-// namespace for the steps inside it, which it returns.
-func (s star) batchScript(dir string) string {
-	var host strings.Builder
-	for i := range s.bridges() {
-		fmt.Fprintf(&host, "link add br%d type bridge\naddr add 10.%d.0.1/16 dev br%d\nlink set br%d up\n", i, i, i, i)
-	}
-	var b strings.Builder
-	b.WriteString("set -e\n")
-	for i := range s.n {
-		br, a := s.addr(i)
-		fmt.Fprintf(&host, "netns add n%d\nlink add v%d type veth peer name eth0 netns n%d\nlink set v%d master br%d\nlink set v%d up\n", i, i, i, i, br, i)
-		inside := fmt.Sprintf("addr add %s/16 dev eth0\nlink set lo up\nlink set eth0 up\nroute add default via 10.%d.0.1\n", a, br)
-		os.WriteFile(filepath.Join(dir, fmt.Sprintf("n%d.batch", i)), []byte(inside), 0o644)
-		fmt.Fprintf(&b, "ip -n n%d -batch %s/n%d.batch\n", i, dir, i)
-	}
-	os.WriteFile(filepath.Join(dir, "host.batch"), []byte(host.String()), 0o644)
-	return b.String()
-}
-
-// teardown removes what a baseline built, with one batch.
-func (s star) teardown(dir string) {
-	var b strings.Builder
-	for i := range s.n {
-		fmt.Fprintf(&b, "netns del n%d\n", i)
-	}
-	for i := range s.bridges() {
-		fmt.Fprintf(&b, "link del br%d\n", i)
-	}
-	path := filepath.Join(dir, "teardown.batch")
-	os.WriteFile(path, []byte(b.String()), 0o644)
-	exec.Command("ip", "-force", "-batch", path).Run()
-	settle(s.n)
-}
-
-// settle waits for the kernel to finish destroying deleted namespaces, which it
-// does in the background: the next measurement must not pay for this one.
-func settle(n int) {
-	time.Sleep(time.Duration(500+2*n) * time.Millisecond)
-}
-
 // timed runs a command and returns its wall time, peak RSS and output.
 func timed(name string, args ...string) (time.Duration, float64, string) {
 	cmd := exec.Command(name, args...)
@@ -395,104 +297,135 @@ func run(cfg config) Report {
 		fmt.Fprintln(os.Stderr, "Mininet: not installed (python3 -c 'import mininet' fails), skipped")
 	}
 	for _, n := range cfg.sizes {
-		fmt.Fprintf(os.Stderr, "N=%d ...\n", n)
-		reps := cfg.reps
-		if n >= 5000 {
-			reps = cfg.bigReps
-		}
-		s, bigger := star{n: n}, star{n: n + 1}
-		lab, labPlus := filepath.Join(dir, fmt.Sprintf("star%d.yaml", n)), filepath.Join(dir, fmt.Sprintf("star%d-plus.yaml", n))
-		os.WriteFile(lab, []byte(s.yaml()), 0o644)
-		// The incremental lab has the same name, one namespace more.
-		os.WriteFile(labPlus, []byte(strings.Replace(bigger.yaml(), fmt.Sprintf("name: star%d\n", n+1), fmt.Sprintf("name: star%d\n", n), 1)), 0o644)
-
-		ops, fresh := map[string][]time.Duration{}, map[string][]time.Duration{}
-		rss := map[string]float64{}
-		steps := []struct{ op, file, cmd string }{
-			{"up", lab, "up"}, {"no-op up", lab, "up"}, {"incremental up (+1)", labPlus, "up"}, {"down", labPlus, "down"},
-		}
-		freshAll := n <= cfg.freshMax
-		for range reps {
-			for _, step := range steps {
-				d, r, _ := timed(cfg.netlab, step.cmd, step.file)
-				ops[step.op] = append(ops[step.op], d)
-				rss[step.op] = max(rss[step.op], r)
-				// Above fresh-pid-max, only the no-op up is timed in a fresh PID
-				// namespace too (an up there takes minutes; /proc is what the
-				// no-op up shows best).
-				if !freshAll && cfg.freshMax >= 0 && step.op == "no-op up" {
-					d, r := timedFresh(cfg.netlab, step.cmd, step.file)
-					fresh[step.op] = append(fresh[step.op], d)
-					rss[step.op] = max(rss[step.op], r)
-				}
-			}
-			settle(n)
-			if freshAll {
-				for _, step := range steps {
-					d, r := timedFresh(cfg.netlab, step.cmd, step.file)
-					fresh[step.op] = append(fresh[step.op], d)
-					rss[step.op] = max(rss[step.op], r)
-				}
-				settle(n)
-			}
-		}
-		var perStep, batch, batchHost, mnUp, mnDown []time.Duration
-		for rep := range reps {
-			once := n < 1000 || rep == 0 // at 1000 the per-step script and Mininet take about a minute: once
-			if n <= cfg.perStep && once {
-				path := filepath.Join(dir, "perstep.sh")
-				os.WriteFile(path, []byte(s.perStepScript()), 0o644)
-				d, _, _ := timed("sh", path)
-				perStep = append(perStep, d)
-				s.teardown(dir)
-			}
-			path := filepath.Join(dir, "batch.sh")
-			os.WriteFile(path, []byte(s.batchScript(dir)), 0o644)
-			host, _, _ := timed("ip", "-batch", filepath.Join(dir, "host.batch"))
-			batchHost = append(batchHost, host)
-			if n <= cfg.insideMax {
-				inside, _, _ := timed("sh", path)
-				batch = append(batch, host+inside)
-			}
-			s.teardown(dir)
-			if cfg.python != "" && n <= cfg.mininetMax && once {
-				up, down := mininet(cfg.python, dir, n)
-				mnUp, mnDown = append(mnUp, up), append(mnDown, down)
-				settle(n)
-			}
-		}
-		for _, op := range netlabOps {
-			r := Result{N: n, Op: op, NetlabS: median(ops[op]), FreshS: median(fresh[op]), RSSMB: rss[op], Runs: reps}
-			switch op {
-			case "up":
-				r.PerStepS, r.BatchS, r.HostS, r.MininetS = median(perStep), median(batch), median(batchHost), median(mnUp)
-			case "down":
-				r.MininetS = median(mnDown)
-			}
-			rep.Results = append(rep.Results, r)
-		}
+		rep.Results = append(rep.Results, measureSize(cfg, dir, n)...)
 	}
 	// One port published per namespace: the nftables transaction of 1000 DNATs.
 	if slices.Contains(cfg.sizes, 1000) {
-		fmt.Fprintln(os.Stderr, "N=1000, one published port each ...")
-		s := star{n: 1000, publish: true}
-		lab := filepath.Join(dir, "publish1000.yaml")
-		os.WriteFile(lab, []byte(s.yaml()), 0o644)
-		var ups, nfts []time.Duration
-		peak := 0.0
-		for range cfg.reps {
-			d, r, out := timed(cfg.netlab, "up", "-v", lab)
-			ups, peak = append(ups, d), max(peak, r)
-			if m := nftTook.FindStringSubmatch(out); m != nil {
-				nfts = append(nfts, parseDuration(m[1], m[2]))
-			}
-			timed(cfg.netlab, "down", lab)
-			settle(1000)
-		}
-		rep.Results = append(rep.Results, Result{N: 1000, Op: "up, 1000 published ports", NetlabS: median(ups), RSSMB: peak, NftMS: median(nfts) * 1000, Runs: cfg.reps})
+		rep.Results = append(rep.Results, measurePublish(cfg, dir))
 	}
 	rep.Targets = targets(rep.Results)
 	return rep
+}
+
+// netlabTimes are netlab's runs of each operation at one size: in the
+// machine's PID namespace, in a fresh one, and the peak RSS of each.
+type netlabTimes struct {
+	ops, fresh map[string][]time.Duration
+	rss        map[string]float64
+}
+
+// measureSize times netlab and the baselines on a star of n namespaces.
+func measureSize(cfg config, dir string, n int) []Result {
+	fmt.Fprintf(os.Stderr, "N=%d ...\n", n)
+	reps := cfg.reps
+	if n >= 5000 {
+		reps = cfg.bigReps
+	}
+	s, bigger := star{n: n}, star{n: n + 1}
+	lab, labPlus := filepath.Join(dir, fmt.Sprintf("star%d.yaml", n)), filepath.Join(dir, fmt.Sprintf("star%d-plus.yaml", n))
+	os.WriteFile(lab, []byte(s.yaml()), 0o644)
+	// The incremental lab has the same name, one namespace more.
+	os.WriteFile(labPlus, []byte(strings.Replace(bigger.yaml(), fmt.Sprintf("name: star%d\n", n+1), fmt.Sprintf("name: star%d\n", n), 1)), 0o644)
+	t := timeNetlab(cfg, n, reps, lab, labPlus)
+	perStep, batch, batchHost, mnUp, mnDown := timeBaselines(cfg, dir, s, reps)
+	var out []Result
+	for _, op := range netlabOps {
+		r := Result{N: n, Op: op, NetlabS: median(t.ops[op]), FreshS: median(t.fresh[op]), RSSMB: t.rss[op], Runs: reps}
+		switch op {
+		case "up":
+			r.PerStepS, r.BatchS, r.HostS, r.MininetS = median(perStep), median(batch), median(batchHost), median(mnUp)
+		case "down":
+			r.MininetS = median(mnDown)
+		}
+		out = append(out, r)
+	}
+	return out
+}
+
+// timeNetlab times netlab's up, no-op up, incremental up and down, reps times.
+func timeNetlab(cfg config, n, reps int, lab, labPlus string) netlabTimes {
+	t := netlabTimes{ops: map[string][]time.Duration{}, fresh: map[string][]time.Duration{}, rss: map[string]float64{}}
+	steps := []struct{ op, file, cmd string }{
+		{"up", lab, "up"}, {"no-op up", lab, "up"}, {"incremental up (+1)", labPlus, "up"}, {"down", labPlus, "down"},
+	}
+	freshAll := n <= cfg.freshMax
+	for range reps {
+		for _, step := range steps {
+			d, r, _ := timed(cfg.netlab, step.cmd, step.file)
+			t.ops[step.op] = append(t.ops[step.op], d)
+			t.rss[step.op] = max(t.rss[step.op], r)
+			// Above fresh-pid-max, only the no-op up is timed in a fresh PID
+			// namespace too (an up there takes minutes; /proc is what the
+			// no-op up shows best).
+			if !freshAll && cfg.freshMax >= 0 && step.op == "no-op up" {
+				d, r := timedFresh(cfg.netlab, step.cmd, step.file)
+				t.fresh[step.op] = append(t.fresh[step.op], d)
+				t.rss[step.op] = max(t.rss[step.op], r)
+			}
+		}
+		settle(n)
+		if freshAll {
+			for _, step := range steps {
+				d, r := timedFresh(cfg.netlab, step.cmd, step.file)
+				t.fresh[step.op] = append(t.fresh[step.op], d)
+				t.rss[step.op] = max(t.rss[step.op], r)
+			}
+			settle(n)
+		}
+	}
+	return t
+}
+
+// timeBaselines times iproute2 (one process per step, ip -batch and its host
+// part alone) and Mininet building the same star, reps times.
+func timeBaselines(cfg config, dir string, s star, reps int) (perStep, batch, batchHost, mnUp, mnDown []time.Duration) {
+	n := s.n
+	for rep := range reps {
+		once := n < 1000 || rep == 0 // at 1000 the per-step script and Mininet take about a minute: once
+		if n <= cfg.perStep && once {
+			path := filepath.Join(dir, "perstep.sh")
+			os.WriteFile(path, []byte(s.perStepScript()), 0o644)
+			d, _, _ := timed("sh", path)
+			perStep = append(perStep, d)
+			s.teardown(dir)
+		}
+		path := filepath.Join(dir, "batch.sh")
+		os.WriteFile(path, []byte(s.batchScript(dir)), 0o644)
+		host, _, _ := timed("ip", "-batch", filepath.Join(dir, "host.batch"))
+		batchHost = append(batchHost, host)
+		if n <= cfg.insideMax {
+			inside, _, _ := timed("sh", path)
+			batch = append(batch, host+inside)
+		}
+		s.teardown(dir)
+		if cfg.python != "" && n <= cfg.mininetMax && once {
+			up, down := mininet(cfg.python, dir, n)
+			mnUp, mnDown = append(mnUp, up), append(mnDown, down)
+			settle(n)
+		}
+	}
+	return
+}
+
+// measurePublish times the up of 1000 namespaces with one published port each,
+// and the nftables transaction within it.
+func measurePublish(cfg config, dir string) Result {
+	fmt.Fprintln(os.Stderr, "N=1000, one published port each ...")
+	s := star{n: 1000, publish: true}
+	lab := filepath.Join(dir, "publish1000.yaml")
+	os.WriteFile(lab, []byte(s.yaml()), 0o644)
+	var ups, nfts []time.Duration
+	peak := 0.0
+	for range cfg.reps {
+		d, r, out := timed(cfg.netlab, "up", "-v", lab)
+		ups, peak = append(ups, d), max(peak, r)
+		if m := nftTook.FindStringSubmatch(out); m != nil {
+			nfts = append(nfts, parseDuration(m[1], m[2]))
+		}
+		timed(cfg.netlab, "down", lab)
+		settle(1000)
+	}
+	return Result{N: 1000, Op: "up, 1000 published ports", NetlabS: median(ups), RSSMB: peak, NftMS: median(nfts) * 1000, Runs: cfg.reps}
 }
 
 // findMininet returns a python3 that imports mininet (the one on PATH, or the
