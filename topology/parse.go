@@ -248,13 +248,14 @@ func (d *decoder) checkTree(root *yaml.Node) bool {
 
 // --- The sections -----------------------------------------------------------------
 
-var topKeys = []string{"name", "description", "netns-prefix", "host", "bridges", "namespaces", "links", "checks"}
+var topKeys = []string{"name", "description", "netns-prefix", "host", "bridges", "namespaces", "links", "checks", "docker", "networks", "containers"}
 
 func (d *decoder) lab(root *yaml.Node) *Lab {
 	if root.Kind != yaml.MappingNode {
 		d.errorf(root, "lab file: want a mapping with at least `name:`, got %s", describe(root))
 		return nil
 	}
+	root = d.dockerLevel(root) // docker:, networks:, containers: compile to the sections below
 	f, _ := d.fields(root, "lab file", topKeys...)
 	lab := &Lab{File: d.file, Host: &Namespace{Pos: Pos{1, 1}, Name: HostName}}
 
@@ -367,7 +368,7 @@ func (d *decoder) namespaces(n *yaml.Node) []*Namespace {
 		}
 		ns := &Namespace{Pos: pos(p.key), Name: name}
 		out = append(out, ns)
-		d.namespace(ns, p.value, "interfaces", "routes", "sysctls", "nat", "filter", "publish", "run", "serve", "exec")
+		d.namespace(ns, p.value, "interfaces", "routes", "sysctls", "nat", "filter", "publish", "run", "serve", "exec", "hostname", "hosts", "resolv")
 	}
 	return out
 }
@@ -444,6 +445,7 @@ func (d *decoder) namespace(ns *Namespace, n *yaml.Node, known ...string) {
 			}
 		}
 	}
+	d.namespaceUTS(ns, f, label)
 	if v := f.val("serve"); v != nil {
 		items, _ := d.list(v, label+": serve")
 		for _, item := range items {

@@ -73,6 +73,31 @@ type Namespace struct {
 	Run        []*Command
 	Serve      []*Service
 	Exec       []*Exec // one-shot setup commands, in file order
+
+	// Hostname, when set, gives the namespace a UTS namespace of its own with
+	// this hostname (a container's); its processes and `netlab exec` enter it.
+	Hostname string
+	// Hosts are the lines of its /etc/hosts ("ADDR NAME..."), after localhost
+	// when none is given; Resolv, its /etc/resolv.conf. Both nil: the host's.
+	Hosts  []HostsLine
+	Resolv *Resolv
+}
+
+// HostsLine is one `hosts:` line: an address and its names.
+type HostsLine struct {
+	Pos   Pos
+	Addr  netip.Addr
+	Names []string
+}
+
+// Resolv is a namespace's `resolv:`: "host" (the host's resolvers, loopback
+// ones left out as Docker does on its default bridge) or its own nameservers.
+type Resolv struct {
+	Pos         Pos
+	Host        bool
+	Nameservers []netip.Addr
+	Search      []string
+	Options     []string
 }
 
 // Interface configures one end of a link that lives in a namespace (not a bridge port).
