@@ -11,8 +11,9 @@ import (
 
 // Desired compiles a validated lab into the kernel objects it stands for. Everything
 // the file leaves to the kernel (a MAC, an MTU) is left at zero, which Diff reads
-// as "whatever the kernel chose".
-func Desired(lab *topology.Lab) (*State, error) {
+// as "whatever the kernel chose". What the machine gives (the host's resolvers)
+// is env's (see Desired for none).
+func DesiredOn(lab *topology.Lab, env Env) (*State, error) {
 	s := NewState(lab.Name)
 	kname := func(ns string) string {
 		if ns == topology.HostName {
@@ -118,6 +119,7 @@ func Desired(lab *topology.Lab) (*State, error) {
 		}
 	}
 	hostsFiles(lab, s, kname)
+	containerFiles(lab, s, env)
 	return s, nil
 }
 

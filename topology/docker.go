@@ -304,13 +304,9 @@ func (d *decoder) dockerNetworks(p pair, lab string, first Pos) ([]*dockerNet, m
 		subnet: netip.MustParsePrefix("172.17.0.0/16"), key: gStr(first, DefaultBridgeNetwork)}
 	nets := []*dockerNet{def}
 	byName[def.name] = def
-	if p.key == nil {
-		return nets, byName
-	}
-	ps, _ := d.mapping(p.value, "networks")
-	type pending struct {
-		n    *dockerNet
-		node *yaml.Node
+	var ps []pair
+	if p.key != nil {
+		ps, _ = d.mapping(p.value, "networks")
 	}
 	for _, e := range ps {
 		name := e.key.Value

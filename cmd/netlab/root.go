@@ -128,7 +128,7 @@ func loadLab(file string) (*topology.Lab, *reconcile.State, error) {
 }
 
 func compile(lab *topology.Lab) (*topology.Lab, *reconcile.State, error) {
-	desired, err := reconcile.Desired(lab)
+	desired, err := reconcile.DesiredOn(lab, reconcile.HostResolvConf(os.ReadFile))
 	if err != nil {
 		return nil, nil, err
 	}

@@ -313,7 +313,11 @@ func (d *Driver) nsExecCommand(ns string, argv []string) *exec.Cmd {
 		}
 		path, etc = "/proc/self/fd/3", ""
 	}
-	args := []string{"__nsexec", "--netns", path, "--etc", etc, "--"}
+	args := []string{"__nsexec", "--netns", path, "--etc", etc}
+	if uts := d.utsOf(ns); uts != "" {
+		args = append(args, "--uts", uts)
+	}
+	args = append(args, "--")
 	cmd := exec.Command(d.self, append(args, argv...)...)
 	cmd.ExtraFiles = extra
 	cmd.SysProcAttr = &syscall.SysProcAttr{Unshareflags: syscall.CLONE_NEWNS}
@@ -593,32 +597,34 @@ func (d *Driver) observeFiles(s *reconcile.State) error {
 		return fmt.Errorf("list %s: %w", d.etcDir, err)
 	}
 	for _, dir := range dirs {
-		k := reconcile.FileKey{NS: dir.Name(), Name: "hosts"}
-		if !dir.IsDir() {
-			s.ForeignFiles[k] = true // a link, or a file, where the directory goes
-			continue
-		}
-		path := filepath.Join(etc.root, k.NS, k.Name)
-		var notOwn *notOwnError
-		if err := etc.regularOrAbsentAt(path + ".tmp"); errors.As(err, &notOwn) {
-			s.ForeignFiles[k] = true
-			continue
-		}
-		b, err := etc.readFile(path)
-		if errors.As(err, &notOwn) {
-			s.ForeignFiles[k] = true
-			continue
-		}
-		if err != nil {
-			continue
-		}
-		content := string(b)
-		first, _, _ := strings.Cut(content, "\n")
-		switch {
-		case first == reconcile.FileMarker(s.Lab):
-			s.Files[k] = content
-		case !strings.HasPrefix(first, "# "+reconcile.MarkerPrefix):
-			s.ForeignFiles[k] = true
+		for _, name := range reconcile.FileNames {
+			k := reconcile.FileKey{NS: dir.Name(), Name: name}
+			if !dir.IsDir() {
+				s.ForeignFiles[k] = true // a link, or a file, where the directory goes
+				continue
+			}
+			path := filepath.Join(etc.root, k.NS, k.Name)
+			var notOwn *notOwnError
+			if err := etc.regularOrAbsentAt(path + ".tmp"); errors.As(err, &notOwn) {
+				s.ForeignFiles[k] = true
+				continue
+			}
+			b, err := etc.readFile(path)
+			if errors.As(err, &notOwn) {
+				s.ForeignFiles[k] = true
+				continue
+			}
+			if err != nil {
+				continue
+			}
+			content := string(b)
+			first, _, _ := strings.Cut(content, "\n")
+			switch {
+			case first == reconcile.FileMarker(s.Lab):
+				s.Files[k] = content
+			case !strings.HasPrefix(first, "# "+reconcile.MarkerPrefix):
+				s.ForeignFiles[k] = true
+			}
 		}
 	}
 	return nil
