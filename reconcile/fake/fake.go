@@ -54,7 +54,7 @@ type Driver struct {
 	tables  map[string]map[string]*r.Table    // namespace -> table name -> table
 	procs   map[r.ProcKey]*proc
 	files   map[r.FileKey]file
-	uts     map[string]utsNS // namespace -> its UTS namespace
+	uts     map[string]utsNS                      // namespace -> its UTS namespace
 	execs   map[string]map[string][]r.ExecCommand // lab -> namespace -> the exec commands recorded as run
 	nextPID int
 	// lastRead is the last observation, for answerFromEarlier.
