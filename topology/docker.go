@@ -80,6 +80,7 @@ type dockerNet struct {
 	isolated bool
 	mtu      *yaml.Node
 	user     bool // a user-defined network (names and DNS), not the default bridge
+	bad      bool // reported: neither it nor its containers are emitted
 	taken    map[netip.Addr]bool
 	next     netip.Addr
 	members  []*dockerEndpoint
@@ -104,6 +105,7 @@ type dockerContainer struct {
 	endpoints []*dockerEndpoint
 	hostname  string
 	aliases   []string
+	bad       bool // reported: not emitted, so that its mistakes are not reported again as others
 }
 
 // hexOf is n hex digits of a hash of the parts: the stable stand-in for what
@@ -383,6 +385,7 @@ func (d *decoder) dockerNetworks(p pair, lab string, first Pos) ([]*dockerNet, m
 		for _, o := range nets {
 			if o != n && o.subnet.IsValid() && n.subnet.IsValid() && o.subnet.Overlaps(n.subnet) && slices.Index(nets, o) < slices.Index(nets, n) {
 				d.errorf(n.key, "network %s: subnet %s overlaps %s of network %s", n.name, n.subnet, o.subnet, o.name)
+				n.bad = true
 			}
 		}
 	}
@@ -425,6 +428,7 @@ func (d *decoder) dockerContainers(p pair, byName map[string]*dockerNet) []*dock
 	for _, e := range ps {
 		c := &dockerContainer{name: e.key.Value, key: e.key}
 		label := "container " + c.name
+		errsBefore := len(d.errs)
 		if c.name == HostName {
 			d.errorf(e.key, "container %q: the name is reserved for the namespace netlab runs in; for Docker's --network host write network: host in a container of another name", c.name)
 			continue
@@ -547,7 +551,9 @@ func (d *decoder) dockerContainers(p pair, byName map[string]*dockerNet) []*dock
 			}
 			c.endpoints = append(c.endpoints, ep)
 			n.members = append(n.members, ep)
+			c.bad = c.bad || n.bad
 		}
+		c.bad = c.bad || len(d.errs) > errsBefore
 		out = append(out, c)
 	}
 	return out
@@ -632,6 +638,9 @@ func (d *decoder) emitDocker(root *yaml.Node, lab string, cfg dockerConfig, nets
 	// Bridges: one per network, in creation order (docker0 first).
 	if bridges := section(root, first, "bridges", false); bridges != nil {
 		for _, n := range nets {
+			if n.bad {
+				continue
+			}
 			p := pos(n.key)
 			b := gMap(p, false)
 			b.Content = append(b.Content,
@@ -675,6 +684,9 @@ func (d *decoder) emitDocker(root *yaml.Node, lab string, cfg dockerConfig, nets
 	links := section(root, first, "links", true)
 	for _, c := range containers {
 		p := pos(c.key)
+		if c.bad {
+			continue
+		}
 		if c.mode == "host" {
 			// --network host: the container's processes run in the host.
 			if host != nil {
@@ -814,6 +826,9 @@ func dnsNames(c *dockerContainer) *yaml.Node {
 		}
 		user = true
 		for _, m := range ep.net.members {
+			if m.c.bad {
+				continue
+			}
 			add(m.c.name, m.ip)
 			for _, a := range append(slices.Clone(m.c.aliases), m.aliases...) {
 				add(a, m.ip)
