@@ -322,7 +322,9 @@ func cmpOr(a, b string) string {
 func mapping() *yaml.Node     { return &yaml.Node{Kind: yaml.MappingNode, Tag: "!!map"} }
 func flowMapping() *yaml.Node { n := mapping(); n.Style = yaml.FlowStyle; return n }
 func str(s string) *yaml.Node { return &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str", Value: s} }
-func num(i int) *yaml.Node    { return &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!int", Value: strconv.Itoa(i)} }
+func num(i int) *yaml.Node {
+	return &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!int", Value: strconv.Itoa(i)}
+}
 func boolean(b bool) *yaml.Node {
 	return &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!bool", Value: strconv.FormatBool(b)}
 }
