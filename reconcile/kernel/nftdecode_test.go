@@ -56,6 +56,9 @@ func TestEveryLabRuleDecodesToItself(t *testing.T) {
 	more, _ := filepath.Glob("../../tests/testdata/*.yaml")
 	n := 0
 	for _, file := range append(files, more...) {
+		if harness.PendingFeature(file) != "" {
+			continue
+		}
 		desired := harness.Desired(t, file)
 		for ns, table := range desired.Tables {
 			for _, c := range table.Chains {
