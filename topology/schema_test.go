@@ -172,7 +172,7 @@ func TestSchemaAcceptsValidLabs(t *testing.T) {
 	}
 	for _, file := range append(labs, valid...) {
 		t.Run(filepath.Base(file), func(t *testing.T) {
-			if _, err := Load(file); err != nil {
+			if _, err := Load(file); err != nil && !pendingFeature(err) {
 				t.Fatalf("netlab refuses it, so the schema has nothing to agree with: %v", err)
 			}
 			decodeErr, schemaErr := validateFile(t, sch, file)
