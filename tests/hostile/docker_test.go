@@ -138,6 +138,7 @@ func TestExpandRoundTrip(t *testing.T) {
 		"../../topology/testdata/valid-docker-level.yaml",
 		"../../labs/docker-bridge.yaml",
 		"../../labs/docker-user-network.yaml",
+		"../../topology/testdata/docker-user-internal.yaml",
 	} {
 		t.Run(filepath.Base(path), func(t *testing.T) {
 			if why := harness.PendingFeature(path); why != "" {
