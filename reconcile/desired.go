@@ -12,8 +12,9 @@ import (
 // the file leaves to the kernel (a MAC, an MTU) is left at zero, which Diff reads
 // as "whatever the kernel chose". It reads what validation resolved (each link
 // end's interface, peer and bridge; lab.KernelName for every namespace's name)
-// and searches the lab for nothing.
-func Desired(lab *topology.Lab) (*State, error) {
+// and searches the lab for nothing. What the machine gives (the host's
+// resolvers) is env's (see Desired for none).
+func DesiredOn(lab *topology.Lab, env Env) (*State, error) {
 	s := NewState(lab.Name)
 	kname := lab.KernelName
 
@@ -83,6 +84,7 @@ func Desired(lab *topology.Lab) (*State, error) {
 		}
 	}
 	hostsFiles(lab, s)
+	containerFiles(lab, s, env)
 	return s, nil
 }
 

@@ -64,6 +64,7 @@ func Diff(desired, observed *State) (*Plan, error) {
 	d.sysctls()
 	d.tables()
 	d.files()
+	d.uts()
 	d.execs()
 	d.processes()
 	slices.SortStableFunc(d.actions, func(a, b Action) int {

@@ -25,7 +25,7 @@ var update = flag.Bool("update", false, "rewrite the plan goldens under testdata
 // goldens are the readable record of what netlab prints; regenerate them with
 // `go test ./reconcile -update` and read the diff.
 func TestPlanGoldens(t *testing.T) {
-	for _, file := range []string{"../labs/docker-bridge.yaml", "../tests/testdata/spine.yaml", "../tests/testdata/setup.yaml", "../tests/testdata/docker-proxy.yaml"} {
+	for _, file := range []string{"../labs/docker-bridge-lowlevel.yaml", "../tests/testdata/spine.yaml", "../tests/testdata/setup.yaml", "../tests/testdata/docker-proxy.yaml"} {
 		name := strings.TrimSuffix(filepath.Base(file), ".yaml")
 		t.Run(name, func(t *testing.T) {
 			desired := harness.Desired(t, file)
@@ -89,7 +89,7 @@ func golden(t *testing.T, name string, got []byte) {
 // kernel (and the fake) drop web's default route through it: the plan adds the
 // route again after the addresses, and one apply converges.
 func TestPlanGoldenAddressEdit(t *testing.T) {
-	desired := harness.Desired(t, "../labs/docker-bridge.yaml")
+	desired := harness.Desired(t, "../labs/docker-bridge-lowlevel.yaml")
 	ctx := context.Background()
 	d := fake.New()
 	plan, err := r.MakePlan(ctx, d, desired)

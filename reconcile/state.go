@@ -69,6 +69,7 @@ type State struct {
 	Tables     map[string]*Table // the lab's nftables table, by namespace
 	Processes  map[ProcKey]*Process
 	Files      map[FileKey]string // generated files (/etc/netns/NS/hosts) and their content
+	UTS        map[string]string  // namespaces with a UTS namespace of their own: name -> hostname
 	// Execs are the `exec:` commands of each namespace: desired, the list in the
 	// file; observed, those recorded as run and succeeded, in order (only for
 	// namespaces that exist).
@@ -143,6 +144,7 @@ func NewState(lab string) *State {
 		Tables:            map[string]*Table{},
 		Processes:         map[ProcKey]*Process{},
 		Files:             map[FileKey]string{},
+		UTS:               map[string]string{},
 		Execs:             map[string][]ExecCommand{},
 		ForeignFiles:      map[FileKey]bool{},
 		SavedSysctls:      map[SysctlKey]string{},
@@ -180,6 +182,7 @@ func (s *State) Clone() *State {
 		c.Processes[k] = &p
 	}
 	maps.Copy(c.Files, s.Files)
+	maps.Copy(c.UTS, s.UTS)
 	for k, v := range s.Execs {
 		c.Execs[k] = slices.Clone(v)
 	}

@@ -43,7 +43,7 @@ const residue = `ls -A /etc/netns /run/netlab 2>/dev/null; ps -eo stat=,comm= | 
 // leaves the sandbox exactly as it was before the lab.
 func TestCrashAtAnyPoint(t *testing.T) {
 	sb := harness.NewSandbox(t)
-	lab := "../labs/docker-bridge.yaml"
+	lab := "../labs/docker-bridge-lowlevel.yaml"
 
 	// How long an undisturbed up takes: the kills land anywhere inside it. What
 	// the sandbox holds after this first up and down is what every trial must

@@ -272,8 +272,8 @@ func TestConcurrentUps(t *testing.T) {
 // shows (eth0@ifN), and counts the packets of the lab's rules.
 func TestInspect(t *testing.T) {
 	sb := harness.NewSandbox(t)
-	sb.OK("netlab", "up", "../labs/docker-bridge.yaml")
-	sb.OK("netlab", "test", "../labs/docker-bridge.yaml") // some traffic for the counters
+	sb.OK("netlab", "up", "../labs/docker-bridge-lowlevel.yaml")
+	sb.OK("netlab", "test", "../labs/docker-bridge-lowlevel.yaml") // some traffic for the counters
 
 	var r struct {
 		Lab        string

@@ -96,7 +96,7 @@ Plan: 5 to add, 1 to change, 0 to destroy.
 // with its exit status, its standard input and the namespace's own /etc/hosts.
 func TestExec(t *testing.T) {
 	sb := harness.NewSandbox(t)
-	sb.OK("netlab", "up", "../labs/docker-user-network.yaml")
+	sb.OK("netlab", "up", "../labs/docker-user-network-lowlevel.yaml")
 	mustContain(t, "exec ip addr", sb.OK("netlab", "exec", "web", "--", "ip", "-4", "addr", "show", "eth0"), "inet 172.17.0.2/16")
 	mustContain(t, "exec getent", sb.OK("netlab", "exec", "c3", "--", "getent", "hosts", "c4"), "172.18.0.3")
 	if res := sb.Exec("netlab", "exec", "c2", "--", "getent", "hosts", "web"); res.Code != 2 {
@@ -123,7 +123,7 @@ func TestExec(t *testing.T) {
 // route of the bridge's subnet, and no IPv6 on an IPv4-only network.
 func TestDockerBridgeLooksLikeDocker(t *testing.T) {
 	sb := harness.NewSandbox(t)
-	sb.OK("netlab", "up", "../labs/docker-bridge.yaml")
+	sb.OK("netlab", "up", "../labs/docker-bridge-lowlevel.yaml")
 	addr := sb.OK("ip", "-n", "web", "addr", "show", "eth0")
 	mustContain(t, "ip addr in web", addr,
 		"link/ether 02:42:ac:11:00:02 brd ff:ff:ff:ff:ff:ff link-netnsid 0",

@@ -17,7 +17,7 @@ func TestTwoLabsSideBySide(t *testing.T) {
 	var wg sync.WaitGroup
 	results := map[string]harness.Result{}
 	var mu sync.Mutex
-	for _, lab := range []string{"../labs/docker-bridge.yaml", "../labs/router-nat.yaml"} {
+	for _, lab := range []string{"../labs/docker-bridge-lowlevel.yaml", "../labs/router-nat.yaml"} {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -33,10 +33,10 @@ func TestTwoLabsSideBySide(t *testing.T) {
 			t.Fatalf("up %s beside another lab: exit %d\n%s%s", lab, res.Code, res.Stdout, res.Stderr)
 		}
 	}
-	sb.OK("netlab", "test", "../labs/docker-bridge.yaml")
+	sb.OK("netlab", "test", "../labs/docker-bridge-lowlevel.yaml")
 	sb.OK("netlab", "test", "../labs/router-nat.yaml")
 	router := sb.OK("netlab", "inspect", "router-nat", "-o", "json")
-	sb.OK("netlab", "down", "../labs/docker-bridge.yaml")
+	sb.OK("netlab", "down", "../labs/docker-bridge-lowlevel.yaml")
 	if got := sb.OK("netlab", "plan", "../labs/router-nat.yaml"); got != "No changes.\n" {
 		t.Errorf("down of one lab changed the other:\n%s", got)
 	}
@@ -60,7 +60,7 @@ func countersFree(s string) string {
 // TestStateFilesArePrivate: netlab's state directory is 0700 and its files 0600.
 func TestStateFilesArePrivate(t *testing.T) {
 	sb := harness.NewSandbox(t)
-	sb.OK("netlab", "up", "../labs/docker-bridge.yaml")
+	sb.OK("netlab", "up", "../labs/docker-bridge-lowlevel.yaml")
 	out := sb.OK("sh", "-c", "find /run/netlab -printf '%m %y %p\\n'")
 	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
 		fields := strings.Fields(line)

@@ -252,13 +252,14 @@ func (d *decoder) checkTree(root *yaml.Node) bool {
 
 // --- The sections -----------------------------------------------------------------
 
-var topKeys = []string{"name", "description", "netns-prefix", "host", "bridges", "namespaces", "links", "checks"}
+var topKeys = []string{"name", "description", "netns-prefix", "host", "bridges", "namespaces", "links", "checks", "docker", "networks", "containers"}
 
 func (d *decoder) lab(root *yaml.Node) *Lab {
 	if root.Kind != yaml.MappingNode {
 		d.errorf(root, "lab file: want a mapping with at least `name:`, got %s", describe(root))
 		return nil
 	}
+	root = d.dockerLevel(root) // docker:, networks:, containers: compile to the sections below
 	f, _ := d.fields(root, "lab file", topKeys...)
 	lab := &Lab{File: d.file, Host: &Namespace{Pos: Pos{1, 1}, Name: HostName}}
 

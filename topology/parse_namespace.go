@@ -30,7 +30,7 @@ func (d *decoder) namespaces(n *yaml.Node) []*Namespace {
 		}
 		ns := &Namespace{Pos: pos(p.key), Name: name}
 		out = append(out, ns)
-		d.namespace(ns, p.value, "interfaces", "routes", "sysctls", "nat", "filter", "publish", "run", "serve", "exec")
+		d.namespace(ns, p.value, "interfaces", "routes", "sysctls", "nat", "filter", "publish", "run", "serve", "exec", "hostname", "hosts", "resolv")
 	}
 	return out
 }
@@ -85,6 +85,7 @@ func (d *decoder) namespace(ns *Namespace, n *yaml.Node, known ...string) {
 			ns.Publish = append(ns.Publish, p)
 		}
 	}
+	d.namespaceUTS(ns, f, label)
 	d.processes(ns, f, label)
 }
 

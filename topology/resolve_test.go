@@ -11,7 +11,7 @@ import (
 // bridge its ports, each check its namespace, and a namespace on a resolving
 // bridge its hosts entries; a second Validate resolves the same, not twice.
 func TestValidateResolvesOnce(t *testing.T) {
-	lab, err := Load("../labs/docker-user-network.yaml")
+	lab, err := Load("../labs/docker-user-network-lowlevel.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/netip"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -82,9 +83,25 @@ type Namespace struct {
 	Serve      []*Service
 	Exec       []*Exec // one-shot setup commands, in file order
 
+	// Hostname, when set, gives the namespace a UTS namespace of its own with
+	// this hostname (a container's); its processes and `netlab exec` enter it.
+	Hostname string
+	// HostsLines are the `hosts:` lines of its /etc/hosts ("ADDR NAME..."),
+	// after localhost when none is given; Resolv, its /etc/resolv.conf. Both
+	// nil: the host's.
+	HostsLines []HostsLine
+	Resolv     *Resolv
+
 	// Resolved by Validate.
 	Ends  []*End       // the link ends in this namespace that are not bridge ports, in file order
 	Hosts []HostsEntry // its /etc/hosts when it is on a bridge with resolve: true; nil: none
+}
+
+// HostsLine is one `hosts:` line: an address and its names.
+type HostsLine struct {
+	Pos   Pos
+	Addr  netip.Addr
+	Names []string
 }
 
 // HostsEntry is one line of a namespace's generated /etc/hosts: an address and
@@ -97,18 +114,45 @@ type HostsEntry struct {
 	Names []string
 }
 
-// Resolve answers a name as the namespace's /etc/hosts does (`getent hosts NAME`
-// inside it): the address of the first entry with that name.
+// Resolve answers a name as the namespace's resolver does (`getent hosts NAME`
+// inside it): its /etc/hosts first (the `hosts:` lines, then the entries of its
+// resolving bridges), then its embedded DNS server (`serve: dns`, which its
+// resolv.conf points at), as glibc reads files before DNS.
 func (ns *Namespace) Resolve(name string) (netip.Addr, bool) {
 	if ns == nil {
 		return netip.Addr{}, false
+	}
+	for _, l := range ns.HostsLines {
+		if slices.Contains(l.Names, name) {
+			return l.Addr, true
+		}
 	}
 	for _, e := range ns.Hosts {
 		if slices.Contains(e.Names, name) {
 			return e.Addr, true
 		}
 	}
+	for _, svc := range ns.Serve {
+		if svc.DNS == nil {
+			continue
+		}
+		for _, n := range svc.DNS.Names {
+			if strings.EqualFold(n.Name, strings.TrimSuffix(name, ".")) && len(n.Addrs) > 0 {
+				return n.Addrs[0], true
+			}
+		}
+	}
 	return netip.Addr{}, false
+}
+
+// Resolv is a namespace's `resolv:`: "host" (the host's resolvers, loopback
+// ones left out as Docker does on its default bridge) or its own nameservers.
+type Resolv struct {
+	Pos         Pos
+	Host        bool
+	Nameservers []netip.Addr
+	Search      []string
+	Options     []string
 }
 
 // Interface configures one end of a link that lives in a namespace (not a bridge port).

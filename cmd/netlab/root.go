@@ -78,7 +78,8 @@ network namespaces, bridges, veth links, addresses, routes and sysctls.
 	defer pprof.StopCPUProfile()
 	root.AddCommand(a.validateCmd(), a.planCmd(), a.upCmd(), a.downCmd(), a.statusCmd(),
 		a.execCmd(), a.testCmd(), a.inspectCmd(), a.graphCmd(), a.serveCmd(), a.nsexecCmd(),
-		a.recordCmd(), a.saveSysctlCmd(), a.restoreSysctlCmd(), a.recordExecCmd(), a.startCmd())
+		a.recordCmd(), a.saveSysctlCmd(), a.restoreSysctlCmd(), a.recordExecCmd(), a.startCmd(),
+		a.expandCmd(), a.importCmd())
 
 	err := root.ExecuteContext(ctx)
 	var code exitCode
@@ -127,7 +128,7 @@ func loadLab(file string) (*topology.Lab, *reconcile.State, error) {
 }
 
 func compile(lab *topology.Lab) (*topology.Lab, *reconcile.State, error) {
-	desired, err := reconcile.Desired(lab)
+	desired, err := reconcile.DesiredOn(lab, reconcile.HostResolvConf(os.ReadFile))
 	if err != nil {
 		return nil, nil, err
 	}

@@ -53,7 +53,7 @@ Labs use it through serve:, so they need no python or nginx.
 
 // nsexecCmd is the hidden helper behind `exec` and `run:` processes: see kernel.NsExec.
 func (a *app) nsexecCmd() *cobra.Command {
-	var netnsPath, etcDir string
+	var netnsPath, etcDir, utsPath string
 	cmd := &cobra.Command{
 		Use:    "__nsexec --netns PATH --etc DIR -- CMD...",
 		Hidden: true,
@@ -61,6 +61,11 @@ func (a *app) nsexecCmd() *cobra.Command {
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if len(args) > 0 && args[0] == "--" {
 				args = args[1:]
+			}
+			if utsPath != "" {
+				if err := kernel.EnterUTS(utsPath); err != nil {
+					return err
+				}
 			}
 			// netlab's own servers run here, in this process, once it is inside the
 			// namespace: no second program to execute, so the process is the same,
@@ -84,6 +89,7 @@ func (a *app) nsexecCmd() *cobra.Command {
 	}
 	cmd.Flags().StringVar(&netnsPath, "netns", "", "the namespace file")
 	cmd.Flags().StringVar(&etcDir, "etc", "", "the directory of files to mount over /etc")
+	cmd.Flags().StringVar(&utsPath, "uts", "", "the UTS namespace file to enter (the namespace's hostname)")
 	cmd.Flags().SetInterspersed(false)
 	return cmd
 }

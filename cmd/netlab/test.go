@@ -123,7 +123,7 @@ func compileChecks(lab *topology.Lab, desired *reconcile.State) []probe.Check {
 			if addr, ok = c.FromNamespace.Resolve(host); ok {
 				pc.Target = strings.Replace(c.Target, host, addr.String(), 1)
 			} else {
-				pc.Unresolved = fmt.Sprintf("%s cannot resolve %s: no entry in /etc/netns/%s/hosts (names resolve on bridges with resolve: true)", pc.From, host, pc.From)
+				pc.Unresolved = fmt.Sprintf("%s cannot resolve %s: not in /etc/netns/%s/hosts nor known to an embedded DNS there (names resolve on bridges with resolve: true and on Docker user networks)", pc.From, host, pc.From)
 			}
 		}
 		pc.Far = owner[addr]

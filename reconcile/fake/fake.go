@@ -55,6 +55,7 @@ type Driver struct {
 	tables  map[string]map[string]*r.Table    // namespace -> table name -> table
 	procs   map[r.ProcKey]*proc
 	files   map[r.FileKey]file
+	uts     map[string]utsNS                      // namespace -> its UTS namespace
 	execs   map[string]map[string][]r.ExecCommand // lab -> namespace -> the exec commands recorded as run
 	nextPID int
 	// lastRead is the last observation, for answerFromEarlier.
@@ -86,6 +87,7 @@ func New() *Driver {
 		tables:  map[string]map[string]*r.Table{},
 		procs:   map[r.ProcKey]*proc{},
 		files:   map[r.FileKey]file{},
+		uts:     map[string]utsNS{},
 		execs:   map[string]map[string][]r.ExecCommand{},
 		nextPID: 100,
 	}
@@ -255,6 +257,7 @@ func (d *Driver) Observe(_ context.Context, q r.Query) (*r.State, error) {
 			s.ForeignFiles[key] = true
 		}
 	}
+	d.observeUTS(q.Lab, s)
 	for ns, list := range d.execs[q.Lab] {
 		if ns == r.Host || s.Namespaces[ns] != nil {
 			s.Execs[ns] = slices.Clone(list)
@@ -458,6 +461,8 @@ func (d *Driver) Apply(_ context.Context, a r.Action) error {
 		d.files[a.FileKey] = file{content: a.Content, lab: labOf(a.Content)}
 	case r.DeleteFile:
 		delete(d.files, a.FileKey)
+	case r.CreateUTS, r.SetHostname, r.DeleteUTS:
+		d.applyUTS(a)
 	case r.RunExec:
 		if !d.nsExists(a.NS) {
 			return fmt.Errorf("netns %s: %w", a.NS, ErrNotFound)

@@ -96,6 +96,12 @@ func (d *Driver) Apply(ctx context.Context, a reconcile.Action) error {
 		return d.writeFile(a)
 	case reconcile.DeleteFile:
 		return d.deleteFile(a.FileKey)
+	case reconcile.CreateUTS:
+		return d.createUTS(a)
+	case reconcile.SetHostname:
+		return d.setHostname(a)
+	case reconcile.DeleteUTS:
+		return d.deleteUTS(a)
 	case reconcile.RunExec:
 		return d.runExec(ctx, a)
 	case reconcile.ForgetExec:

@@ -36,15 +36,12 @@ func (d *Driver) observeFiles(s *reconcile.State) error {
 		return fmt.Errorf("list %s: %w", d.etcDir, err)
 	}
 	for _, dir := range dirs {
-		for _, name := range generatedFiles {
+		for _, name := range reconcile.FileNames {
 			d.observeFile(s, etc, dir, reconcile.FileKey{NS: dir.Name(), Name: name})
 		}
 	}
 	return nil
 }
-
-// generatedFiles are the names of the files netlab writes under /etc/netns/NS.
-var generatedFiles = []string{"hosts", "resolv.conf"}
 
 // observeFile reads one generated file of a namespace's directory.
 func (d *Driver) observeFile(s *reconcile.State, etc *tree, dir os.DirEntry, k reconcile.FileKey) {

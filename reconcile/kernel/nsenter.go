@@ -35,7 +35,11 @@ func (d *Driver) nsExecCommand(ns string, argv []string) *exec.Cmd {
 		}
 		path, etc = "/proc/self/fd/3", ""
 	}
-	args := []string{"__nsexec", "--netns", path, "--etc", etc, "--"}
+	args := []string{"__nsexec", "--netns", path, "--etc", etc}
+	if uts := d.utsOf(ns); uts != "" {
+		args = append(args, "--uts", uts)
+	}
+	args = append(args, "--")
 	cmd := exec.Command(d.self, append(args, argv...)...)
 	cmd.ExtraFiles = extra
 	cmd.SysProcAttr = &syscall.SysProcAttr{Unshareflags: syscall.CLONE_NEWNS}

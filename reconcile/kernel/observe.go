@@ -65,6 +65,9 @@ func (d *Driver) Observe(ctx context.Context, q reconcile.Query) (*reconcile.Sta
 	if err := d.observeProcesses(s); err != nil {
 		return nil, err
 	}
+	if err := d.observeUTS(s); err != nil {
+		return nil, err
+	}
 	if err := d.observeFiles(s); err != nil {
 		return nil, err
 	}

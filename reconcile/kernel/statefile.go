@@ -101,7 +101,7 @@ func (s *stateDir) check(lab string) error {
 // labSubdirs are the directories netlab makes in a lab's directory, with the
 // depth of directories each holds: creating/ and exec/ hold files,
 // processes/ a directory of files per namespace.
-var labSubdirs = map[string]int{"creating": 0, "exec": 0, "processes": 1}
+var labSubdirs = map[string]int{"creating": 0, "exec": 0, "processes": 1, "uts": 0}
 
 // checkDir checks the entries of dir: regular files, and the named
 // subdirectories with their depth of further directories (see check).

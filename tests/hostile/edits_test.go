@@ -65,7 +65,7 @@ func TestBridgeMTUConvergesInOneUp(t *testing.T) {
 // (172.17.0.2/16 -> 172.17.0.20/16) makes the kernel drop web's default route
 // with the old address; one up adds it again, and so does the plan's script.
 func TestAddressEditKeepsRoutes(t *testing.T) {
-	src, err := os.ReadFile("../../labs/docker-bridge.yaml")
+	src, err := os.ReadFile("../../labs/docker-bridge-lowlevel.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}

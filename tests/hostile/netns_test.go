@@ -13,7 +13,7 @@ import (
 // the lab was brought up from, down works.
 func TestLabIsManagedFromItsOwnNamespace(t *testing.T) {
 	sb := harness.NewSandbox(t)
-	lab := "../../labs/docker-bridge.yaml"
+	lab := "../../labs/docker-bridge-lowlevel.yaml"
 	sb.OK("netlab", "up", lab)
 	before := kernelState(sb)
 	for _, args := range [][]string{

@@ -31,7 +31,7 @@ func TestOddObjectInNetnsDirectoryIsAConflict(t *testing.T) {
 			before := kernelStateBeside(sb)
 			start := time.Now()
 			// timeout(1) inside the sandbox, so that the old behaviour (a hang) fails the test instead of the run.
-			res := sb.Exec("timeout", "-s", "KILL", "15", harness.Netlab(t), "up", "../../labs/docker-bridge.yaml")
+			res := sb.Exec("timeout", "-s", "KILL", "15", harness.Netlab(t), "up", "../../labs/docker-bridge-lowlevel.yaml")
 			if took := time.Since(start); res.Code == 0 || took > 10*time.Second {
 				t.Fatalf("up: exit %d after %s, want a failure within seconds\n%s%s", res.Code, took.Round(time.Millisecond), res.Stdout, res.Stderr)
 			}
@@ -43,7 +43,7 @@ func TestOddObjectInNetnsDirectoryIsAConflict(t *testing.T) {
 			}
 			// The other commands that list namespaces neither hang nor fail on it.
 			sb.Exec("timeout", "-s", "KILL", "15", harness.Netlab(t), "status")
-			if out := sb.OK("timeout", "-s", "KILL", "15", harness.Netlab(t), "down", "../../labs/docker-bridge.yaml"); strings.Contains(out, "web") {
+			if out := sb.OK("timeout", "-s", "KILL", "15", harness.Netlab(t), "down", "../../labs/docker-bridge-lowlevel.yaml"); strings.Contains(out, "web") {
 				t.Errorf("down of a lab that is not up wants to touch web:\n%s", out)
 			}
 		})

@@ -15,7 +15,7 @@ import (
 // namespace names in their environment, which both sandboxes share.
 func TestTwoSandboxesInOnePIDNamespaceKeepTheirOwnProcesses(t *testing.T) {
 	a, b := harness.NewSandboxSharedPID(t), harness.NewSandboxSharedPID(t)
-	lab := "../../labs/docker-bridge.yaml"
+	lab := "../../labs/docker-bridge-lowlevel.yaml"
 	a.OK("netlab", "up", lab)
 	b.OK("netlab", "up", lab)
 	t.Cleanup(func() { b.Exec("netlab", "down", lab) })

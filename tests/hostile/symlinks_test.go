@@ -99,7 +99,7 @@ func TestSymlinkInStateDirectoryIsRefused(t *testing.T) {
 			sb.OK("sh", "-c", plant)
 			before, files := withoutLocks(kernelState(sb)), target(sb)
 			for _, args := range [][]string{
-				{"up", "../../labs/docker-bridge.yaml"},
+				{"up", "../../labs/docker-bridge-lowlevel.yaml"},
 				{"down", "--lab", "docker-bridge"},
 			} {
 				res := sb.Fails(append([]string{"netlab"}, args...)...)

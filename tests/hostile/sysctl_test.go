@@ -95,7 +95,7 @@ func TestCorruptSavedSysctlsDoNotBlockDown(t *testing.T) {
 	for _, file := range []string{"/run/netlab/docker-bridge/sysctls.json", "/run/netlab/host_sysctls.json"} {
 		t.Run(filepath.Base(file), func(t *testing.T) {
 			sb := harness.NewSandbox(t)
-			lab := "../../labs/docker-bridge.yaml"
+			lab := "../../labs/docker-bridge-lowlevel.yaml"
 			sb.OK("netlab", "up", lab)
 			sb.WriteFile(file, "garbage{")
 
@@ -123,7 +123,7 @@ func TestCorruptSavedSysctlsDoNotBlockDown(t *testing.T) {
 // sysctls back: after the script and down, the kernel is as before the script.
 func TestPlanScriptIsRestorable(t *testing.T) {
 	sb := harness.NewSandbox(t)
-	lab, err := filepath.Abs("../../labs/docker-bridge.yaml")
+	lab, err := filepath.Abs("../../labs/docker-bridge-lowlevel.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}

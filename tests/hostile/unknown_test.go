@@ -17,7 +17,7 @@ func TestUnknownLabIsAnError(t *testing.T) {
 			t.Errorf("%v with no lab up: exit %d\nstdout: %q\nstderr: %q", args, res.Code, res.Stdout, res.Stderr)
 		}
 	}
-	sb.OK("netlab", "up", "../../labs/docker-bridge.yaml")
+	sb.OK("netlab", "up", "../../labs/docker-bridge-lowlevel.yaml")
 	res := sb.Fails("netlab", "status", "nosuch")
 	if !strings.Contains(res.Stderr, "no lab named nosuch (running labs: docker-bridge)") {
 		t.Errorf("status nosuch beside a running lab: %q", res.Stderr)

@@ -1,0 +1,348 @@
+// Package compose turns a Docker Compose file into a netlab lab at Docker's
+// level (docker:, networks:, containers:), reading it with the compose
+// specification's own library, github.com/compose-spec/compose-go/v2. What a
+// lab cannot hold (images, volumes, environment, ...) is listed, not guessed.
+package compose
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net/netip"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/compose-spec/compose-go/v2/cli"
+	"go.yaml.in/yaml/v3"
+)
+
+// Result is an imported lab.
+type Result struct {
+	Lab     []byte   // the lab file, YAML
+	Ignored []string // "services.web.image", ... : what the lab leaves out, sorted
+	Notes   []string // what the import decided on its own
+}
+
+// serviceKeys are the keys of a service the import turns into the lab.
+var serviceKeys = []string{"networks", "network_mode", "ports", "hostname", "container_name", "sysctls", "mac_address", "expose"}
+
+// networkKeys are the keys of a network it reads.
+var networkKeys = []string{"ipam", "internal", "driver", "name"}
+
+var unsafeName = regexp.MustCompile(`[^a-z0-9-]+`)
+
+// Import reads the compose file at path (with its .env and the environment,
+// as `docker compose` does) and writes the lab.
+func Import(ctx context.Context, path string) (*Result, error) {
+	opts, err := cli.NewProjectOptions([]string{path},
+		cli.WithWorkingDirectory(filepath.Dir(path)), cli.WithOsEnv, cli.WithDotEnv)
+	if err != nil {
+		return nil, err
+	}
+	model, err := opts.LoadModel(ctx)
+	if err != nil {
+		return nil, err
+	}
+	project, err := opts.LoadProject(ctx)
+	if err != nil {
+		return nil, err
+	}
+	res := &Result{}
+	res.Ignored = ignoredKeys(model)
+
+	lab := labName(project.Name)
+	root := mapping()
+	add(root, "name", str(lab))
+	add(root, "description", str("Imported from "+filepath.Base(path)+" by netlab import compose"))
+	add(root, "docker", flowMap("version", str("26.1")))
+
+	// Networks: those services use, by name; compose's "default" is a
+	// user-defined network like the others.
+	used := map[string]bool{}
+	for _, s := range project.Services {
+		for n := range s.Networks {
+			used[n] = true
+		}
+	}
+	var netNames []string
+	for n := range project.Networks {
+		if used[n] {
+			netNames = append(netNames, n)
+		}
+	}
+	slices.Sort(netNames)
+	if len(netNames) > 0 {
+		nets := mapping()
+		for _, name := range netNames {
+			n := project.Networks[name]
+			body := flowMapping()
+			if n.Driver != "" && n.Driver != "bridge" {
+				res.Notes = append(res.Notes, fmt.Sprintf("network %s: driver %s is not Docker's bridge driver; imported as a bridge network", name, n.Driver))
+			}
+			if len(n.Ipam.Config) > 0 && n.Ipam.Config[0] != nil {
+				if s := n.Ipam.Config[0].Subnet; s != "" {
+					if p, err := netip.ParsePrefix(s); err == nil && p.Addr().Is4() {
+						add(body, "subnet", str(p.Masked().String()))
+					} else {
+						res.Notes = append(res.Notes, fmt.Sprintf("network %s: subnet %s left out (netlab's Docker level is IPv4)", name, s))
+					}
+				}
+				if g := n.Ipam.Config[0].Gateway; g != "" {
+					add(body, "gateway", str(g))
+				}
+			}
+			if n.Internal {
+				add(body, "internal", boolean(true))
+			}
+			add(nets, netName(name), body)
+		}
+		add(root, "networks", nets)
+	}
+
+	// Containers: one per service, in name order (compose starts them in parallel).
+	var names []string
+	for n := range project.Services {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	containers := mapping()
+	var checks []*yaml.Node
+	for _, name := range names {
+		s := project.Services[name]
+		c := mapping()
+		switch {
+		case s.NetworkMode == "host" || s.NetworkMode == "none":
+			add(c, "network", str(s.NetworkMode))
+		case s.NetworkMode != "":
+			res.Notes = append(res.Notes, fmt.Sprintf("service %s: network_mode %s left out (a container sharing another's namespace is not built)", name, s.NetworkMode))
+		default:
+			nets := mapping()
+			for _, n := range s.NetworksByPriority() {
+				cfg := s.Networks[n]
+				body := flowMapping()
+				var aliases []string
+				if s.ContainerName != "" {
+					aliases = append(aliases, s.ContainerName)
+				}
+				if cfg != nil {
+					aliases = append(aliases, cfg.Aliases...)
+					if cfg.Ipv4Address != "" {
+						add(body, "ip", str(cfg.Ipv4Address))
+					}
+					if cfg.MacAddress != "" {
+						add(body, "mac", str(cfg.MacAddress))
+					}
+				}
+				if len(aliases) > 0 {
+					add(body, "aliases", flowSeq(aliases...))
+				}
+				add(nets, netName(n), body)
+			}
+			if len(nets.Content) > 0 {
+				add(c, "networks", nets)
+			}
+		}
+		if s.Hostname != "" {
+			add(c, "hostname", str(s.Hostname))
+		}
+		var publish []string
+		var serve []*yaml.Node
+		served := map[uint32]bool{}
+		for _, p := range s.Ports {
+			if p.Published == "" {
+				res.Notes = append(res.Notes, fmt.Sprintf("service %s: port %d without a host port left out (Docker picks one at random)", name, p.Target))
+				continue
+			}
+			text := p.Published + ":" + strconv.Itoa(int(p.Target))
+			if p.HostIP != "" {
+				host := p.HostIP
+				if strings.Contains(host, ":") {
+					host = "[" + host + "]"
+				}
+				text = host + ":" + text
+			}
+			proto := cmpOr(p.Protocol, "tcp")
+			if proto != "tcp" {
+				text += "/" + proto
+			}
+			publish = append(publish, text)
+			if proto == "tcp" && !served[p.Target] {
+				served[p.Target] = true
+				serve = append(serve, flowMap("http", num(int(p.Target)), "body", str("Hello from "+name)))
+				if _, err := strconv.Atoi(p.Published); err == nil && p.HostIP == "" {
+					checks = append(checks, flowMap("from", str("host"), "http", str("http://127.0.0.1:"+p.Published+"/"),
+						"expect", flowMap("body", str("Hello from "+name))))
+				}
+			}
+		}
+		if len(publish) > 0 {
+			add(c, "publish", flowSeq(publish...))
+		}
+		if len(serve) > 0 {
+			// The image's own server is not run: netlab's answers on its port.
+			add(c, "serve", seqOf(serve...))
+		}
+		if len(s.Sysctls) > 0 {
+			sc := mapping()
+			var keys []string
+			for k := range s.Sysctls {
+				keys = append(keys, k)
+			}
+			slices.Sort(keys)
+			for _, k := range keys {
+				if strings.HasPrefix(k, "net.") {
+					add(sc, k, str(s.Sysctls[k]))
+				} else {
+					res.Notes = append(res.Notes, fmt.Sprintf("service %s: sysctl %s left out (not a network namespace's)", name, k))
+				}
+			}
+			if len(sc.Content) > 0 {
+				add(c, "sysctls", sc)
+			}
+		}
+		if len(c.Content) == 0 {
+			c = flowMapping()
+		}
+		add(containers, name, c)
+	}
+	add(root, "containers", containers)
+
+	// Checks: services that share a network reach each other; those that share
+	// none do not (Docker isolates networks).
+	for i, a := range names {
+		for _, b := range names[i+1:] {
+			sa, sb := project.Services[a], project.Services[b]
+			if sa.NetworkMode != "" || sb.NetworkMode != "" {
+				continue
+			}
+			shared := false
+			for n := range sa.Networks {
+				if _, ok := sb.Networks[n]; ok {
+					shared = true
+				}
+			}
+			if shared {
+				checks = append(checks, flowMap("from", str(a), "ping", str(b)))
+			} else {
+				checks = append(checks, flowMap("from", str(a), "ping", str(b), "expect", str("fail")))
+			}
+		}
+	}
+	if len(checks) > 0 {
+		add(root, "checks", seqOf(checks...))
+	}
+
+	var buf bytes.Buffer
+	buf.WriteString("# Imported from " + filepath.Base(path) + " by netlab import compose.\n")
+	buf.WriteString("# Each service is a container; netlab's own server answers on its published ports\n# in place of the image's.\n")
+	enc := yaml.NewEncoder(&buf)
+	enc.SetIndent(2)
+	if err := enc.Encode(root); err != nil {
+		return nil, err
+	}
+	enc.Close()
+	res.Lab = buf.Bytes()
+	return res, nil
+}
+
+// ignoredKeys lists the keys of the compose model the lab leaves out.
+func ignoredKeys(model map[string]any) []string {
+	var out []string
+	for k, v := range model {
+		switch k {
+		case "name", "networks":
+			if k == "networks" {
+				nets, _ := v.(map[string]any)
+				for n, body := range nets {
+					m, _ := body.(map[string]any)
+					for nk := range m {
+						if !slices.Contains(networkKeys, nk) {
+							out = append(out, "networks."+n+"."+nk)
+						}
+					}
+				}
+			}
+		case "services":
+			services, _ := v.(map[string]any)
+			for name, body := range services {
+				m, _ := body.(map[string]any)
+				for sk, sv := range m {
+					if slices.Contains(serviceKeys, sk) || sv == nil {
+						continue
+					}
+					if sk == "command" || sk == "entrypoint" {
+						if l, ok := sv.([]any); ok && len(l) == 0 {
+							continue
+						}
+					}
+					out = append(out, "services."+name+"."+sk)
+				}
+			}
+		default:
+			out = append(out, k)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// labName makes a lab name (1 to 24 of a-z, 0-9, "-") from a project name.
+func labName(s string) string {
+	s = strings.Trim(unsafeName.ReplaceAllString(strings.ToLower(s), "-"), "-")
+	if len(s) > 24 {
+		s = strings.TrimRight(s[:24], "-")
+	}
+	if s == "" {
+		return "compose"
+	}
+	return s
+}
+
+// netName is a compose network's name in the lab ("bridge", "host" and "none"
+// are Docker's own).
+func netName(n string) string {
+	if n == "bridge" || n == "host" || n == "none" {
+		return n + "-net"
+	}
+	return n
+}
+
+func cmpOr(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}
+
+// --- YAML nodes -----------------------------------------------------------------
+
+func mapping() *yaml.Node     { return &yaml.Node{Kind: yaml.MappingNode, Tag: "!!map"} }
+func flowMapping() *yaml.Node { n := mapping(); n.Style = yaml.FlowStyle; return n }
+func str(s string) *yaml.Node { return &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str", Value: s} }
+func num(i int) *yaml.Node {
+	return &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!int", Value: strconv.Itoa(i)}
+}
+func boolean(b bool) *yaml.Node {
+	return &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!bool", Value: strconv.FormatBool(b)}
+}
+func add(m *yaml.Node, k string, v *yaml.Node) { m.Content = append(m.Content, str(k), v) }
+func flowMap(kv ...any) *yaml.Node {
+	m := flowMapping()
+	for i := 0; i+1 < len(kv); i += 2 {
+		add(m, kv[i].(string), kv[i+1].(*yaml.Node))
+	}
+	return m
+}
+func flowSeq(items ...string) *yaml.Node {
+	n := &yaml.Node{Kind: yaml.SequenceNode, Tag: "!!seq", Style: yaml.FlowStyle}
+	for _, s := range items {
+		n.Content = append(n.Content, str(s))
+	}
+	return n
+}
+func seqOf(items ...*yaml.Node) *yaml.Node {
+	return &yaml.Node{Kind: yaml.SequenceNode, Tag: "!!seq", Content: items}
+}
