@@ -222,72 +222,45 @@ func Verify(ctx context.Context, d Driver, desired *State, applied *Plan) error 
 	return nil
 }
 
-// touched lists the namespaces a plan changes: those its actions name, and for
-// a deleted veth or namespace, where the other ends were. nil (read everything)
-// for a plan with an action it does not know.
+// touched lists the namespaces a plan changes (see Action.Namespaces).
 func touched(p *Plan) map[string]bool {
 	ns := map[string]bool{}
 	for _, a := range p.Actions {
-		switch a := a.(type) {
-		case CreateNetns:
-			ns[a.Name] = true
-		case DeleteNetns:
-			ns[a.Name] = true
-			for _, k := range a.Takes {
-				ns[k.NS] = true
-			}
-		case SetIPv6:
-			ns[a.Name] = true
-		case CreateBridge:
-			ns[a.NS] = true
-		case CreateVeth:
-			ns[a.A.NS], ns[a.B.NS] = true, true
-		case DeleteLink:
-			ns[a.NS] = true
-			if a.Peer != (LinkKey{}) {
-				ns[a.Peer.NS] = true
-			}
-		case MarkLink:
-			ns[a.NS] = true
-		case SetMaster:
-			ns[a.NS] = true
-		case SetHairpin:
-			ns[a.NS] = true
-		case SetMTU:
-			ns[a.NS] = true
-		case SetMAC:
-			ns[a.NS] = true
-		case SetUp:
-			ns[a.NS] = true
-		case AddAddr:
-			ns[a.NS] = true
-		case DeleteAddr:
-			ns[a.NS] = true
-		case ReplaceRoute:
-			ns[a.NS] = true
-		case DeleteRoute:
-			ns[a.NS] = true
-		case SetSysctl:
-			ns[a.NS] = true
-		case ReplaceTable:
-			ns[a.Table.NS] = true
-		case DeleteTable:
-			ns[a.NS] = true
-		case StartProcess:
-			ns[a.NS] = true
-		case StopProcess:
-			ns[a.NS] = true
-		case WriteFile:
-			ns[a.NS] = true
-		case DeleteFile:
-			ns[a.NS] = true
-		case RunExec:
-			ns[a.NS] = true
-		case ForgetExec:
-			ns[a.NS] = true
-		default:
-			return nil
+		for _, n := range a.Namespaces() {
+			ns[n] = true
 		}
 	}
 	return ns
+}
+
+// Applier is the kernel-facing side of applying: one method per kind of
+// action, which the action's ApplyTo calls. The kernel driver and the fake
+// implement it (each asserts so), so an action added here without a method in
+// each of them does not compile.
+type Applier interface {
+	ApplyCreateNetns(context.Context, CreateNetns) error
+	ApplySetIPv6(context.Context, SetIPv6) error
+	ApplyDeleteNetns(context.Context, DeleteNetns) error
+	ApplyCreateBridge(context.Context, CreateBridge) error
+	ApplyCreateVeth(context.Context, CreateVeth) error
+	ApplyDeleteLink(context.Context, DeleteLink) error
+	ApplyMarkLink(context.Context, MarkLink) error
+	ApplySetMaster(context.Context, SetMaster) error
+	ApplySetHairpin(context.Context, SetHairpin) error
+	ApplySetMTU(context.Context, SetMTU) error
+	ApplySetMAC(context.Context, SetMAC) error
+	ApplySetUp(context.Context, SetUp) error
+	ApplyAddAddr(context.Context, AddAddr) error
+	ApplyDeleteAddr(context.Context, DeleteAddr) error
+	ApplyReplaceRoute(context.Context, ReplaceRoute) error
+	ApplyDeleteRoute(context.Context, DeleteRoute) error
+	ApplySetSysctl(context.Context, SetSysctl) error
+	ApplyReplaceTable(context.Context, ReplaceTable) error
+	ApplyDeleteTable(context.Context, DeleteTable) error
+	ApplyWriteFile(context.Context, WriteFile) error
+	ApplyDeleteFile(context.Context, DeleteFile) error
+	ApplyRunExec(context.Context, RunExec) error
+	ApplyForgetExec(context.Context, ForgetExec) error
+	ApplyStartProcess(context.Context, StartProcess) error
+	ApplyStopProcess(context.Context, StopProcess) error
 }
