@@ -17,6 +17,7 @@ import (
 
 	"netlab/reconcile"
 	"netlab/reconcile/kernel"
+	"netlab/reconcile/run"
 	"netlab/topology"
 )
 
@@ -145,6 +146,36 @@ func (a *app) loadArg(ctx context.Context, file string) (*topology.Lab, *reconci
 		return nil, nil, err
 	}
 	return compile(lab)
+}
+
+// openLab loads the lab file FILE ("-": standard input), then opens the
+// kernel driver: what plan, up and test start with. Close the driver when done.
+func (a *app) openLab(ctx context.Context, file string) (run.Lab, *kernel.Driver, error) {
+	lab, desired, err := a.loadArg(ctx, file)
+	if err != nil {
+		return run.Lab{}, nil, err
+	}
+	d, err := a.openKernel()
+	if err != nil {
+		return run.Lab{}, nil, err
+	}
+	return run.Lab{File: file, Topology: lab, Desired: desired}, d, nil
+}
+
+// runOptions are how up and down, run on d, talk to the person running them.
+func (a *app) runOptions(d *kernel.Driver) run.Options {
+	return run.Options{
+		Out: a.Out,
+		Lock: func(ctx context.Context, lab string) (run.Release, error) {
+			l, err := a.lock(ctx, d, lab)
+			if err != nil {
+				return nil, err
+			}
+			return l.Release, nil
+		},
+		Progress: func(total int) (func(int), func()) { return a.progressLine("applying", total) },
+		Log:      a.logger(),
+	}
 }
 
 // readArg reads and validates the lab file FILE, or standard input for "-": a

@@ -10,6 +10,7 @@ import (
 
 	"netlab/reconcile"
 	"netlab/reconcile/kernel"
+	"netlab/reconcile/run"
 	"netlab/topology"
 )
 
@@ -104,13 +105,13 @@ func labStatusOf(ctx context.Context, d *kernel.Driver, name string) (labStatus,
 		return row, nil
 	}
 	row.File = info.File
-	_, desired, err := loadLab(info.File)
+	lab, desired, err := loadLab(info.File)
 	if err != nil {
 		row.Drift = "unknown"
 		row.Error = err.Error()
 		return row, nil
 	}
-	plan, err := reconcile.MakePlan(ctx, d, desired)
+	plan, err := run.Plan(ctx, d, run.Lab{File: info.File, Topology: lab, Desired: desired})
 	if err != nil {
 		row.Drift = "unknown"
 		row.Error = err.Error()

@@ -55,6 +55,7 @@ type Driver struct {
 	procs   map[r.ProcKey]*proc
 	files   map[r.FileKey]file
 	execs   map[string]map[string][]r.ExecCommand // lab -> namespace -> the exec commands recorded as run
+	labs    map[string]string                     // lab -> the file it was brought up from (RecordLab)
 	nextPID int
 	// lastRead is the last observation, for answerFromEarlier.
 	lastRead *r.State
@@ -65,6 +66,8 @@ type Driver struct {
 	Ran []string
 	// Fail, when set, is consulted before each action; a non-nil error fails it.
 	Fail func(r.Action) error
+	// NetnsErr, when set, is what CheckNetns returns.
+	NetnsErr error
 	// NoSysctl lists the sysctls (paths below /proc/sys) the fake kernel does not
 	// have, in any namespace, each with the nearest one it has ("" none): Observe
 	// reports them as State.MissingSysctls and writing one fails.
@@ -86,6 +89,7 @@ func New() *Driver {
 		procs:   map[r.ProcKey]*proc{},
 		files:   map[r.FileKey]file{},
 		execs:   map[string]map[string][]r.ExecCommand{},
+		labs:    map[string]string{},
 		nextPID: 100,
 	}
 }
@@ -187,6 +191,40 @@ func (d *Driver) recordExecs(lab, ns string, list []r.ExecCommand) {
 		return
 	}
 	d.execs[lab][ns] = slices.Clone(list)
+}
+
+// CheckNetns is the kernel driver's check that a lab is worked on from the
+// network namespace it was brought up from: the fake has only one, NetnsErr
+// when set fails it.
+func (d *Driver) CheckNetns(lab string) error {
+	return d.NetnsErr
+}
+
+// RecordLab records the file a lab was brought up from, as the kernel driver does.
+func (d *Driver) RecordLab(lab, file, _ string) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.labs[lab] = file
+	return nil
+}
+
+// LabFile returns what RecordLab recorded for a lab, if anything.
+func (d *Driver) LabFile(lab string) (string, bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	file, ok := d.labs[lab]
+	return file, ok
+}
+
+// Forget drops everything recorded of a lab: its file, the sysctl values from
+// before it, the exec commands that ran (the kernel driver's state directory).
+func (d *Driver) Forget(lab string) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	delete(d.labs, lab)
+	delete(d.saved, lab)
+	delete(d.execs, lab)
+	return nil
 }
 
 // Snapshot returns every object, owned or not, for tests that check what was touched.
