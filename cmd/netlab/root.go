@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -214,6 +215,46 @@ func (a *app) openKernel() (*kernel.Driver, error) {
 		return nil, err
 	}
 	return kernel.New(kernel.Options{Logger: a.logger()})
+}
+
+// forLabs checks the output format (text or json) and the lab named on the
+// command line, if any, then opens the kernel driver and calls f for that lab,
+// or for every lab on the machine, in order, and collects what it returns (the
+// first error stops it): what status and inspect do.
+func forLabs[T any](a *app, ctx context.Context, output string, args []string, f func(context.Context, *kernel.Driver, string) (T, error)) ([]T, error) {
+	if output != "text" && output != "json" {
+		return nil, fmt.Errorf("unknown output format %q: want text or json", output)
+	}
+	if len(args) == 1 {
+		if err := checkLabArg(args[0]); err != nil {
+			return nil, err
+		}
+	}
+	d, err := a.openKernel()
+	if err != nil {
+		return nil, err
+	}
+	defer d.Close()
+	names, err := labsNamed(d, args)
+	if err != nil {
+		return nil, err
+	}
+	var out []T
+	for _, name := range names {
+		r, err := f(ctx, d, name)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, r)
+	}
+	return out, nil
+}
+
+// writeJSON writes v as indented JSON, as -o json does.
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
 }
 
 // labsNamed is the lab named on the command line, or every lab on the machine.

@@ -106,12 +106,7 @@ func (d model) ApplyDeleteLink(_ context.Context, a r.DeleteLink) error {
 }
 
 func (d model) ApplyMarkLink(_ context.Context, a r.MarkLink) error {
-	l, err := d.link(a.LinkKey)
-	if err != nil {
-		return err
-	}
-	l.owner = a.Lab
-	return nil
+	return d.setLink(a.LinkKey, func(l *link) { l.owner = a.Lab })
 }
 
 func (d model) ApplySetMaster(_ context.Context, a r.SetMaster) error {
@@ -202,33 +197,18 @@ func (d model) ApplyForgetExec(_ context.Context, a r.ForgetExec) error {
 }
 
 func (d model) ApplySetMTU(_ context.Context, a r.SetMTU) error {
-	l, err := d.link(a.LinkKey)
-	if err != nil {
-		return err
-	}
-	l.MTU = a.MTU
-	return nil
+	return d.setLink(a.LinkKey, func(l *link) { l.MTU = a.MTU })
 }
 
 func (d model) ApplySetMAC(_ context.Context, a r.SetMAC) error {
-	l, err := d.link(a.LinkKey)
-	if err != nil {
-		return err
-	}
-	l.MAC = a.MAC
-	return nil
+	return d.setLink(a.LinkKey, func(l *link) { l.MAC = a.MAC })
 }
 
 func (d model) ApplySetUp(_ context.Context, a r.SetUp) error {
 	if a.Name == "lo" {
 		return nil // every fake namespace's loopback is up
 	}
-	l, err := d.link(a.LinkKey)
-	if err != nil {
-		return err
-	}
-	l.Up = true
-	return nil
+	return d.setLink(a.LinkKey, func(l *link) { l.Up = true })
 }
 
 func (d model) ApplyAddAddr(_ context.Context, a r.AddAddr) error {
@@ -283,5 +263,16 @@ func (d model) ApplySetSysctl(_ context.Context, a r.SetSysctl) error {
 		d.saved[a.Lab][a.SysctlKey] = d.sysctl(a.SysctlKey)
 	}
 	d.sysctls[a.SysctlKey] = a.Value
+	return nil
+}
+
+// setLink changes an interface of the fake kernel, or fails as the kernel
+// does when there is none of that name.
+func (d model) setLink(k r.LinkKey, f func(*link)) error {
+	l, err := d.link(k)
+	if err != nil {
+		return err
+	}
+	f(l)
 	return nil
 }

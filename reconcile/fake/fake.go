@@ -297,6 +297,17 @@ func (d *Driver) Observe(_ context.Context, q r.Query) (*r.State, error) {
 			s.Execs[ns] = slices.Clone(list)
 		}
 	}
+	d.observeSysctls(s, q)
+	if q.Reread != nil && d.lastRead != nil {
+		d.answerFromEarlier(s, q.Reread)
+	}
+	d.lastRead = s
+	return s, nil
+}
+
+// observeSysctls reads the sysctls q asks for, those the lab saved the
+// original of, and the host's that labs share.
+func (d *Driver) observeSysctls(s *r.State, q r.Query) {
 	maps.Copy(s.SavedSysctls, d.saved[q.Lab])
 	held := []r.SysctlKey{}
 	for k, sh := range d.shared {
@@ -320,11 +331,6 @@ func (d *Driver) Observe(_ context.Context, q r.Query) (*r.State, error) {
 			s.Sysctls[k] = d.sysctl(k)
 		}
 	}
-	if q.Reread != nil && d.lastRead != nil {
-		d.answerFromEarlier(s, q.Reread)
-	}
-	d.lastRead = s
-	return s, nil
 }
 
 // answerFromEarlier does what the kernel driver may do with Query.Reread: the

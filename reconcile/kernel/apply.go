@@ -312,22 +312,11 @@ func (d *Driver) createVeth(a reconcile.CreateVeth) error {
 	if err != nil {
 		return err
 	}
-	spec := func(e reconcile.VethEnd, h *nsHandle) (vethSpec, error) {
-		s := vethSpec{name: e.Name, netns: int(h.fd), mtu: e.MTU}
-		var err error
-		if s.mac, err = parseMAC(e.MAC); err != nil {
-			return s, err
-		}
-		if e.Master != "" {
-			s.master, err = d.bridgeIndex(reconcile.LinkKey{NS: e.NS, Name: e.Master})
-		}
-		return s, err
-	}
-	ms, err := spec(main, hm)
+	ms, err := d.vethSpec(main, hm)
 	if err != nil {
 		return err
 	}
-	ps, err := spec(peer, hp)
+	ps, err := d.vethSpec(peer, hp)
 	if err != nil {
 		return err
 	}
@@ -386,6 +375,20 @@ func (d *Driver) createVeth(a reconcile.CreateVeth) error {
 	d.rememberIndex(main.LinkKey, ms.index)
 	d.rememberIndex(peer.LinkKey, ps.index)
 	return d.finishVeth(a.Lab, main, peer, hm, hp)
+}
+
+// vethSpec is what addVeth needs of one end of a pair: where it goes (h's
+// namespace), its attributes and its bridge's index.
+func (d *Driver) vethSpec(e reconcile.VethEnd, h *nsHandle) (vethSpec, error) {
+	s := vethSpec{name: e.Name, netns: int(h.fd), mtu: e.MTU}
+	var err error
+	if s.mac, err = parseMAC(e.MAC); err != nil {
+		return s, err
+	}
+	if e.Master != "" {
+		s.master, err = d.bridgeIndex(reconcile.LinkKey{NS: e.NS, Name: e.Master})
+	}
+	return s, err
 }
 
 // finishVeth marks both ends of a new pair and brings them up (see createVeth).

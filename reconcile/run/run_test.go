@@ -70,66 +70,77 @@ func options(out *bytes.Buffer, l *locks) run.Options {
 	return run.Options{Out: out, Lock: l.lock}
 }
 
+// session is a fake kernel with the docker-bridge lab, and what up and down print.
+type session struct {
+	t   *testing.T
+	d   *fake.Driver
+	l   *locks
+	lab run.Lab
+	out bytes.Buffer
+}
+
+func newSession(t *testing.T) *session {
+	return &session{t: t, d: fake.New(), l: &locks{}, lab: loadLab(t)}
+}
+
+// up runs up, which must succeed, and returns what it printed.
+func (s *session) up() string {
+	s.t.Helper()
+	if err := run.Up(context.Background(), s.d, s.lab, options(&s.out, s.l)); err != nil {
+		s.t.Fatal(err)
+	}
+	s.l.took(s.t, "lock docker-bridge", "release remove=false")
+	return s.out.String()
+}
+
+// down runs down, which must succeed, and returns what it printed.
+func (s *session) down() string {
+	s.t.Helper()
+	if err := run.Down(context.Background(), s.d, "docker-bridge", options(&s.out, s.l)); err != nil {
+		s.t.Fatal(err)
+	}
+	s.l.took(s.t, "lock docker-bridge", "release remove=true")
+	return s.out.String()
+}
+
 // TestUpThenUpIsEmpty: up locks the lab, prints the plan, records the file,
 // applies, verifies and says so; a second up prints "No changes." and writes
 // nothing.
 func TestUpThenUpIsEmpty(t *testing.T) {
-	ctx := context.Background()
-	d, l, lab := fake.New(), &locks{}, loadLab(t)
-	var out bytes.Buffer
-	if err := run.Up(ctx, d, lab, options(&out, l)); err != nil {
-		t.Fatal(err)
+	s := newSession(t)
+	if out := s.up(); !strings.Contains(out, "+ netns   web") || !strings.Contains(out, "Apply complete: ") {
+		t.Errorf("first up printed:\n%s", out)
 	}
-	l.took(t, "lock docker-bridge", "release remove=false")
-	if !strings.Contains(out.String(), "+ netns   web") || !strings.Contains(out.String(), "Apply complete: ") {
-		t.Errorf("first up printed:\n%s", out.String())
-	}
-	if file, ok := d.LabFile("docker-bridge"); !ok || file != labFile {
+	if file, ok := s.d.LabFile("docker-bridge"); !ok || file != labFile {
 		t.Errorf("recorded file %q (%v), want %s", file, ok, labFile)
 	}
-	writes := d.Writes
-	if err := run.Up(ctx, d, lab, options(&out, l)); err != nil {
-		t.Fatal(err)
+	writes := s.d.Writes
+	if out := s.up(); out != "No changes.\n" || s.d.Writes != writes {
+		t.Errorf("second up printed %q and wrote %d times", out, s.d.Writes-writes)
 	}
-	if out.String() != "No changes.\n" || d.Writes != writes {
-		t.Errorf("second up printed %q and wrote %d times", out.String(), d.Writes-writes)
-	}
-	l.took(t, "lock docker-bridge", "release remove=false")
 }
 
 // TestDownForgets: down removes every object of the lab, forgets its records
 // and removes its lock file; a second down has nothing to do.
 func TestDownForgets(t *testing.T) {
-	ctx := context.Background()
-	d, l, lab := fake.New(), &locks{}, loadLab(t)
-	var out bytes.Buffer
-	if err := run.Up(ctx, d, lab, options(&out, l)); err != nil {
-		t.Fatal(err)
+	s := newSession(t)
+	s.up()
+	if out := s.down(); !strings.Contains(out, "- netns   web") || !strings.HasSuffix(out, "Lab docker-bridge is down.\n") {
+		t.Errorf("down printed:\n%s", out)
 	}
-	l.took(t, "lock docker-bridge", "release remove=false")
-	if err := run.Down(ctx, d, "docker-bridge", options(&out, l)); err != nil {
-		t.Fatal(err)
-	}
-	if !strings.Contains(out.String(), "- netns   web") || !strings.HasSuffix(out.String(), "Lab docker-bridge is down.\n") {
-		t.Errorf("down printed:\n%s", out.String())
-	}
-	l.took(t, "lock docker-bridge", "release remove=true")
-	if _, ok := d.LabFile("docker-bridge"); ok {
+	if _, ok := s.d.LabFile("docker-bridge"); ok {
 		t.Error("down left the lab's record")
 	}
-	s, err := d.Observe(ctx, r.Query{Lab: "docker-bridge"})
+	st, err := s.d.Observe(context.Background(), r.Query{Lab: "docker-bridge"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(s.Namespaces)+len(s.Links)+len(s.Tables)+len(s.Processes)+len(s.Files) != 0 {
+	if len(st.Namespaces)+len(st.Links)+len(st.Tables)+len(st.Processes)+len(st.Files) != 0 {
 		t.Errorf("down left %d namespaces, %d links, %d tables, %d processes, %d files",
-			len(s.Namespaces), len(s.Links), len(s.Tables), len(s.Processes), len(s.Files))
+			len(st.Namespaces), len(st.Links), len(st.Tables), len(st.Processes), len(st.Files))
 	}
-	if err := run.Down(ctx, d, "docker-bridge", options(&out, l)); err != nil {
-		t.Fatal(err)
-	}
-	if out.String() != "No changes.\n" {
-		t.Errorf("second down printed %q", out.String())
+	if out := s.down(); out != "No changes.\n" {
+		t.Errorf("second down printed %q", out)
 	}
 }
 
@@ -137,16 +148,14 @@ func TestDownForgets(t *testing.T) {
 // the step named (a *reconcile.StepError, which the command turns into advice),
 // the lock is released, and the next up does the rest.
 func TestFailedStepIsReportedAndNextUpConverges(t *testing.T) {
-	ctx := context.Background()
-	d, l, lab := fake.New(), &locks{}, loadLab(t)
-	d.Fail = func(a r.Action) error {
+	s := newSession(t)
+	s.d.Fail = func(a r.Action) error {
 		if _, ok := a.(r.CreateVeth); ok {
 			return errors.New("injected failure")
 		}
 		return nil
 	}
-	var out bytes.Buffer
-	err := run.Up(ctx, d, lab, options(&out, l))
+	err := run.Up(context.Background(), s.d, s.lab, options(&s.out, s.l))
 	var step *r.StepError
 	if !errors.As(err, &step) || !strings.Contains(err.Error(), "(+ veth ") || !strings.Contains(err.Error(), "injected failure") {
 		t.Fatalf("up: %v, want a failed veth step", err)
@@ -154,67 +163,55 @@ func TestFailedStepIsReportedAndNextUpConverges(t *testing.T) {
 	if _, ok := step.Action.(r.CreateVeth); !ok || !strings.HasPrefix(err.Error(), fmt.Sprintf("apply step %d/", step.Step)) {
 		t.Errorf("step %d names %T: %v", step.Step, step.Action, err)
 	}
-	l.took(t, "lock docker-bridge", "release remove=false")
-	d.Fail = nil
-	if err := run.Up(ctx, d, lab, options(&out, l)); err != nil {
-		t.Fatal(err)
+	s.l.took(t, "lock docker-bridge", "release remove=false")
+	s.d.Fail = nil
+	if out := s.up(); strings.Contains(out, "+ netns") || !strings.Contains(out, "+ veth") {
+		t.Errorf("the second up did not start where the first stopped:\n%s", out)
 	}
-	if strings.Contains(out.String(), "+ netns") || !strings.Contains(out.String(), "+ veth") {
-		t.Errorf("the second up did not start where the first stopped:\n%s", out.String())
-	}
-	if err := run.Up(ctx, d, lab, options(&out, l)); err != nil || out.String() != "No changes.\n" {
-		t.Errorf("third up: %v\n%s", err, out.String())
+	if out := s.up(); out != "No changes.\n" {
+		t.Errorf("third up printed:\n%s", out)
 	}
 }
 
 // TestDownCarriesOnPastAFailure: a failing deletion does not stop the others;
 // down then keeps the lab's records and asks to be run again, which finishes.
 func TestDownCarriesOnPastAFailure(t *testing.T) {
-	ctx := context.Background()
-	d, l, lab := fake.New(), &locks{}, loadLab(t)
-	var out bytes.Buffer
-	if err := run.Up(ctx, d, lab, options(&out, l)); err != nil {
-		t.Fatal(err)
-	}
-	d.Fail = func(a r.Action) error {
+	s := newSession(t)
+	s.up()
+	s.d.Fail = func(a r.Action) error {
 		if a, ok := a.(r.DeleteNetns); ok && a.Name == "web" {
 			return errors.New("busy")
 		}
 		return nil
 	}
-	l.took(t, "lock docker-bridge", "release remove=false")
-	err := run.Down(ctx, d, "docker-bridge", options(&out, l))
+	err := run.Down(context.Background(), s.d, "docker-bridge", options(&s.out, s.l))
 	if err == nil || !strings.Contains(err.Error(), "busy") || !strings.Contains(err.Error(), `run "netlab down --lab docker-bridge" again to finish`) {
 		t.Fatalf("down: %v", err)
 	}
-	l.took(t, "lock docker-bridge", "release remove=false")
-	if _, ok := d.LabFile("docker-bridge"); !ok {
+	s.l.took(t, "lock docker-bridge", "release remove=false")
+	if _, ok := s.d.LabFile("docker-bridge"); !ok {
 		t.Error("a failed down forgot the lab")
 	}
-	s, _ := d.Observe(ctx, r.Query{Lab: "docker-bridge"})
-	if len(s.Namespaces) != 1 || s.Namespaces["web"] == nil {
-		t.Errorf("after a failed down, namespaces %v: want only web", s.Namespaces)
+	st, _ := s.d.Observe(context.Background(), r.Query{Lab: "docker-bridge"})
+	if len(st.Namespaces) != 1 || st.Namespaces["web"] == nil {
+		t.Errorf("after a failed down, namespaces %v: want only web", st.Namespaces)
 	}
-	d.Fail = nil
-	if err := run.Down(ctx, d, "docker-bridge", options(&out, l)); err != nil {
-		t.Fatal(err)
-	}
-	l.took(t, "lock docker-bridge", "release remove=true")
+	s.d.Fail = nil
+	s.down()
 }
 
 // TestWrongNetnsChangesNothing: a lab worked on from another network namespace
 // is refused before anything is planned, and the lock is released.
 func TestWrongNetnsChangesNothing(t *testing.T) {
-	d, l, lab := fake.New(), &locks{}, loadLab(t)
-	d.NetnsErr = errors.New("wrong namespace")
-	var out bytes.Buffer
-	if err := run.Up(context.Background(), d, lab, options(&out, l)); err == nil || err.Error() != "wrong namespace" {
+	s := newSession(t)
+	s.d.NetnsErr = errors.New("wrong namespace")
+	if err := run.Up(context.Background(), s.d, s.lab, options(&s.out, s.l)); err == nil || err.Error() != "wrong namespace" {
 		t.Fatalf("up: %v", err)
 	}
-	if d.Writes != 0 || out.Len() != 0 {
-		t.Errorf("up wrote %d times and printed %q", d.Writes, out.String())
+	if s.d.Writes != 0 || s.out.Len() != 0 {
+		t.Errorf("up wrote %d times and printed %q", s.d.Writes, s.out.String())
 	}
-	l.took(t, "lock docker-bridge", "release remove=false")
+	s.l.took(t, "lock docker-bridge", "release remove=false")
 }
 
 // slowDriver is the fake, counting how many actions run at once.
