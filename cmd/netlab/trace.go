@@ -17,6 +17,7 @@ import (
 
 	"netlab/reconcile"
 	"netlab/reconcile/kernel"
+	"netlab/reconcile/probe"
 	"netlab/topology"
 )
 
@@ -93,6 +94,7 @@ Ctrl-C, and the next up or down of the lab removes it when netlab was killed.
 			if output == "json" {
 				enc := json.NewEncoder(a.Out)
 				enc.SetIndent("", "  ")
+				enc.SetEscapeHTML(false)
 				return enc.Encode(t)
 			}
 			reconcile.RenderTrace(a.Out, t)
@@ -253,4 +255,17 @@ func traceHint(lab string, c *topology.Check) string {
 		return ""
 	}
 	return fmt.Sprintf("netlab trace --lab %s %s %s", lab, c.From, to)
+}
+
+// printTraceHints says, for each check that failed, the `netlab trace` that
+// shows why.
+func (a *app) printTraceHints(lab *topology.Lab, results []probe.Result) {
+	for i, r := range results {
+		if r.Pass || r.NotRun || i >= len(lab.Checks) {
+			continue
+		}
+		if hint := traceHint(lab.Name, lab.Checks[i]); hint != "" {
+			fmt.Fprintf(a.Err, "hint: to see where %s goes: %s\n", topology.Printable(r.Name), topology.Printable(hint))
+		}
+	}
 }

@@ -191,18 +191,27 @@ func (a *traceAnalysis) build(events []traceEvent, answer, src string) *reconcil
 		}
 		seen[dir] = true
 	}
-	t.Probe = "?"
+	var reqEnd ending
+	t.Path, reqEnd = a.hops(req)
+	t.Reply, _ = a.hops(rep)
 	if len(req) > 0 {
 		t.Probe = req[0].pkt.String()
-	} else if src != "" {
-		t.Probe = src + " -> " + a.spec.Dst.String()
+	} else {
+		// It never left: the sending namespace's routing says why.
+		t.Probe = cmpOr(src, a.name(a.spec.From)) + " -> " + a.spec.Dst.String() + " " + a.spec.Protocol
+		from := reconcile.TraceHop{Namespace: a.name(a.spec.From), Arrived: t.Probe, Rules: []reconcile.TraceHit{}, NAT: []reconcile.TraceNAT{}}
+		from.Route = a.route(a.spec.From, &step{pkt: packet{dst: a.spec.Dst}}, "")
+		t.Path = append(t.Path, from)
 	}
-	var reqEnd, repEnd ending
-	t.Path, reqEnd = a.hops(req)
-	t.Reply, repEnd = a.hops(rep)
-	_ = repEnd
 	a.verdict(t, req, reqEnd)
 	return t
+}
+
+func cmpOr(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
 }
 
 func (a *traceAnalysis) firstNS(dir int, req, rep []step) string {
@@ -403,7 +412,7 @@ func (a *traceAnalysis) rule(s *step) ruleInfo {
 		if err == nil {
 			for _, r := range rules {
 				if r.Handle == e.handle {
-					info = describeRule(r)
+					info = describeRule(r, nftables.TableFamily(e.family))
 				}
 			}
 		}
@@ -413,9 +422,15 @@ func (a *traceAnalysis) rule(s *step) ruleInfo {
 }
 
 // describeRule is a rule's text, and whether it translates addresses.
-func describeRule(r *nftables.Rule) ruleInfo {
+func describeRule(r *nftables.Rule, family nftables.TableFamily) ruleInfo {
 	var info ruleInfo
-	if rule, err := decodeRule(r.Exprs); err == nil {
+	exprs := r.Exprs
+	// A table of family ip or ip6 needs no protocol check where an inet one
+	// does: given one, netlab's decoder reads its rules too.
+	if p := map[nftables.TableFamily]byte{nftables.TableFamilyIPv4: unix.NFPROTO_IPV4, nftables.TableFamilyIPv6: unix.NFPROTO_IPV6}[family]; p != 0 {
+		exprs = append([]expr.Any{&expr.Meta{Key: expr.MetaKeyNFPROTO, Register: 1}, &expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{p}}}, exprs...)
+	}
+	if rule, err := decodeRule(exprs); err == nil {
 		info.text = rule.Statement()
 	} else {
 		info.text = genericRule(r.Exprs)
@@ -666,11 +681,13 @@ func (a *traceAnalysis) verdict(t *reconcile.Trace, req []step, end ending) {
 		t.At = end.drop.Namespace
 		t.Detail = fmt.Sprintf("dropped in %s, %s hook, by %s %s chain %s: %s [%s]", end.drop.Namespace, end.drop.Hook,
 			end.drop.Family, end.drop.Table, end.drop.Chain, end.drop.Rule, end.drop.Owner)
-	case len(t.Path) == 0:
+	case len(req) == 0:
 		t.Verdict = reconcile.VerdictNoRoute
 		t.At = t.From
 		t.Detail = fmt.Sprintf("the probe never left %s: %s", t.From, t.Answer)
-		if !strings.Contains(t.Answer, "route") && !strings.Contains(t.Answer, "unreachable") {
+		if r := t.Path[0].Route; r != nil && r.Error != "" {
+			t.Detail = fmt.Sprintf("the probe never left %s: %s (%s)", t.From, r.Error, t.Answer)
+		} else if !strings.Contains(t.Answer, "route") && !strings.Contains(t.Answer, "unreachable") {
 			t.Verdict = reconcile.VerdictLost
 		}
 	default:
