@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -26,6 +27,7 @@ func (a *app) traceCmd() *cobra.Command {
 		labName          string
 		tcp, udp, icmpOn bool
 		output           string
+		wait             time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "trace [--lab NAME] FROM TO[:PORT] [--tcp|--udp|--icmp] [-o text|json]",
@@ -87,6 +89,7 @@ Ctrl-C, and the next up or down of the lab removes it when netlab was killed.
 				return err
 			}
 			defer lock.Release(false)
+			spec.Wait = wait
 			t, err := d.Trace(ctx, *spec)
 			if err != nil {
 				return err
@@ -105,6 +108,7 @@ Ctrl-C, and the next up or down of the lab removes it when netlab was killed.
 	cmd.Flags().BoolVar(&tcp, "tcp", false, "send a TCP SYN (the default with a port)")
 	cmd.Flags().BoolVar(&udp, "udp", false, "send a UDP datagram")
 	cmd.Flags().BoolVar(&icmpOn, "icmp", false, "send an ICMP echo request (the default without a port)")
+	cmd.Flags().DurationVar(&wait, "wait", 900*time.Millisecond, "how long to wait for the answer (a TCP SYN is sent again after 1s)")
 	cmd.Flags().StringVarP(&output, "output", "o", "text", "output format: text or json (see docs/trace.schema.json)")
 	return cmd
 }
