@@ -174,6 +174,11 @@ func (p *parser) unary() (node, error) {
 		}
 		return a, nil
 	case "arp", "ip", "ip6", "tcp", "udp", "icmp", "icmp6":
+		switch p.peek() {
+		case "src", "dst", "host", "net", "port": // "tcp port 80" is "tcp and port 80"
+			b, err := p.unary()
+			return and{proto(t), b}, err
+		}
 		return proto(t), nil
 	case "src", "dst":
 		return p.qualified(t, p.next())

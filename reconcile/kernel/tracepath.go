@@ -297,7 +297,7 @@ func (a *traceAnalysis) hop(steps []step, end *ending) reconcile.TraceHop {
 				Before: before, After: after})
 		}
 	}
-	if h.In != "" && h.In == h.Out && a.isBridge(ns, h.In) {
+	if h.In != "" && h.In == h.Out && a.isBridge(ns, h.In) && !a.forBridge(ns, h.In, steps) {
 		// Switched between two ports of the bridge (br_netfilter shows it to
 		// the inet hooks): no routing decision, the frame's own MAC decides.
 		h.Bridge = a.fdb(ns, h.In, lastMAC(steps))
@@ -322,6 +322,23 @@ func lastMAC(steps []step) string {
 		}
 	}
 	return mac
+}
+
+// forBridge reports whether the frame came to the bridge's own MAC, so the
+// namespace routed it (back out of the bridge, as a hairpin does) rather than
+// the bridge switching it between two ports.
+func (a *traceAnalysis) forBridge(ns, bridge string, steps []step) bool {
+	for _, s := range steps {
+		if len(s.ev.ll) >= 6 {
+			for _, l := range a.links[ns] {
+				if l.name == bridge {
+					return strings.EqualFold(l.mac, net.HardwareAddr(s.ev.ll[0:6]).String())
+				}
+			}
+			return false
+		}
+	}
+	return false
 }
 
 func (a *traceAnalysis) isBridge(ns, name string) bool {
