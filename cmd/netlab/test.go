@@ -77,6 +77,7 @@ proves nothing when there is no lab to block it. Exit status 0 when all pass,
 			}
 			w.Flush()
 			fmt.Fprintf(a.Out, "%d passed, %d failed\n", len(results)-failed, failed)
+			a.printTraceHints(lab, results)
 			if notRun > 0 {
 				fmt.Fprintf(a.Err, "netlab: %s could not run: a namespace they need is not the lab's; run \"netlab up %s\"\n",
 					reconcile.Plural(notRun, "check"), args[0])
