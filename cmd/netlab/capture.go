@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"strings"
@@ -11,6 +12,7 @@ import (
 
 	"netlab/packet"
 	"netlab/reconcile"
+	"netlab/reconcile/kernel"
 	"netlab/topology"
 )
 
@@ -43,83 +45,7 @@ arp ip ip6 icmp icmp6 tcp udp, [src|dst] host ADDR, [src|dst] net CIDR,
 					return err
 				}
 			}
-			node, ifname, ok := strings.Cut(args[0], ":")
-			if !ok || node == "" || ifname == "" {
-				return fmt.Errorf("capture %q: want NS:IF, as web:eth0 or host:docker0", args[0])
-			}
-			match, err := packet.Compile(filter)
-			if err != nil {
-				return err
-			}
-			d, err := a.openKernel()
-			if err != nil {
-				return err
-			}
-			defer d.Close()
-			_, ns, err := findTraceNode(d, labName, node)
-			if err != nil {
-				return err
-			}
-			h, err := d.OpenCapture(ns, ifname)
-			if err != nil {
-				return err
-			}
-			// Ctrl-C closes the socket: the read in progress returns, and
-			// what was captured is flushed.
-			ctx := cmd.Context()
-			done := make(chan struct{})
-			defer close(done)
-			go func() {
-				select {
-				case <-ctx.Done():
-				case <-done:
-				}
-				h.Close()
-			}()
-			var w *pcapgo.Writer
-			if file != "" {
-				f, err := os.OpenFile(file, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
-				if err != nil {
-					return err
-				}
-				defer f.Close()
-				w = pcapgo.NewWriterNanos(f)
-				if err := w.WriteFileHeader(uint32(h.GetCaptureLength()), layers.LinkTypeEthernet); err != nil {
-					return err
-				}
-			}
-			where := topology.Printable(node + ":" + ifname)
-			if ns == reconcile.Host {
-				where = "host:" + topology.Printable(ifname)
-			}
-			fmt.Fprintf(a.Err, "netlab: capturing on %s", where)
-			if file != "" {
-				fmt.Fprintf(a.Err, " into %s", topology.Printable(file))
-			}
-			fmt.Fprintln(a.Err, "; Ctrl-C stops")
-			n := 0
-			for count <= 0 || n < count {
-				data, ci, err := h.ReadPacketData()
-				if err != nil {
-					if ctx.Err() != nil {
-						break
-					}
-					return fmt.Errorf("capture on %s: %w", where, err)
-				}
-				if !match.Match(data) {
-					continue
-				}
-				n++
-				if w != nil {
-					if err := w.WritePacket(ci, data); err != nil {
-						return err
-					}
-					continue
-				}
-				fmt.Fprintln(a.Out, packet.Line(data, ci))
-			}
-			fmt.Fprintf(a.Err, "netlab: %s captured\n", reconcile.Plural(n, "packet"))
-			return nil
+			return a.capture(cmd.Context(), captureRequest{lab: labName, where: args[0], file: file, filter: filter, count: count})
 		},
 	}
 	cmd.Flags().StringVar(&labName, "lab", "", "the lab the namespace belongs to (needed when several labs have it)")
@@ -127,4 +53,112 @@ arp ip ip6 icmp icmp6 tcp udp, [src|dst] host ADDR, [src|dst] net CIDR,
 	cmd.Flags().IntVarP(&count, "count", "c", 0, "stop after this many packets (0: until Ctrl-C)")
 	cmd.Flags().StringVar(&filter, "filter", "", "capture only what matches (a subset of tcpdump's filter syntax)")
 	return cmd
+}
+
+// captureRequest is what `netlab capture` was asked.
+type captureRequest struct {
+	lab, where, file, filter string
+	count                    int
+}
+
+// capture opens a packet socket on the interface and prints or writes what
+// it reads until the count is reached or ctx ends (Ctrl-C).
+func (a *app) capture(ctx context.Context, req captureRequest) error {
+	node, ifname, ok := strings.Cut(req.where, ":")
+	if !ok || node == "" || ifname == "" {
+		return fmt.Errorf("capture %q: want NS:IF, as web:eth0 or host:docker0", req.where)
+	}
+	match, err := packet.Compile(req.filter)
+	if err != nil {
+		return err
+	}
+	d, err := a.openKernel()
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	_, ns, err := findTraceNode(d, req.lab, node)
+	if err != nil {
+		return err
+	}
+	h, err := d.OpenCapture(ns, ifname)
+	if err != nil {
+		return err
+	}
+	// Ctrl-C closes the socket: the read in progress returns, and what was
+	// captured is flushed.
+	done := make(chan struct{})
+	defer close(done)
+	go func() {
+		select {
+		case <-ctx.Done():
+		case <-done:
+		}
+		h.Close()
+	}()
+	w, closeFile, err := openPcap(req.file, h.GetCaptureLength())
+	if err != nil {
+		return err
+	}
+	defer closeFile()
+	where := topology.Printable(node + ":" + ifname)
+	if ns == reconcile.Host {
+		where = "host:" + topology.Printable(ifname)
+	}
+	fmt.Fprintf(a.Err, "netlab: capturing on %s", where)
+	if req.file != "" {
+		fmt.Fprintf(a.Err, " into %s", topology.Printable(req.file))
+	}
+	fmt.Fprintln(a.Err, "; Ctrl-C stops")
+	n, err := a.readPackets(ctx, h, match, w, req.count)
+	if err != nil {
+		return fmt.Errorf("capture on %s: %w", where, err)
+	}
+	fmt.Fprintf(a.Err, "netlab: %s captured\n", reconcile.Plural(n, "packet"))
+	return nil
+}
+
+// openPcap creates the pcap file to write to, when one is asked for (nil:
+// print the packets).
+func openPcap(file string, snaplen int) (*pcapgo.Writer, func(), error) {
+	if file == "" {
+		return nil, func() {}, nil
+	}
+	f, err := os.OpenFile(file, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		return nil, nil, err
+	}
+	w := pcapgo.NewWriterNanos(f)
+	if err := w.WriteFileHeader(uint32(snaplen), layers.LinkTypeEthernet); err != nil {
+		f.Close()
+		return nil, nil, err
+	}
+	return w, func() { f.Close() }, nil
+}
+
+// readPackets reads packets until count of them matched (0: no limit) or
+// ctx ends, writing each to w, or printing it when w is nil.
+func (a *app) readPackets(ctx context.Context, h *kernel.Capture, match *packet.Filter, w *pcapgo.Writer, count int) (int, error) {
+	n := 0
+	for count <= 0 || n < count {
+		data, ci, err := h.ReadPacketData()
+		if err != nil {
+			if ctx.Err() != nil {
+				return n, nil
+			}
+			return n, err
+		}
+		if !match.Match(data) {
+			continue
+		}
+		n++
+		if w != nil {
+			if err := w.WritePacket(ci, data); err != nil {
+				return n, err
+			}
+			continue
+		}
+		fmt.Fprintln(a.Out, packet.Line(data, ci))
+	}
+	return n, nil
 }

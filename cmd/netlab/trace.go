@@ -62,46 +62,11 @@ Ctrl-C, and the next up or down of the lab removes it when netlab was killed.
 			if output != "text" && output != "json" {
 				return fmt.Errorf("unknown output format %q: use text or json", output)
 			}
-			proto := ""
-			for _, p := range []struct {
-				on   bool
-				name string
-			}{{tcp, "tcp"}, {udp, "udp"}, {icmpOn, "icmp"}} {
-				if p.on {
-					if proto != "" {
-						return errors.New("choose one of --tcp, --udp and --icmp")
-					}
-					proto = p.name
-				}
-			}
-			ctx := cmd.Context()
-			d, err := a.openKernel()
+			proto, err := traceProto(tcp, udp, icmpOn)
 			if err != nil {
 				return err
 			}
-			defer d.Close()
-			spec, err := traceSpec(ctx, d, labName, args[0], args[1], proto)
-			if err != nil {
-				return err
-			}
-			lock, err := a.lock(ctx, d, spec.Lab)
-			if err != nil {
-				return err
-			}
-			defer lock.Release(false)
-			spec.Wait = wait
-			t, err := d.Trace(ctx, *spec)
-			if err != nil {
-				return err
-			}
-			if output == "json" {
-				enc := json.NewEncoder(a.Out)
-				enc.SetIndent("", "  ")
-				enc.SetEscapeHTML(false)
-				return enc.Encode(t)
-			}
-			reconcile.RenderTrace(a.Out, t)
-			return nil
+			return a.trace(cmd.Context(), labName, args[0], args[1], proto, wait, output)
 		},
 	}
 	cmd.Flags().StringVar(&labName, "lab", "", "the lab FROM belongs to (needed when several labs run)")
@@ -111,6 +76,56 @@ Ctrl-C, and the next up or down of the lab removes it when netlab was killed.
 	cmd.Flags().DurationVar(&wait, "wait", 900*time.Millisecond, "how long to wait for the answer (a TCP SYN is sent again after 1s)")
 	cmd.Flags().StringVarP(&output, "output", "o", "text", "output format: text or json (see docs/trace.schema.json)")
 	return cmd
+}
+
+// traceProto is the probe's protocol the flags choose ("": by the target).
+func traceProto(tcp, udp, icmp bool) (string, error) {
+	proto := ""
+	for _, p := range []struct {
+		on   bool
+		name string
+	}{{tcp, "tcp"}, {udp, "udp"}, {icmp, "icmp"}} {
+		if p.on {
+			if proto != "" {
+				return "", errors.New("choose one of --tcp, --udp and --icmp")
+			}
+			proto = p.name
+		}
+	}
+	return proto, nil
+}
+
+// trace sends the probe, holding the lab's lock (so that no up or down
+// changes the lab under it, and a later one removes what a killed trace left),
+// and prints what happened to it.
+func (a *app) trace(ctx context.Context, labName, from, to, proto string, wait time.Duration, output string) error {
+	d, err := a.openKernel()
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	spec, err := traceSpec(ctx, d, labName, from, to, proto)
+	if err != nil {
+		return err
+	}
+	lock, err := a.lock(ctx, d, spec.Lab)
+	if err != nil {
+		return err
+	}
+	defer lock.Release(false)
+	spec.Wait = wait
+	t, err := d.Trace(ctx, *spec)
+	if err != nil {
+		return err
+	}
+	if output == "json" {
+		enc := json.NewEncoder(a.Out)
+		enc.SetIndent("", "  ")
+		enc.SetEscapeHTML(false)
+		return enc.Encode(t)
+	}
+	reconcile.RenderTrace(a.Out, t)
+	return nil
 }
 
 // traceSpec resolves FROM and TO of `netlab trace` in a running lab.
