@@ -1,13 +1,11 @@
 package reconcile
 
 import (
+	"context"
 	"fmt"
 	"net/netip"
 	"strconv"
 	"strings"
-	"unicode/utf8"
-
-	"netlab/topology"
 )
 
 // Op is what an action does to its object, as the plan shows it.
@@ -78,21 +76,13 @@ type Action interface {
 	Object() string
 	// Commands are the equivalent shell commands (`netlab plan -o commands`).
 	Commands() []string
-}
-
-// ipn is `ip` or `ip -n NS`, for commands run in a namespace.
-func ipn(ns string) string {
-	if ns == Host {
-		return "ip"
-	}
-	return "ip -n " + ns
-}
-
-func nsExec(ns string) string {
-	if ns == Host {
-		return ""
-	}
-	return "ip netns exec " + ns + " "
+	// Namespaces are the namespaces the action changes (Host for the host's):
+	// after a plan, Verify reads again only those.
+	Namespaces() []string
+	// ApplyTo performs the action with d's method for its kind (ApplyCreateNetns
+	// for a CreateNetns, ...): a driver that lacks one is no Applier and does
+	// not compile.
+	ApplyTo(ctx context.Context, d Applier) error
 }
 
 // CreateNetns creates a namespace, marks it as the lab's (alias of its loopback) and
@@ -121,6 +111,9 @@ func (a CreateNetns) Commands() []string {
 		fmt.Sprintf("ip -n %s link set lo alias %s", a.Name, Marker(a.Lab)),
 		fmt.Sprintf("ip -n %s link set lo up", a.Name))
 }
+
+func (a CreateNetns) Namespaces() []string                         { return []string{a.Name} }
+func (a CreateNetns) ApplyTo(ctx context.Context, d Applier) error { return d.ApplyCreateNetns(ctx, a) }
 
 func ipv6Command(ns string, on bool) string {
 	v := "1"
@@ -155,6 +148,9 @@ func (a SetIPv6) Commands() []string {
 	return []string{cmd, fmt.Sprintf("for i in $(ip -n %s -o link | awk -F'[:@ ]+' '{print $2}'); do ip netns exec %s sysctl -qw net.ipv6.conf.$i.disable_ipv6=%s; done", a.Name, a.Name, v)}
 }
 
+func (a SetIPv6) Namespaces() []string                         { return []string{a.Name} }
+func (a SetIPv6) ApplyTo(ctx context.Context, d Applier) error { return d.ApplySetIPv6(ctx, a) }
+
 // DeleteNetns deletes a namespace and, with it, everything inside.
 type DeleteNetns struct {
 	Lab  string
@@ -169,6 +165,17 @@ func (a DeleteNetns) Phase() Phase       { return phaseDeleteNetns }
 func (a DeleteNetns) Kind() string       { return "netns" }
 func (a DeleteNetns) Object() string     { return a.Name }
 func (a DeleteNetns) Commands() []string { return []string{"ip netns del " + a.Name} }
+
+// Namespaces: the namespace, and where the other ends of its veths were.
+func (a DeleteNetns) Namespaces() []string {
+	ns := []string{a.Name}
+	for _, k := range a.Takes {
+		ns = append(ns, k.NS)
+	}
+	return ns
+}
+
+func (a DeleteNetns) ApplyTo(ctx context.Context, d Applier) error { return d.ApplyDeleteNetns(ctx, a) }
 
 // CreateBridge creates a bridge and marks it as the lab's.
 type CreateBridge struct {
@@ -189,6 +196,11 @@ func (a CreateBridge) Commands() []string {
 		fmt.Sprintf("%s link add %s%s type bridge", ipn(a.NS), a.Name, attrArgs(a.MTU, a.MAC)),
 		fmt.Sprintf("%s link set %s alias %s", ipn(a.NS), a.Name, Marker(a.Lab)),
 	}
+}
+
+func (a CreateBridge) Namespaces() []string { return []string{a.NS} }
+func (a CreateBridge) ApplyTo(ctx context.Context, d Applier) error {
+	return d.ApplyCreateBridge(ctx, a)
 }
 
 // VethEnd is one end of a veth pair being created: where it goes, and what the
@@ -219,6 +231,9 @@ type CreateVeth struct {
 func (a CreateVeth) Op() Op       { return OpAdd }
 func (a CreateVeth) Phase() Phase { return phaseCreateVeth }
 func (a CreateVeth) Kind() string { return "veth" }
+
+func (a CreateVeth) Namespaces() []string                         { return []string{a.Main.NS, a.Peer.NS} }
+func (a CreateVeth) ApplyTo(ctx context.Context, d Applier) error { return d.ApplyCreateVeth(ctx, a) }
 func (a CreateVeth) Object() string {
 	end := func(e VethEnd) string {
 		if e.Master != "" {
@@ -320,6 +335,18 @@ func (a DeleteInterface) Commands() []string {
 	return []string{del}
 }
 
+// Namespaces: the interface's, and for a veth its peer's, which goes with it.
+func (a DeleteInterface) Namespaces() []string {
+	if a.Peer != (InterfaceKey{}) {
+		return []string{a.NS, a.Peer.NS}
+	}
+	return []string{a.NS}
+}
+
+func (a DeleteInterface) ApplyTo(ctx context.Context, d Applier) error {
+	return d.ApplyDeleteInterface(ctx, a)
+}
+
 // MarkInterface writes the ownership marker on an interface this lab created but could
 // not mark because the run was interrupted.
 type MarkInterface struct {
@@ -333,6 +360,11 @@ func (a MarkInterface) Kind() string   { return "link" }
 func (a MarkInterface) Object() string { return a.InterfaceKey.String() + " mark " + Marker(a.Lab) }
 func (a MarkInterface) Commands() []string {
 	return []string{fmt.Sprintf("%s link set %s alias %s", ipn(a.NS), a.Name, Marker(a.Lab))}
+}
+
+func (a MarkInterface) Namespaces() []string { return []string{a.NS} }
+func (a MarkInterface) ApplyTo(ctx context.Context, d Applier) error {
+	return d.ApplyMarkInterface(ctx, a)
 }
 
 // SetMaster makes an interface a port of a bridge (or of none).
@@ -363,6 +395,9 @@ func (a SetMaster) Commands() []string {
 	return []string{fmt.Sprintf("%s link set %s master %s", ipn(a.NS), a.Name, a.Master)}
 }
 
+func (a SetMaster) Namespaces() []string                         { return []string{a.NS} }
+func (a SetMaster) ApplyTo(ctx context.Context, d Applier) error { return d.ApplySetMaster(ctx, a) }
+
 // SetMTU changes the MTU of an existing interface.
 type SetMTU struct {
 	InterfaceKey
@@ -379,6 +414,9 @@ func (a SetMTU) Commands() []string {
 	return []string{fmt.Sprintf("%s link set %s mtu %d", ipn(a.NS), a.Name, a.MTU)}
 }
 
+func (a SetMTU) Namespaces() []string                         { return []string{a.NS} }
+func (a SetMTU) ApplyTo(ctx context.Context, d Applier) error { return d.ApplySetMTU(ctx, a) }
+
 // SetMAC changes the MAC address of an existing interface.
 type SetMAC struct {
 	InterfaceKey
@@ -394,6 +432,9 @@ func (a SetMAC) Object() string {
 func (a SetMAC) Commands() []string {
 	return []string{fmt.Sprintf("%s link set %s address %s", ipn(a.NS), a.Name, a.MAC)}
 }
+
+func (a SetMAC) Namespaces() []string                         { return []string{a.NS} }
+func (a SetMAC) ApplyTo(ctx context.Context, d Applier) error { return d.ApplySetMAC(ctx, a) }
 
 // SetUp brings an interface up.
 type SetUp struct {
@@ -419,6 +460,9 @@ func (a SetUp) Commands() []string {
 	return []string{fmt.Sprintf("%s link set %s up", ipn(a.NS), a.Name)}
 }
 
+func (a SetUp) Namespaces() []string                         { return []string{a.NS} }
+func (a SetUp) ApplyTo(ctx context.Context, d Applier) error { return d.ApplySetUp(ctx, a) }
+
 // AddAddr adds an address to an interface.
 type AddAddr struct{ AddrKey }
 
@@ -429,6 +473,9 @@ func (a AddAddr) Object() string { return a.InterfaceKey.String() + " " + a.Pref
 func (a AddAddr) Commands() []string {
 	return []string{fmt.Sprintf("%s addr replace %s%s dev %s%s", ipn(a.NS), a.Prefix, brd(a.Prefix), a.Name, nodad(a.Prefix))}
 }
+
+func (a AddAddr) Namespaces() []string                         { return []string{a.NS} }
+func (a AddAddr) ApplyTo(ctx context.Context, d Applier) error { return d.ApplyAddAddr(ctx, a) }
 
 // brd: IPv4 addresses get their subnet's broadcast address, as Docker's do.
 func brd(p netip.Prefix) string {
@@ -470,6 +517,9 @@ func (a DeleteAddr) Commands() []string {
 	return []string{fmt.Sprintf("%s addr del %s dev %s", ipn(a.NS), a.Prefix, a.Name)}
 }
 
+func (a DeleteAddr) Namespaces() []string                         { return []string{a.NS} }
+func (a DeleteAddr) ApplyTo(ctx context.Context, d Applier) error { return d.ApplyDeleteAddr(ctx, a) }
+
 // ReplaceRoute adds a route, or changes the gateway or device of an existing one.
 type ReplaceRoute struct {
 	Route
@@ -499,6 +549,11 @@ func (a ReplaceRoute) Commands() []string {
 	return []string{fmt.Sprintf("%s route replace %s", ipn(a.NS), a.Route.spec())}
 }
 
+func (a ReplaceRoute) Namespaces() []string { return []string{a.NS} }
+func (a ReplaceRoute) ApplyTo(ctx context.Context, d Applier) error {
+	return d.ApplyReplaceRoute(ctx, a)
+}
+
 // DeleteRoute removes a route.
 type DeleteRoute struct{ Route }
 
@@ -509,6 +564,9 @@ func (a DeleteRoute) Object() string { return a.NS + ": " + a.Route.spec() }
 func (a DeleteRoute) Commands() []string {
 	return []string{fmt.Sprintf("%s route del %s", ipn(a.NS), a.Route.spec())}
 }
+
+func (a DeleteRoute) Namespaces() []string                         { return []string{a.NS} }
+func (a DeleteRoute) ApplyTo(ctx context.Context, d Applier) error { return d.ApplyDeleteRoute(ctx, a) }
 
 // spec is the route in iproute2 syntax: "default via 172.17.0.1 dev eth0".
 func (r Route) spec() string {
@@ -597,6 +655,9 @@ func (a SetSysctl) Commands() []string {
 	}
 }
 
+func (a SetSysctl) Namespaces() []string                         { return []string{a.NS} }
+func (a SetSysctl) ApplyTo(ctx context.Context, d Applier) error { return d.ApplySetSysctl(ctx, a) }
+
 func attrText(mtu int, mac string) string {
 	var parts []string
 	if mtu != 0 {
@@ -627,54 +688,4 @@ func orNone(s string) string {
 		return "(none)"
 	}
 	return s
-}
-
-// shellQuote quotes a value for a shell command line when it needs it.
-//
-// A `plan -o commands` script is read as well as run (cat, less, a review), so
-// no character a terminal acts on may appear in it raw, not even inside single
-// quotes. Each such character (an ESC, a carriage return, a bidi override; see
-// topology.Unprintable) is written as "$(printf '\033')", the octal escapes of
-// its bytes: POSIX sh and printf, so the script still runs under dash, and the
-// value that reaches the kernel is the file's, byte for byte. Newlines and tabs
-// stay inside the quotes: a terminal shows them as what they are.
-func shellQuote(s string) string {
-	if s != "" && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-/:") == "" {
-		return s
-	}
-	var b strings.Builder
-	quoted := false
-	for i := 0; i < len(s); {
-		r, size := utf8.DecodeRuneInString(s[i:])
-		if r != '\n' && r != '\t' && topology.Unprintable(r) {
-			if quoted {
-				b.WriteByte('\'')
-				quoted = false
-			}
-			b.WriteString(`"$(printf '`)
-			for _, c := range []byte(s[i : i+size]) {
-				fmt.Fprintf(&b, `\%03o`, c)
-			}
-			b.WriteString(`')"`)
-			i += size
-			continue
-		}
-		if !quoted {
-			b.WriteByte('\'')
-			quoted = true
-		}
-		if r == '\'' {
-			b.WriteString(`'\''`)
-		} else {
-			b.WriteString(s[i : i+size])
-		}
-		i += size
-	}
-	if quoted || b.Len() == 0 {
-		b.WriteByte('\'')
-	}
-	if b.Len() == 1 {
-		return "''"
-	}
-	return b.String()
 }

@@ -1,6 +1,7 @@
 package reconcile
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -8,9 +9,10 @@ import (
 	"runtime"
 	"slices"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
+
+	"golang.org/x/sync/errgroup"
 )
 
 // MakePlan observes what the kernel holds for the lab and diffs it against desired.
@@ -53,34 +55,36 @@ func (e *StepError) Unwrap() error { return e.Err }
 // waiting on the kernel). Whatever was done stays done: the next plan starts
 // from there.
 func Apply(ctx context.Context, d Driver, p *Plan) error {
-	return ApplyWithProgress(ctx, d, p, nil, nil)
+	return ApplyWith(ctx, d, p, ApplyOptions{})
 }
 
-// ApplyWithProgress is Apply, calling progress (from any goroutine) with the
-// number of steps done after each one, and logging how long each phase took
-// on log (nil: not logged).
-func ApplyWithProgress(ctx context.Context, d Driver, p *Plan, progress func(done int), log *slog.Logger) error {
-	var done atomic.Int64
-	for _, phase := range p.phases() {
-		start := time.Now()
-		err := runPhase(ctx, d, p, phase, true, &done, progress)
-		p.logPhase(log, phase, start)
-		if err != nil {
-			return err
-		}
-	}
-	return nil
+// ApplyOptions say how ApplyWith runs a plan. The zero value is Apply's.
+type ApplyOptions struct {
+	// Concurrency is how many actions of one phase run at once; 0 is four per CPU.
+	Concurrency int
+	// KeepGoing runs every action even when some fail, and returns all
+	// failures joined: `down` must not let one stubborn object keep the others
+	// alive. Without it, no action starts after one has failed.
+	KeepGoing bool
+	// Progress, when not nil, is called (from any goroutine) with the number
+	// of steps done after each one.
+	Progress func(done int)
+	// Log, when not nil, gets how long each phase took.
+	Log *slog.Logger
 }
 
-// ApplyAll runs every action even when some fail, and returns all failures joined.
-// `down` uses it: one stubborn object must not keep the others alive.
-func ApplyAll(ctx context.Context, d Driver, p *Plan, log *slog.Logger) error {
+// ApplyWith is Apply with options.
+func ApplyWith(ctx context.Context, d Driver, p *Plan, o ApplyOptions) error {
 	var errs []error
 	var done atomic.Int64
 	for _, phase := range p.phases() {
 		start := time.Now()
-		errs = append(errs, runPhase(ctx, d, p, phase, false, &done, nil))
-		p.logPhase(log, phase, start)
+		err := p.runPhase(ctx, d, phase, o, &done)
+		p.logPhase(o.Log, phase, start)
+		if err != nil && !o.KeepGoing {
+			return err
+		}
+		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
 }
@@ -101,9 +105,6 @@ func (p *Plan) logPhase(log *slog.Logger, steps []int, start time.Time) {
 	log.Debug("apply", "phase", strings.Join(kinds, ", "), "actions", len(steps), "took", time.Since(start))
 }
 
-// Concurrency is how many actions of one phase run at once.
-var Concurrency = 4 * runtime.NumCPU()
-
 // phases splits the plan's action indexes into runs that are applied at once:
 // the actions of one phase, or of phases that share an apply group.
 func (p *Plan) phases() [][]int {
@@ -117,56 +118,50 @@ func (p *Plan) phases() [][]int {
 	return out
 }
 
-// runPhase applies the actions of one phase concurrently. With stopEarly, no
-// action starts after one has failed and only the first failure (by step) is
-// returned; otherwise every action runs and all failures are returned. Actions
-// with the same Serial key (the exec commands of one namespace) run one after
-// another, in plan order, and none runs after one of them failed.
-func runPhase(ctx context.Context, d Driver, p *Plan, steps []int, stopEarly bool, done *atomic.Int64, progress func(int)) error {
+// runPhase applies the actions of one phase concurrently, o.Concurrency at a
+// time. Without o.KeepGoing, no action starts after one has failed and only
+// the first failure (by step) is returned; with it, every action runs and all
+// failures are returned. Actions with the same Serial key (the exec commands
+// of one namespace) run one after another, in plan order, and none runs after
+// one of them failed.
+func (p *Plan) runPhase(ctx context.Context, d Driver, steps []int, o ApplyOptions, done *atomic.Int64) error {
 	errs := make([]error, len(steps))
 	var failed atomic.Bool
-	var wg sync.WaitGroup
-	groups := serialGroups(p, steps)
-	work := make(chan []int)
-	for range min(Concurrency, len(groups)) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for group := range work {
-				for _, j := range group {
-					i := steps[j]
-					err := ctx.Err()
-					if err == nil && !(stopEarly && failed.Load()) {
-						err = d.Apply(ctx, p.Actions[i])
-						if n := done.Add(1); progress != nil {
-							progress(int(n))
-						}
-					} else if err == nil {
-						break // not started: an earlier action of the phase failed
-					}
-					if err != nil {
-						errs[j] = &StepError{Step: i + 1, Steps: len(p.Actions), Action: p.Actions[i], Err: err}
-						failed.Store(true)
-						break // the rest of a serial group depends on this one
+	var g errgroup.Group
+	g.SetLimit(cmp.Or(o.Concurrency, 4*runtime.NumCPU()))
+	for _, group := range serialGroups(p, steps) {
+		g.Go(func() error {
+			for _, j := range group {
+				i := steps[j]
+				err := ctx.Err()
+				if err == nil && !o.KeepGoing && failed.Load() {
+					return nil // not started: an earlier action of the phase failed
+				}
+				if err == nil {
+					err = d.Apply(ctx, p.Actions[i])
+					if n := done.Add(1); o.Progress != nil {
+						o.Progress(int(n))
 					}
 				}
+				if err != nil {
+					errs[j] = &StepError{Step: i + 1, Steps: len(p.Actions), Action: p.Actions[i], Err: err}
+					failed.Store(true)
+					return nil // the rest of a serial group depends on this one
+				}
 			}
-		}()
+			return nil
+		})
 	}
-	for _, g := range groups {
-		work <- g
+	g.Wait()
+	if o.KeepGoing {
+		return errors.Join(errs...)
 	}
-	close(work)
-	wg.Wait()
-	if stopEarly {
-		for _, err := range errs {
-			if err != nil {
-				return err
-			}
+	for _, err := range errs {
+		if err != nil {
+			return err
 		}
-		return nil
 	}
-	return errors.Join(errs...)
+	return nil
 }
 
 // serialGroups splits a phase's steps (indexes into steps) into what runs
@@ -222,72 +217,48 @@ func Verify(ctx context.Context, d Driver, desired *State, applied *Plan) error 
 	return nil
 }
 
-// touched lists the namespaces a plan changes: those its actions name, and for
-// a deleted veth or namespace, where the other ends were. nil (read everything)
-// for a plan with an action it does not know.
+// touched lists the namespaces a plan changes (see Action.Namespaces).
 func touched(p *Plan) map[string]bool {
 	ns := map[string]bool{}
 	for _, a := range p.Actions {
-		switch a := a.(type) {
-		case CreateNetns:
-			ns[a.Name] = true
-		case DeleteNetns:
-			ns[a.Name] = true
-			for _, k := range a.Takes {
-				ns[k.NS] = true
-			}
-		case SetIPv6:
-			ns[a.Name] = true
-		case CreateBridge:
-			ns[a.NS] = true
-		case CreateVeth:
-			ns[a.Main.NS], ns[a.Peer.NS] = true, true
-		case DeleteInterface:
-			ns[a.NS] = true
-			if a.Peer != (InterfaceKey{}) {
-				ns[a.Peer.NS] = true
-			}
-		case MarkInterface:
-			ns[a.NS] = true
-		case SetMaster:
-			ns[a.NS] = true
-		case SetHairpin:
-			ns[a.NS] = true
-		case SetMTU:
-			ns[a.NS] = true
-		case SetMAC:
-			ns[a.NS] = true
-		case SetUp:
-			ns[a.NS] = true
-		case AddAddr:
-			ns[a.NS] = true
-		case DeleteAddr:
-			ns[a.NS] = true
-		case ReplaceRoute:
-			ns[a.NS] = true
-		case DeleteRoute:
-			ns[a.NS] = true
-		case SetSysctl:
-			ns[a.NS] = true
-		case ReplaceTable:
-			ns[a.Table.NS] = true
-		case DeleteTable:
-			ns[a.NS] = true
-		case StartProcess:
-			ns[a.NS] = true
-		case StopProcess:
-			ns[a.NS] = true
-		case WriteFile:
-			ns[a.NS] = true
-		case DeleteFile:
-			ns[a.NS] = true
-		case RunExec:
-			ns[a.NS] = true
-		case ForgetExec:
-			ns[a.NS] = true
-		default:
-			return nil
+		for _, n := range a.Namespaces() {
+			ns[n] = true
 		}
 	}
 	return ns
+}
+
+// Applier is the kernel-facing side of applying: one method per kind of
+// action, which the action's ApplyTo calls. The kernel driver and the fake
+// implement it (each asserts so), so an action added here without a method in
+// each of them does not compile.
+type Applier interface {
+	ApplyCreateNetns(context.Context, CreateNetns) error
+	ApplySetIPv6(context.Context, SetIPv6) error
+	ApplyDeleteNetns(context.Context, DeleteNetns) error
+	ApplyCreateBridge(context.Context, CreateBridge) error
+	ApplyCreateVeth(context.Context, CreateVeth) error
+	ApplyDeleteInterface(context.Context, DeleteInterface) error
+	ApplyMarkInterface(context.Context, MarkInterface) error
+	ApplySetMaster(context.Context, SetMaster) error
+	ApplySetHairpin(context.Context, SetHairpin) error
+	ApplySetMTU(context.Context, SetMTU) error
+	ApplySetMAC(context.Context, SetMAC) error
+	ApplySetUp(context.Context, SetUp) error
+	ApplyAddAddr(context.Context, AddAddr) error
+	ApplyDeleteAddr(context.Context, DeleteAddr) error
+	ApplyReplaceRoute(context.Context, ReplaceRoute) error
+	ApplyDeleteRoute(context.Context, DeleteRoute) error
+	ApplySetSysctl(context.Context, SetSysctl) error
+	ApplyReplaceTable(context.Context, ReplaceTable) error
+	ApplyDeleteTable(context.Context, DeleteTable) error
+	ApplyWriteFile(context.Context, WriteFile) error
+	ApplyDeleteFile(context.Context, DeleteFile) error
+	ApplyRunExec(context.Context, RunExec) error
+	ApplyForgetExec(context.Context, ForgetExec) error
+	ApplyStartProcess(context.Context, StartProcess) error
+	ApplyStopProcess(context.Context, StopProcess) error
+	ApplyCreateUTS(context.Context, CreateUTS) error
+	ApplySetHostname(context.Context, SetHostname) error
+	ApplyDeleteUTS(context.Context, DeleteUTS) error
 }

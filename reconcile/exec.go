@@ -1,6 +1,7 @@
 package reconcile
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -103,6 +104,9 @@ func (a RunExec) Commands() []string {
 	}
 }
 
+func (a RunExec) Namespaces() []string                         { return []string{a.NS} }
+func (a RunExec) ApplyTo(ctx context.Context, d Applier) error { return d.ApplyRunExec(ctx, a) }
+
 // ForgetExec drops commands from the record of a namespace that stays: they
 // left the file. Nothing undoes what they did (an exec command has no inverse).
 type ForgetExec struct {
@@ -132,6 +136,9 @@ func (a ForgetExec) Commands() []string {
 	}
 	return lines
 }
+
+func (a ForgetExec) Namespaces() []string                         { return []string{a.NS} }
+func (a ForgetExec) ApplyTo(ctx context.Context, d Applier) error { return d.ApplyForgetExec(ctx, a) }
 
 // execs runs the commands of each namespace from the first one that differs
 // from its record onward, and forgets the recorded commands a namespace that

@@ -1,6 +1,9 @@
 package reconcile
 
-import "fmt"
+import (
+	"context"
+	"fmt"
+)
 
 // tableLine is one line of a table as the plan compares and shows it: a set's
 // type or a chain's declaration, a set element, or a rule.
@@ -131,6 +134,11 @@ func (a ReplaceTable) Commands() []string {
 	return []string{fmt.Sprintf("%snft -f - <<'EOF'\n%sEOF", nsExec(a.Table.NS), a.Table.Script())}
 }
 
+func (a ReplaceTable) Namespaces() []string { return []string{a.Table.NS} }
+func (a ReplaceTable) ApplyTo(ctx context.Context, d Applier) error {
+	return d.ApplyReplaceTable(ctx, a)
+}
+
 // DeleteTable removes the lab's table from a namespace.
 type DeleteTable struct {
 	NS, Name string
@@ -143,6 +151,9 @@ func (a DeleteTable) Object() string { return a.NS + ": table inet " + a.Name }
 func (a DeleteTable) Commands() []string {
 	return []string{fmt.Sprintf("%snft delete table inet %s", nsExec(a.NS), a.Name)}
 }
+
+func (a DeleteTable) Namespaces() []string                         { return []string{a.NS} }
+func (a DeleteTable) ApplyTo(ctx context.Context, d Applier) error { return d.ApplyDeleteTable(ctx, a) }
 
 // SetHairpin turns hairpin mode of a bridge port on or off. On, a container can
 // reach its own published port through the host's address (the packet goes back
@@ -165,6 +176,9 @@ func (a SetHairpin) Object() string { return a.InterfaceKey.String() + " hairpin
 func (a SetHairpin) Commands() []string {
 	return []string{fmt.Sprintf("%sbridge link set dev %s hairpin %s", nsExec(a.NS), a.Name, onOff(a.On))}
 }
+
+func (a SetHairpin) Namespaces() []string                         { return []string{a.NS} }
+func (a SetHairpin) ApplyTo(ctx context.Context, d Applier) error { return d.ApplySetHairpin(ctx, a) }
 
 func onOff(on bool) string {
 	if on {

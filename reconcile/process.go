@@ -1,6 +1,7 @@
 package reconcile
 
 import (
+	"context"
 	"fmt"
 	"slices"
 	"strings"
@@ -159,6 +160,11 @@ func (a StartProcess) Commands() []string {
 	return cmds
 }
 
+func (a StartProcess) Namespaces() []string { return []string{a.NS} }
+func (a StartProcess) ApplyTo(ctx context.Context, d Applier) error {
+	return d.ApplyStartProcess(ctx, a)
+}
+
 // Argv is what the process runs: sh -c COMMAND, or for a built-in service
 // netlab serve ... (argv[0] is "netlab").
 func (p Process) Argv() []string {
@@ -202,6 +208,9 @@ func (a StopProcess) Object() string {
 func (a StopProcess) Commands() []string {
 	return []string{"kill " + pids(a.PIDs)}
 }
+
+func (a StopProcess) Namespaces() []string                         { return []string{a.NS} }
+func (a StopProcess) ApplyTo(ctx context.Context, d Applier) error { return d.ApplyStopProcess(ctx, a) }
 
 func pids(list []int) string {
 	s := make([]string, len(list))
@@ -265,6 +274,9 @@ func (a WriteFile) Commands() []string {
 	return []string{fmt.Sprintf("mkdir -p /etc/netns/%s && cat >%s <<'EOF'\n%sEOF", a.NS, a.Path(), a.Content)}
 }
 
+func (a WriteFile) Namespaces() []string                         { return []string{a.NS} }
+func (a WriteFile) ApplyTo(ctx context.Context, d Applier) error { return d.ApplyWriteFile(ctx, a) }
+
 // DeleteFile removes a generated file (and its directory when empty).
 type DeleteFile struct{ FileKey }
 
@@ -275,3 +287,6 @@ func (a DeleteFile) Object() string { return a.Path() }
 func (a DeleteFile) Commands() []string {
 	return []string{fmt.Sprintf("rm -f %s && rmdir --ignore-fail-on-non-empty /etc/netns/%s", a.Path(), a.NS)}
 }
+
+func (a DeleteFile) Namespaces() []string                         { return []string{a.NS} }
+func (a DeleteFile) ApplyTo(ctx context.Context, d Applier) error { return d.ApplyDeleteFile(ctx, a) }

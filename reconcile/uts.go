@@ -1,6 +1,7 @@
 package reconcile
 
 import (
+	"context"
 	"fmt"
 	"net/netip"
 	"slices"
@@ -28,10 +29,14 @@ type CreateUTS struct {
 	Lab, NS, Hostname string
 }
 
-func (a CreateUTS) Op() Op         { return OpAdd }
-func (a CreateUTS) Phase() Phase   { return phaseNetnsAttrs }
-func (a CreateUTS) Kind() string   { return "uts" }
-func (a CreateUTS) Object() string { return a.NS + " hostname " + a.Hostname }
+func (a CreateUTS) Op() Op               { return OpAdd }
+func (a CreateUTS) Phase() Phase         { return phaseNetnsAttrs }
+func (a CreateUTS) Kind() string         { return "uts" }
+func (a CreateUTS) Object() string       { return a.NS + " hostname " + a.Hostname }
+func (a CreateUTS) Namespaces() []string { return []string{a.NS} }
+func (a CreateUTS) ApplyTo(ctx context.Context, d Applier) error {
+	return d.ApplyCreateUTS(ctx, a)
+}
 func (a CreateUTS) Commands() []string {
 	path := UTSPath("/run/netlab", a.Lab, a.NS)
 	return []string{
@@ -45,9 +50,13 @@ type SetHostname struct {
 	Lab, NS, Hostname, Old string
 }
 
-func (a SetHostname) Op() Op       { return OpChange }
-func (a SetHostname) Phase() Phase { return phaseNetnsAttrs }
-func (a SetHostname) Kind() string { return "uts" }
+func (a SetHostname) Op() Op               { return OpChange }
+func (a SetHostname) Phase() Phase         { return phaseNetnsAttrs }
+func (a SetHostname) Kind() string         { return "uts" }
+func (a SetHostname) Namespaces() []string { return []string{a.NS} }
+func (a SetHostname) ApplyTo(ctx context.Context, d Applier) error {
+	return d.ApplySetHostname(ctx, a)
+}
 func (a SetHostname) Object() string {
 	return a.NS + " hostname " + a.Old + " -> " + a.Hostname
 }
@@ -61,10 +70,14 @@ type DeleteUTS struct {
 	Lab, NS string
 }
 
-func (a DeleteUTS) Op() Op         { return OpDelete }
-func (a DeleteUTS) Phase() Phase   { return phaseDeleteFile }
-func (a DeleteUTS) Kind() string   { return "uts" }
-func (a DeleteUTS) Object() string { return a.NS }
+func (a DeleteUTS) Op() Op               { return OpDelete }
+func (a DeleteUTS) Phase() Phase         { return phaseDeleteFile }
+func (a DeleteUTS) Kind() string         { return "uts" }
+func (a DeleteUTS) Object() string       { return a.NS }
+func (a DeleteUTS) Namespaces() []string { return []string{a.NS} }
+func (a DeleteUTS) ApplyTo(ctx context.Context, d Applier) error {
+	return d.ApplyDeleteUTS(ctx, a)
+}
 func (a DeleteUTS) Commands() []string {
 	path := UTSPath("/run/netlab", a.Lab, a.NS)
 	return []string{fmt.Sprintf("umount %s && rm -f %s", path, path)}

@@ -7,7 +7,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"netlab/reconcile"
+	"netlab/reconcile/run"
 )
 
 func (a *app) downCmd() *cobra.Command {
@@ -44,40 +44,7 @@ back the sysctls it changed. Ownership is read from markers in the kernel, so
 				return err
 			}
 			defer d.Close()
-			lock, err := a.lock(ctx, d, labName)
-			if err != nil {
-				return err
-			}
-			if err := d.CheckNetns(labName); err != nil {
-				lock.Release(false)
-				return err
-			}
-
-			empty := reconcile.NewState(labName)
-			plan, err := reconcile.MakePlan(ctx, d, empty)
-			if err != nil {
-				lock.Release(false)
-				return err
-			}
-			if err := plan.WriteText(a.Out); err != nil {
-				lock.Release(false)
-				return err
-			}
-			// Carry on past failures: one stubborn object must not keep the rest alive.
-			err = errors.Join(reconcile.ApplyAll(ctx, d, plan, a.logger()), reconcile.Verify(ctx, d, empty, plan))
-			if err != nil {
-				lock.Release(false)
-				return fmt.Errorf("%w\nrun \"netlab down --lab %s\" again to finish", err, labName)
-			}
-			err = d.Forget(labName)
-			lock.Release(err == nil)
-			if err != nil {
-				return err
-			}
-			if !plan.Empty() {
-				fmt.Fprintf(a.Out, "Lab %s is down.\n", labName)
-			}
-			return nil
+			return run.Down(ctx, d, labName, a.runOptions(d))
 		},
 	}
 	cmd.Flags().StringVar(&labName, "lab", "", "the name of the lab to remove, without its file")

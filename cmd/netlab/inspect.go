@@ -3,7 +3,6 @@ package main
 import (
 	"cmp"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"maps"
@@ -91,38 +90,15 @@ packet counters, and the elements of its sets (published ports); and the lab's
 processes. Without NAME, every running lab.`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if output != "text" && output != "json" {
-				return fmt.Errorf("unknown output format %q: want text or json", output)
-			}
-			if len(args) == 1 {
-				if err := checkLabArg(args[0]); err != nil {
-					return err
-				}
-			}
-			d, err := a.openKernel()
+			reports, err := forLabs(a, cmd.Context(), output, args, inspectLab)
 			if err != nil {
 				return err
-			}
-			defer d.Close()
-			names, err := labsNamed(d, args)
-			if err != nil {
-				return err
-			}
-			var reports []inspection
-			for _, name := range names {
-				r, err := inspectLab(cmd.Context(), d, name)
-				if err != nil {
-					return err
-				}
-				reports = append(reports, r)
 			}
 			if output == "json" {
-				enc := json.NewEncoder(a.Out)
-				enc.SetIndent("", "  ")
 				if len(args) == 1 {
-					return enc.Encode(reports[0])
+					return writeJSON(a.Out, reports[0])
 				}
-				return enc.Encode(reports)
+				return writeJSON(a.Out, reports)
 			}
 			if len(reports) == 0 {
 				fmt.Fprintln(a.Out, "No labs are running.")

@@ -3,11 +3,11 @@ package main
 import (
 	"fmt"
 	"io"
-	"path/filepath"
 
 	"github.com/spf13/cobra"
 
 	"netlab/reconcile"
+	"netlab/reconcile/run"
 )
 
 func (a *app) planCmd() *cobra.Command {
@@ -31,25 +31,17 @@ there are changes and 1 on error.`,
 			if err != nil {
 				return err
 			}
-			lab, desired, err := a.loadArg(cmd.Context(), args[0])
-			if err != nil {
-				return err
-			}
-			d, err := a.openKernel()
+			lab, d, err := a.openLab(cmd.Context(), args[0])
 			if err != nil {
 				return err
 			}
 			defer d.Close()
-			if err := d.CheckNetns(lab.Name); err != nil {
+			if err := d.CheckNetns(lab.Desired.Lab); err != nil {
 				return err
 			}
-			plan, err := reconcile.MakePlan(cmd.Context(), d, desired)
+			plan, err := run.Plan(cmd.Context(), d, lab)
 			if err != nil {
 				return err
-			}
-			plan.File = args[0]
-			if abs, err := filepath.Abs(args[0]); err == nil {
-				plan.File = abs
 			}
 			if err := render(plan, a.Out); err != nil {
 				return err

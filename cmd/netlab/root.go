@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -17,6 +18,7 @@ import (
 
 	"netlab/reconcile"
 	"netlab/reconcile/kernel"
+	"netlab/reconcile/run"
 	"netlab/topology"
 )
 
@@ -79,7 +81,7 @@ network namespaces, bridges, veth links, addresses, routes and sysctls.
 	root.AddCommand(a.validateCmd(), a.planCmd(), a.upCmd(), a.downCmd(), a.statusCmd(),
 		a.execCmd(), a.testCmd(), a.inspectCmd(), a.graphCmd(), a.serveCmd(), a.nsexecCmd(),
 		a.recordCmd(), a.saveSysctlCmd(), a.restoreSysctlCmd(), a.recordExecCmd(), a.startCmd(),
-		a.expandCmd(), a.importCmd())
+		a.expandCmd(), a.importCmd(), a.captureCmd(), a.traceCmd())
 
 	err := root.ExecuteContext(ctx)
 	var code exitCode
@@ -148,6 +150,36 @@ func (a *app) loadArg(ctx context.Context, file string) (*topology.Lab, *reconci
 	return compile(lab)
 }
 
+// openLab loads the lab file FILE ("-": standard input), then opens the
+// kernel driver: what plan, up and test start with. Close the driver when done.
+func (a *app) openLab(ctx context.Context, file string) (run.Lab, *kernel.Driver, error) {
+	lab, desired, err := a.loadArg(ctx, file)
+	if err != nil {
+		return run.Lab{}, nil, err
+	}
+	d, err := a.openKernel()
+	if err != nil {
+		return run.Lab{}, nil, err
+	}
+	return run.Lab{File: file, Topology: lab, Desired: desired}, d, nil
+}
+
+// runOptions are how up and down, run on d, talk to the person running them.
+func (a *app) runOptions(d *kernel.Driver) run.Options {
+	return run.Options{
+		Out: a.Out,
+		Lock: func(ctx context.Context, lab string) (run.Release, error) {
+			l, err := a.lock(ctx, d, lab)
+			if err != nil {
+				return nil, err
+			}
+			return l.Release, nil
+		},
+		Progress: func(total int) (func(int), func()) { return a.progressLine("applying", total) },
+		Log:      a.logger(),
+	}
+}
+
 // readArg reads and validates the lab file FILE, or standard input for "-": a
 // read that waits for input stops when ctx is done (SIGINT, SIGTERM).
 func (a *app) readArg(ctx context.Context, file string) (*topology.Lab, error) {
@@ -184,6 +216,46 @@ func (a *app) openKernel() (*kernel.Driver, error) {
 		return nil, err
 	}
 	return kernel.New(kernel.Options{Logger: a.logger()})
+}
+
+// forLabs checks the output format (text or json) and the lab named on the
+// command line, if any, then opens the kernel driver and calls f for that lab,
+// or for every lab on the machine, in order, and collects what it returns (the
+// first error stops it): what status and inspect do.
+func forLabs[T any](a *app, ctx context.Context, output string, args []string, f func(context.Context, *kernel.Driver, string) (T, error)) ([]T, error) {
+	if output != "text" && output != "json" {
+		return nil, fmt.Errorf("unknown output format %q: want text or json", output)
+	}
+	if len(args) == 1 {
+		if err := checkLabArg(args[0]); err != nil {
+			return nil, err
+		}
+	}
+	d, err := a.openKernel()
+	if err != nil {
+		return nil, err
+	}
+	defer d.Close()
+	names, err := labsNamed(d, args)
+	if err != nil {
+		return nil, err
+	}
+	var out []T
+	for _, name := range names {
+		r, err := f(ctx, d, name)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, r)
+	}
+	return out, nil
+}
+
+// writeJSON writes v as indented JSON, as -o json does.
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
 }
 
 // labsNamed is the lab named on the command line, or every lab on the machine.

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"text/tabwriter"
 
@@ -10,6 +9,7 @@ import (
 
 	"netlab/reconcile"
 	"netlab/reconcile/kernel"
+	"netlab/reconcile/run"
 	"netlab/topology"
 )
 
@@ -41,35 +41,12 @@ with "netlab plan --detailed-exitcode"), 1 on an error, such as a lab name
 that is not running.`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if output != "text" && output != "json" {
-				return fmt.Errorf("unknown output format %q: want text or json", output)
-			}
-			if len(args) == 1 {
-				if err := checkLabArg(args[0]); err != nil {
-					return err
-				}
-			}
-			d, err := a.openKernel()
+			rows, err := forLabs(a, cmd.Context(), output, args, labStatusOf)
 			if err != nil {
 				return err
-			}
-			defer d.Close()
-			names, err := labsNamed(d, args)
-			if err != nil {
-				return err
-			}
-			rows := make([]labStatus, 0, len(names))
-			for _, name := range names {
-				row, err := labStatusOf(cmd.Context(), d, name)
-				if err != nil {
-					return err
-				}
-				rows = append(rows, row)
 			}
 			if output == "json" {
-				enc := json.NewEncoder(a.Out)
-				enc.SetIndent("", "  ")
-				err = enc.Encode(rows)
+				err = writeJSON(a.Out, append([]labStatus{}, rows...)) // no labs: []
 			} else {
 				err = a.printStatus(rows, len(args) == 1)
 			}
@@ -104,13 +81,13 @@ func labStatusOf(ctx context.Context, d *kernel.Driver, name string) (labStatus,
 		return row, nil
 	}
 	row.File = info.File
-	_, desired, err := loadLab(info.File)
+	lab, desired, err := loadLab(info.File)
 	if err != nil {
 		row.Drift = "unknown"
 		row.Error = err.Error()
 		return row, nil
 	}
-	plan, err := reconcile.MakePlan(ctx, d, desired)
+	plan, err := run.Plan(ctx, d, run.Lab{File: info.File, Topology: lab, Desired: desired})
 	if err != nil {
 		row.Drift = "unknown"
 		row.Error = err.Error()

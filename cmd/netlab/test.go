@@ -13,6 +13,7 @@ import (
 	"netlab/reconcile"
 	"netlab/reconcile/kernel"
 	"netlab/reconcile/probe"
+	"netlab/reconcile/run"
 	"netlab/topology"
 )
 
@@ -42,7 +43,7 @@ proves nothing when there is no lab to block it. Exit status 0 when all pass,
 				return err
 			}
 			defer d.Close()
-			plan, err := reconcile.MakePlan(cmd.Context(), d, desired)
+			plan, err := run.Plan(cmd.Context(), d, run.Lab{File: args[0], Topology: lab, Desired: desired})
 			if err != nil {
 				return err
 			}
@@ -76,6 +77,7 @@ proves nothing when there is no lab to block it. Exit status 0 when all pass,
 			}
 			w.Flush()
 			fmt.Fprintf(a.Out, "%d passed, %d failed\n", len(results)-failed, failed)
+			a.printTraceHints(lab, results)
 			if notRun > 0 {
 				fmt.Fprintf(a.Err, "netlab: %s could not run: a namespace they need is not the lab's; run \"netlab up %s\"\n",
 					reconcile.Plural(notRun, "check"), args[0])

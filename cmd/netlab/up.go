@@ -1,13 +1,14 @@
 package main
 
 import (
+	"errors"
 	"fmt"
-	"time"
 
 	"github.com/spf13/cobra"
 
 	"netlab/reconcile"
 	"netlab/reconcile/kernel"
+	"netlab/reconcile/run"
 )
 
 func (a *app) upCmd() *cobra.Command {
@@ -20,51 +21,17 @@ after someone changed the lab by hand, running it again puts back exactly what
 differs.`,
 		Args: labFileArg,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx := cmd.Context()
-			lab, desired, err := a.loadArg(ctx, args[0])
-			if err != nil {
-				return err
-			}
-			d, err := a.openKernel()
+			lab, d, err := a.openLab(cmd.Context(), args[0])
 			if err != nil {
 				return err
 			}
 			defer d.Close()
-			lock, err := a.lock(ctx, d, lab.Name)
-			if err != nil {
-				return err
-			}
-			defer lock.Release(false)
-			if err := d.CheckNetns(lab.Name); err != nil {
-				return err
-			}
-
-			plan, err := reconcile.MakePlan(ctx, d, desired)
-			if err != nil {
-				return err
-			}
-			if err := plan.WriteText(a.Out); err != nil {
-				return err
-			}
-			if err := d.RecordLab(lab.Name, args[0], lab.NetnsPrefix); err != nil {
-				return err
-			}
-			if plan.Empty() {
-				return nil
-			}
-			start := time.Now()
-			progress, stop := a.progressLine("applying", len(plan.Actions))
-			err = reconcile.ApplyWithProgress(ctx, d, plan, progress, a.logger())
-			stop()
-			if err != nil {
+			err = run.Up(cmd.Context(), d, lab, a.runOptions(d))
+			var step *reconcile.StepError
+			if errors.As(err, &step) {
 				return applyFailed(err, args[0])
 			}
-			if err := reconcile.Verify(ctx, d, desired, plan); err != nil {
-				return err
-			}
-			fmt.Fprintf(a.Out, "Apply complete: %s in %s; the kernel matches %s.\n",
-				reconcile.Plural(len(plan.Actions), "action"), time.Since(start).Round(time.Millisecond), args[0])
-			return nil
+			return err
 		},
 	}
 }

@@ -57,6 +57,7 @@ type Driver struct {
 	files   map[r.FileKey]file
 	uts     map[string]utsNS                      // namespace -> its UTS namespace
 	execs   map[string]map[string][]r.ExecCommand // lab -> namespace -> the exec commands recorded as run
+	labs    map[string]string                     // lab -> the file it was brought up from (RecordLab)
 	nextPID int
 	// lastRead is the last observation, for answerFromEarlier.
 	lastRead *r.State
@@ -67,6 +68,8 @@ type Driver struct {
 	Ran []string
 	// Fail, when set, is consulted before each action; a non-nil error fails it.
 	Fail func(r.Action) error
+	// NetnsErr, when set, is what CheckNetns returns.
+	NetnsErr error
 	// NoSysctl lists the sysctls (paths below /proc/sys) the fake kernel does not
 	// have, in any namespace, each with the nearest one it has ("" none): Observe
 	// reports them as State.MissingSysctls and writing one fails.
@@ -89,6 +92,7 @@ func New() *Driver {
 		files:   map[r.FileKey]file{},
 		uts:     map[string]utsNS{},
 		execs:   map[string]map[string][]r.ExecCommand{},
+		labs:    map[string]string{},
 		nextPID: 100,
 	}
 }
@@ -192,6 +196,40 @@ func (d *Driver) recordExecs(lab, ns string, list []r.ExecCommand) {
 	d.execs[lab][ns] = slices.Clone(list)
 }
 
+// CheckNetns is the kernel driver's check that a lab is worked on from the
+// network namespace it was brought up from: the fake has only one, NetnsErr
+// when set fails it.
+func (d *Driver) CheckNetns(lab string) error {
+	return d.NetnsErr
+}
+
+// RecordLab records the file a lab was brought up from, as the kernel driver does.
+func (d *Driver) RecordLab(lab, file, _ string) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.labs[lab] = file
+	return nil
+}
+
+// LabFile returns what RecordLab recorded for a lab, if anything.
+func (d *Driver) LabFile(lab string) (string, bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	file, ok := d.labs[lab]
+	return file, ok
+}
+
+// Forget drops everything recorded of a lab: its file, the sysctl values from
+// before it, the exec commands that ran (the kernel driver's state directory).
+func (d *Driver) Forget(lab string) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	delete(d.labs, lab)
+	delete(d.saved, lab)
+	delete(d.execs, lab)
+	return nil
+}
+
 // Snapshot returns every object, owned or not, for tests that check what was touched.
 func (d *Driver) Snapshot() (netns map[string]string, links map[r.InterfaceKey]r.Interface) {
 	d.mu.Lock()
@@ -263,6 +301,17 @@ func (d *Driver) Observe(_ context.Context, q r.Query) (*r.State, error) {
 			s.Execs[ns] = slices.Clone(list)
 		}
 	}
+	d.observeSysctls(s, q)
+	if q.Reread != nil && d.lastRead != nil {
+		d.answerFromEarlier(s, q.Reread)
+	}
+	d.lastRead = s
+	return s, nil
+}
+
+// observeSysctls reads the sysctls q asks for, those the lab saved the
+// original of, and the host's that labs share.
+func (d *Driver) observeSysctls(s *r.State, q r.Query) {
 	maps.Copy(s.SavedSysctls, d.saved[q.Lab])
 	held := []r.SysctlKey{}
 	for k, sh := range d.shared {
@@ -286,11 +335,6 @@ func (d *Driver) Observe(_ context.Context, q r.Query) (*r.State, error) {
 			s.Sysctls[k] = d.sysctl(k)
 		}
 	}
-	if q.Reread != nil && d.lastRead != nil {
-		d.answerFromEarlier(s, q.Reread)
-	}
-	d.lastRead = s
-	return s, nil
 }
 
 // answerFromEarlier does what the kernel driver may do with Query.Reread: the
@@ -331,211 +375,6 @@ func (d *Driver) sysctl(k r.SysctlKey) string {
 		return v
 	}
 	return DefaultSysctl
-}
-
-// Apply performs one action with the kernel's semantics, idempotently.
-func (d *Driver) Apply(_ context.Context, a r.Action) error {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.Fail != nil {
-		if err := d.Fail(a); err != nil {
-			if a, ok := a.(r.RunExec); ok {
-				d.recordExecs(a.Lab, a.NS, a.List[:a.Index]) // a failed command is not recorded
-			}
-			return err
-		}
-	}
-	d.Writes++
-	switch a := a.(type) {
-	case r.CreateNetns:
-		if owner, ok := d.netns[a.Name]; ok && owner != a.Lab {
-			return fmt.Errorf("netns %s: %w", a.Name, ErrExists)
-		}
-		if _, ok := d.netns[a.Name]; !ok {
-			d.ipv6[a.Name] = a.IPv6
-		}
-		d.netns[a.Name] = a.Lab
-	case r.SetIPv6:
-		if _, ok := d.netns[a.Name]; !ok {
-			return fmt.Errorf("netns %s: %w", a.Name, ErrNotFound)
-		}
-		d.ipv6[a.Name] = a.On
-	case r.DeleteNetns:
-		for k := range d.ifaces {
-			if k.NS == a.Name {
-				d.deleteInterface(k)
-			}
-		}
-		for k := range d.sysctls {
-			if k.NS == a.Name {
-				delete(d.sysctls, k)
-			}
-		}
-		for _, saved := range d.saved {
-			for k := range saved {
-				if k.NS == a.Name {
-					delete(saved, k)
-				}
-			}
-		}
-		delete(d.netns, a.Name)
-		delete(d.ipv6, a.Name)
-		delete(d.tables, a.Name)
-		delete(d.execs[a.Lab], a.Name) // the record of what ran in it goes with it
-		for k := range d.procs {
-			if k.NS == a.Name {
-				delete(d.procs, k)
-			}
-		}
-	case r.CreateBridge:
-		return d.createInterface(a.Lab, r.Interface{InterfaceKey: a.InterfaceKey, Kind: r.KindBridge, MTU: orDefault(a.MTU), MAC: a.MAC})
-	case r.CreateVeth:
-		for _, e := range []r.VethEnd{a.Main, a.Peer} {
-			if e.Master != "" {
-				if _, err := d.iface(r.InterfaceKey{NS: e.NS, Name: e.Master}); err != nil {
-					return err
-				}
-			}
-		}
-		peer := map[r.InterfaceKey]r.InterfaceKey{a.Main.InterfaceKey: a.Peer.InterfaceKey, a.Peer.InterfaceKey: a.Main.InterfaceKey}
-		for _, e := range []r.VethEnd{a.Main, a.Peer} {
-			l := r.Interface{InterfaceKey: e.InterfaceKey, Kind: r.KindVeth, Peer: peer[e.InterfaceKey], MTU: orDefault(e.MTU), MAC: e.MAC, Master: e.Master, Up: e.Up}
-			if err := d.createInterface(a.Lab, l); err != nil {
-				return err
-			}
-		}
-	case r.DeleteInterface:
-		d.deleteInterface(a.InterfaceKey)
-	case r.MarkInterface:
-		l, err := d.iface(a.InterfaceKey)
-		if err != nil {
-			return err
-		}
-		l.owner = a.Lab
-	case r.SetMaster:
-		l, err := d.iface(a.InterfaceKey)
-		if err != nil {
-			return err
-		}
-		if a.Master != "" {
-			if _, err := d.iface(r.InterfaceKey{NS: a.NS, Name: a.Master}); err != nil {
-				return err
-			}
-		}
-		l.Master = a.Master
-		l.Hairpin = false // a port that joins a bridge starts with the bridge's defaults
-	case r.SetHairpin:
-		l, err := d.iface(a.InterfaceKey)
-		if err != nil {
-			return err
-		}
-		if l.Master == "" {
-			return fmt.Errorf("%s: not a bridge port: %w", a.InterfaceKey, ErrNotFound)
-		}
-		l.Hairpin = a.On
-	case r.ReplaceTable:
-		if !d.nsExists(a.Table.NS) {
-			return fmt.Errorf("netns %s: %w", a.Table.NS, ErrNotFound)
-		}
-		if d.tables[a.Table.NS] == nil {
-			d.tables[a.Table.NS] = map[string]*r.Table{}
-		}
-		d.tables[a.Table.NS][a.Table.Name] = a.Table
-	case r.DeleteTable:
-		delete(d.tables[a.NS], a.Name)
-	case r.StartProcess:
-		if !d.nsExists(a.NS) {
-			return fmt.Errorf("netns %s: %w", a.NS, ErrNotFound)
-		}
-		p := &proc{Process: a.Process, lab: a.Lab}
-		p.Ready = nil // desired only
-		p.PIDs = []int{d.nextPID}
-		d.nextPID++
-		d.procs[a.ProcKey] = p
-	case r.StopProcess:
-		delete(d.procs, a.ProcKey)
-	case r.WriteFile:
-		if f, ok := d.files[a.FileKey]; ok && f.lab == "" {
-			return fmt.Errorf("%s: %w", a.Path(), ErrExists)
-		}
-		d.files[a.FileKey] = file{content: a.Content, lab: labOf(a.Content)}
-	case r.DeleteFile:
-		delete(d.files, a.FileKey)
-	case r.CreateUTS, r.SetHostname, r.DeleteUTS:
-		d.applyUTS(a)
-	case r.RunExec:
-		if !d.nsExists(a.NS) {
-			return fmt.Errorf("netns %s: %w", a.NS, ErrNotFound)
-		}
-		d.Ran = append(d.Ran, a.NS+": "+a.Command())
-		d.recordExecs(a.Lab, a.NS, a.List)
-	case r.ForgetExec:
-		d.recordExecs(a.Lab, a.NS, a.Keep)
-	case r.SetMTU:
-		l, err := d.iface(a.InterfaceKey)
-		if err != nil {
-			return err
-		}
-		l.MTU = a.MTU
-	case r.SetMAC:
-		l, err := d.iface(a.InterfaceKey)
-		if err != nil {
-			return err
-		}
-		l.MAC = a.MAC
-	case r.SetUp:
-		if a.Name == "lo" {
-			return nil // every fake namespace's loopback is up
-		}
-		l, err := d.iface(a.InterfaceKey)
-		if err != nil {
-			return err
-		}
-		l.Up = true
-	case r.AddAddr:
-		if _, err := d.iface(a.InterfaceKey); err != nil {
-			return err
-		}
-		if a.Prefix.Addr().Is6() && a.NS != r.Host && !d.ipv6[a.NS] {
-			return fmt.Errorf("%s: IPv6 is off: permission denied", a.InterfaceKey) // as the kernel says
-		}
-		d.addrs[a.AddrKey] = true
-	case r.DeleteAddr:
-		if d.addrs[a.AddrKey] {
-			delete(d.addrs, a.AddrKey)
-			d.dropRoutesOf(a.AddrKey)
-		}
-	case r.ReplaceRoute:
-		if _, err := d.iface(r.InterfaceKey{NS: a.NS, Name: a.Dev}); err != nil {
-			return err
-		}
-		rt := a.Route
-		d.routes[a.RouteKey] = &rt
-	case r.DeleteRoute:
-		delete(d.routes, a.RouteKey)
-	case r.SetSysctl:
-		if _, ok := d.NoSysctl[a.Path]; ok {
-			return fmt.Errorf("netns %s: write sysctl %s: %w", a.NS, a.Name(), ErrNotFound)
-		}
-		if a.NS == r.Host {
-			return d.setHostSysctl(a)
-		}
-		if a.Restore {
-			d.sysctls[a.SysctlKey] = a.Value
-			delete(d.saved[a.Lab], a.SysctlKey)
-			return nil
-		}
-		if d.saved[a.Lab] == nil {
-			d.saved[a.Lab] = map[r.SysctlKey]string{}
-		}
-		if _, ok := d.saved[a.Lab][a.SysctlKey]; !ok {
-			d.saved[a.Lab][a.SysctlKey] = d.sysctl(a.SysctlKey)
-		}
-		d.sysctls[a.SysctlKey] = a.Value
-	default:
-		return fmt.Errorf("fake: unknown action %T", a)
-	}
-	return nil
 }
 
 // setHostSysctl models the driver's machine-wide record of host sysctls: the

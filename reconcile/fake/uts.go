@@ -1,6 +1,10 @@
 package fake
 
-import r "netlab/reconcile"
+import (
+	"context"
+
+	r "netlab/reconcile"
+)
 
 // utsNS is a UTS namespace the fake kernel keeps for a lab's namespace.
 type utsNS struct{ lab, hostname string }
@@ -13,15 +17,19 @@ func (d *Driver) observeUTS(lab string, s *r.State) {
 	}
 }
 
-func (d *Driver) applyUTS(a r.Action) {
-	switch a := a.(type) {
-	case r.CreateUTS:
-		d.uts[a.NS] = utsNS{a.Lab, a.Hostname}
-	case r.SetHostname:
-		d.uts[a.NS] = utsNS{a.Lab, a.Hostname}
-	case r.DeleteUTS:
-		delete(d.uts, a.NS)
-	}
+func (d model) ApplyCreateUTS(_ context.Context, a r.CreateUTS) error {
+	d.uts[a.NS] = utsNS{a.Lab, a.Hostname}
+	return nil
+}
+
+func (d model) ApplySetHostname(_ context.Context, a r.SetHostname) error {
+	d.uts[a.NS] = utsNS{a.Lab, a.Hostname}
+	return nil
+}
+
+func (d model) ApplyDeleteUTS(_ context.Context, a r.DeleteUTS) error {
+	delete(d.uts, a.NS)
+	return nil
 }
 
 // SetHostname changes a namespace's hostname by hand (drift).

@@ -26,88 +26,142 @@ func (d *Driver) Apply(ctx context.Context, a reconcile.Action) error {
 			return err
 		}
 	}
-	switch a := a.(type) {
-	case reconcile.CreateNetns:
-		return d.createNetns(a.Lab, a.Name, a.IPv6)
-	case reconcile.SetIPv6:
-		return d.setIPv6(a.Name, a.On)
-	case reconcile.DeleteNetns:
-		if err := d.deleteNetns(a.Lab, a.Name, a.Takes); err != nil {
-			return err
-		}
-		if err := d.state.forgetExecs(a.Lab, a.Name); err != nil {
-			return err
-		}
-		return d.forgetSysctls(a.Lab, a.Name)
-	case reconcile.CreateBridge:
-		return d.createBridge(a)
-	case reconcile.CreateVeth:
-		return d.createVeth(a)
-	case reconcile.DeleteInterface:
-		return d.deleteInterface(a.InterfaceKey, a.InterfaceKind)
-	case reconcile.MarkInterface:
-		return d.withInterface(a.InterfaceKey, func(h *netlink.Handle, l netlink.Link) error {
-			if err := h.LinkSetAlias(l, reconcile.Marker(a.Lab)); err != nil {
-				return err
-			}
-			d.state.clearIntent(a.Lab, a.InterfaceKey)
-			return nil
-		})
-	case reconcile.SetMaster:
-		return d.setMaster(a)
-	case reconcile.SetMTU:
-		// Equivalent to: ip -n NS link set NAME mtu MTU
-		return d.withInterface(a.InterfaceKey, func(h *netlink.Handle, l netlink.Link) error { return h.LinkSetMTU(l, a.MTU) })
-	case reconcile.SetMAC:
-		// Equivalent to: ip -n NS link set NAME address MAC
-		mac, err := net.ParseMAC(a.MAC)
-		if err != nil {
-			return err
-		}
-		return d.withInterface(a.InterfaceKey, func(h *netlink.Handle, l netlink.Link) error { return h.LinkSetHardwareAddr(l, mac) })
-	case reconcile.SetUp:
-		// Equivalent to: ip -n NS link set NAME up
-		return d.withInterface(a.InterfaceKey, func(h *netlink.Handle, l netlink.Link) error { return h.LinkSetUp(l) })
-	case reconcile.AddAddr:
-		// Equivalent to: ip -n NS addr replace PREFIX dev NAME [nodad]
-		return d.withInterface(a.InterfaceKey, func(h *netlink.Handle, l netlink.Link) error { return h.AddrReplace(l, addr(a.Prefix)) })
-	case reconcile.DeleteAddr:
-		// Equivalent to: ip -n NS addr del PREFIX dev NAME
-		err := d.withInterface(a.InterfaceKey, func(h *netlink.Handle, l netlink.Link) error { return h.AddrDel(l, addr(a.Prefix)) })
-		return ignore(err, unix.EADDRNOTAVAIL, unix.ENODEV)
-	case reconcile.ReplaceRoute:
-		return d.replaceRoute(a.Route)
-	case reconcile.DeleteRoute:
-		return d.deleteRoute(a.Route)
-	case reconcile.SetSysctl:
-		return d.setSysctl(a)
-	case reconcile.SetHairpin:
-		// Equivalent to: bridge link set dev NAME hairpin on|off
-		return d.withInterface(a.InterfaceKey, func(h *netlink.Handle, l netlink.Link) error { return h.LinkSetHairpin(l, a.On) })
-	case reconcile.ReplaceTable:
-		return d.replaceTable(a.Table)
-	case reconcile.DeleteTable:
-		return d.deleteTable(a.NS, a.Name)
-	case reconcile.StartProcess:
-		return d.startProcess(a)
-	case reconcile.StopProcess:
-		return d.stopProcess(a.Lab, a.Process)
-	case reconcile.WriteFile:
-		return d.writeFile(a)
-	case reconcile.DeleteFile:
-		return d.deleteFile(a.FileKey)
-	case reconcile.CreateUTS:
-		return d.createUTS(a)
-	case reconcile.SetHostname:
-		return d.setHostname(a)
-	case reconcile.DeleteUTS:
-		return d.deleteUTS(a)
-	case reconcile.RunExec:
-		return d.runExec(ctx, a)
-	case reconcile.ForgetExec:
-		return d.state.writeExecs(a.Lab, a.NS, a.Keep)
+	return a.ApplyTo(ctx, applier{d})
+}
+
+// applier gives the driver the methods of reconcile.Applier, one per kind of
+// action, without making them part of the Driver's API: they are reached only
+// through Apply, after its checks.
+type applier struct{ *Driver }
+
+var _ reconcile.Applier = applier{}
+
+func (d applier) ApplyCreateNetns(_ context.Context, a reconcile.CreateNetns) error {
+	return d.createNetns(a.Lab, a.Name, a.IPv6)
+}
+
+func (d applier) ApplySetIPv6(_ context.Context, a reconcile.SetIPv6) error {
+	return d.setIPv6(a.Name, a.On)
+}
+
+// ApplyDeleteNetns deletes the namespace and forgets what netlab recorded of
+// it: the exec commands that ran in it, the sysctl values from before the lab.
+func (d applier) ApplyDeleteNetns(_ context.Context, a reconcile.DeleteNetns) error {
+	if err := d.deleteNetns(a.Lab, a.Name, a.Takes); err != nil {
+		return err
 	}
-	return fmt.Errorf("kernel driver: unknown action %T", a)
+	if err := d.state.forgetExecs(a.Lab, a.Name); err != nil {
+		return err
+	}
+	return d.forgetSysctls(a.Lab, a.Name)
+}
+
+func (d applier) ApplyCreateBridge(_ context.Context, a reconcile.CreateBridge) error {
+	return d.createBridge(a)
+}
+
+func (d applier) ApplyCreateVeth(_ context.Context, a reconcile.CreateVeth) error {
+	return d.createVeth(a)
+}
+
+func (d applier) ApplyDeleteInterface(_ context.Context, a reconcile.DeleteInterface) error {
+	return d.deleteInterface(a.InterfaceKey, a.InterfaceKind)
+}
+
+// ApplyMarkInterface writes the marker on an interface whose creation was interrupted.
+//
+// Equivalent to: ip -n NS link set NAME alias netlab:LAB
+func (d applier) ApplyMarkInterface(_ context.Context, a reconcile.MarkInterface) error {
+	return d.withInterface(a.InterfaceKey, func(h *netlink.Handle, l netlink.Link) error {
+		if err := h.LinkSetAlias(l, reconcile.Marker(a.Lab)); err != nil {
+			return err
+		}
+		d.state.clearIntent(a.Lab, a.InterfaceKey)
+		return nil
+	})
+}
+
+func (d applier) ApplySetMaster(_ context.Context, a reconcile.SetMaster) error {
+	return d.setMaster(a)
+}
+
+// Equivalent to: bridge link set dev NAME hairpin on|off
+func (d applier) ApplySetHairpin(_ context.Context, a reconcile.SetHairpin) error {
+	return d.withInterface(a.InterfaceKey, func(h *netlink.Handle, l netlink.Link) error { return h.LinkSetHairpin(l, a.On) })
+}
+
+// Equivalent to: ip -n NS link set NAME mtu MTU
+func (d applier) ApplySetMTU(_ context.Context, a reconcile.SetMTU) error {
+	return d.withInterface(a.InterfaceKey, func(h *netlink.Handle, l netlink.Link) error { return h.LinkSetMTU(l, a.MTU) })
+}
+
+// Equivalent to: ip -n NS link set NAME address MAC
+func (d applier) ApplySetMAC(_ context.Context, a reconcile.SetMAC) error {
+	mac, err := net.ParseMAC(a.MAC)
+	if err != nil {
+		return err
+	}
+	return d.withInterface(a.InterfaceKey, func(h *netlink.Handle, l netlink.Link) error { return h.LinkSetHardwareAddr(l, mac) })
+}
+
+// Equivalent to: ip -n NS link set NAME up
+func (d applier) ApplySetUp(_ context.Context, a reconcile.SetUp) error {
+	return d.withInterface(a.InterfaceKey, func(h *netlink.Handle, l netlink.Link) error { return h.LinkSetUp(l) })
+}
+
+// Equivalent to: ip -n NS addr replace PREFIX dev NAME [nodad]
+func (d applier) ApplyAddAddr(_ context.Context, a reconcile.AddAddr) error {
+	return d.withInterface(a.InterfaceKey, func(h *netlink.Handle, l netlink.Link) error { return h.AddrReplace(l, addr(a.Prefix)) })
+}
+
+// Equivalent to: ip -n NS addr del PREFIX dev NAME
+func (d applier) ApplyDeleteAddr(_ context.Context, a reconcile.DeleteAddr) error {
+	err := d.withInterface(a.InterfaceKey, func(h *netlink.Handle, l netlink.Link) error { return h.AddrDel(l, addr(a.Prefix)) })
+	return ignore(err, unix.EADDRNOTAVAIL, unix.ENODEV)
+}
+
+func (d applier) ApplyReplaceRoute(_ context.Context, a reconcile.ReplaceRoute) error {
+	return d.replaceRoute(a.Route)
+}
+
+func (d applier) ApplyDeleteRoute(_ context.Context, a reconcile.DeleteRoute) error {
+	return d.deleteRoute(a.Route)
+}
+
+func (d applier) ApplySetSysctl(_ context.Context, a reconcile.SetSysctl) error {
+	return d.setSysctl(a)
+}
+
+func (d applier) ApplyReplaceTable(_ context.Context, a reconcile.ReplaceTable) error {
+	return d.replaceTable(a.Table)
+}
+
+func (d applier) ApplyDeleteTable(_ context.Context, a reconcile.DeleteTable) error {
+	return d.deleteTable(a.NS, a.Name)
+}
+
+func (d applier) ApplyWriteFile(_ context.Context, a reconcile.WriteFile) error {
+	return d.writeFile(a)
+}
+
+func (d applier) ApplyDeleteFile(_ context.Context, a reconcile.DeleteFile) error {
+	return d.deleteFile(a.FileKey)
+}
+
+func (d applier) ApplyRunExec(ctx context.Context, a reconcile.RunExec) error {
+	return d.runExec(ctx, a)
+}
+
+func (d applier) ApplyForgetExec(_ context.Context, a reconcile.ForgetExec) error {
+	return d.state.writeExecs(a.Lab, a.NS, a.Keep)
+}
+
+func (d applier) ApplyStartProcess(_ context.Context, a reconcile.StartProcess) error {
+	return d.startProcess(a)
+}
+
+func (d applier) ApplyStopProcess(_ context.Context, a reconcile.StopProcess) error {
+	return d.stopProcess(a.Lab, a.Process)
 }
 
 // withInterface runs f with the namespace's handle and the interface, wrapping errors
@@ -263,22 +317,11 @@ func (d *Driver) createVeth(a reconcile.CreateVeth) error {
 		return err
 	}
 	defer done()
-	spec := func(e reconcile.VethEnd, h *nsHandle) (vethSpec, error) {
-		s := vethSpec{name: e.Name, netns: int(h.fd), mtu: e.MTU}
-		var err error
-		if s.mac, err = parseMAC(e.MAC); err != nil {
-			return s, err
-		}
-		if e.Master != "" {
-			s.master, err = d.bridgeIndex(reconcile.InterfaceKey{NS: e.NS, Name: e.Master})
-		}
-		return s, err
-	}
-	ms, err := spec(main, hm)
+	ms, err := d.vethSpec(main, hm)
 	if err != nil {
 		return err
 	}
-	ps, err := spec(peer, hp)
+	ps, err := d.vethSpec(peer, hp)
 	if err != nil {
 		return err
 	}
@@ -337,6 +380,20 @@ func (d *Driver) createVeth(a reconcile.CreateVeth) error {
 	d.rememberIndex(main.InterfaceKey, ms.index)
 	d.rememberIndex(peer.InterfaceKey, ps.index)
 	return d.finishVeth(a.Lab, main, peer, hm, hp)
+}
+
+// vethSpec is what addVeth needs of one end of a pair: where it goes (h's
+// namespace), its attributes and its bridge's index.
+func (d *Driver) vethSpec(e reconcile.VethEnd, h *nsHandle) (vethSpec, error) {
+	s := vethSpec{name: e.Name, netns: int(h.fd), mtu: e.MTU}
+	var err error
+	if s.mac, err = parseMAC(e.MAC); err != nil {
+		return s, err
+	}
+	if e.Master != "" {
+		s.master, err = d.bridgeIndex(reconcile.InterfaceKey{NS: e.NS, Name: e.Master})
+	}
+	return s, err
 }
 
 // finishVeth marks both ends of a new pair and brings them up (see createVeth).

@@ -20,7 +20,19 @@ import (
 
 // Lock takes the lock of a lab, so that two runs on one lab never interleave. With
 // wait false it fails at once with ErrLocked when another run holds it.
-func (d *Driver) Lock(lab string, wait bool) (*Lock, error) { return d.state.lock(lab, wait) }
+//
+// Whoever takes it also removes what a killed `netlab trace` left (see clearTraces).
+func (d *Driver) Lock(lab string, wait bool) (*Lock, error) {
+	l, err := d.state.lock(lab, wait)
+	if err != nil {
+		return nil, err
+	}
+	if err := d.clearTraces(lab); err != nil {
+		l.Release(false)
+		return nil, err
+	}
+	return l, nil
+}
 
 // RecordLab remembers which file a lab was brought up from, for `status` ("-"
 // for standard input), and from which network namespace (see CheckNetns).

@@ -3,7 +3,8 @@ package kernel
 import (
 	"context"
 	"runtime"
-	"sync"
+
+	"golang.org/x/sync/errgroup"
 )
 
 // workers is how many namespaces are worked on at once. Most of the time of a
@@ -16,33 +17,18 @@ func workers() int { return 4 * runtime.NumCPU() }
 // has failed or ctx is done.
 func forEach[T any](ctx context.Context, items []T, f func(T) error) error {
 	errs := make([]error, len(items))
-	next := make(chan int)
-	var wg sync.WaitGroup
-	var failed sync.Once
-	stop := make(chan struct{})
-	for range min(workers(), len(items)) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range next {
-				if errs[i] = f(items[i]); errs[i] != nil {
-					failed.Do(func() { close(stop) })
-				}
-			}
-		}()
-	}
-feed:
+	g, failed := errgroup.WithContext(ctx) // done once an item failed, or ctx is
+	g.SetLimit(workers())
 	for i := range items {
-		select {
-		case next <- i:
-		case <-stop:
-			break feed
-		case <-ctx.Done():
-			break feed
+		if failed.Err() != nil {
+			break
 		}
+		g.Go(func() error {
+			errs[i] = f(items[i])
+			return errs[i]
+		})
 	}
-	close(next)
-	wg.Wait()
+	g.Wait()
 	for _, err := range errs {
 		if err != nil {
 			return err

@@ -1,6 +1,7 @@
 package kernel
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -213,4 +214,16 @@ func EnterUTS(path string) error {
 		return fmt.Errorf("enter %s: %w", path, err)
 	}
 	return nil
+}
+
+func (d applier) ApplyCreateUTS(_ context.Context, a reconcile.CreateUTS) error {
+	return d.createUTS(a)
+}
+
+func (d applier) ApplySetHostname(_ context.Context, a reconcile.SetHostname) error {
+	return d.setHostname(a)
+}
+
+func (d applier) ApplyDeleteUTS(_ context.Context, a reconcile.DeleteUTS) error {
+	return d.deleteUTS(a)
 }

@@ -1,0 +1,5 @@
+package packet
+
+import "net"
+
+func parseIP(s string) net.IP { return net.ParseIP(s).To4() }
