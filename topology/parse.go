@@ -35,7 +35,7 @@ const (
 func Parse(data []byte, filename string) (*Lab, error) {
 	lab, _, errs := parse(data, filename)
 	if len(errs) > 0 {
-		return lab, errs.sorted()
+		return lab, collapseRanges(errs, lab).sorted()
 	}
 	return lab, nil
 }
@@ -58,7 +58,12 @@ func parse(data []byte, filename string) (*Lab, parseNotes, Errors) {
 	if root == nil {
 		return nil, d.notes, d.errs
 	}
-	return d.lab(root), d.notes, d.errs
+	root = d.expandRanges(root) // h[1-100] (ranges.go)
+	lab := d.lab(root)
+	if lab != nil {
+		lab.ranges, lab.expanded = d.ranges, root
+	}
+	return lab, d.notes, d.errs
 }
 
 // --- The document -------------------------------------------------------------
@@ -627,7 +632,7 @@ func (d *decoder) interfaces(ns *Namespace, n *yaml.Node) {
 		// link naming it is not reported as well.
 		ifc := &Interface{Pos: pos(p.key), Name: p.key.Value}
 		ns.Interfaces = append(ns.Interfaces, ifc)
-		if err := checkIfname(ifc.Name); err != nil {
+		if err := checkIfname(ifc.Name); err != nil && ifc.Name != "lo" { // lo: see loopbacks
 			d.errorf(p.key, "%s: %v", nsLabel(ns.Name), err)
 		}
 		label := "interface " + ns.Name + ":" + ifc.Name
@@ -959,12 +964,20 @@ func (d *decoder) links(n *yaml.Node) []*Link {
 	}
 	var out []*Link
 	for _, item := range items {
+		if item.Kind == yaml.MappingNode { // the map form (links_map.go)
+			if l := d.linkMap(item); l != nil {
+				out = append(out, l)
+			} else {
+				d.notes.badLinks = true
+			}
+			continue
+		}
 		if item.Kind != yaml.SequenceNode || len(item.Content) != 2 {
 			got := describe(item)
 			if item.Kind == yaml.SequenceNode {
 				got = fmt.Sprintf("a list of %d", len(item.Content))
 			}
-			d.errorf(item, "link: want two ends [END, END], such as [web:eth0, docker0], got %s", got)
+			d.errorf(item, "link: want two ends [END, END], such as [web:eth0, docker0], or a mapping {ends: [END, END], rate: ...}, got %s", got)
 			d.notes.badLinks = true
 			continue
 		}
@@ -997,6 +1010,12 @@ func (d *decoder) checks(n *yaml.Node) []*Check {
 	items, _ := d.list(n, "checks")
 	var out []*Check
 	for _, item := range items {
+		if c, ok := d.extraCheck(item); ok { // mesh and throughput (checks_extra.go)
+			if c != nil {
+				out = append(out, c)
+			}
+			continue
+		}
 		if item.Kind != yaml.MappingNode {
 			d.errorf(item, "check: want a mapping such as {from: web, ping: 172.17.0.1}, got %s", describe(item))
 			continue

@@ -21,7 +21,7 @@ import (
 // of them on its own.
 func (l *Lab) Validate() error {
 	if errs := validate(l, parseNotes{}); len(errs) > 0 {
-		return errs.sorted()
+		return collapseRanges(errs, l).sorted()
 	}
 	return nil
 }
@@ -110,7 +110,9 @@ func validate(l *Lab, notes parseNotes) Errors {
 	}
 	v.names()
 	v.links()
+	v.loopbacks()
 	v.interfaces()
+	v.linkSettings()
 	v.addresses()
 	v.routes()
 	v.rules()
@@ -275,6 +277,9 @@ func (v *validator) interfaces() {
 			continue // declared twice, reported
 		}
 		for _, ifc := range ns.Interfaces {
+			if ifc.Name == "lo" {
+				continue // see loopbacks
+			}
 			dv := devs[ifc.Name]
 			switch {
 			case dv == nil:
@@ -508,7 +513,10 @@ func subnets(devs []*device) string {
 // deviceList lists the devices of a namespace, for "unknown device" messages.
 func (v *validator) deviceList(ns string) string {
 	names := make([]string, 0, len(v.devices[ns]))
-	for name := range v.devices[ns] {
+	for name, dv := range v.devices[ns] {
+		if name == "lo" && dv.iface == nil {
+			continue // every namespace's; named when the file configures it
+		}
 		names = append(names, name)
 	}
 	if len(names) == 0 {
@@ -585,6 +593,9 @@ func (v *validator) publish() {
 
 func (v *validator) checks() {
 	for _, c := range v.lab.Checks {
+		if v.extraCheck(c) { // mesh and throughput (checks_extra.go)
+			continue
+		}
 		if v.namespaces[c.From] == nil && !v.notes.badSections["namespaces"] {
 			v.errorAt(c.Pos, "check: from: unknown namespace %q", c.From)
 		}
