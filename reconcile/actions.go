@@ -30,6 +30,7 @@ const (
 	phaseDeleteFile
 	phaseDeleteTable
 	phaseRestoreSysctl
+	phaseDeleteQdisc
 	phaseDeleteRoute
 	phaseDeleteVeth
 	phaseDeleteBridge
@@ -47,6 +48,7 @@ const (
 	phaseAddAddr
 	phaseDeleteAddr // other stale addresses go after new ones are in place
 	phaseUp
+	phaseQdisc
 	phaseRoute
 	phaseSysctl
 	phaseNft

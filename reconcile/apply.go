@@ -27,7 +27,7 @@ func makePlan(ctx context.Context, d Driver, desired *State, reread map[string]b
 	for name := range desired.Namespaces {
 		keep[name] = true
 	}
-	observed, err := d.Observe(ctx, Query{Lab: desired.Lab, Sysctls: desired.SysctlKeys(), Tables: desired.Tables, Keep: keep, Reread: reread})
+	observed, err := d.Observe(ctx, Query{Lab: desired.Lab, Sysctls: desired.SysctlKeys(), Tables: desired.Tables, Qdiscs: desired.Qdiscs, Keep: keep, Reread: reread})
 	if err != nil {
 		return nil, fmt.Errorf("observe lab %s: %w", desired.Lab, err)
 	}
@@ -259,6 +259,12 @@ func touched(p *Plan) map[string]bool {
 			ns[a.NS] = true
 		case SetUp:
 			ns[a.NS] = true
+		case SetDown:
+			ns[a.NS] = true
+		case ReplaceQdisc:
+			ns[a.Qdisc.NS] = true
+		case DeleteQdisc:
+			ns[a.Old.NS] = true
 		case AddAddr:
 			ns[a.NS] = true
 		case DeleteAddr:

@@ -52,7 +52,7 @@ func Desired(lab *topology.Lab) (*State, error) {
 		for i, end := range l.Ends {
 			other := l.Ends[1-i]
 			k := LinkKey{kname(end.Namespace), end.Interface}
-			link := &Link{LinkKey: k, Kind: KindVeth, Peer: LinkKey{kname(other.Namespace), other.Interface}, Master: end.Bridge, Up: true}
+			link := &Link{LinkKey: k, Kind: KindVeth, Peer: LinkKey{kname(other.Namespace), other.Interface}, Master: end.Bridge, Up: !l.Down}
 			if ifc := findInterface(end); ifc != nil {
 				link.MTU, link.MAC = ifc.MTU, macString(ifc.MAC)
 				for _, a := range ifc.Addresses {
@@ -64,6 +64,8 @@ func Desired(lab *topology.Lab) (*State, error) {
 				link.MTU = bridgeMTU[end.Bridge]
 			case link.MTU != 0:
 				// The end's own `mtu:`.
+			case l.MTU != 0:
+				link.MTU = l.MTU // the link's, in map form (validated against the above)
 			case other.Bridge != "" && bridgeMTU[other.Bridge] != 0:
 				link.MTU = bridgeMTU[other.Bridge]
 			case end.Bridge != "":
@@ -117,6 +119,7 @@ func Desired(lab *topology.Lab) (*State, error) {
 			s.Execs[kname(ns.Name)] = ExecList(lines)
 		}
 	}
+	compileShaping(lab, s, kname) // qdisc.go
 	hostsFiles(lab, s, kname)
 	return s, nil
 }

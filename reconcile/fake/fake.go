@@ -65,6 +65,10 @@ type Driver struct {
 	Ran []string
 	// Fail, when set, is consulted before each action; a non-nil error fails it.
 	Fail func(r.Action) error
+	// NoQdisc lists the qdisc kinds the fake kernel does not have ("netem"):
+	// Observe reports them as State.MissingQdiscs and applying one fails.
+	NoQdisc map[string]bool
+	qdiscs  map[r.LinkKey]*r.Qdisc // netlab's shaping, by interface (shaping.go)
 	// NoSysctl lists the sysctls (paths below /proc/sys) the fake kernel does not
 	// have, in any namespace, each with the nearest one it has ("" none): Observe
 	// reports them as State.MissingSysctls and writing one fails.
@@ -86,6 +90,7 @@ func New() *Driver {
 		procs:   map[r.ProcKey]*proc{},
 		files:   map[r.FileKey]file{},
 		execs:   map[string]map[string][]r.ExecCommand{},
+		qdiscs:  map[r.LinkKey]*r.Qdisc{},
 		nextPID: 100,
 	}
 }
@@ -282,6 +287,7 @@ func (d *Driver) Observe(_ context.Context, q r.Query) (*r.State, error) {
 			s.Sysctls[k] = d.sysctl(k)
 		}
 	}
+	d.observeShaping(s, q) // shaping.go
 	if q.Reread != nil && d.lastRead != nil {
 		d.answerFromEarlier(s, q.Reread)
 	}
@@ -374,6 +380,7 @@ func (d *Driver) Apply(_ context.Context, a r.Action) error {
 				}
 			}
 		}
+		d.dropLoopback(a.Name)
 		delete(d.netns, a.Name)
 		delete(d.ipv6, a.Name)
 		delete(d.tables, a.Name)
@@ -487,7 +494,7 @@ func (d *Driver) Apply(_ context.Context, a r.Action) error {
 		}
 		l.Up = true
 	case r.AddAddr:
-		if _, err := d.link(a.LinkKey); err != nil {
+		if err := d.linkOrLoopback(a.LinkKey); err != nil {
 			return err
 		}
 		if a.Prefix.Addr().Is6() && a.NS != r.Host && !d.ipv6[a.NS] {
@@ -500,7 +507,7 @@ func (d *Driver) Apply(_ context.Context, a r.Action) error {
 			d.dropRoutesOf(a.AddrKey)
 		}
 	case r.ReplaceRoute:
-		if _, err := d.link(r.LinkKey{NS: a.NS, Name: a.Dev}); err != nil {
+		if err := d.routeDevice(r.LinkKey{NS: a.NS, Name: a.Dev}); err != nil {
 			return err
 		}
 		rt := a.Route
@@ -527,6 +534,9 @@ func (d *Driver) Apply(_ context.Context, a r.Action) error {
 		}
 		d.sysctls[a.SysctlKey] = a.Value
 	default:
+		if ok, err := d.applyShaping(a); ok { // shaping.go
+			return err
+		}
 		return fmt.Errorf("fake: unknown action %T", a)
 	}
 	return nil
@@ -615,6 +625,7 @@ func (d *Driver) deleteLink(k r.LinkKey) {
 		return
 	}
 	delete(d.links, k)
+	delete(d.qdiscs, k)
 	for a := range d.addrs {
 		if a.LinkKey == k {
 			delete(d.addrs, a)

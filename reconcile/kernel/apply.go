@@ -101,6 +101,9 @@ func (d *Driver) Apply(ctx context.Context, a reconcile.Action) error {
 	case reconcile.ForgetExec:
 		return d.state.writeExecs(a.Lab, a.NS, a.Keep)
 	}
+	if ok, err := d.applyShaping(a); ok { // qdisc.go
+		return err
+	}
 	return fmt.Errorf("kernel driver: unknown action %T", a)
 }
 

@@ -154,6 +154,9 @@ func (d *Driver) Observe(ctx context.Context, q reconcile.Query) (*reconcile.Sta
 	if err := d.missingSysctls(q, s); err != nil {
 		return nil, err
 	}
+	if err := d.missingQdiscs(q, s); err != nil { // qdisc.go
+		return nil, err
+	}
 	return s, nil
 }
 
@@ -209,6 +212,9 @@ func (d *Driver) observeOne(q reconcile.Query, ns string, intents map[reconcile.
 	if goes {
 		return r, nil
 	}
+	if err := d.observeQdiscs(r.part, ns, links, q.Qdiscs); err != nil { // qdisc.go
+		return nil, err
+	}
 	t, err := d.observeTable(ns, reconcile.TableName(q.Lab), q.Tables[ns])
 	if err != nil {
 		return nil, err
@@ -239,6 +245,7 @@ func (r *nsObservation) mergeInto(s *reconcile.State) {
 	maps.Copy(s.Addrs, r.part.Addrs)
 	maps.Copy(s.Routes, r.part.Routes)
 	maps.Copy(s.Tables, r.part.Tables)
+	maps.Copy(s.Qdiscs, r.part.Qdiscs)
 	s.Warnings = append(s.Warnings, r.part.Warnings...)
 }
 
@@ -319,7 +326,11 @@ func (d *Driver) observeNetns(s *reconcile.State, ns string, links []link, inten
 		switch {
 		case owned[a.index]:
 			s.Addrs[reconcile.AddrKey{LinkKey: k, Prefix: a.prefix}] = true
-		case ns == reconcile.Host || k.Name != "lo": // a lab namespace's lo is the lab's
+		case ns != reconcile.Host && k.Name == "lo": // a lab namespace's lo is the lab's
+			if !a.prefix.Addr().IsLoopback() { // 127.0.0.1/8 and ::1 are the kernel's
+				s.Addrs[reconcile.AddrKey{LinkKey: k, Prefix: a.prefix}] = true
+			}
+		default:
 			s.ForeignAddrs[reconcile.AddrKey{LinkKey: k, Prefix: a.prefix}] = true
 		}
 	}
@@ -330,12 +341,10 @@ func (d *Driver) observeNetns(s *reconcile.State, ns string, links []link, inten
 	}
 	for _, r := range routes {
 		k := reconcile.RouteKey{NS: ns, To: r.to, Metric: r.metric}
-		if !owned[r.index] {
+		if !owned[r.index] && (ns == reconcile.Host || names[r.index] != "lo") { // a lab namespace's lo is the lab's
 			// Someone else's (the machine's default route, say): a route the lab
 			// wants with the same key would replace it, whatever its kind.
-			if ns == reconcile.Host || names[r.index] != "lo" {
-				s.ForeignRoutes[k] = &reconcile.Route{RouteKey: k, Via: r.via, Dev: names[r.index]}
-			}
+			s.ForeignRoutes[k] = &reconcile.Route{RouteKey: k, Via: r.via, Dev: names[r.index]}
 			continue
 		}
 		if !labRoute(r) {

@@ -158,6 +158,7 @@ type link struct {
 	peerIndex int // a veth's peer's ifindex (IFLA_LINK)
 	peerNsid  int // the peer's namespace id as seen from here; -1: same namespace
 	ipv6      bool
+	qdisc     string // the kind of its root qdisc ("noqueue")
 }
 
 func (l link) loopback() loopback { return loopback{alias: l.alias, up: l.up, ipv6: l.ipv6} }
@@ -210,6 +211,8 @@ func parseLink(m []byte) (link, error) {
 			l.mac = net.HardwareAddr(a.Value).String()
 		case unix.IFLA_LINK:
 			l.peerIndex = int(binary.NativeEndian.Uint32(a.Value))
+		case unix.IFLA_QDISC:
+			l.qdisc = string(trimNul(a.Value))
 		case unix.IFLA_LINK_NETNSID:
 			l.peerNsid = int(int32(binary.NativeEndian.Uint32(a.Value)))
 		case unix.IFLA_LINKINFO:

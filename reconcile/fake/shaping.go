@@ -1,0 +1,119 @@
+package fake
+
+// Link shaping, link state and addresses on lo, as the kernel does them: a
+// qdisc lives on its interface and goes with it; an interface set down loses
+// its IPv4 routes and IPv6 addresses, and takes no route; a namespace's lo
+// exists as long as the namespace, and its addresses go with it.
+
+import (
+	"fmt"
+
+	r "netlab/reconcile"
+)
+
+// observeShaping adds the lab's qdiscs, the qdisc kinds the lab wants that the
+// fake kernel lacks, and the addresses and routes on the lo of the lab's
+// namespaces (Observe first counts them as foreign: lo is no link of the lab's).
+func (d *Driver) observeShaping(s *r.State, q r.Query) {
+	for k, qd := range d.qdiscs {
+		if _, ok := s.Links[k]; ok {
+			c := *qd
+			s.Qdiscs[k] = &c
+		}
+	}
+	for _, want := range q.Qdiscs {
+		for _, kind := range want.Kinds() {
+			if d.NoQdisc[kind] {
+				if s.MissingQdiscs == nil {
+					s.MissingQdiscs = map[string]string{}
+				}
+				s.MissingQdiscs[kind] = r.ModuleOf(kind)
+			}
+		}
+	}
+	for a := range s.ForeignAddrs {
+		if a.Name == "lo" && s.Namespaces[a.NS] != nil {
+			delete(s.ForeignAddrs, a)
+			s.Addrs[a] = true
+		}
+	}
+	for k, rt := range s.ForeignRoutes {
+		if rt.Dev == "lo" && s.Namespaces[k.NS] != nil {
+			delete(s.ForeignRoutes, k)
+			s.Routes[k] = rt
+		}
+	}
+}
+
+// applyShaping applies the actions of qdisc.go; ok is false for others.
+func (d *Driver) applyShaping(a r.Action) (ok bool, err error) {
+	switch a := a.(type) {
+	case r.ReplaceQdisc:
+		if _, err := d.link(a.Qdisc.LinkKey); err != nil {
+			return true, err
+		}
+		for _, kind := range a.Qdisc.Kinds() {
+			if d.NoQdisc[kind] {
+				return true, fmt.Errorf("%s: qdisc %s: %w", a.Qdisc.LinkKey, kind, ErrNotFound)
+			}
+		}
+		q := a.Qdisc
+		q.NetemKeys = nil // desired only
+		d.qdiscs[q.LinkKey] = &q
+	case r.DeleteQdisc:
+		delete(d.qdiscs, a.Old.LinkKey)
+	case r.SetDown:
+		l, err := d.link(a.LinkKey)
+		if err != nil {
+			return true, err
+		}
+		l.Up = false
+		for rk, rt := range d.routes {
+			if rk.NS == a.NS && rt.Dev == a.Name && rk.To.Addr().Is4() {
+				delete(d.routes, rk)
+			}
+		}
+		for ak := range d.addrs {
+			if ak.LinkKey == a.LinkKey && ak.Prefix.Addr().Is6() {
+				delete(d.addrs, ak)
+			}
+		}
+	default:
+		return false, nil
+	}
+	return true, nil
+}
+
+// linkOrLoopback is d.link for an address's interface, lo of a namespace included.
+func (d *Driver) linkOrLoopback(k r.LinkKey) error {
+	if k.Name == "lo" && k.NS != r.Host && d.nsExists(k.NS) {
+		return nil
+	}
+	_, err := d.link(k)
+	return err
+}
+
+// routeDevice checks that a route's device can take it: it exists and is up.
+func (d *Driver) routeDevice(k r.LinkKey) error {
+	if err := d.linkOrLoopback(k); err != nil {
+		return err
+	}
+	if l := d.links[k]; l != nil && !l.Up {
+		return fmt.Errorf("%s: nexthop device is not up", k) // as the kernel says (ENETDOWN)
+	}
+	return nil
+}
+
+// dropLoopback removes what lo of a deleted namespace held.
+func (d *Driver) dropLoopback(ns string) {
+	for a := range d.addrs {
+		if a.NS == ns && a.Name == "lo" {
+			delete(d.addrs, a)
+		}
+	}
+	for k, rt := range d.routes {
+		if k.NS == ns && rt.Dev == "lo" {
+			delete(d.routes, k)
+		}
+	}
+}
