@@ -262,9 +262,13 @@ func touched(p *Plan) map[string]bool {
 		case SetDown:
 			ns[a.NS] = true
 		case ReplaceQdisc:
-			ns[a.Qdisc.NS] = true
+			for _, k := range a.Ends() {
+				ns[k.NS] = true
+			}
 		case DeleteQdisc:
-			ns[a.Old.NS] = true
+			for _, k := range a.Ends() {
+				ns[k.NS] = true
+			}
 		case AddAddr:
 			ns[a.NS] = true
 		case DeleteAddr:

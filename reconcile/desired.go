@@ -119,7 +119,8 @@ func Desired(lab *topology.Lab) (*State, error) {
 			s.Execs[kname(ns.Name)] = ExecList(lines)
 		}
 	}
-	compileShaping(lab, s, kname) // qdisc.go
+	compileShaping(lab, s, kname)   // qdisc.go
+	compileLoopbacks(lab, s, kname) // loopback.go
 	hostsFiles(lab, s, kname)
 	return s, nil
 }

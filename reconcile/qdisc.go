@@ -184,6 +184,24 @@ func (q *Qdisc) deleteCommand() string {
 type ReplaceQdisc struct {
 	Qdisc Qdisc
 	Old   *Qdisc // nil when the interface has none of netlab's
+	// Also are the other end of the link, when it gets the same shaping from
+	// the same state: one action (one plan line) per link.
+	Also []LinkKey
+}
+
+// Ends are the interfaces the action shapes.
+func (a ReplaceQdisc) Ends() []LinkKey { return append([]LinkKey{a.Qdisc.LinkKey}, a.Also...) }
+
+// On is the action's shaping for one of its ends.
+func (a ReplaceQdisc) On(k LinkKey) (q Qdisc, old *Qdisc) {
+	q = a.Qdisc
+	q.LinkKey = k
+	if a.Old != nil {
+		o := *a.Old
+		o.LinkKey = k
+		old = &o
+	}
+	return q, old
 }
 
 func (a ReplaceQdisc) Op() Op {
@@ -196,9 +214,17 @@ func (a ReplaceQdisc) Phase() Phase { return phaseQdisc }
 func (a ReplaceQdisc) Kind() string { return "qdisc" }
 func (a ReplaceQdisc) Object() string {
 	if a.Old == nil {
-		return a.Qdisc.LinkKey.String() + " " + a.Qdisc.String()
+		return endList(a.Ends()) + " " + a.Qdisc.String()
 	}
-	return a.Qdisc.LinkKey.String() + " " + a.Qdisc.changes(a.Old)
+	return endList(a.Ends()) + " " + a.Qdisc.changes(a.Old)
+}
+
+func endList(ends []LinkKey) string {
+	s := make([]string, len(ends))
+	for i, k := range ends {
+		s[i] = k.String()
+	}
+	return strings.Join(s, ", ")
 }
 
 // InPlace reports whether the change keeps the qdiscs and changes their
@@ -208,21 +234,41 @@ func (a ReplaceQdisc) InPlace() bool {
 }
 
 func (a ReplaceQdisc) Commands() []string {
-	if a.Old != nil && !a.InPlace() {
-		return append([]string{a.Old.deleteCommand()}, a.Qdisc.commands()...)
+	var cmds []string
+	for _, k := range a.Ends() {
+		q, old := a.On(k)
+		if old != nil && !a.InPlace() {
+			cmds = append(cmds, old.deleteCommand())
+		}
+		cmds = append(cmds, q.commands()...)
 	}
-	return a.Qdisc.commands()
+	return cmds
 }
 
 // DeleteQdisc removes netlab's shaping from an interface whose link no longer
-// asks for it; the interface gets its default queue back.
-type DeleteQdisc struct{ Old Qdisc }
+// asks for it (and from the other end, Also); the interface gets its default
+// queue back.
+type DeleteQdisc struct {
+	Old  Qdisc
+	Also []LinkKey
+}
 
-func (a DeleteQdisc) Op() Op             { return OpDelete }
-func (a DeleteQdisc) Phase() Phase       { return phaseDeleteQdisc }
-func (a DeleteQdisc) Kind() string       { return "qdisc" }
-func (a DeleteQdisc) Object() string     { return a.Old.LinkKey.String() + " " + a.Old.String() }
-func (a DeleteQdisc) Commands() []string { return []string{a.Old.deleteCommand()} }
+// Ends are the interfaces the action unshapes.
+func (a DeleteQdisc) Ends() []LinkKey { return append([]LinkKey{a.Old.LinkKey}, a.Also...) }
+
+func (a DeleteQdisc) Op() Op         { return OpDelete }
+func (a DeleteQdisc) Phase() Phase   { return phaseDeleteQdisc }
+func (a DeleteQdisc) Kind() string   { return "qdisc" }
+func (a DeleteQdisc) Object() string { return endList(a.Ends()) + " " + a.Old.String() }
+func (a DeleteQdisc) Commands() []string {
+	var cmds []string
+	for _, k := range a.Ends() {
+		q := a.Old
+		q.LinkKey = k
+		cmds = append(cmds, q.deleteCommand())
+	}
+	return cmds
+}
 
 // SetDown sets an interface administratively down (state: down).
 type SetDown struct{ LinkKey }
@@ -303,24 +349,72 @@ func keyOrder(k string) int {
 }
 
 // qdiscs plans the shaping of the lab's interfaces: netlab's qdiscs where the
-// file asks for them, none of netlab's where it does not.
+// file asks for them, none of netlab's where it does not. The two ends of a
+// link that change alike are one action: a rate edit is one line.
 func (d *differ) qdiscs() {
+	var replaces []ReplaceQdisc
 	for _, k := range sortedKeys(d.desired.Qdiscs, LinkKey.compare) {
 		want := d.desired.Qdiscs[k]
 		have := d.observed.Qdiscs[k]
+		var a ReplaceQdisc
 		switch {
 		case have == nil || !d.exists(k):
-			d.add(ReplaceQdisc{Qdisc: *want})
+			a = ReplaceQdisc{Qdisc: *want}
 		case !want.Equal(have):
 			old := *have
-			d.add(ReplaceQdisc{Qdisc: *want, Old: &old})
+			a = ReplaceQdisc{Qdisc: *want, Old: &old}
+		default:
+			continue
 		}
+		if i := slices.IndexFunc(replaces, func(b ReplaceQdisc) bool { return d.peers(b.Qdisc.LinkKey, k) && sameChange(b, a) }); i >= 0 {
+			replaces[i].Also = append(replaces[i].Also, k)
+			continue
+		}
+		replaces = append(replaces, a)
 	}
+	for _, a := range replaces {
+		d.add(a)
+	}
+	var deletes []DeleteQdisc
 	for _, k := range sortedKeys(d.observed.Qdiscs, LinkKey.compare) {
-		if _, ok := d.desired.Qdiscs[k]; !ok && d.exists(k) {
-			d.add(DeleteQdisc{Old: *d.observed.Qdiscs[k]})
+		if _, ok := d.desired.Qdiscs[k]; ok || !d.exists(k) {
+			continue
+		}
+		old := *d.observed.Qdiscs[k]
+		if i := slices.IndexFunc(deletes, func(b DeleteQdisc) bool { return d.peers(b.Old.LinkKey, k) && sameShaping(&b.Old, &old) }); i >= 0 {
+			deletes[i].Also = append(deletes[i].Also, k)
+			continue
+		}
+		deletes = append(deletes, DeleteQdisc{Old: old})
+	}
+	for _, a := range deletes {
+		d.add(a)
+	}
+}
+
+// peers reports whether two interfaces are the ends of one veth pair.
+func (d *differ) peers(a, b LinkKey) bool {
+	for _, s := range []*State{d.desired, d.observed} {
+		if l := s.Links[a]; l != nil && l.Kind == KindVeth && l.Peer == b {
+			return true
 		}
 	}
+	return false
+}
+
+// sameShaping compares two shapings whatever interface they are on.
+func sameShaping(a, b *Qdisc) bool {
+	x, y := *a, *b
+	x.LinkKey, y.LinkKey = LinkKey{}, LinkKey{}
+	return x.Equal(&y)
+}
+
+// sameChange reports whether two actions make the same change on their ends.
+func sameChange(a, b ReplaceQdisc) bool {
+	if !sameShaping(&a.Qdisc, &b.Qdisc) || (a.Old == nil) != (b.Old == nil) {
+		return false
+	}
+	return a.Old == nil || sameShaping(a.Old, b.Old)
 }
 
 // linkStates plans SetDown for the lab's interfaces that are up and should be

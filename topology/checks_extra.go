@@ -168,7 +168,7 @@ func (v *validator) extraCheck(c *Check) bool {
 				v.errorAt(c.Pos, "check: mesh: %s has no address to ping", name)
 			}
 		}
-		if len(c.Mesh) < 2 && !unsure {
+		if len(c.Mesh) < 2 && !unsure && len(v.notes.badAddrs) == 0 {
 			v.errorAt(c.Pos, "check: mesh: want at least two namespaces with addresses, got %d", len(c.Mesh))
 		}
 	case "throughput":

@@ -49,19 +49,23 @@ func (d *Driver) observeShaping(s *r.State, q r.Query) {
 func (d *Driver) applyShaping(a r.Action) (ok bool, err error) {
 	switch a := a.(type) {
 	case r.ReplaceQdisc:
-		if _, err := d.link(a.Qdisc.LinkKey); err != nil {
-			return true, err
-		}
-		for _, kind := range a.Qdisc.Kinds() {
-			if d.NoQdisc[kind] {
-				return true, fmt.Errorf("%s: qdisc %s: %w", a.Qdisc.LinkKey, kind, ErrNotFound)
+		for _, k := range a.Ends() {
+			if _, err := d.link(k); err != nil {
+				return true, err
 			}
+			for _, kind := range a.Qdisc.Kinds() {
+				if d.NoQdisc[kind] {
+					return true, fmt.Errorf("%s: qdisc %s: %w", k, kind, ErrNotFound)
+				}
+			}
+			q, _ := a.On(k)
+			q.NetemKeys = nil // desired only
+			d.qdiscs[k] = &q
 		}
-		q := a.Qdisc
-		q.NetemKeys = nil // desired only
-		d.qdiscs[q.LinkKey] = &q
 	case r.DeleteQdisc:
-		delete(d.qdiscs, a.Old.LinkKey)
+		for _, k := range a.Ends() {
+			delete(d.qdiscs, k)
+		}
 	case r.SetDown:
 		l, err := d.link(a.LinkKey)
 		if err != nil {
@@ -117,3 +121,6 @@ func (d *Driver) dropLoopback(ns string) {
 		}
 	}
 }
+
+// DeleteQdisc removes the shaping of an interface, as `tc qdisc del dev IF root` would.
+func (k *Kernel) DeleteQdisc(key r.LinkKey) { delete(k.d.qdiscs, key) }

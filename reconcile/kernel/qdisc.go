@@ -196,10 +196,20 @@ func netem(q reconcile.Qdisc, index int, child bool) *netlink.Netem {
 //
 // Equivalent to: the tc commands of reconcile.ReplaceQdisc
 func (d *Driver) replaceQdisc(a reconcile.ReplaceQdisc) error {
-	q := a.Qdisc
+	for _, k := range a.Ends() {
+		q, _ := a.On(k)
+		if err := d.shape(q, a.InPlace()); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// shape puts one interface's shaping in place (see replaceQdisc).
+func (d *Driver) shape(q reconcile.Qdisc, inPlace bool) error {
 	return d.withLink(q.LinkKey, func(h *netlink.Handle, l netlink.Link) error {
 		index := l.Attrs().Index
-		if a.InPlace() {
+		if inPlace {
 			if q.Rate > 0 {
 				if err := h.QdiscChange(tbf(q, index)); err != nil {
 					return qdiscError("tbf", err)
@@ -340,7 +350,12 @@ func (d *Driver) applyShaping(a reconcile.Action) (ok bool, err error) {
 	case reconcile.ReplaceQdisc:
 		return true, d.replaceQdisc(a)
 	case reconcile.DeleteQdisc:
-		return true, d.deleteQdisc(a.Old.LinkKey)
+		for _, k := range a.Ends() {
+			if err := d.deleteQdisc(k); err != nil {
+				return true, err
+			}
+		}
+		return true, nil
 	case reconcile.SetDown:
 		return true, d.setDown(a.LinkKey)
 	}
