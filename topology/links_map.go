@@ -355,3 +355,28 @@ func (v *validator) linkSettings() {
 		}
 	}
 }
+
+// linkNotes describes a link's settings for graphs: "(10mbit, delay 20ms, down)".
+func linkNotes(l *Link) string {
+	var notes []string
+	sh := l.Shaping
+	if sh.Rate > 0 {
+		notes = append(notes, FormatRate(sh.Rate))
+	}
+	if sh.Delay > 0 {
+		notes = append(notes, "delay "+sh.Delay.String())
+	}
+	if sh.Loss > 0 {
+		notes = append(notes, "loss "+FormatPercent(sh.Loss))
+	}
+	if l.MTU != 0 {
+		notes = append(notes, "mtu "+strconv.Itoa(l.MTU))
+	}
+	if l.Down {
+		notes = append(notes, "down")
+	}
+	if len(notes) == 0 {
+		return ""
+	}
+	return "(" + strings.Join(notes, ", ") + ")"
+}
