@@ -521,7 +521,7 @@ func valueCases() []valueCase {
 		},
 		{
 			name: "rate", pointer: "#/$defs/rate",
-			parser:  func(s string) error { return errOf(parseRate(s)) },
+			parser: func(s string) error { return errOf(parseRate(s)) },
 			gap: func(s string) bool { // below 8kbit or above 100gbit: a number in a string
 				m := rateRE.FindStringSubmatch(s)
 				return m != nil && rateUnits[strings.ToLower(m[2])] != 0
