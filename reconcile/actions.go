@@ -163,7 +163,7 @@ type DeleteNetns struct {
 	Name string
 	// Takes are the interfaces outside the namespace that go with it (the other
 	// ends of its veths): the kernel deletes them a moment after the namespace.
-	Takes []LinkKey
+	Takes []InterfaceKey
 }
 
 func (a DeleteNetns) Op() Op             { return OpDelete }
@@ -175,7 +175,7 @@ func (a DeleteNetns) Commands() []string { return []string{"ip netns del " + a.N
 // CreateBridge creates a bridge and marks it as the lab's.
 type CreateBridge struct {
 	Lab string
-	LinkKey
+	InterfaceKey
 	MTU int
 	MAC string
 }
@@ -184,7 +184,7 @@ func (a CreateBridge) Op() Op       { return OpAdd }
 func (a CreateBridge) Phase() Phase { return phaseCreateBridge }
 func (a CreateBridge) Kind() string { return "bridge" }
 func (a CreateBridge) Object() string {
-	return a.LinkKey.String() + attrText(a.MTU, a.MAC)
+	return a.InterfaceKey.String() + attrText(a.MTU, a.MAC)
 }
 func (a CreateBridge) Commands() []string {
 	return []string{
@@ -196,7 +196,7 @@ func (a CreateBridge) Commands() []string {
 // VethEnd is one end of a veth pair being created: where it goes, and what the
 // kernel can give it in the same request (its bridge, its up state).
 type VethEnd struct {
-	LinkKey
+	InterfaceKey
 	MTU    int
 	MAC    string
 	Master string // the bridge it is a port of; "" none
@@ -209,9 +209,13 @@ type VethEnd struct {
 // the bridge and the up state in one command, and the kernel the pair and its
 // bridge in one request (the driver then marks each end and brings it up, one
 // request each, in the order that costs the kernel least).
+//
+// Main is the pair's main end (see IsMainEnd: the bridge port when only one end
+// is one, else the end that sorts first), the end the pair is created from;
+// Peer is the other end.
 type CreateVeth struct {
-	Lab  string
-	A, B VethEnd
+	Lab        string
+	Main, Peer VethEnd
 }
 
 func (a CreateVeth) Op() Op       { return OpAdd }
@@ -220,22 +224,28 @@ func (a CreateVeth) Kind() string { return "veth" }
 func (a CreateVeth) Object() string {
 	end := func(e VethEnd) string {
 		if e.Master != "" {
-			return e.LinkKey.String() + " master " + e.Master
+			return e.InterfaceKey.String() + " master " + e.Master
 		}
-		return e.LinkKey.String()
+		return e.InterfaceKey.String()
 	}
-	s := end(a.A) + " <-> " + end(a.B)
-	if a.A.Up && a.B.Up {
+	// The plan names a pair from its container side first: the peer, when the
+	// main end is the only bridge port.
+	first, second := a.Main, a.Peer
+	if a.Main.Master != "" && a.Peer.Master == "" {
+		first, second = a.Peer, a.Main
+	}
+	s := end(first) + " <-> " + end(second)
+	if a.Main.Up && a.Peer.Up {
 		s += ", up"
 	}
 	return s
 }
 
-// Commands: the end with a bridge is the one `ip link add` names (the kernel
-// takes a master only for that one); the other end cannot be brought up
-// before the pair exists, so it is brought up with its marker.
+// Commands: `ip link add` names the main end (the kernel takes a master only
+// for that one); the other end cannot be brought up before the pair exists, so
+// it is brought up with its marker.
 func (a CreateVeth) Commands() []string {
-	main, peer := a.MainEnd()
+	main, peer := a.Main, a.Peer
 	end := func(e VethEnd, netns string) string {
 		s := e.Name + netns
 		if e == main && e.Master != "" {
@@ -272,40 +282,31 @@ func (a CreateVeth) Commands() []string {
 	return append(cmds, peerSet)
 }
 
-// MainEnd returns the end the kernel creates the pair from (the one that is a
-// bridge port, else A) and the other one.
-func (a CreateVeth) MainEnd() (main, peer VethEnd) {
-	if a.A.Master == "" && a.B.Master != "" {
-		return a.B, a.A
-	}
-	return a.A, a.B
+// DeleteInterface deletes an interface (for a veth, both ends go).
+type DeleteInterface struct {
+	InterfaceKey
+	InterfaceKind string
+	Peer          InterfaceKey // veth only, for the plan line
+	Replace       bool         // deleted to be created again differently (same plan)
+	Why           string       // for a replace: what made it necessary
 }
 
-// DeleteLink deletes an interface (for a veth, both ends go).
-type DeleteLink struct {
-	LinkKey
-	LinkKind string
-	Peer     LinkKey // veth only, for the plan line
-	Replace  bool    // deleted to be created again differently (same plan)
-	Why      string  // for a replace: what made it necessary
-}
-
-func (a DeleteLink) Op() Op {
+func (a DeleteInterface) Op() Op {
 	if a.Replace {
 		return OpReplace
 	}
 	return OpDelete
 }
-func (a DeleteLink) Phase() Phase {
-	if a.LinkKind == KindBridge {
+func (a DeleteInterface) Phase() Phase {
+	if a.InterfaceKind == KindBridge {
 		return phaseDeleteBridge
 	}
 	return phaseDeleteVeth
 }
-func (a DeleteLink) Kind() string { return a.LinkKind }
-func (a DeleteLink) Object() string {
-	s := a.LinkKey.String()
-	if a.LinkKind == KindVeth && a.Peer != (LinkKey{}) {
+func (a DeleteInterface) Kind() string { return a.InterfaceKind }
+func (a DeleteInterface) Object() string {
+	s := a.InterfaceKey.String()
+	if a.InterfaceKind == KindVeth && a.Peer != (InterfaceKey{}) {
 		s += " <-> " + a.Peer.String()
 	}
 	if a.Why != "" {
@@ -313,32 +314,32 @@ func (a DeleteLink) Object() string {
 	}
 	return s
 }
-func (a DeleteLink) Commands() []string {
+func (a DeleteInterface) Commands() []string {
 	del := fmt.Sprintf("%s link del %s", ipn(a.NS), a.Name)
-	if a.LinkKind == KindBridge { // down first: its ports then leave without a walk over the others each
+	if a.InterfaceKind == KindBridge { // down first: its ports then leave without a walk over the others each
 		return []string{fmt.Sprintf("%s link set %s down", ipn(a.NS), a.Name), del}
 	}
 	return []string{del}
 }
 
-// MarkLink writes the ownership marker on an interface this lab created but could
+// MarkInterface writes the ownership marker on an interface this lab created but could
 // not mark because the run was interrupted.
-type MarkLink struct {
+type MarkInterface struct {
 	Lab string
-	LinkKey
+	InterfaceKey
 }
 
-func (a MarkLink) Op() Op         { return OpChange }
-func (a MarkLink) Phase() Phase   { return phaseMark }
-func (a MarkLink) Kind() string   { return "link" }
-func (a MarkLink) Object() string { return a.LinkKey.String() + " mark " + Marker(a.Lab) }
-func (a MarkLink) Commands() []string {
+func (a MarkInterface) Op() Op         { return OpChange }
+func (a MarkInterface) Phase() Phase   { return phaseMark }
+func (a MarkInterface) Kind() string   { return "link" }
+func (a MarkInterface) Object() string { return a.InterfaceKey.String() + " mark " + Marker(a.Lab) }
+func (a MarkInterface) Commands() []string {
 	return []string{fmt.Sprintf("%s link set %s alias %s", ipn(a.NS), a.Name, Marker(a.Lab))}
 }
 
 // SetMaster makes an interface a port of a bridge (or of none).
 type SetMaster struct {
-	LinkKey
+	InterfaceKey
 	Master, Old string
 	New         bool // the interface is created by the same plan
 }
@@ -353,9 +354,9 @@ func (a SetMaster) Phase() Phase { return phaseMaster }
 func (a SetMaster) Kind() string { return "port" }
 func (a SetMaster) Object() string {
 	if a.New {
-		return a.LinkKey.String() + " master " + a.Master
+		return a.InterfaceKey.String() + " master " + a.Master
 	}
-	return a.LinkKey.String() + " master " + orNone(a.Old) + " -> " + orNone(a.Master)
+	return a.InterfaceKey.String() + " master " + orNone(a.Old) + " -> " + orNone(a.Master)
 }
 func (a SetMaster) Commands() []string {
 	if a.Master == "" {
@@ -366,7 +367,7 @@ func (a SetMaster) Commands() []string {
 
 // SetMTU changes the MTU of an existing interface.
 type SetMTU struct {
-	LinkKey
+	InterfaceKey
 	MTU, Old int
 }
 
@@ -374,7 +375,7 @@ func (a SetMTU) Op() Op       { return OpChange }
 func (a SetMTU) Phase() Phase { return phaseLinkAttrs }
 func (a SetMTU) Kind() string { return "link" }
 func (a SetMTU) Object() string {
-	return fmt.Sprintf("%s mtu %d -> %d", a.LinkKey, a.Old, a.MTU)
+	return fmt.Sprintf("%s mtu %d -> %d", a.InterfaceKey, a.Old, a.MTU)
 }
 func (a SetMTU) Commands() []string {
 	return []string{fmt.Sprintf("%s link set %s mtu %d", ipn(a.NS), a.Name, a.MTU)}
@@ -382,7 +383,7 @@ func (a SetMTU) Commands() []string {
 
 // SetMAC changes the MAC address of an existing interface.
 type SetMAC struct {
-	LinkKey
+	InterfaceKey
 	MAC, Old string
 }
 
@@ -390,7 +391,7 @@ func (a SetMAC) Op() Op       { return OpChange }
 func (a SetMAC) Phase() Phase { return phaseLinkAttrs }
 func (a SetMAC) Kind() string { return "link" }
 func (a SetMAC) Object() string {
-	return fmt.Sprintf("%s mac %s -> %s", a.LinkKey, a.Old, a.MAC)
+	return fmt.Sprintf("%s mac %s -> %s", a.InterfaceKey, a.Old, a.MAC)
 }
 func (a SetMAC) Commands() []string {
 	return []string{fmt.Sprintf("%s link set %s address %s", ipn(a.NS), a.Name, a.MAC)}
@@ -398,7 +399,7 @@ func (a SetMAC) Commands() []string {
 
 // SetUp brings an interface up.
 type SetUp struct {
-	LinkKey
+	InterfaceKey
 	New bool // the interface is created by the same plan
 }
 
@@ -412,9 +413,9 @@ func (a SetUp) Phase() Phase { return phaseUp }
 func (a SetUp) Kind() string { return "link" }
 func (a SetUp) Object() string {
 	if a.New {
-		return a.LinkKey.String() + " up"
+		return a.InterfaceKey.String() + " up"
 	}
-	return a.LinkKey.String() + " down -> up"
+	return a.InterfaceKey.String() + " down -> up"
 }
 func (a SetUp) Commands() []string {
 	return []string{fmt.Sprintf("%s link set %s up", ipn(a.NS), a.Name)}
@@ -426,7 +427,7 @@ type AddAddr struct{ AddrKey }
 func (a AddAddr) Op() Op         { return OpAdd }
 func (a AddAddr) Phase() Phase   { return phaseAddAddr }
 func (a AddAddr) Kind() string   { return "addr" }
-func (a AddAddr) Object() string { return a.LinkKey.String() + " " + a.Prefix.String() }
+func (a AddAddr) Object() string { return a.InterfaceKey.String() + " " + a.Prefix.String() }
 func (a AddAddr) Commands() []string {
 	return []string{fmt.Sprintf("%s addr replace %s%s dev %s%s", ipn(a.NS), a.Prefix, brd(a.Prefix), a.Name, nodad(a.Prefix))}
 }
@@ -466,7 +467,7 @@ func (a DeleteAddr) Phase() Phase {
 	return phaseDeleteAddr
 }
 func (a DeleteAddr) Kind() string   { return "addr" }
-func (a DeleteAddr) Object() string { return a.LinkKey.String() + " " + a.Prefix.String() }
+func (a DeleteAddr) Object() string { return a.InterfaceKey.String() + " " + a.Prefix.String() }
 func (a DeleteAddr) Commands() []string {
 	return []string{fmt.Sprintf("%s addr del %s dev %s", ipn(a.NS), a.Prefix, a.Name)}
 }

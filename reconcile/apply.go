@@ -241,13 +241,13 @@ func touched(p *Plan) map[string]bool {
 		case CreateBridge:
 			ns[a.NS] = true
 		case CreateVeth:
-			ns[a.A.NS], ns[a.B.NS] = true, true
-		case DeleteLink:
+			ns[a.Main.NS], ns[a.Peer.NS] = true, true
+		case DeleteInterface:
 			ns[a.NS] = true
-			if a.Peer != (LinkKey{}) {
+			if a.Peer != (InterfaceKey{}) {
 				ns[a.Peer.NS] = true
 			}
-		case MarkLink:
+		case MarkInterface:
 			ns[a.NS] = true
 		case SetMaster:
 			ns[a.NS] = true

@@ -33,8 +33,8 @@ func Desired(lab *topology.Lab) (*State, error) {
 	}()
 
 	for _, b := range lab.Bridges {
-		k := LinkKey{kname(b.Namespace), b.Name}
-		s.Links[k] = &Link{LinkKey: k, Kind: KindBridge, MTU: b.MTU, MAC: macString(b.MAC), Up: true}
+		k := InterfaceKey{kname(b.Namespace), b.Name}
+		s.Interfaces[k] = &Interface{InterfaceKey: k, Kind: KindBridge, MTU: b.MTU, MAC: macString(b.MAC), Up: true}
 		for _, a := range b.Addresses {
 			s.Addrs[AddrKey{k, a.Prefix}] = true
 		}
@@ -51,8 +51,8 @@ func Desired(lab *topology.Lab) (*State, error) {
 	for _, l := range lab.Links {
 		for i, end := range l.Ends {
 			other := l.Ends[1-i]
-			k := LinkKey{kname(end.Namespace), end.Interface}
-			link := &Link{LinkKey: k, Kind: KindVeth, Peer: LinkKey{kname(other.Namespace), other.Interface}, Master: end.Bridge, Up: !l.Down}
+			k := InterfaceKey{kname(end.Namespace), end.Interface}
+			link := &Interface{InterfaceKey: k, Kind: KindVeth, Peer: InterfaceKey{kname(other.Namespace), other.Interface}, Master: end.Bridge, Up: !l.Down}
 			if ifc := findInterface(end); ifc != nil {
 				link.MTU, link.MAC = ifc.MTU, macString(ifc.MAC)
 				for _, a := range ifc.Addresses {
@@ -75,7 +75,7 @@ func Desired(lab *topology.Lab) (*State, error) {
 					link.MTU = ifc.MTU
 				}
 			}
-			s.Links[k] = link
+			s.Interfaces[k] = link
 		}
 	}
 
@@ -105,7 +105,7 @@ func Desired(lab *topology.Lab) (*State, error) {
 			s.Processes[k] = p
 		}
 		for _, svc := range ns.Serve {
-			service := &Service{Kind: svc.Kind, Port: int(svc.Port), Body: svc.Body}
+			service := serviceOf(svc)
 			k := ProcKey{kname(ns.Name), service.CommandLine()}
 			// A service is ready once its port listens.
 			ready := &Ready{Kind: "tcp", Port: int(svc.Port), Timeout: topology.DefaultReadyTimeout}

@@ -59,7 +59,7 @@ func Diff(desired, observed *State) (*Plan, error) {
 	if err := missingModules(desired, observed); err != nil {
 		return nil, err
 	}
-	d := &differ{desired: desired, observed: observed, goneNetns: map[string]bool{}, goneLinks: map[LinkKey]bool{}}
+	d := &differ{desired: desired, observed: observed, goneNetns: map[string]bool{}, goneInterfaces: map[InterfaceKey]bool{}}
 	d.namespaces()
 	d.links()
 	d.linkStates()
@@ -96,8 +96,8 @@ func conflicts(desired, observed *State) error {
 			out = append(out, fmt.Sprintf("namespace %s cannot be made: %s (netlab neither opens nor removes it)", name, what))
 		}
 	}
-	for _, k := range sortedKeys(desired.Links, LinkKey.compare) {
-		if owner, ok := observed.ForeignLinks[k]; ok {
+	for _, k := range sortedKeys(desired.Interfaces, InterfaceKey.compare) {
+		if owner, ok := observed.ForeignInterfaces[k]; ok {
 			out = append(out, fmt.Sprintf("interface %s already exists and %s", k, ownedBy(owner)))
 		}
 	}
@@ -135,7 +135,7 @@ func foreignRoutes(desired, observed *State) []string {
 			where = "(with no interface)"
 		}
 		what := fmt.Sprintf("route %s: %s (metric %d) already exists %s", k.NS, dst, k.Metric, where)
-		if owner := observed.ForeignLinks[LinkKey{k.NS, have.Dev}]; owner != "" && owner != desired.Lab {
+		if owner := observed.ForeignInterfaces[InterfaceKey{k.NS, have.Dev}]; owner != "" && owner != desired.Lab {
 			out = append(out, fmt.Sprintf("%s on an interface of lab %s; give the lab's route another metric, or take lab %s down first", what, owner, owner))
 			continue
 		}
@@ -163,11 +163,11 @@ func foreignAddrs(desired, observed *State) []string {
 		for _, f := range theirs[nsAddr{k.NS, k.Prefix.Addr()}] {
 			owner := "which was not created by netlab for lab " + desired.Lab
 			fix := "remove it from " + f.Name + " yourself"
-			if o := observed.ForeignLinks[f.LinkKey]; o != "" && o != desired.Lab {
+			if o := observed.ForeignInterfaces[f.InterfaceKey]; o != "" && o != desired.Lab {
 				owner, fix = "which belongs to lab "+o, "take lab "+o+" down first"
 			}
 			out = append(out, fmt.Sprintf("address %s %s: %s is already an address of %s, %s; give the lab another address, or %s",
-				k.LinkKey, k.Prefix, k.Prefix.Addr(), f.LinkKey, owner, fix))
+				k.InterfaceKey, k.Prefix, k.Prefix.Addr(), f.InterfaceKey, owner, fix))
 		}
 	}
 	return out
@@ -234,8 +234,8 @@ type differ struct {
 
 	// What the plan deletes or replaces: whatever was inside is gone with it, so
 	// the plan neither deletes it again nor trusts its observed attributes.
-	goneNetns map[string]bool
-	goneLinks map[LinkKey]bool
+	goneNetns      map[string]bool
+	goneInterfaces map[InterfaceKey]bool
 	// The addresses the plan deletes from interfaces that stay: the kernel takes
 	// routes with them, which the plan then adds again (see routes).
 	goneAddrs []AddrKey
@@ -244,13 +244,13 @@ type differ struct {
 func (d *differ) add(a Action) { d.actions = append(d.actions, a) }
 
 // exists reports whether an observed link survives the deletions of the plan.
-func (d *differ) exists(k LinkKey) bool {
+func (d *differ) exists(k InterfaceKey) bool {
 	if k.Name == "lo" && k.NS != Host { // every namespace's; addresses on it are the lab's
 		_, ok := d.observed.Namespaces[k.NS]
 		return ok && !d.goneNetns[k.NS]
 	}
-	_, ok := d.observed.Links[k]
-	return ok && !d.goneLinks[k] && !d.goneNetns[k.NS]
+	_, ok := d.observed.Interfaces[k]
+	return ok && !d.goneInterfaces[k] && !d.goneNetns[k.NS]
 }
 
 func (d *differ) namespaces() {
@@ -261,7 +261,7 @@ func (d *differ) namespaces() {
 			continue
 		}
 		if want.LoUp && !have.LoUp {
-			d.add(SetUp{LinkKey: LinkKey{name, "lo"}})
+			d.add(SetUp{InterfaceKey: InterfaceKey{name, "lo"}})
 		}
 		if want.IPv6 != have.IPv6 {
 			d.add(SetIPv6{Name: name, On: want.IPv6})
@@ -269,13 +269,13 @@ func (d *differ) namespaces() {
 	}
 	for name := range d.observed.Namespaces {
 		if _, ok := d.desired.Namespaces[name]; !ok {
-			var takes []LinkKey
-			for _, l := range d.observed.Links {
-				if l.NS == name && l.Kind == KindVeth && l.Peer.NS != name && l.Peer != (LinkKey{}) {
+			var takes []InterfaceKey
+			for _, l := range d.observed.Interfaces {
+				if l.NS == name && l.Kind == KindVeth && l.Peer.NS != name && l.Peer != (InterfaceKey{}) {
 					takes = append(takes, l.Peer)
 				}
 			}
-			slices.SortFunc(takes, LinkKey.compare)
+			slices.SortFunc(takes, InterfaceKey.compare)
 			d.add(DeleteNetns{Lab: d.desired.Lab, Name: name, Takes: takes})
 			d.goneNetns[name] = true
 		}
@@ -285,63 +285,63 @@ func (d *differ) namespaces() {
 func (d *differ) links() {
 	// A deleted namespace takes its interfaces with it, and the kernel deletes the
 	// other end of each of its veths.
-	for k, have := range d.observed.Links {
+	for k, have := range d.observed.Interfaces {
 		if d.goneNetns[k.NS] {
-			d.goneLinks[k] = true
-			d.goneLinks[have.Peer] = true
+			d.goneInterfaces[k] = true
+			d.goneInterfaces[have.Peer] = true
 		}
 	}
 	// Deletions and replacements first, so that creation sees what will be left.
-	for _, k := range sortedKeys(d.observed.Links, LinkKey.compare) {
-		have := d.observed.Links[k]
-		if d.goneLinks[k] {
+	for _, k := range sortedKeys(d.observed.Interfaces, InterfaceKey.compare) {
+		have := d.observed.Interfaces[k]
+		if d.goneInterfaces[k] {
 			continue
 		}
-		want, ok := d.desired.Links[k]
+		want, ok := d.desired.Interfaces[k]
 		why := ""
 		switch {
 		case !ok:
 		case want.Kind != have.Kind:
 			why = fmt.Sprintf("was a %s", have.Kind)
-		case want.Kind == KindVeth && have.Peer == (LinkKey{}):
+		case want.Kind == KindVeth && have.Peer == (InterfaceKey{}):
 			why = "its peer is gone" // its namespace was deleted by hand: the kernel is destroying it
 		case want.Kind == KindVeth && want.Peer != have.Peer:
 			why = "peer was " + have.Peer.String()
 		default:
 			continue // kept; its attributes are compared below
 		}
-		d.add(DeleteLink{LinkKey: k, LinkKind: have.Kind, Peer: have.Peer, Replace: ok, Why: why})
-		d.goneLinks[k] = true
-		if have.Kind == KindVeth && have.Peer != (LinkKey{}) {
-			d.goneLinks[have.Peer] = true // the kernel deletes both ends of a veth
+		d.add(DeleteInterface{InterfaceKey: k, InterfaceKind: have.Kind, Peer: have.Peer, Replace: ok, Why: why})
+		d.goneInterfaces[k] = true
+		if have.Kind == KindVeth && have.Peer != (InterfaceKey{}) {
+			d.goneInterfaces[have.Peer] = true // the kernel deletes both ends of a veth
 		}
 	}
 
-	for _, k := range sortedKeys(d.desired.Links, LinkKey.compare) {
-		want := d.desired.Links[k]
+	for _, k := range sortedKeys(d.desired.Interfaces, InterfaceKey.compare) {
+		want := d.desired.Interfaces[k]
 		if !d.exists(k) {
 			d.create(want)
 			continue
 		}
-		have := d.observed.Links[k]
+		have := d.observed.Interfaces[k]
 		if have.Unmarked {
-			d.add(MarkLink{Lab: d.desired.Lab, LinkKey: k})
+			d.add(MarkInterface{Lab: d.desired.Lab, InterfaceKey: k})
 		}
 		if want.Master != have.Master {
-			d.add(SetMaster{LinkKey: k, Master: want.Master, Old: have.Master})
+			d.add(SetMaster{InterfaceKey: k, Master: want.Master, Old: have.Master})
 		}
 		// A port that changes bridges starts with hairpin off.
 		if haveHairpin := have.Hairpin && want.Master == have.Master; want.Hairpin != haveHairpin && want.Master != "" {
-			d.add(SetHairpin{LinkKey: k, On: want.Hairpin})
+			d.add(SetHairpin{InterfaceKey: k, On: want.Hairpin})
 		}
 		if want.MTU != 0 && want.MTU != have.MTU {
-			d.add(SetMTU{LinkKey: k, MTU: want.MTU, Old: have.MTU})
+			d.add(SetMTU{InterfaceKey: k, MTU: want.MTU, Old: have.MTU})
 		}
 		if want.MAC != "" && want.MAC != have.MAC {
-			d.add(SetMAC{LinkKey: k, MAC: want.MAC, Old: have.MAC})
+			d.add(SetMAC{InterfaceKey: k, MAC: want.MAC, Old: have.MAC})
 		}
 		if want.Up && !have.Up {
-			d.add(SetUp{LinkKey: k})
+			d.add(SetUp{InterfaceKey: k})
 		}
 	}
 }
@@ -352,51 +352,60 @@ func (d *differ) links() {
 // joined: a port joining a bridge that is up costs the kernel a walk over all
 // the bridge's ports (with a thousand ports, three times the cost of bringing
 // the bridge up at the end).
-func (d *differ) create(want *Link) {
+func (d *differ) create(want *Interface) {
 	switch want.Kind {
 	case KindBridge:
-		d.add(CreateBridge{Lab: d.desired.Lab, LinkKey: want.LinkKey, MTU: want.MTU, MAC: want.MAC})
+		d.add(CreateBridge{Lab: d.desired.Lab, InterfaceKey: want.InterfaceKey, MTU: want.MTU, MAC: want.MAC})
 		if want.Up {
-			d.add(SetUp{LinkKey: want.LinkKey, New: true})
+			d.add(SetUp{InterfaceKey: want.InterfaceKey, New: true})
 		}
 	case KindVeth:
-		// One action per pair, emitted from its first end.
-		peer := d.desired.Links[want.Peer]
-		if peer == nil || firstEnd(want, peer) {
-			a := CreateVeth{Lab: d.desired.Lab, A: vethEnd(want), B: VethEnd{LinkKey: want.Peer}}
-			if peer != nil {
-				a.B = vethEnd(peer)
-			}
-			d.add(a)
+		// One action per pair, emitted from its main end.
+		peer := d.desired.Interfaces[want.Peer]
+		switch {
+		case peer == nil: // not in a desired state, which has both ends: kept for safety
+			d.add(CreateVeth{Lab: d.desired.Lab, Main: vethEnd(want), Peer: VethEnd{InterfaceKey: want.Peer}})
+		case IsMainEnd(want, peer):
+			d.add(CreateVeth{Lab: d.desired.Lab, Main: vethEnd(want), Peer: vethEnd(peer)})
 		}
 		if want.Hairpin {
-			d.add(SetHairpin{LinkKey: want.LinkKey, On: true, New: true})
+			d.add(SetHairpin{InterfaceKey: want.InterfaceKey, On: true, New: true})
 		}
 	}
 }
 
-func vethEnd(l *Link) VethEnd {
-	return VethEnd{LinkKey: l.LinkKey, MTU: l.MTU, MAC: l.MAC, Master: l.Master, Up: l.Up}
+func vethEnd(l *Interface) VethEnd {
+	return VethEnd{InterfaceKey: l.InterfaceKey, MTU: l.MTU, MAC: l.MAC, Master: l.Master, Up: l.Up}
 }
 
-// firstEnd reports whether a is the end a veth pair is named by: the container
-// side ("web:eth0 <-> host:veth1a2b3c4"), that is the end that is not a bridge
-// port, else the one that sorts first.
-func firstEnd(a, b *Link) bool {
+// IsMainEnd reports whether a is the main end of the veth pair it forms with b.
+// This is the one rule for it:
+//
+// The main end of a veth pair is the end that is a bridge port when only one
+// end is; otherwise (both or neither) the end that sorts first (namespace, then
+// name).
+//
+// The main end is the end the pair is created from: `ip link add MAIN master BR
+// type veth peer name PEER` and the kernel's create request take a bridge only
+// for the end they create, so the port is the one that joins its bridge in the
+// same request. The plan line names the pair from the other side first when the
+// main end is the only bridge port ("web:eth0 <-> host:veth1a2b3c4 master
+// docker0": the container side first; see CreateVeth.Object).
+func IsMainEnd(a, b *Interface) bool {
 	if (a.Master == "") != (b.Master == "") {
-		return a.Master == ""
+		return a.Master != ""
 	}
-	return a.LinkKey.compare(b.LinkKey) < 0
+	return a.InterfaceKey.compare(b.InterfaceKey) < 0
 }
 
 func (d *differ) addrs() {
 	for _, k := range sortedKeys(d.desired.Addrs, AddrKey.compare) {
-		if !d.observed.Addrs[k] || !d.exists(k.LinkKey) {
+		if !d.observed.Addrs[k] || !d.exists(k.InterfaceKey) {
 			d.add(AddAddr{k})
 		}
 	}
 	for _, k := range sortedKeys(d.observed.Addrs, AddrKey.compare) {
-		if !d.desired.Addrs[k] && d.exists(k.LinkKey) {
+		if !d.desired.Addrs[k] && d.exists(k.InterfaceKey) {
 			d.add(DeleteAddr{AddrKey: k, First: d.sharesSubnetWithNewAddr(k)})
 			d.goneAddrs = append(d.goneAddrs, k)
 		}
@@ -410,7 +419,7 @@ func (d *differ) sharesSubnetWithNewAddr(stale AddrKey) bool {
 		return false
 	}
 	for k := range d.desired.Addrs {
-		if k.LinkKey == stale.LinkKey && !d.observed.Addrs[k] && k.Prefix.Masked() == stale.Prefix.Masked() {
+		if k.InterfaceKey == stale.InterfaceKey && !d.observed.Addrs[k] && k.Prefix.Masked() == stale.Prefix.Masked() {
 			return true
 		}
 	}
@@ -422,7 +431,7 @@ func (d *differ) routes() {
 		want := d.desired.Routes[k]
 		have, ok := d.observed.Routes[k]
 		switch {
-		case !ok || !d.exists(LinkKey{k.NS, have.Dev}):
+		case !ok || !d.exists(InterfaceKey{k.NS, have.Dev}):
 			d.add(ReplaceRoute{Route: *want})
 		case have.Via != want.Via || have.Dev != want.Dev:
 			old := *have
@@ -435,7 +444,7 @@ func (d *differ) routes() {
 	}
 	for _, k := range sortedKeys(d.observed.Routes, RouteKey.compare) {
 		have := d.observed.Routes[k]
-		if _, ok := d.desired.Routes[k]; !ok && d.exists(LinkKey{k.NS, have.Dev}) {
+		if _, ok := d.desired.Routes[k]; !ok && d.exists(InterfaceKey{k.NS, have.Dev}) {
 			d.add(DeleteRoute{Route: *have})
 		}
 	}

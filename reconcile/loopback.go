@@ -13,7 +13,7 @@ func compileLoopbacks(lab *topology.Lab, s *State, kname func(string) string) {
 				continue
 			}
 			for _, a := range ifc.Addresses {
-				s.Addrs[AddrKey{LinkKey{kname(ns.Name), "lo"}, a.Prefix}] = true
+				s.Addrs[AddrKey{InterfaceKey{kname(ns.Name), "lo"}, a.Prefix}] = true
 			}
 		}
 	}

@@ -148,7 +148,7 @@ func (a DeleteTable) Commands() []string {
 // reach its own published port through the host's address (the packet goes back
 // out of the port it came in by).
 type SetHairpin struct {
-	LinkKey
+	InterfaceKey
 	On  bool
 	New bool // the port is created by the same plan
 }
@@ -161,7 +161,7 @@ func (a SetHairpin) Op() Op {
 }
 func (a SetHairpin) Phase() Phase   { return phaseHairpin }
 func (a SetHairpin) Kind() string   { return "port" }
-func (a SetHairpin) Object() string { return a.LinkKey.String() + " hairpin " + onOff(a.On) }
+func (a SetHairpin) Object() string { return a.InterfaceKey.String() + " hairpin " + onOff(a.On) }
 func (a SetHairpin) Commands() []string {
 	return []string{fmt.Sprintf("%sbridge link set dev %s hairpin %s", nsExec(a.NS), a.Name, onOff(a.On))}
 }

@@ -62,10 +62,11 @@ const (
 	VerdictMasquerade
 	VerdictSNAT
 	VerdictDNAT
+	VerdictReturn
 )
 
 var verdictNames = map[Verdict]string{VerdictAccept: "accept", VerdictDrop: "drop", VerdictReject: "reject",
-	VerdictJump: "jump", VerdictMasquerade: "masquerade", VerdictSNAT: "snat", VerdictDNAT: "dnat"}
+	VerdictJump: "jump", VerdictMasquerade: "masquerade", VerdictSNAT: "snat", VerdictDNAT: "dnat", VerdictReturn: "return"}
 
 // Text is nft's keyword for the verdict.
 func (v Verdict) Text() string {

@@ -15,10 +15,10 @@ import (
 // address and its default route: what existed before any lab.
 func machine() *fake.Driver {
 	d := fake.New()
-	eth0 := r.LinkKey{NS: r.Host, Name: "eth0"}
-	d.AddForeignLink(r.Link{LinkKey: eth0, Kind: "device", Up: true}, "")
+	eth0 := r.InterfaceKey{NS: r.Host, Name: "eth0"}
+	d.AddForeignInterface(r.Interface{InterfaceKey: eth0, Kind: "device", Up: true}, "")
 	d.Mutate(func(k *fake.Kernel) {
-		k.AddAddr(r.AddrKey{LinkKey: eth0, Prefix: netip.MustParsePrefix("192.0.2.10/24")})
+		k.AddAddr(r.AddrKey{InterfaceKey: eth0, Prefix: netip.MustParsePrefix("192.0.2.10/24")})
 		k.AddRoute(r.Route{RouteKey: r.RouteKey{NS: r.Host, To: netip.MustParsePrefix("0.0.0.0/0")}, Via: netip.MustParseAddr("192.0.2.254"), Dev: "eth0"})
 	})
 	return d
@@ -27,9 +27,9 @@ func machine() *fake.Driver {
 // hostRouteLab has a bridge in the host and a host route through a router on it.
 func hostRouteLab(name string, metric int, addr string) *r.State {
 	s := r.NewState(name)
-	br := r.LinkKey{NS: r.Host, Name: "br-" + name}
-	s.Links[br] = &r.Link{LinkKey: br, Kind: r.KindBridge, Up: true}
-	s.Addrs[r.AddrKey{LinkKey: br, Prefix: netip.MustParsePrefix(addr)}] = true
+	br := r.InterfaceKey{NS: r.Host, Name: "br-" + name}
+	s.Interfaces[br] = &r.Interface{InterfaceKey: br, Kind: r.KindBridge, Up: true}
+	s.Addrs[r.AddrKey{InterfaceKey: br, Prefix: netip.MustParsePrefix(addr)}] = true
 	k := r.RouteKey{NS: r.Host, To: netip.MustParsePrefix("0.0.0.0/0"), Metric: metric}
 	s.Routes[k] = &r.Route{RouteKey: k, Via: netip.MustParseAddr("10.9.0.2"), Dev: br.Name}
 	return s

@@ -52,8 +52,8 @@ type Process struct {
 // Ready is the condition that makes a started process ready (see
 // topology.Ready), and how long up waits for it.
 type Ready struct {
-	Kind    string // "tcp", "http" or "file"
-	Port    int    // tcp
+	Kind    string // "tcp", "udp" (a proxy's port), "http" or "file"
+	Port    int    // tcp, udp
 	URL     string // http
 	Path    string // file
 	Timeout time.Duration
@@ -62,8 +62,8 @@ type Ready struct {
 // String is the condition as the plan shows it: "tcp 8000", "http URL", "file PATH".
 func (r *Ready) String() string {
 	switch r.Kind {
-	case "tcp":
-		return fmt.Sprintf("tcp %d", r.Port)
+	case "tcp", "udp":
+		return fmt.Sprintf("%s %d", r.Kind, r.Port)
 	case "http":
 		return "http " + r.URL
 	}
@@ -76,6 +76,8 @@ func (r *Ready) waitCommand(ns string) string {
 	switch r.Kind {
 	case "tcp":
 		until = fmt.Sprintf("%sss -Hltn %s | grep -q .", nsExec(ns), shellQuote(fmt.Sprintf("sport = :%d", r.Port)))
+	case "udp":
+		until = fmt.Sprintf("%sss -Hlun %s | grep -q .", nsExec(ns), shellQuote(fmt.Sprintf("sport = :%d", r.Port)))
 	case "http":
 		until = fmt.Sprintf("%scurl -fso /dev/null %s", nsExec(ns), shellQuote(r.URL))
 	default:
@@ -86,13 +88,21 @@ func (r *Ready) waitCommand(ns string) string {
 
 // Service is a built-in server of `netlab serve`.
 type Service struct {
-	Kind string // "http" or "tcp-echo"
-	Port int
-	Body string
+	Kind  string // "http", "tcp-echo", "dns" or "proxy"
+	Port  int    // dns: on 127.0.0.11; proxy: the host port
+	Body  string
+	DNS   *DNSServer   // dns (see dns.go)
+	Proxy *ProxyServer // proxy (see proxy.go)
 }
 
 // Args are the arguments of `netlab serve` that run the service.
 func (s *Service) Args() []string {
+	switch s.Kind {
+	case "dns":
+		return s.dnsArgs()
+	case "proxy":
+		return s.proxyArgs()
+	}
 	args := []string{"serve", "--" + s.Kind, fmt.Sprint(s.Port)}
 	if s.Kind == "http" {
 		args = append(args, "--body", s.Body)
@@ -165,14 +175,8 @@ func ProcessFromArgv(ns string, argv []string) (Process, error) {
 	case len(argv) == 3 && argv[0] == "sh" && argv[1] == "-c":
 		return Process{ProcKey: ProcKey{NS: ns, Command: argv[2]}}, nil
 	case len(argv) >= 4 && argv[0] == "netlab" && argv[1] == "serve":
-		s := &Service{Kind: strings.TrimPrefix(argv[2], "--")}
-		if _, err := fmt.Sscan(argv[3], &s.Port); err == nil {
-			if len(argv) == 6 && argv[4] == "--body" {
-				s.Body = argv[5]
-			}
-			if slices.Equal(s.Args(), argv[1:]) {
-				return Process{ProcKey: ProcKey{NS: ns, Command: s.CommandLine()}, Serve: s}, nil
-			}
+		if s, err := ServiceFromArgs(argv[1:]); err == nil && slices.Equal(s.Args(), argv[1:]) {
+			return Process{ProcKey: ProcKey{NS: ns, Command: s.CommandLine()}, Serve: s}, nil
 		}
 	}
 	return Process{}, fmt.Errorf("want sh -c COMMAND or netlab serve ..., not %q", argv)

@@ -28,7 +28,7 @@ const (
 
 // Qdisc is the shaping of one interface's egress.
 type Qdisc struct {
-	LinkKey
+	InterfaceKey
 	// tbf, when Rate is not 0.
 	Rate     uint64 // bits per second, a whole number of bytes
 	Burst    uint64 // bytes
@@ -65,7 +65,7 @@ func (q *Qdisc) Kinds() []string {
 func (q *Qdisc) Equal(o *Qdisc) bool {
 	a, b := *q, *o
 	a.NetemKeys, b.NetemKeys = nil, nil
-	return a.LinkKey == b.LinkKey && a.Rate == b.Rate && a.Burst == b.Burst && a.TbfLimit == b.TbfLimit &&
+	return a.InterfaceKey == b.InterfaceKey && a.Rate == b.Rate && a.Burst == b.Burst && a.TbfLimit == b.TbfLimit &&
 		a.Netem == b.Netem && a.Delay == b.Delay && a.Jitter == b.Jitter && a.Loss == b.Loss &&
 		a.Duplicate == b.Duplicate && a.Corrupt == b.Corrupt && a.Limit == b.Limit
 }
@@ -186,19 +186,21 @@ type ReplaceQdisc struct {
 	Old   *Qdisc // nil when the interface has none of netlab's
 	// Also are the other end of the link, when it gets the same shaping from
 	// the same state: one action (one plan line) per link.
-	Also []LinkKey
+	Also []InterfaceKey
 }
 
 // Ends are the interfaces the action shapes.
-func (a ReplaceQdisc) Ends() []LinkKey { return append([]LinkKey{a.Qdisc.LinkKey}, a.Also...) }
+func (a ReplaceQdisc) Ends() []InterfaceKey {
+	return append([]InterfaceKey{a.Qdisc.InterfaceKey}, a.Also...)
+}
 
 // On is the action's shaping for one of its ends.
-func (a ReplaceQdisc) On(k LinkKey) (q Qdisc, old *Qdisc) {
+func (a ReplaceQdisc) On(k InterfaceKey) (q Qdisc, old *Qdisc) {
 	q = a.Qdisc
-	q.LinkKey = k
+	q.InterfaceKey = k
 	if a.Old != nil {
 		o := *a.Old
-		o.LinkKey = k
+		o.InterfaceKey = k
 		old = &o
 	}
 	return q, old
@@ -219,7 +221,7 @@ func (a ReplaceQdisc) Object() string {
 	return endList(a.Ends()) + " " + a.Qdisc.changes(a.Old)
 }
 
-func endList(ends []LinkKey) string {
+func endList(ends []InterfaceKey) string {
 	s := make([]string, len(ends))
 	for i, k := range ends {
 		s[i] = k.String()
@@ -250,11 +252,13 @@ func (a ReplaceQdisc) Commands() []string {
 // queue back.
 type DeleteQdisc struct {
 	Old  Qdisc
-	Also []LinkKey
+	Also []InterfaceKey
 }
 
 // Ends are the interfaces the action unshapes.
-func (a DeleteQdisc) Ends() []LinkKey { return append([]LinkKey{a.Old.LinkKey}, a.Also...) }
+func (a DeleteQdisc) Ends() []InterfaceKey {
+	return append([]InterfaceKey{a.Old.InterfaceKey}, a.Also...)
+}
 
 func (a DeleteQdisc) Op() Op         { return OpDelete }
 func (a DeleteQdisc) Phase() Phase   { return phaseDeleteQdisc }
@@ -264,19 +268,19 @@ func (a DeleteQdisc) Commands() []string {
 	var cmds []string
 	for _, k := range a.Ends() {
 		q := a.Old
-		q.LinkKey = k
+		q.InterfaceKey = k
 		cmds = append(cmds, q.deleteCommand())
 	}
 	return cmds
 }
 
 // SetDown sets an interface administratively down (state: down).
-type SetDown struct{ LinkKey }
+type SetDown struct{ InterfaceKey }
 
 func (a SetDown) Op() Op         { return OpChange }
 func (a SetDown) Phase() Phase   { return phaseLinkAttrs }
 func (a SetDown) Kind() string   { return "link" }
-func (a SetDown) Object() string { return a.LinkKey.String() + " up -> down" }
+func (a SetDown) Object() string { return a.InterfaceKey.String() + " up -> down" }
 func (a SetDown) Commands() []string {
 	return []string{fmt.Sprintf("%s link set %s down", ipn(a.NS), a.Name)}
 }
@@ -305,7 +309,7 @@ func missingModules(desired, observed *State) error {
 		}
 		var keys []string
 		var where []string
-		for _, k := range sortedKeys(desired.Qdiscs, LinkKey.compare) {
+		for _, k := range sortedKeys(desired.Qdiscs, InterfaceKey.compare) {
 			q := desired.Qdiscs[k]
 			if !slices.Contains(q.Kinds(), kind) {
 				continue
@@ -353,7 +357,7 @@ func keyOrder(k string) int {
 // link that change alike are one action: a rate edit is one line.
 func (d *differ) qdiscs() {
 	var replaces []ReplaceQdisc
-	for _, k := range sortedKeys(d.desired.Qdiscs, LinkKey.compare) {
+	for _, k := range sortedKeys(d.desired.Qdiscs, InterfaceKey.compare) {
 		want := d.desired.Qdiscs[k]
 		have := d.observed.Qdiscs[k]
 		var a ReplaceQdisc
@@ -366,7 +370,7 @@ func (d *differ) qdiscs() {
 		default:
 			continue
 		}
-		if i := slices.IndexFunc(replaces, func(b ReplaceQdisc) bool { return d.peers(b.Qdisc.LinkKey, k) && sameChange(b, a) }); i >= 0 {
+		if i := slices.IndexFunc(replaces, func(b ReplaceQdisc) bool { return d.peers(b.Qdisc.InterfaceKey, k) && sameChange(b, a) }); i >= 0 {
 			replaces[i].Also = append(replaces[i].Also, k)
 			continue
 		}
@@ -376,12 +380,12 @@ func (d *differ) qdiscs() {
 		d.add(a)
 	}
 	var deletes []DeleteQdisc
-	for _, k := range sortedKeys(d.observed.Qdiscs, LinkKey.compare) {
+	for _, k := range sortedKeys(d.observed.Qdiscs, InterfaceKey.compare) {
 		if _, ok := d.desired.Qdiscs[k]; ok || !d.exists(k) {
 			continue
 		}
 		old := *d.observed.Qdiscs[k]
-		if i := slices.IndexFunc(deletes, func(b DeleteQdisc) bool { return d.peers(b.Old.LinkKey, k) && sameShaping(&b.Old, &old) }); i >= 0 {
+		if i := slices.IndexFunc(deletes, func(b DeleteQdisc) bool { return d.peers(b.Old.InterfaceKey, k) && sameShaping(&b.Old, &old) }); i >= 0 {
 			deletes[i].Also = append(deletes[i].Also, k)
 			continue
 		}
@@ -393,9 +397,9 @@ func (d *differ) qdiscs() {
 }
 
 // peers reports whether two interfaces are the ends of one veth pair.
-func (d *differ) peers(a, b LinkKey) bool {
+func (d *differ) peers(a, b InterfaceKey) bool {
 	for _, s := range []*State{d.desired, d.observed} {
-		if l := s.Links[a]; l != nil && l.Kind == KindVeth && l.Peer == b {
+		if l := s.Interfaces[a]; l != nil && l.Kind == KindVeth && l.Peer == b {
 			return true
 		}
 	}
@@ -405,7 +409,7 @@ func (d *differ) peers(a, b LinkKey) bool {
 // sameShaping compares two shapings whatever interface they are on.
 func sameShaping(a, b *Qdisc) bool {
 	x, y := *a, *b
-	x.LinkKey, y.LinkKey = LinkKey{}, LinkKey{}
+	x.InterfaceKey, y.InterfaceKey = InterfaceKey{}, InterfaceKey{}
 	return x.Equal(&y)
 }
 
@@ -421,14 +425,14 @@ func sameChange(a, b ReplaceQdisc) bool {
 // down. The kernel drops the IPv6 addresses of an interface it sets down
 // (unless keep_addr_on_down), so those are added again after it.
 func (d *differ) linkStates() {
-	for _, k := range sortedKeys(d.desired.Links, LinkKey.compare) {
-		want, have := d.desired.Links[k], d.observed.Links[k]
+	for _, k := range sortedKeys(d.desired.Interfaces, InterfaceKey.compare) {
+		want, have := d.desired.Interfaces[k], d.observed.Interfaces[k]
 		if want.Up || have == nil || !have.Up || !d.exists(k) {
 			continue
 		}
-		d.add(SetDown{LinkKey: k})
+		d.add(SetDown{InterfaceKey: k})
 		for _, a := range sortedKeys(d.desired.Addrs, AddrKey.compare) {
-			if a.LinkKey == k && a.Prefix.Addr().Is6() && d.observed.Addrs[a] {
+			if a.InterfaceKey == k && a.Prefix.Addr().Is6() && d.observed.Addrs[a] {
 				d.add(AddAddr{a})
 			}
 		}
@@ -446,12 +450,12 @@ func compileShaping(lab *topology.Lab, s *State, kname func(string) string) {
 			continue
 		}
 		for _, e := range l.Ends {
-			k := LinkKey{kname(e.Namespace), e.Interface}
+			k := InterfaceKey{kname(e.Namespace), e.Interface}
 			mtu := l.MTU
-			if link := s.Links[k]; link != nil && link.MTU != 0 {
+			if link := s.Interfaces[k]; link != nil && link.MTU != 0 {
 				mtu = link.MTU
 			}
-			q := &Qdisc{LinkKey: k}
+			q := &Qdisc{InterfaceKey: k}
 			if sh.Rate > 0 {
 				q.Rate = sh.Rate
 				q.Burst = sh.Burst
@@ -474,7 +478,7 @@ func compileShaping(lab *topology.Lab, s *State, kname func(string) string) {
 		}
 	}
 	for k, r := range s.Routes {
-		if l := s.Links[LinkKey{k.NS, r.Dev}]; l != nil && !l.Up {
+		if l := s.Interfaces[InterfaceKey{k.NS, r.Dev}]; l != nil && !l.Up {
 			delete(s.Routes, k)
 		}
 	}

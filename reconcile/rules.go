@@ -40,9 +40,9 @@ func (c *rulesCompiler) add(ns, chain string, r *Rule) {
 // published is one `publish:` entry resolved to the container address it reaches.
 type published struct {
 	p         *topology.Publish
-	container string     // the namespace that publishes
-	addr      netip.Addr // the container's address on the bridge
-	port      LinkKey    // the container's bridge port (hairpin mode)
+	container string       // the namespace that publishes
+	addr      netip.Addr   // the container's address on the bridge
+	port      InterfaceKey // the container's bridge port (hairpin mode)
 	bridge    *topology.Bridge
 }
 
@@ -74,6 +74,9 @@ func compileRules(lab *topology.Lab, s *State, kname func(string) string) {
 			c.isolate(b)
 		}
 	}
+	c.dnsRules()
+	c.proxyReturns(pubs)
+	c.proxyProcesses()
 	var drops []*topology.Bridge
 	for _, b := range lab.Bridges {
 		if dockerBridge(b, pubs) {
@@ -133,7 +136,7 @@ func (c *rulesCompiler) publishedPorts() []published {
 
 // bridgeOf finds the first bridge a namespace is linked to, its interface on it
 // and the bridge port at the other end.
-func (c *rulesCompiler) bridgeOf(ns *topology.Namespace) (*topology.Bridge, *topology.Interface, LinkKey) {
+func (c *rulesCompiler) bridgeOf(ns *topology.Namespace) (*topology.Bridge, *topology.Interface, InterfaceKey) {
 	for _, l := range c.lab.Links {
 		for i, end := range l.Ends {
 			other := l.Ends[1-i]
@@ -142,12 +145,12 @@ func (c *rulesCompiler) bridgeOf(ns *topology.Namespace) (*topology.Bridge, *top
 			}
 			for _, b := range c.lab.Bridges {
 				if b.Name == other.Bridge {
-					return b, c.findInterface(end), LinkKey{c.kname(other.Namespace), other.Interface}
+					return b, c.findInterface(end), InterfaceKey{c.kname(other.Namespace), other.Interface}
 				}
 			}
 		}
 	}
-	return nil, nil, LinkKey{}
+	return nil, nil, InterfaceKey{}
 }
 
 // isolate drops what enters an isolated bridge and leaves by another isolated
@@ -220,7 +223,7 @@ func (c *rulesCompiler) dockerBridge(b *topology.Bridge, pubs []published) {
 		// for the replies to be un-NATed, as with Docker.
 		c.s.Sysctls[SysctlKey{c.kname(ns), "net/bridge/bridge-nf-call-iptables"}] = "1"
 	}
-	if hasPub {
+	if hasPub && !b.UserlandProxy {
 		// The host reaching a published port as 127.0.0.1:PORT: the kernel must
 		// route a loopback source out of the bridge, which then masquerades it.
 		c.s.Sysctls[SysctlKey{c.kname(ns), "net/ipv4/conf/" + br + "/route_localnet"}] = "1"
@@ -244,7 +247,7 @@ func (c *rulesCompiler) publishNAT(b *topology.Bridge, sets []publishSetNames, m
 		dnat := &Rule{Match: []Match{FibLocal{Dir: Dst}, SetLookup{Fields: []Field{{Proto: s.proto, Dir: Dst}}, Set: s.ports}},
 			Verdict: VerdictDNAT, NAT: NATTarget{Map: s.dnat, MapProto: s.proto}, Comment: br + ": published " + s.proto.Text() + " ports"}
 		c.add(ns, "nat-prerouting", dnat)
-		c.add(ns, "nat-output", dnat)
+		c.add(ns, "nat-output", c.outputDNAT(b, dnat, netip.IPv4Unspecified()))
 		// A container reaching its own published port comes back through the same
 		// port (hairpin), and must see the host as the source to answer it.
 		lookup := SetLookup{Fields: []Field{{Dir: Src}, {Dir: Dst}, {Proto: s.proto, Dir: Dst}}, Set: s.hairpin}
@@ -252,7 +255,7 @@ func (c *rulesCompiler) publishNAT(b *topology.Bridge, sets []publishSetNames, m
 			Verdict: VerdictMasquerade, Comment: br + ": published " + s.proto.Text() + " ports: hairpin"})
 	}
 	for _, p := range mine {
-		if l := c.s.Links[p.port]; l != nil {
+		if l := c.s.Interfaces[p.port]; l != nil && !b.UserlandProxy {
 			l.Hairpin = true
 		}
 	}
@@ -264,12 +267,12 @@ func (c *rulesCompiler) publishNAT(b *topology.Bridge, sets []publishSetNames, m
 		match = append(match, portMatch(p.p.Proto, Dst, uint16Range(p.p.HostPort)))
 		dnat := &Rule{Match: match, Verdict: VerdictDNAT, NAT: natTarget(p.addr, uint16Range(p.p.Port)), Comment: publishComment(p)}
 		c.add(ns, "nat-prerouting", dnat)
-		c.add(ns, "nat-output", dnat)
+		c.add(ns, "nat-output", c.outputDNAT(b, dnat, p.addr))
 		// A container reaching its own published port comes back through the same
 		// port (hairpin), and must see the host as the source to answer it.
 		c.add(ns, "nat-postrouting", &Rule{Match: []Match{addrMatch(Src, p.addr), addrMatch(Dst, p.addr), portMatch(p.p.Proto, Dst, uint16Range(p.p.Port))},
 			Verdict: VerdictMasquerade, Comment: publishComment(p) + ": hairpin"})
-		if l := c.s.Links[p.port]; l != nil {
+		if l := c.s.Interfaces[p.port]; l != nil && !b.UserlandProxy {
 			l.Hairpin = true
 		}
 	}

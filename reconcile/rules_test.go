@@ -147,11 +147,11 @@ func TestPublishedPortsAreLookedUp(t *testing.T) {
 // peer is gone", not because its "peer was :".
 func TestVethWhosePeerIsGoneSaysSo(t *testing.T) {
 	desired, observed := r.NewState("l"), r.NewState("l")
-	host, c := r.LinkKey{r.Host, "veth0"}, r.LinkKey{"c", "eth0"}
-	desired.Links[host] = &r.Link{LinkKey: host, Kind: r.KindVeth, Peer: c}
-	desired.Links[c] = &r.Link{LinkKey: c, Kind: r.KindVeth, Peer: host}
+	host, c := r.InterfaceKey{r.Host, "veth0"}, r.InterfaceKey{"c", "eth0"}
+	desired.Interfaces[host] = &r.Interface{InterfaceKey: host, Kind: r.KindVeth, Peer: c}
+	desired.Interfaces[c] = &r.Interface{InterfaceKey: c, Kind: r.KindVeth, Peer: host}
 	desired.Namespaces["c"] = &r.Netns{Name: "c"}
-	observed.Links[host] = &r.Link{LinkKey: host, Kind: r.KindVeth}
+	observed.Interfaces[host] = &r.Interface{InterfaceKey: host, Kind: r.KindVeth}
 	plan, err := r.Diff(desired, observed)
 	if err != nil {
 		t.Fatal(err)

@@ -90,7 +90,7 @@ func TestShapingEditIsOneChange(t *testing.T) {
 		t.Errorf("rate edit (-want +got):\n%s", diff)
 	}
 
-	d.Mutate(func(k *fake.Kernel) { k.DeleteQdisc(r.LinkKey{NS: "server", Name: "slow"}) })
+	d.Mutate(func(k *fake.Kernel) { k.DeleteQdisc(r.InterfaceKey{NS: "server", Name: "slow"}) })
 	desired := harness.DesiredFromText(t, edited)
 	p = upTo(t, d, desired)
 	want = []string{"+ qdisc   server:slow tbf rate 20mbit burst 32kb"}
@@ -242,16 +242,16 @@ func TestRangesCompile(t *testing.T) {
 	for _, a := range []string{"h1:eth0 10.0.1.1/16", "h20:eth0 10.0.20.1/16", "h20:eth0 2001:db8::14/64", "r3:lo 192.0.2.3/32"} {
 		found := false
 		for k := range desired.Addrs {
-			found = found || k.LinkKey.String()+" "+k.Prefix.String() == a
+			found = found || k.InterfaceKey.String()+" "+k.Prefix.String() == a
 		}
 		if !found {
 			t.Errorf("no address %s", a)
 		}
 	}
-	if l := desired.Links[r.LinkKey{NS: "h7", Name: "eth0"}]; l == nil || l.MAC != "02:00:00:00:00:07" || l.MTU != 1457 {
+	if l := desired.Interfaces[r.InterfaceKey{NS: "h7", Name: "eth0"}]; l == nil || l.MAC != "02:00:00:00:00:07" || l.MTU != 1457 {
 		t.Errorf("h7:eth0 = %+v", l)
 	}
-	if l := desired.Links[r.LinkKey{NS: "r2", Name: "right"}]; l == nil || l.Peer != (r.LinkKey{NS: "r3", Name: "left"}) {
+	if l := desired.Interfaces[r.InterfaceKey{NS: "r2", Name: "right"}]; l == nil || l.Peer != (r.InterfaceKey{NS: "r3", Name: "left"}) {
 		t.Errorf("r2:right = %+v", l)
 	}
 	upTo(t, fake.New(), desired)

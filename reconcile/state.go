@@ -42,7 +42,7 @@ type Query struct {
 	Tables map[string]*Table
 	// Qdiscs are the lab's desired shapings: the driver checks that the kernel
 	// has their kinds, and recognises its own encoding of them (qdisc.go).
-	Qdiscs map[LinkKey]*Qdisc
+	Qdiscs map[InterfaceKey]*Qdisc
 	// Keep, when not nil, names the namespaces the lab keeps. Any other namespace
 	// of the lab is read only as far as deleting it needs: that it is the lab's,
 	// and its interfaces (the other end of each of its veths goes with it). Its
@@ -62,26 +62,26 @@ type Query struct {
 type State struct {
 	Lab        string
 	Namespaces map[string]*Netns
-	Links      map[LinkKey]*Link
+	Interfaces map[InterfaceKey]*Interface
 	Addrs      map[AddrKey]bool
 	Routes     map[RouteKey]*Route
 	Sysctls    map[SysctlKey]string
 	Tables     map[string]*Table // the lab's nftables table, by namespace
 	Processes  map[ProcKey]*Process
-	Files      map[FileKey]string // generated files (/etc/netns/NS/hosts) and their content
-	Qdiscs     map[LinkKey]*Qdisc // netlab's shaping of the lab's interfaces (qdisc.go)
+	Files      map[FileKey]string      // generated files (/etc/netns/NS/hosts) and their content
+	Qdiscs     map[InterfaceKey]*Qdisc // netlab's shaping of the lab's interfaces (qdisc.go)
 	// Execs are the `exec:` commands of each namespace: desired, the list in the
 	// file; observed, those recorded as run and succeeded, in order (only for
 	// namespaces that exist).
 	Execs map[string][]ExecCommand
 
 	// Observed only.
-	SavedSysctls map[SysctlKey]string // values from before the lab changed them
-	ForeignNetns map[string]string    // namespaces not owned by Lab: name -> owner lab ("" if not netlab's)
-	ForeignLinks map[LinkKey]string   // interfaces not owned by Lab: key -> owner lab ("" if not netlab's)
-	ForeignFiles map[FileKey]bool     // files the lab wants to write that someone else wrote
-	NotNetns     map[string]string    // objects other than a namespace where one would go (a FIFO at /run/netns/NAME): name -> what it is
-	Warnings     []string             // what others do that will break the lab (another table's forward drop)
+	SavedSysctls      map[SysctlKey]string    // values from before the lab changed them
+	ForeignNetns      map[string]string       // namespaces not owned by Lab: name -> owner lab ("" if not netlab's)
+	ForeignInterfaces map[InterfaceKey]string // interfaces not owned by Lab: key -> owner lab ("" if not netlab's)
+	ForeignFiles      map[FileKey]bool        // files the lab wants to write that someone else wrote
+	NotNetns          map[string]string       // objects other than a namespace where one would go (a FIFO at /run/netns/NAME): name -> what it is
+	Warnings          []string                // what others do that will break the lab (another table's forward drop)
 
 	// MissingQdiscs are the qdisc kinds the lab's shaping needs that the
 	// kernel does not have, each with its module (sch_netem).
@@ -138,21 +138,21 @@ type BadRecord struct {
 // NewState returns an empty State for lab.
 func NewState(lab string) *State {
 	return &State{
-		Lab:          lab,
-		Namespaces:   map[string]*Netns{},
-		Links:        map[LinkKey]*Link{},
-		Addrs:        map[AddrKey]bool{},
-		Routes:       map[RouteKey]*Route{},
-		Sysctls:      map[SysctlKey]string{},
-		Tables:       map[string]*Table{},
-		Processes:    map[ProcKey]*Process{},
-		Files:        map[FileKey]string{},
-		Qdiscs:       map[LinkKey]*Qdisc{},
-		Execs:        map[string][]ExecCommand{},
-		ForeignFiles: map[FileKey]bool{},
-		SavedSysctls: map[SysctlKey]string{},
-		ForeignNetns: map[string]string{},
-		ForeignLinks: map[LinkKey]string{},
+		Lab:               lab,
+		Namespaces:        map[string]*Netns{},
+		Interfaces:        map[InterfaceKey]*Interface{},
+		Addrs:             map[AddrKey]bool{},
+		Routes:            map[RouteKey]*Route{},
+		Sysctls:           map[SysctlKey]string{},
+		Tables:            map[string]*Table{},
+		Processes:         map[ProcKey]*Process{},
+		Files:             map[FileKey]string{},
+		Qdiscs:            map[InterfaceKey]*Qdisc{},
+		Execs:             map[string][]ExecCommand{},
+		ForeignFiles:      map[FileKey]bool{},
+		SavedSysctls:      map[SysctlKey]string{},
+		ForeignNetns:      map[string]string{},
+		ForeignInterfaces: map[InterfaceKey]string{},
 
 		ForeignRoutes: map[RouteKey]*Route{},
 		ForeignAddrs:  map[AddrKey]bool{},
@@ -168,9 +168,9 @@ func (s *State) Clone() *State {
 		n := *v
 		c.Namespaces[k] = &n
 	}
-	for k, v := range s.Links {
+	for k, v := range s.Interfaces {
 		l := *v
-		c.Links[k] = &l
+		c.Interfaces[k] = &l
 	}
 	maps.Copy(c.Addrs, s.Addrs)
 	for k, v := range s.Routes {
@@ -202,7 +202,7 @@ func (s *State) Clone() *State {
 	c.Warnings = slices.Clone(s.Warnings)
 	maps.Copy(c.SavedSysctls, s.SavedSysctls)
 	maps.Copy(c.ForeignNetns, s.ForeignNetns)
-	maps.Copy(c.ForeignLinks, s.ForeignLinks)
+	maps.Copy(c.ForeignInterfaces, s.ForeignInterfaces)
 	for k, v := range s.ForeignRoutes {
 		r := *v
 		c.ForeignRoutes[k] = &r
@@ -236,33 +236,33 @@ type Netns struct {
 	IPv6 bool
 }
 
-// LinkKey names an interface: the namespace it lives in and its name there.
-type LinkKey struct{ NS, Name string }
+// InterfaceKey names an interface: the namespace it lives in and its name there.
+type InterfaceKey struct{ NS, Name string }
 
-func (k LinkKey) String() string { return k.NS + ":" + k.Name }
+func (k InterfaceKey) String() string { return k.NS + ":" + k.Name }
 
-func (k LinkKey) compare(o LinkKey) int {
+func (k InterfaceKey) compare(o InterfaceKey) int {
 	if c := strings.Compare(k.NS, o.NS); c != 0 {
 		return c
 	}
 	return strings.Compare(k.Name, o.Name)
 }
 
-// Link kinds.
+// Interface kinds.
 const (
 	KindBridge = "bridge"
 	KindVeth   = "veth"
 )
 
-// Link is an interface the lab owns: a bridge or one end of a veth pair.
-type Link struct {
-	LinkKey
+// Interface is an interface the lab owns: a bridge or one end of a veth pair.
+type Interface struct {
+	InterfaceKey
 	Kind    string
-	Peer    LinkKey // veth: the other end; zero when it could not be found
-	Master  string  // the bridge this interface is a port of, in the same namespace
-	Hairpin bool    // bridge port: frames may go back out of the port they came in by
-	MTU     int     // desired 0: the kernel's default
-	MAC     string  // lower case; desired "": the kernel's choice
+	Peer    InterfaceKey // veth: the other end; zero when it could not be found
+	Master  string       // the bridge this interface is a port of, in the same namespace
+	Hairpin bool         // bridge port: frames may go back out of the port they came in by
+	MTU     int          // desired 0: the kernel's default
+	MAC     string       // lower case; desired "": the kernel's choice
 	Up      bool
 
 	// Observed only: the interface exists but its ownership marker is missing
@@ -275,12 +275,12 @@ type Link struct {
 
 // AddrKey is an address on an interface, with its prefix length (172.17.0.2/16).
 type AddrKey struct {
-	LinkKey
+	InterfaceKey
 	Prefix netip.Prefix
 }
 
 func (k AddrKey) compare(o AddrKey) int {
-	if c := k.LinkKey.compare(o.LinkKey); c != 0 {
+	if c := k.InterfaceKey.compare(o.InterfaceKey); c != 0 {
 		return c
 	}
 	return comparePrefix(k.Prefix, o.Prefix)

@@ -24,9 +24,9 @@ func randomState(rng *rand.Rand) *r.State {
 	s := r.NewState("walk")
 	bridges := []string{"br0", "br1"}[:1+rng.IntN(2)]
 	for i, b := range bridges {
-		k := r.LinkKey{NS: r.Host, Name: b}
-		s.Links[k] = &r.Link{LinkKey: k, Kind: r.KindBridge, Up: true, MTU: pick(rng, 0, 1500)}
-		s.Addrs[r.AddrKey{LinkKey: k, Prefix: netip.MustParsePrefix(fmt.Sprintf("10.%d.0.1/24", i))}] = true
+		k := r.InterfaceKey{NS: r.Host, Name: b}
+		s.Interfaces[k] = &r.Interface{InterfaceKey: k, Kind: r.KindBridge, Up: true, MTU: pick(rng, 0, 1500)}
+		s.Addrs[r.AddrKey{InterfaceKey: k, Prefix: netip.MustParsePrefix(fmt.Sprintf("10.%d.0.1/24", i))}] = true
 	}
 	var names []string
 	for i := range 6 {
@@ -36,11 +36,11 @@ func randomState(rng *rand.Rand) *r.State {
 	}
 	for i, ns := range names {
 		s.Namespaces[ns] = &r.Netns{Name: ns, LoUp: true}
-		eth0 := r.LinkKey{NS: ns, Name: "eth0"}
+		eth0 := r.InterfaceKey{NS: ns, Name: "eth0"}
 		if i > 0 && rng.IntN(4) == 0 {
 			// Wired straight to the previous namespace's eth1.
-			peer := r.LinkKey{NS: names[i-1], Name: "eth1"}
-			if _, taken := s.Links[peer]; !taken {
+			peer := r.InterfaceKey{NS: names[i-1], Name: "eth1"}
+			if _, taken := s.Interfaces[peer]; !taken {
 				veth(s, eth0, peer, "")
 				addr(s, eth0, fmt.Sprintf("192.168.%d.2/24", i))
 				addr(s, peer, fmt.Sprintf("192.168.%d.1/24", i))
@@ -48,10 +48,10 @@ func randomState(rng *rand.Rand) *r.State {
 			}
 		}
 		b := rng.IntN(len(bridges))
-		port := r.LinkKey{NS: r.Host, Name: "v" + ns + pick(rng, "", "x")} // a renamed port is a replace
+		port := r.InterfaceKey{NS: r.Host, Name: "v" + ns + pick(rng, "", "x")} // a renamed port is a replace
 		veth(s, eth0, port, bridges[b])
-		s.Links[eth0].MTU = pick(rng, 0, 1500, 9000)
-		s.Links[eth0].MAC = pick(rng, "", fmt.Sprintf("02:42:0a:%02x:00:%02x", b, i+2))
+		s.Interfaces[eth0].MTU = pick(rng, 0, 1500, 9000)
+		s.Interfaces[eth0].MAC = pick(rng, "", fmt.Sprintf("02:42:0a:%02x:00:%02x", b, i+2))
 		host := 2 + i + rng.IntN(2)*50
 		addr(s, eth0, fmt.Sprintf("10.%d.0.%d/24", b, host))
 		if rng.IntN(3) == 0 {
@@ -96,7 +96,7 @@ func randomState(rng *rand.Rand) *r.State {
 		s.Tables[r.Host] = t
 	}
 	// Hairpin on some bridge ports.
-	for _, l := range s.Links {
+	for _, l := range s.Interfaces {
 		if l.Master != "" && rng.IntN(3) == 0 {
 			l.Hairpin = true
 		}
@@ -106,19 +106,19 @@ func randomState(rng *rand.Rand) *r.State {
 
 func pick[T any](rng *rand.Rand, choices ...T) T { return choices[rng.IntN(len(choices))] }
 
-func veth(s *r.State, a, b r.LinkKey, master string) {
-	s.Links[a] = &r.Link{LinkKey: a, Kind: r.KindVeth, Peer: b, Up: true}
-	s.Links[b] = &r.Link{LinkKey: b, Kind: r.KindVeth, Peer: a, Master: master, Up: true}
+func veth(s *r.State, a, b r.InterfaceKey, master string) {
+	s.Interfaces[a] = &r.Interface{InterfaceKey: a, Kind: r.KindVeth, Peer: b, Up: true}
+	s.Interfaces[b] = &r.Interface{InterfaceKey: b, Kind: r.KindVeth, Peer: a, Master: master, Up: true}
 }
 
-func addr(s *r.State, k r.LinkKey, p string) {
-	s.Addrs[r.AddrKey{LinkKey: k, Prefix: netip.MustParsePrefix(p)}] = true
+func addr(s *r.State, k r.InterfaceKey, p string) {
+	s.Addrs[r.AddrKey{InterfaceKey: k, Prefix: netip.MustParsePrefix(p)}] = true
 }
 
 // drift changes the fake kernel by hand, as a student poking at a lab would.
 func drift(rng *rand.Rand, d *fake.Driver, observed *r.State) {
-	var owned []r.LinkKey
-	for k := range observed.Links {
+	var owned []r.InterfaceKey
+	for k := range observed.Interfaces {
 		owned = append(owned, k)
 	}
 	if len(owned) == 0 {
@@ -128,11 +128,11 @@ func drift(rng *rand.Rand, d *fake.Driver, observed *r.State) {
 	d.Mutate(func(kern *fake.Kernel) {
 		switch rng.IntN(6) {
 		case 0:
-			kern.DeleteLink(k)
+			kern.DeleteInterface(k)
 		case 1:
 			kern.SetDown(k)
 		case 2:
-			kern.SetAddrs(k, r.AddrKey{LinkKey: k, Prefix: netip.MustParsePrefix("172.31.0.9/16")})
+			kern.SetAddrs(k, r.AddrKey{InterfaceKey: k, Prefix: netip.MustParsePrefix("172.31.0.9/16")})
 		case 3:
 			for rk := range observed.Routes {
 				kern.DeleteRoute(rk)
@@ -159,8 +159,8 @@ func TestRandomWalkConverges(t *testing.T) {
 		d := fake.New()
 		d.AddForeignNetns("foreign", "")
 		d.AddForeignNetns("theirs", "other-lab")
-		d.AddForeignLink(r.Link{LinkKey: r.LinkKey{NS: r.Host, Name: "eth0"}, Kind: "device", Up: true}, "")
-		d.AddForeignLink(r.Link{LinkKey: r.LinkKey{NS: r.Host, Name: "docker0"}, Kind: r.KindBridge}, "other-lab")
+		d.AddForeignInterface(r.Interface{InterfaceKey: r.InterfaceKey{NS: r.Host, Name: "eth0"}, Kind: "device", Up: true}, "")
+		d.AddForeignInterface(r.Interface{InterfaceKey: r.InterfaceKey{NS: r.Host, Name: "docker0"}, Kind: r.KindBridge}, "other-lab")
 		foreignNetns, foreignLinks := d.Snapshot()
 
 		for step := range 30 {
@@ -215,8 +215,8 @@ func comparable(desired, s *r.State) map[string]string {
 	for k, n := range s.Namespaces {
 		out["netns "+k] = fmt.Sprintf("ipv6=%v", n.IPv6)
 	}
-	for k, l := range s.Links {
-		want, ok := desired.Links[k]
+	for k, l := range s.Interfaces {
+		want, ok := desired.Interfaces[k]
 		mtu, mac := l.MTU, l.MAC
 		if ok && want.MTU == 0 {
 			mtu = 0
@@ -227,7 +227,7 @@ func comparable(desired, s *r.State) map[string]string {
 		out["link "+k.String()] = fmt.Sprintf("%s peer=%s master=%s hairpin=%v up=%v mtu=%d mac=%s", l.Kind, l.Peer, l.Master, l.Hairpin, l.Up, mtu, mac)
 	}
 	for k := range s.Addrs {
-		out["addr "+k.LinkKey.String()+" "+k.Prefix.String()] = ""
+		out["addr "+k.InterfaceKey.String()+" "+k.Prefix.String()] = ""
 	}
 	for k, rt := range s.Routes {
 		out[fmt.Sprintf("route %s %s %d", k.NS, k.To, k.Metric)] = rt.Via.String() + " " + rt.Dev
@@ -302,7 +302,7 @@ func TestVerifyRereadsWhatThePlanTouched(t *testing.T) {
 			s.Namespaces[ns] = &r.Netns{Name: ns, LoUp: true}
 		}
 		if wired {
-			veth(s, r.LinkKey{NS: "a", Name: "x"}, r.LinkKey{NS: "b", Name: "y"}, "")
+			veth(s, r.InterfaceKey{NS: "a", Name: "x"}, r.InterfaceKey{NS: "b", Name: "y"}, "")
 		}
 		return s
 	}

@@ -315,7 +315,7 @@ func (d *decoder) bridges(n *yaml.Node) []*Bridge {
 		if err := checkIfname(b.Name); err != nil {
 			d.errorf(p.key, "bridge %q: %v", b.Name, err)
 		}
-		f, _ := d.fields(p.value, label, "namespace", "addresses", "mtu", "mac", "masquerade", "icc", "isolated", "resolve")
+		f, _ := d.fields(p.value, label, "namespace", "addresses", "mtu", "mac", "masquerade", "icc", "isolated", "resolve", "userland-proxy")
 		if v := f.val("namespace"); v != nil {
 			if s, ok := d.str(v, label+": namespace"); ok {
 				b.Namespace = s
@@ -350,6 +350,9 @@ func (d *decoder) bridges(n *yaml.Node) []*Bridge {
 		}
 		if v := f.val("resolve"); v != nil {
 			b.Resolve, _ = d.boolean(v, label+": resolve")
+		}
+		if v := f.val("userland-proxy"); v != nil {
+			b.UserlandProxy, _ = d.boolean(v, label+": userland-proxy")
 		}
 	}
 	return out
@@ -585,11 +588,14 @@ func (d *decoder) duration(n *yaml.Node, label string) (time.Duration, bool) {
 // service reads one `serve:` entry: {http: PORT, body: TEXT} or {tcp-echo: PORT}.
 func (d *decoder) service(n *yaml.Node, nsl string) *Service {
 	label := nsl + ": serve"
-	f, ok := d.fields(n, label, "http", "tcp-echo", "body")
+	f, ok := d.fields(n, label, "http", "tcp-echo", "body", "dns")
 	if !ok {
 		return nil
 	}
 	svc := &Service{Pos: pos(n)}
+	if v := f.val("dns"); v != nil {
+		return d.dnsEntry(svc, f, v, nsl)
+	}
 	for _, kind := range []string{"http", "tcp-echo"} {
 		v := f.val(kind)
 		if v == nil {

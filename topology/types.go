@@ -55,6 +55,10 @@ type Bridge struct {
 	// Resolve: the namespaces linked to this bridge find each other by name, as on
 	// a Docker user-defined network (the default bridge does not).
 	Resolve bool
+	// UserlandProxy: published ports of this bridge are also served by a proxy
+	// process, as dockerd's default docker-proxy does, and the NAT follows
+	// Docker's proxy mode (see reconcile/proxy.go). false: --userland-proxy=false.
+	UserlandProxy bool
 }
 
 // Address is an interface address with its prefix length, as in `ip addr add`:
@@ -220,9 +224,10 @@ type Exec struct {
 // namespace, so a lab needs no tool the machine may lack.
 type Service struct {
 	Pos  Pos
-	Kind string // "http" (answers every request with Body) or "tcp-echo"
-	Port uint16
+	Kind string // "http" (answers every request with Body), "tcp-echo" or "dns"
+	Port uint16 // dns: the port on 127.0.0.11 that port 53 is translated to
 	Body string // http: the response body; "Hello World" when not given
+	DNS  *DNSService
 }
 
 // Check is one entry of `checks:`, run by `netlab test`.

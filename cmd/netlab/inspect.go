@@ -158,7 +158,7 @@ func inspectLab(ctx context.Context, d *kernel.Driver, lab string) (inspection, 
 	namespaces := append([]string{reconcile.Host}, slices.Sorted(maps.Keys(s.Namespaces))...)
 	for _, ns := range namespaces {
 		rep := namespaceReport{Name: ns, Interfaces: []interfaceReport{}, Sysctls: map[string]string{}}
-		for _, l := range s.Links {
+		for _, l := range s.Interfaces {
 			if l.NS == ns {
 				rep.Interfaces = append(rep.Interfaces, interfaceOf(s, l))
 			}
@@ -201,19 +201,19 @@ func inspectLab(ctx context.Context, d *kernel.Driver, lab string) (inspection, 
 	return out, nil
 }
 
-func interfaceOf(s *reconcile.State, l *reconcile.Link) interfaceReport {
+func interfaceOf(s *reconcile.State, l *reconcile.Interface) interfaceReport {
 	r := interfaceReport{Name: l.Name, Index: l.Index, Kind: l.Kind, State: "down", MTU: l.MTU, MAC: l.MAC,
 		Addresses: []string{}, Master: l.Master, Hairpin: l.Hairpin}
 	if l.Up {
 		r.State = "up"
 	}
 	for k := range s.Addrs {
-		if k.LinkKey == l.LinkKey {
+		if k.InterfaceKey == l.InterfaceKey {
 			r.Addresses = append(r.Addresses, k.Prefix.String())
 		}
 	}
 	slices.Sort(r.Addresses)
-	if l.Kind == reconcile.KindVeth && l.Peer != (reconcile.LinkKey{}) {
+	if l.Kind == reconcile.KindVeth && l.Peer != (reconcile.InterfaceKey{}) {
 		r.Peer = &peer{Namespace: l.Peer.NS, Name: l.Peer.Name, Index: l.PeerIndex}
 	}
 	return r

@@ -96,7 +96,7 @@ func labStatusOf(ctx context.Context, d *kernel.Driver, name string) (labStatus,
 	if err != nil {
 		return row, err
 	}
-	row.Namespaces, row.Interfaces = len(observed.Namespaces), len(observed.Links)
+	row.Namespaces, row.Interfaces = len(observed.Namespaces), len(observed.Interfaces)
 	info, ok := d.LabInfo(name)
 	if !ok {
 		row.Drift = "unknown"

@@ -57,7 +57,7 @@ proves nothing when there is no lab to block it. Exit status 0 when all pass,
 			if err != nil {
 				return err
 			}
-			if len(observed.Namespaces) == 0 && len(observed.Links) == 0 {
+			if len(observed.Namespaces) == 0 && len(observed.Interfaces) == 0 {
 				return fmt.Errorf("lab %s is not up: run \"netlab up %s\" first", desired.Lab, args[0])
 			}
 

@@ -35,8 +35,9 @@ type file struct {
 	lab     string // "" for a file netlab did not write
 }
 
-type link struct {
-	r.Link
+// iface is an interface of the fake kernel, with the lab that made it.
+type iface struct {
+	r.Interface
 	owner string // lab name, "" for a foreign interface
 }
 
@@ -45,7 +46,7 @@ type Driver struct {
 	mu      sync.Mutex
 	netns   map[string]string // name -> owner lab ("" foreign)
 	ipv6    map[string]bool   // namespaces with IPv6 on
-	links   map[r.LinkKey]*link
+	ifaces  map[r.InterfaceKey]*iface
 	addrs   map[r.AddrKey]bool
 	routes  map[r.RouteKey]*r.Route
 	sysctls map[r.SysctlKey]string
@@ -68,7 +69,7 @@ type Driver struct {
 	// NoQdisc lists the qdisc kinds the fake kernel does not have ("netem"):
 	// Observe reports them as State.MissingQdiscs and applying one fails.
 	NoQdisc map[string]bool
-	qdiscs  map[r.LinkKey]*r.Qdisc // netlab's shaping, by interface (shaping.go)
+	qdiscs  map[r.InterfaceKey]*r.Qdisc // netlab's shaping, by interface (shaping.go)
 	// NoSysctl lists the sysctls (paths below /proc/sys) the fake kernel does not
 	// have, in any namespace, each with the nearest one it has ("" none): Observe
 	// reports them as State.MissingSysctls and writing one fails.
@@ -80,7 +81,7 @@ func New() *Driver {
 	return &Driver{
 		netns:   map[string]string{},
 		ipv6:    map[string]bool{},
-		links:   map[r.LinkKey]*link{},
+		ifaces:  map[r.InterfaceKey]*iface{},
 		addrs:   map[r.AddrKey]bool{},
 		routes:  map[r.RouteKey]*r.Route{},
 		sysctls: map[r.SysctlKey]string{},
@@ -90,7 +91,7 @@ func New() *Driver {
 		procs:   map[r.ProcKey]*proc{},
 		files:   map[r.FileKey]file{},
 		execs:   map[string]map[string][]r.ExecCommand{},
-		qdiscs:  map[r.LinkKey]*r.Qdisc{},
+		qdiscs:  map[r.InterfaceKey]*r.Qdisc{},
 		nextPID: 100,
 	}
 }
@@ -109,11 +110,11 @@ func (d *Driver) AddForeignNetns(name, owner string) {
 	d.netns[name] = owner
 }
 
-// AddForeignLink adds an interface that belongs to owner ("" for one not made by netlab).
-func (d *Driver) AddForeignLink(l r.Link, owner string) {
+// AddForeignInterface adds an interface that belongs to owner ("" for one not made by netlab).
+func (d *Driver) AddForeignInterface(l r.Interface, owner string) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	d.links[l.LinkKey] = &link{Link: l, owner: owner}
+	d.ifaces[l.InterfaceKey] = &iface{Interface: l, owner: owner}
 }
 
 // Mutate runs f on the kernel's objects, to simulate drift made by hand.
@@ -126,13 +127,13 @@ func (d *Driver) Mutate(f func(k *Kernel)) {
 // Kernel gives Mutate direct access to the fake's objects.
 type Kernel struct{ d *Driver }
 
-// DeleteLink deletes an interface (and its veth peer) as `ip link del` would.
-func (k *Kernel) DeleteLink(key r.LinkKey) { k.d.deleteLink(key) }
+// DeleteInterface deletes an interface (and its veth peer) as `ip link del` would.
+func (k *Kernel) DeleteInterface(key r.InterfaceKey) { k.d.deleteInterface(key) }
 
 // SetAddrs replaces the addresses of an interface.
-func (k *Kernel) SetAddrs(key r.LinkKey, prefixes ...r.AddrKey) {
+func (k *Kernel) SetAddrs(key r.InterfaceKey, prefixes ...r.AddrKey) {
 	for a := range k.d.addrs {
-		if a.LinkKey == key {
+		if a.InterfaceKey == key {
 			delete(k.d.addrs, a)
 		}
 	}
@@ -176,8 +177,8 @@ func (k *Kernel) FlushTable(ns, name string) {
 }
 
 // SetDown sets an interface down.
-func (k *Kernel) SetDown(key r.LinkKey) {
-	if l := k.d.links[key]; l != nil {
+func (k *Kernel) SetDown(key r.InterfaceKey) {
+	if l := k.d.ifaces[key]; l != nil {
 		l.Up = false
 	}
 }
@@ -195,12 +196,12 @@ func (d *Driver) recordExecs(lab, ns string, list []r.ExecCommand) {
 }
 
 // Snapshot returns every object, owned or not, for tests that check what was touched.
-func (d *Driver) Snapshot() (netns map[string]string, links map[r.LinkKey]r.Link) {
+func (d *Driver) Snapshot() (netns map[string]string, links map[r.InterfaceKey]r.Interface) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	links = map[r.LinkKey]r.Link{}
-	for k, l := range d.links {
-		links[k] = l.Link
+	links = map[r.InterfaceKey]r.Interface{}
+	for k, l := range d.ifaces {
+		links[k] = l.Interface
 	}
 	return maps.Clone(d.netns), links
 }
@@ -217,16 +218,16 @@ func (d *Driver) Observe(_ context.Context, q r.Query) (*r.State, error) {
 			s.ForeignNetns[name] = owner
 		}
 	}
-	for k, l := range d.links {
+	for k, l := range d.ifaces {
 		if l.owner != q.Lab {
-			s.ForeignLinks[k] = l.owner
+			s.ForeignInterfaces[k] = l.owner
 			continue
 		}
-		c := l.Link
-		s.Links[k] = &c
+		c := l.Interface
+		s.Interfaces[k] = &c
 	}
 	for a := range d.addrs {
-		if _, ok := s.Links[a.LinkKey]; ok {
+		if _, ok := s.Interfaces[a.InterfaceKey]; ok {
 			s.Addrs[a] = true
 		} else {
 			s.ForeignAddrs[a] = true
@@ -234,7 +235,7 @@ func (d *Driver) Observe(_ context.Context, q r.Query) (*r.State, error) {
 	}
 	for k, rt := range d.routes {
 		c := *rt
-		if _, ok := s.Links[r.LinkKey{NS: k.NS, Name: rt.Dev}]; ok {
+		if _, ok := s.Interfaces[r.InterfaceKey{NS: k.NS, Name: rt.Dev}]; ok {
 			s.Routes[k] = &c
 		} else {
 			s.ForeignRoutes[k] = &c
@@ -304,7 +305,7 @@ func (d *Driver) answerFromEarlier(s *r.State, reread map[string]bool) {
 	stale := func(ns string) bool {
 		return ns != r.Host && !reread[ns] && earlier.Namespaces[ns] != nil && s.Namespaces[ns] != nil
 	}
-	answer(s.Links, earlier.Links, func(k r.LinkKey) bool { return stale(k.NS) })
+	answer(s.Interfaces, earlier.Interfaces, func(k r.InterfaceKey) bool { return stale(k.NS) })
 	answer(s.Addrs, earlier.Addrs, func(k r.AddrKey) bool { return stale(k.NS) })
 	answer(s.Routes, earlier.Routes, func(k r.RouteKey) bool { return stale(k.NS) })
 	answer(s.Tables, earlier.Tables, stale)
@@ -363,9 +364,9 @@ func (d *Driver) Apply(_ context.Context, a r.Action) error {
 		}
 		d.ipv6[a.Name] = a.On
 	case r.DeleteNetns:
-		for k := range d.links {
+		for k := range d.ifaces {
 			if k.NS == a.Name {
-				d.deleteLink(k)
+				d.deleteInterface(k)
 			}
 		}
 		for k := range d.sysctls {
@@ -391,49 +392,49 @@ func (d *Driver) Apply(_ context.Context, a r.Action) error {
 			}
 		}
 	case r.CreateBridge:
-		return d.createLink(a.Lab, r.Link{LinkKey: a.LinkKey, Kind: r.KindBridge, MTU: orDefault(a.MTU), MAC: a.MAC})
+		return d.createInterface(a.Lab, r.Interface{InterfaceKey: a.InterfaceKey, Kind: r.KindBridge, MTU: orDefault(a.MTU), MAC: a.MAC})
 	case r.CreateVeth:
-		for _, e := range []r.VethEnd{a.A, a.B} {
+		for _, e := range []r.VethEnd{a.Main, a.Peer} {
 			if e.Master != "" {
-				if _, err := d.link(r.LinkKey{NS: e.NS, Name: e.Master}); err != nil {
+				if _, err := d.iface(r.InterfaceKey{NS: e.NS, Name: e.Master}); err != nil {
 					return err
 				}
 			}
 		}
-		peer := map[r.LinkKey]r.LinkKey{a.A.LinkKey: a.B.LinkKey, a.B.LinkKey: a.A.LinkKey}
-		for _, e := range []r.VethEnd{a.A, a.B} {
-			l := r.Link{LinkKey: e.LinkKey, Kind: r.KindVeth, Peer: peer[e.LinkKey], MTU: orDefault(e.MTU), MAC: e.MAC, Master: e.Master, Up: e.Up}
-			if err := d.createLink(a.Lab, l); err != nil {
+		peer := map[r.InterfaceKey]r.InterfaceKey{a.Main.InterfaceKey: a.Peer.InterfaceKey, a.Peer.InterfaceKey: a.Main.InterfaceKey}
+		for _, e := range []r.VethEnd{a.Main, a.Peer} {
+			l := r.Interface{InterfaceKey: e.InterfaceKey, Kind: r.KindVeth, Peer: peer[e.InterfaceKey], MTU: orDefault(e.MTU), MAC: e.MAC, Master: e.Master, Up: e.Up}
+			if err := d.createInterface(a.Lab, l); err != nil {
 				return err
 			}
 		}
-	case r.DeleteLink:
-		d.deleteLink(a.LinkKey)
-	case r.MarkLink:
-		l, err := d.link(a.LinkKey)
+	case r.DeleteInterface:
+		d.deleteInterface(a.InterfaceKey)
+	case r.MarkInterface:
+		l, err := d.iface(a.InterfaceKey)
 		if err != nil {
 			return err
 		}
 		l.owner = a.Lab
 	case r.SetMaster:
-		l, err := d.link(a.LinkKey)
+		l, err := d.iface(a.InterfaceKey)
 		if err != nil {
 			return err
 		}
 		if a.Master != "" {
-			if _, err := d.link(r.LinkKey{NS: a.NS, Name: a.Master}); err != nil {
+			if _, err := d.iface(r.InterfaceKey{NS: a.NS, Name: a.Master}); err != nil {
 				return err
 			}
 		}
 		l.Master = a.Master
 		l.Hairpin = false // a port that joins a bridge starts with the bridge's defaults
 	case r.SetHairpin:
-		l, err := d.link(a.LinkKey)
+		l, err := d.iface(a.InterfaceKey)
 		if err != nil {
 			return err
 		}
 		if l.Master == "" {
-			return fmt.Errorf("%s: not a bridge port: %w", a.LinkKey, ErrNotFound)
+			return fmt.Errorf("%s: not a bridge port: %w", a.InterfaceKey, ErrNotFound)
 		}
 		l.Hairpin = a.On
 	case r.ReplaceTable:
@@ -473,13 +474,13 @@ func (d *Driver) Apply(_ context.Context, a r.Action) error {
 	case r.ForgetExec:
 		d.recordExecs(a.Lab, a.NS, a.Keep)
 	case r.SetMTU:
-		l, err := d.link(a.LinkKey)
+		l, err := d.iface(a.InterfaceKey)
 		if err != nil {
 			return err
 		}
 		l.MTU = a.MTU
 	case r.SetMAC:
-		l, err := d.link(a.LinkKey)
+		l, err := d.iface(a.InterfaceKey)
 		if err != nil {
 			return err
 		}
@@ -488,17 +489,17 @@ func (d *Driver) Apply(_ context.Context, a r.Action) error {
 		if a.Name == "lo" {
 			return nil // every fake namespace's loopback is up
 		}
-		l, err := d.link(a.LinkKey)
+		l, err := d.iface(a.InterfaceKey)
 		if err != nil {
 			return err
 		}
 		l.Up = true
 	case r.AddAddr:
-		if err := d.linkOrLoopback(a.LinkKey); err != nil {
+		if err := d.ifaceOrLoopback(a.InterfaceKey); err != nil {
 			return err
 		}
 		if a.Prefix.Addr().Is6() && a.NS != r.Host && !d.ipv6[a.NS] {
-			return fmt.Errorf("%s: IPv6 is off: permission denied", a.LinkKey) // as the kernel says
+			return fmt.Errorf("%s: IPv6 is off: permission denied", a.InterfaceKey) // as the kernel says
 		}
 		d.addrs[a.AddrKey] = true
 	case r.DeleteAddr:
@@ -507,7 +508,7 @@ func (d *Driver) Apply(_ context.Context, a r.Action) error {
 			d.dropRoutesOf(a.AddrKey)
 		}
 	case r.ReplaceRoute:
-		if err := d.routeDevice(r.LinkKey{NS: a.NS, Name: a.Dev}); err != nil {
+		if err := d.routeDevice(r.InterfaceKey{NS: a.NS, Name: a.Dev}); err != nil {
 			return err
 		}
 		rt := a.Route
@@ -591,43 +592,43 @@ func (d *Driver) nsExists(ns string) bool {
 	return ns == r.Host || ok
 }
 
-// createLink tolerates an existing interface only if it is the same one, owned by lab.
-func (d *Driver) createLink(lab string, l r.Link) error {
+// createInterface tolerates an existing interface only if it is the same one, owned by lab.
+func (d *Driver) createInterface(lab string, l r.Interface) error {
 	if !d.nsExists(l.NS) {
 		return fmt.Errorf("netns %s: %w", l.NS, ErrNotFound)
 	}
-	if have, ok := d.links[l.LinkKey]; ok {
+	if have, ok := d.ifaces[l.InterfaceKey]; ok {
 		if have.owner == lab && have.Kind == l.Kind && have.Peer == l.Peer {
 			return nil
 		}
-		return fmt.Errorf("%s: %w", l.LinkKey, ErrExists)
+		return fmt.Errorf("%s: %w", l.InterfaceKey, ErrExists)
 	}
 	if l.MAC == "" {
-		l.MAC = fmt.Sprintf("aa:bb:cc:00:%02x:%02x", len(d.links)/256%256, len(d.links)%256)
+		l.MAC = fmt.Sprintf("aa:bb:cc:00:%02x:%02x", len(d.ifaces)/256%256, len(d.ifaces)%256)
 	}
-	d.links[l.LinkKey] = &link{Link: l, owner: lab}
+	d.ifaces[l.InterfaceKey] = &iface{Interface: l, owner: lab}
 	return nil
 }
 
-func (d *Driver) link(k r.LinkKey) (*link, error) {
-	l, ok := d.links[k]
+func (d *Driver) iface(k r.InterfaceKey) (*iface, error) {
+	l, ok := d.ifaces[k]
 	if !ok {
 		return nil, fmt.Errorf("%s: %w", k, ErrNotFound)
 	}
 	return l, nil
 }
 
-// deleteLink removes an interface with what the kernel removes along with it: its
+// deleteInterface removes an interface with what the kernel removes along with it: its
 // veth peer, its addresses and routes, and its bridge's hold on its ports.
-func (d *Driver) deleteLink(k r.LinkKey) {
-	l, ok := d.links[k]
+func (d *Driver) deleteInterface(k r.InterfaceKey) {
+	l, ok := d.ifaces[k]
 	if !ok {
 		return
 	}
-	delete(d.links, k)
+	delete(d.ifaces, k)
 	delete(d.qdiscs, k)
 	for a := range d.addrs {
-		if a.LinkKey == k {
+		if a.InterfaceKey == k {
 			delete(d.addrs, a)
 		}
 	}
@@ -636,13 +637,13 @@ func (d *Driver) deleteLink(k r.LinkKey) {
 			delete(d.routes, rk)
 		}
 	}
-	for _, port := range d.links {
+	for _, port := range d.ifaces {
 		if port.NS == k.NS && port.Master == k.Name {
 			port.Master = ""
 		}
 	}
 	if l.Kind == r.KindVeth {
-		d.deleteLink(l.Peer)
+		d.deleteInterface(l.Peer)
 	}
 }
 
@@ -653,7 +654,7 @@ func (d *Driver) dropRoutesOf(gone r.AddrKey) {
 	v4 := gone.Prefix.Addr().Is4()
 	lastV4 := v4
 	for a := range d.addrs {
-		if a.LinkKey == gone.LinkKey && a.Prefix.Addr().Is4() {
+		if a.InterfaceKey == gone.InterfaceKey && a.Prefix.Addr().Is4() {
 			lastV4 = false
 		}
 	}
@@ -663,7 +664,7 @@ func (d *Driver) dropRoutesOf(gone r.AddrKey) {
 		}
 		reached := !rt.Via.IsValid() || !gone.Prefix.Masked().Contains(rt.Via)
 		for a := range d.addrs {
-			if a.LinkKey == gone.LinkKey && a.Prefix.Masked().Contains(rt.Via) {
+			if a.InterfaceKey == gone.InterfaceKey && a.Prefix.Masked().Contains(rt.Via) {
 				reached = true
 			}
 		}

@@ -16,7 +16,7 @@ import (
 // namespaces (Observe first counts them as foreign: lo is no link of the lab's).
 func (d *Driver) observeShaping(s *r.State, q r.Query) {
 	for k, qd := range d.qdiscs {
-		if _, ok := s.Links[k]; ok {
+		if _, ok := s.Interfaces[k]; ok {
 			c := *qd
 			s.Qdiscs[k] = &c
 		}
@@ -50,7 +50,7 @@ func (d *Driver) applyShaping(a r.Action) (ok bool, err error) {
 	switch a := a.(type) {
 	case r.ReplaceQdisc:
 		for _, k := range a.Ends() {
-			if _, err := d.link(k); err != nil {
+			if _, err := d.iface(k); err != nil {
 				return true, err
 			}
 			for _, kind := range a.Qdisc.Kinds() {
@@ -67,7 +67,7 @@ func (d *Driver) applyShaping(a r.Action) (ok bool, err error) {
 			delete(d.qdiscs, k)
 		}
 	case r.SetDown:
-		l, err := d.link(a.LinkKey)
+		l, err := d.iface(a.InterfaceKey)
 		if err != nil {
 			return true, err
 		}
@@ -78,7 +78,7 @@ func (d *Driver) applyShaping(a r.Action) (ok bool, err error) {
 			}
 		}
 		for ak := range d.addrs {
-			if ak.LinkKey == a.LinkKey && ak.Prefix.Addr().Is6() {
+			if ak.InterfaceKey == a.InterfaceKey && ak.Prefix.Addr().Is6() {
 				delete(d.addrs, ak)
 			}
 		}
@@ -88,21 +88,21 @@ func (d *Driver) applyShaping(a r.Action) (ok bool, err error) {
 	return true, nil
 }
 
-// linkOrLoopback is d.link for an address's interface, lo of a namespace included.
-func (d *Driver) linkOrLoopback(k r.LinkKey) error {
+// ifaceOrLoopback is d.link for an address's interface, lo of a namespace included.
+func (d *Driver) ifaceOrLoopback(k r.InterfaceKey) error {
 	if k.Name == "lo" && k.NS != r.Host && d.nsExists(k.NS) {
 		return nil
 	}
-	_, err := d.link(k)
+	_, err := d.iface(k)
 	return err
 }
 
 // routeDevice checks that a route's device can take it: it exists and is up.
-func (d *Driver) routeDevice(k r.LinkKey) error {
-	if err := d.linkOrLoopback(k); err != nil {
+func (d *Driver) routeDevice(k r.InterfaceKey) error {
+	if err := d.ifaceOrLoopback(k); err != nil {
 		return err
 	}
-	if l := d.links[k]; l != nil && !l.Up {
+	if l := d.ifaces[k]; l != nil && !l.Up {
 		return fmt.Errorf("%s: nexthop device is not up", k) // as the kernel says (ENETDOWN)
 	}
 	return nil
@@ -123,4 +123,4 @@ func (d *Driver) dropLoopback(ns string) {
 }
 
 // DeleteQdisc removes the shaping of an interface, as `tc qdisc del dev IF root` would.
-func (k *Kernel) DeleteQdisc(key r.LinkKey) { delete(k.d.qdiscs, key) }
+func (k *Kernel) DeleteQdisc(key r.InterfaceKey) { delete(k.d.qdiscs, key) }

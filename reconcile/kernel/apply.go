@@ -43,37 +43,37 @@ func (d *Driver) Apply(ctx context.Context, a reconcile.Action) error {
 		return d.createBridge(a)
 	case reconcile.CreateVeth:
 		return d.createVeth(a)
-	case reconcile.DeleteLink:
-		return d.deleteLink(a.LinkKey, a.LinkKind)
-	case reconcile.MarkLink:
-		return d.withLink(a.LinkKey, func(h *netlink.Handle, l netlink.Link) error {
+	case reconcile.DeleteInterface:
+		return d.deleteInterface(a.InterfaceKey, a.InterfaceKind)
+	case reconcile.MarkInterface:
+		return d.withInterface(a.InterfaceKey, func(h *netlink.Handle, l netlink.Link) error {
 			if err := h.LinkSetAlias(l, reconcile.Marker(a.Lab)); err != nil {
 				return err
 			}
-			d.state.clearIntent(a.Lab, a.LinkKey)
+			d.state.clearIntent(a.Lab, a.InterfaceKey)
 			return nil
 		})
 	case reconcile.SetMaster:
 		return d.setMaster(a)
 	case reconcile.SetMTU:
 		// Equivalent to: ip -n NS link set NAME mtu MTU
-		return d.withLink(a.LinkKey, func(h *netlink.Handle, l netlink.Link) error { return h.LinkSetMTU(l, a.MTU) })
+		return d.withInterface(a.InterfaceKey, func(h *netlink.Handle, l netlink.Link) error { return h.LinkSetMTU(l, a.MTU) })
 	case reconcile.SetMAC:
 		// Equivalent to: ip -n NS link set NAME address MAC
 		mac, err := net.ParseMAC(a.MAC)
 		if err != nil {
 			return err
 		}
-		return d.withLink(a.LinkKey, func(h *netlink.Handle, l netlink.Link) error { return h.LinkSetHardwareAddr(l, mac) })
+		return d.withInterface(a.InterfaceKey, func(h *netlink.Handle, l netlink.Link) error { return h.LinkSetHardwareAddr(l, mac) })
 	case reconcile.SetUp:
 		// Equivalent to: ip -n NS link set NAME up
-		return d.withLink(a.LinkKey, func(h *netlink.Handle, l netlink.Link) error { return h.LinkSetUp(l) })
+		return d.withInterface(a.InterfaceKey, func(h *netlink.Handle, l netlink.Link) error { return h.LinkSetUp(l) })
 	case reconcile.AddAddr:
 		// Equivalent to: ip -n NS addr replace PREFIX dev NAME [nodad]
-		return d.withLink(a.LinkKey, func(h *netlink.Handle, l netlink.Link) error { return h.AddrReplace(l, addr(a.Prefix)) })
+		return d.withInterface(a.InterfaceKey, func(h *netlink.Handle, l netlink.Link) error { return h.AddrReplace(l, addr(a.Prefix)) })
 	case reconcile.DeleteAddr:
 		// Equivalent to: ip -n NS addr del PREFIX dev NAME
-		err := d.withLink(a.LinkKey, func(h *netlink.Handle, l netlink.Link) error { return h.AddrDel(l, addr(a.Prefix)) })
+		err := d.withInterface(a.InterfaceKey, func(h *netlink.Handle, l netlink.Link) error { return h.AddrDel(l, addr(a.Prefix)) })
 		return ignore(err, unix.EADDRNOTAVAIL, unix.ENODEV)
 	case reconcile.ReplaceRoute:
 		return d.replaceRoute(a.Route)
@@ -83,7 +83,7 @@ func (d *Driver) Apply(ctx context.Context, a reconcile.Action) error {
 		return d.setSysctl(a)
 	case reconcile.SetHairpin:
 		// Equivalent to: bridge link set dev NAME hairpin on|off
-		return d.withLink(a.LinkKey, func(h *netlink.Handle, l netlink.Link) error { return h.LinkSetHairpin(l, a.On) })
+		return d.withInterface(a.InterfaceKey, func(h *netlink.Handle, l netlink.Link) error { return h.LinkSetHairpin(l, a.On) })
 	case reconcile.ReplaceTable:
 		return d.replaceTable(a.Table)
 	case reconcile.DeleteTable:
@@ -107,12 +107,12 @@ func (d *Driver) Apply(ctx context.Context, a reconcile.Action) error {
 	return fmt.Errorf("kernel driver: unknown action %T", a)
 }
 
-// withLink runs f with the namespace's handle and the interface, wrapping errors
+// withInterface runs f with the namespace's handle and the interface, wrapping errors
 // with the namespace and interface names. The interface is known by its index
 // when the driver has seen it (observing or creating it): operations need only
 // the index, and a thousand lookups by name are a thousand round trips. Should
 // the index be stale (the interface was recreated by hand), it is looked up again.
-func (d *Driver) withLink(k reconcile.LinkKey, f func(*netlink.Handle, netlink.Link) error) error {
+func (d *Driver) withInterface(k reconcile.InterfaceKey, f func(*netlink.Handle, netlink.Link) error) error {
 	h, err := d.lib(k.NS)
 	if err != nil {
 		return err
@@ -138,14 +138,14 @@ func (d *Driver) withLink(k reconcile.LinkKey, f func(*netlink.Handle, netlink.L
 	return nil
 }
 
-func (d *Driver) knownIndex(k reconcile.LinkKey) int {
+func (d *Driver) knownIndex(k reconcile.InterfaceKey) int {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return d.index[k]
 }
 
 // rememberIndex records an interface's index; 0 forgets it.
-func (d *Driver) rememberIndex(k reconcile.LinkKey, index int) {
+func (d *Driver) rememberIndex(k reconcile.InterfaceKey, index int) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if index == 0 {
@@ -174,7 +174,7 @@ func (d *Driver) createBridge(a reconcile.CreateBridge) error {
 	}
 	for try := 0; ; try++ {
 		attrs.Index = newIndex()
-		if err := d.state.recordIntent(a.Lab, a.LinkKey, attrs.Index); err != nil {
+		if err := d.state.recordIntent(a.Lab, a.InterfaceKey, attrs.Index); err != nil {
 			return err
 		}
 		err = h.LinkAdd(&netlink.Bridge{LinkAttrs: attrs})
@@ -182,8 +182,8 @@ func (d *Driver) createBridge(a reconcile.CreateBridge) error {
 			break
 		}
 		// The name is taken, or (unlikely) the index: only the name is a conflict.
-		d.state.clearIntent(a.Lab, a.LinkKey)
-		taken, terr := d.nameTaken(a.Lab, a.LinkKey, reconcile.KindBridge)
+		d.state.clearIntent(a.Lab, a.InterfaceKey)
+		taken, terr := d.nameTaken(a.Lab, a.InterfaceKey, reconcile.KindBridge)
 		if terr != nil || taken {
 			err = terr
 			break
@@ -195,8 +195,8 @@ func (d *Driver) createBridge(a reconcile.CreateBridge) error {
 	if err != nil {
 		return fmt.Errorf("netns %s: add bridge %s: %w", a.NS, a.Name, err)
 	}
-	d.rememberIndex(a.LinkKey, attrs.Index)
-	return d.mark(a.Lab, a.LinkKey)
+	d.rememberIndex(a.InterfaceKey, attrs.Index)
+	return d.mark(a.Lab, a.InterfaceKey)
 }
 
 // indexTries is how often a create is tried again with another index when the
@@ -216,7 +216,7 @@ func newIndex() int {
 // already there (reported as an error, unless it is the lab's own, marked, of
 // the right kind: then nil and taken), or none (the chosen index was taken:
 // not taken, try again).
-func (d *Driver) nameTaken(lab string, k reconcile.LinkKey, kind string) (bool, error) {
+func (d *Driver) nameTaken(lab string, k reconcile.InterfaceKey, kind string) (bool, error) {
 	h, err := d.lib(k.NS)
 	if err != nil {
 		return false, err
@@ -246,7 +246,7 @@ func (d *Driver) nameTaken(lab string, k reconcile.LinkKey, kind string) (bool, 
 // Equivalent to: the commands of reconcile.CreateVeth, which bring the main end
 // up in `ip link add` and mark it after; the result is the same.
 func (d *Driver) createVeth(a reconcile.CreateVeth) error {
-	main, peer := a.MainEnd()
+	main, peer := a.Main, a.Peer
 	hm, err := d.handle(main.NS)
 	if err != nil {
 		return err
@@ -262,7 +262,7 @@ func (d *Driver) createVeth(a reconcile.CreateVeth) error {
 			return s, err
 		}
 		if e.Master != "" {
-			s.master, err = d.bridgeIndex(reconcile.LinkKey{NS: e.NS, Name: e.Master})
+			s.master, err = d.bridgeIndex(reconcile.InterfaceKey{NS: e.NS, Name: e.Master})
 		}
 		return s, err
 	}
@@ -277,10 +277,10 @@ func (d *Driver) createVeth(a reconcile.CreateVeth) error {
 	// Each end gets an index netlab chose and recorded first (see createBridge).
 	add := func() error {
 		ms.index, ps.index = newIndex(), newIndex()
-		if err := d.state.recordIntent(a.Lab, main.LinkKey, ms.index); err != nil {
+		if err := d.state.recordIntent(a.Lab, main.InterfaceKey, ms.index); err != nil {
 			return err
 		}
-		if err := d.state.recordIntent(a.Lab, peer.LinkKey, ps.index); err != nil {
+		if err := d.state.recordIntent(a.Lab, peer.InterfaceKey, ps.index); err != nil {
 			return err
 		}
 		// Sent from the main end's namespace; the kernel places each end in its own.
@@ -291,8 +291,8 @@ func (d *Driver) createVeth(a reconcile.CreateVeth) error {
 		if ms.master != 0 && (errors.Is(err, unix.ENODEV) || errors.Is(err, unix.EINVAL)) {
 			// The bridge's index as last seen may be stale (the bridge was made
 			// again by hand): look it up once more.
-			d.rememberIndex(reconcile.LinkKey{NS: main.NS, Name: main.Master}, 0)
-			if ms.master, err = d.bridgeIndex(reconcile.LinkKey{NS: main.NS, Name: main.Master}); err == nil {
+			d.rememberIndex(reconcile.InterfaceKey{NS: main.NS, Name: main.Master}, 0)
+			if ms.master, err = d.bridgeIndex(reconcile.InterfaceKey{NS: main.NS, Name: main.Master}); err == nil {
 				err = add()
 			}
 		}
@@ -301,15 +301,15 @@ func (d *Driver) createVeth(a reconcile.CreateVeth) error {
 		}
 		// A name taken is a conflict (or the lab's own pair, marked); a chosen
 		// index taken, another try.
-		d.state.clearIntent(a.Lab, main.LinkKey, peer.LinkKey)
-		mainTaken, merr := d.nameTaken(a.Lab, main.LinkKey, reconcile.KindVeth)
-		peerTaken, perr := d.nameTaken(a.Lab, peer.LinkKey, reconcile.KindVeth)
+		d.state.clearIntent(a.Lab, main.InterfaceKey, peer.InterfaceKey)
+		mainTaken, merr := d.nameTaken(a.Lab, main.InterfaceKey, reconcile.KindVeth)
+		peerTaken, perr := d.nameTaken(a.Lab, peer.InterfaceKey, reconcile.KindVeth)
 		if err = errors.Join(merr, perr); err != nil {
 			break
 		}
 		if mainTaken && peerTaken {
 			// Both ends are the lab's already (marked): brought to the wanted state.
-			err = d.setMaster(reconcile.SetMaster{LinkKey: main.LinkKey, Master: main.Master})
+			err = d.setMaster(reconcile.SetMaster{InterfaceKey: main.InterfaceKey, Master: main.Master})
 			if err != nil {
 				break
 			}
@@ -324,10 +324,10 @@ func (d *Driver) createVeth(a reconcile.CreateVeth) error {
 		}
 	}
 	if err != nil {
-		return fmt.Errorf("add veth %s <-> %s: %w", main.LinkKey, peer.LinkKey, err)
+		return fmt.Errorf("add veth %s <-> %s: %w", main.InterfaceKey, peer.InterfaceKey, err)
 	}
-	d.rememberIndex(main.LinkKey, ms.index)
-	d.rememberIndex(peer.LinkKey, ps.index)
+	d.rememberIndex(main.InterfaceKey, ms.index)
+	d.rememberIndex(peer.InterfaceKey, ps.index)
 	return d.finishVeth(a.Lab, main, peer, hm, hp)
 }
 
@@ -339,21 +339,21 @@ func (d *Driver) finishVeth(lab string, main, peer reconcile.VethEnd, hm, hp *ns
 	// IPv6 route of the namespace: on the host, a thousand bridge ports made a
 	// thousand walks of a thousand routes (measured: 45 ms of the veth phase).
 	marker := reconcile.Marker(lab)
-	if err := setLinkByName(hm.rt, main.Name, marker, false); err != nil {
+	if err := setIfaceByName(hm.rt, main.Name, marker, false); err != nil {
 		return fmt.Errorf("netns %s: mark %s: %w", main.NS, main.Name, err)
 	}
-	d.state.clearIntent(lab, main.LinkKey)
+	d.state.clearIntent(lab, main.InterfaceKey)
 	if peer.Master != "" {
-		if err := d.setMaster(reconcile.SetMaster{LinkKey: peer.LinkKey, Master: peer.Master}); err != nil {
+		if err := d.setMaster(reconcile.SetMaster{InterfaceKey: peer.InterfaceKey, Master: peer.Master}); err != nil {
 			return err
 		}
 	}
-	if err := setLinkByName(hp.rt, peer.Name, marker, peer.Up); err != nil {
+	if err := setIfaceByName(hp.rt, peer.Name, marker, peer.Up); err != nil {
 		return fmt.Errorf("netns %s: mark %s: %w", peer.NS, peer.Name, err)
 	}
-	d.state.clearIntent(lab, peer.LinkKey)
+	d.state.clearIntent(lab, peer.InterfaceKey)
 	if main.Up {
-		if err := setLinkByName(hm.rt, main.Name, "", true); err != nil {
+		if err := setIfaceByName(hm.rt, main.Name, "", true); err != nil {
 			return fmt.Errorf("netns %s: set %s up: %w", main.NS, main.Name, err)
 		}
 	}
@@ -361,7 +361,7 @@ func (d *Driver) finishVeth(lab string, main, peer reconcile.VethEnd, hm, hp *ns
 }
 
 // bridgeIndex returns a bridge's ifindex, as last seen or looked up.
-func (d *Driver) bridgeIndex(k reconcile.LinkKey) (int, error) {
+func (d *Driver) bridgeIndex(k reconcile.InterfaceKey) (int, error) {
 	if index := d.knownIndex(k); index != 0 {
 		return index, nil
 	}
@@ -385,8 +385,8 @@ func ownerText(owner string) string {
 }
 
 // mark writes the ownership marker and drops the record of the creation.
-func (d *Driver) mark(lab string, k reconcile.LinkKey) error {
-	err := d.withLink(k, func(h *netlink.Handle, l netlink.Link) error {
+func (d *Driver) mark(lab string, k reconcile.InterfaceKey) error {
+	err := d.withInterface(k, func(h *netlink.Handle, l netlink.Link) error {
 		return h.LinkSetAlias(l, reconcile.Marker(lab))
 	})
 	if err != nil {
@@ -396,13 +396,13 @@ func (d *Driver) mark(lab string, k reconcile.LinkKey) error {
 	return nil
 }
 
-// deleteLink deletes an interface; for a veth the kernel deletes both ends. A
+// deleteInterface deletes an interface; for a veth the kernel deletes both ends. A
 // bridge is brought down first: each port that leaves a bridge that is up makes
 // the kernel walk all remaining ports and restart their multicast timers, while
 // bringing it down stops them at once (a thousand ports: 0.4 s less).
 //
 // Equivalent to: [ip -n NS link set NAME down;] ip -n NS link del NAME
-func (d *Driver) deleteLink(k reconcile.LinkKey, kind string) error {
+func (d *Driver) deleteInterface(k reconcile.InterfaceKey, kind string) error {
 	h, err := d.lib(k.NS)
 	if err != nil {
 		return err
@@ -428,11 +428,11 @@ func (d *Driver) deleteLink(k reconcile.LinkKey, kind string) error {
 //
 // Equivalent to: ip -n NS link set NAME master BRIDGE (or nomaster)
 func (d *Driver) setMaster(a reconcile.SetMaster) error {
-	return d.withLink(a.LinkKey, func(h *netlink.Handle, l netlink.Link) error {
+	return d.withInterface(a.InterfaceKey, func(h *netlink.Handle, l netlink.Link) error {
 		if a.Master == "" {
 			return h.LinkSetNoMaster(l)
 		}
-		index, err := d.bridgeIndex(reconcile.LinkKey{NS: a.NS, Name: a.Master})
+		index, err := d.bridgeIndex(reconcile.InterfaceKey{NS: a.NS, Name: a.Master})
 		if err != nil {
 			return err
 		}
@@ -444,7 +444,7 @@ func (d *Driver) setMaster(a reconcile.SetMaster) error {
 //
 // Equivalent to: ip -n NS route replace TO [via GW] dev DEV [metric N]
 func (d *Driver) replaceRoute(r reconcile.Route) error {
-	return d.withLink(reconcile.LinkKey{NS: r.NS, Name: r.Dev}, func(h *netlink.Handle, l netlink.Link) error {
+	return d.withInterface(reconcile.InterfaceKey{NS: r.NS, Name: r.Dev}, func(h *netlink.Handle, l netlink.Link) error {
 		return h.RouteReplace(route(r, l.Attrs().Index))
 	})
 }

@@ -35,25 +35,25 @@ func TestConnReadsLongDumpsAndKernelErrors(t *testing.T) {
 	}
 	c := hostConn(t, sb)
 	for range 3 { // the same socket, request after request
-		links, err := dumpLinks(c)
+		links, err := dumpIfaceRows(c)
 		if err != nil {
 			t.Fatal(err)
 		}
 		if len(links) != 301 { // lo and the veths
 			t.Fatalf("dumpLinks: %d interfaces, want 301", len(links))
 		}
-		if l, err := getLink(c, "d299"); err != nil || l.kind != "veth" {
+		if l, err := getIfaceRow(c, "d299"); err != nil || l.kind != "veth" {
 			t.Fatalf("getLink(d299) = %+v, %v; want a veth", l, err)
 		}
 	}
-	if _, err := getLink(c, "absent"); !isNotFound(err) {
+	if _, err := getIfaceRow(c, "absent"); !isNotFound(err) {
 		t.Errorf("getLink(absent): %v, want not found", err)
 	}
 	spec := vethSpec{name: "d1", netns: int(sb.host)}
 	if err := addVeth(c, spec, vethSpec{name: "p1", netns: int(sb.host)}); !errors.Is(err, unix.EEXIST) {
 		t.Errorf("addVeth over an existing name: %v, want EEXIST", err)
 	}
-	if l, err := getLink(c, "d1"); err != nil || l.kind != "veth" {
+	if l, err := getIfaceRow(c, "d1"); err != nil || l.kind != "veth" {
 		t.Errorf("after a refused request, getLink(d1) = %+v, %v", l, err)
 	}
 }

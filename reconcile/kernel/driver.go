@@ -67,14 +67,14 @@ type Driver struct {
 	dyingMu  sync.Mutex
 
 	netnsDirMu    sync.Mutex
-	netnsDirReady bool                         // the namespace directory is a shared mount point
-	handles       map[string]*nsHandle         // by namespace name; reconcile.Host for the host
-	index         map[reconcile.LinkKey]int    // the lab's interfaces' indexes, as last seen (see withLink)
-	dying         []reconcile.LinkKey          // interfaces going with deleted namespaces (see waitDying)
-	dyingNetns    map[uint64]string            // their namespaces by inode, to name what still holds them
-	byNetns       map[uint64][]int             // the machine's processes by network namespace inode, while still true (see netnsProcesses)
-	procCgroups   map[reconcile.ProcKey]string // the cgroup of each process entry, as observed or started
-	cgroupMount   string                       // the writable cgroup v2 mount; "": processes are tracked by pidfds (see cgroup.go)
+	netnsDirReady bool                           // the namespace directory is a shared mount point
+	handles       map[string]*nsHandle           // by namespace name; reconcile.Host for the host
+	index         map[reconcile.InterfaceKey]int // the lab's interfaces' indexes, as last seen (see withInterface)
+	dying         []reconcile.InterfaceKey       // interfaces going with deleted namespaces (see waitDying)
+	dyingNetns    map[uint64]string              // their namespaces by inode, to name what still holds them
+	byNetns       map[uint64][]int               // the machine's processes by network namespace inode, while still true (see netnsProcesses)
+	procCgroups   map[reconcile.ProcKey]string   // the cgroup of each process entry, as observed or started
+	cgroupMount   string                         // the writable cgroup v2 mount; "": processes are tracked by pidfds (see cgroup.go)
 	cgOnce        sync.Once
 	cgBase        string // see cgroupBase
 	cgErr         error
@@ -163,7 +163,7 @@ func New(opts Options) (*Driver, error) {
 		host:        opts.Host,
 		log:         opts.Logger,
 		handles:     map[string]*nsHandle{},
-		index:       map[reconcile.LinkKey]int{},
+		index:       map[reconcile.InterfaceKey]int{},
 		dyingNetns:  map[uint64]string{},
 		procCgroups: map[reconcile.ProcKey]string{},
 		cgroupMount: findCgroup2(),

@@ -26,25 +26,25 @@ type lab struct{ s *r.State }
 func newLab(name string) *lab { return &lab{s: r.NewState(name)} }
 
 func (l *lab) bridge(name, addr string) *lab {
-	k := r.LinkKey{NS: r.Host, Name: name}
-	l.s.Links[k] = &r.Link{LinkKey: k, Kind: r.KindBridge, Up: true}
-	l.s.Addrs[r.AddrKey{LinkKey: k, Prefix: netip.MustParsePrefix(addr)}] = true
+	k := r.InterfaceKey{NS: r.Host, Name: name}
+	l.s.Interfaces[k] = &r.Interface{InterfaceKey: k, Kind: r.KindBridge, Up: true}
+	l.s.Addrs[r.AddrKey{InterfaceKey: k, Prefix: netip.MustParsePrefix(addr)}] = true
 	return l
 }
 
 // container adds a namespace with eth0 (addresses addrs) whose peer port is on bridge.
 func (l *lab) container(ns, port, bridge string, addrs ...string) *lab {
 	l.s.Namespaces[ns] = &r.Netns{Name: ns, LoUp: true}
-	return l.veth(r.LinkKey{NS: ns, Name: "eth0"}, r.LinkKey{NS: r.Host, Name: port}, bridge, addrs...)
+	return l.veth(r.InterfaceKey{NS: ns, Name: "eth0"}, r.InterfaceKey{NS: r.Host, Name: port}, bridge, addrs...)
 }
 
 // veth adds a pair; the b end is a port of bridge (if not ""), the a end has addrs.
-func (l *lab) veth(a, b r.LinkKey, bridge string, addrs ...string) *lab {
-	l.s.Links[a] = &r.Link{LinkKey: a, Kind: r.KindVeth, Peer: b, Up: true}
-	l.s.Links[b] = &r.Link{LinkKey: b, Kind: r.KindVeth, Peer: a, Master: bridge, Up: true}
+func (l *lab) veth(a, b r.InterfaceKey, bridge string, addrs ...string) *lab {
+	l.s.Interfaces[a] = &r.Interface{InterfaceKey: a, Kind: r.KindVeth, Peer: b, Up: true}
+	l.s.Interfaces[b] = &r.Interface{InterfaceKey: b, Kind: r.KindVeth, Peer: a, Master: bridge, Up: true}
 	for _, p := range addrs {
 		prefix := netip.MustParsePrefix(p)
-		l.s.Addrs[r.AddrKey{LinkKey: a, Prefix: prefix}] = true
+		l.s.Addrs[r.AddrKey{InterfaceKey: a, Prefix: prefix}] = true
 		if n := l.s.Namespaces[a.NS]; n != nil && prefix.Addr().Is6() {
 			n.IPv6 = true // as Desired does for a namespace with IPv6 addresses
 		}
@@ -232,7 +232,7 @@ func TestIncrementalChangesTouchOnlyWhatChanged(t *testing.T) {
 	eth0 := ifindex(t, c1, "eth0")
 
 	// A second interface in c1, on a second bridge.
-	l.bridge("br1", "10.20.0.1/24").veth(r.LinkKey{NS: "c1", Name: "eth1"}, r.LinkKey{NS: r.Host, Name: "vc1b"}, "br1", "10.20.0.2/24")
+	l.bridge("br1", "10.20.0.1/24").veth(r.InterfaceKey{NS: "c1", Name: "eth1"}, r.InterfaceKey{NS: r.Host, Name: "vc1b"}, "br1", "10.20.0.2/24")
 	want := []string{
 		"+ bridge  host:br1",
 		"+ veth    c1:eth1 <-> host:vc1b master br1, up",
@@ -252,9 +252,9 @@ func TestIncrementalChangesTouchOnlyWhatChanged(t *testing.T) {
 
 	// Removing c2 from the file removes only c2 (its veth goes with it).
 	delete(l.s.Namespaces, "c2")
-	delete(l.s.Links, r.LinkKey{NS: "c2", Name: "eth0"})
-	delete(l.s.Links, r.LinkKey{NS: r.Host, Name: "vc2"})
-	delete(l.s.Addrs, r.AddrKey{LinkKey: r.LinkKey{NS: "c2", Name: "eth0"}, Prefix: netip.MustParsePrefix("10.10.0.3/24")})
+	delete(l.s.Interfaces, r.InterfaceKey{NS: "c2", Name: "eth0"})
+	delete(l.s.Interfaces, r.InterfaceKey{NS: r.Host, Name: "vc2"})
+	delete(l.s.Addrs, r.AddrKey{InterfaceKey: r.InterfaceKey{NS: "c2", Name: "eth0"}, Prefix: netip.MustParsePrefix("10.10.0.3/24")})
 	delete(l.s.Routes, r.RouteKey{NS: "c2", To: netip.MustParsePrefix("0.0.0.0/0")})
 	if diff := cmp.Diff([]string{"- netns   c2"}, up(t, d, l.s)); diff != "" {
 		t.Errorf("removing c2 (-want +got):\n%s", diff)
@@ -378,7 +378,7 @@ func TestInterruptedCreationIsAdoptedNotAConflict(t *testing.T) {
 	desired := twoContainers().s
 	// As if an earlier up died between creating br0 and marking it.
 	index := newIndex()
-	if err := d.state.recordIntent("spine", r.LinkKey{NS: r.Host, Name: "br0"}, index); err != nil {
+	if err := d.state.recordIntent("spine", r.InterfaceKey{NS: r.Host, Name: "br0"}, index); err != nil {
 		t.Fatal(err)
 	}
 	attrs := netlink.NewLinkAttrs()
@@ -405,7 +405,7 @@ func TestLeftoverIntentDoesNotAdoptAForeignBridge(t *testing.T) {
 		t.Run(leftover, func(t *testing.T) {
 			sb := newSandbox(t)
 			d := sb.driver()
-			k := r.LinkKey{NS: r.Host, Name: "br0"}
+			k := r.InterfaceKey{NS: r.Host, Name: "br0"}
 			if err := d.state.recordIntent("spine", k, newIndex()); err != nil {
 				t.Fatal(err)
 			}
@@ -464,10 +464,10 @@ func TestInterfaceMadeBetweenPlanAndApply(t *testing.T) {
 func TestInterruptedVethIsAdoptedByIndex(t *testing.T) {
 	sb := newSandbox(t)
 	d := sb.driver()
-	desired := newLab("spine").veth(r.LinkKey{NS: r.Host, Name: "va"}, r.LinkKey{NS: r.Host, Name: "vb"}, "").s
+	desired := newLab("spine").veth(r.InterfaceKey{NS: r.Host, Name: "va"}, r.InterfaceKey{NS: r.Host, Name: "vb"}, "").s
 	ia, ib := newIndex(), newIndex()
 	for k, index := range map[string]int{"va": ia, "vb": ib} {
-		if err := d.state.recordIntent("spine", r.LinkKey{NS: r.Host, Name: k}, index); err != nil {
+		if err := d.state.recordIntent("spine", r.InterfaceKey{NS: r.Host, Name: k}, index); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -557,8 +557,8 @@ links:
 	if err != nil {
 		t.Fatal(err)
 	}
-	if shallow.Namespaces["gone"] == nil || shallow.Links[r.LinkKey{NS: "gone", Name: "eth0"}] == nil {
-		t.Errorf("gone or its eth0 missing from the shallow reading: %v", shallow.Links)
+	if shallow.Namespaces["gone"] == nil || shallow.Interfaces[r.InterfaceKey{NS: "gone", Name: "eth0"}] == nil {
+		t.Errorf("gone or its eth0 missing from the shallow reading: %v", shallow.Interfaces)
 	}
 	for k := range shallow.Addrs {
 		if k.NS == "gone" {

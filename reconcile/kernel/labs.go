@@ -139,7 +139,7 @@ func (d *Driver) Labs() ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	links, err := dumpLinks(h.rt)
+	links, err := dumpIfaceRows(h.rt)
 	if err != nil {
 		return nil, err
 	}

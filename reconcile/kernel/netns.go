@@ -99,7 +99,7 @@ func (d *Driver) makeNetns(lab, name, path string, ipv6 bool) (*nsHandle, error)
 			return fail(fmt.Errorf("turn IPv6 off: %w", err))
 		}
 	}
-	if err := setLinkByName(h.rt, "lo", reconcile.Marker(lab), true); err != nil {
+	if err := setIfaceByName(h.rt, "lo", reconcile.Marker(lab), true); err != nil {
 		return fail(fmt.Errorf("mark lo and set it up: %w", err))
 	}
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_RDONLY, 0o444)
@@ -148,7 +148,7 @@ func (d *Driver) ensureNetnsDir() error {
 // moment: the driver waits for them before it observes or creates anything.
 //
 // Equivalent to: ip netns del NAME
-func (d *Driver) deleteNetns(lab, name string, takes []reconcile.LinkKey) error {
+func (d *Driver) deleteNetns(lab, name string, takes []reconcile.InterfaceKey) error {
 	path := d.netnsPath(name)
 	if !fileExists(path) {
 		return nil
@@ -217,7 +217,7 @@ func (d *Driver) setIPv6(name string, on bool) error {
 	if err != nil {
 		return err
 	}
-	links, err := dumpLinks(h.rt)
+	links, err := dumpIfaceRows(h.rt)
 	if err != nil {
 		return fmt.Errorf("netns %s: list links: %w", name, err)
 	}
@@ -373,7 +373,7 @@ func (d *Driver) waitDying(ctx context.Context) (waited bool, err error) {
 		k := dying[0]
 		h, err := d.handle(k.NS)
 		if err == nil {
-			_, err = getLink(h.rt, k.Name)
+			_, err = getIfaceRow(h.rt, k.Name)
 		}
 		if err != nil {
 			if h != nil && !isNotFound(err) {

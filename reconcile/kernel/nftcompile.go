@@ -230,6 +230,8 @@ func (c *ruleCompiler) verdict(r *reconcile.Rule) error {
 		c.add(&expr.Verdict{Kind: expr.VerdictDrop})
 	case reconcile.VerdictJump:
 		c.add(&expr.Verdict{Kind: expr.VerdictJump, Chain: r.Chain})
+	case reconcile.VerdictReturn:
+		c.add(&expr.Verdict{Kind: expr.VerdictReturn})
 	case reconcile.VerdictReject:
 		c.add(&expr.Reject{Type: unix.NFT_REJECT_ICMPX_UNREACH, Code: unix.NFT_REJECT_ICMPX_PORT_UNREACH})
 	case reconcile.VerdictMasquerade:

@@ -358,6 +358,8 @@ func (d *ruleDecoder) verdict() error {
 			r.Verdict = reconcile.VerdictDrop
 		case expr.VerdictJump:
 			r.Verdict, r.Chain = reconcile.VerdictJump, e.Chain
+		case expr.VerdictReturn:
+			r.Verdict = reconcile.VerdictReturn
 		default:
 			return fmt.Errorf("a verdict netlab does not write")
 		}

@@ -95,6 +95,7 @@ var verdictExamples = map[r.Verdict][]r.Rule{
 	r.VerdictDrop:       {{}},
 	r.VerdictReject:     {{}},
 	r.VerdictJump:       {{Chain: "mine"}},
+	r.VerdictReturn:     {{Match: []r.Match{r.IIFName{Name: "docker0"}}}},
 	r.VerdictMasquerade: {{}},
 	r.VerdictSNAT: {{NAT: r.NATTarget{Addr: netip.MustParseAddr("198.51.100.7")}},
 		{NAT: r.NATTarget{Addr: netip.MustParseAddr("2001:db8::2"), First: 80, Last: 80}}},

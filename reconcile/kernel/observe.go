@@ -87,7 +87,7 @@ func (d *Driver) Observe(ctx context.Context, q reconcile.Query) (*reconcile.Sta
 	d.mu.Lock()
 	d.lastRead = lastRead
 	d.mu.Unlock()
-	var ends []vethEnd
+	var ends []seenVeth
 	for _, r := range results {
 		switch {
 		case r.absent:
@@ -101,7 +101,7 @@ func (d *Driver) Observe(ctx context.Context, q reconcile.Query) (*reconcile.Sta
 		r.mergeInto(s)
 		ends = append(ends, r.ends...)
 	}
-	for k, l := range s.Links {
+	for k, l := range s.Interfaces {
 		d.rememberIndex(k, l.Index)
 	}
 	lap("namespaces, links, addresses, routes, nftables")
@@ -169,13 +169,13 @@ type nsObservation struct {
 	loUp    bool
 	ipv6    bool
 	part    *reconcile.State // its links, addresses, routes, table and warnings
-	ends    []vethEnd
+	ends    []seenVeth
 }
 
 // observeOne reads one namespace: its marker, then (when it is the lab's, or the
 // host) its interfaces, addresses, routes and the lab's table; only its
 // interfaces when the plan will delete it (see reconcile.Query.Keep).
-func (d *Driver) observeOne(q reconcile.Query, ns string, intents map[reconcile.LinkKey]int) (*nsObservation, error) {
+func (d *Driver) observeOne(q reconcile.Query, ns string, intents map[reconcile.InterfaceKey]int) (*nsObservation, error) {
 	r := &nsObservation{name: ns, part: reconcile.NewState(q.Lab)}
 	if ns != reconcile.Host && d.interruptedNetns(q.Lab, ns) {
 		r.absent = true // creating it again will replace the leftover file
@@ -191,7 +191,7 @@ func (d *Driver) observeOne(q reconcile.Query, ns string, intents map[reconcile.
 	if err != nil {
 		return nil, err
 	}
-	links, err := dumpLinks(h.rt)
+	links, err := dumpIfaceRows(h.rt)
 	if err != nil {
 		return nil, fmt.Errorf("netns %s: list links: %w", ns, err)
 	}
@@ -238,8 +238,8 @@ func leaving(q reconcile.Query, ns string) bool {
 
 // mergeInto adds what one namespace holds to the lab's state.
 func (r *nsObservation) mergeInto(s *reconcile.State) {
-	maps.Copy(s.Links, r.part.Links)
-	maps.Copy(s.ForeignLinks, r.part.ForeignLinks)
+	maps.Copy(s.Interfaces, r.part.Interfaces)
+	maps.Copy(s.ForeignInterfaces, r.part.ForeignInterfaces)
 	maps.Copy(s.ForeignRoutes, r.part.ForeignRoutes)
 	maps.Copy(s.ForeignAddrs, r.part.ForeignAddrs)
 	maps.Copy(s.Addrs, r.part.Addrs)
@@ -249,9 +249,9 @@ func (r *nsObservation) mergeInto(s *reconcile.State) {
 	s.Warnings = append(s.Warnings, r.part.Warnings...)
 }
 
-// vethEnd is a veth interface seen in a namespace, for pairing ends with their peers.
-type vethEnd struct {
-	key       reconcile.LinkKey
+// seenVeth is a veth interface seen in a namespace, for pairing ends with their peers.
+type seenVeth struct {
+	key       reconcile.InterfaceKey
 	index     int
 	peerIndex int
 	peerNsid  int // -1: the peer is in the same namespace
@@ -259,7 +259,7 @@ type vethEnd struct {
 }
 
 // loopbackOf finds lo among a namespace's interfaces.
-func loopbackOf(links []link) loopback {
+func loopbackOf(links []ifaceRow) loopback {
 	for _, l := range links {
 		if l.name == "lo" {
 			return l.loopback()
@@ -270,7 +270,7 @@ func loopbackOf(links []link) loopback {
 
 // observeNetns reads the interfaces, addresses and routes of one namespace, given
 // its interfaces; only the interfaces unless deep.
-func (d *Driver) observeNetns(s *reconcile.State, ns string, links []link, intents map[reconcile.LinkKey]int, deep bool) ([]vethEnd, error) {
+func (d *Driver) observeNetns(s *reconcile.State, ns string, links []ifaceRow, intents map[reconcile.InterfaceKey]int, deep bool) ([]seenVeth, error) {
 	names := make(map[int]string, len(links))
 	for _, l := range links {
 		names[l.index] = l.name
@@ -280,34 +280,34 @@ func (d *Driver) observeNetns(s *reconcile.State, ns string, links []link, inten
 		return nil, err
 	}
 	owned := map[int]bool{}
-	var ends []vethEnd
+	var ends []seenVeth
 	for _, l := range links {
 		if l.name == "lo" {
 			continue
 		}
-		k := reconcile.LinkKey{NS: ns, Name: l.name}
+		k := reconcile.InterfaceKey{NS: ns, Name: l.name}
 		owner := ownerOf(l.alias)
 		// Unmarked, it is the lab's only if it has the index recorded before its
 		// creation (see Driver.newIndex): never by its name alone.
 		unmarked := l.alias == "" && intents[k] != 0 && intents[k] == l.index
 		isOwned := owner == s.Lab || unmarked
 		if l.kind == reconcile.KindVeth {
-			ends = append(ends, vethEnd{key: k, index: l.index, peerIndex: l.peerIndex, peerNsid: l.peerNsid, owned: isOwned})
+			ends = append(ends, seenVeth{key: k, index: l.index, peerIndex: l.peerIndex, peerNsid: l.peerNsid, owned: isOwned})
 		}
 		if !isOwned {
-			s.ForeignLinks[k] = owner
+			s.ForeignInterfaces[k] = owner
 			continue
 		}
 		owned[l.index] = true
-		s.Links[k] = &reconcile.Link{
-			LinkKey:  k,
-			Kind:     l.kind,
-			Master:   names[l.master],
-			MTU:      l.mtu,
-			MAC:      l.mac,
-			Up:       l.up,
-			Unmarked: unmarked,
-			Index:    l.index,
+		s.Interfaces[k] = &reconcile.Interface{
+			InterfaceKey: k,
+			Kind:         l.kind,
+			Master:       names[l.master],
+			MTU:          l.mtu,
+			MAC:          l.mac,
+			Up:           l.up,
+			Unmarked:     unmarked,
+			Index:        l.index,
 		}
 	}
 	if !deep {
@@ -322,16 +322,16 @@ func (d *Driver) observeNetns(s *reconcile.State, ns string, links []link, inten
 		if a.prefix.Addr().Is6() && a.prefix.Addr().IsLinkLocalUnicast() {
 			continue // the kernel's own fe80:: addresses are not the lab's
 		}
-		k := reconcile.LinkKey{NS: ns, Name: names[a.index]}
+		k := reconcile.InterfaceKey{NS: ns, Name: names[a.index]}
 		switch {
 		case owned[a.index]:
-			s.Addrs[reconcile.AddrKey{LinkKey: k, Prefix: a.prefix}] = true
+			s.Addrs[reconcile.AddrKey{InterfaceKey: k, Prefix: a.prefix}] = true
 		case ns != reconcile.Host && k.Name == "lo": // a lab namespace's lo is the lab's
 			if !a.prefix.Addr().IsLoopback() { // 127.0.0.1/8 and ::1 are the kernel's
-				s.Addrs[reconcile.AddrKey{LinkKey: k, Prefix: a.prefix}] = true
+				s.Addrs[reconcile.AddrKey{InterfaceKey: k, Prefix: a.prefix}] = true
 			}
 		default:
-			s.ForeignAddrs[reconcile.AddrKey{LinkKey: k, Prefix: a.prefix}] = true
+			s.ForeignAddrs[reconcile.AddrKey{InterfaceKey: k, Prefix: a.prefix}] = true
 		}
 	}
 
@@ -360,11 +360,11 @@ func (d *Driver) observeNetns(s *reconcile.State, ns string, links []link, inten
 // LinkGetProtinfo does that whole dump for a single port), so each namespace
 // with ports is dumped once.
 func (d *Driver) observeHairpins(s *reconcile.State) error {
-	ports := map[string]map[int]*reconcile.Link{} // namespace -> ifindex -> port
-	for _, l := range s.Links {
+	ports := map[string]map[int]*reconcile.Interface{} // namespace -> ifindex -> port
+	for _, l := range s.Interfaces {
 		if l.Master != "" {
 			if ports[l.NS] == nil {
-				ports[l.NS] = map[int]*reconcile.Link{}
+				ports[l.NS] = map[int]*reconcile.Interface{}
 			}
 			ports[l.NS][l.Index] = l
 		}
@@ -439,7 +439,7 @@ func (d *Driver) Routes(ns string) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	links, err := dumpLinks(h.rt)
+	links, err := dumpIfaceRows(h.rt)
 	if err != nil {
 		return nil, err
 	}
@@ -498,9 +498,9 @@ func labRoute(r routeEntry) bool {
 // from its own. Two ends that point at each other's ifindex are a pair; only when
 // several candidates do (ifindexes repeat across namespaces) is the namespace id
 // asked of the kernel.
-func (d *Driver) resolvePeers(s *reconcile.State, ends []vethEnd) error {
+func (d *Driver) resolvePeers(s *reconcile.State, ends []seenVeth) error {
 	type pointer struct{ index, peerIndex int }
-	byPointer := map[pointer][]vethEnd{}
+	byPointer := map[pointer][]seenVeth{}
 	for _, e := range ends {
 		byPointer[pointer{e.index, e.peerIndex}] = append(byPointer[pointer{e.index, e.peerIndex}], e)
 	}
@@ -508,7 +508,7 @@ func (d *Driver) resolvePeers(s *reconcile.State, ends []vethEnd) error {
 		if !e.owned {
 			continue
 		}
-		var candidates []vethEnd
+		var candidates []seenVeth
 		for _, c := range byPointer[pointer{e.peerIndex, e.index}] {
 			if (e.peerNsid < 0) == (c.key.NS == e.key.NS) {
 				candidates = append(candidates, c)
@@ -521,15 +521,15 @@ func (d *Driver) resolvePeers(s *reconcile.State, ends []vethEnd) error {
 			}
 		}
 		if len(candidates) == 1 {
-			s.Links[e.key].Peer = candidates[0].key
-			s.Links[e.key].PeerIndex = candidates[0].index
+			s.Interfaces[e.key].Peer = candidates[0].key
+			s.Interfaces[e.key].PeerIndex = candidates[0].index
 		}
 	}
 	return nil
 }
 
 // byNsid keeps the candidates whose namespace has the id e's namespace knows its peer's by.
-func (d *Driver) byNsid(e vethEnd, candidates []vethEnd) ([]vethEnd, error) {
+func (d *Driver) byNsid(e seenVeth, candidates []seenVeth) ([]seenVeth, error) {
 	h, err := d.handle(e.key.NS)
 	if err != nil {
 		return nil, err
@@ -538,7 +538,7 @@ func (d *Driver) byNsid(e vethEnd, candidates []vethEnd) ([]vethEnd, error) {
 	if err != nil {
 		return nil, err
 	}
-	var out []vethEnd
+	var out []seenVeth
 	for _, c := range candidates {
 		ch, err := d.handle(c.key.NS)
 		if err != nil {

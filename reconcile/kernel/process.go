@@ -593,35 +593,44 @@ func (d *Driver) observeFiles(s *reconcile.State) error {
 		return fmt.Errorf("list %s: %w", d.etcDir, err)
 	}
 	for _, dir := range dirs {
-		k := reconcile.FileKey{NS: dir.Name(), Name: "hosts"}
-		if !dir.IsDir() {
-			s.ForeignFiles[k] = true // a link, or a file, where the directory goes
-			continue
-		}
-		path := filepath.Join(etc.root, k.NS, k.Name)
-		var notOwn *notOwnError
-		if err := etc.regularOrAbsentAt(path + ".tmp"); errors.As(err, &notOwn) {
-			s.ForeignFiles[k] = true
-			continue
-		}
-		b, err := etc.readFile(path)
-		if errors.As(err, &notOwn) {
-			s.ForeignFiles[k] = true
-			continue
-		}
-		if err != nil {
-			continue
-		}
-		content := string(b)
-		first, _, _ := strings.Cut(content, "\n")
-		switch {
-		case first == reconcile.FileMarker(s.Lab):
-			s.Files[k] = content
-		case !strings.HasPrefix(first, "# "+reconcile.MarkerPrefix):
-			s.ForeignFiles[k] = true
+		for _, name := range generatedFiles {
+			d.observeFile(s, etc, dir, reconcile.FileKey{NS: dir.Name(), Name: name})
 		}
 	}
 	return nil
+}
+
+// generatedFiles are the names of the files netlab writes under /etc/netns/NS.
+var generatedFiles = []string{"hosts", "resolv.conf"}
+
+// observeFile reads one generated file of a namespace's directory.
+func (d *Driver) observeFile(s *reconcile.State, etc *tree, dir os.DirEntry, k reconcile.FileKey) {
+	if !dir.IsDir() {
+		s.ForeignFiles[k] = true // a link, or a file, where the directory goes
+		return
+	}
+	path := filepath.Join(etc.root, k.NS, k.Name)
+	var notOwn *notOwnError
+	if err := etc.regularOrAbsentAt(path + ".tmp"); errors.As(err, &notOwn) {
+		s.ForeignFiles[k] = true
+		return
+	}
+	b, err := etc.readFile(path)
+	if errors.As(err, &notOwn) {
+		s.ForeignFiles[k] = true
+		return
+	}
+	if err != nil {
+		return
+	}
+	content := string(b)
+	first, _, _ := strings.Cut(content, "\n")
+	switch {
+	case first == reconcile.FileMarker(s.Lab):
+		s.Files[k] = content
+	case !strings.HasPrefix(first, "# "+reconcile.MarkerPrefix):
+		s.ForeignFiles[k] = true
+	}
 }
 
 // writeFile writes a generated file atomically, readable by everyone (it is an

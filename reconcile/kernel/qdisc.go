@@ -40,11 +40,11 @@ func defaultQdisc(kind string) bool {
 // the lab wants shaping there: a lab without shaping pays nothing.
 //
 // Equivalent to: tc -n NS qdisc show
-func (d *Driver) observeQdiscs(part *reconcile.State, ns string, links []link, want map[reconcile.LinkKey]*reconcile.Qdisc) error {
-	byIndex := map[int]*reconcile.Link{}
+func (d *Driver) observeQdiscs(part *reconcile.State, ns string, links []ifaceRow, want map[reconcile.InterfaceKey]*reconcile.Qdisc) error {
+	byIndex := map[int]*reconcile.Interface{}
 	need := false
 	for _, l := range links {
-		if owned := part.Links[reconcile.LinkKey{NS: ns, Name: l.name}]; owned != nil {
+		if owned := part.Interfaces[reconcile.InterfaceKey{NS: ns, Name: l.name}]; owned != nil {
 			byIndex[l.index] = owned
 			need = need || !defaultQdisc(l.qdisc)
 		}
@@ -79,7 +79,7 @@ func (d *Driver) observeQdiscs(part *reconcile.State, ns string, links []link, w
 		if l == nil {
 			continue
 		}
-		q := &reconcile.Qdisc{LinkKey: l.LinkKey}
+		q := &reconcile.Qdisc{InterfaceKey: l.InterfaceKey}
 		switch root := root.(type) {
 		case *netlink.Tbf:
 			readTbf(q, root)
@@ -94,12 +94,12 @@ func (d *Driver) observeQdiscs(part *reconcile.State, ns string, links []link, w
 		if q == nil {
 			continue
 		}
-		if w := want[l.LinkKey]; w != nil && sameEncoding(w, q) {
+		if w := want[l.InterfaceKey]; w != nil && sameEncoding(w, q) {
 			c := *w
 			c.NetemKeys = nil
 			q = &c
 		}
-		part.Qdiscs[l.LinkKey] = q
+		part.Qdiscs[l.InterfaceKey] = q
 	}
 	return nil
 }
@@ -207,7 +207,7 @@ func (d *Driver) replaceQdisc(a reconcile.ReplaceQdisc) error {
 
 // shape puts one interface's shaping in place (see replaceQdisc).
 func (d *Driver) shape(q reconcile.Qdisc, inPlace bool) error {
-	return d.withLink(q.LinkKey, func(h *netlink.Handle, l netlink.Link) error {
+	return d.withInterface(q.InterfaceKey, func(h *netlink.Handle, l netlink.Link) error {
 		index := l.Attrs().Index
 		if inPlace {
 			if q.Rate > 0 {
@@ -263,8 +263,8 @@ func qdiscError(kind string, err error) error {
 
 // deleteQdisc removes netlab's shaping of an interface; an interface that is
 // gone has none.
-func (d *Driver) deleteQdisc(k reconcile.LinkKey) error {
-	err := d.withLink(k, func(h *netlink.Handle, l netlink.Link) error { return deleteOwnRoot(h, l.Attrs().Index) })
+func (d *Driver) deleteQdisc(k reconcile.InterfaceKey) error {
+	err := d.withInterface(k, func(h *netlink.Handle, l netlink.Link) error { return deleteOwnRoot(h, l.Attrs().Index) })
 	if isNotFound(err) {
 		return nil
 	}
@@ -340,8 +340,8 @@ func (d *Driver) hasQdisc(kind string) (bool, error) {
 // setDown sets an interface administratively down.
 //
 // Equivalent to: ip -n NS link set NAME down
-func (d *Driver) setDown(k reconcile.LinkKey) error {
-	return d.withLink(k, func(h *netlink.Handle, l netlink.Link) error { return h.LinkSetDown(l) })
+func (d *Driver) setDown(k reconcile.InterfaceKey) error {
+	return d.withInterface(k, func(h *netlink.Handle, l netlink.Link) error { return h.LinkSetDown(l) })
 }
 
 // applyShaping applies the actions of reconcile/qdisc.go; ok is false for others.
@@ -357,7 +357,7 @@ func (d *Driver) applyShaping(a reconcile.Action) (ok bool, err error) {
 		}
 		return true, nil
 	case reconcile.SetDown:
-		return true, d.setDown(a.LinkKey)
+		return true, d.setDown(a.InterfaceKey)
 	}
 	return false, nil
 }

@@ -174,6 +174,12 @@ func (d *Driver) isReady(ns string, r *reconcile.Ready) (ready bool, why string)
 			return false, err.Error()
 		}
 		return len(inodes) > 0, fmt.Sprintf("nothing listens on tcp port %d", r.Port)
+	case "udp":
+		bound, err := d.udpBound(ns, r.Port)
+		if err != nil {
+			return false, err.Error()
+		}
+		return bound, fmt.Sprintf("nothing listens on udp port %d", r.Port)
 	case "http":
 		status, err := d.httpStatus(ns, r.URL)
 		switch {

@@ -86,12 +86,12 @@ func endAttrs(e vethSpec) []*nl.RtAttr {
 	return attrs
 }
 
-// setLinkByName writes an interface's alias (unless "") and, with up, brings it
+// setIfaceByName writes an interface's alias (unless "") and, with up, brings it
 // up, in one request that names the interface (the kernel looks it up; no round
 // trip to learn its index first).
 //
 // Equivalent to: ip link set dev NAME [alias ALIAS] [up]
-func setLinkByName(sock *conn, name, alias string, up bool) error {
+func setIfaceByName(sock *conn, name, alias string, up bool) error {
 	req := nl.NewNetlinkRequest(unix.RTM_SETLINK, unix.NLM_F_ACK)
 	msg := nl.NewIfInfomsg(unix.AF_UNSPEC)
 	if up {
@@ -119,34 +119,35 @@ type loopback struct {
 //
 // Equivalent to: ip -d link show lo; sysctl net.ipv6.conf.lo.disable_ipv6
 func readLoopback(sock *conn) (loopback, error) {
-	l, err := getLink(sock, "lo")
+	l, err := getIfaceRow(sock, "lo")
 	return l.loopback(), err
 }
 
-// getLink reads one interface by name; an absent one is an error that
+// getIfaceRow reads one interface by name; an absent one is an error that
 // isNotFound recognises.
 //
 // Equivalent to: ip -d link show NAME
-func getLink(sock *conn, name string) (link, error) {
+func getIfaceRow(sock *conn, name string) (ifaceRow, error) {
 	req := linkRequest(0)
 	req.AddData(nl.NewRtAttr(unix.IFLA_IFNAME, nl.ZeroTerminated(name)))
-	var links []link
+	var links []ifaceRow
 	err := sock.request(req, func(m []byte) error {
-		l, err := parseLink(m)
+		l, err := parseIfaceRow(m)
 		links = append(links, l)
 		return err
 	})
 	if err != nil {
-		return link{}, err
+		return ifaceRow{}, err
 	}
 	if len(links) != 1 {
-		return link{}, fmt.Errorf("read %s: %d answers", name, len(links))
+		return ifaceRow{}, fmt.Errorf("read %s: %d answers", name, len(links))
 	}
 	return links[0], nil
 }
 
-// link is an interface as a link dump describes it, with only what netlab reads.
-type link struct {
+// ifaceRow is one row of a link dump (RTM_NEWLINK): an interface, with only what
+// netlab reads.
+type ifaceRow struct {
 	index     int
 	name      string
 	alias     string
@@ -161,19 +162,19 @@ type link struct {
 	qdisc     string // the kind of its root qdisc ("noqueue")
 }
 
-func (l link) loopback() loopback { return loopback{alias: l.alias, up: l.up, ipv6: l.ipv6} }
+func (l ifaceRow) loopback() loopback { return loopback{alias: l.alias, up: l.up, ipv6: l.ipv6} }
 
-// dumpLinks lists the interfaces of the socket's namespace with one dump. The
+// dumpIfaceRows lists the interfaces of the socket's namespace with one dump. The
 // netlink library's LinkList decodes every attribute of every interface (its
 // statistics among them); a thousand namespaces' observation spent most of its
 // time there.
 //
 // Equivalent to: ip -d link show
-func dumpLinks(sock *conn) ([]link, error) {
-	return retryDump(func() ([]link, error) {
-		var links []link
+func dumpIfaceRows(sock *conn) ([]ifaceRow, error) {
+	return retryDump(func() ([]ifaceRow, error) {
+		var links []ifaceRow
 		err := sock.request(linkRequest(unix.NLM_F_DUMP), func(m []byte) error {
-			l, err := parseLink(m)
+			l, err := parseIfaceRow(m)
 			links = append(links, l)
 			return err
 		})
@@ -190,13 +191,13 @@ func linkRequest(flags int) *nl.NetlinkRequest {
 	return req
 }
 
-func parseLink(m []byte) (link, error) {
+func parseIfaceRow(m []byte) (ifaceRow, error) {
 	info := nl.DeserializeIfInfomsg(m)
 	attrs, err := nl.ParseRouteAttr(m[info.Len():])
 	if err != nil {
-		return link{}, err
+		return ifaceRow{}, err
 	}
-	l := link{index: int(info.Index), up: info.Flags&unix.IFF_UP != 0, peerNsid: -1, kind: "device"}
+	l := ifaceRow{index: int(info.Index), up: info.Flags&unix.IFF_UP != 0, peerNsid: -1, kind: "device"}
 	for _, a := range attrs {
 		switch a.Attr.Type &^ unix.NLA_F_NESTED {
 		case unix.IFLA_IFNAME:
@@ -218,7 +219,7 @@ func parseLink(m []byte) (link, error) {
 		case unix.IFLA_LINKINFO:
 			infos, err := nl.ParseRouteAttr(a.Value)
 			if err != nil {
-				return link{}, err
+				return ifaceRow{}, err
 			}
 			for _, i := range infos {
 				if i.Attr.Type == nl.IFLA_INFO_KIND {
@@ -227,7 +228,7 @@ func parseLink(m []byte) (link, error) {
 			}
 		case unix.IFLA_AF_SPEC:
 			if l.ipv6, err = ipv6Enabled(a.Value); err != nil {
-				return link{}, err
+				return ifaceRow{}, err
 			}
 		}
 	}

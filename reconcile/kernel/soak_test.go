@@ -21,7 +21,7 @@ func TestSoak(t *testing.T) {
 	d := sb.driver()
 	base := twoContainers().s
 	edited := twoContainers().bridge("br1", "10.20.0.1/24").
-		veth(r.LinkKey{NS: "c1", Name: "eth1"}, r.LinkKey{NS: r.Host, Name: "vc1b"}, "br1", "10.20.0.2/24").s
+		veth(r.InterfaceKey{NS: "c1", Name: "eth1"}, r.InterfaceKey{NS: r.Host, Name: "vc1b"}, "br1", "10.20.0.2/24").s
 
 	measure := func() map[string]int {
 		fds, _ := os.ReadDir("/proc/self/fd")

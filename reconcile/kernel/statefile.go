@@ -214,7 +214,7 @@ func (s *stateDir) writeSavedSysctls(lab string, saved map[reconcile.SysctlKey]s
 }
 
 // intentPath is the marker file of an interface being created.
-func (s *stateDir) intentPath(lab string, k reconcile.LinkKey) string {
+func (s *stateDir) intentPath(lab string, k reconcile.InterfaceKey) string {
 	return filepath.Join(s.labDir(lab), "creating", k.NS+":"+k.Name)
 }
 
@@ -222,7 +222,7 @@ func (s *stateDir) intentPath(lab string, k reconcile.LinkKey) string {
 // give an interface it creates: an unmarked interface is the lab's only when its
 // namespace, name and index are those recorded (see Driver.newIndex), so an
 // interface made by someone else, even with the same name, is never taken.
-func (s *stateDir) recordIntent(lab string, k reconcile.LinkKey, index int) error {
+func (s *stateDir) recordIntent(lab string, k reconcile.InterfaceKey, index int) error {
 	if err := s.ensure(lab); err != nil {
 		return err
 	}
@@ -232,7 +232,7 @@ func (s *stateDir) recordIntent(lab string, k reconcile.LinkKey, index int) erro
 	return nil
 }
 
-func (s *stateDir) clearIntent(lab string, keys ...reconcile.LinkKey) {
+func (s *stateDir) clearIntent(lab string, keys ...reconcile.InterfaceKey) {
 	for _, k := range keys {
 		s.remove(s.intentPath(lab, k))
 	}
@@ -254,7 +254,7 @@ func (s *stateDir) recordNetnsIntent(lab, name string) error {
 // intents lists the interfaces whose creation was recorded but not completed,
 // with the ifindex each was to get; 0 when none is recorded (a file of an older
 // netlab, or a damaged one): such an interface is never the lab's by its intent.
-func (s *stateDir) intents(lab string) (map[reconcile.LinkKey]int, error) {
+func (s *stateDir) intents(lab string) (map[reconcile.InterfaceKey]int, error) {
 	entries, err := s.readDir(filepath.Join(s.labDir(lab), "creating"))
 	if os.IsNotExist(err) {
 		return nil, nil
@@ -262,7 +262,7 @@ func (s *stateDir) intents(lab string) (map[reconcile.LinkKey]int, error) {
 	if err != nil {
 		return nil, err
 	}
-	out := map[reconcile.LinkKey]int{}
+	out := map[reconcile.InterfaceKey]int{}
 	for _, e := range entries {
 		if strings.HasPrefix(e.Name(), "ns=") {
 			continue // a namespace's (see netnsIntent)
@@ -270,7 +270,7 @@ func (s *stateDir) intents(lab string) (map[reconcile.LinkKey]int, error) {
 		if ns, name, ok := strings.Cut(e.Name(), ":"); ok && e.Type().IsRegular() {
 			b, _ := s.readFile(filepath.Join(s.labDir(lab), "creating", e.Name()))
 			index, _ := strconv.Atoi(strings.TrimSpace(string(b)))
-			out[reconcile.LinkKey{NS: ns, Name: name}] = max(index, 0)
+			out[reconcile.InterfaceKey{NS: ns, Name: name}] = max(index, 0)
 		}
 	}
 	return out, nil
