@@ -3,7 +3,6 @@ package reconcile
 import (
 	"cmp"
 	"net"
-	"slices"
 	"strings"
 
 	"netlab/topology"
@@ -11,15 +10,12 @@ import (
 
 // Desired compiles a validated lab into the kernel objects it stands for. Everything
 // the file leaves to the kernel (a MAC, an MTU) is left at zero, which Diff reads
-// as "whatever the kernel chose".
+// as "whatever the kernel chose". It reads what validation resolved (each link
+// end's interface, peer and bridge; lab.KernelName for every namespace's name)
+// and searches the lab for nothing.
 func Desired(lab *topology.Lab) (*State, error) {
 	s := NewState(lab.Name)
-	kname := func(ns string) string {
-		if ns == topology.HostName {
-			return Host
-		}
-		return lab.KernelName(ns)
-	}
+	kname := lab.KernelName
 
 	for _, ns := range lab.Namespaces {
 		s.Namespaces[kname(ns.Name)] = &Netns{Name: kname(ns.Name), LoUp: true}
@@ -40,42 +36,9 @@ func Desired(lab *topology.Lab) (*State, error) {
 		}
 	}
 
-	// A bridge with an MTU gives it to the veths on it, both ends (as Docker does
-	// with a network's MTU): the kernel keeps a bridge at most at its smallest
-	// port's MTU, so a bridge of 1400 with ports of 1500 would never settle.
-	bridgeMTU := map[string]int{}
-	for _, b := range lab.Bridges {
-		bridgeMTU[b.Name] = b.MTU
-	}
-	findInterface := interfaceFinder(lab)
 	for _, l := range lab.Links {
-		for i, end := range l.Ends {
-			other := l.Ends[1-i]
-			k := InterfaceKey{kname(end.Namespace), end.Interface}
-			link := &Interface{InterfaceKey: k, Kind: KindVeth, Peer: InterfaceKey{kname(other.Namespace), other.Interface}, Master: end.Bridge, Up: !l.Down}
-			if ifc := findInterface(end); ifc != nil {
-				link.MTU, link.MAC = ifc.MTU, macString(ifc.MAC)
-				for _, a := range ifc.Addresses {
-					s.Addrs[AddrKey{k, a.Prefix}] = true
-				}
-			}
-			switch {
-			case end.Bridge != "" && bridgeMTU[end.Bridge] != 0:
-				link.MTU = bridgeMTU[end.Bridge]
-			case link.MTU != 0:
-				// The end's own `mtu:`.
-			case l.MTU != 0:
-				link.MTU = l.MTU // the link's, in map form (validated against the above)
-			case other.Bridge != "" && bridgeMTU[other.Bridge] != 0:
-				link.MTU = bridgeMTU[other.Bridge]
-			case end.Bridge != "":
-				// A bridge port nobody configured follows its container end's MTU,
-				// as a veth pair should.
-				if ifc := findInterface(other); ifc != nil {
-					link.MTU = ifc.MTU
-				}
-			}
-			s.Interfaces[k] = link
+		for _, end := range l.Ends {
+			veth(s, lab, end)
 		}
 	}
 
@@ -92,7 +55,7 @@ func Desired(lab *topology.Lab) (*State, error) {
 			s.Sysctls[SysctlKey{kname(ns.Name), SysctlPath(sc.Key)}] = sc.Value
 		}
 	}
-	compileRules(lab, s, kname)
+	compileRules(lab, s)
 
 	for _, ns := range allNamespaces(lab) {
 		for _, c := range ns.Run {
@@ -121,34 +84,43 @@ func Desired(lab *topology.Lab) (*State, error) {
 	}
 	compileShaping(lab, s, kname)   // qdisc.go
 	compileLoopbacks(lab, s, kname) // loopback.go
-	hostsFiles(lab, s, kname)
+	hostsFiles(lab, s)
 	return s, nil
+}
+
+// veth adds one end of a link: the interface, its peer, its bridge, its own
+// `interfaces:` entry's MTU, MAC and addresses.
+//
+// A bridge with an MTU gives it to the veths on it, both ends (as Docker does
+// with a network's MTU): the kernel keeps a bridge at most at its smallest
+// port's MTU, so a bridge of 1400 with ports of 1500 would never settle.
+func veth(s *State, lab *topology.Lab, end *topology.End) {
+	other := end.Peer
+	k := InterfaceKey{lab.KernelName(end.Namespace), end.Interface}
+	ifc := &Interface{InterfaceKey: k, Kind: KindVeth, Peer: InterfaceKey{lab.KernelName(other.Namespace), other.Interface}, Master: end.Bridge, Up: true}
+	if c := end.Config; c != nil {
+		ifc.MTU, ifc.MAC = c.MTU, macString(c.MAC)
+		for _, a := range c.Addresses {
+			s.Addrs[AddrKey{k, a.Prefix}] = true
+		}
+	}
+	switch {
+	case end.OnBridge != nil && end.OnBridge.MTU != 0:
+		ifc.MTU = end.OnBridge.MTU
+	case ifc.MTU != 0:
+		// The end's own `mtu:`.
+	case other.OnBridge != nil && other.OnBridge.MTU != 0:
+		ifc.MTU = other.OnBridge.MTU
+	case end.OnBridge != nil && other.Config != nil:
+		// A bridge port nobody configured follows its container end's MTU,
+		// as a veth pair should.
+		ifc.MTU = other.Config.MTU
+	}
+	s.Interfaces[k] = ifc
 }
 
 func allNamespaces(lab *topology.Lab) []*topology.Namespace {
 	return append([]*topology.Namespace{lab.Host}, lab.Namespaces...)
-}
-
-// interfaceFinder returns a function that finds the `interfaces:` entry of a
-// plain link end, if any. It indexes the namespaces once: a lab of a thousand
-// namespaces has two thousand link ends to look up.
-func interfaceFinder(lab *topology.Lab) func(end *topology.End) *topology.Interface {
-	byName := map[string]*topology.Namespace{}
-	for _, ns := range allNamespaces(lab) {
-		byName[ns.Name] = ns
-	}
-	return func(end *topology.End) *topology.Interface {
-		ns := byName[end.Namespace]
-		if end.Bridge != "" || ns == nil {
-			return nil
-		}
-		for _, ifc := range ns.Interfaces {
-			if ifc.Name == end.Interface {
-				return ifc
-			}
-		}
-		return nil
-	}
 }
 
 // macString is the MAC as the kernel prints it (lower case), "" when the file leaves it to the kernel.
@@ -159,50 +131,18 @@ func macString(mac net.HardwareAddr) string {
 	return mac.String()
 }
 
-// hostsFiles gives every namespace linked to a resolving bridge an /etc/hosts of
-// its own: localhost, and the name and address of each namespace on the same
-// resolving bridges (itself included), as Docker does on a user-defined network.
-func hostsFiles(lab *topology.Lab, s *State, kname func(string) string) {
-	type entry struct{ addr, name string }
-	members := map[string][]entry{} // bridge -> namespaces on it, in file order
-	findInterface := interfaceFinder(lab)
-	var bridges []string
-	for _, b := range lab.Bridges {
-		if !b.Resolve {
+// hostsFiles writes the /etc/hosts validation resolved for each namespace on a
+// resolving bridge (topology.Namespace.Hosts).
+func hostsFiles(lab *topology.Lab, s *State) {
+	for _, ns := range lab.Namespaces {
+		if len(ns.Hosts) == 0 {
 			continue
 		}
-		bridges = append(bridges, b.Name)
-		for _, l := range lab.Links {
-			for i, end := range l.Ends {
-				other := l.Ends[1-i]
-				if other.Bridge != b.Name || end.Bridge != "" || end.Namespace == topology.HostName {
-					continue
-				}
-				if ifc := findInterface(end); ifc != nil {
-					for _, a := range ifc.Addresses {
-						members[b.Name] = append(members[b.Name], entry{a.Prefix.Addr().String(), end.Namespace})
-					}
-				}
-			}
-		}
-	}
-	files := map[string][]entry{} // namespace -> its entries
-	for _, b := range bridges {
-		for _, m := range members[b] {
-			for _, e := range members[b] {
-				if !slices.Contains(files[m.name], e) {
-					files[m.name] = append(files[m.name], e)
-				}
-			}
-		}
-	}
-	for ns, entries := range files {
 		var b strings.Builder
 		b.WriteString(FileMarker(lab.Name) + "\n")
-		b.WriteString("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n")
-		for _, e := range entries {
-			b.WriteString(e.addr + "\t" + e.name + "\n")
+		for _, e := range ns.Hosts {
+			b.WriteString(e.Addr.String() + "\t" + strings.Join(e.Names, " ") + "\n")
 		}
-		s.Files[FileKey{NS: kname(ns), Name: "hosts"}] = b.String()
+		s.Files[FileKey{NS: lab.KernelName(ns.Name), Name: "hosts"}] = b.String()
 	}
 }

@@ -111,7 +111,7 @@ func (c *rulesCompiler) dnsRules() {
 					Comment: fmt.Sprintf("%s: dns: %s answers from %s:%d", ns.Name, proto, resolver, DNSPort)})
 			}
 			if svc.DNS.ResolvConf {
-				c.s.Files[FileKey{NS: c.kname(ns.Name), Name: "resolv.conf"}] = ResolvConf(c.lab.Name)
+				c.s.Files[FileKey{NS: c.lab.KernelName(ns.Name), Name: "resolv.conf"}] = ResolvConf(c.lab.Name)
 			}
 		}
 	}

@@ -107,10 +107,11 @@ func notLoopback(to netip.Addr) Match {
 // process, in the bridge's namespace.
 func (c *rulesCompiler) proxyProcesses() {
 	for _, ns := range c.lab.Namespaces {
-		b, ifc, _ := c.bridgeOf(ns)
-		if b == nil || ifc == nil || !b.UserlandProxy {
+		end := bridgedEnd(ns)
+		if end == nil || end.Config == nil || !end.Peer.OnBridge.UserlandProxy {
 			continue
 		}
+		b, ifc := end.Peer.OnBridge, end.Config
 		var v4, v6 netip.Addr
 		for _, a := range ifc.Addresses {
 			switch addr := a.Prefix.Addr(); {
@@ -127,7 +128,7 @@ func (c *rulesCompiler) proxyProcesses() {
 			}
 			svc := &Service{Kind: "proxy", Port: int(p.HostPort),
 				Proxy: &ProxyServer{Proto: p.Proto, HostIP: p.HostIP, Target: netip.AddrPortFrom(to, p.Port)}}
-			k := ProcKey{c.kname(b.Namespace), svc.CommandLine()}
+			k := ProcKey{c.lab.KernelName(b.Namespace), svc.CommandLine()}
 			c.s.Processes[k] = &Process{ProcKey: k, Serve: svc,
 				Ready: &Ready{Kind: p.Proto, Port: int(p.HostPort), Timeout: topology.DefaultReadyTimeout}}
 		}

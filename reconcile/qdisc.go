@@ -440,11 +440,21 @@ func (d *differ) linkStates() {
 }
 
 // compileShaping adds to a desired state what the map form of the lab's
-// links asks for: a Qdisc on each end of a shaped link. It also leaves out the
-// routes through interfaces that are down: the kernel refuses a route through
-// a device that is down, and deletes those it had when the device goes down.
+// links asks for: both ends' state and MTU (validated against their own and
+// their bridge's), and a Qdisc on each end of a shaped link. It also leaves
+// out the routes through interfaces that are down: the kernel refuses a route
+// through a device that is down, and deletes those it had when the device
+// goes down.
 func compileShaping(lab *topology.Lab, s *State, kname func(string) string) {
 	for _, l := range lab.Links {
+		for _, e := range l.Ends {
+			if ifc := s.Interfaces[InterfaceKey{kname(e.Namespace), e.Interface}]; ifc != nil {
+				ifc.Up = !l.Down
+				if l.MTU != 0 {
+					ifc.MTU = l.MTU
+				}
+			}
+		}
 		sh := l.Shaping
 		if sh.Empty() {
 			continue

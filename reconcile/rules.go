@@ -15,15 +15,13 @@ import (
 
 // rulesCompiler builds the tables of one lab.
 type rulesCompiler struct {
-	lab           *topology.Lab
-	s             *State
-	kname         func(string) string
-	findInterface func(*topology.End) *topology.Interface
-	tables        map[string]*Table
+	lab    *topology.Lab
+	s      *State
+	tables map[string]*Table
 }
 
 func (c *rulesCompiler) table(ns string) *Table {
-	k := c.kname(ns)
+	k := c.lab.KernelName(ns)
 	if t, ok := c.tables[k]; ok {
 		return t
 	}
@@ -47,8 +45,8 @@ type published struct {
 }
 
 // compileRules fills s.Tables (and the sysctls and hairpin ports the rules need).
-func compileRules(lab *topology.Lab, s *State, kname func(string) string) {
-	c := &rulesCompiler{lab: lab, s: s, kname: kname, findInterface: interfaceFinder(lab), tables: map[string]*Table{}}
+func compileRules(lab *topology.Lab, s *State) {
+	c := &rulesCompiler{lab: lab, s: s, tables: map[string]*Table{}}
 
 	// User rules come first, like Docker's DOCKER-USER chain: they are the place
 	// for the lab author's own exceptions.
@@ -118,10 +116,12 @@ func (c *rulesCompiler) publishedPorts() []published {
 		if len(ns.Publish) == 0 {
 			continue
 		}
-		b, ifc, port := c.bridgeOf(ns)
-		if b == nil || ifc == nil {
+		end := bridgedEnd(ns)
+		if end == nil || end.Config == nil {
 			continue // validation refuses a publish without a bridge
 		}
+		b, ifc := end.Peer.OnBridge, end.Config
+		port := InterfaceKey{c.lab.KernelName(end.Peer.Namespace), end.Peer.Interface}
 		for _, p := range ns.Publish {
 			for _, a := range ifc.Addresses {
 				if p.HostIP.IsValid() && p.HostIP.Is4() != a.Prefix.Addr().Is4() {
@@ -134,23 +134,15 @@ func (c *rulesCompiler) publishedPorts() []published {
 	return out
 }
 
-// bridgeOf finds the first bridge a namespace is linked to, its interface on it
-// and the bridge port at the other end.
-func (c *rulesCompiler) bridgeOf(ns *topology.Namespace) (*topology.Bridge, *topology.Interface, InterfaceKey) {
-	for _, l := range c.lab.Links {
-		for i, end := range l.Ends {
-			other := l.Ends[1-i]
-			if end.Namespace != ns.Name || end.Bridge != "" || other.Bridge == "" {
-				continue
-			}
-			for _, b := range c.lab.Bridges {
-				if b.Name == other.Bridge {
-					return b, c.findInterface(end), InterfaceKey{c.kname(other.Namespace), other.Interface}
-				}
-			}
+// bridgedEnd is the namespace's first link end whose peer is a bridge port: its
+// interface on its first bridge.
+func bridgedEnd(ns *topology.Namespace) *topology.End {
+	for _, end := range ns.Ends {
+		if end.Peer.OnBridge != nil {
+			return end
 		}
 	}
-	return nil, nil, InterfaceKey{}
+	return nil
 }
 
 // isolate drops what enters an isolated bridge and leaves by another isolated
@@ -221,12 +213,12 @@ func (c *rulesCompiler) dockerBridge(b *topology.Bridge, pubs []published) {
 		// crosses the forward hook only with br_netfilter's call-iptables on. icc
 		// off needs it to be dropped, and a neighbour's hairpin connection needs it
 		// for the replies to be un-NATed, as with Docker.
-		c.s.Sysctls[SysctlKey{c.kname(ns), "net/bridge/bridge-nf-call-iptables"}] = "1"
+		c.s.Sysctls[SysctlKey{c.lab.KernelName(ns), "net/bridge/bridge-nf-call-iptables"}] = "1"
 	}
 	if hasPub && !b.UserlandProxy {
 		// The host reaching a published port as 127.0.0.1:PORT: the kernel must
 		// route a loopback source out of the bridge, which then masquerades it.
-		c.s.Sysctls[SysctlKey{c.kname(ns), "net/ipv4/conf/" + br + "/route_localnet"}] = "1"
+		c.s.Sysctls[SysctlKey{c.lab.KernelName(ns), "net/ipv4/conf/" + br + "/route_localnet"}] = "1"
 		c.add(ns, "nat-postrouting", &Rule{Match: []Match{oif, FibLocal{Dir: Src}}, Verdict: VerdictMasquerade,
 			Comment: br + ": the host's own connections to published ports"})
 	}

@@ -12,10 +12,13 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+
+	"netlab/topology"
 )
 
-// Host is the name State uses for the namespace netlab runs in.
-const Host = "host"
+// Host is the name State uses for the namespace netlab runs in: the file's
+// name for it, which topology.Lab.KernelName maps to itself.
+const Host = topology.HostName
 
 // MarkerPrefix starts the alias netlab writes on every interface it creates (and on
 // the loopback of every namespace it creates): "netlab:LAB". The kernel keeps it, so

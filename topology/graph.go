@@ -42,17 +42,11 @@ func (l *Lab) namespace(name string) *Namespace {
 }
 
 // endAddrs lists the addresses of a plain link end, "" when it has none.
-func (l *Lab) endAddrs(e *End) string {
-	ns := l.namespace(e.Namespace)
-	if ns == nil || e.Bridge != "" {
+func endAddrs(e *End) string {
+	if e.Config == nil {
 		return ""
 	}
-	for _, ifc := range ns.Interfaces {
-		if ifc.Name == e.Interface {
-			return joinAddrs(ifc.Addresses)
-		}
-	}
-	return ""
+	return joinAddrs(e.Config.Addresses)
 }
 
 func joinAddrs(as []Address) string {
@@ -117,7 +111,7 @@ func (l *Lab) ascii() string {
 					continue
 				}
 				other := link.Ends[1-i]
-				ports = append(ports, words(other.Namespace+":"+other.Interface, l.endAddrs(other),
+				ports = append(ports, words(other.Namespace+":"+other.Interface, endAddrs(other),
 					publishNotes(l.namespace(other.Namespace)), "(port "+end.Interface+")", linkNotes(link)))
 			}
 		}
@@ -135,7 +129,7 @@ func (l *Lab) ascii() string {
 		if a.Bridge != "" || z.Bridge != "" {
 			continue
 		}
-		direct = append(direct, words(a.Namespace+":"+a.Interface, l.endAddrs(a), "───", z.Namespace+":"+z.Interface, l.endAddrs(z), linkNotes(link)))
+		direct = append(direct, words(a.Namespace+":"+a.Interface, endAddrs(a), "───", z.Namespace+":"+z.Interface, endAddrs(z), linkNotes(link)))
 	}
 	if len(direct) > 0 {
 		b.WriteString("\n")
@@ -145,7 +139,7 @@ func (l *Lab) ascii() string {
 	}
 	var alone []string
 	for _, ns := range l.Namespaces {
-		if !l.linked(ns.Name) {
+		if len(ns.Ends) == 0 {
 			alone = append(alone, ns.Name)
 		}
 	}
@@ -190,17 +184,6 @@ func orNone(s string) string {
 		return "no address"
 	}
 	return s
-}
-
-func (l *Lab) linked(ns string) bool {
-	for _, link := range l.Links {
-		for _, e := range link.Ends {
-			if e.Namespace == ns && e.Bridge == "" {
-				return true
-			}
-		}
-	}
-	return false
 }
 
 var idUnsafe = regexp.MustCompile(`[^A-Za-z0-9_]`)

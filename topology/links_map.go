@@ -131,20 +131,26 @@ func (d *decoder) linkMap(n *yaml.Node) *Link {
 		l.Down = s == "down"
 		return ok
 	})
-	if !good {
+	if !good || !d.shapingFits(l, f, label) {
 		return nil
 	}
+	return l
+}
+
+// shapingFits checks the map form's keys against each other.
+func (d *decoder) shapingFits(l *Link, f fields, label string) bool {
+	sh := &l.Shaping
 	keyPos := func(k string) *yaml.Node { return f[k].key }
 	switch {
 	case sh.Jitter > 0 && sh.Delay == 0:
 		d.errorf(keyPos("jitter"), "%s: jitter varies the delay, which is not given (add delay:)", label)
-		return nil
+		return false
 	case sh.Burst > 0 && sh.Rate == 0:
 		d.errorf(keyPos("burst"), "%s: burst is the bucket of rate:, which is not given", label)
-		return nil
+		return false
 	case sh.Limit > 0 && sh.Empty():
 		d.errorf(keyPos("limit"), "%s: limit is the length of the queue of rate: or delay:/loss:, and neither is given", label)
-		return nil
+		return false
 	}
 	if sh.Rate > 0 {
 		mtu := l.MTU
@@ -158,13 +164,13 @@ func (d *decoder) linkMap(n *yaml.Node) *Link {
 		switch {
 		case sh.Burst > 0 && sh.Burst < uint64(mtu+frameOverhead):
 			d.errorf(f.val("burst"), "%s: burst %s is less than one full-size frame (%d bytes at mtu %d): every such frame would be dropped", label, FormatSize(sh.Burst), mtu+frameOverhead, mtu)
-			return nil
+			return false
 		case float64(burst)*8/float64(sh.Rate) > 200:
 			d.errorf(f.val("burst"), "%s: burst %s is %.0f seconds of traffic at rate %s; at most 200 seconds", label, FormatSize(burst), float64(burst)*8/float64(sh.Rate), FormatRate(sh.Rate))
-			return nil
+			return false
 		}
 	}
-	return l
+	return true
 }
 
 // linkEnds reads [END, END] into l.Ends.

@@ -10,6 +10,7 @@ package topology
 import (
 	"net"
 	"net/netip"
+	"slices"
 	"time"
 
 	"go.yaml.in/yaml/v3"
@@ -59,6 +60,9 @@ type Bridge struct {
 	// process, as dockerd's default docker-proxy does, and the NAT follows
 	// Docker's proxy mode (see reconcile/proxy.go). false: --userland-proxy=false.
 	UserlandProxy bool
+
+	// Resolved by Validate: the link ends that are ports of this bridge, in file order.
+	Ports []*End
 }
 
 // Address is an interface address with its prefix length, as in `ip addr add`:
@@ -82,6 +86,34 @@ type Namespace struct {
 	Run        []*Command
 	Serve      []*Service
 	Exec       []*Exec // one-shot setup commands, in file order
+
+	// Resolved by Validate.
+	Ends  []*End       // the link ends in this namespace that are not bridge ports, in file order
+	Hosts []HostsEntry // its /etc/hosts when it is on a bridge with resolve: true; nil: none
+}
+
+// HostsEntry is one line of a namespace's generated /etc/hosts: an address and
+// the names it answers to. Validate lists the loopback lines first, then each
+// namespace on the same resolving bridges (itself included) with its address
+// there, in file order, as Docker's embedded DNS answers on a user-defined
+// network.
+type HostsEntry struct {
+	Addr  netip.Addr
+	Names []string
+}
+
+// Resolve answers a name as the namespace's /etc/hosts does (`getent hosts NAME`
+// inside it): the address of the first entry with that name.
+func (ns *Namespace) Resolve(name string) (netip.Addr, bool) {
+	if ns == nil {
+		return netip.Addr{}, false
+	}
+	for _, e := range ns.Hosts {
+		if slices.Contains(e.Names, name) {
+			return e.Addr, true
+		}
+	}
+	return netip.Addr{}, false
 }
 
 // Interface configures one end of a link that lives in a namespace (not a bridge port).
@@ -110,7 +142,8 @@ type Sysctl struct {
 	Value string
 }
 
-// Link is a veth pair.
+// Link is a veth pair: what the file calls a link. (In reconcile, each end is
+// an Interface.)
 type Link struct {
 	Pos  Pos
 	Ends [2]*End
@@ -122,15 +155,19 @@ type Link struct {
 }
 
 // End is one end of a link as written (NAMESPACE:IFNAME, host:IFNAME, BRIDGE or
-// BRIDGE:IFNAME) plus what Validate resolves.
+// BRIDGE:IFNAME) plus what Validate resolves. After Validate, an end knows its
+// interface, its peer and its bridge: nothing downstream searches the lab again.
 type End struct {
 	Pos  Pos
 	Text string // as written
 
 	// Resolved by Validate.
-	Namespace string // the namespace the interface lives in (HostName for the host)
-	Interface string // the interface name; generated for a bridge port written without one
-	Bridge    string // non-empty when this end is a port of that bridge
+	Namespace string     // the namespace the interface lives in (HostName for the host)
+	Interface string     // the interface name; generated for a bridge port written without one
+	Bridge    string     // non-empty when this end is a port of that bridge
+	OnBridge  *Bridge    // the bridge named by Bridge; nil when Bridge is ""
+	Peer      *End       // the other end of the link
+	Config    *Interface // its `interfaces:` entry; nil for a bridge port, or an end without one
 }
 
 // Iface is an interface match in a rule; "!eth0" sets Not.
@@ -249,12 +286,19 @@ type Check struct {
 	// Kind "throughput": Target is the namespace that sinks netlab's TCP stream;
 	// the rate measured must be within [MinRate, MaxRate] (bits per second; 0: no bound).
 	MinRate, MaxRate uint64
+
+	// Resolved by Validate: the namespace From names (the host for HostName),
+	// whose Resolve answers a target given by name.
+	FromNamespace *Namespace
 }
 
-// KernelName is the name of a lab namespace in the kernel (and under /run/netns).
+// KernelName is the one mapping from a namespace's name in the file to the name
+// netlab gives it everywhere else (plans, state, the kernel): the name under
+// /run/netns for a lab namespace (NetnsPrefix and its name), and HostName for
+// the host, whose namespace has no name in the kernel.
 func (l *Lab) KernelName(namespace string) string {
 	if namespace == HostName {
-		return ""
+		return HostName
 	}
 	return l.NetnsPrefix + namespace
 }

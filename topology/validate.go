@@ -108,17 +108,37 @@ func validate(l *Lab, notes parseNotes) Errors {
 		devices:    map[string]map[string]*device{},
 		unresolved: map[string]bool{},
 	}
+	v.reset()
 	v.names()
 	v.links()
 	v.loopbacks()
 	v.interfaces()
 	v.linkSettings()
+	v.hosts()
 	v.addresses()
 	v.routes()
 	v.rules()
 	v.publish()
 	v.checks()
 	return v.errs
+}
+
+// reset clears what an earlier Validate of the same lab resolved.
+func (v *validator) reset() {
+	for _, ns := range v.allNamespaces() {
+		ns.Ends, ns.Hosts = nil, nil
+	}
+	for _, b := range v.lab.Bridges {
+		b.Ports = nil
+	}
+	for _, l := range v.lab.Links {
+		for _, e := range l.Ends {
+			e.OnBridge, e.Peer, e.Config = nil, nil, nil
+		}
+	}
+	for _, c := range v.lab.Checks {
+		c.FromNamespace = nil
+	}
 }
 
 func (v *validator) errorAt(p Pos, format string, args ...any) {
@@ -183,6 +203,7 @@ func (v *validator) links() {
 	generated := map[string]map[string]string{} // namespace -> name -> what it was generated from
 	for _, l := range v.lab.Links {
 		label := fmt.Sprintf("link %q", l.Ends[0].Text+" -- "+l.Ends[1].Text)
+		l.Ends[0].Peer, l.Ends[1].Peer = l.Ends[1], l.Ends[0]
 		ok0, ok1 := v.resolveEnd(label, l.Ends[0]), v.resolveEnd(label, l.Ends[1])
 		if ok0 && ok1 {
 			// Names are generated from the other end as written before generation, so
@@ -232,6 +253,11 @@ func (v *validator) links() {
 				continue
 			}
 			devs[e.Interface] = &device{name: e.Interface, link: l, end: e}
+			if e.OnBridge != nil {
+				e.OnBridge.Ports = append(e.OnBridge.Ports, e)
+			} else if ns := v.namespaces[e.Namespace]; ns != nil {
+				ns.Ends = append(ns.Ends, e)
+			}
 		}
 	}
 }
@@ -247,7 +273,7 @@ func (v *validator) resolveEnd(label string, e *End) bool {
 		if v.devices[b.Namespace] == nil {
 			return false // the bridge's unknown namespace is reported already
 		}
-		e.Bridge, e.Namespace, e.Interface = b.Name, b.Namespace, ifname
+		e.Bridge, e.OnBridge, e.Namespace, e.Interface = b.Name, b, b.Namespace, ifname
 		return true
 	}
 	if v.namespaces[name] != nil {
@@ -296,234 +322,55 @@ func (v *validator) interfaces() {
 				v.errorAt(ifc.Pos, "interface %s:%s is a port of bridge %s; only plain link ends (NAMESPACE:IFNAME) are configured under interfaces:", ns.Name, ifc.Name, dv.end.Bridge)
 			default:
 				dv.iface = ifc
+				dv.end.Config = ifc
 			}
 		}
 	}
 }
 
-// addresses checks that an address is used once per namespace and once per
-// network (devices joined by veth pairs and bridges), and that the bridges of a
-// namespace have subnets apart: the host could not route to two at once.
-func (v *validator) addresses() {
-	// Union-find over devices: a network is a set of devices joined by links and bridges.
-	parent := map[string]string{}
-	var find func(string) string
-	find = func(k string) string {
-		if p, ok := parent[k]; ok && p != k {
-			root := find(p)
-			parent[k] = root
-			return root
-		}
-		return k
-	}
-	union := func(a, b string) { parent[find(a)] = find(b) }
-	key := func(ns, dev string) string { return ns + "\x00" + dev }
-	for _, l := range v.lab.Links {
-		a, b := l.Ends[0], l.Ends[1]
-		if a.Namespace == "" || b.Namespace == "" {
-			continue // unresolved
-		}
-		union(key(a.Namespace, a.Interface), key(b.Namespace, b.Interface))
-		for _, e := range l.Ends {
-			if e.Bridge != "" {
-				union(key(e.Namespace, e.Interface), key(e.Namespace, e.Bridge))
-			}
-		}
-	}
-
-	type use struct {
-		ns   string
-		dv   *device
-		addr Address
-	}
-	var uses []use
-	for ns, devs := range v.devices {
-		for _, dv := range devs {
-			for _, a := range dv.addresses() {
-				uses = append(uses, use{ns, dv, a})
-			}
-		}
-	}
-	// File order; an address reused through a YAML alias has one position for
-	// several devices, so names break the tie.
-	slices.SortFunc(uses, func(a, b use) int {
-		return cmp.Or(cmpPos(a.addr.Pos, b.addr.Pos), cmp.Compare(a.ns, b.ns), cmp.Compare(a.dv.name, b.dv.name))
-	})
-	inNS := map[string]map[netip.Addr]use{}
-	inNet := map[string]map[netip.Addr]use{}
-	for _, u := range uses {
-		addr := u.addr.Prefix.Addr()
-		network := find(key(u.ns, u.dv.name))
-		if inNS[u.ns] == nil {
-			inNS[u.ns] = map[netip.Addr]use{}
-		}
-		if inNet[network] == nil {
-			inNet[network] = map[netip.Addr]use{}
-		}
-		if old, dup := inNS[u.ns][addr]; dup && old.dv != u.dv {
-			v.errorAt(u.addr.Pos, "%s: address %s is already used by %s in the same namespace", ifaceLabel(u.ns, u.dv), addr, old.dv.label(old.ns))
-		} else if old, dup := inNet[network][addr]; dup && old.dv != u.dv {
-			v.errorAt(u.addr.Pos, "%s: address %s is already used by %s on the same network", ifaceLabel(u.ns, u.dv), addr, old.dv.label(old.ns))
-		}
-		// The first user of an address stays its owner in messages.
-		if _, ok := inNS[u.ns][addr]; !ok {
-			inNS[u.ns][addr] = u
-		}
-		if _, ok := inNet[network][addr]; !ok {
-			inNet[network][addr] = u
-		}
-	}
-
-	for i, b := range v.lab.Bridges {
-		for _, a := range b.Addresses {
-			for _, earlier := range v.lab.Bridges[:i] {
-				if earlier.Namespace != b.Namespace {
-					continue
-				}
-				if j := slices.IndexFunc(earlier.Addresses, func(e Address) bool { return e.Prefix.Masked().Overlaps(a.Prefix.Masked()) }); j >= 0 {
-					v.errorAt(a.Pos, "bridge %s: subnet %s overlaps subnet %s of bridge %s in %s", b.Name, a.Prefix.Masked(), earlier.Addresses[j].Prefix.Masked(), earlier.Name, nsLabel(b.Namespace))
-					break
-				}
-			}
-		}
-	}
+// loopbackHosts are the first lines of every generated /etc/hosts.
+var loopbackHosts = []HostsEntry{
+	{netip.MustParseAddr("127.0.0.1"), []string{"localhost"}},
+	{netip.MustParseAddr("::1"), []string{"localhost", "ip6-localhost", "ip6-loopback"}},
 }
 
-// ifaceLabel names a device as the subject of a message: "interface web:eth0" or "bridge docker0".
-func ifaceLabel(ns string, dv *device) string {
-	if dv.bridge != nil {
-		return "bridge " + dv.bridge.Name
+// hosts resolves who finds whom by name: each namespace linked to a bridge with
+// `resolve: true` gets Hosts, the loopback lines then the name and address of
+// each namespace on the same resolving bridges (itself included), bridges in
+// file order and their members in link order.
+func (v *validator) hosts() {
+	type member struct {
+		ns   *Namespace
+		addr netip.Addr
 	}
-	return "interface " + ns + ":" + dv.name
-}
-
-func cmpPos(a, b Pos) int {
-	return cmp.Or(cmp.Compare(a.Line, b.Line), cmp.Compare(a.Col, b.Col))
-}
-
-// routes checks each route's device and gateway, and resolves Dev from the gateway
-// when the file does not give it: the device whose subnet holds the gateway,
-// first in file order, as the kernel itself would pick.
-func (v *validator) routes() {
-	for _, ns := range v.allNamespaces() {
-		devs := v.devices[ns.Name]
-		if devs == nil {
+	seen := map[*Namespace]map[member]bool{}
+	for _, b := range v.lab.Bridges {
+		if !b.Resolve {
 			continue
 		}
-		// Devices with addresses, in the order their first address is written.
-		var withAddrs []*device
-		for _, dv := range devs {
-			if len(dv.addresses()) > 0 {
-				withAddrs = append(withAddrs, dv)
-			}
-		}
-		slices.SortFunc(withAddrs, func(a, b *device) int {
-			return cmp.Or(cmpPos(a.addresses()[0].Pos, b.addresses()[0].Pos), cmp.Compare(a.name, b.name))
-		})
-		unsure := v.notes.badAddrs[ns.Name]
-		for _, b := range v.lab.Bridges {
-			unsure = unsure || (b.Namespace == ns.Name && v.notes.badAddrs["bridge "+b.Name])
-		}
-
-		type routeKey struct {
-			to     netip.Prefix
-			metric int
-		}
-		seen := map[routeKey]*Route{}
-		for _, r := range ns.Routes {
-			label := fmt.Sprintf("route %q in %s", routeText(r), nsLabel(ns.Name))
-			k := routeKey{r.To, r.Metric}
-			if r.To.Addr().Is6() && k.metric == 0 {
-				k.metric = 1024 // the kernel's default metric for IPv6 routes
-			}
-			if old := seen[k]; old != nil {
-				v.errorAt(r.Pos, "%s: same destination and metric as the route at line %d", label, old.Pos.Line)
+		var members []member
+		for _, port := range b.Ports {
+			end := port.Peer
+			if end.Bridge != "" || end.Namespace == HostName || end.Config == nil {
 				continue
 			}
-			seen[k] = r
-
-			var dev *device
-			if r.Dev != "" {
-				if dev = devs[r.Dev]; dev == nil {
-					v.errorAt(r.Pos, "%s: unknown device %q (%s)", label, r.Dev, v.deviceList(ns.Name))
-					continue
+			for _, a := range end.Config.Addresses {
+				members = append(members, member{v.namespaces[end.Namespace], a.Prefix.Addr()})
+			}
+		}
+		for _, m := range members {
+			if seen[m.ns] == nil {
+				seen[m.ns] = map[member]bool{}
+				m.ns.Hosts = slices.Clone(loopbackHosts)
+			}
+			for _, e := range members {
+				if !seen[m.ns][e] {
+					seen[m.ns][e] = true
+					m.ns.Hosts = append(m.ns.Hosts, HostsEntry{e.addr, []string{e.ns.Name}})
 				}
 			}
-			if !r.Via.IsValid() {
-				continue
-			}
-			if r.Via.Is6() && r.Via.IsLinkLocalUnicast() {
-				// fe80::/64 is on every link: only the device says which.
-				if dev == nil {
-					v.errorAt(r.Pos, "%s: a link-local gateway needs dev", label)
-				}
-				continue
-			}
-			if owner := ownerOf(withAddrs, r.Via, false); owner != nil {
-				v.errorAt(r.Pos, "%s: gateway %s is an address of %s itself", label, r.Via, owner.label(ns.Name))
-				continue
-			}
-			if dev != nil {
-				if len(dev.addresses()) > 0 && ownerOf([]*device{dev}, r.Via, true) == nil && !unsure {
-					v.errorAt(r.Pos, "%s: gateway %s is outside the subnets of %s (%s)", label, r.Via, r.Dev, subnets([]*device{dev}))
-				}
-				continue
-			}
-			if owner := ownerOf(withAddrs, r.Via, true); owner != nil {
-				r.Dev = owner.name
-				continue
-			}
-			switch {
-			case unsure:
-			case len(withAddrs) == 0:
-				v.errorAt(r.Pos, "%s: gateway %s is unreachable: %s has no addresses", label, r.Via, nsLabel(ns.Name))
-			default:
-				v.errorAt(r.Pos, "%s: gateway %s is outside every subnet of %s (%s)", label, r.Via, nsLabel(ns.Name), subnets(withAddrs))
-			}
 		}
 	}
-}
-
-// ownerOf returns the first device with an address equal to a (inSubnet false) or
-// with a subnet holding a (inSubnet true).
-func ownerOf(devs []*device, a netip.Addr, inSubnet bool) *device {
-	for _, dv := range devs {
-		for _, addr := range dv.addresses() {
-			if inSubnet && addr.Prefix.Masked().Contains(a) || !inSubnet && addr.Prefix.Addr() == a {
-				return dv
-			}
-		}
-	}
-	return nil
-}
-
-// subnets lists the subnets of devices, for messages.
-func subnets(devs []*device) string {
-	var out []string
-	for _, dv := range devs {
-		for _, a := range dv.addresses() {
-			if s := a.Prefix.Masked().String(); !slices.Contains(out, s) {
-				out = append(out, s)
-			}
-		}
-	}
-	return strings.Join(out, ", ")
-}
-
-// deviceList lists the devices of a namespace, for "unknown device" messages.
-func (v *validator) deviceList(ns string) string {
-	names := make([]string, 0, len(v.devices[ns]))
-	for name, dv := range v.devices[ns] {
-		if name == "lo" && dv.iface == nil {
-			continue // every namespace's; named when the file configures it
-		}
-		names = append(names, name)
-	}
-	if len(names) == 0 {
-		return nsLabel(ns) + " has no interfaces"
-	}
-	slices.Sort(names)
-	return "devices in " + ns + ": " + strings.Join(names, ", ")
 }
 
 // rules checks that the interfaces NAT and filter rules match on exist. The host
@@ -593,6 +440,7 @@ func (v *validator) publish() {
 
 func (v *validator) checks() {
 	for _, c := range v.lab.Checks {
+		c.FromNamespace = v.namespaces[c.From]
 		if v.extraCheck(c) { // mesh and throughput (checks_extra.go)
 			continue
 		}

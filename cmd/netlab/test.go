@@ -103,15 +103,10 @@ func labNamespaces(d *kernel.Driver, observed *reconcile.State) probe.Enter {
 	}
 }
 
-// compileChecks resolves the file's checks to kernel namespaces, and finds for
-// each the namespace that owns its target address (where a source is observed).
+// compileChecks turns the file's checks, as validation resolved them, into
+// probes in kernel namespaces, and finds for each the namespace that owns its
+// target address (where a source is observed).
 func compileChecks(lab *topology.Lab, desired *reconcile.State) []probe.Check {
-	kname := func(ns string) string {
-		if ns == topology.HostName {
-			return reconcile.Host
-		}
-		return lab.KernelName(ns)
-	}
 	owner := map[netip.Addr]string{}
 	for _, k := range sortedAddrKeys(desired) {
 		if _, ok := owner[k.Prefix.Addr()]; !ok {
@@ -120,22 +115,22 @@ func compileChecks(lab *topology.Lab, desired *reconcile.State) []probe.Check {
 	}
 	var out []probe.Check
 	for _, c := range lab.Checks {
-		if pc, ok := compileExtraCheck(lab, c, kname); ok { // test_extra.go
+		if pc, ok := compileExtraCheck(lab, c, lab.KernelName); ok { // test_extra.go
 			out = append(out, pc)
 			continue
 		}
 		pc := probe.Check{
-			From: kname(c.From), Kind: c.Kind, Target: c.Target, ExpectFail: c.ExpectFail,
+			From: lab.KernelName(c.From), Kind: c.Kind, Target: c.Target, ExpectFail: c.ExpectFail,
 			ExpectStatus: c.ExpectStatus, ExpectBody: c.ExpectBody, ExpectSource: c.ExpectSource, ExpectHops: c.ExpectHops,
 		}
 		host := topology.CheckHost(c)
 		addr, err := netip.ParseAddr(host)
 		if err != nil { // a name: resolved as the namespace the check runs in would
-			addr, err = resolve(desired, kname(c.From), host)
-			if err != nil {
-				pc.Unresolved = err.Error()
-			} else {
+			var ok bool
+			if addr, ok = c.FromNamespace.Resolve(host); ok {
 				pc.Target = strings.Replace(c.Target, host, addr.String(), 1)
+			} else {
+				pc.Unresolved = fmt.Sprintf("%s cannot resolve %s: no entry in /etc/netns/%s/hosts (names resolve on bridges with resolve: true)", pc.From, host, pc.From)
 			}
 		}
 		pc.Far = owner[addr]
@@ -152,23 +147,6 @@ func compileChecks(lab *topology.Lab, desired *reconcile.State) []probe.Check {
 		out = append(out, pc)
 	}
 	return out
-}
-
-// resolve looks a name up in the hosts file netlab generates for a namespace:
-// what `getent hosts NAME` says inside it (there is no DNS in a lab).
-func resolve(desired *reconcile.State, ns, name string) (netip.Addr, error) {
-	hosts, ok := desired.Files[reconcile.FileKey{NS: ns, Name: "hosts"}]
-	if ok {
-		for _, line := range strings.Split(hosts, "\n") {
-			fields := strings.Fields(line)
-			if len(fields) >= 2 && slices.Contains(fields[1:], name) {
-				if a, err := netip.ParseAddr(fields[0]); err == nil {
-					return a, nil
-				}
-			}
-		}
-	}
-	return netip.Addr{}, fmt.Errorf("%s cannot resolve %s: no entry in /etc/netns/%s/hosts (names resolve on bridges with resolve: true)", ns, name, ns)
 }
 
 func sortedAddrKeys(s *reconcile.State) []reconcile.AddrKey {

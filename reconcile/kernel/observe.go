@@ -1,28 +1,20 @@
 package kernel
 
+// Observation, the orchestration: which namespaces are read, in parallel, and
+// in what order the per-object readers (observe_net.go, process.go, files.go,
+// hostsysctl.go) fill the State.
+
 import (
 	"context"
 	"errors"
 	"fmt"
 	"maps"
-	"strings"
 	"time"
 
 	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netlink/nl"
-	"golang.org/x/sys/unix"
 
 	"netlab/reconcile"
 )
-
-// ownerOf reads an ownership marker: the lab named by a "netlab:LAB" alias, or "".
-func ownerOf(alias string) string {
-	lab, ok := strings.CutPrefix(alias, reconcile.MarkerPrefix)
-	if !ok {
-		return ""
-	}
-	return lab
-}
 
 // Observe returns what the kernel holds for q.Lab. It reads every namespace in the
 // namespace directory (by its marker) and the host's interfaces, with one dump per
@@ -57,6 +49,39 @@ func (d *Driver) Observe(ctx context.Context, q reconcile.Query) (*reconcile.Sta
 	if err != nil {
 		return nil, err
 	}
+	ends, err := d.observeNamespaces(ctx, q, s, names, intents)
+	if err != nil {
+		return nil, err
+	}
+	lap("namespaces, links, addresses, routes, nftables")
+	if err := d.resolvePeers(s, ends); err != nil {
+		return nil, err
+	}
+	if err := d.observeHairpins(s); err != nil {
+		return nil, err
+	}
+	lap("peers, hairpins")
+	d.processesChanged()
+	if err := d.observeProcesses(s); err != nil {
+		return nil, err
+	}
+	if err := d.observeFiles(s); err != nil {
+		return nil, err
+	}
+	if err := d.observeExecs(s); err != nil {
+		return nil, err
+	}
+	lap("processes, files")
+	if err := d.observeSysctls(q, s); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// observeNamespaces reads the host and each named namespace on its own, in
+// parallel, and merges what they hold for the lab into s; it returns the veth
+// ends seen, for resolvePeers.
+func (d *Driver) observeNamespaces(ctx context.Context, q reconcile.Query, s *reconcile.State, names []string, intents map[reconcile.InterfaceKey]int) ([]seenVeth, error) {
 	// Each namespace is read on its own, in parallel, into a result of its own.
 	results := make([]*nsObservation, len(names)+1)
 	all := append([]string{reconcile.Host}, names...)
@@ -67,7 +92,7 @@ func (d *Driver) Observe(ctx context.Context, q reconcile.Query) (*reconcile.Sta
 	d.mu.Lock()
 	earlier := d.lastRead
 	d.mu.Unlock()
-	err = forEach(ctx, indexes, func(i int) error {
+	err := forEach(ctx, indexes, func(i int) error {
 		ns := all[i]
 		if r := earlier[ns]; r != nil && q.Reread != nil && !q.Reread[ns] && ns != reconcile.Host {
 			results[i] = r // untouched since it was read in this run (see reconcile.Query.Reread)
@@ -104,26 +129,12 @@ func (d *Driver) Observe(ctx context.Context, q reconcile.Query) (*reconcile.Sta
 	for k, l := range s.Interfaces {
 		d.rememberIndex(k, l.Index)
 	}
-	lap("namespaces, links, addresses, routes, nftables")
-	if err := d.resolvePeers(s, ends); err != nil {
-		return nil, err
-	}
-	if err := d.observeHairpins(s); err != nil {
-		return nil, err
-	}
-	lap("peers, hairpins")
-	d.processesChanged()
-	if err := d.observeProcesses(s); err != nil {
-		return nil, err
-	}
-	if err := d.observeFiles(s); err != nil {
-		return nil, err
-	}
-	if err := d.observeExecs(s); err != nil {
-		return nil, err
-	}
-	lap("processes, files")
+	return ends, nil
+}
 
+// observeSysctls reads the sysctls the lab sets (q.Sysctls), those it saved
+// and the shared host sysctls it holds.
+func (d *Driver) observeSysctls(q reconcile.Query, s *reconcile.State) error {
 	saved, err := d.state.savedSysctls(q.Lab)
 	if err != nil {
 		// Not fatal: `down` must still remove what the lab owns (the plan says
@@ -145,19 +156,19 @@ func (d *Driver) Observe(ctx context.Context, q reconcile.Query) (*reconcile.Sta
 		}
 		v, ok, err := d.readSysctl(k)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		if ok {
 			s.Sysctls[k] = v
 		}
 	}
 	if err := d.missingSysctls(q, s); err != nil {
-		return nil, err
+		return err
 	}
 	if err := d.missingQdiscs(q, s); err != nil { // qdisc.go
-		return nil, err
+		return err
 	}
-	return s, nil
+	return nil
 }
 
 // nsObservation is what one namespace holds for the lab.
@@ -247,312 +258,6 @@ func (r *nsObservation) mergeInto(s *reconcile.State) {
 	maps.Copy(s.Tables, r.part.Tables)
 	maps.Copy(s.Qdiscs, r.part.Qdiscs)
 	s.Warnings = append(s.Warnings, r.part.Warnings...)
-}
-
-// seenVeth is a veth interface seen in a namespace, for pairing ends with their peers.
-type seenVeth struct {
-	key       reconcile.InterfaceKey
-	index     int
-	peerIndex int
-	peerNsid  int // -1: the peer is in the same namespace
-	owned     bool
-}
-
-// loopbackOf finds lo among a namespace's interfaces.
-func loopbackOf(links []ifaceRow) loopback {
-	for _, l := range links {
-		if l.name == "lo" {
-			return l.loopback()
-		}
-	}
-	return loopback{}
-}
-
-// observeNetns reads the interfaces, addresses and routes of one namespace, given
-// its interfaces; only the interfaces unless deep.
-func (d *Driver) observeNetns(s *reconcile.State, ns string, links []ifaceRow, intents map[reconcile.InterfaceKey]int, deep bool) ([]seenVeth, error) {
-	names := make(map[int]string, len(links))
-	for _, l := range links {
-		names[l.index] = l.name
-	}
-	h, err := d.handle(ns)
-	if err != nil {
-		return nil, err
-	}
-	owned := map[int]bool{}
-	var ends []seenVeth
-	for _, l := range links {
-		if l.name == "lo" {
-			continue
-		}
-		k := reconcile.InterfaceKey{NS: ns, Name: l.name}
-		owner := ownerOf(l.alias)
-		// Unmarked, it is the lab's only if it has the index recorded before its
-		// creation (see Driver.newIndex): never by its name alone.
-		unmarked := l.alias == "" && intents[k] != 0 && intents[k] == l.index
-		isOwned := owner == s.Lab || unmarked
-		if l.kind == reconcile.KindVeth {
-			ends = append(ends, seenVeth{key: k, index: l.index, peerIndex: l.peerIndex, peerNsid: l.peerNsid, owned: isOwned})
-		}
-		if !isOwned {
-			s.ForeignInterfaces[k] = owner
-			continue
-		}
-		owned[l.index] = true
-		s.Interfaces[k] = &reconcile.Interface{
-			InterfaceKey: k,
-			Kind:         l.kind,
-			Master:       names[l.master],
-			MTU:          l.mtu,
-			MAC:          l.mac,
-			Up:           l.up,
-			Unmarked:     unmarked,
-			Index:        l.index,
-		}
-	}
-	if !deep {
-		return ends, nil // a leaving namespace: its interfaces are all its deletion needs
-	}
-
-	addrs, err := dumpAddrs(h.rt)
-	if err != nil {
-		return nil, fmt.Errorf("netns %s: list addresses: %w", ns, err)
-	}
-	for _, a := range addrs {
-		if a.prefix.Addr().Is6() && a.prefix.Addr().IsLinkLocalUnicast() {
-			continue // the kernel's own fe80:: addresses are not the lab's
-		}
-		k := reconcile.InterfaceKey{NS: ns, Name: names[a.index]}
-		switch {
-		case owned[a.index]:
-			s.Addrs[reconcile.AddrKey{InterfaceKey: k, Prefix: a.prefix}] = true
-		case ns != reconcile.Host && k.Name == "lo": // a lab namespace's lo is the lab's
-			if !a.prefix.Addr().IsLoopback() { // 127.0.0.1/8 and ::1 are the kernel's
-				s.Addrs[reconcile.AddrKey{InterfaceKey: k, Prefix: a.prefix}] = true
-			}
-		default:
-			s.ForeignAddrs[reconcile.AddrKey{InterfaceKey: k, Prefix: a.prefix}] = true
-		}
-	}
-
-	routes, err := dumpMainRoutes(h.rt)
-	if err != nil {
-		return nil, fmt.Errorf("netns %s: list routes: %w", ns, err)
-	}
-	for _, r := range routes {
-		k := reconcile.RouteKey{NS: ns, To: r.to, Metric: r.metric}
-		if !owned[r.index] && (ns == reconcile.Host || names[r.index] != "lo") { // a lab namespace's lo is the lab's
-			// Someone else's (the machine's default route, say): a route the lab
-			// wants with the same key would replace it, whatever its kind.
-			s.ForeignRoutes[k] = &reconcile.Route{RouteKey: k, Via: r.via, Dev: names[r.index]}
-			continue
-		}
-		if !labRoute(r) {
-			continue
-		}
-		s.Routes[k] = &reconcile.Route{RouteKey: k, Via: r.via, Dev: names[r.index]}
-	}
-	return ends, nil
-}
-
-// observeHairpins reads the hairpin mode of the lab's bridge ports. It is a port
-// attribute that only a dump of the AF_BRIDGE family carries (netlink's
-// LinkGetProtinfo does that whole dump for a single port), so each namespace
-// with ports is dumped once.
-func (d *Driver) observeHairpins(s *reconcile.State) error {
-	ports := map[string]map[int]*reconcile.Interface{} // namespace -> ifindex -> port
-	for _, l := range s.Interfaces {
-		if l.Master != "" {
-			if ports[l.NS] == nil {
-				ports[l.NS] = map[int]*reconcile.Interface{}
-			}
-			ports[l.NS][l.Index] = l
-		}
-	}
-	for ns, byIndex := range ports {
-		hairpins, err := d.bridgePortHairpins(ns)
-		if err != nil {
-			return err
-		}
-		for index, l := range byIndex {
-			l.Hairpin = hairpins[index]
-		}
-	}
-	return nil
-}
-
-// bridgePortHairpins dumps the bridge ports of a namespace and returns which
-// ones have hairpin mode on, by ifindex.
-//
-// Equivalent to: ip netns exec NS bridge -d link
-func (d *Driver) bridgePortHairpins(ns string) (map[int]bool, error) {
-	h, err := d.handle(ns)
-	if err != nil {
-		return nil, err
-	}
-	type hairpin struct {
-		index int
-		on    bool
-	}
-	found, err := retryDump(func() ([]hairpin, error) {
-		req := nl.NewNetlinkRequest(unix.RTM_GETLINK, unix.NLM_F_DUMP)
-		req.AddData(nl.NewIfInfomsg(unix.AF_BRIDGE))
-		var found []hairpin
-		err := h.rt.request(req, func(m []byte) error {
-			info := nl.DeserializeIfInfomsg(m)
-			attrs, err := nl.ParseRouteAttr(m[info.Len():])
-			if err != nil {
-				return err
-			}
-			for _, a := range attrs {
-				if a.Attr.Type != unix.IFLA_PROTINFO|unix.NLA_F_NESTED {
-					continue
-				}
-				port, err := nl.ParseRouteAttr(a.Value)
-				if err != nil {
-					return err
-				}
-				for _, p := range port {
-					if p.Attr.Type == nl.IFLA_BRPORT_MODE && len(p.Value) > 0 {
-						found = append(found, hairpin{int(info.Index), p.Value[0] == 1})
-					}
-				}
-			}
-			return nil
-		})
-		return found, err
-	})
-	if err != nil {
-		return nil, fmt.Errorf("netns %s: list bridge ports: %w", ns, err)
-	}
-	out := map[int]bool{}
-	for _, f := range found {
-		out[f.index] = f.on
-	}
-	return out, nil
-}
-
-// Routes lists every route of a namespace's main table as `ip route` prints it,
-// the kernel's own included, for `inspect`.
-func (d *Driver) Routes(ns string) ([]string, error) {
-	h, err := d.handle(ns)
-	if err != nil {
-		return nil, err
-	}
-	links, err := dumpIfaceRows(h.rt)
-	if err != nil {
-		return nil, err
-	}
-	names := map[int]string{}
-	for _, l := range links {
-		names[l.index] = l.name
-	}
-	routes, err := dumpMainRoutes(h.rt)
-	if err != nil {
-		return nil, fmt.Errorf("netns %s: list routes: %w", ns, err)
-	}
-	var out []string
-	for _, r := range routes {
-		if r.to.Bits() > 0 && r.to.Addr().IsLinkLocalUnicast() && r.protocol == unix.RTPROT_KERNEL {
-			continue // fe80::/64 on every interface: the kernel's, and `ip route` does not show it
-		}
-		dst := "default"
-		if r.to.Bits() > 0 {
-			dst = r.to.String()
-		}
-		parts := []string{dst}
-		if r.via.IsValid() {
-			parts = append(parts, "via", r.via.String())
-		}
-		parts = append(parts, "dev", names[r.index])
-		if r.protocol == unix.RTPROT_KERNEL {
-			parts = append(parts, "proto kernel")
-		}
-		if r.scope == unix.RT_SCOPE_LINK {
-			parts = append(parts, "scope link")
-		}
-		if r.src.IsValid() {
-			parts = append(parts, "src", r.src.String())
-		}
-		if r.metric != 0 {
-			parts = append(parts, "metric", fmt.Sprint(r.metric))
-		}
-		out = append(out, strings.Join(parts, " "))
-	}
-	return out, nil
-}
-
-// labRoute keeps the routes a lab can have asked for: unicast routes (of the
-// main table: the only ones read), not those the kernel adds for addresses
-// (proto kernel) or learns (RA, redirects).
-func labRoute(r routeEntry) bool {
-	switch r.protocol {
-	case unix.RTPROT_KERNEL, unix.RTPROT_RA, unix.RTPROT_REDIRECT:
-		return false
-	}
-	return r.typ == unix.RTN_UNICAST && !r.multipath
-}
-
-// resolvePeers finds the other end of each owned veth. A veth knows its peer's
-// ifindex and, when the peer is in another namespace, that namespace's id as seen
-// from its own. Two ends that point at each other's ifindex are a pair; only when
-// several candidates do (ifindexes repeat across namespaces) is the namespace id
-// asked of the kernel.
-func (d *Driver) resolvePeers(s *reconcile.State, ends []seenVeth) error {
-	type pointer struct{ index, peerIndex int }
-	byPointer := map[pointer][]seenVeth{}
-	for _, e := range ends {
-		byPointer[pointer{e.index, e.peerIndex}] = append(byPointer[pointer{e.index, e.peerIndex}], e)
-	}
-	for _, e := range ends {
-		if !e.owned {
-			continue
-		}
-		var candidates []seenVeth
-		for _, c := range byPointer[pointer{e.peerIndex, e.index}] {
-			if (e.peerNsid < 0) == (c.key.NS == e.key.NS) {
-				candidates = append(candidates, c)
-			}
-		}
-		if len(candidates) > 1 {
-			var err error
-			if candidates, err = d.byNsid(e, candidates); err != nil {
-				return err
-			}
-		}
-		if len(candidates) == 1 {
-			s.Interfaces[e.key].Peer = candidates[0].key
-			s.Interfaces[e.key].PeerIndex = candidates[0].index
-		}
-	}
-	return nil
-}
-
-// byNsid keeps the candidates whose namespace has the id e's namespace knows its peer's by.
-func (d *Driver) byNsid(e seenVeth, candidates []seenVeth) ([]seenVeth, error) {
-	h, err := d.handle(e.key.NS)
-	if err != nil {
-		return nil, err
-	}
-	lib, err := h.lib()
-	if err != nil {
-		return nil, err
-	}
-	var out []seenVeth
-	for _, c := range candidates {
-		ch, err := d.handle(c.key.NS)
-		if err != nil {
-			return nil, err
-		}
-		id, err := lib.GetNetNsIdByFd(int(ch.fd))
-		if err != nil {
-			return nil, fmt.Errorf("netns %s: namespace id of %s: %w", e.key.NS, c.key.NS, err)
-		}
-		if id == e.peerNsid {
-			out = append(out, c)
-		}
-	}
-	return out, nil
 }
 
 // Netlink dumps can be interrupted when the kernel's tables change under them; the
