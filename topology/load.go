@@ -46,7 +46,7 @@ func Read(r io.Reader, filename string) (*Lab, error) {
 		errs = append(errs, validate(lab, notes)...)
 	}
 	if len(errs) > 0 {
-		return lab, errs.sorted()
+		return lab, collapseRanges(errs, lab).sorted()
 	}
 	return lab, nil
 }

@@ -72,12 +72,20 @@ func (d *decoder) links(n *yaml.Node) []*Link {
 	}
 	var out []*Link
 	for _, item := range items {
+		if item.Kind == yaml.MappingNode { // the map form (links_map.go)
+			if l := d.linkMap(item); l != nil {
+				out = append(out, l)
+			} else {
+				d.notes.badLinks = true
+			}
+			continue
+		}
 		if item.Kind != yaml.SequenceNode || len(item.Content) != 2 {
 			got := describe(item)
 			if item.Kind == yaml.SequenceNode {
 				got = fmt.Sprintf("a list of %d", len(item.Content))
 			}
-			d.errorf(item, "link: want two ends [END, END], such as [web:eth0, docker0], got %s", got)
+			d.errorf(item, "link: want two ends [END, END], such as [web:eth0, docker0], or a mapping {ends: [END, END], rate: ...}, got %s", got)
 			d.notes.badLinks = true
 			continue
 		}

@@ -168,6 +168,9 @@ func (d *Driver) observeSysctls(q reconcile.Query, s *reconcile.State) error {
 	if err := d.missingSysctls(q, s); err != nil {
 		return err
 	}
+	if err := d.missingQdiscs(q, s); err != nil { // qdisc.go
+		return err
+	}
 	return nil
 }
 
@@ -223,6 +226,9 @@ func (d *Driver) observeOne(q reconcile.Query, ns string, intents map[reconcile.
 	if goes {
 		return r, nil
 	}
+	if err := d.observeQdiscs(r.part, ns, links, q.Qdiscs); err != nil { // qdisc.go
+		return nil, err
+	}
 	t, err := d.observeTable(ns, reconcile.TableName(q.Lab), q.Tables[ns])
 	if err != nil {
 		return nil, err
@@ -253,6 +259,7 @@ func (r *nsObservation) mergeInto(s *reconcile.State) {
 	maps.Copy(s.Addrs, r.part.Addrs)
 	maps.Copy(s.Routes, r.part.Routes)
 	maps.Copy(s.Tables, r.part.Tables)
+	maps.Copy(s.Qdiscs, r.part.Qdiscs)
 	s.Warnings = append(s.Warnings, r.part.Warnings...)
 }
 

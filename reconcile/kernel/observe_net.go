@@ -104,7 +104,11 @@ func (d *Driver) observeAddrsRoutes(s *reconcile.State, h *nsHandle, ns string, 
 		switch {
 		case owned[a.index]:
 			s.Addrs[reconcile.AddrKey{InterfaceKey: k, Prefix: a.prefix}] = true
-		case ns == reconcile.Host || k.Name != "lo": // a lab namespace's lo is the lab's
+		case ns != reconcile.Host && k.Name == "lo": // a lab namespace's lo is the lab's
+			if !a.prefix.Addr().IsLoopback() { // 127.0.0.1/8 and ::1 are the kernel's
+				s.Addrs[reconcile.AddrKey{InterfaceKey: k, Prefix: a.prefix}] = true
+			}
+		default:
 			s.ForeignAddrs[reconcile.AddrKey{InterfaceKey: k, Prefix: a.prefix}] = true
 		}
 	}
@@ -115,12 +119,10 @@ func (d *Driver) observeAddrsRoutes(s *reconcile.State, h *nsHandle, ns string, 
 	}
 	for _, r := range routes {
 		k := reconcile.RouteKey{NS: ns, To: r.to, Metric: r.metric}
-		if !owned[r.index] {
+		if !owned[r.index] && (ns == reconcile.Host || names[r.index] != "lo") { // a lab namespace's lo is the lab's
 			// Someone else's (the machine's default route, say): a route the lab
 			// wants with the same key would replace it, whatever its kind.
-			if ns == reconcile.Host || names[r.index] != "lo" {
-				s.ForeignRoutes[k] = &reconcile.Route{RouteKey: k, Via: r.via, Dev: names[r.index]}
-			}
+			s.ForeignRoutes[k] = &reconcile.Route{RouteKey: k, Via: r.via, Dev: names[r.index]}
 			continue
 		}
 		if !labRoute(r) {
