@@ -36,15 +36,17 @@ func gQuoted(p Pos, v string) *yaml.Node {
 }
 
 func gMap(p Pos, flow bool, kv ...*yaml.Node) *yaml.Node {
-	n := &yaml.Node{Kind: yaml.MappingNode, Tag: "!!map", Line: p.Line, Column: p.Col, Content: kv}
-	if flow {
-		n.Style = yaml.FlowStyle
-	}
-	return n
+	return gCollection(p, yaml.MappingNode, "!!map", flow, kv)
 }
 
 func gSeq(p Pos, flow bool, items ...*yaml.Node) *yaml.Node {
-	n := &yaml.Node{Kind: yaml.SequenceNode, Tag: "!!seq", Line: p.Line, Column: p.Col, Content: items}
+	return gCollection(p, yaml.SequenceNode, "!!seq", flow, items)
+}
+
+// gCollection is a mapping or sequence node holding content, in flow style
+// ([...], {...}) when flow.
+func gCollection(p Pos, kind yaml.Kind, tag string, flow bool, content []*yaml.Node) *yaml.Node {
+	n := &yaml.Node{Kind: kind, Tag: tag, Line: p.Line, Column: p.Col, Content: content}
 	if flow {
 		n.Style = yaml.FlowStyle
 	}
