@@ -8,6 +8,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"maps"
 	"net/netip"
 	"path/filepath"
 	"regexp"
@@ -16,6 +17,7 @@ import (
 	"strings"
 
 	"github.com/compose-spec/compose-go/v2/cli"
+	"github.com/compose-spec/compose-go/v2/types"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -37,16 +39,7 @@ var unsafeName = regexp.MustCompile(`[^a-z0-9-]+`)
 // Import reads the compose file at path (with its .env and the environment,
 // as `docker compose` does) and writes the lab.
 func Import(ctx context.Context, path string) (*Result, error) {
-	opts, err := cli.NewProjectOptions([]string{path},
-		cli.WithWorkingDirectory(filepath.Dir(path)), cli.WithOsEnv, cli.WithDotEnv)
-	if err != nil {
-		return nil, err
-	}
-	model, err := opts.LoadModel(ctx)
-	if err != nil {
-		return nil, err
-	}
-	project, err := opts.LoadProject(ctx)
+	model, project, err := load(ctx, path)
 	if err != nil {
 		return nil, err
 	}
@@ -58,9 +51,50 @@ func Import(ctx context.Context, path string) (*Result, error) {
 	add(root, "name", str(lab))
 	add(root, "description", str("Imported from "+filepath.Base(path)+" by netlab import compose"))
 	add(root, "docker", flowMap("version", str("26.1")))
+	if nets := res.networks(project); nets != nil {
+		add(root, "networks", nets)
+	}
+	// Containers: one per service, in name order (compose starts them in parallel).
+	names := sortedKeys(project.Services)
+	containers, checks := res.containers(project.Services, names)
+	add(root, "containers", containers)
+	checks = append(checks, reachChecks(project.Services, names)...)
+	if len(checks) > 0 {
+		add(root, "checks", seqOf(checks...))
+	}
+	if res.Lab, err = encode(path, root); err != nil {
+		return nil, err
+	}
+	return res, nil
+}
 
-	// Networks: those services use, by name; compose's "default" is a
-	// user-defined network like the others.
+// load reads the compose file twice, as the raw model (to name what the lab
+// leaves out) and as the project (with compose's defaults and interpolation).
+func load(ctx context.Context, path string) (map[string]any, *types.Project, error) {
+	opts, err := cli.NewProjectOptions([]string{path},
+		cli.WithWorkingDirectory(filepath.Dir(path)), cli.WithOsEnv, cli.WithDotEnv)
+	if err != nil {
+		return nil, nil, err
+	}
+	model, err := opts.LoadModel(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	project, err := opts.LoadProject(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	return model, project, nil
+}
+
+// note records what the import decided on its own.
+func (res *Result) note(format string, args ...any) {
+	res.Notes = append(res.Notes, fmt.Sprintf(format, args...))
+}
+
+// networks are those services use, by name; compose's "default" is a
+// user-defined network like the others. Nil when there are none.
+func (res *Result) networks(project *types.Project) *yaml.Node {
 	used := map[string]bool{}
 	for _, s := range project.Services {
 		for n := range s.Networks {
@@ -74,147 +108,163 @@ func Import(ctx context.Context, path string) (*Result, error) {
 		}
 	}
 	slices.Sort(netNames)
-	if len(netNames) > 0 {
-		nets := mapping()
-		for _, name := range netNames {
-			n := project.Networks[name]
-			body := flowMapping()
-			if n.Driver != "" && n.Driver != "bridge" {
-				res.Notes = append(res.Notes, fmt.Sprintf("network %s: driver %s is not Docker's bridge driver; imported as a bridge network", name, n.Driver))
-			}
-			if len(n.Ipam.Config) > 0 && n.Ipam.Config[0] != nil {
-				if s := n.Ipam.Config[0].Subnet; s != "" {
-					if p, err := netip.ParsePrefix(s); err == nil && p.Addr().Is4() {
-						add(body, "subnet", str(p.Masked().String()))
-					} else {
-						res.Notes = append(res.Notes, fmt.Sprintf("network %s: subnet %s left out (netlab's Docker level is IPv4)", name, s))
-					}
-				}
-				if g := n.Ipam.Config[0].Gateway; g != "" {
-					add(body, "gateway", str(g))
-				}
-			}
-			if n.Internal {
-				add(body, "internal", boolean(true))
-			}
-			add(nets, netName(name), body)
+	if len(netNames) == 0 {
+		return nil
+	}
+	nets := mapping()
+	for _, name := range netNames {
+		n := project.Networks[name]
+		body := flowMapping()
+		if n.Driver != "" && n.Driver != "bridge" {
+			res.note("network %s: driver %s is not Docker's bridge driver; imported as a bridge network", name, n.Driver)
 		}
-		add(root, "networks", nets)
+		if len(n.Ipam.Config) > 0 && n.Ipam.Config[0] != nil {
+			if s := n.Ipam.Config[0].Subnet; s != "" {
+				if p, err := netip.ParsePrefix(s); err == nil && p.Addr().Is4() {
+					add(body, "subnet", str(p.Masked().String()))
+				} else {
+					res.note("network %s: subnet %s left out (netlab's Docker level is IPv4)", name, s)
+				}
+			}
+			if g := n.Ipam.Config[0].Gateway; g != "" {
+				add(body, "gateway", str(g))
+			}
+		}
+		if n.Internal {
+			add(body, "internal", boolean(true))
+		}
+		add(nets, netName(name), body)
 	}
+	return nets
+}
 
-	// Containers: one per service, in name order (compose starts them in parallel).
-	var names []string
-	for n := range project.Services {
-		names = append(names, n)
-	}
-	slices.Sort(names)
+// containers are the services named, in that order, and the checks of their
+// published ports.
+func (res *Result) containers(services types.Services, names []string) (*yaml.Node, []*yaml.Node) {
 	containers := mapping()
 	var checks []*yaml.Node
 	for _, name := range names {
-		s := project.Services[name]
+		s := services[name]
 		c := mapping()
-		switch {
-		case s.NetworkMode == "host" || s.NetworkMode == "none":
-			add(c, "network", str(s.NetworkMode))
-		case s.NetworkMode != "":
-			res.Notes = append(res.Notes, fmt.Sprintf("service %s: network_mode %s left out (a container sharing another's namespace is not built)", name, s.NetworkMode))
-		default:
-			nets := mapping()
-			for _, n := range s.NetworksByPriority() {
-				cfg := s.Networks[n]
-				body := flowMapping()
-				var aliases []string
-				if s.ContainerName != "" {
-					aliases = append(aliases, s.ContainerName)
-				}
-				if cfg != nil {
-					aliases = append(aliases, cfg.Aliases...)
-					if cfg.Ipv4Address != "" {
-						add(body, "ip", str(cfg.Ipv4Address))
-					}
-					if cfg.MacAddress != "" {
-						add(body, "mac", str(cfg.MacAddress))
-					}
-				}
-				if len(aliases) > 0 {
-					add(body, "aliases", flowSeq(aliases...))
-				}
-				add(nets, netName(n), body)
-			}
-			if len(nets.Content) > 0 {
-				add(c, "networks", nets)
-			}
-		}
+		res.containerNetworks(c, name, s)
 		if s.Hostname != "" {
 			add(c, "hostname", str(s.Hostname))
 		}
-		var publish []string
-		var serve []*yaml.Node
-		served := map[uint32]bool{}
-		for _, p := range s.Ports {
-			if p.Published == "" {
-				res.Notes = append(res.Notes, fmt.Sprintf("service %s: port %d without a host port left out (Docker picks one at random)", name, p.Target))
-				continue
-			}
-			text := p.Published + ":" + strconv.Itoa(int(p.Target))
-			if p.HostIP != "" {
-				host := p.HostIP
-				if strings.Contains(host, ":") {
-					host = "[" + host + "]"
-				}
-				text = host + ":" + text
-			}
-			proto := cmpOr(p.Protocol, "tcp")
-			if proto != "tcp" {
-				text += "/" + proto
-			}
-			publish = append(publish, text)
-			if proto == "tcp" && !served[p.Target] {
-				served[p.Target] = true
-				serve = append(serve, flowMap("http", num(int(p.Target)), "body", str("Hello from "+name)))
-				if _, err := strconv.Atoi(p.Published); err == nil && p.HostIP == "" {
-					checks = append(checks, flowMap("from", str("host"), "http", str("http://127.0.0.1:"+p.Published+"/"),
-						"expect", flowMap("body", str("Hello from "+name))))
-				}
-			}
-		}
-		if len(publish) > 0 {
-			add(c, "publish", flowSeq(publish...))
-		}
-		if len(serve) > 0 {
-			// The image's own server is not run: netlab's answers on its port.
-			add(c, "serve", seqOf(serve...))
-		}
-		if len(s.Sysctls) > 0 {
-			sc := mapping()
-			var keys []string
-			for k := range s.Sysctls {
-				keys = append(keys, k)
-			}
-			slices.Sort(keys)
-			for _, k := range keys {
-				if strings.HasPrefix(k, "net.") {
-					add(sc, k, str(s.Sysctls[k]))
-				} else {
-					res.Notes = append(res.Notes, fmt.Sprintf("service %s: sysctl %s left out (not a network namespace's)", name, k))
-				}
-			}
-			if len(sc.Content) > 0 {
-				add(c, "sysctls", sc)
-			}
-		}
+		checks = append(checks, res.ports(c, name, s)...)
+		res.sysctls(c, name, s)
 		if len(c.Content) == 0 {
 			c = flowMapping()
 		}
 		add(containers, name, c)
 	}
-	add(root, "containers", containers)
+	return containers, checks
+}
 
-	// Checks: services that share a network reach each other; those that share
-	// none do not (Docker isolates networks).
+// containerNetworks adds the service's network (host, none) or networks, with
+// their addresses and aliases, to its container c.
+func (res *Result) containerNetworks(c *yaml.Node, name string, s types.ServiceConfig) {
+	switch {
+	case s.NetworkMode == "host" || s.NetworkMode == "none":
+		add(c, "network", str(s.NetworkMode))
+	case s.NetworkMode != "":
+		res.note("service %s: network_mode %s left out (a container sharing another's namespace is not built)", name, s.NetworkMode)
+	default:
+		nets := mapping()
+		for _, n := range s.NetworksByPriority() {
+			cfg := s.Networks[n]
+			body := flowMapping()
+			var aliases []string
+			if s.ContainerName != "" {
+				aliases = append(aliases, s.ContainerName)
+			}
+			if cfg != nil {
+				aliases = append(aliases, cfg.Aliases...)
+				if cfg.Ipv4Address != "" {
+					add(body, "ip", str(cfg.Ipv4Address))
+				}
+				if cfg.MacAddress != "" {
+					add(body, "mac", str(cfg.MacAddress))
+				}
+			}
+			if len(aliases) > 0 {
+				add(body, "aliases", flowSeq(aliases...))
+			}
+			add(nets, netName(n), body)
+		}
+		if len(nets.Content) > 0 {
+			add(c, "networks", nets)
+		}
+	}
+}
+
+// ports adds the service's published ports, and netlab's server on each TCP
+// one, to its container c; it returns the checks of those the host reaches.
+func (res *Result) ports(c *yaml.Node, name string, s types.ServiceConfig) []*yaml.Node {
+	var publish []string
+	var serve, checks []*yaml.Node
+	served := map[uint32]bool{}
+	for _, p := range s.Ports {
+		if p.Published == "" {
+			res.note("service %s: port %d without a host port left out (Docker picks one at random)", name, p.Target)
+			continue
+		}
+		text := p.Published + ":" + strconv.Itoa(int(p.Target))
+		if p.HostIP != "" {
+			host := p.HostIP
+			if strings.Contains(host, ":") {
+				host = "[" + host + "]"
+			}
+			text = host + ":" + text
+		}
+		proto := cmpOr(p.Protocol, "tcp")
+		if proto != "tcp" {
+			text += "/" + proto
+		}
+		publish = append(publish, text)
+		if proto == "tcp" && !served[p.Target] {
+			served[p.Target] = true
+			serve = append(serve, flowMap("http", num(int(p.Target)), "body", str("Hello from "+name)))
+			if _, err := strconv.Atoi(p.Published); err == nil && p.HostIP == "" {
+				checks = append(checks, flowMap("from", str("host"), "http", str("http://127.0.0.1:"+p.Published+"/"),
+					"expect", flowMap("body", str("Hello from "+name))))
+			}
+		}
+	}
+	if len(publish) > 0 {
+		add(c, "publish", flowSeq(publish...))
+	}
+	if len(serve) > 0 {
+		// The image's own server is not run: netlab's answers on its port.
+		add(c, "serve", seqOf(serve...))
+	}
+	return checks
+}
+
+// sysctls adds the service's network sysctls to its container c.
+func (res *Result) sysctls(c *yaml.Node, name string, s types.ServiceConfig) {
+	if len(s.Sysctls) == 0 {
+		return
+	}
+	sc := mapping()
+	for _, k := range sortedKeys(s.Sysctls) {
+		if strings.HasPrefix(k, "net.") {
+			add(sc, k, str(s.Sysctls[k]))
+		} else {
+			res.note("service %s: sysctl %s left out (not a network namespace's)", name, k)
+		}
+	}
+	if len(sc.Content) > 0 {
+		add(c, "sysctls", sc)
+	}
+}
+
+// reachChecks: services that share a network reach each other; those that
+// share none do not (Docker isolates networks).
+func reachChecks(services types.Services, names []string) []*yaml.Node {
+	var checks []*yaml.Node
 	for i, a := range names {
 		for _, b := range names[i+1:] {
-			sa, sb := project.Services[a], project.Services[b]
+			sa, sb := services[a], services[b]
 			if sa.NetworkMode != "" || sb.NetworkMode != "" {
 				continue
 			}
@@ -231,10 +281,11 @@ func Import(ctx context.Context, path string) (*Result, error) {
 			}
 		}
 	}
-	if len(checks) > 0 {
-		add(root, "checks", seqOf(checks...))
-	}
+	return checks
+}
 
+// encode writes the lab file: a header comment, then root.
+func encode(path string, root *yaml.Node) ([]byte, error) {
 	var buf bytes.Buffer
 	buf.WriteString("# Imported from " + filepath.Base(path) + " by netlab import compose.\n")
 	buf.WriteString("# Each service is a container; netlab's own server answers on its published ports\n# in place of the image's.\n")
@@ -244,8 +295,12 @@ func Import(ctx context.Context, path string) (*Result, error) {
 		return nil, err
 	}
 	enc.Close()
-	res.Lab = buf.Bytes()
-	return res, nil
+	return buf.Bytes(), nil
+}
+
+// sortedKeys are m's keys in order.
+func sortedKeys[V any](m map[string]V) []string {
+	return slices.Sorted(maps.Keys(m))
 }
 
 // ignoredKeys lists the keys of the compose model the lab leaves out.

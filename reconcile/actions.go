@@ -28,6 +28,7 @@ const (
 	phaseDeleteFile
 	phaseDeleteTable
 	phaseRestoreSysctl
+	phaseDeleteQdisc
 	phaseDeleteRoute
 	phaseDeleteVeth
 	phaseDeleteBridge
@@ -45,6 +46,7 @@ const (
 	phaseAddAddr
 	phaseDeleteAddr // other stale addresses go after new ones are in place
 	phaseUp
+	phaseQdisc
 	phaseRoute
 	phaseSysctl
 	phaseNft

@@ -53,6 +53,9 @@ func actionExamples() []r.Action {
 		r.CreateUTS{Lab: "x", NS: "n1", Hostname: "0123456789ab"},
 		r.SetHostname{Lab: "x", NS: "n1", Hostname: "0123456789ab"},
 		r.DeleteUTS{Lab: "x", NS: "n1"},
+		r.ReplaceQdisc{Qdisc: r.Qdisc{InterfaceKey: k("n1", "eth0"), Rate: 10_000_000, Burst: 32 << 10, TbfLimit: 64 << 10}, Also: []r.InterfaceKey{k("n2", "v1")}},
+		r.DeleteQdisc{Old: r.Qdisc{InterfaceKey: k("n1", "eth0"), Rate: 10_000_000, Burst: 32 << 10, TbfLimit: 64 << 10}, Also: []r.InterfaceKey{k("n2", "v1")}},
+		r.SetDown{InterfaceKey: k("n1", "eth0")},
 	}
 }
 

@@ -83,6 +83,8 @@ func DesiredOn(lab *topology.Lab, env Env) (*State, error) {
 			s.Execs[kname(ns.Name)] = ExecList(lines)
 		}
 	}
+	compileShaping(lab, s, kname)   // qdisc.go
+	compileLoopbacks(lab, s, kname) // loopback.go
 	hostsFiles(lab, s)
 	containerFiles(lab, s, env)
 	return s, nil

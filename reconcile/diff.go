@@ -56,9 +56,14 @@ func Diff(desired, observed *State) (*Plan, error) {
 	if err := missingSysctls(desired, observed); err != nil {
 		return nil, err
 	}
+	if err := missingModules(desired, observed); err != nil {
+		return nil, err
+	}
 	d := &differ{desired: desired, observed: observed, goneNetns: map[string]bool{}, goneInterfaces: map[InterfaceKey]bool{}}
 	d.namespaces()
 	d.links()
+	d.linkStates()
+	d.qdiscs()
 	d.addrs()
 	d.routes()
 	d.sysctls()
@@ -241,6 +246,10 @@ func (d *differ) add(a Action) { d.actions = append(d.actions, a) }
 
 // exists reports whether an observed link survives the deletions of the plan.
 func (d *differ) exists(k InterfaceKey) bool {
+	if k.Name == "lo" && k.NS != Host { // every namespace's; addresses on it are the lab's
+		_, ok := d.observed.Namespaces[k.NS]
+		return ok && !d.goneNetns[k.NS]
+	}
 	_, ok := d.observed.Interfaces[k]
 	return ok && !d.goneInterfaces[k] && !d.goneNetns[k.NS]
 }

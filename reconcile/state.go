@@ -43,6 +43,9 @@ type Query struct {
 	// Tables are the lab's desired tables by namespace: the driver recognises the
 	// rules it finds by comparing them with these.
 	Tables map[string]*Table
+	// Qdiscs are the lab's desired shapings: the driver checks that the kernel
+	// has their kinds, and recognises its own encoding of them (qdisc.go).
+	Qdiscs map[InterfaceKey]*Qdisc
 	// Keep, when not nil, names the namespaces the lab keeps. Any other namespace
 	// of the lab is read only as far as deleting it needs: that it is the lab's,
 	// and its interfaces (the other end of each of its veths goes with it). Its
@@ -68,8 +71,9 @@ type State struct {
 	Sysctls    map[SysctlKey]string
 	Tables     map[string]*Table // the lab's nftables table, by namespace
 	Processes  map[ProcKey]*Process
-	Files      map[FileKey]string // generated files (/etc/netns/NS/hosts) and their content
-	UTS        map[string]string  // namespaces with a UTS namespace of their own: name -> hostname
+	Files      map[FileKey]string      // generated files (/etc/netns/NS/hosts) and their content
+	UTS        map[string]string       // namespaces with a UTS namespace of their own: name -> hostname
+	Qdiscs     map[InterfaceKey]*Qdisc // netlab's shaping of the lab's interfaces (qdisc.go)
 	// Execs are the `exec:` commands of each namespace: desired, the list in the
 	// file; observed, those recorded as run and succeeded, in order (only for
 	// namespaces that exist).
@@ -83,6 +87,9 @@ type State struct {
 	NotNetns          map[string]string       // objects other than a namespace where one would go (a FIFO at /run/netns/NAME): name -> what it is
 	Warnings          []string                // what others do that will break the lab (another table's forward drop)
 
+	// MissingQdiscs are the qdisc kinds the lab's shaping needs that the
+	// kernel does not have, each with its module (sch_netem).
+	MissingQdiscs map[string]string
 	// MissingSysctls are the wanted sysctls (Query.Sysctls) the kernel does not
 	// have where they will be written, each with the nearest name it has ("" none).
 	MissingSysctls map[SysctlKey]string
@@ -145,6 +152,7 @@ func NewState(lab string) *State {
 		Processes:         map[ProcKey]*Process{},
 		Files:             map[FileKey]string{},
 		UTS:               map[string]string{},
+		Qdiscs:            map[InterfaceKey]*Qdisc{},
 		Execs:             map[string][]ExecCommand{},
 		ForeignFiles:      map[FileKey]bool{},
 		SavedSysctls:      map[SysctlKey]string{},
@@ -183,6 +191,13 @@ func (s *State) Clone() *State {
 	}
 	maps.Copy(c.Files, s.Files)
 	maps.Copy(c.UTS, s.UTS)
+	for k, v := range s.Qdiscs {
+		q := *v
+		c.Qdiscs[k] = &q
+	}
+	if s.MissingQdiscs != nil {
+		c.MissingQdiscs = maps.Clone(s.MissingQdiscs)
+	}
 	for k, v := range s.Execs {
 		c.Execs[k] = slices.Clone(v)
 	}

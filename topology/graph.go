@@ -112,7 +112,7 @@ func (l *Lab) ascii() string {
 				}
 				other := link.Ends[1-i]
 				ports = append(ports, words(other.Namespace+":"+other.Interface, endAddrs(other),
-					publishNotes(l.namespace(other.Namespace)), "(port "+end.Interface+")"))
+					publishNotes(l.namespace(other.Namespace)), "(port "+end.Interface+")", linkNotes(link)))
 			}
 		}
 		for i, p := range ports {
@@ -129,7 +129,7 @@ func (l *Lab) ascii() string {
 		if a.Bridge != "" || z.Bridge != "" {
 			continue
 		}
-		direct = append(direct, words(a.Namespace+":"+a.Interface, endAddrs(a), "───", z.Namespace+":"+z.Interface, endAddrs(z)))
+		direct = append(direct, words(a.Namespace+":"+a.Interface, endAddrs(a), "───", z.Namespace+":"+z.Interface, endAddrs(z), linkNotes(link)))
 	}
 	if len(direct) > 0 {
 		b.WriteString("\n")
@@ -230,7 +230,7 @@ func (l *Lab) mermaid() string {
 	}
 	for _, link := range l.Links {
 		a, z := link.Ends[0], link.Ends[1]
-		fmt.Fprintf(&b, "  %s ---|%s| %s\n", endNode(a), q(a.Interface+" — "+z.Interface), endNode(z))
+		fmt.Fprintf(&b, "  %s ---|%s| %s\n", endNode(a), q(words(a.Interface+" — "+z.Interface, linkNotes(link))), endNode(z))
 	}
 	return b.String()
 }
@@ -249,7 +249,7 @@ func (l *Lab) dot() string {
 	}
 	for _, link := range l.Links {
 		a, z := link.Ends[0], link.Ends[1]
-		fmt.Fprintf(&b, "  %s -- %s [label=%s];\n", endNode(a), endNode(z), q(a.Interface+" — "+z.Interface))
+		fmt.Fprintf(&b, "  %s -- %s [label=%s];\n", endNode(a), endNode(z), q(words(a.Interface+" — "+z.Interface, linkNotes(link))))
 	}
 	b.WriteString("}\n")
 	return b.String()

@@ -39,7 +39,7 @@ const (
 func Parse(data []byte, filename string) (*Lab, error) {
 	lab, _, errs := parse(data, filename)
 	if len(errs) > 0 {
-		return lab, errs.sorted()
+		return lab, collapseRanges(errs, lab).sorted()
 	}
 	return lab, nil
 }
@@ -62,7 +62,12 @@ func parse(data []byte, filename string) (*Lab, parseNotes, Errors) {
 	if root == nil {
 		return nil, d.notes, d.errs
 	}
-	return d.lab(root), d.notes, d.errs
+	root = d.expandRanges(root) // h[1-100] (ranges.go)
+	lab := d.lab(root)
+	if lab != nil {
+		lab.ranges, lab.expanded = d.ranges, root
+	}
+	return lab, d.notes, d.errs
 }
 
 // --- The document -------------------------------------------------------------

@@ -10,6 +10,12 @@ func (d *decoder) checks(n *yaml.Node) []*Check {
 	items, _ := d.list(n, "checks")
 	var out []*Check
 	for _, item := range items {
+		if c, ok := d.extraCheck(item); ok { // mesh and throughput (checks_extra.go)
+			if c != nil {
+				out = append(out, c)
+			}
+			continue
+		}
 		if item.Kind != yaml.MappingNode {
 			d.errorf(item, "check: want a mapping such as {from: web, ping: 172.17.0.1}, got %s", describe(item))
 			continue

@@ -72,29 +72,25 @@ func (d *decoder) links(n *yaml.Node) []*Link {
 	}
 	var out []*Link
 	for _, item := range items {
+		if item.Kind == yaml.MappingNode { // the map form (links_map.go)
+			if l := d.linkMap(item); l != nil {
+				out = append(out, l)
+			} else {
+				d.notes.badLinks = true
+			}
+			continue
+		}
 		if item.Kind != yaml.SequenceNode || len(item.Content) != 2 {
 			got := describe(item)
 			if item.Kind == yaml.SequenceNode {
 				got = fmt.Sprintf("a list of %d", len(item.Content))
 			}
-			d.errorf(item, "link: want two ends [END, END], such as [web:eth0, docker0], got %s", got)
+			d.errorf(item, "link: want two ends [END, END], such as [web:eth0, docker0], or a mapping {ends: [END, END], rate: ...}, got %s", got)
 			d.notes.badLinks = true
 			continue
 		}
 		l := &Link{Pos: pos(item)}
-		good := true
-		for i, c := range item.Content {
-			c = resolve(c)
-			s, ok := d.str(c, "link end")
-			if ok {
-				if err := parseEnd(s); err != nil {
-					d.errorf(c, "link: %v", err)
-					ok = false
-				}
-			}
-			l.Ends[i] = &End{Pos: pos(c), Text: s}
-			good = good && ok
-		}
+		good := d.linkEnds(l, item) // a list of two, checked above
 		if !good {
 			d.notes.badLinks = true
 			continue

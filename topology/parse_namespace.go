@@ -100,7 +100,7 @@ func (d *decoder) interfaces(ns *Namespace, n *yaml.Node) {
 		// link naming it is not reported as well.
 		ifc := &Interface{Pos: pos(p.key), Name: p.key.Value}
 		ns.Interfaces = append(ns.Interfaces, ifc)
-		if err := checkIfname(ifc.Name); err != nil {
+		if err := checkIfname(ifc.Name); err != nil && ifc.Name != "lo" { // lo: see loopbacks
 			d.errorf(p.key, "%s: %v", nsLabel(ns.Name), err)
 		}
 		label := "interface " + ns.Name + ":" + ifc.Name

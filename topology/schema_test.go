@@ -445,12 +445,12 @@ func valueCases() []valueCase {
 				"192.0.2.0/24 dev eth0", "2001:db8:99::/48 via fe80::1 dev eth0", "10.9.1.2/16 via 10.0.0.1",
 				"10.0.0.1 dev eth0", "0.0.0.0/0 dev eth0", "::/0 dev eth0", "10.0.0.0/8 metric 5 dev eth0 via 10.0.0.1",
 				"  10.0.0.0/8   via 10.0.0.1\n", "10.0.0.0/8 dev via via 10.0.0.1", "10.0.0.0/8 via 10.0.0.1 metric 4294967295",
-				"10.0.0.0/8 via 10.0.0.1 metric 0004294967295", "::ffff:0:0/96 via ::ffff:10.0.0.1"},
+				"10.0.0.0/8 via 10.0.0.1 metric 0004294967295", "::ffff:0:0/96 via ::ffff:10.0.0.1", "10.0.0.0/8 dev lo"},
 			invalid: []string{"", "default gw 172.17.0.1", "10.0.0.0/8", "10.0.0.0/8 via 172.17.0.1 via 172.17.0.2",
 				"10.300.0.0/8 via 172.17.0.1", "10.0.0.0/8 via 172.17.0.1 metric lots", "10.0.0.0/8 via",
 				"default dev eth0", "10.0.0.0/8 via 2001:db8::1", "2001:db8:1::/48 via 172.17.0.1",
 				"2001:db8::/32 via fe80::1", "10.0.0.0/8 via 0.0.0.0", "10.0.0.0/8 via 127.0.0.1",
-				"10.0.0.0/8 via 224.0.0.1", "::/0 via ::1", "::/0 via ::", "::/0 via ff02::1", "10.0.0.0/8 dev lo",
+				"10.0.0.0/8 via 224.0.0.1", "::/0 via ::1", "::/0 via ::", "::/0 via ff02::1",
 				"10.0.0.0/8 dev eth0 dev eth1", "10.0.0.0/8 metric 1 metric 2 dev eth0", "10.0.0.0/8 via 10.0.0.1 metric 4294967296",
 				"10.0.0.0/8 via 10.0.0.1 metric -1", "10.0.0.0/8 dev 1234567890123456", "10.0.0.0/8 via 10.0.0.1 onlink",
 				"default via 10.0.0.1 dev", "10.0.0.0/33 dev eth0"},
@@ -518,6 +518,50 @@ func valueCases() []valueCase {
 				"http://c4/", "http://web:80/a?b=c#d", "http://u:p@web/"},
 			invalid: []string{"https://10.0.0.1/", "http://", "http:///x", "ftp://web/", "HTTP://web/", "http://a b/",
 				"http://web:port/", "http://a~b/", "web/"},
+		},
+		{
+			name: "rate", pointer: "#/$defs/rate",
+			parser: func(s string) error { return errOf(parseRate(s)) },
+			gap: func(s string) bool { // below 8kbit or above 100gbit: a number in a string
+				m := rateRE.FindStringSubmatch(s)
+				return m != nil && rateUnits[strings.ToLower(m[2])] != 0
+			},
+			valid:   []string{"10mbit", "512kbit", "1gbit", "1.5mbit", "100kbps", "8kbit", "10 mbit", "10Mbit"},
+			invalid: []string{"", "10mb", "fast", "10", "mbit", "-1mbit", "1,5mbit"},
+			missed:  []string{"1kbit", "200gbit", "0mbit", "1tbit"},
+		},
+		{
+			name: "delay", pointer: "#/$defs/delay",
+			parser: func(s string) error { return errOf(parseDelay(s)) },
+			gap: func(s string) bool { // out of range, or finer than a microsecond: a number in a string
+				_, err := time.ParseDuration(s)
+				return err == nil
+			},
+			valid:   []string{"20ms", "1.5ms", "100us", "1s", "1m", "1m0s", "250µs"},
+			invalid: []string{"", "soon", "20", "ms", "20 ms", "-5ms"},
+			missed:  []string{"0ms", "2m", "1500ns", "1h"},
+		},
+		{
+			name: "percent", pointer: "#/$defs/percent",
+			parser:  func(s string) error { return errOf(parsePercent(s)) },
+			gap:     func(s string) bool { return percentRE.MatchString(s) }, // 0% or above 100%: a number in a string
+			valid:   []string{"1%", "0.5%", "100%", "1 %"},
+			invalid: []string{"", "1", "x%", "%", "-1%", ".5%"},
+			missed:  []string{"0%", "101%", "0.0%"},
+		},
+		{
+			name: "range", pointer: "#/$defs/rangeName",
+			parser: func(s string) error {
+				_, _, _, _, ok, err := parseRange(s)
+				if err == nil && !ok {
+					err = fmt.Errorf("no range")
+				}
+				return err
+			},
+			gap:     func(s string) bool { return rangeRE.MatchString(s) }, // backwards or too long: numbers in a string
+			valid:   []string{"h[1-100]", "r[1-4]-edge", "[1-2]", "h[0-0]"},
+			invalid: []string{"", "h", "h[x]", "h[1-2][3-4]", "h[1-]", "h[-1-2]"},
+			missed:  []string{"h[5-1]", "h[1-20000]"},
 		},
 		{
 			name: "ping target", pointer: "#/$defs/check/properties/ping",

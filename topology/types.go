@@ -13,6 +13,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"go.yaml.in/yaml/v3"
 )
 
 // HostName is the reserved name of the network namespace netlab runs in.
@@ -34,6 +36,9 @@ type Lab struct {
 	Namespaces []*Namespace // in file order; never contains the host
 	Links      []*Link      // in file order
 	Checks     []*Check     // in file order
+
+	ranges   map[Pos]*rangeInfo // positions inside ranges, for their errors (ranges.go)
+	expanded *yaml.Node         // the document with its ranges expanded (see ExpandedYAML)
 }
 
 // Bridge is a Linux bridge ("docker0").
@@ -186,6 +191,11 @@ type Sysctl struct {
 type Link struct {
 	Pos  Pos
 	Ends [2]*End
+
+	// The map form's settings (links_map.go); zero in the list form.
+	Shaping Shaping // the queue on each end's egress
+	MTU     int     // both ends' MTU; 0: as the ends' interfaces or bridges say
+	Down    bool    // state: down: both ends administratively down
 }
 
 // End is one end of a link as written (NAMESPACE:IFNAME, host:IFNAME, BRIDGE or
@@ -305,7 +315,7 @@ type Service struct {
 type Check struct {
 	Pos    Pos
 	From   string // a namespace name, or HostName
-	Kind   string // "ping", "tcp", "http" or "traceroute"
+	Kind   string // "ping", "tcp", "http", "traceroute", "mesh" or "throughput"
 	Target string // an address, ADDR:PORT, or a URL; the host may be a namespace's name
 
 	ExpectFail   bool
@@ -313,6 +323,13 @@ type Check struct {
 	ExpectBody   string       // http: a substring of the body
 	ExpectSource netip.Addr   // the source address the far end saw
 	ExpectHops   []netip.Addr // traceroute: every hop, the destination last
+
+	// Kind "mesh" (checks_extra.go): ping every ordered pair of Mesh, from the
+	// first address of each; From is empty.
+	Mesh []string
+	// Kind "throughput": Target is the namespace that sinks netlab's TCP stream;
+	// the rate measured must be within [MinRate, MaxRate] (bits per second; 0: no bound).
+	MinRate, MaxRate uint64
 
 	// Resolved by Validate: the namespace From names (the host for HostName),
 	// whose Resolve answers a target given by name.

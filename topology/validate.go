@@ -21,7 +21,7 @@ import (
 // of them on its own.
 func (l *Lab) Validate() error {
 	if errs := validate(l, parseNotes{}); len(errs) > 0 {
-		return errs.sorted()
+		return collapseRanges(errs, l).sorted()
 	}
 	return nil
 }
@@ -111,7 +111,9 @@ func validate(l *Lab, notes parseNotes) Errors {
 	v.reset()
 	v.names()
 	v.links()
+	v.loopbacks()
 	v.interfaces()
+	v.linkSettings()
 	v.hosts()
 	v.addresses()
 	v.routes()
@@ -301,6 +303,9 @@ func (v *validator) interfaces() {
 			continue // declared twice, reported
 		}
 		for _, ifc := range ns.Interfaces {
+			if ifc.Name == "lo" {
+				continue // see loopbacks
+			}
 			dv := devs[ifc.Name]
 			switch {
 			case dv == nil:
@@ -436,6 +441,9 @@ func (v *validator) publish() {
 func (v *validator) checks() {
 	for _, c := range v.lab.Checks {
 		c.FromNamespace = v.namespaces[c.From]
+		if v.extraCheck(c) { // mesh and throughput (checks_extra.go)
+			continue
+		}
 		if v.namespaces[c.From] == nil && !v.notes.badSections["namespaces"] {
 			v.errorAt(c.Pos, "check: from: unknown namespace %q", c.From)
 		}

@@ -228,7 +228,10 @@ func subnets(devs []*device) string {
 // deviceList lists the devices of a namespace, for "unknown device" messages.
 func (v *validator) deviceList(ns string) string {
 	names := make([]string, 0, len(v.devices[ns]))
-	for name := range v.devices[ns] {
+	for name, dv := range v.devices[ns] {
+		if name == "lo" && dv.iface == nil {
+			continue // every namespace's; named when the file configures it
+		}
 		names = append(names, name)
 	}
 	if len(names) == 0 {

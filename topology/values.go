@@ -283,7 +283,7 @@ func checkRoute(r *Route) error {
 			return fmt.Errorf("gateway %s cannot be a gateway", r.Via)
 		}
 	}
-	if r.Dev != "" {
+	if r.Dev != "" && r.Dev != "lo" { // lo: a lab namespace's own (see loopbacks)
 		if err := checkIfname(r.Dev); err != nil {
 			return fmt.Errorf("dev: %w", err)
 		}

@@ -16,13 +16,14 @@ import (
 
 // decoder walks the yaml.Node tree of one file and collects errors as it goes.
 type decoder struct {
-	file  string
-	errs  Errors
-	notes parseNotes
+	file   string
+	errs   Errors
+	notes  parseNotes
+	ranges map[Pos]*rangeInfo // positions inside the body of a range (ranges.go)
 }
 
 func (d *decoder) errorAt(p Pos, format string, args ...any) {
-	d.errs = append(d.errs, &Error{File: d.file, Pos: p, Msg: fmt.Sprintf(format, args...)})
+	d.errs = append(d.errs, &Error{File: d.file, Pos: p, Msg: rangeHint(fmt.Sprintf(format, args...))})
 }
 
 func (d *decoder) errorf(n *yaml.Node, format string, args ...any) {

@@ -24,7 +24,9 @@ func (a *app) testCmd() *cobra.Command {
 		Long: `Run the checks: of a lab that is up, all at once, from inside its namespaces:
 ping, tcp (connect) and http (GET, with the expected status and body), each
 expected to work or, with expect: fail, to be blocked; expect: {source: ADDR}
-checks the address the far end saw (what NAT did). Prints a table and a closing
+checks the address the far end saw (what NAT did); mesh: pings every ordered
+pair of namespaces and prints the matrix; throughput: measures TCP for about
+two seconds with netlab's own sender and sink. Prints a table and a closing
 line "N passed, M failed". A check that cannot run (its namespace is not the
 lab's, or the lab is down) is an ERROR and counts as failed: a blocked check
 proves nothing when there is no lab to block it. Exit status 0 when all pass,
@@ -76,6 +78,7 @@ proves nothing when there is no lab to block it. Exit status 0 when all pass,
 				fmt.Fprintf(w, "%s\t%s\t%s\n", topology.Printable(r.Name), result, topology.Printable(r.Detail))
 			}
 			w.Flush()
+			printMatrices(a.Out, results) // test_extra.go
 			fmt.Fprintf(a.Out, "%d passed, %d failed\n", len(results)-failed, failed)
 			a.printTraceHints(lab, results)
 			if notRun > 0 {
@@ -114,6 +117,10 @@ func compileChecks(lab *topology.Lab, desired *reconcile.State) []probe.Check {
 	}
 	var out []probe.Check
 	for _, c := range lab.Checks {
+		if pc, ok := compileExtraCheck(lab, c, lab.KernelName); ok { // test_extra.go
+			out = append(out, pc)
+			continue
+		}
 		pc := probe.Check{
 			From: lab.KernelName(c.From), Kind: c.Kind, Target: c.Target, ExpectFail: c.ExpectFail,
 			ExpectStatus: c.ExpectStatus, ExpectBody: c.ExpectBody, ExpectSource: c.ExpectSource, ExpectHops: c.ExpectHops,

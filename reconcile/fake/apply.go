@@ -66,6 +66,7 @@ func (d model) ApplyDeleteNetns(_ context.Context, a r.DeleteNetns) error {
 			}
 		}
 	}
+	d.dropLoopback(a.Name)
 	delete(d.netns, a.Name)
 	delete(d.ipv6, a.Name)
 	delete(d.tables, a.Name)
@@ -212,7 +213,7 @@ func (d model) ApplySetUp(_ context.Context, a r.SetUp) error {
 }
 
 func (d model) ApplyAddAddr(_ context.Context, a r.AddAddr) error {
-	if _, err := d.iface(a.InterfaceKey); err != nil {
+	if err := d.ifaceOrLoopback(a.InterfaceKey); err != nil {
 		return err
 	}
 	if a.Prefix.Addr().Is6() && a.NS != r.Host && !d.ipv6[a.NS] {
@@ -231,7 +232,7 @@ func (d model) ApplyDeleteAddr(_ context.Context, a r.DeleteAddr) error {
 }
 
 func (d model) ApplyReplaceRoute(_ context.Context, a r.ReplaceRoute) error {
-	if _, err := d.iface(r.InterfaceKey{NS: a.NS, Name: a.Dev}); err != nil {
+	if err := d.routeDevice(r.InterfaceKey{NS: a.NS, Name: a.Dev}); err != nil {
 		return err
 	}
 	rt := a.Route

@@ -70,6 +70,10 @@ type Driver struct {
 	Fail func(r.Action) error
 	// NetnsErr, when set, is what CheckNetns returns.
 	NetnsErr error
+	// NoQdisc lists the qdisc kinds the fake kernel does not have ("netem"):
+	// Observe reports them as State.MissingQdiscs and applying one fails.
+	NoQdisc map[string]bool
+	qdiscs  map[r.InterfaceKey]*r.Qdisc // netlab's shaping, by interface (shaping.go)
 	// NoSysctl lists the sysctls (paths below /proc/sys) the fake kernel does not
 	// have, in any namespace, each with the nearest one it has ("" none): Observe
 	// reports them as State.MissingSysctls and writing one fails.
@@ -93,6 +97,7 @@ func New() *Driver {
 		uts:     map[string]utsNS{},
 		execs:   map[string]map[string][]r.ExecCommand{},
 		labs:    map[string]string{},
+		qdiscs:  map[r.InterfaceKey]*r.Qdisc{},
 		nextPID: 100,
 	}
 }
@@ -302,6 +307,7 @@ func (d *Driver) Observe(_ context.Context, q r.Query) (*r.State, error) {
 		}
 	}
 	d.observeSysctls(s, q)
+	d.observeShaping(s, q) // shaping.go
 	if q.Reread != nil && d.lastRead != nil {
 		d.answerFromEarlier(s, q.Reread)
 	}
@@ -460,6 +466,7 @@ func (d *Driver) deleteInterface(k r.InterfaceKey) {
 		return
 	}
 	delete(d.ifaces, k)
+	delete(d.qdiscs, k)
 	for a := range d.addrs {
 		if a.InterfaceKey == k {
 			delete(d.addrs, a)

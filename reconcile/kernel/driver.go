@@ -89,6 +89,7 @@ type Driver struct {
 	lastRead      map[string]*nsObservation // each namespace as the last observation read it (see reconcile.Query.Reread)
 	procfs        chan *procInstance        // idle private procfs instances, for sysctls (see openSysctl)
 	procfsRefused atomic.Bool               // the kernel would not make one: /proc/sys serves
+	qdiscKinds    map[string]bool           // the qdisc kinds the kernel has, as asked (see missingQdiscs)
 }
 
 // nsHandle is an open namespace: its file descriptor and two plain netlink

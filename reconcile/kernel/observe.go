@@ -168,6 +168,9 @@ func (d *Driver) observeSysctls(q reconcile.Query, s *reconcile.State) error {
 	if err := d.missingSysctls(q, s); err != nil {
 		return err
 	}
+	if err := d.missingQdiscs(q, s); err != nil { // qdisc.go
+		return err
+	}
 	return nil
 }
 
@@ -224,6 +227,9 @@ func (d *Driver) observeOne(q reconcile.Query, ns string, intents map[reconcile.
 	if goes {
 		return r, nil
 	}
+	if err := d.observeQdiscs(r.part, ns, links, q.Qdiscs); err != nil { // qdisc.go
+		return nil, err
+	}
 	t, err := d.observeTable(ns, reconcile.TableName(q.Lab), q.Tables[ns])
 	if err != nil {
 		return nil, err
@@ -257,6 +263,7 @@ type nsPart struct {
 	foreignAddrs  []reconcile.AddrKey
 	routes        []*reconcile.Route
 	foreignRoutes []*reconcile.Route
+	qdiscs        []*reconcile.Qdisc
 	table         *reconcile.Table
 	warnings      []string
 }
@@ -290,6 +297,9 @@ func (r *nsObservation) mergeInto(s *reconcile.State) {
 	}
 	if p.table != nil {
 		s.Tables[r.name] = p.table
+	}
+	for _, q := range p.qdiscs {
+		s.Qdiscs[q.InterfaceKey] = q
 	}
 	s.Warnings = append(s.Warnings, p.warnings...)
 }

@@ -105,7 +105,11 @@ func (d *Driver) observeAddrsRoutes(s *nsPart, h *nsHandle, ns string, names map
 		switch {
 		case owned[a.index]:
 			s.addrs = append(s.addrs, reconcile.AddrKey{InterfaceKey: k, Prefix: a.prefix})
-		case ns == reconcile.Host || k.Name != "lo": // a lab namespace's lo is the lab's
+		case ns != reconcile.Host && k.Name == "lo": // a lab namespace's lo is the lab's
+			if !a.prefix.Addr().IsLoopback() { // 127.0.0.1/8 and ::1 are the kernel's
+				s.addrs = append(s.addrs, reconcile.AddrKey{InterfaceKey: k, Prefix: a.prefix})
+			}
+		default:
 			s.foreignAddrs = append(s.foreignAddrs, reconcile.AddrKey{InterfaceKey: k, Prefix: a.prefix})
 		}
 	}
@@ -116,12 +120,10 @@ func (d *Driver) observeAddrsRoutes(s *nsPart, h *nsHandle, ns string, names map
 	}
 	for _, r := range routes {
 		k := reconcile.RouteKey{NS: ns, To: r.to, Metric: r.metric}
-		if !owned[r.index] {
+		if !owned[r.index] && (ns == reconcile.Host || names[r.index] != "lo") { // a lab namespace's lo is the lab's
 			// Someone else's (the machine's default route, say): a route the lab
 			// wants with the same key would replace it, whatever its kind.
-			if ns == reconcile.Host || names[r.index] != "lo" {
-				s.foreignRoutes = append(s.foreignRoutes, &reconcile.Route{RouteKey: k, Via: r.via, Dev: names[r.index]})
-			}
+			s.foreignRoutes = append(s.foreignRoutes, &reconcile.Route{RouteKey: k, Via: r.via, Dev: names[r.index]})
 			continue
 		}
 		if !labRoute(r) {

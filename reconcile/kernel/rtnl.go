@@ -159,6 +159,7 @@ type ifaceRow struct {
 	peerIndex int // a veth's peer's ifindex (IFLA_LINK)
 	peerNsid  int // the peer's namespace id as seen from here; -1: same namespace
 	ipv6      bool
+	qdisc     string // the kind of its root qdisc ("noqueue")
 }
 
 func (l ifaceRow) loopback() loopback { return loopback{alias: l.alias, up: l.up, ipv6: l.ipv6} }
@@ -211,6 +212,8 @@ func parseIfaceRow(m []byte) (ifaceRow, error) {
 			l.mac = net.HardwareAddr(a.Value).String()
 		case unix.IFLA_LINK:
 			l.peerIndex = int(binary.NativeEndian.Uint32(a.Value))
+		case unix.IFLA_QDISC:
+			l.qdisc = string(trimNul(a.Value))
 		case unix.IFLA_LINK_NETNSID:
 			l.peerNsid = int(int32(binary.NativeEndian.Uint32(a.Value)))
 		case unix.IFLA_LINKINFO:

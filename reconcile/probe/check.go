@@ -44,6 +44,11 @@ type Check struct {
 	// Far is the namespace that owns the target address, where the source is
 	// observed for ping and tcp ("" when no lab namespace owns it).
 	Far string
+
+	// Mesh and throughput checks (mesh.go, throughput.go).
+	Members          []Member // mesh: every ordered pair pings
+	Sink             string   // throughput: the namespace that receives; Target is ADDR:0
+	MinRate, MaxRate uint64   // throughput: bits per second; 0: no bound
 }
 
 // Result is the outcome of a check.
@@ -55,6 +60,9 @@ type Result struct {
 	// is down blocks nothing.
 	NotRun bool
 	Detail string
+
+	Matrix *Matrix // mesh: each pair's outcome
+	Rate   float64 // throughput: bits per second measured
 }
 
 // enterError is a namespace that could not be entered: the check did not run.
@@ -83,11 +91,16 @@ func recognised(enter Enter) Enter {
 // so this only matters for what is meant to fail.
 var Timeout = time.Second
 
-// Run runs the checks in parallel and returns their results in the same order.
+// Run runs the checks in parallel and returns their results in the same order;
+// throughput checks run after the others, one at a time, so that nothing else
+// shares the links they measure.
 func Run(ctx context.Context, checks []Check, enter Enter) []Result {
 	results := make([]Result, len(checks))
 	var wg sync.WaitGroup
 	for i, c := range checks {
+		if c.Kind == "throughput" {
+			continue
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -95,6 +108,7 @@ func Run(ctx context.Context, checks []Check, enter Enter) []Result {
 		}()
 	}
 	wg.Wait()
+	runThroughput(ctx, checks, enter, results) // throughput.go
 	return results
 }
 
@@ -106,6 +120,8 @@ func run(ctx context.Context, c Check, enter Enter) Result {
 	switch {
 	case c.Unresolved != "":
 		err = errors.New(c.Unresolved)
+	case c.Kind == "mesh":
+		return runMesh(ctx, c, enter)
 	case c.Kind == "ping":
 		seen, detail, err = ping(ctx, c, enter)
 	case c.Kind == "tcp":

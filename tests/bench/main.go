@@ -23,7 +23,6 @@
 package main
 
 import (
-	"bufio"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -35,7 +34,6 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
-	"text/tabwriter"
 	"time"
 )
 
@@ -217,74 +215,6 @@ func countProcs() int {
 	return n
 }
 
-// timed runs a command and returns its wall time, peak RSS and output.
-func timed(name string, args ...string) (time.Duration, float64, string) {
-	cmd := exec.Command(name, args...)
-	start := time.Now()
-	out, err := cmd.CombinedOutput()
-	d := time.Since(start)
-	if err != nil {
-		fail("%s %s: %v\n%s", name, strings.Join(args, " "), err, tail(string(out)))
-	}
-	rss := 0.0
-	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
-		rss = float64(ru.Maxrss) / 1024
-	}
-	return d, rss, string(out)
-}
-
-// timedFresh runs a command in a fresh PID namespace (with its own /proc, and
-// so its own mount namespace, whose /run/netns stays a peer of the sandbox's)
-// and returns its wall time and peak RSS as measured inside, by this program
-// run with -timed: unshare's own start is not counted.
-func timedFresh(name string, args ...string) (time.Duration, float64) {
-	self, _ := os.Executable()
-	argv := append([]string{"--pid", "--fork", "--mount-proc", "--propagation", "unchanged", "--kill-child",
-		self, "-timed", "--", name}, args...)
-	cmd := exec.Command("unshare", argv...)
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		fail("unshare --pid %s %s: %v\n%s", name, strings.Join(args, " "), err, tail(string(out)))
-	}
-	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
-	var secs, rss float64
-	if _, err := fmt.Sscanf(lines[len(lines)-1], "timed %g %g", &secs, &rss); err != nil {
-		fail("unshare --pid %s: no timing in its output:\n%s", name, tail(string(out)))
-	}
-	return time.Duration(secs * float64(time.Second)), rss
-}
-
-// runTimed is the -timed mode: it runs argv, passing its output through, and
-// prints "timed SECONDS RSS_MB" last.
-func runTimed(argv []string) int {
-	if len(argv) == 0 {
-		return 2
-	}
-	cmd := exec.Command(argv[0], argv[1:]...)
-	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
-	start := time.Now()
-	err := cmd.Run()
-	d := time.Since(start)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		if ee, ok := err.(*exec.ExitError); ok {
-			return ee.ExitCode()
-		}
-		return 1
-	}
-	rss := 0.0
-	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
-		rss = float64(ru.Maxrss) / 1024
-	}
-	fmt.Printf("\ntimed %.6f %.1f\n", d.Seconds(), rss)
-	return 0
-}
-
-func tail(s string) string {
-	lines := strings.Split(strings.TrimSpace(s), "\n")
-	return strings.Join(lines[max(0, len(lines)-10):], "\n")
-}
-
 var nftTook = regexp.MustCompile(`msg="nft transaction".* took=([0-9.]+)(ms|µs|s)`)
 
 var netlabOps = []string{"up", "no-op up", "incremental up (+1)", "down"}
@@ -307,14 +237,8 @@ func run(cfg config) Report {
 	return rep
 }
 
-// netlabTimes are netlab's runs of each operation at one size: in the
-// machine's PID namespace, in a fresh one, and the peak RSS of each.
-type netlabTimes struct {
-	ops, fresh map[string][]time.Duration
-	rss        map[string]float64
-}
-
-// measureSize times netlab and the baselines on a star of n namespaces.
+// measureSize times netlab's operations and the baselines on a star of n
+// namespaces: one Result per netlab operation.
 func measureSize(cfg config, dir string, n int) []Result {
 	fmt.Fprintf(os.Stderr, "N=%d ...\n", n)
 	reps := cfg.reps
@@ -326,25 +250,29 @@ func measureSize(cfg config, dir string, n int) []Result {
 	os.WriteFile(lab, []byte(s.yaml()), 0o644)
 	// The incremental lab has the same name, one namespace more.
 	os.WriteFile(labPlus, []byte(strings.Replace(bigger.yaml(), fmt.Sprintf("name: star%d\n", n+1), fmt.Sprintf("name: star%d\n", n), 1)), 0o644)
-	t := timeNetlab(cfg, n, reps, lab, labPlus)
-	perStep, batch, batchHost, mnUp, mnDown := timeBaselines(cfg, dir, s, reps)
+
+	ops, fresh, rss := measureNetlab(cfg, n, reps, lab, labPlus)
+	b := measureBaselines(cfg, dir, s, reps)
 	var out []Result
 	for _, op := range netlabOps {
-		r := Result{N: n, Op: op, NetlabS: median(t.ops[op]), FreshS: median(t.fresh[op]), RSSMB: t.rss[op], Runs: reps}
+		r := Result{N: n, Op: op, NetlabS: median(ops[op]), FreshS: median(fresh[op]), RSSMB: rss[op], Runs: reps}
 		switch op {
 		case "up":
-			r.PerStepS, r.BatchS, r.HostS, r.MininetS = median(perStep), median(batch), median(batchHost), median(mnUp)
+			r.PerStepS, r.BatchS, r.HostS, r.MininetS = median(b.perStep), median(b.batch), median(b.batchHost), median(b.mnUp)
 		case "down":
-			r.MininetS = median(mnDown)
+			r.MininetS = median(b.mnDown)
 		}
 		out = append(out, r)
 	}
 	return out
 }
 
-// timeNetlab times netlab's up, no-op up, incremental up and down, reps times.
-func timeNetlab(cfg config, n, reps int, lab, labPlus string) netlabTimes {
-	t := netlabTimes{ops: map[string][]time.Duration{}, fresh: map[string][]time.Duration{}, rss: map[string]float64{}}
+// measureNetlab times netlab's up, no-op up, incremental up and down of a
+// star of n namespaces reps times, in the machine's PID namespace and in a
+// fresh one: the times of each operation, and its peak RSS.
+func measureNetlab(cfg config, n, reps int, lab, labPlus string) (ops, fresh map[string][]time.Duration, rss map[string]float64) {
+	ops, fresh = map[string][]time.Duration{}, map[string][]time.Duration{}
+	rss = map[string]float64{}
 	steps := []struct{ op, file, cmd string }{
 		{"up", lab, "up"}, {"no-op up", lab, "up"}, {"incremental up (+1)", labPlus, "up"}, {"down", labPlus, "down"},
 	}
@@ -352,33 +280,39 @@ func timeNetlab(cfg config, n, reps int, lab, labPlus string) netlabTimes {
 	for range reps {
 		for _, step := range steps {
 			d, r, _ := timed(cfg.netlab, step.cmd, step.file)
-			t.ops[step.op] = append(t.ops[step.op], d)
-			t.rss[step.op] = max(t.rss[step.op], r)
+			ops[step.op] = append(ops[step.op], d)
+			rss[step.op] = max(rss[step.op], r)
 			// Above fresh-pid-max, only the no-op up is timed in a fresh PID
 			// namespace too (an up there takes minutes; /proc is what the
 			// no-op up shows best).
 			if !freshAll && cfg.freshMax >= 0 && step.op == "no-op up" {
 				d, r := timedFresh(cfg.netlab, step.cmd, step.file)
-				t.fresh[step.op] = append(t.fresh[step.op], d)
-				t.rss[step.op] = max(t.rss[step.op], r)
+				fresh[step.op] = append(fresh[step.op], d)
+				rss[step.op] = max(rss[step.op], r)
 			}
 		}
 		settle(n)
 		if freshAll {
 			for _, step := range steps {
 				d, r := timedFresh(cfg.netlab, step.cmd, step.file)
-				t.fresh[step.op] = append(t.fresh[step.op], d)
-				t.rss[step.op] = max(t.rss[step.op], r)
+				fresh[step.op] = append(fresh[step.op], d)
+				rss[step.op] = max(rss[step.op], r)
 			}
 			settle(n)
 		}
 	}
-	return t
+	return ops, fresh, rss
 }
 
-// timeBaselines times iproute2 (one process per step, ip -batch and its host
-// part alone) and Mininet building the same star, reps times.
-func timeBaselines(cfg config, dir string, s star, reps int) (perStep, batch, batchHost, mnUp, mnDown []time.Duration) {
+// baselines are the times of the star built without netlab.
+type baselines struct {
+	perStep, batch, batchHost, mnUp, mnDown []time.Duration
+}
+
+// measureBaselines times the iproute2 scripts and Mininet on the star s,
+// reps times (the slow ones once at 1000 and above).
+func measureBaselines(cfg config, dir string, s star, reps int) baselines {
+	var b baselines
 	n := s.n
 	for rep := range reps {
 		once := n < 1000 || rep == 0 // at 1000 the per-step script and Mininet take about a minute: once
@@ -386,29 +320,29 @@ func timeBaselines(cfg config, dir string, s star, reps int) (perStep, batch, ba
 			path := filepath.Join(dir, "perstep.sh")
 			os.WriteFile(path, []byte(s.perStepScript()), 0o644)
 			d, _, _ := timed("sh", path)
-			perStep = append(perStep, d)
+			b.perStep = append(b.perStep, d)
 			s.teardown(dir)
 		}
 		path := filepath.Join(dir, "batch.sh")
 		os.WriteFile(path, []byte(s.batchScript(dir)), 0o644)
 		host, _, _ := timed("ip", "-batch", filepath.Join(dir, "host.batch"))
-		batchHost = append(batchHost, host)
+		b.batchHost = append(b.batchHost, host)
 		if n <= cfg.insideMax {
 			inside, _, _ := timed("sh", path)
-			batch = append(batch, host+inside)
+			b.batch = append(b.batch, host+inside)
 		}
 		s.teardown(dir)
 		if cfg.python != "" && n <= cfg.mininetMax && once {
 			up, down := mininet(cfg.python, dir, n)
-			mnUp, mnDown = append(mnUp, up), append(mnDown, down)
+			b.mnUp, b.mnDown = append(b.mnUp, up), append(b.mnDown, down)
 			settle(n)
 		}
 	}
-	return
+	return b
 }
 
-// measurePublish times the up of 1000 namespaces with one published port each,
-// and the nftables transaction within it.
+// measurePublish times netlab's up of 1000 namespaces with one published
+// port each, and the nftables transaction it logs.
 func measurePublish(cfg config, dir string) Result {
 	fmt.Fprintln(os.Stderr, "N=1000, one published port each ...")
 	s := star{n: 1000, publish: true}
@@ -426,215 +360,4 @@ func measurePublish(cfg config, dir string) Result {
 		settle(1000)
 	}
 	return Result{N: 1000, Op: "up, 1000 published ports", NetlabS: median(ups), RSSMB: peak, NftMS: median(nfts) * 1000, Runs: cfg.reps}
-}
-
-// findMininet returns a python3 that imports mininet (the one on PATH, or the
-// system's, where Debian's package installs it), or "".
-func findMininet() string {
-	for _, py := range []string{"python3", "/usr/bin/python3"} {
-		if exec.Command(py, "-c", "import mininet.net, mininet.nodelib").Run() == nil {
-			return py
-		}
-	}
-	return ""
-}
-
-// mininetScript builds the same star with Mininet's Python API: Linux bridges
-// (brctl), no controller, hosts with an address and a default route, each
-// bridge with the gateway's address, and then stops it. It runs inside the
-// bench's sandbox only. Mininet's fixLimits raises machine-wide sysctls
-// (fs.file-max, kernel.pty.max, net.core.*mem_max): it is disabled here.
-const mininetScript = `import sys, time, json
-import mininet.net, mininet.util
-from mininet.net import Mininet
-from mininet.nodelib import LinuxBridge
-from mininet.log import setLogLevel
-
-mininet.net.fixLimits = lambda: None
-mininet.util.fixLimits = lambda: None
-setLogLevel('error')
-
-n = int(sys.argv[1])
-start = time.monotonic()
-net = Mininet(topo=None, switch=LinuxBridge, controller=None, build=False, autoStaticArp=False)
-switches = [net.addSwitch('s%d' % (b + 1)) for b in range((n + 999) // 1000)]
-for i in range(n):
-    b, j = i // 1000, i % 1000 + 2
-    h = net.addHost('h%d' % (i + 1), ip='10.%d.%d.%d/16' % (b, j // 256, j % 256),
-                    defaultRoute='via 10.%d.0.1' % b)
-    net.addLink(h, switches[b])
-net.build()
-net.start()
-for b, s in enumerate(switches):
-    s.cmd('ip addr add 10.%d.0.1/16 dev %s' % (b, s.name))
-up = time.monotonic() - start
-start = time.monotonic()
-net.stop()
-down = time.monotonic() - start
-print(json.dumps({'up': up, 'down': down}))
-`
-
-// mininet builds and stops the star with Mininet and returns both times.
-func mininet(python, dir string, n int) (up, down time.Duration) {
-	fmt.Fprintf(os.Stderr, "  Mininet, N=%d ...\n", n)
-	path := filepath.Join(dir, "mininet_star.py")
-	os.WriteFile(path, []byte(mininetScript), 0o644)
-	cmd := exec.Command(python, path, strconv.Itoa(n))
-	out, err := cmd.Output()
-	if err != nil {
-		msg := string(out)
-		if ee, ok := err.(*exec.ExitError); ok {
-			msg += string(ee.Stderr)
-		}
-		fail("mininet: %v\n%s", err, tail(msg))
-	}
-	var t struct{ Up, Down float64 }
-	sc := bufio.NewScanner(strings.NewReader(string(out)))
-	for sc.Scan() {
-		json.Unmarshal(sc.Bytes(), &t)
-	}
-	if t.Up == 0 {
-		fail("mininet: no timing in its output:\n%s", tail(string(out)))
-	}
-	return time.Duration(t.Up * float64(time.Second)), time.Duration(t.Down * float64(time.Second))
-}
-
-func parseDuration(v, unit string) time.Duration {
-	f, _ := strconv.ParseFloat(v, 64)
-	switch unit {
-	case "ms":
-		return time.Duration(f * float64(time.Millisecond))
-	case "µs":
-		return time.Duration(f * float64(time.Microsecond))
-	}
-	return time.Duration(f * float64(time.Second))
-}
-
-func median(ds []time.Duration) float64 {
-	if len(ds) == 0 {
-		return 0
-	}
-	s := slices.Clone(ds)
-	slices.Sort(s)
-	return s[len(s)/2].Seconds()
-}
-
-// Target is one of issue 16's targets, with what this run measured.
-type Target struct {
-	What  string `json:"what"`
-	Got   string `json:"got"`
-	Met   bool   `json:"met"`
-	Known bool   `json:"measured"`
-}
-
-func find(results []Result, n int, op string) *Result {
-	for i := range results {
-		if results[i].N == n && results[i].Op == op {
-			return &results[i]
-		}
-	}
-	return nil
-}
-
-// targets checks the measured figures against the targets (medians, in the
-// machine's PID namespace with the extra processes).
-func targets(results []Result) []Target {
-	var out []Target
-	add := func(what string, r *Result, val func(*Result) float64, got func(float64) string, ok func(float64) bool) {
-		t := Target{What: what, Got: "not measured"}
-		if r != nil && val(r) > 0 {
-			v := val(r)
-			t.Got, t.Met, t.Known = got(v), ok(v), true
-		}
-		out = append(out, t)
-	}
-	netlab := func(r *Result) float64 { return r.NetlabS }
-	secs := func(v float64) string { return fmt.Sprintf("%.3f s", v) }
-	at := func(limit float64) func(float64) bool { return func(v float64) bool { return v <= limit } }
-	add("N=1000 up ≤ 1.3 s", find(results, 1000, "up"), netlab, secs, at(1.3))
-	add("N=1000 no-op up ≤ 0.15 s", find(results, 1000, "no-op up"), netlab, secs, at(0.15))
-	add("N=1000 down ≤ 0.9 s", find(results, 1000, "down"), netlab, secs, at(0.9))
-	mn := func(r *Result) float64 {
-		if r.MininetS == 0 {
-			return 0
-		}
-		return r.MininetS / r.NetlabS
-	}
-	ratio := func(v float64) string { return fmt.Sprintf("%.1fx", v) }
-	add("N=1000 up ≥ 10x faster than Mininet", find(results, 1000, "up"), mn, ratio, func(v float64) bool { return v >= 10 })
-	add("N=1000 down ≥ 10x faster than Mininet", find(results, 1000, "down"), mn, ratio, func(v float64) bool { return v >= 10 })
-	base := find(results, 1000, "up")
-	for _, n := range []int{5000, 10000} {
-		r := find(results, n, "up")
-		perNs := func(r *Result) float64 {
-			if base == nil || base.NetlabS == 0 {
-				return 0
-			}
-			return (r.NetlabS / float64(r.N)) / (base.NetlabS / 1000)
-		}
-		got := func(v float64) string {
-			s := fmt.Sprintf("%.2fx the cost per namespace at 1000", v)
-			if base.BatchS > 0 && r.BatchS > 0 {
-				s += fmt.Sprintf(" (ip -batch: %.2fx)", (r.BatchS/float64(r.N))/(base.BatchS/1000))
-			}
-			if base.HostS > 0 && r.HostS > 0 {
-				s += fmt.Sprintf(" (ip -batch's host part: %.2fx)", (r.HostS/float64(r.N))/(base.HostS/1000))
-			}
-			return s
-		}
-		add(fmt.Sprintf("N=%d up: cost per namespace ≤ 1.3x that at 1000", n), r, perNs, got, at(1.3))
-	}
-	add("N=300 no-op up ≤ 0.1 s", find(results, 300, "no-op up"), netlab, secs, at(0.1))
-	peak := func(r *Result) float64 {
-		m := 0.0
-		for _, x := range results {
-			if x.N == r.N {
-				m = max(m, x.RSSMB)
-			}
-		}
-		return m
-	}
-	add("N=10000 peak RSS ≤ 100 MB", find(results, 10000, "up"), peak, func(v float64) string { return fmt.Sprintf("%.1f MB", v) }, at(100))
-	return out
-}
-
-func report(rep Report) {
-	fmt.Printf("Measured in %s, %d processes in /proc.\n\n", rep.Where, rep.Procs)
-	w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(w, "N\top\tnetlab\tper ns\tvs 1000\tfresh PID ns\tip per step\tratio\tip -batch\tratio\t(host part)\tMininet\tratio\tpeak RSS\tnft txn\t")
-	for _, r := range rep.Results {
-		ratio := func(base float64) string {
-			if base == 0 || r.NetlabS == 0 {
-				return "-"
-			}
-			return fmt.Sprintf("%.1fx", base/r.NetlabS)
-		}
-		secs := func(v float64) string {
-			if v == 0 {
-				return "-"
-			}
-			return fmt.Sprintf("%.3f s", v)
-		}
-		vs := "-"
-		if b := find(rep.Results, 1000, r.Op); b != nil && b.NetlabS > 0 && r.N != 1000 && r.NetlabS > 0 {
-			vs = fmt.Sprintf("%.2fx", (r.NetlabS/float64(r.N))/(b.NetlabS/1000))
-		}
-		nft := "-"
-		if r.NftMS > 0 {
-			nft = fmt.Sprintf("%.1f ms", r.NftMS)
-		}
-		fmt.Fprintf(w, "%d\t%s\t%s\t%.0f µs\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%.1f MB\t%s\t\n", r.N, r.Op, secs(r.NetlabS), r.NetlabS/float64(r.N)*1e6, vs,
-			secs(r.FreshS), secs(r.PerStepS), ratio(r.PerStepS), secs(r.BatchS), ratio(r.BatchS), secs(r.HostS), secs(r.MininetS), ratio(r.MininetS), r.RSSMB, nft)
-	}
-	w.Flush()
-	fmt.Println("\nTargets (issue 16; medians in the machine's PID namespace):")
-	w = tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
-	for _, t := range rep.Targets {
-		mark := "-"
-		if t.Known {
-			mark = map[bool]string{true: "met", false: "MISSED"}[t.Met]
-		}
-		fmt.Fprintf(w, "  %s\t%s\t%s\n", t.What, t.Got, mark)
-	}
-	w.Flush()
 }

@@ -1,0 +1,127 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"text/tabwriter"
+)
+
+// Target is one of issue 16's targets, with what this run measured.
+type Target struct {
+	What  string `json:"what"`
+	Got   string `json:"got"`
+	Met   bool   `json:"met"`
+	Known bool   `json:"measured"`
+}
+
+func find(results []Result, n int, op string) *Result {
+	for i := range results {
+		if results[i].N == n && results[i].Op == op {
+			return &results[i]
+		}
+	}
+	return nil
+}
+
+// targets checks the measured figures against the targets (medians, in the
+// machine's PID namespace with the extra processes).
+func targets(results []Result) []Target {
+	var out []Target
+	add := func(what string, r *Result, val func(*Result) float64, got func(float64) string, ok func(float64) bool) {
+		t := Target{What: what, Got: "not measured"}
+		if r != nil && val(r) > 0 {
+			v := val(r)
+			t.Got, t.Met, t.Known = got(v), ok(v), true
+		}
+		out = append(out, t)
+	}
+	netlab := func(r *Result) float64 { return r.NetlabS }
+	secs := func(v float64) string { return fmt.Sprintf("%.3f s", v) }
+	at := func(limit float64) func(float64) bool { return func(v float64) bool { return v <= limit } }
+	add("N=1000 up ≤ 1.3 s", find(results, 1000, "up"), netlab, secs, at(1.3))
+	add("N=1000 no-op up ≤ 0.15 s", find(results, 1000, "no-op up"), netlab, secs, at(0.15))
+	add("N=1000 down ≤ 0.9 s", find(results, 1000, "down"), netlab, secs, at(0.9))
+	mn := func(r *Result) float64 {
+		if r.MininetS == 0 {
+			return 0
+		}
+		return r.MininetS / r.NetlabS
+	}
+	ratio := func(v float64) string { return fmt.Sprintf("%.1fx", v) }
+	add("N=1000 up ≥ 10x faster than Mininet", find(results, 1000, "up"), mn, ratio, func(v float64) bool { return v >= 10 })
+	add("N=1000 down ≥ 10x faster than Mininet", find(results, 1000, "down"), mn, ratio, func(v float64) bool { return v >= 10 })
+	base := find(results, 1000, "up")
+	for _, n := range []int{5000, 10000} {
+		r := find(results, n, "up")
+		perNs := func(r *Result) float64 {
+			if base == nil || base.NetlabS == 0 {
+				return 0
+			}
+			return (r.NetlabS / float64(r.N)) / (base.NetlabS / 1000)
+		}
+		got := func(v float64) string {
+			s := fmt.Sprintf("%.2fx the cost per namespace at 1000", v)
+			if base.BatchS > 0 && r.BatchS > 0 {
+				s += fmt.Sprintf(" (ip -batch: %.2fx)", (r.BatchS/float64(r.N))/(base.BatchS/1000))
+			}
+			if base.HostS > 0 && r.HostS > 0 {
+				s += fmt.Sprintf(" (ip -batch's host part: %.2fx)", (r.HostS/float64(r.N))/(base.HostS/1000))
+			}
+			return s
+		}
+		add(fmt.Sprintf("N=%d up: cost per namespace ≤ 1.3x that at 1000", n), r, perNs, got, at(1.3))
+	}
+	add("N=300 no-op up ≤ 0.1 s", find(results, 300, "no-op up"), netlab, secs, at(0.1))
+	peak := func(r *Result) float64 {
+		m := 0.0
+		for _, x := range results {
+			if x.N == r.N {
+				m = max(m, x.RSSMB)
+			}
+		}
+		return m
+	}
+	add("N=10000 peak RSS ≤ 100 MB", find(results, 10000, "up"), peak, func(v float64) string { return fmt.Sprintf("%.1f MB", v) }, at(100))
+	return out
+}
+
+func report(rep Report) {
+	fmt.Printf("Measured in %s, %d processes in /proc.\n\n", rep.Where, rep.Procs)
+	w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(w, "N\top\tnetlab\tper ns\tvs 1000\tfresh PID ns\tip per step\tratio\tip -batch\tratio\t(host part)\tMininet\tratio\tpeak RSS\tnft txn\t")
+	for _, r := range rep.Results {
+		ratio := func(base float64) string {
+			if base == 0 || r.NetlabS == 0 {
+				return "-"
+			}
+			return fmt.Sprintf("%.1fx", base/r.NetlabS)
+		}
+		secs := func(v float64) string {
+			if v == 0 {
+				return "-"
+			}
+			return fmt.Sprintf("%.3f s", v)
+		}
+		vs := "-"
+		if b := find(rep.Results, 1000, r.Op); b != nil && b.NetlabS > 0 && r.N != 1000 && r.NetlabS > 0 {
+			vs = fmt.Sprintf("%.2fx", (r.NetlabS/float64(r.N))/(b.NetlabS/1000))
+		}
+		nft := "-"
+		if r.NftMS > 0 {
+			nft = fmt.Sprintf("%.1f ms", r.NftMS)
+		}
+		fmt.Fprintf(w, "%d\t%s\t%s\t%.0f µs\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%.1f MB\t%s\t\n", r.N, r.Op, secs(r.NetlabS), r.NetlabS/float64(r.N)*1e6, vs,
+			secs(r.FreshS), secs(r.PerStepS), ratio(r.PerStepS), secs(r.BatchS), ratio(r.BatchS), secs(r.HostS), secs(r.MininetS), ratio(r.MininetS), r.RSSMB, nft)
+	}
+	w.Flush()
+	fmt.Println("\nTargets (issue 16; medians in the machine's PID namespace):")
+	w = tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+	for _, t := range rep.Targets {
+		mark := "-"
+		if t.Known {
+			mark = map[bool]string{true: "met", false: "MISSED"}[t.Met]
+		}
+		fmt.Fprintf(w, "  %s\t%s\t%s\n", t.What, t.Got, mark)
+	}
+	w.Flush()
+}
