@@ -42,15 +42,14 @@ func defaultQdisc(kind string) bool {
 //
 // Equivalent to: tc -n NS qdisc show
 func (d *Driver) observeQdiscs(part *nsPart, ns string, links []ifaceRow, want map[reconcile.InterfaceKey]*reconcile.Qdisc) error {
-	byName := make(map[string]*reconcile.Interface, len(part.interfaces))
+	// The lab's interfaces, read from these links: by the index they carry.
+	byIndex := make(map[int]*reconcile.Interface, len(part.interfaces))
 	for _, l := range part.interfaces {
-		byName[l.Name] = l
+		byIndex[l.Index] = l
 	}
-	byIndex := map[int]*reconcile.Interface{}
 	need := false
 	for _, l := range links {
-		if owned := byName[l.name]; owned != nil {
-			byIndex[l.index] = owned
+		if byIndex[l.index] != nil {
 			need = need || !defaultQdisc(l.qdisc)
 		}
 	}
