@@ -65,7 +65,7 @@ func parse(data []byte, filename string) (*Lab, parseNotes, Errors) {
 	root = d.expandRanges(root) // h[1-100] (ranges.go)
 	lab := d.lab(root)
 	if lab != nil {
-		lab.ranges, lab.expanded = d.ranges, root
+		lab.ranges, lab.source = d.ranges, bytes.Clone(data)
 	}
 	return lab, d.notes, d.errs
 }

@@ -380,15 +380,23 @@ func (r *rangeInfo) subject(msg string) string {
 }
 
 // ExpandedYAML is the lab file with its ranges expanded, as YAML: what
-// `netlab validate -o yaml` prints.
+// `netlab validate -o yaml` prints. The file is parsed again for it: the node
+// tree, kept for the lab's whole life, would be most of netlab's memory in a
+// large lab (30 MB of 60 at 10,000 namespaces).
 func (l *Lab) ExpandedYAML() ([]byte, error) {
-	if l.expanded == nil {
+	if l.source == nil {
 		return nil, fmt.Errorf("no document")
 	}
+	d := &decoder{file: l.File, notes: parseNotes{badAddrs: map[string]bool{}, badSections: map[string]bool{}}}
+	root := d.document(l.source)
+	if root == nil {
+		return nil, d.errs.sorted()
+	}
+	root = d.expandRanges(root)
 	var b bytes.Buffer
 	enc := yaml.NewEncoder(&b)
 	enc.SetIndent(2)
-	if err := enc.Encode(plain(l.expanded)); err != nil {
+	if err := enc.Encode(plain(root)); err != nil {
 		return nil, err
 	}
 	if err := enc.Close(); err != nil {

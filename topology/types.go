@@ -13,8 +13,6 @@ import (
 	"slices"
 	"strings"
 	"time"
-
-	"go.yaml.in/yaml/v3"
 )
 
 // HostName is the reserved name of the network namespace netlab runs in.
@@ -37,8 +35,8 @@ type Lab struct {
 	Links      []*Link      // in file order
 	Checks     []*Check     // in file order
 
-	ranges   map[Pos]*rangeInfo // positions inside ranges, for their errors (ranges.go)
-	expanded *yaml.Node         // the document with its ranges expanded (see ExpandedYAML)
+	ranges map[Pos]*rangeInfo // positions inside ranges, for their errors (ranges.go)
+	source []byte             // the file as parsed, for ExpandedYAML (see there)
 }
 
 // Bridge is a Linux bridge ("docker0").
