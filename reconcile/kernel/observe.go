@@ -236,6 +236,15 @@ func (d *Driver) observeOne(q reconcile.Query, ns string, intents map[reconcile.
 	if t != nil {
 		r.part.Tables[ns] = t
 	}
+	if ns == reconcile.Host || q.Iptables[ns] != nil {
+		ipt, err := d.observeIptables(ns, q.Lab, q.Iptables[ns])
+		if err != nil {
+			return nil, err
+		}
+		if ipt != nil {
+			r.part.Iptables[ns] = ipt
+		}
+	}
 	if findChain(q.Tables[ns], "forward") != nil {
 		if r.part.Warnings, err = d.forwardDrops(ns, reconcile.TableName(q.Lab)); err != nil {
 			return nil, err
@@ -259,6 +268,7 @@ func (r *nsObservation) mergeInto(s *reconcile.State) {
 	maps.Copy(s.Addrs, r.part.Addrs)
 	maps.Copy(s.Routes, r.part.Routes)
 	maps.Copy(s.Tables, r.part.Tables)
+	maps.Copy(s.Iptables, r.part.Iptables)
 	maps.Copy(s.Qdiscs, r.part.Qdiscs)
 	s.Warnings = append(s.Warnings, r.part.Warnings...)
 }
