@@ -140,7 +140,9 @@ func (r *Rule) iptablesText(chain string) string {
 			matches = append(matches, "<"+m.Text()+">")
 		}
 	}
-	slices.SortStableFunc(addrs, func(a, b string) int { return strings.Compare(strings.TrimPrefix(a, "! "), strings.TrimPrefix(b, "! ")) * -1 })
+	slices.SortStableFunc(addrs, func(a, b string) int {
+		return strings.Compare(strings.TrimPrefix(a, "! "), strings.TrimPrefix(b, "! ")) * -1
+	})
 	parts = append(parts, addrs...)
 	parts = append(parts, ifaces...)
 	parts = append(parts, proto...)

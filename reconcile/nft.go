@@ -159,9 +159,9 @@ type DeleteTable struct {
 	Layout   string // LayoutIptables: the lab's part of ip filter / ip nat
 }
 
-func (a DeleteTable) Op() Op         { return OpDelete }
-func (a DeleteTable) Phase() Phase   { return phaseDeleteTable }
-func (a DeleteTable) Kind() string   { return "nft" }
+func (a DeleteTable) Op() Op       { return OpDelete }
+func (a DeleteTable) Phase() Phase { return phaseDeleteTable }
+func (a DeleteTable) Kind() string { return "nft" }
 func (a DeleteTable) Object() string {
 	if a.Layout == LayoutIptables {
 		return a.NS + ": iptables rules of lab " + strings.TrimPrefix(a.Name, "netlab-") + " (ip filter, ip nat)"

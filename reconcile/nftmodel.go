@@ -21,7 +21,7 @@ func TableName(lab string) string { return "netlab-" + lab }
 type Table struct {
 	NS     string
 	Name   string
-	Layout string // "" netlab's own table; LayoutIptables: the lab's part of ip filter / ip nat
+	Layout string   // "" netlab's own table; LayoutIptables: the lab's part of ip filter / ip nat
 	Sets   []*Set   // by name
 	Chains []*Chain // in chainOrder
 }
