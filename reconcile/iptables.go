@@ -246,8 +246,13 @@ func (c *rulesCompiler) iptablesLayout(ns string, bridges []*topology.Bridge, pu
 		host := addrMatch(Dst, p.addr)
 		add("filter", "DOCKER", &Rule{Match: []Match{IIFName{Name: br, Neg: true}, OIFName{Name: br}, proto, host, port}, Verdict: VerdictAccept})
 		add("nat", "POSTROUTING", &Rule{Match: []Match{proto, addrMatch(Src, p.addr), host, port}, Verdict: VerdictMasquerade})
-		add("nat", "DOCKER", &Rule{Match: []Match{IIFName{Name: br, Neg: true}, proto, portMatch(p.p.Proto, Dst, uint16Range(p.p.HostPort))},
-			Verdict: VerdictDNAT, NAT: natTarget(p.addr, uint16Range(p.p.Port))})
+		// Without the proxy (hairpin mode) dockerd's DNAT takes the bridge's
+		// own containers too: a neighbour reaching web through the host's address.
+		dnat := []Match{IIFName{Name: br, Neg: true}, proto, portMatch(p.p.Proto, Dst, uint16Range(p.p.HostPort))}
+		if !p.bridge.UserlandProxy {
+			dnat = dnat[1:]
+		}
+		add("nat", "DOCKER", &Rule{Match: dnat, Verdict: VerdictDNAT, NAT: natTarget(p.addr, uint16Range(p.p.Port))})
 		if l := c.s.Interfaces[p.port]; l != nil && !p.bridge.UserlandProxy {
 			l.Hairpin = true
 		}
