@@ -95,19 +95,7 @@ func (d *decoder) links(n *yaml.Node) []*Link {
 			continue
 		}
 		l := &Link{Pos: pos(item)}
-		good := true
-		for i, c := range item.Content {
-			c = resolve(c)
-			s, ok := d.str(c, "link end")
-			if ok {
-				if err := parseEnd(s); err != nil {
-					d.errorf(c, "link: %v", err)
-					ok = false
-				}
-			}
-			l.Ends[i] = &End{Pos: pos(c), Text: s}
-			good = good && ok
-		}
+		good := d.linkEnds(l, item) // a list of two, checked above
 		if !good {
 			d.notes.badLinks = true
 			continue

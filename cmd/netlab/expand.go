@@ -1,10 +1,7 @@
 package main
 
 import (
-	"errors"
 	"io"
-	"os"
-	"syscall"
 
 	"github.com/spf13/cobra"
 
@@ -42,19 +39,7 @@ underneath. The file must be valid; its problems are reported as validate does.
 // or standard input for "-".
 func readLabBytes(in io.Reader, file string) ([]byte, error) {
 	if file == "-" {
-		return io.ReadAll(io.LimitReader(in, 4<<20+1))
+		return topology.ReadBytes(in)
 	}
-	f, err := os.OpenFile(file, os.O_RDONLY|syscall.O_NONBLOCK, 0)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, err
-	}
-	if !fi.Mode().IsRegular() {
-		return nil, errors.New(file + ": not a regular file")
-	}
-	return io.ReadAll(io.LimitReader(f, 4<<20+1))
+	return topology.ReadFile(file)
 }

@@ -152,7 +152,8 @@ func (d *Driver) replaceTable(t *reconcile.Table) error {
 	return nil
 }
 
-// deleteTable removes the lab's table; an absent one is fine.
+// deleteTable removes a table of netlab's (the lab's, or a trace's); an absent
+// one is fine.
 //
 // Equivalent to: nft delete table inet NAME
 func (d *Driver) deleteTable(ns, name string) error {

@@ -70,7 +70,7 @@ func (d *Driver) clearTraces(lab string) error {
 		if ns != reconcile.Host && !fileExists(d.netnsPath(ns)) {
 			continue // gone, and its table with it
 		}
-		if err := d.deleteTraceTable(ns, TraceTable(lab)); err != nil {
+		if err := d.deleteTable(ns, TraceTable(lab)); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -79,25 +79,6 @@ func (d *Driver) clearTraces(lab string) error {
 	}
 	d.log.Debug("removed an interrupted trace's tables", "lab", lab, "namespaces", rec.Namespaces)
 	return d.state.remove(d.state.tracePath(lab))
-}
-
-// deleteTraceTable removes the trace table of a namespace, if it is there.
-//
-// Equivalent to: ip netns exec NS nft delete table inet netlab_trace_LAB
-func (d *Driver) deleteTraceTable(ns, name string) error {
-	exists, err := d.hasTable(ns, name)
-	if err != nil || !exists {
-		return err
-	}
-	conn, err := d.nftConn(ns)
-	if err != nil {
-		return err
-	}
-	conn.DelTable(labTable(name))
-	if err := conn.Flush(); err != nil && !errors.Is(err, unix.ENOENT) {
-		return fmt.Errorf("netns %s: delete table inet %s: %w", ns, name, err)
-	}
-	return nil
 }
 
 // The priorities of the trace table's chains: the marking chains before every
@@ -235,7 +216,7 @@ func (d *Driver) Trace(ctx context.Context, spec TraceSpec) (*reconcile.Trace, e
 	defer func() {
 		var errs []error
 		for _, ns := range added {
-			if err := d.deleteTraceTable(ns, table); err != nil {
+			if err := d.deleteTable(ns, table); err != nil {
 				errs = append(errs, err)
 			}
 		}
