@@ -235,7 +235,23 @@ func (c *rulesCompiler) iptablesLayout(ns string, bridges []*topology.Bridge, pu
 	} else {
 		add("nat", "OUTPUT", &Rule{Match: []Match{local}, Verdict: VerdictJump, Chain: "DOCKER"})
 	}
-	// Published ports, in the order of the file (the order of `docker run`).
+	c.iptablesPublished(t, bridges, pubs)
+	for _, b := range bridges {
+		c.s.Sysctls[SysctlKey{t.NS, "net/bridge/bridge-nf-call-iptables"}] = "1"
+		if !b.UserlandProxy {
+			c.s.Sysctls[SysctlKey{t.NS, "net/ipv4/conf/" + b.Name + "/route_localnet"}] = "1"
+		}
+	}
+	return t
+}
+
+// iptablesPublished writes the rules of published ports, in the order of the
+// file (the order of ` + "`docker run`" + `), appended to their chains as dockerd does.
+func (c *rulesCompiler) iptablesPublished(t *Table, bridges []*topology.Bridge, pubs []published) {
+	add := func(table, chain string, r *Rule) {
+		ch := t.IptChain(table, chain)
+		ch.Rules = append(ch.Rules, r)
+	}
 	for _, p := range pubs {
 		if !slices.Contains(bridges, p.bridge) || !p.addr.Is4() || p.p.HostIP.IsValid() {
 			continue
@@ -257,11 +273,4 @@ func (c *rulesCompiler) iptablesLayout(ns string, bridges []*topology.Bridge, pu
 			l.Hairpin = true
 		}
 	}
-	for _, b := range bridges {
-		c.s.Sysctls[SysctlKey{t.NS, "net/bridge/bridge-nf-call-iptables"}] = "1"
-		if !b.UserlandProxy {
-			c.s.Sysctls[SysctlKey{t.NS, "net/ipv4/conf/" + b.Name + "/route_localnet"}] = "1"
-		}
-	}
-	return t
 }
