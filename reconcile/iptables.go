@@ -246,7 +246,7 @@ func (c *rulesCompiler) iptablesLayout(ns string, bridges []*topology.Bridge, pu
 }
 
 // iptablesPublished writes the rules of published ports, in the order of the
-// file (the order of ` + "`docker run`" + `), appended to their chains as dockerd does.
+// file (the order of `docker run`), appended to their chains as dockerd does.
 func (c *rulesCompiler) iptablesPublished(t *Table, bridges []*topology.Bridge, pubs []published) {
 	add := func(table, chain string, r *Rule) {
 		ch := t.IptChain(table, chain)
