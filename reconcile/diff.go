@@ -542,6 +542,20 @@ func (d *differ) tables() {
 			d.add(DeleteTable{NS: ns, Name: d.observed.Tables[ns].Name})
 		}
 	}
+	// The iptables layout (iptables.go): the lab's part of ip filter / ip nat.
+	for _, ns := range sortedKeys(d.desired.Iptables, strings.Compare) {
+		want, have := d.desired.Iptables[ns], d.observed.Iptables[ns]
+		if have == nil {
+			d.add(ReplaceTable{Lab: d.desired.Lab, Table: want})
+		} else if !slices.Equal(want.lines(), have.lines()) {
+			d.add(ReplaceTable{Lab: d.desired.Lab, Table: want, Old: have})
+		}
+	}
+	for _, ns := range sortedKeys(d.observed.Iptables, strings.Compare) {
+		if _, ok := d.desired.Iptables[ns]; !ok {
+			d.add(DeleteTable{NS: ns, Name: d.observed.Iptables[ns].Name, Layout: LayoutIptables})
+		}
+	}
 }
 
 // files writes generated files whose content differs and removes those the lab

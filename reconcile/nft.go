@@ -3,6 +3,7 @@ package reconcile
 import (
 	"context"
 	"fmt"
+	"strings"
 )
 
 // tableLine is one line of a table as the plan compares and shows it: a set's
@@ -35,6 +36,13 @@ func (t *Table) lines() []tableLine {
 		}
 	}
 	for _, c := range t.Chains {
+		if t.Layout == LayoutIptables {
+			out = append(out, tableLine{c.Table + ": " + c.declaration(), lineDeclaration})
+			for _, r := range c.Rules {
+				out = append(out, tableLine{c.Table + ": " + r.iptablesText(c.Name), lineRule})
+			}
+			continue
+		}
 		out = append(out, tableLine{c.Name + ": " + c.header(), lineDeclaration})
 		for _, r := range c.Rules {
 			out = append(out, tableLine{c.Name + ": " + r.Text(), lineRule})
@@ -100,6 +108,9 @@ func (a ReplaceTable) Phase() Phase { return phaseNft }
 func (a ReplaceTable) Kind() string { return "nft" }
 func (a ReplaceTable) Object() string {
 	s := a.Table.NS + ": table inet " + a.Table.Name
+	if a.Table.Layout == LayoutIptables {
+		s = a.Table.NS + ": iptables (ip filter, ip nat)"
+	}
 	if a.Old == nil {
 		if n := count(a.Table.lines(), lineElement); n > 0 {
 			return fmt.Sprintf("%s (%s, %s)", s, Plural(a.Table.RuleCount(), "rule"), Plural(n, "set element"))
@@ -131,6 +142,9 @@ func (a ReplaceTable) Details() []string {
 }
 
 func (a ReplaceTable) Commands() []string {
+	if a.Table.Layout == LayoutIptables {
+		return []string{fmt.Sprintf("%siptables-restore --noflush <<'EOF'\n%sEOF", nsExec(a.Table.NS), a.Table.IptablesSave())}
+	}
 	return []string{fmt.Sprintf("%snft -f - <<'EOF'\n%sEOF", nsExec(a.Table.NS), a.Table.Script())}
 }
 
@@ -142,13 +156,22 @@ func (a ReplaceTable) ApplyTo(ctx context.Context, d Applier) error {
 // DeleteTable removes the lab's table from a namespace.
 type DeleteTable struct {
 	NS, Name string
+	Layout   string // LayoutIptables: the lab's part of ip filter / ip nat
 }
 
-func (a DeleteTable) Op() Op         { return OpDelete }
-func (a DeleteTable) Phase() Phase   { return phaseDeleteTable }
-func (a DeleteTable) Kind() string   { return "nft" }
-func (a DeleteTable) Object() string { return a.NS + ": table inet " + a.Name }
+func (a DeleteTable) Op() Op       { return OpDelete }
+func (a DeleteTable) Phase() Phase { return phaseDeleteTable }
+func (a DeleteTable) Kind() string { return "nft" }
+func (a DeleteTable) Object() string {
+	if a.Layout == LayoutIptables {
+		return a.NS + ": iptables rules of lab " + strings.TrimPrefix(a.Name, "netlab-") + " (ip filter, ip nat)"
+	}
+	return a.NS + ": table inet " + a.Name
+}
 func (a DeleteTable) Commands() []string {
+	if a.Layout == LayoutIptables {
+		return []string{"# " + a.Object() + ": netlab down removes exactly the rules and chains it added"}
+	}
 	return []string{fmt.Sprintf("%snft delete table inet %s", nsExec(a.NS), a.Name)}
 }
 

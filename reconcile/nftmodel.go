@@ -21,6 +21,7 @@ func TableName(lab string) string { return "netlab-" + lab }
 type Table struct {
 	NS     string
 	Name   string
+	Layout string   // "" netlab's own table; LayoutIptables: the lab's part of ip filter / ip nat
 	Sets   []*Set   // by name
 	Chains []*Chain // in chainOrder
 }
@@ -52,6 +53,11 @@ type Chain struct {
 	Hook     Hook
 	Priority int // nft's: dstnat -100, filter 0, srcnat 100
 	Rules    []*Rule
+	// The iptables layout only: the table (filter, nat), the base chain's
+	// policy ("DROP"; "" for ACCEPT) and, for a chain of no hook (DOCKER,
+	// DOCKER-USER, ...), Hook "".
+	Table  string
+	Policy string
 }
 
 // chainOrder is the chains a lab table can have, in the order they are listed:

@@ -68,7 +68,7 @@ func compileRules(lab *topology.Lab, s *State) {
 	// DOCKER-ISOLATION chains do: otherwise a published port of one bridge would
 	// accept a packet from an isolated neighbour before its drop is reached.
 	for _, b := range lab.Bridges {
-		if b.Isolated {
+		if b.Isolated && !b.Iptables {
 			c.isolate(b)
 		}
 	}
@@ -77,7 +77,7 @@ func compileRules(lab *topology.Lab, s *State) {
 	c.proxyProcesses()
 	var drops []*topology.Bridge
 	for _, b := range lab.Bridges {
-		if dockerBridge(b, pubs) {
+		if dockerBridge(b, pubs) && !b.Iptables {
 			c.dockerBridge(b, pubs)
 			drops = append(drops, b)
 		}
@@ -91,6 +91,10 @@ func compileRules(lab *topology.Lab, s *State) {
 	}
 	for k, t := range c.tables {
 		s.Tables[k] = t
+	}
+	for ns, bridges := range c.iptablesBridges(pubs) {
+		t := c.iptablesLayout(ns, bridges, pubs)
+		s.Iptables[t.NS] = t
 	}
 }
 
@@ -149,7 +153,7 @@ func bridgedEnd(ns *topology.Namespace) *topology.End {
 // bridge of the same namespace.
 func (c *rulesCompiler) isolate(b *topology.Bridge) {
 	for _, other := range c.lab.Bridges {
-		if other != b && other.Isolated && other.Namespace == b.Namespace {
+		if other != b && other.Isolated && !other.Iptables && other.Namespace == b.Namespace {
 			c.add(b.Namespace, "forward", &Rule{Match: []Match{IIFName{Name: b.Name}, OIFName{Name: other.Name}},
 				Verdict: VerdictDrop, Comment: fmt.Sprintf("%s: isolated from %s", b.Name, other.Name)})
 		}

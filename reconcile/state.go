@@ -43,6 +43,9 @@ type Query struct {
 	// Tables are the lab's desired tables by namespace: the driver recognises the
 	// rules it finds by comparing them with these.
 	Tables map[string]*Table
+	// Iptables are the lab's desired rules in the shared tables ip filter / ip
+	// nat (`firewall: iptables`), by namespace (iptables.go).
+	Iptables map[string]*Table
 	// Qdiscs are the lab's desired shapings: the driver checks that the kernel
 	// has their kinds, and recognises its own encoding of them (qdisc.go).
 	Qdiscs map[InterfaceKey]*Qdisc
@@ -70,6 +73,7 @@ type State struct {
 	Routes     map[RouteKey]*Route
 	Sysctls    map[SysctlKey]string
 	Tables     map[string]*Table // the lab's nftables table, by namespace
+	Iptables   map[string]*Table // the lab's rules in ip filter / ip nat, by namespace (iptables.go)
 	Processes  map[ProcKey]*Process
 	Files      map[FileKey]string      // generated files (/etc/netns/NS/hosts) and their content
 	UTS        map[string]string       // namespaces with a UTS namespace of their own: name -> hostname
@@ -149,6 +153,7 @@ func NewState(lab string) *State {
 		Routes:            map[RouteKey]*Route{},
 		Sysctls:           map[SysctlKey]string{},
 		Tables:            map[string]*Table{},
+		Iptables:          map[string]*Table{},
 		Processes:         map[ProcKey]*Process{},
 		Files:             map[FileKey]string{},
 		UTS:               map[string]string{},
@@ -184,6 +189,7 @@ func (s *State) Clone() *State {
 	}
 	maps.Copy(c.Sysctls, s.Sysctls)
 	maps.Copy(c.Tables, s.Tables) // tables are replaced whole, never edited in place
+	maps.Copy(c.Iptables, s.Iptables)
 	for k, v := range s.Processes {
 		p := *v
 		p.PIDs = slices.Clone(v.PIDs)

@@ -199,8 +199,8 @@ func (d *decoder) dockerConfig(p pair, first Pos) dockerConfig {
 	}
 	if v := f.val("firewall"); v != nil {
 		if s, ok := d.oneOf(v, "docker: firewall", "native", "iptables", "nftables"); ok {
-			if s != "native" {
-				d.errorf(v, "docker: firewall: %s (Docker's own %s layout) is not built yet (issue 18); use firewall: native, netlab's table with Docker's behaviour", s, s)
+			if s == "nftables" {
+				d.errorf(v, "docker: firewall: %s (Docker's own %s layout) is not built yet (issue 18); use firewall: native, netlab's table with Docker's behaviour, or firewall: iptables, dockerd's iptables rules", s, s)
 			} else {
 				cfg.firewall = s
 			}

@@ -59,6 +59,10 @@ type Bridge struct {
 	// process, as dockerd's default docker-proxy does, and the NAT follows
 	// Docker's proxy mode (see reconcile/proxy.go). false: --userland-proxy=false.
 	UserlandProxy bool
+	// Iptables (`firewall: iptables`): the bridge's rules are written as dockerd
+	// writes them, in the shared tables ip filter / ip nat with iptables-nft's
+	// encoding (reconcile/iptables.go), instead of in the lab's own table.
+	Iptables bool
 
 	// Resolved by Validate: the link ends that are ports of this bridge, in file order.
 	Ports []*End

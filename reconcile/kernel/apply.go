@@ -133,10 +133,16 @@ func (d applier) ApplySetSysctl(_ context.Context, a reconcile.SetSysctl) error 
 }
 
 func (d applier) ApplyReplaceTable(_ context.Context, a reconcile.ReplaceTable) error {
+	if a.Table.Layout == reconcile.LayoutIptables {
+		return d.replaceIptables(a.Table)
+	}
 	return d.replaceTable(a.Table)
 }
 
 func (d applier) ApplyDeleteTable(_ context.Context, a reconcile.DeleteTable) error {
+	if a.Layout == reconcile.LayoutIptables {
+		return d.deleteIptables(a.NS, a.Name)
+	}
 	return d.deleteTable(a.NS, a.Name)
 }
 

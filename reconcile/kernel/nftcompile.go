@@ -40,6 +40,9 @@ type ruleCompiler struct {
 	out     []expr.Any
 	nfproto byte // the IP version checked so far (0: none)
 	l4proto byte // the transport protocol checked so far (0: none)
+	// xt: iptables-nft's encoding (iptables.go): interface names with their
+	// trailing NUL only, and xt compat expressions where iptables-nft has them.
+	xt bool
 }
 
 func (c *ruleCompiler) add(e ...expr.Any) { c.out = append(c.out, e...) }
@@ -71,11 +74,16 @@ func cmpOp(neg bool) expr.CmpOp {
 
 // match compiles one match: one case per kind of reconcile.Match.
 func (c *ruleCompiler) match(m reconcile.Match) error {
+	if c.xt {
+		if done, err := c.xtMatch(m); done || err != nil {
+			return err
+		}
+	}
 	switch m := m.(type) {
 	case reconcile.IIFName:
-		c.add(&expr.Meta{Key: expr.MetaKeyIIFNAME, Register: reg}, cmpReg(cmpOp(m.Neg), ifname(m.Name)))
+		c.add(&expr.Meta{Key: expr.MetaKeyIIFNAME, Register: reg}, cmpReg(cmpOp(m.Neg), c.ifname(m.Name)))
 	case reconcile.OIFName:
-		c.add(&expr.Meta{Key: expr.MetaKeyOIFNAME, Register: reg}, cmpReg(cmpOp(m.Neg), ifname(m.Name)))
+		c.add(&expr.Meta{Key: expr.MetaKeyOIFNAME, Register: reg}, cmpReg(cmpOp(m.Neg), c.ifname(m.Name)))
 	case reconcile.AddrMatch:
 		return c.addr(m)
 	case reconcile.L4ProtoMatch:
@@ -103,6 +111,15 @@ func (c *ruleCompiler) match(m reconcile.Match) error {
 		return fmt.Errorf("no compiler for the match %T", m)
 	}
 	return nil
+}
+
+// ifname is an interface name as the rule compares it: as the kernel does,
+// or, in iptables-nft's encoding, its bytes and one NUL.
+func (c *ruleCompiler) ifname(name string) []byte {
+	if c.xt {
+		return append([]byte(name), 0)
+	}
+	return ifname(name)
 }
 
 // ifname is an interface name as the kernel compares it: IFNAMSIZ bytes, zero padded.
@@ -223,6 +240,11 @@ func (c *ruleCompiler) fieldLoad(f reconcile.Field) (*expr.Payload, error) {
 
 // verdict compiles what the rule does: one case per reconcile.Verdict.
 func (c *ruleCompiler) verdict(r *reconcile.Rule) error {
+	if c.xt {
+		if done, err := c.xtVerdict(r); done || err != nil {
+			return err
+		}
+	}
 	switch r.Verdict {
 	case reconcile.VerdictAccept:
 		c.add(&expr.Verdict{Kind: expr.VerdictAccept})

@@ -237,6 +237,15 @@ func (d *Driver) observeOne(q reconcile.Query, ns string, intents map[reconcile.
 	if t != nil {
 		r.part.table = t
 	}
+	if ns == reconcile.Host || q.Iptables[ns] != nil {
+		ipt, err := d.observeIptables(ns, q.Lab, q.Iptables[ns])
+		if err != nil {
+			return nil, err
+		}
+		if ipt != nil {
+			r.part.iptables = ipt
+		}
+	}
 	if findChain(q.Tables[ns], "forward") != nil {
 		if r.part.warnings, err = d.forwardDrops(ns, reconcile.TableName(q.Lab)); err != nil {
 			return nil, err
@@ -264,7 +273,8 @@ type nsPart struct {
 	routes        []*reconcile.Route
 	foreignRoutes []*reconcile.Route
 	qdiscs        []*reconcile.Qdisc
-	table         *reconcile.Table
+	table         *reconcile.Table // the lab's nftables table
+	iptables      *reconcile.Table // the lab's rules in ip filter / ip nat (iptables.go)
 	warnings      []string
 }
 
@@ -297,6 +307,9 @@ func (r *nsObservation) mergeInto(s *reconcile.State) {
 	}
 	if p.table != nil {
 		s.Tables[r.name] = p.table
+	}
+	if p.iptables != nil {
+		s.Iptables[r.name] = p.iptables
 	}
 	for _, q := range p.qdiscs {
 		s.Qdiscs[q.InterfaceKey] = q

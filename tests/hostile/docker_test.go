@@ -160,7 +160,7 @@ func TestExpandRoundTrip(t *testing.T) {
 }
 
 // TestDockerLevelErrors: mistakes at Docker's level are reported at their
-// place in the file, the iptables and nftables layouts as not built yet.
+// place in the file, the nftables layout as not built yet.
 func TestDockerLevelErrors(t *testing.T) {
 	sb := harness.NewSandbox(t)
 	path := writeLab(t, "bad.yaml", `name: bad
