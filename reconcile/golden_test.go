@@ -110,16 +110,7 @@ func TestPlanGoldenAddressEdit(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for ext, write := range map[string]func(*r.Plan, *bytes.Buffer) error{
-		"txt":      func(p *r.Plan, b *bytes.Buffer) error { return p.WriteText(b) },
-		"commands": func(p *r.Plan, b *bytes.Buffer) error { return p.WriteCommands(b) },
-	} {
-		var b bytes.Buffer
-		if err := write(plan, &b); err != nil {
-			t.Fatal(err)
-		}
-		golden(t, "docker-bridge.readdress."+ext, b.Bytes())
-	}
+	goldenTextAndCommands(t, "docker-bridge.readdress", plan)
 	if err := r.Apply(ctx, d, plan); err != nil {
 		t.Fatal(err)
 	}
@@ -151,16 +142,7 @@ func TestPlanGoldenExecEdit(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for ext, write := range map[string]func(*r.Plan, *bytes.Buffer) error{
-		"txt":      func(p *r.Plan, b *bytes.Buffer) error { return p.WriteText(b) },
-		"commands": func(p *r.Plan, b *bytes.Buffer) error { return p.WriteCommands(b) },
-	} {
-		var b bytes.Buffer
-		if err := write(plan, &b); err != nil {
-			t.Fatal(err)
-		}
-		golden(t, "setup.edit-exec."+ext, b.Bytes())
-	}
+	goldenTextAndCommands(t, "setup.edit-exec", plan)
 	d.Ran = nil
 	if err := r.Apply(ctx, d, plan); err != nil {
 		t.Fatal(err)
@@ -170,5 +152,21 @@ func TestPlanGoldenExecEdit(t *testing.T) {
 	}
 	if err := r.Verify(ctx, d, desired, plan); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// goldenTextAndCommands compares a plan's text and its commands script with
+// the goldens NAME.txt and NAME.commands.
+func goldenTextAndCommands(t *testing.T, name string, plan *r.Plan) {
+	t.Helper()
+	for ext, write := range map[string]func(*r.Plan, *bytes.Buffer) error{
+		"txt":      func(p *r.Plan, b *bytes.Buffer) error { return p.WriteText(b) },
+		"commands": func(p *r.Plan, b *bytes.Buffer) error { return p.WriteCommands(b) },
+	} {
+		var b bytes.Buffer
+		if err := write(plan, &b); err != nil {
+			t.Fatal(err)
+		}
+		golden(t, name+"."+ext, b.Bytes())
 	}
 }

@@ -115,17 +115,7 @@ func ours(r *nftables.Rule, lab string) bool {
 
 // compileXT compiles a rule with iptables-nft's encoding.
 func compileXT(r *reconcile.Rule) ([]expr.Any, error) {
-	c := ruleCompiler{xt: true, nfproto: unix.NFPROTO_IPV4}
-	for _, m := range r.Match {
-		if err := c.match(m); err != nil {
-			return nil, err
-		}
-	}
-	c.add(&expr.Counter{})
-	if err := c.verdict(r); err != nil {
-		return nil, err
-	}
-	return c.out, nil
+	return ruleCompiler{xt: true, nfproto: unix.NFPROTO_IPV4}.compile(r)
 }
 
 // xtMatch and xtVerdict are the matches and targets iptables-nft keeps as xt

@@ -20,8 +20,11 @@ import (
 const reg = 1 // every match loads into register 1, as nft does
 
 // compileRule turns a rule into its expressions.
-func compileRule(r *reconcile.Rule) ([]expr.Any, error) {
-	var c ruleCompiler
+func compileRule(r *reconcile.Rule) ([]expr.Any, error) { return ruleCompiler{}.compile(r) }
+
+// compile turns a rule into expressions with the compiler's encoding (nft's
+// own, or iptables-nft's with xt).
+func (c ruleCompiler) compile(r *reconcile.Rule) ([]expr.Any, error) {
 	for _, m := range r.Match {
 		if err := c.match(m); err != nil {
 			return nil, err
