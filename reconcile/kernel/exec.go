@@ -19,7 +19,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -105,14 +104,13 @@ func (d *Driver) runExec(ctx context.Context, a reconcile.RunExec) error {
 	if err := d.state.writeExecs(a.Lab, a.NS, a.List[:a.Index]); err != nil {
 		return err
 	}
-	logPath := filepath.Join(d.state.labDir(a.Lab), a.NS+".log")
-	log, err := d.state.openFile(logPath, unix.O_CREAT|unix.O_APPEND|unix.O_WRONLY, 0o600)
+	log, logPath, err := d.state.openLog(a.Lab, a.NS)
 	if err != nil {
-		return fmt.Errorf("netns %s: open log: %w", a.NS, err)
+		return err
 	}
 	defer log.Close()
 	header := "netlab exec: " + a.Command()
-	fmt.Fprintf(log, "--- %s %s\n", time.Now().UTC().Format(time.RFC3339), header)
+	logHeader(log, header)
 	cmd := d.nsExecCommand(a.NS, []string{"/bin/sh", "-c", a.Command()})
 	cmd.Env = withoutNetlabMarks(os.Environ())
 	// Straight into the log file, not through a pipe: a command that leaves a

@@ -223,10 +223,9 @@ func (d *Driver) startProcess(a reconcile.StartProcess) error {
 	if err := d.checkPortFree(a); err != nil {
 		return err
 	}
-	logPath := filepath.Join(d.state.labDir(a.Lab), a.NS+".log")
-	log, err := d.state.openFile(logPath, unix.O_CREAT|unix.O_APPEND|unix.O_WRONLY, 0o600)
+	log, logPath, err := d.state.openLog(a.Lab, a.NS)
 	if err != nil {
-		return fmt.Errorf("netns %s: open log: %w", a.NS, err)
+		return err
 	}
 	defer log.Close()
 	argv := []string{"/bin/sh", "-c", a.Command}
@@ -242,7 +241,7 @@ func (d *Driver) startProcess(a reconcile.StartProcess) error {
 	if err != nil {
 		return fmt.Errorf("netns %s: start %q: %w", a.NS, a.Command, err)
 	}
-	fmt.Fprintf(log, "--- %s %s\n", time.Now().UTC().Format(time.RFC3339), startHeader(a.Command))
+	logHeader(log, startHeader(a.Command))
 	if err := cmd.Start(); err != nil {
 		started(0)
 		return fmt.Errorf("netns %s: start %q: %w", a.NS, a.Command, err)

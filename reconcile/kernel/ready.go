@@ -19,6 +19,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -241,6 +242,23 @@ func stopGroup(pid int, exited <-chan string) {
 	case <-time.After(2 * time.Second):
 	}
 	unix.Kill(-pid, unix.SIGKILL)
+}
+
+// openLog opens a namespace's log, shared by its processes and exec: commands,
+// to append to; it returns the log's path for logTail.
+func (s *stateDir) openLog(lab, ns string) (*os.File, string, error) {
+	path := filepath.Join(s.labDir(lab), ns+".log")
+	f, err := s.openFile(path, unix.O_CREAT|unix.O_APPEND|unix.O_WRONLY, 0o600)
+	if err != nil {
+		return nil, path, fmt.Errorf("netns %s: open log: %w", ns, err)
+	}
+	return f, path, nil
+}
+
+// logHeader writes the line that starts a command's output in a log, the one
+// logTail looks for.
+func logHeader(w io.Writer, header string) {
+	fmt.Fprintf(w, "--- %s %s\n", time.Now().UTC().Format(time.RFC3339), header)
 }
 
 // logTail is the end of what a command wrote to its log since its header
