@@ -89,16 +89,8 @@ func golden(t *testing.T, name string, got []byte) {
 // kernel (and the fake) drop web's default route through it: the plan adds the
 // route again after the addresses, and one apply converges.
 func TestPlanGoldenAddressEdit(t *testing.T) {
-	desired := harness.Desired(t, "../labs/docker-bridge-lowlevel.yaml")
 	ctx := context.Background()
-	d := fake.New()
-	plan, err := r.MakePlan(ctx, d, desired)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := r.Apply(ctx, d, plan); err != nil {
-		t.Fatal(err)
-	}
+	desired, d := upOnFake(t, "../labs/docker-bridge-lowlevel.yaml")
 	eth0 := r.InterfaceKey{NS: "web", Name: "eth0"}
 	old := r.AddrKey{InterfaceKey: eth0, Prefix: netip.MustParsePrefix("172.17.0.2/16")}
 	if !desired.Addrs[old] {
@@ -106,7 +98,7 @@ func TestPlanGoldenAddressEdit(t *testing.T) {
 	}
 	delete(desired.Addrs, old)
 	desired.Addrs[r.AddrKey{InterfaceKey: eth0, Prefix: netip.MustParsePrefix("172.17.0.20/16")}] = true
-	plan, err = r.MakePlan(ctx, d, desired)
+	plan, err := r.MakePlan(ctx, d, desired)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -124,21 +116,13 @@ func TestPlanGoldenAddressEdit(t *testing.T) {
 // from the changed command on, and nothing before it; the host's list removed:
 // its record is forgotten, with nothing undone.
 func TestPlanGoldenExecEdit(t *testing.T) {
-	desired := harness.Desired(t, "../tests/testdata/setup.yaml")
 	ctx := context.Background()
-	d := fake.New()
-	plan, err := r.MakePlan(ctx, d, desired)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := r.Apply(ctx, d, plan); err != nil {
-		t.Fatal(err)
-	}
+	desired, d := upOnFake(t, "../tests/testdata/setup.yaml")
 	web := desired.Execs["web"]
 	lines := []string{web[0].Command, "tc qdisc replace dev eth0 root netem delay 20ms", web[2].Command, "echo done >>/run/setup.log"}
 	desired.Execs["web"] = r.ExecList(lines)
 	delete(desired.Execs, r.Host)
-	plan, err = r.MakePlan(ctx, d, desired)
+	plan, err := r.MakePlan(ctx, d, desired)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -169,4 +153,20 @@ func goldenTextAndCommands(t *testing.T, name string, plan *r.Plan) {
 		}
 		golden(t, name+"."+ext, b.Bytes())
 	}
+}
+
+// upOnFake brings a lab file up on a fake kernel and returns its desired state
+// (to edit) and the kernel.
+func upOnFake(t *testing.T, file string) (*r.State, *fake.Driver) {
+	t.Helper()
+	desired := harness.Desired(t, file)
+	d := fake.New()
+	plan, err := r.MakePlan(context.Background(), d, desired)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Apply(context.Background(), d, plan); err != nil {
+		t.Fatal(err)
+	}
+	return desired, d
 }
