@@ -62,6 +62,7 @@ type Result struct {
 	PerStepS float64 `json:"iproute2_per_step_s,omitempty"`
 	BatchS   float64 `json:"iproute2_batch_s,omitempty"`
 	HostS    float64 `json:"iproute2_batch_host_part_s,omitempty"` // the host's ip -batch alone: the kernel's netns and veth work
+	NoIPv6S  float64 `json:"netlab_host_ipv6_off_s,omitempty"`     // netlab with IPv6 off on the sandbox host's new interfaces: what the kernel's IPv6 costs
 	MininetS float64 `json:"mininet_s,omitempty"`
 	RSSMB    float64 `json:"netlab_peak_rss_mb"`
 	NftMS    float64 `json:"nft_transaction_ms,omitempty"`
@@ -252,6 +253,7 @@ func measureSize(cfg config, dir string, n int) []Result {
 	os.WriteFile(labPlus, []byte(strings.Replace(bigger.yaml(), fmt.Sprintf("name: star%d\n", n+1), fmt.Sprintf("name: star%d\n", n), 1)), 0o644)
 
 	ops, fresh, rss := measureNetlab(cfg, n, reps, lab, labPlus)
+	noIPv6 := measureWithoutHostIPv6(cfg, n, reps, lab)
 	b := measureBaselines(cfg, dir, s, reps)
 	var out []Result
 	for _, op := range netlabOps {
@@ -262,6 +264,7 @@ func measureSize(cfg config, dir string, n int) []Result {
 		case "down":
 			r.MininetS = median(b.mnDown)
 		}
+		r.NoIPv6S = median(noIPv6[op])
 		out = append(out, r)
 	}
 	return out
@@ -302,6 +305,34 @@ func measureNetlab(cfg config, n, reps int, lab, labPlus string) (ops, fresh map
 		}
 	}
 	return ops, fresh, rss
+}
+
+// measureWithoutHostIPv6 times netlab's up and down of the star with IPv6
+// turned off for the new interfaces of the sandbox's host namespace (the
+// bench's own namespace, never the machine's), reps times. Each host end of
+// a veth that comes up makes the kernel walk every IPv6 route of the host
+// (fib6_ifup) and insert its own routes past one sibling per interface: a
+// cost per namespace that grows with N, paid by anything that builds the
+// star, Docker and ip included. The difference between this column and
+// netlab's is that cost; what is left is netlab's own and the rest of the kernel's.
+func measureWithoutHostIPv6(cfg config, n, reps int, lab string) map[string][]time.Duration {
+	const knob = "/proc/sys/net/ipv6/conf/default/disable_ipv6"
+	old, err := os.ReadFile(knob)
+	if err != nil {
+		return nil // no IPv6 in this kernel: nothing to compare
+	}
+	if err := os.WriteFile(knob, []byte("1"), 0); err != nil {
+		fail("%v", err)
+	}
+	defer os.WriteFile(knob, old, 0)
+	out := map[string][]time.Duration{}
+	for range reps {
+		up, _, _ := timed(cfg.netlab, "up", lab)
+		down, _, _ := timed(cfg.netlab, "down", lab)
+		out["up"], out["down"] = append(out["up"], up), append(out["down"], down)
+		settle(n)
+	}
+	return out
 }
 
 // baselines are the times of the star built without netlab.
