@@ -130,3 +130,20 @@ func (a *app) recordExecCmd() *cobra.Command {
 		},
 	}
 }
+
+func (a *app) createTableCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:    "__create-table LAB NETNS FAMILY",
+		Short:  "Create Docker's table docker-bridges of a family, marked as the lab's, as up does (for the script of plan -o commands)",
+		Hidden: true,
+		Args:   cobra.ExactArgs(3),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if !validNetns(args[1]) {
+				return fmt.Errorf("invalid namespace name %q", args[1])
+			}
+			return a.recordStep(cmd.Context(), args[0], func(d *kernel.Driver) error {
+				return d.CreateDockerTable(args[0], args[1], args[2])
+			})
+		},
+	}
+}

@@ -32,3 +32,16 @@ func DesiredFromText(t testing.TB, text string) *reconcile.State {
 	}
 	return Desired(t, path)
 }
+
+// MobyGolden is moby's golden `nft list table FAMILY docker-bridges` of the
+// network of its nftabler test (reconcile/testdata/moby, in dir) with the
+// userland proxy on or off ("true", "false": moby's hairpin false, true).
+func MobyGolden(t testing.TB, dir, proxy, family string) string {
+	t.Helper()
+	hairpin := map[string]string{"true": "false", "false": "true"}[proxy]
+	data, err := os.ReadFile(filepath.Join(dir, "hairpin="+hairpin+",internal=false,icc=true,masq=true,snat=false,gwm=nat,bindlh=false__"+family+".golden"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(data)
+}
