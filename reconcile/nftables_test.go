@@ -3,7 +3,6 @@ package reconcile_test
 import (
 	"context"
 	"errors"
-	"os"
 	"strings"
 	"testing"
 
@@ -11,20 +10,6 @@ import (
 	"netlab/reconcile/fake"
 	"netlab/tests/harness"
 )
-
-// mobyLab is the network of moby's nftabler test, and mobyGolden moby's
-// `nft list table` of it: testdata/moby/ says more.
-const mobyLab = "testdata/moby/br-dummy.yaml"
-
-// mobyLabText is mobyLab with the userland proxy on or off ("true", "false").
-func mobyLabText(t *testing.T, proxy string) string {
-	t.Helper()
-	data, err := os.ReadFile(mobyLab)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return strings.Replace(string(data), "userland-proxy: true", "userland-proxy: "+proxy, 1)
-}
 
 // tableScript is the `nft -f` body with which plan -o commands writes one of
 // Docker's tables.
@@ -39,20 +24,22 @@ func tableScript(t *testing.T, s *r.State, k r.TableKey) string {
 	return strings.TrimSuffix(body, "EOF")
 }
 
-// TestNftablesLayoutIsMobysGolden: the nftables layout of moby's test network
-// is, in both families, with and without the userland proxy (moby's hairpin
-// false and true), what moby's goldens of that configuration say (testdata/
-// moby/, copied from moby's nftabler testdata): the nft text of its tables as
-// nft lists them, counters aside, and nat-OUTPUT's priority as nft before 1.1
-// writes it (-100; moby's test turns it into dstnat).
+// TestNftablesLayoutIsMobysGolden: the nftables layout of the network of
+// moby's nftabler test (testdata/moby/br-dummy.yaml) is, in both families, in
+// each configuration of harness.MobyConfigs (the userland proxy on and off;
+// icc and masquerade on, or off with -p on the loopback), what moby's golden of
+// that configuration says (testdata/moby/, copied from moby's nftabler
+// testdata): the nft text of its tables as nft lists them, counters aside, and
+// nat-OUTPUT's priority as nft before 1.1 writes it (-100; moby's test turns
+// it into dstnat).
 func TestNftablesLayoutIsMobysGolden(t *testing.T) {
-	for _, proxy := range []string{"true", "false"} {
-		s := harness.DesiredFromText(t, mobyLabText(t, proxy))
+	for _, c := range harness.MobyConfigs {
+		s := harness.DesiredFromText(t, c.Lab(t, "testdata/moby/br-dummy.yaml"))
 		for _, family := range []string{"ip", "ip6"} {
-			want := strings.ReplaceAll(harness.MobyGolden(t, "testdata/moby", proxy, family), "counter packets 0 bytes 0", "counter")
+			want := strings.ReplaceAll(c.Golden(t, "testdata/moby", family), "counter packets 0 bytes 0", "counter")
 			want = strings.ReplaceAll(want, "type nat hook output priority dstnat", "type nat hook output priority -100")
 			if got := tableScript(t, s, r.TableKey{NS: r.Host, Family: family}); got != want {
-				t.Errorf("userland-proxy %s, table %s docker-bridges:\n%s\nwant (moby's golden):\n%s", proxy, family, got, want)
+				t.Errorf("%s, table %s docker-bridges:\n%s\nwant (moby's golden):\n%s", c, family, got, want)
 			}
 		}
 	}

@@ -236,23 +236,20 @@ func TestDockerNftablesRefusedBesideDockerd(t *testing.T) {
 // TestDockerNftablesMobysNetwork: the network of moby's own nftabler test
 // (one bridge br-dummy with 192.168.0.0/24 and fd49:efd7:54aa::/64, one
 // endpoint with -p 8080:80), written with firewall: nftables on the bridge,
-// comes up with tables ip and ip6 docker-bridges that `nft list` prints as
-// moby's goldens of that configuration do (reconcile/testdata/moby/, with and
-// without the userland proxy), reads back as written ("No changes."), and goes.
+// comes up in each configuration of harness.MobyConfigs with tables ip and
+// ip6 docker-bridges that `nft list` prints as moby's goldens of that
+// configuration do (reconcile/testdata/moby/), reads back as written ("No
+// changes."), and goes.
 func TestDockerNftablesMobysNetwork(t *testing.T) {
-	const lab, goldens = "../../reconcile/testdata/moby/br-dummy.yaml", "../../reconcile/testdata/moby"
-	for _, proxy := range []string{"true", "false"} {
-		t.Run("userland-proxy="+proxy, func(t *testing.T) {
+	const dir = "../../reconcile/testdata/moby"
+	for _, c := range harness.MobyConfigs {
+		t.Run(c.String(), func(t *testing.T) {
 			sb := harness.NewSandbox(t)
-			data, err := os.ReadFile(lab)
-			if err != nil {
-				t.Fatal(err)
-			}
-			path := writeLab(t, "moby.yaml", strings.Replace(string(data), "userland-proxy: true", "userland-proxy: "+proxy, 1))
+			path := writeLab(t, "moby.yaml", c.Lab(t, dir+"/br-dummy.yaml"))
 			before := sb.OK("nft", "list", "ruleset")
 			sb.OK("netlab", "up", path)
 			for _, family := range []string{"ip", "ip6"} {
-				if got, want := normalisedNftTable(sb, family), harness.MobyGolden(t, goldens, proxy, family); got != want {
+				if got, want := normalisedNftTable(sb, family), c.Golden(t, dir, family); got != want {
 					t.Errorf("nft list table %s docker-bridges:\n%s\nwant (moby's golden):\n%s", family, got, want)
 				}
 			}
