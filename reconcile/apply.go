@@ -29,7 +29,7 @@ func makePlan(ctx context.Context, d Driver, desired *State, reread map[string]b
 	for name := range desired.Namespaces {
 		keep[name] = true
 	}
-	observed, err := d.Observe(ctx, Query{Lab: desired.Lab, Sysctls: desired.SysctlKeys(), Tables: desired.Tables, Iptables: desired.Iptables, Qdiscs: desired.Qdiscs, Keep: keep, Reread: reread})
+	observed, err := d.Observe(ctx, Query{Lab: desired.Lab, Sysctls: desired.SysctlKeys(), Tables: desired.Tables, Iptables: desired.Iptables, DockerTables: desired.DockerTables, Qdiscs: desired.Qdiscs, Keep: keep, Reread: reread})
 	if err != nil {
 		return nil, fmt.Errorf("observe lab %s: %w", desired.Lab, err)
 	}

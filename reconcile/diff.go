@@ -107,6 +107,11 @@ func conflicts(desired, observed *State) error {
 			out = append(out, fmt.Sprintf("file %s already exists and was not written by netlab for lab %s", k.Path(), desired.Lab))
 		}
 	}
+	for _, k := range sortedKeys(desired.DockerTables, TableKey.compare) {
+		if owner, ok := observed.ForeignTables[k]; ok {
+			out = append(out, foreignTable(k, owner))
+		}
+	}
 	out = append(out, foreignRoutes(desired, observed)...)
 	out = append(out, foreignAddrs(desired, observed)...)
 	out = append(out, sysctlConflicts(desired, observed)...)
@@ -114,6 +119,18 @@ func conflicts(desired, observed *State) error {
 		return nil
 	}
 	return &ConflictError{Lab: desired.Lab, Conflicts: out}
+}
+
+// foreignTable: Docker's table of that name is there and is not the lab's.
+func foreignTable(k TableKey, owner string) string {
+	if owner != "" {
+		return fmt.Sprintf("%s belongs to lab %s: one lab at a time writes Docker's nftables layout in a namespace, "+
+			"as one dockerd does (take lab %s down first, or use docker: {firewall: native})", k, owner, owner)
+	}
+	return fmt.Sprintf("%s already exists and was not written by netlab (a running dockerd's, with --firewall-backend=nftables?). "+
+		"netlab writes Docker's nftables layout only where no dockerd does: stop dockerd and delete the table "+
+		"(nft delete table %s %s), or use docker: {firewall: native}, netlab's own table, which coexists with anything",
+		k, k.Family, DockerTableName)
 }
 
 // foreignRoutes: a route the lab wants whose key (destination, metric) is
@@ -554,6 +571,20 @@ func (d *differ) tables() {
 	for _, ns := range sortedKeys(d.observed.Iptables, strings.Compare) {
 		if _, ok := d.desired.Iptables[ns]; !ok {
 			d.add(DeleteTable{NS: ns, Name: d.observed.Iptables[ns].Name, Layout: LayoutIptables})
+		}
+	}
+	// The nftables layout (nftables.go): Docker 29's tables.
+	for _, k := range sortedKeys(d.desired.DockerTables, TableKey.compare) {
+		want, have := d.desired.DockerTables[k], d.observed.DockerTables[k]
+		if have == nil || d.goneNetns[k.NS] {
+			d.add(ReplaceTable{Lab: d.desired.Lab, Table: want})
+		} else if !slices.Equal(want.lines(), have.lines()) {
+			d.add(ReplaceTable{Lab: d.desired.Lab, Table: want, Old: have})
+		}
+	}
+	for _, k := range sortedKeys(d.observed.DockerTables, TableKey.compare) {
+		if _, ok := d.desired.DockerTables[k]; !ok && !d.goneNetns[k.NS] {
+			d.add(DeleteTable{Lab: d.desired.Lab, NS: k.NS, Name: DockerTableName, Layout: LayoutNftables, Family: k.Family})
 		}
 	}
 }

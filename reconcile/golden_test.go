@@ -25,7 +25,7 @@ var update = flag.Bool("update", false, "rewrite the plan goldens under testdata
 // goldens are the readable record of what netlab prints; regenerate them with
 // `go test ./reconcile -update` and read the diff.
 func TestPlanGoldens(t *testing.T) {
-	for _, file := range []string{"../labs/docker-bridge-lowlevel.yaml", "../tests/testdata/spine.yaml", "../tests/testdata/setup.yaml", "../tests/testdata/docker-proxy.yaml"} {
+	for _, file := range []string{"../labs/docker-bridge-lowlevel.yaml", "../labs/docker-bridge-nftables.yaml", "../tests/testdata/spine.yaml", "../tests/testdata/setup.yaml", "../tests/testdata/docker-proxy.yaml"} {
 		name := strings.TrimSuffix(filepath.Base(file), ".yaml")
 		t.Run(name, func(t *testing.T) {
 			desired := harness.Desired(t, file)

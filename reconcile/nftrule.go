@@ -14,7 +14,10 @@ type Rule struct {
 	Verdict Verdict
 	Chain   string    // jump: the chain jumped to
 	NAT     NATTarget // snat, dnat: where to
+	Vmap    Vmap      // vmap: the verdict map
 	Comment string
+	// NoCounter: the rule has no counter (Docker's verdict map rules).
+	NoCounter bool
 
 	// Observed only: a rule in the lab's table that netlab did not write there
 	// (or wrote differently); Raw says what is known of it.
@@ -24,29 +27,43 @@ type Rule struct {
 }
 
 // Text is the rule in nft syntax, as `nft list ruleset` prints it (without the
-// counter's numbers).
-func (r *Rule) Text() string {
+// counter's numbers) in an inet table.
+func (r *Rule) Text() string { return r.TextIn(FamilyInet) }
+
+// TextIn is the rule as nft prints it in a table of that family: in an ip or
+// ip6 table a NAT target names no family ("dnat to 172.17.0.2:80").
+func (r *Rule) TextIn(family string) string {
 	if r.Raw != "" {
 		return r.Raw
 	}
 	if r.Comment != "" {
-		return fmt.Sprintf("%s comment %q", r.Statement(), r.Comment)
+		return fmt.Sprintf("%s comment %q", r.StatementIn(family), r.Comment)
 	}
-	return r.Statement()
+	return r.StatementIn(family)
 }
 
-// Statement is the rule in nft syntax without its comment.
-func (r *Rule) Statement() string {
+// Statement is the rule in nft syntax without its comment, in an inet table.
+func (r *Rule) Statement() string { return r.StatementIn(FamilyInet) }
+
+// StatementIn is the rule without its comment as nft prints it in a table of
+// that family.
+func (r *Rule) StatementIn(family string) string {
 	var parts []string
 	for _, m := range r.Match {
 		parts = append(parts, m.Text())
 	}
-	parts = append(parts, "counter", r.Verdict.Text())
+	if !r.NoCounter {
+		parts = append(parts, "counter")
+	}
 	switch r.Verdict {
+	case VerdictVmap:
+		parts = append(parts, r.Vmap.Text())
 	case VerdictJump:
-		parts = append(parts, r.Chain)
+		parts = append(parts, r.Verdict.Text(), r.Chain)
 	case VerdictSNAT, VerdictDNAT:
-		parts = append(parts, r.NAT.Text())
+		parts = append(parts, r.Verdict.Text(), r.NAT.textIn(family))
+	default:
+		parts = append(parts, r.Verdict.Text())
 	}
 	return strings.Join(parts, " ")
 }
@@ -63,10 +80,31 @@ const (
 	VerdictSNAT
 	VerdictDNAT
 	VerdictReturn
+	// VerdictVmap: the verdict a map gives for the packet's interface
+	// (`oifname vmap @NAME`), Rule.Vmap.
+	VerdictVmap
 )
 
 var verdictNames = map[Verdict]string{VerdictAccept: "accept", VerdictDrop: "drop", VerdictReject: "reject",
-	VerdictJump: "jump", VerdictMasquerade: "masquerade", VerdictSNAT: "snat", VerdictDNAT: "dnat", VerdictReturn: "return"}
+	VerdictJump: "jump", VerdictMasquerade: "masquerade", VerdictSNAT: "snat", VerdictDNAT: "dnat", VerdictReturn: "return",
+	VerdictVmap: "vmap"}
+
+// Vmap is a verdict map looked up by the interface a packet comes in by
+// (iifname) or goes out by (oifname): its elements are verdicts, such as
+// `"docker0" : jump filter-forward-in__docker0`.
+type Vmap struct {
+	Out bool // oifname; false: iifname
+	Map string
+}
+
+// Text is the lookup in nft syntax: "oifname vmap @filter-forward-in-jumps".
+func (v Vmap) Text() string {
+	key := "iifname"
+	if v.Out {
+		key = "oifname"
+	}
+	return key + " vmap @" + v.Map
+}
 
 // Text is nft's keyword for the verdict.
 func (v Verdict) Text() string {
@@ -98,21 +136,28 @@ type NATTarget struct {
 
 // Text is the target in nft syntax: "ip to 172.17.0.2:80", "ip6 to
 // [2001:db8::2]:80", "ip to tcp dport map @docker0-tcp-dnat".
-func (n NATTarget) Text() string {
-	if n.Map != "" {
-		return "ip to " + n.MapProto.Text() + " dport map @" + n.Map
-	}
-	family, to := "ip", n.Addr.String()
-	if n.Addr.Is6() {
-		family = "ip6"
+func (n NATTarget) Text() string { return n.textIn(FamilyInet) }
+
+// textIn is the target as nft prints it in a table of that family: only an
+// inet table's names the address family ("ip to ...").
+func (n NATTarget) textIn(family string) string {
+	af, to := "ip ", n.Addr.String()
+	switch {
+	case n.Map != "":
+		to = n.MapProto.Text() + " dport map @" + n.Map
+	case n.Addr.Is6():
+		af = "ip6 "
 		if n.First != 0 {
 			to = "[" + to + "]"
 		}
 	}
-	if n.First != 0 {
+	if n.Map == "" && n.First != 0 {
 		to += ":" + portsText(n.First, n.Last)
 	}
-	return family + " to " + to
+	if family != FamilyInet {
+		af = ""
+	}
+	return af + "to " + to
 }
 
 func portsText(first, last uint16) string {

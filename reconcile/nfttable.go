@@ -22,10 +22,44 @@ func TableName(lab string) string { return "netlab-" + lab }
 type Table struct {
 	NS     string
 	Name   string
-	Layout string   // "" netlab's own table; LayoutIptables: the lab's part of ip filter / ip nat
+	Layout string // "" netlab's own table; LayoutIptables: the lab's part of ip filter / ip nat; LayoutNftables: Docker 29's table
+	// Family is nft's family of the table: "" (FamilyInet) for netlab's own,
+	// "ip" or "ip6" for Docker's (nftables.go).
+	Family string
 	Sets   []*Set   // by name
-	Chains []*Chain // in chainOrder
+	Chains []*Chain // in chainOrder; in the layout's own order for Docker's
 }
+
+// The families of the tables netlab writes.
+const (
+	FamilyInet = "inet"
+	FamilyIP   = "ip"
+	FamilyIP6  = "ip6"
+)
+
+// family is the table's family in nft syntax.
+func (t *Table) family() string {
+	if t.Family == "" {
+		return FamilyInet
+	}
+	return t.Family
+}
+
+// TableKey names one of Docker's tables (nftables.go) by its namespace and
+// family: its name is DockerTableName.
+type TableKey struct{ NS, Family string }
+
+func (k TableKey) String() string { return k.NS + ": table " + k.Family + " " + DockerTableName }
+
+func (k TableKey) compare(o TableKey) int {
+	if c := strings.Compare(k.NS, o.NS); c != 0 {
+		return c
+	}
+	return strings.Compare(k.Family, o.Family)
+}
+
+// Key is the table's TableKey.
+func (t *Table) Key() TableKey { return TableKey{t.NS, t.family()} }
 
 // Hook is the netfilter hook a base chain is attached to.
 type Hook string
@@ -48,6 +82,7 @@ const (
 
 // Chain is a base chain with policy accept: the lab's rules drop explicitly, and
 // only traffic of the lab's own interfaces, so the host's other traffic is untouched.
+// In Docker's layouts a chain of no Hook is a regular chain, reached by jumps.
 type Chain struct {
 	Name     string
 	Type     ChainType
@@ -106,14 +141,19 @@ func (t *Table) chain(name string) *Chain {
 	return &c
 }
 
-// header is the chain's declaration line in nft syntax.
+// header is the chain's declaration line in nft syntax ("" for a regular chain).
 func (c *Chain) header() string {
+	if c.Hook == "" {
+		return ""
+	}
 	// nft's names for standard priorities, where nft accepts them: dstnat only on
 	// prerouting, srcnat only on postrouting.
 	prio := strconv.Itoa(c.Priority)
 	switch {
 	case c.Priority == 0:
 		prio = "filter"
+	case c.Priority == -300:
+		prio = "raw"
 	case c.Priority == -100 && c.Hook == HookPrerouting:
 		prio = "dstnat"
 	case c.Priority == 100 && c.Hook == HookPostrouting:
@@ -136,28 +176,34 @@ func (t *Table) RuleCount() int {
 type DataType uint32
 
 const (
+	TypeVerdict     DataType = 1 // a verdict map's values: accept, jump CHAIN, ...
 	TypeIPv4Addr    DataType = 7
 	TypeIPv6Addr    DataType = 8
 	TypeInetService DataType = 13
+	TypeIFName      DataType = 41 // an interface name
 )
 
 // Text is nft's name of the type.
 func (t DataType) Text() string {
 	switch t {
+	case TypeVerdict:
+		return "verdict"
 	case TypeIPv4Addr:
 		return "ipv4_addr"
 	case TypeIPv6Addr:
 		return "ipv6_addr"
 	case TypeInetService:
 		return "inet_service"
+	case TypeIFName:
+		return "ifname"
 	}
 	return fmt.Sprintf("datatype %d", uint32(t))
 }
 
 // Size is the number of bytes of a value of the type; 0 for a type netlab does
-// not write.
+// not write, and for a verdict (not bytes: a verdict of its own kind).
 func (t DataType) Size() int {
-	return map[DataType]int{TypeIPv4Addr: 4, TypeIPv6Addr: 16, TypeInetService: 2}[t]
+	return map[DataType]int{TypeIPv4Addr: 4, TypeIPv6Addr: 16, TypeInetService: 2, TypeIFName: 16}[t]
 }
 
 // typesText is a (concatenated) type as nft writes it: "ipv4_addr . inet_service".
@@ -169,21 +215,31 @@ func typesText(types []DataType) string {
 	return strings.Join(parts, " . ")
 }
 
-// Value is one field of a set element: an address (ipv4_addr, ipv6_addr) or a
-// port (inet_service).
+// Value is one field of a set element: an address (ipv4_addr, ipv6_addr), a
+// port (inet_service), an interface name (ifname) or, in a verdict map, the
+// chain its verdict jumps to (verdict).
 type Value struct {
 	Addr netip.Addr
 	Port uint16
+	Name string // ifname
+	Jump string // verdict: jump to this chain
 }
 
-// AddrValue and PortValue make the two kinds of Value.
+// AddrValue, PortValue, NameValue and JumpValue make the kinds of Value.
 func AddrValue(a netip.Addr) Value { return Value{Addr: a} }
 func PortValue(p uint16) Value     { return Value{Port: p} }
+func NameValue(n string) Value     { return Value{Name: n} }
+func JumpValue(chain string) Value { return Value{Jump: chain} }
 
 // Text is the value as nft writes it.
 func (v Value) Text() string {
-	if v.Addr.IsValid() {
+	switch {
+	case v.Addr.IsValid():
 		return v.Addr.String()
+	case v.Name != "":
+		return `"` + v.Name + `"`
+	case v.Jump != "":
+		return "jump " + v.Jump
 	}
 	return strconv.Itoa(int(v.Port))
 }
@@ -280,11 +336,19 @@ func (t *Table) set(name string, key, data []DataType) *Set {
 // first line creates it if missing so that the delete never fails.
 func (t *Table) Script() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "table inet %s\ndelete table inet %s\ntable inet %s {\n", t.Name, t.Name, t.Name)
+	name := t.family() + " " + t.Name
+	fmt.Fprintf(&b, "table %s\ndelete table %s\n", name, name)
+	t.writeBody(&b)
+	return b.String()
+}
+
+// writeBody writes the table as nft declares it: "table FAMILY NAME { ... }".
+func (t *Table) writeBody(b *strings.Builder) {
+	fmt.Fprintf(b, "table %s %s {\n", t.family(), t.Name)
 	for _, s := range t.Sets {
-		fmt.Fprintf(&b, "\t%s %s {\n\t\t%s\n", s.Kind(), s.Name, s.TypeText())
+		fmt.Fprintf(b, "\t%s %s {\n\t\t%s\n", s.Kind(), s.Name, s.TypeText())
 		if len(s.Elements) > 0 {
-			fmt.Fprintf(&b, "\t\telements = { %s }\n", strings.Join(s.ElementTexts(), ", "))
+			fmt.Fprintf(b, "\t\telements = { %s }\n", strings.Join(s.ElementTexts(), ", "))
 		}
 		b.WriteString("\t}\n\n")
 	}
@@ -292,14 +356,16 @@ func (t *Table) Script() string {
 		if i > 0 {
 			b.WriteString("\n")
 		}
-		fmt.Fprintf(&b, "\tchain %s {\n\t\t%s\n", c.Name, c.header())
+		fmt.Fprintf(b, "\tchain %s {\n", c.Name)
+		if h := c.header(); h != "" {
+			fmt.Fprintf(b, "\t\t%s\n", h)
+		}
 		for _, r := range c.Rules {
-			fmt.Fprintf(&b, "\t\t%s\n", r.Text())
+			fmt.Fprintf(b, "\t\t%s\n", r.TextIn(t.family()))
 		}
 		b.WriteString("\t}\n")
 	}
 	b.WriteString("}\n")
-	return b.String()
 }
 
 // tableLine is one line of a table as the plan compares and shows it: a set's
@@ -339,9 +405,13 @@ func (t *Table) lines() []tableLine {
 			}
 			continue
 		}
-		out = append(out, tableLine{c.Name + ": " + c.header(), lineDeclaration})
+		decl := c.header()
+		if decl == "" {
+			decl = "a chain of no hook, entered by jump"
+		}
+		out = append(out, tableLine{c.Name + ": " + decl, lineDeclaration})
 		for _, r := range c.Rules {
-			out = append(out, tableLine{c.Name + ": " + r.Text(), lineRule})
+			out = append(out, tableLine{c.Name + ": " + r.TextIn(t.family()), lineRule})
 		}
 	}
 	return out
@@ -403,7 +473,7 @@ func (a ReplaceTable) Op() Op {
 func (a ReplaceTable) Phase() Phase { return phaseNft }
 func (a ReplaceTable) Kind() string { return "nft" }
 func (a ReplaceTable) Object() string {
-	s := a.Table.NS + ": table inet " + a.Table.Name
+	s := a.Table.NS + ": table " + a.Table.family() + " " + a.Table.Name
 	if a.Table.Layout == LayoutIptables {
 		s = a.Table.NS + ": iptables (ip filter, ip nat)"
 	}
@@ -441,6 +511,9 @@ func (a ReplaceTable) Commands() []string {
 	if a.Table.Layout == LayoutIptables {
 		return []string{fmt.Sprintf("%siptables-restore --noflush <<'EOF'\n%sEOF", nsExec(a.Table.NS), a.Table.IptablesSave())}
 	}
+	if a.Table.Layout == LayoutNftables {
+		return a.dockerCommands()
+	}
 	return []string{fmt.Sprintf("%snft -f - <<'EOF'\n%sEOF", nsExec(a.Table.NS), a.Table.Script())}
 }
 
@@ -451,8 +524,10 @@ func (a ReplaceTable) ApplyTo(ctx context.Context, d Applier) error {
 
 // DeleteTable removes the lab's table from a namespace.
 type DeleteTable struct {
+	Lab      string // LayoutNftables: the lab whose mark the table bears
 	NS, Name string
-	Layout   string // LayoutIptables: the lab's part of ip filter / ip nat
+	Layout   string // LayoutIptables: the lab's part of ip filter / ip nat; LayoutNftables: Docker 29's table
+	Family   string // "" (inet), or the family of Docker's table
 }
 
 func (a DeleteTable) Op() Op       { return OpDelete }
@@ -462,13 +537,13 @@ func (a DeleteTable) Object() string {
 	if a.Layout == LayoutIptables {
 		return a.NS + ": iptables rules of lab " + strings.TrimPrefix(a.Name, "netlab-") + " (ip filter, ip nat)"
 	}
-	return a.NS + ": table inet " + a.Name
+	return a.NS + ": table " + (&Table{Family: a.Family}).family() + " " + a.Name
 }
 func (a DeleteTable) Commands() []string {
 	if a.Layout == LayoutIptables {
 		return []string{"# " + a.Object() + ": netlab down removes exactly the rules and chains it added"}
 	}
-	return []string{fmt.Sprintf("%snft delete table inet %s", nsExec(a.NS), a.Name)}
+	return []string{fmt.Sprintf("%snft delete table %s %s", nsExec(a.NS), (&Table{Family: a.Family}).family(), a.Name)}
 }
 
 func (a DeleteTable) Namespaces() []string                         { return []string{a.NS} }

@@ -68,7 +68,7 @@ func compileRules(lab *topology.Lab, s *State) {
 	// DOCKER-ISOLATION chains do: otherwise a published port of one bridge would
 	// accept a packet from an isolated neighbour before its drop is reached.
 	for _, b := range lab.Bridges {
-		if b.Isolated && !b.Iptables {
+		if b.Isolated && nativeFirewall(b) {
 			c.isolate(b)
 		}
 	}
@@ -77,7 +77,7 @@ func compileRules(lab *topology.Lab, s *State) {
 	c.proxyProcesses()
 	var drops []*topology.Bridge
 	for _, b := range lab.Bridges {
-		if dockerBridge(b, pubs) && !b.Iptables {
+		if dockerBridge(b, pubs) && nativeFirewall(b) {
 			c.dockerBridge(b, pubs)
 			drops = append(drops, b)
 		}
@@ -96,7 +96,16 @@ func compileRules(lab *topology.Lab, s *State) {
 		t := c.iptablesLayout(ns, bridges, pubs)
 		s.Iptables[t.NS] = t
 	}
+	for ns, bridges := range c.nftablesBridges(pubs) {
+		for _, t := range c.nftablesLayout(ns, bridges, pubs) {
+			s.DockerTables[t.Key()] = t
+		}
+	}
 }
+
+// nativeFirewall says whether a bridge's Docker rules are in the lab's own
+// table (`firewall: native`), not in Docker's layouts.
+func nativeFirewall(b *topology.Bridge) bool { return !b.Iptables && !b.Nftables }
 
 // dockerBridge says whether a bridge behaves like a Docker network: it does as
 // soon as any of Docker's options is set on it or a port is published through it.
@@ -153,7 +162,7 @@ func bridgedEnd(ns *topology.Namespace) *topology.End {
 // bridge of the same namespace.
 func (c *rulesCompiler) isolate(b *topology.Bridge) {
 	for _, other := range c.lab.Bridges {
-		if other != b && other.Isolated && !other.Iptables && other.Namespace == b.Namespace {
+		if other != b && other.Isolated && nativeFirewall(other) && other.Namespace == b.Namespace {
 			c.add(b.Namespace, "forward", &Rule{Match: []Match{IIFName{Name: b.Name}, OIFName{Name: other.Name}},
 				Verdict: VerdictDrop, Comment: fmt.Sprintf("%s: isolated from %s", b.Name, other.Name)})
 		}

@@ -46,6 +46,9 @@ type Query struct {
 	// Iptables are the lab's desired rules in the shared tables ip filter / ip
 	// nat (`firewall: iptables`), by namespace (iptables.go).
 	Iptables map[string]*Table
+	// DockerTables are the lab's desired tables ip/ip6 docker-bridges
+	// (`firewall: nftables`, nftables.go).
+	DockerTables map[TableKey]*Table
 	// Qdiscs are the lab's desired shapings: the driver checks that the kernel
 	// has their kinds, and recognises its own encoding of them (qdisc.go).
 	Qdiscs map[InterfaceKey]*Qdisc
@@ -74,10 +77,13 @@ type State struct {
 	Sysctls    map[SysctlKey]string
 	Tables     map[string]*Table // the lab's nftables table, by namespace
 	Iptables   map[string]*Table // the lab's rules in ip filter / ip nat, by namespace (iptables.go)
-	Processes  map[ProcKey]*Process
-	Files      map[FileKey]string      // generated files (/etc/netns/NS/hosts) and their content
-	UTS        map[string]string       // namespaces with a UTS namespace of their own: name -> hostname
-	Qdiscs     map[InterfaceKey]*Qdisc // netlab's shaping of the lab's interfaces (qdisc.go)
+	// DockerTables are Docker 29's tables ip/ip6 docker-bridges (`firewall:
+	// nftables`, nftables.go): observed, those marked as the lab's.
+	DockerTables map[TableKey]*Table
+	Processes    map[ProcKey]*Process
+	Files        map[FileKey]string      // generated files (/etc/netns/NS/hosts) and their content
+	UTS          map[string]string       // namespaces with a UTS namespace of their own: name -> hostname
+	Qdiscs       map[InterfaceKey]*Qdisc // netlab's shaping of the lab's interfaces (qdisc.go)
 	// Execs are the `exec:` commands of each namespace: desired, the list in the
 	// file; observed, those recorded as run and succeeded, in order (only for
 	// namespaces that exist).
@@ -88,8 +94,12 @@ type State struct {
 	ForeignNetns      map[string]string       // namespaces not owned by Lab: name -> owner lab ("" if not netlab's)
 	ForeignInterfaces map[InterfaceKey]string // interfaces not owned by Lab: key -> owner lab ("" if not netlab's)
 	ForeignFiles      map[FileKey]bool        // files the lab wants to write that someone else wrote
-	NotNetns          map[string]string       // objects other than a namespace where one would go (a FIFO at /run/netns/NAME): name -> what it is
-	Warnings          []string                // what others do that will break the lab (another table's forward drop)
+	// ForeignTables are Docker's tables (nftables.go), where the lab wants
+	// them, that are not the lab's: key -> owner lab ("" if not netlab's: a
+	// live dockerd's).
+	ForeignTables map[TableKey]string
+	NotNetns      map[string]string // objects other than a namespace where one would go (a FIFO at /run/netns/NAME): name -> what it is
+	Warnings      []string          // what others do that will break the lab (another table's forward drop)
 
 	// MissingQdiscs are the qdisc kinds the lab's shaping needs that the
 	// kernel does not have, each with its module (sch_netem).
@@ -154,6 +164,8 @@ func NewState(lab string) *State {
 		Sysctls:           map[SysctlKey]string{},
 		Tables:            map[string]*Table{},
 		Iptables:          map[string]*Table{},
+		DockerTables:      map[TableKey]*Table{},
+		ForeignTables:     map[TableKey]string{},
 		Processes:         map[ProcKey]*Process{},
 		Files:             map[FileKey]string{},
 		UTS:               map[string]string{},
@@ -190,6 +202,8 @@ func (s *State) Clone() *State {
 	maps.Copy(c.Sysctls, s.Sysctls)
 	maps.Copy(c.Tables, s.Tables) // tables are replaced whole, never edited in place
 	maps.Copy(c.Iptables, s.Iptables)
+	maps.Copy(c.DockerTables, s.DockerTables)
+	maps.Copy(c.ForeignTables, s.ForeignTables)
 	for k, v := range s.Processes {
 		p := *v
 		p.PIDs = slices.Clone(v.PIDs)

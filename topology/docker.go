@@ -151,6 +151,13 @@ func (d *decoder) dockerLevel(root *yaml.Node) *yaml.Node {
 	cfg := d.dockerConfig(dk["docker"], first)
 	nets, byName := d.dockerNetworks(dk["networks"], lab, first)
 	containers := d.dockerContainers(dk["containers"], byName)
+	for _, n := range nets {
+		if n.internal && cfg.firewall == "nftables" && !n.bad {
+			// Docker 29 writes an internal network's own chains (INTERNAL NETWORK
+			// INGRESS/EGRESS); netlab does not write them yet.
+			d.errorf(n.key, "network %s: internal: true with docker: firewall: nftables is not built yet; use firewall: native or iptables for a lab with an internal network", n.name)
+		}
+	}
 	d.allocate(nets, containers, lab, cfg)
 	d.emitDocker(out, lab, cfg, nets, containers, first)
 	return canonicalOrder(out)
@@ -184,11 +191,13 @@ func (d *decoder) dockerConfig(p pair, first Pos) dockerConfig {
 	}
 	cfg.pos = pos(p.key)
 	f, _ := d.fields(p.value, "docker", "version", "userland-proxy", "firewall")
+	versionBad := false // reported: nothing else is checked against it
 	if v := f.val("version"); v != nil {
 		// `version: 26.1` is a number to YAML; the text written is what counts.
 		if s, ok := d.str(v, "docker: version"); ok {
 			if !slices.Contains(DockerVersions, s) {
 				d.errorf(v, "docker: version: %q is not a release netlab knows (want %s)", s, strings.Join(DockerVersions, ", "))
+				versionBad = true
 			} else {
 				cfg.version = s
 			}
@@ -199,10 +208,11 @@ func (d *decoder) dockerConfig(p pair, first Pos) dockerConfig {
 	}
 	if v := f.val("firewall"); v != nil {
 		if s, ok := d.oneOf(v, "docker: firewall", "native", "iptables", "nftables"); ok {
-			if s == "nftables" {
-				d.errorf(v, "docker: firewall: %s (Docker's own %s layout) is not built yet (issue 18); use firewall: native, netlab's table with Docker's behaviour, or firewall: iptables, dockerd's iptables rules", s, s)
-			} else {
-				cfg.firewall = s
+			cfg.firewall = s
+			// Docker's nftables backend (--firewall-backend=nftables) is new in 29.
+			if s == "nftables" && cfg.version != "29" && !versionBad {
+				d.errorf(v, "docker: firewall: nftables is Docker 29's --firewall-backend=nftables: it needs docker: {version: \"29\"} (the version is %s); or use firewall: native, netlab's table with Docker's behaviour, or firewall: iptables, dockerd's iptables rules", cfg.version)
+				cfg.firewall = "native"
 			}
 		}
 	}

@@ -161,7 +161,7 @@ func emitBridge(bridges, host *yaml.Node, lab string, cfg dockerConfig, n *docke
 	if cfg.proxy && !n.internal {
 		b.Content = append(b.Content, gStr(p, "userland-proxy"), gBool(p, true))
 	}
-	if cfg.firewall == "iptables" {
+	if cfg.firewall != "native" {
 		b.Content = append(b.Content, gStr(p, "firewall"), gStr(p, cfg.firewall))
 	}
 	k := gStr(p, n.bridge)

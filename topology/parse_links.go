@@ -61,8 +61,8 @@ func (d *decoder) bridges(n *yaml.Node) []*Bridge {
 			b.UserlandProxy, _ = d.boolean(v, label+": userland-proxy")
 		}
 		if v := f.val("firewall"); v != nil {
-			if s, ok := d.oneOf(v, label+": firewall", "native", "iptables"); ok && s == "iptables" {
-				b.Iptables = true
+			if s, ok := d.oneOf(v, label+": firewall", "native", "iptables", "nftables"); ok {
+				b.Iptables, b.Nftables = s == "iptables", s == "nftables"
 			}
 		}
 	}

@@ -63,6 +63,10 @@ type Bridge struct {
 	// writes them, in the shared tables ip filter / ip nat with iptables-nft's
 	// encoding (reconcile/iptables.go), instead of in the lab's own table.
 	Iptables bool
+	// Nftables (`firewall: nftables`): the bridge's rules are written as
+	// Docker 29 writes them with --firewall-backend=nftables, in its tables
+	// ip docker-bridges and ip6 docker-bridges (reconcile/nftables.go).
+	Nftables bool
 
 	// Resolved by Validate: the link ends that are ports of this bridge, in file order.
 	Ports []*End

@@ -72,61 +72,51 @@ func (a *app) recordCmd() *cobra.Command {
 	}
 }
 
-func (a *app) saveSysctlCmd() *cobra.Command {
+// netnsStep is a hidden command of LAB NETNS and more arguments (args in
+// all): the namespace checked, step runs as recordStep runs it.
+func (a *app) netnsStep(use, short string, args int, step func(d *kernel.Driver, args []string) error) *cobra.Command {
 	return &cobra.Command{
-		Use:    "__save-sysctl LAB NETNS NAME=VALUE",
-		Short:  "Record the value a sysctl has before the lab sets it, as up does (for the script of plan -o commands)",
+		Use:    use,
+		Short:  short + " (for the script of plan -o commands)",
 		Hidden: true,
-		Args:   cobra.ExactArgs(3),
+		Args:   cobra.ExactArgs(args),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if !validNetns(args[1]) {
+				return fmt.Errorf("invalid namespace name %q", args[1])
+			}
+			return a.recordStep(cmd.Context(), args[0], func(d *kernel.Driver) error { return step(d, args) })
+		},
+	}
+}
+
+func (a *app) saveSysctlCmd() *cobra.Command {
+	return a.netnsStep("__save-sysctl LAB NETNS NAME=VALUE", "Record the value a sysctl has before the lab sets it, as up does", 3,
+		func(d *kernel.Driver, args []string) error {
 			name, value, ok := strings.Cut(args[2], "=")
 			if !ok {
 				return fmt.Errorf("want NAME=VALUE, not %q", args[2])
 			}
-			if !validNetns(args[1]) {
-				return fmt.Errorf("invalid namespace name %q", args[1])
-			}
-			return a.recordStep(cmd.Context(), args[0], func(d *kernel.Driver) error {
-				return d.SaveSysctl(args[0], args[1], name, value)
-			})
-		},
-	}
+			return d.SaveSysctl(args[0], args[1], name, value)
+		})
 }
 
 func (a *app) restoreSysctlCmd() *cobra.Command {
-	return &cobra.Command{
-		Use:    "__restore-sysctl LAB NETNS NAME",
-		Short:  "Put back the value a sysctl had before the lab, as up and down do (for the script of plan -o commands)",
-		Hidden: true,
-		Args:   cobra.ExactArgs(3),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if !validNetns(args[1]) {
-				return fmt.Errorf("invalid namespace name %q", args[1])
-			}
-			return a.recordStep(cmd.Context(), args[0], func(d *kernel.Driver) error {
-				return d.RestoreSysctl(args[0], args[1], args[2])
-			})
-		},
-	}
+	return a.netnsStep("__restore-sysctl LAB NETNS NAME", "Put back the value a sysctl had before the lab, as up and down do", 3,
+		func(d *kernel.Driver, args []string) error { return d.RestoreSysctl(args[0], args[1], args[2]) })
 }
 
 func (a *app) recordExecCmd() *cobra.Command {
-	return &cobra.Command{
-		Use:    "__record-exec LAB NETNS INDEX COMMAND",
-		Short:  "Record that an exec: command ran, as up does (for the script of plan -o commands)",
-		Hidden: true,
-		Args:   cobra.ExactArgs(4),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if !validNetns(args[1]) {
-				return fmt.Errorf("invalid namespace name %q", args[1])
-			}
+	return a.netnsStep("__record-exec LAB NETNS INDEX COMMAND", "Record that an exec: command ran, as up does", 4,
+		func(d *kernel.Driver, args []string) error {
 			index, err := strconv.Atoi(args[2])
 			if err != nil || index < 0 {
 				return fmt.Errorf("invalid command index %q", args[2])
 			}
-			return a.recordStep(cmd.Context(), args[0], func(d *kernel.Driver) error {
-				return d.RecordExec(args[0], args[1], index, args[3])
-			})
-		},
-	}
+			return d.RecordExec(args[0], args[1], index, args[3])
+		})
+}
+
+func (a *app) createTableCmd() *cobra.Command {
+	return a.netnsStep("__create-table LAB NETNS FAMILY", "Create Docker's table docker-bridges of a family, marked as the lab's, as up does", 3,
+		func(d *kernel.Driver, args []string) error { return d.CreateDockerTable(args[0], args[1], args[2]) })
 }

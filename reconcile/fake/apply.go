@@ -141,6 +141,14 @@ func (d model) ApplyReplaceTable(_ context.Context, a r.ReplaceTable) error {
 	if !d.nsExists(a.Table.NS) {
 		return fmt.Errorf("netns %s: %w", a.Table.NS, ErrNotFound)
 	}
+	if a.Table.Layout == r.LayoutNftables {
+		k := a.Table.Key()
+		if have, ok := d.docker[k]; ok && have.owner != a.Lab {
+			return fmt.Errorf("%s: %w", k, ErrExists)
+		}
+		d.docker[k] = dockerTable{owner: a.Lab, table: a.Table}
+		return nil
+	}
 	if d.tables[a.Table.NS] == nil {
 		d.tables[a.Table.NS] = map[string]*r.Table{}
 	}
@@ -149,6 +157,13 @@ func (d model) ApplyReplaceTable(_ context.Context, a r.ReplaceTable) error {
 }
 
 func (d model) ApplyDeleteTable(_ context.Context, a r.DeleteTable) error {
+	if a.Layout == r.LayoutNftables {
+		k := r.TableKey{NS: a.NS, Family: a.Family}
+		if d.docker[k].owner == a.Lab {
+			delete(d.docker, k)
+		}
+		return nil
+	}
 	delete(d.tables[a.NS], a.Name)
 	return nil
 }

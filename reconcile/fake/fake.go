@@ -53,6 +53,7 @@ type Driver struct {
 	saved   map[string]map[r.SysctlKey]string // lab -> values from before the lab (its namespaces')
 	shared  map[r.SysctlKey]*r.SharedSysctl   // the host's sysctls labs set: the machine-wide record
 	tables  map[string]map[string]*r.Table    // namespace -> table name -> table
+	docker  map[r.TableKey]dockerTable        // Docker 29's tables (the nftables layout)
 	procs   map[r.ProcKey]*proc
 	files   map[r.FileKey]file
 	uts     map[string]utsNS                      // namespace -> its UTS namespace
@@ -92,6 +93,7 @@ func New() *Driver {
 		saved:   map[string]map[r.SysctlKey]string{},
 		shared:  map[r.SysctlKey]*r.SharedSysctl{},
 		tables:  map[string]map[string]*r.Table{},
+		docker:  map[r.TableKey]dockerTable{},
 		procs:   map[r.ProcKey]*proc{},
 		files:   map[r.FileKey]file{},
 		uts:     map[string]utsNS{},
@@ -100,6 +102,21 @@ func New() *Driver {
 		qdiscs:  map[r.InterfaceKey]*r.Qdisc{},
 		nextPID: 100,
 	}
+}
+
+// dockerTable is one of Docker's tables and the lab whose mark it bears ("":
+// none, a dockerd's).
+type dockerTable struct {
+	owner string
+	table *r.Table
+}
+
+// AddForeignDockerTable adds Docker's table of a family to a namespace, as a
+// running dockerd would.
+func (d *Driver) AddForeignDockerTable(k r.TableKey) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.docker[k] = dockerTable{table: &r.Table{NS: k.NS, Name: r.DockerTableName, Layout: r.LayoutNftables, Family: k.Family}}
 }
 
 // AddForeignFile adds a file under /etc/netns that netlab did not write.
@@ -284,6 +301,14 @@ func (d *Driver) Observe(_ context.Context, q r.Query) (*r.State, error) {
 	for ns, tables := range d.tables {
 		if t := tables[r.TableName(q.Lab)]; t != nil {
 			s.Tables[ns] = t
+		}
+	}
+	for k, dt := range d.docker {
+		switch {
+		case dt.owner == q.Lab:
+			s.DockerTables[k] = dt.table
+		case q.DockerTables[k] != nil:
+			s.ForeignTables[k] = dt.owner
 		}
 	}
 	for key, p := range d.procs {

@@ -133,15 +133,21 @@ func (d applier) ApplySetSysctl(_ context.Context, a reconcile.SetSysctl) error 
 }
 
 func (d applier) ApplyReplaceTable(_ context.Context, a reconcile.ReplaceTable) error {
-	if a.Table.Layout == reconcile.LayoutIptables {
+	switch a.Table.Layout {
+	case reconcile.LayoutIptables:
 		return d.replaceIptables(a.Table)
+	case reconcile.LayoutNftables:
+		return d.replaceDockerTable(a.Lab, a.Table)
 	}
 	return d.replaceTable(a.Table)
 }
 
 func (d applier) ApplyDeleteTable(_ context.Context, a reconcile.DeleteTable) error {
-	if a.Layout == reconcile.LayoutIptables {
+	switch a.Layout {
+	case reconcile.LayoutIptables:
 		return d.deleteIptables(a.NS, a.Name)
+	case reconcile.LayoutNftables:
+		return d.deleteDockerTable(a.Lab, a.NS, a.Family)
 	}
 	return d.deleteTable(a.NS, a.Name)
 }

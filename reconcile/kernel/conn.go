@@ -60,7 +60,36 @@ func (c *conn) request(req *nl.NetlinkRequest, each func(payload []byte) error) 
 	// Every request ends with a known answer: the end of a dump (the kernel
 	// sends no acknowledgement after one), or the acknowledgement.
 	req.Flags |= unix.NLM_F_ACK
-	msg := req.Serialize()
+	return c.exchange(req.Serialize(), req.Seq, each)
+}
+
+// batch sends req as the one message of an nf_tables transaction, between
+// nfnetlink's batch begin and end, and waits for its acknowledgement. The
+// three messages share a sequence number, so that an error about any of them
+// is its answer.
+func (c *conn) batch(req *nl.NetlinkRequest) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.seq++
+	req.Seq = c.seq
+	req.Flags |= unix.NLM_F_ACK
+	var msg []byte
+	for _, part := range []*nl.NetlinkRequest{batchMark(unix.NFNL_MSG_BATCH_BEGIN, c.seq), req, batchMark(unix.NFNL_MSG_BATCH_END, c.seq)} {
+		msg = append(msg, part.Serialize()...)
+	}
+	return c.exchange(msg, req.Seq, nil)
+}
+
+// batchMark is nfnetlink's batch begin or end, for the nf_tables subsystem.
+func batchMark(typ int, seq uint32) *nl.NetlinkRequest {
+	m := nl.NewNetlinkRequest(typ, 0)
+	m.Seq = seq
+	m.AddRawData([]byte{unix.AF_UNSPEC, unix.NFNETLINK_V0, 0, unix.NFNL_SUBSYS_NFTABLES}) // res_id in network order
+	return m
+}
+
+// exchange sends msg and reads the answers to the request of sequence number seq.
+func (c *conn) exchange(msg []byte, want uint32, each func(payload []byte) error) error {
 	for {
 		err := unix.Sendto(c.fd, msg, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK})
 		if err == nil {
@@ -92,7 +121,7 @@ func (c *conn) request(req *nl.NetlinkRequest, each func(payload []byte) error) 
 			seq := binary.NativeEndian.Uint32(b[8:12])
 			payload := b[unix.SizeofNlMsghdr:size]
 			b = b[min(nlmAlign(size), len(b)):]
-			if seq != req.Seq {
+			if seq != want {
 				continue // the rest of an earlier request's answer
 			}
 			interrupted = interrupted || flags&unix.NLM_F_DUMP_INTR != 0

@@ -19,8 +19,15 @@ import (
 
 const reg = 1 // every match loads into register 1, as nft does
 
-// compileRule turns a rule into its expressions.
-func compileRule(r *reconcile.Rule) ([]expr.Any, error) { return ruleCompiler{}.compile(r) }
+// compileRule turns a rule of an inet table into its expressions.
+func compileRule(r *reconcile.Rule) ([]expr.Any, error) { return compileIn(0, r) }
+
+// compileIn turns a rule into its expressions for a table whose family
+// implies nfproto (unix.NFPROTO_IPV4 for an ip table, NFPROTO_IPV6 for ip6;
+// 0 for inet): nft checks the IP version only where the table does not.
+func compileIn(nfproto byte, r *reconcile.Rule) ([]expr.Any, error) {
+	return ruleCompiler{nfproto: nfproto}.compile(r)
+}
 
 // compile turns a rule into expressions with the compiler's encoding (nft's
 // own, or iptables-nft's with xt).
@@ -30,7 +37,9 @@ func (c ruleCompiler) compile(r *reconcile.Rule) ([]expr.Any, error) {
 			return nil, err
 		}
 	}
-	c.add(&expr.Counter{})
+	if !r.NoCounter {
+		c.add(&expr.Counter{})
+	}
 	if err := c.verdict(r); err != nil {
 		return nil, err
 	}
@@ -261,6 +270,13 @@ func (c *ruleCompiler) verdict(r *reconcile.Rule) error {
 		c.add(&expr.Reject{Type: unix.NFT_REJECT_ICMPX_UNREACH, Code: unix.NFT_REJECT_ICMPX_PORT_UNREACH})
 	case reconcile.VerdictMasquerade:
 		c.add(&expr.Masq{})
+	case reconcile.VerdictVmap:
+		key := expr.MetaKeyIIFNAME
+		if r.Vmap.Out {
+			key = expr.MetaKeyOIFNAME
+		}
+		// The map's value lands in the verdict register (0).
+		c.add(&expr.Meta{Key: key, Register: reg}, &expr.Lookup{SourceRegister: reg, DestRegister: 0, IsDestRegSet: true, SetName: r.Vmap.Map})
 	case reconcile.VerdictSNAT, reconcile.VerdictDNAT:
 		if r.NAT.Map != "" {
 			return c.natMap(r)

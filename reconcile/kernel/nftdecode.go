@@ -21,15 +21,24 @@ import (
 // person with `nft add rule`. Anything else is an error: the rule is then
 // shown as one netlab cannot read.
 
-// decodeRule reads a rule's expressions into a rule of the model.
-func decodeRule(exprs []expr.Any) (*reconcile.Rule, error) {
-	d := &ruleDecoder{exprs: exprs, l4match: -1, rule: &reconcile.Rule{}}
+// decodeRule reads a rule's expressions, of an inet table, into a rule of the model.
+func decodeRule(exprs []expr.Any) (*reconcile.Rule, error) { return decodeIn(0, exprs) }
+
+// decodeIn reads a rule's expressions into a rule of the model, for a table
+// whose family implies nfproto (see compileIn).
+func decodeIn(nfproto byte, exprs []expr.Any) (*reconcile.Rule, error) {
+	d := &ruleDecoder{exprs: exprs, l4match: -1, rule: &reconcile.Rule{}, nfproto: nfproto}
 	for {
 		e := d.next()
 		if e == nil {
 			return nil, fmt.Errorf("no counter")
 		}
 		if _, ok := e.(*expr.Counter); ok {
+			break
+		}
+		if d.vmapNext(e) { // a verdict map: Docker's rules of one, without a counter
+			d.i--
+			d.rule.NoCounter = true
 			break
 		}
 		if err := d.match(e); err != nil {
@@ -373,9 +382,36 @@ func (d *ruleDecoder) verdict() error {
 	case *expr.Payload:
 		d.i--
 		return d.natMap()
+	case *expr.Meta:
+		if !d.vmapNext(e) {
+			return fmt.Errorf("a meta load netlab does not write after the counter")
+		}
+		d.i--
+		return d.vmap()
 	default:
 		return fmt.Errorf("a %T netlab does not write", e)
 	}
+	return nil
+}
+
+// vmapNext says whether e, just taken, starts a verdict map lookup: an
+// interface name loaded and looked up into the verdict register.
+func (d *ruleDecoder) vmapNext(e expr.Any) bool {
+	m, ok := e.(*expr.Meta)
+	l, isLookup := d.peek().(*expr.Lookup)
+	return ok && isLookup && (m.Key == expr.MetaKeyIIFNAME || m.Key == expr.MetaKeyOIFNAME) &&
+		l.IsDestRegSet && l.DestRegister == 0
+}
+
+// vmap decodes "iifname vmap @NAME" / "oifname vmap @NAME".
+func (d *ruleDecoder) vmap() error {
+	m := d.next().(*expr.Meta)
+	l := d.next().(*expr.Lookup)
+	if m.Register != reg || l.SourceRegister != reg || l.Invert {
+		return fmt.Errorf("a verdict map netlab does not write")
+	}
+	d.rule.Verdict = reconcile.VerdictVmap
+	d.rule.Vmap = reconcile.Vmap{Out: m.Key == expr.MetaKeyOIFNAME, Map: l.SetName}
 	return nil
 }
 

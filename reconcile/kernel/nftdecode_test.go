@@ -22,17 +22,20 @@ var sameTyped = []cmp.Option{
 	cmp.Comparer(func(a, b netip.Prefix) bool { return a == b }),
 }
 
-// roundTrip compiles a rule, decodes the expressions and checks that the
-// decoded rule is the rule (its comment aside, which nft keeps apart), and that
-// it compiles to the same expressions.
-func roundTrip(t *testing.T, where string, rule *r.Rule) {
+// roundTrip compiles a rule of an inet table, decodes the expressions and
+// checks that the decoded rule is the rule (its comment aside, which nft keeps
+// apart), and that it compiles to the same expressions.
+func roundTrip(t *testing.T, where string, rule *r.Rule) { roundTripIn(t, 0, where, rule) }
+
+// roundTripIn is roundTrip for a table whose family implies nfproto.
+func roundTripIn(t *testing.T, nfproto byte, where string, rule *r.Rule) {
 	t.Helper()
-	exprs, err := compileRule(rule)
+	exprs, err := compileIn(nfproto, rule)
 	if err != nil {
 		t.Errorf("%s: compile %s: %v", where, rule.Text(), err)
 		return
 	}
-	got, err := decodeRule(exprs)
+	got, err := decodeIn(nfproto, exprs)
 	if err != nil {
 		t.Errorf("%s: decode %s: %v", where, rule.Text(), err)
 		return
@@ -43,7 +46,7 @@ func roundTrip(t *testing.T, where string, rule *r.Rule) {
 		t.Errorf("%s: %s decodes otherwise (-want +got):\n%s", where, rule.Text(), diff)
 	}
 	got.Comment = rule.Comment
-	if !writesAsFound(got, exprs) {
+	if !writesAsFound(nfproto, got, exprs) {
 		t.Errorf("%s: %s decoded compiles to other expressions", where, rule.Text())
 	}
 }
@@ -54,7 +57,7 @@ func roundTrip(t *testing.T, where string, rule *r.Rule) {
 func TestEveryLabRuleDecodesToItself(t *testing.T) {
 	files, _ := filepath.Glob("../../labs/*.yaml")
 	more, _ := filepath.Glob("../../tests/testdata/*.yaml")
-	n := 0
+	n, docker := 0, 0
 	for _, file := range append(files, more...) {
 		desired := harness.Desired(t, file)
 		for ns, table := range desired.Tables {
@@ -65,9 +68,17 @@ func TestEveryLabRuleDecodesToItself(t *testing.T) {
 				}
 			}
 		}
+		for k, table := range desired.DockerTables { // Docker 29's tables (nftables layout)
+			for _, c := range table.Chains {
+				for _, rule := range c.Rules {
+					roundTripIn(t, nfprotoOf(k.Family), fmt.Sprintf("%s %s %s", filepath.Base(file), k, c.Name), rule)
+					docker++
+				}
+			}
+		}
 	}
-	if n < 20 {
-		t.Fatalf("only %d rules", n)
+	if n < 20 || docker < 20 {
+		t.Fatalf("only %d rules, %d of them in Docker's tables", n+docker, docker)
 	}
 }
 
@@ -99,6 +110,8 @@ var verdictExamples = map[r.Verdict][]r.Rule{
 	r.VerdictMasquerade: {{}},
 	r.VerdictSNAT: {{NAT: r.NATTarget{Addr: netip.MustParseAddr("198.51.100.7")}},
 		{NAT: r.NATTarget{Addr: netip.MustParseAddr("2001:db8::2"), First: 80, Last: 80}}},
+	r.VerdictVmap: {{Vmap: r.Vmap{Out: true, Map: "filter-forward-in-jumps"}, NoCounter: true},
+		{Match: []r.Match{r.IIFName{Name: "docker0", Neg: true}}, Vmap: r.Vmap{Map: "nat-postrouting-out-jumps"}}},
 	r.VerdictDNAT: {{NAT: r.NATTarget{Addr: netip.MustParseAddr("172.17.0.2"), First: 80, Last: 90}},
 		{Match: []r.Match{r.SetLookup{Fields: []r.Field{{Proto: r.ProtoTCP, Dir: r.Dst}}, Set: "ports"}},
 			NAT: r.NATTarget{Map: "dnat", MapProto: r.ProtoTCP}}},

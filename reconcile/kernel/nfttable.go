@@ -51,38 +51,60 @@ func (d *Driver) nftConn(ns string) (conn *nftables.Conn, done func(), err error
 	return h.nft, done, nil
 }
 
-// hasTable reports whether a namespace holds an inet table of that name, with
-// one dump on the namespace's plain nfnetlink socket.
+// hasTable reports whether a namespace holds an inet table of that name.
 //
 // Equivalent to: nft list tables inet
 func (d *Driver) hasTable(ns, name string) (bool, error) {
+	rows, err := d.listTables(ns, unix.NFPROTO_INET)
+	return slices.ContainsFunc(rows, func(r tableRow) bool { return r.name == name }), err
+}
+
+// tableRow is a table as the kernel lists it: its family, name and userdata
+// (where netlab marks Docker's tables as a lab's, see nftables.go).
+type tableRow struct {
+	family   byte
+	name     string
+	userdata []byte
+}
+
+// nftaTableUserdata is NFTA_TABLE_USERDATA (x/sys/unix does not name it).
+const nftaTableUserdata = 6
+
+// listTables lists a namespace's tables of a family (of every family:
+// unix.NFPROTO_UNSPEC), with one dump on the namespace's plain nfnetlink socket.
+func (d *Driver) listTables(ns string, family byte) ([]tableRow, error) {
 	h, done, err := d.use(ns)
 	if err != nil {
-		return false, err
+		return nil, err
 	}
 	defer done()
-	names, err := retryDump(func() ([]string, error) {
+	rows, err := retryDump(func() ([]tableRow, error) {
 		req := nl.NewNetlinkRequest(unix.NFNL_SUBSYS_NFTABLES<<8|unix.NFT_MSG_GETTABLE, unix.NLM_F_DUMP)
-		req.AddData(nfgenmsg{family: unix.NFPROTO_INET})
-		var names []string
+		req.AddData(nfgenmsg{family: family})
+		var rows []tableRow
 		err := h.nf.request(req, func(m []byte) error {
 			if len(m) < 4 {
 				return nil
 			}
 			attrs, err := nl.ParseRouteAttr(m[4:])
+			row := tableRow{family: m[0]}
 			for _, a := range attrs {
-				if a.Attr.Type == unix.NFTA_TABLE_NAME {
-					names = append(names, string(trimNul(a.Value)))
+				switch a.Attr.Type {
+				case unix.NFTA_TABLE_NAME:
+					row.name = string(trimNul(a.Value))
+				case nftaTableUserdata:
+					row.userdata = slices.Clone(a.Value)
 				}
 			}
+			rows = append(rows, row)
 			return err
 		})
-		return names, err
+		return rows, err
 	})
 	if err != nil {
-		return false, fmt.Errorf("netns %s: list nftables tables: %w", ns, err)
+		return nil, fmt.Errorf("netns %s: list nftables tables: %w", ns, err)
 	}
-	return slices.Contains(names, name), nil
+	return rows, nil
 }
 
 // nfgenmsg is the header of an nfnetlink request: the family it is about.
@@ -113,7 +135,31 @@ func (d *Driver) replaceTable(t *reconcile.Table) error {
 	if exists {
 		conn.DelTable(labTable(t.Name))
 	}
-	table := conn.AddTable(labTable(t.Name))
+	if err := addContents(conn, conn.AddTable(labTable(t.Name)), t, 0); err != nil {
+		return err
+	}
+	start := time.Now()
+	if err := conn.Flush(); err != nil {
+		return fmt.Errorf("netns %s: replace table inet %s: %w", t.NS, t.Name, err)
+	}
+	d.log.Debug("nft transaction", "netns", t.NS, "table", t.Name, "rules", t.RuleCount(), "took", time.Since(start))
+	return nil
+}
+
+// addContents adds a table's sets, chains and rules to the connection's
+// batch; nfproto is what the table's family implies (see compileIn).
+func addContents(conn *nftables.Conn, table *nftables.Table, t *reconcile.Table, nfproto byte) error {
+	// The chains first, as nft declares them: map elements and rules jump to them.
+	accept := nftables.ChainPolicyAccept
+	chains := make([]*nftables.Chain, len(t.Chains))
+	for i, c := range t.Chains {
+		chain := &nftables.Chain{Name: c.Name, Table: table} // no hook: a regular chain
+		if c.Hook != "" {
+			prio := nftables.ChainPriority(c.Priority)
+			chain.Type, chain.Hooknum, chain.Priority, chain.Policy = nftables.ChainType(c.Type), hooks[c.Hook], &prio, &accept
+		}
+		chains[i] = conn.AddChain(chain)
+	}
 	for i, set := range t.Sets {
 		ns, elements, err := compileSet(table, set)
 		if err != nil {
@@ -136,26 +182,15 @@ func (d *Driver) replaceTable(t *reconcile.Table) error {
 			elements = elements[n:]
 		}
 	}
-	accept := nftables.ChainPolicyAccept
-	for _, c := range t.Chains {
-		prio := nftables.ChainPriority(c.Priority)
-		chain := conn.AddChain(&nftables.Chain{
-			Name: c.Name, Table: table, Type: nftables.ChainType(c.Type),
-			Hooknum: hooks[c.Hook], Priority: &prio, Policy: &accept,
-		})
+	for i, c := range t.Chains {
 		for _, r := range c.Rules {
-			exprs, err := compileRule(r)
+			exprs, err := compileIn(nfproto, r)
 			if err != nil {
 				return fmt.Errorf("netns %s: table %s: chain %s: %w", t.NS, t.Name, c.Name, err)
 			}
-			conn.AddRule(&nftables.Rule{Table: table, Chain: chain, Exprs: exprs, UserData: comment(r.Comment)})
+			conn.AddRule(&nftables.Rule{Table: table, Chain: chains[i], Exprs: exprs, UserData: comment(r.Comment)})
 		}
 	}
-	start := time.Now()
-	if err := conn.Flush(); err != nil {
-		return fmt.Errorf("netns %s: replace table inet %s: %w", t.NS, t.Name, err)
-	}
-	d.log.Debug("nft transaction", "netns", t.NS, "table", t.Name, "rules", t.RuleCount(), "took", time.Since(start))
 	return nil
 }
 
@@ -224,39 +259,47 @@ func (d *Driver) observeTable(ns, name string, want *reconcile.Table) (*reconcil
 		return nil, err
 	}
 	defer done()
-	table := labTable(name)
-	chains, err := conn.ListChainsOfTableFamily(nftables.TableFamilyINet)
-	if err != nil {
-		return nil, fmt.Errorf("netns %s: list nftables chains: %w", ns, err)
-	}
 	out := &reconcile.Table{NS: ns, Name: name}
-	if out.Sets, err = observeSets(conn, table); err != nil {
-		return nil, fmt.Errorf("netns %s: list nftables sets: %w", ns, err)
+	if err := d.readContents(conn, labTable(name), out, want, 0); err != nil {
+		return nil, err
+	}
+	out.SortChains()
+	return out, nil
+}
+
+// readContents reads a table's sets, and its chains in the kernel's order,
+// into out; nfproto is what the table's family implies (see compileIn).
+func (d *Driver) readContents(conn *nftables.Conn, table *nftables.Table, out, want *reconcile.Table, nfproto byte) error {
+	chains, err := conn.ListChainsOfTableFamily(table.Family)
+	if err != nil {
+		return fmt.Errorf("netns %s: list nftables chains: %w", out.NS, err)
+	}
+	if out.Sets, err = d.observeSets(conn, table, out.NS); err != nil {
+		return fmt.Errorf("netns %s: list nftables sets: %w", out.NS, err)
 	}
 	for _, c := range chains {
-		if c.Table.Name != name {
+		if c.Table.Name != table.Name {
 			continue
 		}
 		rules, err := conn.GetRules(table, c)
 		if err != nil {
-			return nil, fmt.Errorf("netns %s: list rules of chain %s: %w", ns, c.Name, err)
+			return fmt.Errorf("netns %s: list rules of chain %s: %w", out.NS, c.Name, err)
 		}
-		out.Chains = append(out.Chains, observeChain(c, rules, findChain(want, c.Name)))
+		out.Chains = append(out.Chains, observeChain(c, rules, findChain(want, c.Name), nfproto))
 	}
-	out.SortChains()
-	return out, nil
+	return nil
 }
 
 // observeChain decodes a chain's rules. A rule is the file's when it decodes
 // into a rule of want at that place, which netlab would write with exactly the
 // expressions found; anything else is reported as it is found, with its
 // handle, so the plan shows it and replaces the table.
-func observeChain(c *nftables.Chain, rules []*nftables.Rule, want *reconcile.Chain) *reconcile.Chain {
+func observeChain(c *nftables.Chain, rules []*nftables.Rule, want *reconcile.Chain, nfproto byte) *reconcile.Chain {
 	oc := &reconcile.Chain{Name: c.Name, Type: reconcile.ChainType(c.Type), Hook: hookOf(c.Hooknum)}
 	if c.Priority != nil {
 		oc.Priority = int(*c.Priority)
 	}
-	if c.Policy == nil || *c.Policy != nftables.ChainPolicyAccept {
+	if c.Hooknum != nil && (c.Policy == nil || *c.Policy != nftables.ChainPolicyAccept) {
 		oc.Rules = append(oc.Rules, &reconcile.Rule{Raw: "<the chain's policy is not accept>"})
 	}
 	// The chain's desired rules by their text, so each rule found is recognised
@@ -269,10 +312,10 @@ func observeChain(c *nftables.Chain, rules []*nftables.Rule, want *reconcile.Cha
 	}
 	for _, r := range rules {
 		note := commentOf(r.UserData)
-		rule, err := decodeRule(r.Exprs)
+		rule, err := decodeIn(nfproto, r.Exprs)
 		if err == nil {
 			rule.Comment = note
-			if wanted[rule.Text()] > 0 && writesAsFound(rule, r.Exprs) {
+			if wanted[rule.Text()] > 0 && writesAsFound(nfproto, rule, r.Exprs) {
 				wanted[rule.Text()]--
 				rule.Packets, rule.Bytes = counted(r)
 				oc.Rules = append(oc.Rules, rule)
@@ -283,7 +326,7 @@ func observeChain(c *nftables.Chain, rules []*nftables.Rule, want *reconcile.Cha
 		// as what it does and can be found with `nft -a list ruleset`.
 		raw := fmt.Sprintf("<a rule netlab does not write: %v>", err)
 		if rule != nil {
-			raw = rule.Statement()
+			raw = rule.StatementIn(familyOf(nfproto))
 		}
 		if note != "" {
 			raw += fmt.Sprintf(" comment %q", note)
@@ -318,8 +361,8 @@ func findChain(t *reconcile.Table, name string) *reconcile.Chain {
 // writesAsFound says whether netlab writes a rule with exactly the expressions
 // found (counters aside: they count, they do not configure), so that a rule
 // that reads the same but is written otherwise is rewritten.
-func writesAsFound(r *reconcile.Rule, found []expr.Any) bool {
-	exprs, err := compileRule(r)
+func writesAsFound(nfproto byte, r *reconcile.Rule, found []expr.Any) bool {
+	exprs, err := compileIn(nfproto, r)
 	if err != nil {
 		return false
 	}
@@ -434,7 +477,14 @@ func compileSet(table *nftables.Table, s *reconcile.Set) (*nftables.Set, []nftab
 		return nil, nil, fmt.Errorf("set %s: %w", s.Name, err)
 	}
 	set := &nftables.Set{Table: table, Name: s.Name, KeyType: key, KeyByteOrder: binaryutil.BigEndian}
-	if s.Data != nil {
+	if slices.Equal(s.Key, []reconcile.DataType{reconcile.TypeIFName}) {
+		set.KeyByteOrder = binaryutil.NativeEndian // as nft: an interface name is a string, in host order
+	}
+	vmap := isVmap(s)
+	switch {
+	case vmap:
+		set.DataType, set.IsMap = nftables.TypeVerdict, true
+	case s.Data != nil:
 		if set.DataType, err = setType(s.Data); err != nil {
 			return nil, nil, fmt.Errorf("map %s: %w", s.Name, err)
 		}
@@ -443,7 +493,11 @@ func compileSet(table *nftables.Table, s *reconcile.Set) (*nftables.Set, []nftab
 	var elements []nftables.SetElement
 	for _, e := range s.Elements {
 		var el nftables.SetElement
-		if el.Key, err = encodeValues(s.Key, e.Key); err == nil && s.Data != nil {
+		el.Key, err = encodeValues(s.Key, e.Key)
+		switch {
+		case err == nil && vmap:
+			el.VerdictData, err = encodeVerdict(e.Data)
+		case err == nil && s.Data != nil:
 			el.Val, err = encodeValues(s.Data, e.Data)
 		}
 		if err != nil {
@@ -471,10 +525,15 @@ func encodeValues(types []reconcile.DataType, values []reconcile.Value) ([]byte,
 			}
 			b = v.Addr.AsSlice()
 		case reconcile.TypeInetService:
-			if v.Addr.IsValid() {
+			if v.Addr.IsValid() || v.Name != "" || v.Jump != "" {
 				return nil, fmt.Errorf("%q is not an %s", v.Text(), t.Text())
 			}
 			b = binaryutil.BigEndian.PutUint16(v.Port)
+		case reconcile.TypeIFName:
+			if v.Name == "" || len(v.Name) >= unix.IFNAMSIZ {
+				return nil, fmt.Errorf("%q is not an %s", v.Text(), t.Text())
+			}
+			b = ifname(v.Name)
 		default:
 			return nil, fmt.Errorf("unknown set type %s", t.Text())
 		}
@@ -494,9 +553,16 @@ func decodeValues(types []reconcile.DataType, b []byte) (out []reconcile.Value, 
 		if size == 0 || len(b) < size {
 			return nil, false
 		}
-		if t == reconcile.TypeInetService {
+		switch t {
+		case reconcile.TypeInetService:
 			out = append(out, reconcile.PortValue(binaryutil.BigEndian.Uint16(b[:2])))
-		} else {
+		case reconcile.TypeIFName:
+			name := string(bytes.TrimRight(b[:size], "\x00"))
+			if name == "" || strings.ContainsRune(name, 0) {
+				return nil, false
+			}
+			out = append(out, reconcile.NameValue(name))
+		default:
 			a, _ := netip.AddrFromSlice(b[:size])
 			out = append(out, reconcile.AddrValue(a))
 		}
@@ -508,18 +574,30 @@ func decodeValues(types []reconcile.DataType, b []byte) (out []reconcile.Value, 
 	return out, len(b) == 0
 }
 
-// observeSets reads the sets of the lab's table back into the model; a set
-// netlab could not have written reads as one of a type netlab does not write,
-// which differs from any the lab wants.
-func observeSets(conn *nftables.Conn, table *nftables.Table) ([]*reconcile.Set, error) {
+// observeSets reads the sets of a table back into the model; a set netlab
+// could not have written reads as one of a type netlab does not write, which
+// differs from any the lab wants.
+func (d *Driver) observeSets(conn *nftables.Conn, table *nftables.Table, ns string) ([]*reconcile.Set, error) {
 	sets, err := conn.GetSets(table)
 	if err != nil {
 		return nil, err
 	}
 	var out []*reconcile.Set
+	var vmapKeys map[string]uint32
 	for _, s := range sets {
 		rs := &reconcile.Set{Name: s.Name, Key: typesOf(s.KeyType.GetNFTMagic())}
-		if s.IsMap {
+		vmap := s.IsMap && s.KeyType.GetNFTMagic() == uint32(reconcile.TypeVerdict)
+		switch {
+		case vmap:
+			// The library reads a verdict map's data type into its key type,
+			// and loses the key's: the set's own dump has it.
+			if vmapKeys == nil {
+				if vmapKeys, err = d.setKeyTypes(ns, table); err != nil {
+					return nil, err
+				}
+			}
+			rs.Key, rs.Data = typesOf(vmapKeys[s.Name]), []reconcile.DataType{reconcile.TypeVerdict}
+		case s.IsMap:
 			rs.Data = typesOf(s.DataType.GetNFTMagic())
 		}
 		elements, err := conn.GetSetElements(s)
@@ -530,7 +608,10 @@ func observeSets(conn *nftables.Conn, table *nftables.Table) ([]*reconcile.Set, 
 			var el reconcile.Element
 			var ok bool
 			el.Key, ok = decodeValues(rs.Key, e.Key)
-			if ok && s.IsMap {
+			switch {
+			case ok && vmap:
+				el.Data, ok = decodeVerdict(e.Val)
+			case ok && s.IsMap:
 				el.Data, ok = decodeValues(rs.Data, e.Val)
 			}
 			if !ok {

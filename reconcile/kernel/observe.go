@@ -246,6 +246,11 @@ func (d *Driver) observeOne(q reconcile.Query, ns string, intents map[reconcile.
 			r.part.iptables = ipt
 		}
 	}
+	if ns == reconcile.Host || wantsDockerTables(q, ns) {
+		if err := d.observeDockerTables(r.part, ns, q); err != nil { // nftables.go
+			return nil, err
+		}
+	}
 	if findChain(q.Tables[ns], "forward") != nil {
 		if r.part.warnings, err = d.forwardDrops(ns, reconcile.TableName(q.Lab)); err != nil {
 			return nil, err
@@ -273,8 +278,10 @@ type nsPart struct {
 	routes        []*reconcile.Route
 	foreignRoutes []*reconcile.Route
 	qdiscs        []*reconcile.Qdisc
-	table         *reconcile.Table // the lab's nftables table
-	iptables      *reconcile.Table // the lab's rules in ip filter / ip nat (iptables.go)
+	table         *reconcile.Table   // the lab's nftables table
+	iptables      *reconcile.Table   // the lab's rules in ip filter / ip nat (iptables.go)
+	docker        []*reconcile.Table // the lab's tables ip/ip6 docker-bridges (nftables.go)
+	foreignTables []foreignTable     // Docker's tables where the lab wants its own, not the lab's
 	warnings      []string
 }
 
@@ -310,6 +317,12 @@ func (r *nsObservation) mergeInto(s *reconcile.State) {
 	}
 	if p.iptables != nil {
 		s.Iptables[r.name] = p.iptables
+	}
+	for _, t := range p.docker {
+		s.DockerTables[t.Key()] = t
+	}
+	for _, f := range p.foreignTables {
+		s.ForeignTables[f.key] = f.owner
 	}
 	for _, q := range p.qdiscs {
 		s.Qdiscs[q.InterfaceKey] = q

@@ -107,14 +107,11 @@ func (a *traceAnalysis) rule(s *step) ruleInfo {
 // describeRule is a rule's text, and whether it translates addresses.
 func describeRule(r *nftables.Rule, family nftables.TableFamily) ruleInfo {
 	var info ruleInfo
-	exprs := r.Exprs
 	// A table of family ip or ip6 needs no protocol check where an inet one
-	// does: given one, netlab's decoder reads its rules too.
-	if p := map[nftables.TableFamily]byte{nftables.TableFamilyIPv4: unix.NFPROTO_IPV4, nftables.TableFamilyIPv6: unix.NFPROTO_IPV6}[family]; p != 0 {
-		exprs = append([]expr.Any{&expr.Meta{Key: expr.MetaKeyNFPROTO, Register: 1}, &expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{p}}}, exprs...)
-	}
-	if rule, err := decodeRule(exprs); err == nil {
-		info.text = rule.Statement()
+	// does: the decoder is told the family's.
+	nfproto := nfprotoOf(familyName(family))
+	if rule, err := decodeIn(nfproto, r.Exprs); err == nil {
+		info.text = rule.StatementIn(familyOf(nfproto))
 	} else {
 		info.text = genericRule(r.Exprs)
 	}

@@ -1,8 +1,10 @@
 package harness
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"netlab/reconcile"
@@ -31,4 +33,48 @@ func DesiredFromText(t testing.TB, text string) *reconcile.State {
 		t.Fatal(err)
 	}
 	return Desired(t, path)
+}
+
+// MobyConfig is one configuration of moby's nftabler test (TestNftabler):
+// the network of reconcile/testdata/moby/br-dummy.yaml with the userland proxy
+// on or off (moby's hairpin false, true), icc and masquerade on or off, and
+// -p 8080:80 on every address or on the loopback (moby's bindlh).
+type MobyConfig struct{ Proxy, ICC, Masquerade, Localhost bool }
+
+// MobyConfigs are the configurations whose goldens reconcile/testdata/moby holds.
+var MobyConfigs = []MobyConfig{
+	{Proxy: true, ICC: true, Masquerade: true}, {ICC: true, Masquerade: true},
+	{Proxy: true, Localhost: true}, {Localhost: true},
+}
+
+// Lab is the text of the lab of the configuration, from the file of the network.
+func (c MobyConfig) Lab(t testing.TB, path string) string {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := strings.NewReplacer("masquerade: true", fmt.Sprintf("masquerade: %v", c.Masquerade), "icc: true", fmt.Sprintf("icc: %v", c.ICC),
+		"userland-proxy: true", fmt.Sprintf("userland-proxy: %v", c.Proxy))
+	text := r.Replace(string(data))
+	if c.Localhost {
+		text = strings.Replace(text, `publish: ["8080:80"]`, `publish: ["127.0.0.1:8080:80", "[::1]:8080:80"]`, 1)
+	}
+	return text
+}
+
+// Golden is moby's golden `nft list table FAMILY docker-bridges` of the
+// configuration, from dir (reconcile/testdata/moby).
+func (c MobyConfig) Golden(t testing.TB, dir, family string) string {
+	t.Helper()
+	name := fmt.Sprintf("hairpin=%v,internal=false,icc=%v,masq=%v,snat=false,gwm=nat,bindlh=%v__%s.golden", !c.Proxy, c.ICC, c.Masquerade, c.Localhost, family)
+	data, err := os.ReadFile(filepath.Join(dir, name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(data)
+}
+
+func (c MobyConfig) String() string {
+	return fmt.Sprintf("proxy=%v,icc=%v,masquerade=%v,localhost=%v", c.Proxy, c.ICC, c.Masquerade, c.Localhost)
 }

@@ -160,7 +160,7 @@ func TestExpandRoundTrip(t *testing.T) {
 }
 
 // TestDockerLevelErrors: mistakes at Docker's level are reported at their
-// place in the file, the nftables layout as not built yet.
+// place in the file, the nftables layout (Docker 29's) of another version among them.
 func TestDockerLevelErrors(t *testing.T) {
 	sb := harness.NewSandbox(t)
 	path := writeLab(t, "bad.yaml", `name: bad
@@ -170,7 +170,7 @@ containers:
 `)
 	res := sb.Fails("netlab", "validate", path)
 	for _, want := range []string{
-		path + ":2:20: docker: firewall: nftables (Docker's own nftables layout) is not built yet (issue 18)",
+		path + `:2:20: docker: firewall: nftables is Docker 29's --firewall-backend=nftables: it needs docker: {version: "29"} (the version is 26.1)`,
 		path + ":4:18: container web: unknown network \"nowhere\"",
 	} {
 		if !strings.Contains(res.Stderr, want) {
