@@ -22,9 +22,13 @@ func TableName(lab string) string { return "netlab-" + lab }
 type Table struct {
 	NS     string
 	Name   string
-	Layout string   // "" netlab's own table; LayoutIptables: the lab's part of ip filter / ip nat
-	Sets   []*Set   // by name
-	Chains []*Chain // in chainOrder
+	Layout string // "" netlab's own table; LayoutIptables: the lab's part of ip raw / ip filter / ip nat
+	// Dockerd is the iptables layout's daemon: the release whose layout it is
+	// and its proxy mode ("26.1", "29 noproxy"). Two labs that share a
+	// namespace's iptables tables must have the same: they are one dockerd's.
+	Dockerd string
+	Sets    []*Set   // by name
+	Chains  []*Chain // in chainOrder
 }
 
 // Hook is the netfilter hook a base chain is attached to.
@@ -405,7 +409,7 @@ func (a ReplaceTable) Kind() string { return "nft" }
 func (a ReplaceTable) Object() string {
 	s := a.Table.NS + ": table inet " + a.Table.Name
 	if a.Table.Layout == LayoutIptables {
-		s = a.Table.NS + ": iptables (ip filter, ip nat)"
+		s = a.Table.NS + ": iptables (" + a.Table.IptTablesText() + ")"
 	}
 	if a.Old == nil {
 		if n := count(a.Table.lines(), lineElement); n > 0 {
@@ -452,7 +456,7 @@ func (a ReplaceTable) ApplyTo(ctx context.Context, d Applier) error {
 // DeleteTable removes the lab's table from a namespace.
 type DeleteTable struct {
 	NS, Name string
-	Layout   string // LayoutIptables: the lab's part of ip filter / ip nat
+	Layout   string // LayoutIptables: the lab's part of ip raw / ip filter / ip nat
 }
 
 func (a DeleteTable) Op() Op       { return OpDelete }
@@ -460,7 +464,7 @@ func (a DeleteTable) Phase() Phase { return phaseDeleteTable }
 func (a DeleteTable) Kind() string { return "nft" }
 func (a DeleteTable) Object() string {
 	if a.Layout == LayoutIptables {
-		return a.NS + ": iptables rules of lab " + strings.TrimPrefix(a.Name, "netlab-") + " (ip filter, ip nat)"
+		return a.NS + ": iptables rules of lab " + strings.TrimPrefix(a.Name, "netlab-") + " (ip raw, ip filter, ip nat)"
 	}
 	return a.NS + ": table inet " + a.Name
 }

@@ -162,7 +162,8 @@ func emitBridge(bridges, host *yaml.Node, lab string, cfg dockerConfig, n *docke
 		b.Content = append(b.Content, gStr(p, "userland-proxy"), gBool(p, true))
 	}
 	if cfg.firewall == "iptables" {
-		b.Content = append(b.Content, gStr(p, "firewall"), gStr(p, cfg.firewall))
+		b.Content = append(b.Content, gStr(p, "firewall"), gStr(p, cfg.firewall),
+			gStr(p, "docker-version"), gQuoted(p, cfg.version))
 	}
 	k := gStr(p, n.bridge)
 	what := "docker network create " + n.name

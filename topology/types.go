@@ -63,6 +63,11 @@ type Bridge struct {
 	// writes them, in the shared tables ip filter / ip nat with iptables-nft's
 	// encoding (reconcile/iptables.go), instead of in the lab's own table.
 	Iptables bool
+	// DockerVersion (`docker-version`, one of DockerVersions; "" is
+	// DefaultDockerVersion) is the dockerd release whose iptables layout
+	// `firewall: iptables` writes: 20.10 and 26.1 share one, 28 and 29 have
+	// their own (reconcile/iptables_docker.go).
+	DockerVersion string
 
 	// Resolved by Validate: the link ends that are ports of this bridge, in file order.
 	Ports []*End
