@@ -209,6 +209,7 @@ const (
 	classShared                  // the daemon's part, every lab's
 	classOther                   // another lab's
 	classStray                   // an unmarked rule in a chain netlab made: not written by netlab
+	classAdmin                   // an unmarked rule in DOCKER-USER: the admin's, kept while a lab is up
 )
 
 func classify(key string, r *nftables.Rule, lab string) iptClass {
@@ -220,8 +221,11 @@ func classify(key string, r *nftables.Rule, lab string) iptClass {
 		return classShared
 	case ok:
 		return classOther
-	case netlabChain(key) && !strings.HasSuffix(key, "/DOCKER-USER"):
-		// DOCKER-USER is the admin's: dockerd never touches its rules either.
+	case key == "filter/DOCKER-USER":
+		// The place for the admin's own rules: dockerd never touches them,
+		// netlab neither, until the last lab takes the chain away.
+		return classAdmin
+	case netlabChain(key):
 		return classStray
 	}
 	return classForeign
@@ -380,7 +384,7 @@ func (k *iptKernel) observeChain(key, lab string, wc *reconcile.Chain) *reconcil
 	}
 	for _, r := range k.rules[key] {
 		switch classify(key, r, lab) {
-		case classForeign, classOther:
+		case classForeign, classOther, classAdmin:
 			continue
 		}
 		if k, ok := exprsKey(nftables.TableFamilyIPv4, r.Exprs); ok && len(wanted[k]) > 0 {

@@ -200,7 +200,7 @@ func (d *Driver) deleteIptables(ns, name string) error {
 	for _, key := range k.order {
 		for _, r := range k.rules[key] {
 			c := classify(key, r, lab)
-			if c == classOwn || last && (c == classShared || c == classStray) {
+			if c == classOwn || last && (c == classShared || c == classStray || c == classAdmin) {
 				if err := conn.DelRule(r); err != nil {
 					return err
 				}

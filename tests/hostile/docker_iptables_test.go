@@ -104,8 +104,8 @@ func rawSave(sb *harness.Sandbox) string {
 // moby's code and goldens, named in each file); the lab's checks pass; a
 // second up is "No changes."; a rule of the lab's and one of the daemon's
 // deleted with iptables -D, and FORWARD's policy set back to ACCEPT, are drift
-// that plan shows and up repairs; down leaves iptables-save and nft list
-// ruleset as they were.
+// that plan shows and up repairs, while the admin's rule in DOCKER-USER is not;
+// down leaves iptables-save and nft list ruleset as they were.
 func TestDockerIptablesLayoutIsDockerd(t *testing.T) {
 	for _, version := range []string{"20.10", "26.1", "28", "29"} {
 		layout := version
@@ -143,6 +143,12 @@ func TestDockerIptablesLayoutIsDockerd(t *testing.T) {
 				sb.OK("netlab", "up", lab)
 				if got := normalisedSave(sb, nil); got != want {
 					t.Errorf("iptables-save after repair:\n%s\nwant:\n%s", got, want)
+				}
+				// DOCKER-USER is the admin's: a rule there is not drift, and
+				// goes with the chain when the last lab does.
+				sb.OK("iptables", "-I", "DOCKER-USER", "-s", "203.0.113.9", "-j", "DROP")
+				if got := sb.OK("netlab", "plan", lab); got != "No changes.\n" {
+					t.Errorf("an admin's rule in DOCKER-USER is drift:\n%s", got)
 				}
 				sb.OK("netlab", "down", lab)
 				if got := rawSave(sb); got != saveBefore {
