@@ -21,15 +21,30 @@ import (
 // would place them. A lab alone in the tables that changes its dockerd
 // (docker-version, userland-proxy) is first taken out as by down.
 func (d *Driver) replaceIptables(t *reconcile.Table) error {
+	unlock, err := d.lockIptables(t.NS)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	relayout, err := d.writeIptables(t)
 	if err != nil || !relayout {
 		return err
 	}
-	if err := d.deleteIptables(t.NS, t.Name); err != nil {
+	if err := d.removeIptables(t.NS, t.Name); err != nil {
 		return err
 	}
 	_, err = d.writeIptables(t)
 	return err
+}
+
+// lockIptables serializes the read-modify-write of the layout's tables in the
+// host, which several labs share, across netlab runs: under the machine-wide
+// lock of the host's shared state (the namespaces of a lab are its own).
+func (d *Driver) lockIptables(ns string) (func(), error) {
+	if ns != reconcile.Host {
+		return func() {}, nil
+	}
+	return d.state.lockHostSysctls()
 }
 
 // writeIptables is replaceIptables' transaction; it writes nothing and says
@@ -180,6 +195,15 @@ func iptDriverChain(t *nftables.Table, c *reconcile.Chain, policy string) *nftab
 // the daemon's rules, the chains and tables netlab created (when nothing else
 // is left in them), and puts FORWARD's policy back.
 func (d *Driver) deleteIptables(ns, name string) error {
+	unlock, err := d.lockIptables(ns)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	return d.removeIptables(ns, name)
+}
+
+func (d *Driver) removeIptables(ns, name string) error {
 	conn, done, err := d.nftConn(ns)
 	if err != nil {
 		return err
