@@ -377,8 +377,8 @@ func (k *iptKernel) observeChain(key, lab string, wc *reconcile.Chain) *reconcil
 	wanted := map[string][]*reconcile.Rule{}
 	for _, r := range wc.Rules {
 		if exprs, err := compileXT(r); err == nil {
-			if key, ok := exprsKey(nftables.TableFamilyIPv4, exprs); ok {
-				wanted[key] = append(wanted[key], r)
+			if written, ok := exprsKey(nftables.TableFamilyIPv4, exprs); ok {
+				wanted[written] = append(wanted[written], r)
 			}
 		}
 	}
@@ -387,9 +387,9 @@ func (k *iptKernel) observeChain(key, lab string, wc *reconcile.Chain) *reconcil
 		case classForeign, classOther, classAdmin:
 			continue
 		}
-		if k, ok := exprsKey(nftables.TableFamilyIPv4, r.Exprs); ok && len(wanted[k]) > 0 {
-			w := *wanted[k][0]
-			wanted[k] = wanted[k][1:]
+		if found, ok := exprsKey(nftables.TableFamilyIPv4, r.Exprs); ok && len(wanted[found]) > 0 {
+			w := *wanted[found][0]
+			wanted[found] = wanted[found][1:]
 			w.Packets, w.Bytes = counted(r)
 			oc.Rules = append(oc.Rules, &w)
 			continue

@@ -215,10 +215,12 @@ func (d *Driver) removeIptables(ns, name string) error {
 	}
 	lab := strings.TrimPrefix(name, "netlab-")
 	labs, _ := k.labs()
-	if labs[lab] == 0 {
-		return nil
-	}
+	_, had := k.record()
+	mine := labs[lab] != 0
 	delete(labs, lab)
+	if !mine && (len(labs) > 0 || !had) {
+		return nil // nothing of the lab's, nor a daemon's part that no lab holds
+	}
 	last := len(labs) == 0
 	left := map[string]int{} // the rules that stay, by chain
 	for _, key := range k.order {
