@@ -91,7 +91,14 @@ func (c *Chain) declaration() string {
 // IptablesSave is the layout's tables as iptables-save prints them, without
 // counters and header lines: every built-in chain of a table the layout
 // writes is declared, as iptables-save declares them.
-func (t *Table) IptablesSave() string {
+func (t *Table) IptablesSave() string { return t.iptablesTables(true) }
+
+// iptablesRestore is the layout as an `iptables-restore --noflush` input:
+// only the chains it writes are declared, so that the policy of a built-in
+// chain it does not write (INPUT) is left as it is.
+func (t *Table) iptablesRestore() string { return t.iptablesTables(false) }
+
+func (t *Table) iptablesTables(allBuiltins bool) string {
 	var b strings.Builder
 	for _, table := range IptTables {
 		var chains []*Chain
@@ -105,11 +112,15 @@ func (t *Table) IptablesSave() string {
 		}
 		fmt.Fprintf(&b, "*%s\n", table)
 		for _, bc := range iptBuiltins {
-			if bc.Table == table {
-				if c := t.IptChain(table, bc.Name); c != nil {
-					bc = *c
-				}
-				b.WriteString(bc.declaration() + "\n")
+			if bc.Table != table {
+				continue
+			}
+			c := t.IptChain(table, bc.Name)
+			if c == nil && allBuiltins {
+				c = &bc
+			}
+			if c != nil {
+				b.WriteString(c.declaration() + "\n")
 			}
 		}
 		for _, c := range chains {

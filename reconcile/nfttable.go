@@ -443,7 +443,7 @@ func (a ReplaceTable) Details() []string {
 
 func (a ReplaceTable) Commands() []string {
 	if a.Table.Layout == LayoutIptables {
-		return []string{fmt.Sprintf("%siptables-restore --noflush <<'EOF'\n%sEOF", nsExec(a.Table.NS), a.Table.IptablesSave())}
+		return []string{fmt.Sprintf("%siptables-restore --noflush <<'EOF'\n%sEOF", nsExec(a.Table.NS), a.Table.iptablesRestore())}
 	}
 	return []string{fmt.Sprintf("%snft -f - <<'EOF'\n%sEOF", nsExec(a.Table.NS), a.Table.Script())}
 }
