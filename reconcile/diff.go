@@ -115,6 +115,7 @@ func conflicts(desired, observed *State) error {
 	out = append(out, foreignRoutes(desired, observed)...)
 	out = append(out, foreignAddrs(desired, observed)...)
 	out = append(out, sysctlConflicts(desired, observed)...)
+	out = append(out, observed.IptablesConflicts...)
 	if len(out) == 0 {
 		return nil
 	}

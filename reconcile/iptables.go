@@ -1,55 +1,70 @@
 package reconcile
 
 import (
+	"cmp"
 	"fmt"
-	"net/netip"
 	"slices"
 	"strings"
-
-	"netlab/topology"
 )
 
 // The iptables layout (`firewall: iptables` on a bridge; `docker: {firewall:
-// iptables}` at Docker's level): the rules of Docker's bridges as dockerd 26.1
-// writes them, in the shared tables ip filter and ip nat, with the chains,
-// order and policies it uses, so that `iptables-save` prints what it prints
-// for dockerd. They are the same typed rules as the lab's own table, in
-// iptables' order of matches; the kernel driver compiles them with
-// iptables-nft's encoding (xt compat expressions for conntrack, addrtype,
-// MASQUERADE and DNAT) and marks each rule as the lab's, so that it touches
-// nothing else in those tables.
+// iptables}` at Docker's level): the rules of Docker's bridges as dockerd
+// writes them, in the shared tables ip raw, ip filter and ip nat, with the
+// chains, order and policies of the bridge's `docker-version`, so that
+// `iptables-save` prints what it prints for that dockerd. They are the same
+// typed rules as the lab's own table, in iptables' order of matches;
+// iptables_docker.go replays dockerd's steps to build them, and the kernel
+// driver compiles them with iptables-nft's encoding (xt compat expressions for
+// conntrack, addrtype, MASQUERADE and DNAT) and marks each rule as the lab's,
+// or as the daemon's part every lab of the layout shares (Rule.Shared), so
+// that it touches nothing else in those tables and several labs merge as one
+// dockerd's networks would.
 
-// LayoutIptables is Table.Layout for the lab's part of ip filter / ip nat.
+// LayoutIptables is Table.Layout for the lab's part of ip raw / ip filter / ip nat.
 const LayoutIptables = "iptables"
 
-// iptablesChains are the chains of the layout, in the order dockerd creates
-// them: the order of their rules in iptables-save.
-var iptablesChains = []Chain{
+// IptTables are iptables' tables the layout writes, in the order iptables-save
+// prints them.
+var IptTables = []string{"raw", "filter", "nat"}
+
+// iptBuiltins are the built-in chains of each table, in iptables-save's order,
+// with the hook and priority iptables-nft gives them.
+var iptBuiltins = []Chain{
+	{Table: "raw", Name: "PREROUTING", Type: ChainFilter, Hook: HookPrerouting, Priority: -300},
+	{Table: "raw", Name: "OUTPUT", Type: ChainFilter, Hook: HookOutput, Priority: -300},
 	{Table: "filter", Name: "INPUT", Type: ChainFilter, Hook: HookInput},
-	{Table: "filter", Name: "FORWARD", Type: ChainFilter, Hook: HookForward, Policy: "DROP"},
+	{Table: "filter", Name: "FORWARD", Type: ChainFilter, Hook: HookForward},
 	{Table: "filter", Name: "OUTPUT", Type: ChainFilter, Hook: HookOutput},
-	{Table: "filter", Name: "DOCKER"},
-	{Table: "filter", Name: "DOCKER-ISOLATION-STAGE-1"},
-	{Table: "filter", Name: "DOCKER-ISOLATION-STAGE-2"},
-	{Table: "filter", Name: "DOCKER-USER"},
 	{Table: "nat", Name: "PREROUTING", Type: ChainNAT, Hook: HookPrerouting, Priority: -100},
 	{Table: "nat", Name: "INPUT", Type: ChainNAT, Hook: HookInput, Priority: 100},
 	{Table: "nat", Name: "OUTPUT", Type: ChainNAT, Hook: HookOutput, Priority: -100},
 	{Table: "nat", Name: "POSTROUTING", Type: ChainNAT, Hook: HookPostrouting, Priority: 100},
-	{Table: "nat", Name: "DOCKER"},
 }
 
-// IptablesChains are the layout's chains (copies), for the driver.
-func IptablesChains() []Chain { return slices.Clone(iptablesChains) }
-
-// NewIptablesTable is the layout's table of a namespace with all its chains, empty.
-func NewIptablesTable(ns, lab string) *Table {
-	t := &Table{NS: ns, Name: TableName(lab), Layout: LayoutIptables}
-	for _, c := range iptablesChains {
-		c := c
-		t.Chains = append(t.Chains, &c)
+// IptBuiltin is the built-in chain of that table and name; nil for a chain of
+// the user's (DOCKER, DOCKER-USER, ...).
+func IptBuiltin(table, name string) *Chain {
+	i := slices.IndexFunc(iptBuiltins, func(c Chain) bool { return c.Table == table && c.Name == name })
+	if i < 0 {
+		return nil
 	}
-	return t
+	c := iptBuiltins[i]
+	return &c
+}
+
+// iptRank orders a layout's chains as iptables-save does: by table, the
+// built-in chains first in their order, then the others by name.
+func iptRank(a, b *Chain) int {
+	rank := func(c *Chain) (int, int) {
+		t := slices.Index(IptTables, c.Table)
+		if i := slices.IndexFunc(iptBuiltins, func(x Chain) bool { return x.Table == c.Table && x.Name == c.Name }); i >= 0 {
+			return t, i
+		}
+		return t, len(iptBuiltins)
+	}
+	ta, ia := rank(a)
+	tb, ib := rank(b)
+	return cmp.Or(cmp.Compare(ta, tb), cmp.Compare(ia, ib), strings.Compare(a.Name, b.Name))
 }
 
 // IptChain returns the chain of that table and name.
@@ -74,28 +89,48 @@ func (c *Chain) declaration() string {
 }
 
 // IptablesSave is the layout's tables as iptables-save prints them, without
-// counters and header lines.
-func (t *Table) IptablesSave() string {
+// counters and header lines: every built-in chain of a table the layout
+// writes is declared, as iptables-save declares them.
+func (t *Table) IptablesSave() string { return t.iptablesTables(true) }
+
+// iptablesRestore is the layout as an `iptables-restore --noflush` input:
+// only the chains it writes are declared, so that the policy of a built-in
+// chain it does not write (INPUT) is left as it is.
+func (t *Table) iptablesRestore() string { return t.iptablesTables(false) }
+
+func (t *Table) iptablesTables(allBuiltins bool) string {
 	var b strings.Builder
-	for _, table := range []string{"filter", "nat"} {
-		fmt.Fprintf(&b, "*%s\n", table)
-		var decl []string
-		for _, c := range t.Chains {
-			if c.Table == table && c.Hook != "" {
-				b.WriteString(c.declaration() + "\n")
-			} else if c.Table == table {
-				decl = append(decl, c.declaration())
-			}
-		}
-		slices.Sort(decl)
-		for _, d := range decl {
-			b.WriteString(d + "\n")
-		}
+	for _, table := range IptTables {
+		var chains []*Chain
 		for _, c := range t.Chains {
 			if c.Table == table {
-				for _, r := range c.Rules {
-					b.WriteString(r.iptablesText(c.Name) + "\n")
-				}
+				chains = append(chains, c)
+			}
+		}
+		if len(chains) == 0 {
+			continue
+		}
+		fmt.Fprintf(&b, "*%s\n", table)
+		for _, bc := range iptBuiltins {
+			if bc.Table != table {
+				continue
+			}
+			c := t.IptChain(table, bc.Name)
+			if c == nil && allBuiltins {
+				c = &bc
+			}
+			if c != nil {
+				b.WriteString(c.declaration() + "\n")
+			}
+		}
+		for _, c := range chains {
+			if c.Hook == "" {
+				b.WriteString(c.declaration() + "\n")
+			}
+		}
+		for _, c := range chains {
+			for _, r := range c.Rules {
+				b.WriteString(r.iptablesText(c.Name) + "\n")
 			}
 		}
 		b.WriteString("COMMIT\n")
@@ -169,108 +204,13 @@ func ctStatesIptables(s CtState) string {
 	return strings.Join(out, ",")
 }
 
-// iptablesBridges are the bridges of a namespace written in the iptables layout.
-func (c *rulesCompiler) iptablesBridges(pubs []published) map[string][]*topology.Bridge {
-	out := map[string][]*topology.Bridge{}
-	for _, b := range c.lab.Bridges {
-		if b.Iptables && dockerBridge(b, pubs) {
-			out[b.Namespace] = append(out[b.Namespace], b)
+// IptTablesText names the iptables tables a layout table writes: "ip filter, ip nat".
+func (t *Table) IptTablesText() string {
+	var out []string
+	for _, table := range IptTables {
+		if slices.ContainsFunc(t.Chains, func(c *Chain) bool { return c.Table == table }) {
+			out = append(out, "ip "+table)
 		}
 	}
-	return out
-}
-
-// iptablesLayout writes the rules dockerd 26.1 writes for a namespace's
-// bridges, in the file's order of the bridges (the order Docker creates its
-// networks): per-bridge rules inserted at the top, newest network first; a
-// published port's rules appended.
-func (c *rulesCompiler) iptablesLayout(ns string, bridges []*topology.Bridge, pubs []published) *Table {
-	t := NewIptablesTable(c.lab.KernelName(ns), c.lab.Name)
-	add := func(table, chain string, r *Rule) {
-		ch := t.IptChain(table, chain)
-		ch.Rules = append(ch.Rules, r)
-	}
-	jump := func(to string) *Rule { return &Rule{Verdict: VerdictJump, Chain: to} }
-	add("filter", "FORWARD", jump("DOCKER-USER"))
-	add("filter", "FORWARD", jump("DOCKER-ISOLATION-STAGE-1"))
-	newest := slices.Clone(bridges)
-	slices.Reverse(newest)
-	proxy := false
-	for _, b := range newest {
-		proxy = proxy || b.UserlandProxy
-		oif, iif := OIFName{Name: b.Name}, IIFName{Name: b.Name}
-		notOif := OIFName{Name: b.Name, Neg: true}
-		add("filter", "FORWARD", &Rule{Match: []Match{oif, CtStateMatch{States: CtEstablished | CtRelated}}, Verdict: VerdictAccept})
-		add("filter", "FORWARD", &Rule{Match: []Match{oif}, Verdict: VerdictJump, Chain: "DOCKER"})
-		add("filter", "FORWARD", &Rule{Match: []Match{iif, notOif}, Verdict: VerdictAccept})
-		if b.ICC == nil || *b.ICC {
-			add("filter", "FORWARD", &Rule{Match: []Match{iif, oif}, Verdict: VerdictAccept})
-		} else {
-			add("filter", "FORWARD", &Rule{Match: []Match{iif, oif}, Verdict: VerdictDrop})
-		}
-		if b.Isolated {
-			add("filter", "DOCKER-ISOLATION-STAGE-1", &Rule{Match: []Match{iif, notOif}, Verdict: VerdictJump, Chain: "DOCKER-ISOLATION-STAGE-2"})
-			add("filter", "DOCKER-ISOLATION-STAGE-2", &Rule{Match: []Match{oif}, Verdict: VerdictDrop})
-		}
-		if b.Masquerade {
-			for _, a := range b.Addresses {
-				if a.Prefix.Addr().Is4() {
-					add("nat", "POSTROUTING", &Rule{Match: []Match{notOif, addrMatch(Src, a.Prefix.Masked())}, Verdict: VerdictMasquerade})
-				}
-			}
-		}
-		if !b.UserlandProxy {
-			add("nat", "POSTROUTING", &Rule{Match: []Match{oif, FibLocal{Dir: Src}}, Verdict: VerdictMasquerade})
-		} else {
-			add("nat", "DOCKER", &Rule{Match: []Match{iif}, Verdict: VerdictReturn})
-		}
-	}
-	add("filter", "DOCKER-ISOLATION-STAGE-1", &Rule{Verdict: VerdictReturn})
-	add("filter", "DOCKER-ISOLATION-STAGE-2", &Rule{Verdict: VerdictReturn})
-	add("filter", "DOCKER-USER", &Rule{Verdict: VerdictReturn})
-	local := FibLocal{Dir: Dst}
-	add("nat", "PREROUTING", &Rule{Match: []Match{local}, Verdict: VerdictJump, Chain: "DOCKER"})
-	if proxy {
-		add("nat", "OUTPUT", &Rule{Match: []Match{notLoopback(netip.IPv4Unspecified()), local}, Verdict: VerdictJump, Chain: "DOCKER"})
-	} else {
-		add("nat", "OUTPUT", &Rule{Match: []Match{local}, Verdict: VerdictJump, Chain: "DOCKER"})
-	}
-	c.iptablesPublished(t, bridges, pubs)
-	for _, b := range bridges {
-		c.s.Sysctls[SysctlKey{t.NS, "net/bridge/bridge-nf-call-iptables"}] = "1"
-		if !b.UserlandProxy {
-			c.s.Sysctls[SysctlKey{t.NS, "net/ipv4/conf/" + b.Name + "/route_localnet"}] = "1"
-		}
-	}
-	return t
-}
-
-// iptablesPublished writes the rules of published ports, in the order of the
-// file (the order of `docker run`), appended to their chains as dockerd does.
-func (c *rulesCompiler) iptablesPublished(t *Table, bridges []*topology.Bridge, pubs []published) {
-	add := func(table, chain string, r *Rule) {
-		ch := t.IptChain(table, chain)
-		ch.Rules = append(ch.Rules, r)
-	}
-	for _, p := range pubs {
-		if !slices.Contains(bridges, p.bridge) || !p.addr.Is4() || p.p.HostIP.IsValid() {
-			continue
-		}
-		br := p.bridge.Name
-		proto := L4ProtoMatch{Proto: protoOf(p.p.Proto)}
-		port := portMatch(p.p.Proto, Dst, uint16Range(p.p.Port))
-		host := addrMatch(Dst, p.addr)
-		add("filter", "DOCKER", &Rule{Match: []Match{IIFName{Name: br, Neg: true}, OIFName{Name: br}, proto, host, port}, Verdict: VerdictAccept})
-		add("nat", "POSTROUTING", &Rule{Match: []Match{proto, addrMatch(Src, p.addr), host, port}, Verdict: VerdictMasquerade})
-		// Without the proxy (hairpin mode) dockerd's DNAT takes the bridge's
-		// own containers too: a neighbour reaching web through the host's address.
-		dnat := []Match{IIFName{Name: br, Neg: true}, proto, portMatch(p.p.Proto, Dst, uint16Range(p.p.HostPort))}
-		if !p.bridge.UserlandProxy {
-			dnat = dnat[1:]
-		}
-		add("nat", "DOCKER", &Rule{Match: dnat, Verdict: VerdictDNAT, NAT: natTarget(p.addr, uint16Range(p.p.Port))})
-		if l := c.s.Interfaces[p.port]; l != nil && !p.bridge.UserlandProxy {
-			l.Hairpin = true
-		}
-	}
+	return strings.Join(out, ", ")
 }

@@ -24,6 +24,13 @@ type Rule struct {
 	Raw string
 	// Observed only, for `inspect`: what the rule's counter has counted.
 	Packets, Bytes uint64
+
+	// The iptables layout only (iptables_docker.go): Seq places the rule among
+	// the rules of its chain, every lab's, as dockerd's `-I` and `-A` would
+	// (rules sort by it); Shared marks a rule of the daemon's own, which every
+	// lab of the layout has and only the last one down removes.
+	Seq    int64
+	Shared bool
 }
 
 // Text is the rule in nft syntax, as `nft list ruleset` prints it (without the

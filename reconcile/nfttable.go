@@ -22,12 +22,16 @@ func TableName(lab string) string { return "netlab-" + lab }
 type Table struct {
 	NS     string
 	Name   string
-	Layout string // "" netlab's own table; LayoutIptables: the lab's part of ip filter / ip nat; LayoutNftables: Docker 29's table
+	Layout string // "" netlab's own table; LayoutIptables: the lab's part of ip raw / ip filter / ip nat; LayoutNftables: Docker 29's table
 	// Family is nft's family of the table: "" (FamilyInet) for netlab's own,
 	// "ip" or "ip6" for Docker's (nftables.go).
 	Family string
-	Sets   []*Set   // by name
-	Chains []*Chain // in chainOrder; in the layout's own order for Docker's
+	// Dockerd is the iptables layout's daemon: the release whose layout it is
+	// and its proxy mode ("26.1", "29 noproxy"). Two labs that share a
+	// namespace's iptables tables must have the same: they are one dockerd's.
+	Dockerd string
+	Sets    []*Set   // by name
+	Chains  []*Chain // in chainOrder; in the layout's own order for Docker's
 }
 
 // The families of the tables netlab writes.
@@ -475,7 +479,7 @@ func (a ReplaceTable) Kind() string { return "nft" }
 func (a ReplaceTable) Object() string {
 	s := a.Table.NS + ": table " + a.Table.family() + " " + a.Table.Name
 	if a.Table.Layout == LayoutIptables {
-		s = a.Table.NS + ": iptables (ip filter, ip nat)"
+		s = a.Table.NS + ": iptables (" + a.Table.IptTablesText() + ")"
 	}
 	if a.Old == nil {
 		if n := count(a.Table.lines(), lineElement); n > 0 {
@@ -509,7 +513,7 @@ func (a ReplaceTable) Details() []string {
 
 func (a ReplaceTable) Commands() []string {
 	if a.Table.Layout == LayoutIptables {
-		return []string{fmt.Sprintf("%siptables-restore --noflush <<'EOF'\n%sEOF", nsExec(a.Table.NS), a.Table.IptablesSave())}
+		return []string{fmt.Sprintf("%siptables-restore --noflush <<'EOF'\n%sEOF", nsExec(a.Table.NS), a.Table.iptablesRestore())}
 	}
 	if a.Table.Layout == LayoutNftables {
 		return a.dockerCommands()
@@ -526,7 +530,7 @@ func (a ReplaceTable) ApplyTo(ctx context.Context, d Applier) error {
 type DeleteTable struct {
 	Lab      string // LayoutNftables: the lab whose mark the table bears
 	NS, Name string
-	Layout   string // LayoutIptables: the lab's part of ip filter / ip nat; LayoutNftables: Docker 29's table
+	Layout   string // LayoutIptables: the lab's part of ip raw / ip filter / ip nat; LayoutNftables: Docker 29's table
 	Family   string // "" (inet), or the family of Docker's table
 }
 
@@ -535,7 +539,7 @@ func (a DeleteTable) Phase() Phase { return phaseDeleteTable }
 func (a DeleteTable) Kind() string { return "nft" }
 func (a DeleteTable) Object() string {
 	if a.Layout == LayoutIptables {
-		return a.NS + ": iptables rules of lab " + strings.TrimPrefix(a.Name, "netlab-") + " (ip filter, ip nat)"
+		return a.NS + ": iptables rules of lab " + strings.TrimPrefix(a.Name, "netlab-") + " (ip raw, ip filter, ip nat)"
 	}
 	return a.NS + ": table " + (&Table{Family: a.Family}).family() + " " + a.Name
 }

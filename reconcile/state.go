@@ -100,6 +100,10 @@ type State struct {
 	ForeignTables map[TableKey]string
 	NotNetns      map[string]string // objects other than a namespace where one would go (a FIFO at /run/netns/NAME): name -> what it is
 	Warnings      []string          // what others do that will break the lab (another table's forward drop)
+	// IptablesConflicts say why the lab's iptables layout cannot be written
+	// where it wants it: chains of Docker's names netlab did not make (a
+	// dockerd's), another lab's layout of another dockerd (iptables.go).
+	IptablesConflicts []string
 
 	// MissingQdiscs are the qdisc kinds the lab's shaping needs that the
 	// kernel does not have, each with its module (sch_netem).
@@ -226,6 +230,7 @@ func (s *State) Clone() *State {
 		c.MissingSysctls = maps.Clone(s.MissingSysctls)
 	}
 	c.Warnings = slices.Clone(s.Warnings)
+	c.IptablesConflicts = slices.Clone(s.IptablesConflicts)
 	maps.Copy(c.SavedSysctls, s.SavedSysctls)
 	maps.Copy(c.ForeignNetns, s.ForeignNetns)
 	maps.Copy(c.ForeignInterfaces, s.ForeignInterfaces)

@@ -164,6 +164,9 @@ func emitBridge(bridges, host *yaml.Node, lab string, cfg dockerConfig, n *docke
 	if cfg.firewall != "native" {
 		b.Content = append(b.Content, gStr(p, "firewall"), gStr(p, cfg.firewall))
 	}
+	if cfg.firewall == "iptables" {
+		b.Content = append(b.Content, gStr(p, "docker-version"), gQuoted(p, cfg.version))
+	}
 	k := gStr(p, n.bridge)
 	what := "docker network create " + n.name
 	if !n.user {

@@ -21,7 +21,7 @@ func (d *decoder) bridges(n *yaml.Node) []*Bridge {
 		if err := checkIfname(b.Name); err != nil {
 			d.errorf(p.key, "bridge %q: %v", b.Name, err)
 		}
-		f, _ := d.fields(p.value, label, "namespace", "addresses", "mtu", "mac", "masquerade", "icc", "isolated", "resolve", "userland-proxy", "firewall")
+		f, _ := d.fields(p.value, label, "namespace", "addresses", "mtu", "mac", "masquerade", "icc", "isolated", "resolve", "userland-proxy", "firewall", "docker-version")
 		if v := f.val("namespace"); v != nil {
 			if s, ok := d.str(v, label+": namespace"); ok {
 				b.Namespace = s
@@ -63,6 +63,11 @@ func (d *decoder) bridges(n *yaml.Node) []*Bridge {
 		if v := f.val("firewall"); v != nil {
 			if s, ok := d.oneOf(v, label+": firewall", "native", "iptables", "nftables"); ok {
 				b.Iptables, b.Nftables = s == "iptables", s == "nftables"
+			}
+		}
+		if v := f.val("docker-version"); v != nil {
+			if s, ok := d.oneOf(v, label+": docker-version", DockerVersions...); ok {
+				b.DockerVersion = s
 			}
 		}
 	}

@@ -67,6 +67,11 @@ type Bridge struct {
 	// Docker 29 writes them with --firewall-backend=nftables, in its tables
 	// ip docker-bridges and ip6 docker-bridges (reconcile/nftables.go).
 	Nftables bool
+	// DockerVersion (`docker-version`, one of DockerVersions; "" is
+	// DefaultDockerVersion) is the dockerd release whose iptables layout
+	// `firewall: iptables` writes: 20.10 and 26.1 share one, 28 and 29 have
+	// their own (reconcile/iptables_docker.go).
+	DockerVersion string
 
 	// Resolved by Validate: the link ends that are ports of this bridge, in file order.
 	Ports []*End

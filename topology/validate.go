@@ -118,6 +118,7 @@ func validate(l *Lab, notes parseNotes) Errors {
 	v.addresses()
 	v.routes()
 	v.rules()
+	v.iptablesDaemons()
 	v.publish()
 	v.checks()
 	return v.errs
@@ -397,6 +398,28 @@ func (v *validator) rules() {
 		}
 		for _, r := range ns.Filter {
 			check(r.Pos, "filter rule in "+nsLabel(ns.Name), r.In, r.Out)
+		}
+	}
+}
+
+// iptablesDaemons checks that the bridges of a namespace written in Docker's
+// iptables layout agree on the release: they are one dockerd's networks, and
+// one dockerd writes one layout.
+func (v *validator) iptablesDaemons() {
+	first := map[string]*Bridge{}
+	release := func(b *Bridge) string { return cmp.Or(b.DockerVersion, DefaultDockerVersion) }
+	for _, b := range v.lab.Bridges {
+		if !b.Iptables {
+			continue
+		}
+		f := first[b.Namespace]
+		if f == nil {
+			first[b.Namespace] = b
+			continue
+		}
+		if release(f) != release(b) {
+			v.errorAt(b.Pos, "bridge %s: docker-version %s, but bridge %s in the same namespace has %s: one dockerd writes one iptables layout; give both the same docker-version",
+				b.Name, release(b), f.Name, release(f))
 		}
 	}
 }

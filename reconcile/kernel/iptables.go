@@ -1,9 +1,9 @@
 package kernel
 
 import (
-	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/google/nftables"
@@ -16,63 +16,124 @@ import (
 )
 
 // The iptables layout in the kernel (reconcile/iptables.go): the lab's rules
-// in the shared tables ip filter / ip nat, written with the expressions
-// iptables-nft writes, so that iptables-save reads them as dockerd's.
+// in the shared tables ip raw / ip filter / ip nat, written with the
+// expressions iptables-nft writes, so that iptables-save reads them as
+// dockerd's.
 //
-// Ownership: every rule netlab writes there carries, in its userdata (where
-// iptables-nft keeps `-m comment`, under a type of its own so that
-// iptables-save does not print it), the record "netlab:LAB|created|policy":
-// the lab, the tables and chains netlab created, and FORWARD's policy before
-// the lab set it. Any surviving rule of the lab gives the record back, so that
-// `down` removes exactly those rules and chains and puts the policy back.
-// Chains of those names that netlab did not create (a live dockerd's) are a
-// conflict: nothing is written beside them.
+// Ownership: every rule netlab writes there carries a mark in its userdata
+// (where iptables-nft keeps `-m comment`, under a type of its own so that
+// iptables-save does not print it): the lab whose network wrote it, or none
+// for the daemon's own rules that every lab of the layout shares (the jumps to
+// DOCKER-USER and DOCKER, the RETURNs); its place among every lab's rules of
+// its chain; and the record of the layout: which dockerd's it is, the tables
+// and built-in chains netlab created, and FORWARD's policy before the first
+// lab set it. The first lab makes the shared part, every lab adds its own
+// rules where dockerd would put its networks' (a later lab's networks are
+// newer), and the last lab down removes the shared part, the chains and
+// tables netlab created, and puts the policy back. Chains of Docker's names
+// that netlab did not create (a live dockerd's) are a conflict: nothing is
+// written beside them.
 
-// markType is the userdata type of netlab's record (iptables-nft reads only
-// its comment type; nft ignores types it does not know).
+// markType is the userdata type of netlab's mark (iptables-nft reads only its
+// comment type; nft ignores types it does not know).
 const markType userdata.Type = 0x7e
 
+// iptCreatable are the tables and built-in chains netlab may create; the
+// record keeps which it did as a bit each.
+var iptCreatable = func() []string {
+	out := slices.Clone(reconcile.IptTables)
+	for _, t := range reconcile.IptTables {
+		for _, name := range []string{"PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING"} {
+			if reconcile.IptBuiltin(t, name) != nil {
+				out = append(out, t+"/"+name)
+			}
+		}
+	}
+	return out
+}()
+
+// iptRecord is what every mark carries: the layout and what the first lab found.
 type iptRecord struct {
-	lab     string
-	created []string // "filter", "nat", "filter/FORWARD", ...
-	policy  string   // FORWARD's policy before: "ACCEPT", "DROP"; "" when netlab created it
+	dockerd string // reconcile.Table.Dockerd: "26.1", "29 noproxy"
+	created uint32 // bits of iptCreatable
+	policy  string // FORWARD's policy before the first lab: "ACCEPT", "DROP"; "" when netlab created FORWARD
 }
 
-func (r iptRecord) bytes() []byte {
-	return userdata.AppendString(nil, markType, "netlab:"+r.lab+"|"+strings.Join(r.created, ",")+"|"+r.policy)
+func (r *iptRecord) create(key string) { r.created |= 1 << slices.Index(iptCreatable, key) }
+func (r iptRecord) made(key string) bool {
+	i := slices.Index(iptCreatable, key)
+	return i >= 0 && r.created&(1<<i) != 0
 }
 
-func recordOf(ud []byte) (iptRecord, bool) {
+// iptMark is a rule's mark: "netlab:LAB|SEQ|DOCKERD|CREATED|POLICY".
+type iptMark struct {
+	lab string // "" for a rule of the daemon's (shared)
+	seq int64  // the rule's place in its chain among every lab's (see globalSeq)
+	rec iptRecord
+}
+
+func (m iptMark) bytes() []byte {
+	s := fmt.Sprintf("netlab:%s|%d|%s|%x|%s", m.lab, m.seq, m.rec.dockerd, m.rec.created, m.rec.policy)
+	return userdata.AppendString(nil, markType, s)
+}
+
+func markOf(ud []byte) (iptMark, bool) {
 	s, ok := userdata.GetString(ud, markType)
 	if !ok || !strings.HasPrefix(s, "netlab:") {
-		return iptRecord{}, false
+		return iptMark{}, false
 	}
-	parts := strings.SplitN(strings.TrimPrefix(s, "netlab:"), "|", 3)
-	if len(parts) != 3 {
-		return iptRecord{}, false
+	parts := strings.Split(strings.TrimPrefix(s, "netlab:"), "|")
+	if len(parts) != 5 {
+		return iptMark{}, false
 	}
-	r := iptRecord{lab: parts[0], policy: parts[2]}
-	if parts[1] != "" {
-		r.created = strings.Split(parts[1], ",")
+	seq, err1 := strconv.ParseInt(parts[1], 10, 64)
+	created, err2 := strconv.ParseUint(parts[3], 16, 32)
+	if err1 != nil || err2 != nil {
+		return iptMark{}, false
 	}
-	return r, true
+	return iptMark{lab: parts[0], seq: seq, rec: iptRecord{dockerd: parts[2], created: uint32(created), policy: parts[4]}}, true
 }
 
-// iptKernel is what ip filter / ip nat hold.
+// genShift puts a lab's generation above its rules' places: a rule of a lab
+// that came up later sorts as a later step of dockerd's.
+const genShift = 32
+
+// globalSeq is the place in the kernel of a rule the lab writes: the daemon's
+// rules keep theirs, a lab's rules are its generation's steps.
+func globalSeq(r *reconcile.Rule, gen int64) int64 {
+	if r.Shared {
+		return r.Seq
+	}
+	if r.Seq < 0 {
+		return -(gen<<genShift | -r.Seq)
+	}
+	return gen<<genShift | r.Seq
+}
+
+// generation is a lab's, from a place of one of its rules.
+func generation(seq int64) int64 {
+	if seq < 0 {
+		seq = -seq
+	}
+	return seq >> genShift
+}
+
+// iptKernel is what ip raw / ip filter / ip nat hold.
 type iptKernel struct {
 	tables map[string]*nftables.Table
 	chains map[string]*nftables.Chain // "filter/FORWARD"
+	order  []string                   // the chains' keys, as listed
 	rules  map[string][]*nftables.Rule
 }
 
-func (d *Driver) readIptables(conn *nftables.Conn) (*iptKernel, error) {
+func readIptables(conn *nftables.Conn) (*iptKernel, error) {
 	k := &iptKernel{tables: map[string]*nftables.Table{}, chains: map[string]*nftables.Chain{}, rules: map[string][]*nftables.Rule{}}
 	tables, err := conn.ListTablesOfFamily(nftables.TableFamilyIPv4)
 	if err != nil {
 		return nil, err
 	}
 	for _, t := range tables {
-		if t.Name == "filter" || t.Name == "nat" {
+		if slices.Contains(reconcile.IptTables, t.Name) {
 			k.tables[t.Name] = t
 		}
 	}
@@ -89,6 +150,7 @@ func (d *Driver) readIptables(conn *nftables.Conn) (*iptKernel, error) {
 		}
 		key := c.Table.Name + "/" + c.Name
 		k.chains[key] = c
+		k.order = append(k.order, key)
 		if k.rules[key], err = conn.GetRules(c.Table, c); err != nil {
 			return nil, err
 		}
@@ -96,21 +158,111 @@ func (d *Driver) readIptables(conn *nftables.Conn) (*iptKernel, error) {
 	return k, nil
 }
 
-// record finds the lab's record on any of its rules.
-func (k *iptKernel) record(lab string) (iptRecord, bool) {
-	for _, rules := range k.rules {
-		for _, r := range rules {
-			if rec, ok := recordOf(r.UserData); ok && rec.lab == lab {
-				return rec, true
+// record finds the layout's record: a shared rule's, else any netlab rule's.
+func (k *iptKernel) record() (iptRecord, bool) {
+	var found *iptRecord
+	for _, key := range k.order {
+		for _, r := range k.rules[key] {
+			if m, ok := markOf(r.UserData); ok {
+				if m.lab == "" {
+					return m.rec, true
+				}
+				if found == nil {
+					found = &m.rec
+				}
 			}
 		}
 	}
-	return iptRecord{}, false
+	if found == nil {
+		return iptRecord{}, false
+	}
+	return *found, true
 }
 
-func ours(r *nftables.Rule, lab string) bool {
-	rec, ok := recordOf(r.UserData)
-	return ok && rec.lab == lab
+// labs are the labs with rules in the tables, and the latest generation of any.
+func (k *iptKernel) labs() (labs map[string]int64, latest int64) {
+	labs = map[string]int64{}
+	for _, rules := range k.rules {
+		for _, r := range rules {
+			if m, ok := markOf(r.UserData); ok && m.lab != "" {
+				labs[m.lab] = generation(m.seq)
+				latest = max(latest, generation(m.seq))
+			}
+		}
+	}
+	return labs, latest
+}
+
+// netlabChain says whether a chain is one netlab made for the layout (a chain
+// of Docker's name in tables that hold netlab's record).
+func netlabChain(key string) bool {
+	_, name, _ := strings.Cut(key, "/")
+	return slices.Contains(reconcile.DockerChains, name)
+}
+
+// iptClass is what a rule in the layout's tables is to a lab.
+type iptClass uint8
+
+const (
+	classForeign iptClass = iota // another tool's: left alone
+	classOwn                     // the lab's own
+	classShared                  // the daemon's part, every lab's
+	classOther                   // another lab's
+	classStray                   // an unmarked rule in a chain netlab made: not written by netlab
+	classAdmin                   // an unmarked rule in DOCKER-USER: the admin's, kept while a lab is up
+)
+
+func classify(key string, r *nftables.Rule, lab string) iptClass {
+	m, ok := markOf(r.UserData)
+	switch {
+	case ok && m.lab == lab:
+		return classOwn
+	case ok && m.lab == "":
+		return classShared
+	case ok:
+		return classOther
+	case key == "filter/DOCKER-USER":
+		// The place for the admin's own rules: dockerd never touches them,
+		// netlab neither, until the last lab takes the chain away.
+		return classAdmin
+	case netlabChain(key):
+		return classStray
+	}
+	return classForeign
+}
+
+// conflicts says why the lab's layout cannot be written beside what the
+// tables hold: chains of Docker's names netlab did not make (a dockerd's), or
+// other labs of another dockerd's layout.
+func (k *iptKernel) conflicts(ns, lab string, t *reconcile.Table) []string {
+	rec, ok := k.record()
+	if !ok {
+		var out []string
+		for _, key := range k.order {
+			if netlabChain(key) {
+				table, name, _ := strings.Cut(key, "/")
+				out = append(out, fmt.Sprintf("iptables %s: table ip %s already has a chain %s that netlab did not create (a running dockerd's?). "+
+					"netlab writes Docker's iptables layout only where no other tool does: stop dockerd and remove its chains "+
+					"(or reboot), or use docker: {firewall: native}, netlab's own table, which coexists with anything", ns, table, name))
+			}
+		}
+		return out
+	}
+	labs, _ := k.labs()
+	delete(labs, lab)
+	if rec.dockerd == t.Dockerd || len(labs) == 0 {
+		return nil
+	}
+	others := slices.Sorted(func(yield func(string) bool) {
+		for l := range labs {
+			if !yield(l) {
+				return
+			}
+		}
+	})
+	return []string{fmt.Sprintf("iptables %s: lab %s has Docker %s's iptables layout there, lab %s wants %s's: one dockerd writes one layout; "+
+		"give the labs the same docker: version and userland-proxy, or take %s down first",
+		ns, strings.Join(others, ", "), rec.dockerd, lab, t.Dockerd, strings.Join(others, ", "))}
 }
 
 // compileXT compiles a rule with iptables-nft's encoding.
@@ -170,20 +322,6 @@ func (c *ruleCompiler) xtVerdict(r *reconcile.Rule) (bool, error) {
 	return false, nil
 }
 
-// iptDriverChain is the library's chain of a layout chain.
-func iptDriverChain(t *nftables.Table, c *reconcile.Chain, policy string) *nftables.Chain {
-	ch := &nftables.Chain{Name: c.Name, Table: t}
-	if c.Hook != "" {
-		prio := nftables.ChainPriority(c.Priority)
-		pol := nftables.ChainPolicyAccept
-		if policy == "DROP" {
-			pol = nftables.ChainPolicyDrop
-		}
-		ch.Type, ch.Hooknum, ch.Priority, ch.Policy = nftables.ChainType(c.Type), hooks[c.Hook], &prio, &pol
-	}
-	return ch
-}
-
 func policyOf(c *nftables.Chain) string {
 	if c.Policy != nil && *c.Policy == nftables.ChainPolicyDrop {
 		return "DROP"
@@ -191,244 +329,72 @@ func policyOf(c *nftables.Chain) string {
 	return "ACCEPT"
 }
 
-// conflictIptables refuses chains of the layout that netlab did not create.
-func (k *iptKernel) conflict(rec iptRecord, t *reconcile.Table) error {
-	for _, c := range t.Chains {
-		key := c.Table + "/" + c.Name
-		if c.Hook == "" && k.chains[key] != nil && !slices.Contains(rec.created, key) {
-			return fmt.Errorf("%s: table ip %s already has a chain %s that netlab did not create (a running dockerd's?). "+
-				"netlab writes Docker's iptables layout only where no other tool does: stop dockerd and remove its chains "+
-				"(or reboot), or use docker: {firewall: native}, netlab's own table, which coexists with anything", t.NS, c.Table, c.Name)
-		}
-	}
-	return nil
-}
-
-// replaceIptables writes the lab's part of ip filter / ip nat in one
-// transaction: its earlier rules out, the chains it needs in, its rules
-// appended.
-func (d *Driver) replaceIptables(t *reconcile.Table) error {
-	conn, done, err := d.nftConn(t.NS)
-	if err != nil {
-		return err
-	}
-	defer done()
-	k, err := d.readIptables(conn)
-	if err != nil {
-		return fmt.Errorf("netns %s: read ip filter / ip nat: %w", t.NS, err)
-	}
-	lab := strings.TrimPrefix(t.Name, "netlab-")
-	rec, had := k.record(lab)
-	if !had {
-		rec = iptRecord{lab: lab}
-	}
-	if err := k.conflict(rec, t); err != nil {
-		return err
-	}
-	for _, name := range []string{"filter", "nat"} {
-		if k.tables[name] == nil {
-			k.tables[name] = conn.AddTable(&nftables.Table{Family: nftables.TableFamilyIPv4, Name: name})
-			rec.created = append(rec.created, name)
-		}
-	}
-	chains := map[string]*nftables.Chain{}
-	for _, c := range t.Chains {
-		key := c.Table + "/" + c.Name
-		table := k.tables[c.Table]
-		have := k.chains[key]
-		switch {
-		case have == nil:
-			chains[key] = conn.AddChain(iptDriverChain(table, c, c.Policy))
-			rec.created = append(rec.created, key)
-		case c.Hook == "":
-			conn.FlushChain(have)
-			chains[key] = have
-		default:
-			for _, r := range k.rules[key] {
-				if ours(r, lab) {
-					if err := conn.DelRule(r); err != nil {
-						return err
-					}
-				}
-			}
-			if c.Policy != "" && policyOf(have) != c.Policy {
-				if rec.policy == "" && !slices.Contains(rec.created, key) {
-					rec.policy = policyOf(have)
-				}
-				conn.AddChain(iptDriverChain(table, c, c.Policy))
-			}
-			chains[key] = have
-		}
-	}
-	if rec.policy == "" && !slices.Contains(rec.created, "filter/FORWARD") {
-		rec.policy = "ACCEPT"
-	}
-	mark := rec.bytes()
-	for _, c := range t.Chains {
-		for _, r := range c.Rules {
-			exprs, err := compileXT(r)
-			if err != nil {
-				return fmt.Errorf("netns %s: ip %s chain %s: %w", t.NS, c.Table, c.Name, err)
-			}
-			conn.AddRule(&nftables.Rule{Table: k.tables[c.Table], Chain: chains[c.Table+"/"+c.Name], Exprs: exprs, UserData: mark})
-		}
-	}
-	if err := conn.Flush(); err != nil {
-		return fmt.Errorf("netns %s: write the iptables layout: %w", t.NS, err)
-	}
-	return nil
-}
-
-// deleteIptables removes exactly what the lab added: its rules, the chains and
-// tables it created (when nothing else is left in them), and puts FORWARD's
-// policy back.
-func (d *Driver) deleteIptables(ns, name string) error {
+// observeIptables reads the lab's part of the layout's tables back into the
+// model: the daemon's rules and the lab's own, in the kernel's order (other
+// labs' are not the lab's), each that netlab would write with exactly the
+// expressions found as the desired rule, anything else as found. Chains of
+// Docker's names netlab did not make, or another lab's layout of another
+// dockerd, are returned as conflicts (found at plan time, before any change).
+func (d *Driver) observeIptables(ns, lab string, want *reconcile.Table) (*reconcile.Table, []string, error) {
 	conn, done, err := d.nftConn(ns)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	defer done()
-	k, err := d.readIptables(conn)
+	k, err := readIptables(conn)
 	if err != nil {
-		return fmt.Errorf("netns %s: read ip filter / ip nat: %w", ns, err)
+		return nil, nil, fmt.Errorf("netns %s: read ip raw / ip filter / ip nat: %w", ns, err)
 	}
-	lab := strings.TrimPrefix(name, "netlab-")
-	rec, ok := k.record(lab)
-	if !ok {
-		return nil
+	var conflicts []string
+	if want != nil {
+		conflicts = k.conflicts(ns, lab, want)
 	}
-	left := map[string]int{} // the rules that stay, by chain
-	for key, rules := range k.rules {
-		for _, r := range rules {
-			if ours(r, lab) {
-				if err := conn.DelRule(r); err != nil {
-					return err
-				}
-			} else {
-				left[key]++
-			}
-		}
+	if labs, _ := k.labs(); labs[lab] == 0 {
+		return nil, conflicts, nil
 	}
-	// Chains: the lab's own (no hook) first, then the base chains it created.
-	keys := slices.Clone(rec.created)
-	slices.SortStableFunc(keys, func(a, b string) int {
-		ca, cb := k.chains[a], k.chains[b]
-		return boolInt(ca != nil && ca.Hooknum != nil) - boolInt(cb != nil && cb.Hooknum != nil)
-	})
-	gone := map[string]int{}
-	for _, key := range keys {
-		c := k.chains[key]
-		if c == nil || left[key] > 0 {
-			continue
-		}
-		conn.DelChain(c)
-		gone[c.Table.Name]++
-	}
-	if c := k.chains["filter/FORWARD"]; c != nil && rec.policy != "" && !slices.Contains(rec.created, "filter/FORWARD") {
-		pol := nftables.ChainPolicyAccept
-		if rec.policy == "DROP" {
-			pol = nftables.ChainPolicyDrop
-		}
-		c.Policy = &pol
-		conn.AddChain(c)
-	}
-	for _, table := range []string{"filter", "nat"} {
-		n := 0
-		for key := range k.chains {
-			if strings.HasPrefix(key, table+"/") {
-				n++
-			}
-		}
-		if slices.Contains(rec.created, table) && k.tables[table] != nil && gone[table] == n {
-			conn.DelTable(k.tables[table])
-		}
-	}
-	if err := conn.Flush(); err != nil && !errors.Is(err, unix.ENOENT) {
-		return fmt.Errorf("netns %s: remove the lab's iptables rules: %w", ns, err)
-	}
-	return nil
-}
-
-func boolInt(b bool) int {
-	if b {
-		return 1
-	}
-	return 0
-}
-
-// observeIptables reads the lab's part of ip filter / ip nat back into the
-// layout's model: each rule of the lab that netlab would write with exactly
-// the expressions found is the desired rule; anything else in the lab's chains
-// is shown as found.
-func (d *Driver) observeIptables(ns, lab string, want *reconcile.Table) (*reconcile.Table, error) {
-	conn, done, err := d.nftConn(ns)
-	if err != nil {
-		return nil, err
-	}
-	defer done()
-	k, err := d.readIptables(conn)
-	if err != nil {
-		return nil, fmt.Errorf("netns %s: read ip filter / ip nat: %w", ns, err)
-	}
-	rec, ok := k.record(lab)
-	if !ok {
-		return nil, nil
-	}
+	rec, _ := k.record()
+	out := &reconcile.Table{NS: ns, Name: reconcile.TableName(lab), Layout: reconcile.LayoutIptables, Dockerd: rec.dockerd}
 	if want == nil {
-		want = reconcile.NewIptablesTable(ns, lab)
+		return out, conflicts, nil
 	}
-	out := &reconcile.Table{NS: ns, Name: reconcile.TableName(lab), Layout: reconcile.LayoutIptables}
 	for _, wc := range want.Chains {
 		key := wc.Table + "/" + wc.Name
-		have := k.chains[key]
-		if have == nil {
-			continue
+		if have := k.chains[key]; have != nil {
+			out.Chains = append(out.Chains, k.observeChain(key, lab, wc))
 		}
-		oc := &reconcile.Chain{Table: wc.Table, Name: wc.Name, Type: wc.Type, Hook: wc.Hook, Priority: wc.Priority}
-		if wc.Hook != "" {
-			if p := policyOf(have); p != "ACCEPT" {
-				oc.Policy = p
-			}
-		}
-		own := wc.Hook == "" && slices.Contains(rec.created, key)
-		wanted := map[string][]*reconcile.Rule{}
-		for _, r := range wc.Rules {
-			if exprs, err := compileXT(r); err == nil {
-				if key, ok := iptKey(exprs); ok {
-					wanted[key] = append(wanted[key], r)
-				}
-			}
-		}
-		for _, r := range k.rules[key] {
-			if !ours(r, lab) && !own {
-				continue
-			}
-			if k, ok := iptKey(r.Exprs); ok && len(wanted[k]) > 0 {
-				w := *wanted[k][0]
-				wanted[k] = wanted[k][1:]
-				w.Packets, w.Bytes = counted(r)
-				oc.Rules = append(oc.Rules, &w)
-				continue
-			}
-			oc.Rules = append(oc.Rules, &reconcile.Rule{Raw: fmt.Sprintf("<a rule netlab does not write here, handle %d>", r.Handle)})
-		}
-		out.Chains = append(out.Chains, oc)
 	}
-	return out, nil
+	return out, conflicts, nil
 }
 
-// iptKey is a rule's expressions as bytes, counters zeroed.
-func iptKey(exprs []expr.Any) (string, bool) {
-	var b strings.Builder
-	for _, e := range exprs {
-		if _, ok := e.(*expr.Counter); ok {
-			e = &expr.Counter{}
+// observeChain is the lab's view of one chain: its rules and the daemon's.
+func (k *iptKernel) observeChain(key, lab string, wc *reconcile.Chain) *reconcile.Chain {
+	oc := &reconcile.Chain{Table: wc.Table, Name: wc.Name, Type: wc.Type, Hook: wc.Hook, Priority: wc.Priority}
+	if wc.Hook != "" {
+		if p := policyOf(k.chains[key]); p != "ACCEPT" {
+			oc.Policy = p
 		}
-		m, err := expr.Marshal(byte(nftables.TableFamilyIPv4), e)
-		if err != nil {
-			return "", false
-		}
-		fmt.Fprintf(&b, "%d:%s", len(m), m)
 	}
-	return b.String(), true
+	wanted := map[string][]*reconcile.Rule{}
+	for _, r := range wc.Rules {
+		if exprs, err := compileXT(r); err == nil {
+			if written, ok := exprsKey(nftables.TableFamilyIPv4, exprs); ok {
+				wanted[written] = append(wanted[written], r)
+			}
+		}
+	}
+	for _, r := range k.rules[key] {
+		switch classify(key, r, lab) {
+		case classForeign, classOther, classAdmin:
+			continue
+		}
+		if found, ok := exprsKey(nftables.TableFamilyIPv4, r.Exprs); ok && len(wanted[found]) > 0 {
+			w := *wanted[found][0]
+			wanted[found] = wanted[found][1:]
+			w.Packets, w.Bytes = counted(r)
+			oc.Rules = append(oc.Rules, &w)
+			continue
+		}
+		oc.Rules = append(oc.Rules, &reconcile.Rule{Raw: fmt.Sprintf("<a rule netlab does not write here, handle %d>", r.Handle)})
+	}
+	return oc
 }

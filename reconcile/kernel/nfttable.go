@@ -366,13 +366,14 @@ func writesAsFound(nfproto byte, r *reconcile.Rule, found []expr.Any) bool {
 	if err != nil {
 		return false
 	}
-	a, okA := exprsKey(exprs)
-	b, okB := exprsKey(found)
+	a, okA := exprsKey(nftables.TableFamilyINet, exprs)
+	b, okB := exprsKey(nftables.TableFamilyINet, found)
 	return okA && okB && a == b
 }
 
-// exprsKey is a rule's expressions as netlink bytes, counters zeroed.
-func exprsKey(exprs []expr.Any) (string, bool) {
+// exprsKey is a rule's expressions as netlink bytes (for a table of that
+// family), counters zeroed.
+func exprsKey(family nftables.TableFamily, exprs []expr.Any) (string, bool) {
 	var b bytes.Buffer
 	for _, e := range exprs {
 		if c, ok := e.(*expr.Counter); ok && (c.Bytes != 0 || c.Packets != 0) {
@@ -383,7 +384,7 @@ func exprsKey(exprs []expr.Any) (string, bool) {
 			copy.SetID = 0
 			e = &copy
 		}
-		m, err := expr.Marshal(byte(nftables.TableFamilyINet), e)
+		m, err := expr.Marshal(byte(family), e)
 		if err != nil {
 			return "", false
 		}

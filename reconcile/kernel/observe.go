@@ -238,13 +238,14 @@ func (d *Driver) observeOne(q reconcile.Query, ns string, intents map[reconcile.
 		r.part.table = t
 	}
 	if ns == reconcile.Host || q.Iptables[ns] != nil {
-		ipt, err := d.observeIptables(ns, q.Lab, q.Iptables[ns])
+		ipt, conflicts, err := d.observeIptables(ns, q.Lab, q.Iptables[ns])
 		if err != nil {
 			return nil, err
 		}
 		if ipt != nil {
 			r.part.iptables = ipt
 		}
+		r.part.conflicts = conflicts
 	}
 	if ns == reconcile.Host || wantsDockerTables(q, ns) {
 		if err := d.observeDockerTables(r.part, ns, q); err != nil { // nftables.go
@@ -279,7 +280,8 @@ type nsPart struct {
 	foreignRoutes []*reconcile.Route
 	qdiscs        []*reconcile.Qdisc
 	table         *reconcile.Table   // the lab's nftables table
-	iptables      *reconcile.Table   // the lab's rules in ip filter / ip nat (iptables.go)
+	iptables      *reconcile.Table   // the lab's rules in ip raw / ip filter / ip nat (iptables.go)
+	conflicts     []string           // why the iptables layout cannot be written there
 	docker        []*reconcile.Table // the lab's tables ip/ip6 docker-bridges (nftables.go)
 	foreignTables []foreignTable     // Docker's tables where the lab wants its own, not the lab's
 	warnings      []string
@@ -328,6 +330,7 @@ func (r *nsObservation) mergeInto(s *reconcile.State) {
 		s.Qdiscs[q.InterfaceKey] = q
 	}
 	s.Warnings = append(s.Warnings, p.warnings...)
+	s.IptablesConflicts = append(s.IptablesConflicts, p.conflicts...)
 }
 
 // Netlink dumps can be interrupted when the kernel's tables change under them; the

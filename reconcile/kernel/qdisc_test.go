@@ -126,8 +126,15 @@ func TestStateDownBlocksAndComesBack(t *testing.T) {
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("state back up (-want +got):\n%s", diff)
 	}
-	if res := probe.Run(context.Background(), ping, d.RunIn); !res[0].Pass {
-		t.Errorf("ping after the link came up: %+v", res[0])
+	// The kernel passes packets once it has seen the carrier come up, which
+	// its link watcher does under the rtnl lock: a moment later on a busy
+	// machine (another namespace being torn down holds that lock).
+	deadline := time.Now().Add(3 * time.Second)
+	for res := probe.Run(context.Background(), ping, d.RunIn); !res[0].Pass; res = probe.Run(context.Background(), ping, d.RunIn) {
+		if time.Now().After(deadline) {
+			t.Errorf("ping after the link came up: %+v", res[0])
+			break
+		}
 	}
 	got = up(t, d, shaping(t, "10mbit", "down"))
 	want = []string{

@@ -11,9 +11,9 @@ import (
 
 // dockerIptablesLab is the docker-bridge scenario of docker-facts.md at
 // Docker's level: docker0 with web (-p 8000:80) and c2, then a user network
-// mynet with c3 and c4, in Docker's iptables layout.
+// mynet with c3 and c4, in Docker's iptables layout of release VERSION.
 const dockerIptablesLab = `name: dipt
-docker: {version: "26.1", firewall: iptables, userland-proxy: PROXY}
+docker: {version: "VERSION", firewall: iptables, userland-proxy: PROXY}
 host:
   interfaces:
     lan0: {addresses: [192.0.2.1/24]}
@@ -38,18 +38,36 @@ checks:
   - {from: c2, http: "http://192.0.2.1:8000/", expect: {body: Hello World}}
   - {from: c3, http: "http://c4/", expect: {body: Hello from c4}}
   - {from: c3, ping: 172.17.0.2, expect: fail}
+  - {from: lan, tcp: "172.17.0.2:80"DIRECT}
   - {from: web, ping: 192.0.2.2, expect: {source: 192.0.2.1}}
   - {from: c3, ping: 192.0.2.2, expect: {source: 192.0.2.1}}
 `
 
-// dockerFactsSave is the iptables-save block of shared/design/docker-facts.md
-// (dockerd 26.1, userland proxy on).
-func dockerFactsSave(t *testing.T) string {
-	data, err := os.ReadFile("testdata/docker-26.1-iptables-save.txt")
+func dockerIptablesFile(version, proxy string) string {
+	// A published port reached directly at the container's address, routed by
+	// the host: up to 26.1 FORWARD lets it through; since 28.2 the raw table
+	// drops it.
+	direct := ""
+	if version == "28" || version == "29" {
+		direct = ", expect: fail"
+	}
+	return strings.NewReplacer("VERSION", version, "PROXY", proxy, "DIRECT", direct).Replace(dockerIptablesLab)
+}
+
+// dockerdSave is a testdata file of dockerd's iptables-save (see the comment
+// at its top for where it comes from), without its comment lines.
+func dockerdSave(t *testing.T, name string) string {
+	data, err := os.ReadFile("testdata/" + name + ".iptables-save")
 	if err != nil {
 		t.Fatal(err)
 	}
-	return string(data)
+	var out []string
+	for _, line := range strings.Split(strings.TrimSuffix(string(data), "\n"), "\n") {
+		if !strings.HasPrefix(line, "#") {
+			out = append(out, line)
+		}
+	}
+	return strings.Join(out, "\n") + "\n"
 }
 
 var (
@@ -58,103 +76,112 @@ var (
 )
 
 // normalisedSave is iptables-save without its header lines and counters, with
-// user networks' bridge ids as br-NET.
-func normalisedSave(sb *harness.Sandbox) string {
+// user networks' bridge ids as br-NET (br-NET2 for names).
+func normalisedSave(sb *harness.Sandbox, names map[string]string) string {
 	var out []string
 	for _, line := range strings.Split(sb.OK("iptables-save"), "\n") {
 		if line == "" || strings.HasPrefix(line, "#") {
 			continue
 		}
 		line = saveCounters.ReplaceAllString(line, "")
+		for id, name := range names {
+			line = strings.ReplaceAll(line, id, name)
+		}
 		out = append(out, saveBridgeID.ReplaceAllString(line, "br-NET"))
 	}
 	return strings.Join(out, "\n") + "\n"
 }
 
-// noproxySave applies docker-facts.md's differences without the proxy: OUTPUT
-// loses `! -d 127.0.0.0/8`, DOCKER loses the `-i BR -j RETURN` rules, and
-// POSTROUTING gains `-o BR -m addrtype --src-type LOCAL -j MASQUERADE` per
-// bridge (after the bridge's own masquerade, as dockerd inserts them); and, a
-// difference docker-facts.md does not list (moby's setPerPortNAT adds
-// `! -i BR` only when hairpin mode is off), the DNAT rules lose `! -i BR`.
-func noproxySave(proxy string) string {
-	var out []string
-	for _, line := range strings.Split(proxy, "\n") {
-		switch {
-		case strings.HasPrefix(line, "-A OUTPUT "):
-			line = strings.Replace(line, "! -d 127.0.0.0/8 ", "", 1)
-		case strings.HasPrefix(line, "-A DOCKER -i ") && strings.HasSuffix(line, " -j RETURN"):
-			continue
-		case strings.HasPrefix(line, "-A DOCKER ! -i ") && strings.Contains(line, " -j DNAT "):
-			line = regexp.MustCompile(`! -i \S+ `).ReplaceAllString(line, "")
-		}
-		out = append(out, line)
-		if m := regexp.MustCompile(`^-A POSTROUTING -s \S+ ! -o (\S+) -j MASQUERADE$`).FindStringSubmatch(line); m != nil {
-			out = append(out, "-A POSTROUTING -o "+m[1]+" -m addrtype --src-type LOCAL -j MASQUERADE")
-		}
-	}
-	return strings.Join(out, "\n")
+func rawSave(sb *harness.Sandbox) string {
+	return sb.OK("sh", "-c", "iptables-save | grep -v '^#'; true")
 }
 
-// TestDockerIptablesLayoutIsDockerd: with docker: {firewall: iptables}, the
-// kernel holds dockerd 26.1's rules as iptables-save prints them for the
-// docker-bridge scenario, line for line (proxy mode as in docker-facts.md;
-// without the proxy, its documented differences); the lab's checks pass; a
-// second up is "No changes."; a rule deleted with iptables -D is drift that up
-// repairs; down leaves iptables-save and nft list ruleset as they were.
+// TestDockerIptablesLayoutIsDockerd: with docker: {firewall: iptables}, for
+// each release (20.10, 26.1, 28, 29) with and without the userland proxy, the
+// kernel holds that dockerd's rules as iptables-save prints them for the
+// docker-bridge scenario, line for line (testdata/dockerd-*.iptables-save:
+// 26.1 with the proxy as docker-facts.md observed it, the others derived from
+// moby's code and goldens, named in each file); the lab's checks pass; a
+// second up is "No changes."; a rule of the lab's and one of the daemon's
+// deleted with iptables -D, and FORWARD's policy set back to ACCEPT, are drift
+// that plan shows and up repairs, while the admin's rule in DOCKER-USER is not;
+// down leaves iptables-save and nft list ruleset as they were.
 func TestDockerIptablesLayoutIsDockerd(t *testing.T) {
-	for _, proxy := range []string{"true", "false"} {
-		t.Run("userland-proxy="+proxy, func(t *testing.T) {
-			sb := harness.NewSandbox(t)
-			lab := writeLab(t, "dipt.yaml", strings.Replace(dockerIptablesLab, "PROXY", proxy, 1))
-			saveBefore, rulesetBefore := sb.OK("sh", "-c", "iptables-save | grep -v '^#'; true"), sb.OK("nft", "list", "ruleset")
-			sb.OK("netlab", "up", lab)
-			want := dockerFactsSave(t)
-			if proxy == "false" {
-				want = noproxySave(want)
-			}
-			if got := normalisedSave(sb); got != want {
-				t.Errorf("iptables-save after up:\n%s\nwant (docker-facts.md):\n%s", got, want)
-			}
-			if res := sb.Exec("netlab", "test", lab); res.Code != 0 {
-				t.Errorf("netlab test failed:\n%s%s", res.Stdout, res.Stderr)
-			}
-			if got := sb.OK("netlab", "up", lab); got != "No changes.\n" {
-				t.Errorf("second up printed %q", got)
-			}
-			sb.OK("iptables", "-D", "FORWARD", "-i", "docker0", "-o", "docker0", "-j", "ACCEPT")
-			if plan := sb.OK("netlab", "plan", lab); !strings.Contains(plan, "+ filter: -A FORWARD -i docker0 -o docker0 -j ACCEPT") {
-				t.Errorf("the deleted rule is not seen as drift:\n%s", plan)
-			}
-			sb.OK("netlab", "up", lab)
-			if got := normalisedSave(sb); got != want {
-				t.Errorf("iptables-save after repair:\n%s\nwant:\n%s", got, want)
-			}
-			sb.OK("netlab", "down", lab)
-			if got := sb.OK("sh", "-c", "iptables-save | grep -v '^#'; true"); got != saveBefore {
-				t.Errorf("down left iptables-save as:\n%s\nbefore:\n%s", got, saveBefore)
-			}
-			if got := sb.OK("nft", "list", "ruleset"); got != rulesetBefore {
-				t.Errorf("down left nft list ruleset as:\n%s\nbefore:\n%s", got, rulesetBefore)
-			}
-		})
+	for _, version := range []string{"20.10", "26.1", "28", "29"} {
+		layout := version
+		if version == "20.10" {
+			layout = "26.1" // the same rules (docker-facts.md)
+		}
+		for _, proxy := range []string{"true", "false"} {
+			mode := map[string]string{"true": "proxy", "false": "noproxy"}[proxy]
+			t.Run(version+"/"+mode, func(t *testing.T) {
+				t.Parallel()
+				sb := harness.NewSandbox(t)
+				lab := writeLab(t, "dipt.yaml", dockerIptablesFile(version, proxy))
+				saveBefore, rulesetBefore := rawSave(sb), sb.OK("nft", "list", "ruleset")
+				sb.OK("netlab", "up", lab)
+				want := dockerdSave(t, "dockerd-"+layout+"-"+mode)
+				if got := normalisedSave(sb, nil); got != want {
+					t.Errorf("iptables-save after up:\n%s\nwant (dockerd %s, %s):\n%s", got, version, mode, want)
+				}
+				if res := sb.Exec("netlab", "test", lab); res.Code != 0 {
+					t.Errorf("netlab test failed:\n%s%s", res.Stdout, res.Stderr)
+				}
+				if got := sb.OK("netlab", "up", lab); got != "No changes.\n" {
+					t.Errorf("second up printed %q", got)
+				}
+				sb.OK("iptables", "-t", "nat", "-D", "POSTROUTING", "-s", "172.17.0.0/16", "!", "-o", "docker0", "-j", "MASQUERADE")
+				sb.OK("iptables", "-D", "FORWARD", "-j", "DOCKER-USER")
+				sb.OK("iptables", "-P", "FORWARD", "ACCEPT")
+				plan := sb.OK("netlab", "plan", lab)
+				for _, line := range []string{"+ nat: -A POSTROUTING -s 172.17.0.0/16 ! -o docker0 -j MASQUERADE",
+					"+ filter: -A FORWARD -j DOCKER-USER", "+ filter: :FORWARD DROP", "- filter: :FORWARD ACCEPT"} {
+					if !strings.Contains(plan, line) {
+						t.Errorf("drift not seen: no %q in the plan:\n%s", line, plan)
+					}
+				}
+				sb.OK("netlab", "up", lab)
+				if got := normalisedSave(sb, nil); got != want {
+					t.Errorf("iptables-save after repair:\n%s\nwant:\n%s", got, want)
+				}
+				// DOCKER-USER is the admin's: a rule there is not drift, and
+				// goes with the chain when the last lab does.
+				sb.OK("iptables", "-I", "DOCKER-USER", "-s", "203.0.113.9", "-j", "DROP")
+				if got := sb.OK("netlab", "plan", lab); got != "No changes.\n" {
+					t.Errorf("an admin's rule in DOCKER-USER is drift:\n%s", got)
+				}
+				sb.OK("netlab", "down", lab)
+				if got := rawSave(sb); got != saveBefore {
+					t.Errorf("down left iptables-save as:\n%s\nbefore:\n%s", got, saveBefore)
+				}
+				if got := sb.OK("nft", "list", "ruleset"); got != rulesetBefore {
+					t.Errorf("down left nft list ruleset as:\n%s\nbefore:\n%s", got, rulesetBefore)
+				}
+			})
+		}
 	}
 }
 
-// TestDockerIptablesRefusedBesideDockerd: a DOCKER chain netlab did not create
-// (a running dockerd's) is left alone and the lab refused, with the fix.
+// TestDockerIptablesRefusedBesideDockerd: a chain of Docker's names netlab did
+// not create (a running dockerd's) is a conflict that plan reports, and up
+// refuses before any change: the kernel is as it was.
 func TestDockerIptablesRefusedBesideDockerd(t *testing.T) {
 	sb := harness.NewSandbox(t)
-	lab := writeLab(t, "dipt.yaml", strings.Replace(dockerIptablesLab, "PROXY", "true", 1))
-	sb.OK("iptables", "-N", "DOCKER")
-	sb.OK("iptables", "-A", "DOCKER", "-j", "RETURN")
-	before := sb.OK("sh", "-c", "iptables-save | grep -v '^#'")
-	res := sb.Exec("netlab", "up", lab)
-	if res.Code == 0 || !strings.Contains(res.Stdout+res.Stderr, "netlab did not create") {
-		t.Errorf("up beside a foreign DOCKER chain: code %d\n%s%s", res.Code, res.Stdout, res.Stderr)
+	lab := writeLab(t, "dipt.yaml", dockerIptablesFile("29", "true"))
+	sb.OK("iptables", "-N", "DOCKER-FORWARD")
+	sb.OK("iptables", "-A", "DOCKER-FORWARD", "-j", "RETURN")
+	before, kernel := rawSave(sb), kernelState(sb)
+	for _, cmd := range []string{"plan", "up"} {
+		res := sb.Exec("netlab", cmd, lab)
+		if res.Code == 0 || !strings.Contains(res.Stderr, "nothing was changed") ||
+			!strings.Contains(res.Stderr, "table ip filter already has a chain DOCKER-FORWARD that netlab did not create") {
+			t.Errorf("%s beside a foreign DOCKER-FORWARD chain: code %d\n%s%s", cmd, res.Code, res.Stdout, res.Stderr)
+		}
 	}
-	if got := sb.OK("sh", "-c", "iptables-save | grep -v '^#'"); got != before {
+	if got := rawSave(sb); got != before {
 		t.Errorf("the foreign chain was touched:\n%s\nbefore:\n%s", got, before)
 	}
-	sb.Exec("netlab", "down", lab)
+	if got := kernelState(sb); got != kernel {
+		t.Errorf("a refused up changed the kernel:\n%s\nbefore:\n%s", got, kernel)
+	}
 }
