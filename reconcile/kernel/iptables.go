@@ -1,6 +1,7 @@
 package kernel
 
 import (
+	"cmp"
 	"fmt"
 	"slices"
 	"strconv"
@@ -265,9 +266,33 @@ func (k *iptKernel) conflicts(ns, lab string, t *reconcile.Table) []string {
 		ns, strings.Join(others, ", "), rec.dockerd, lab, t.Dockerd, strings.Join(others, ", "))}
 }
 
-// compileXT compiles a rule with iptables-nft's encoding.
+// compileXT compiles a rule with iptables-nft's encoding, its matches in
+// the order iptables-nft writes them (nft_ipv4_add): the input and output
+// interfaces, the protocol, the source and destination addresses, then the
+// -m matches in the rule's order. A rule iptables-restore writes is then the
+// same expressions as netlab's (the script of plan -o commands writes them so).
 func compileXT(r *reconcile.Rule) ([]expr.Any, error) {
-	return ruleCompiler{xt: true, nfproto: unix.NFPROTO_IPV4}.compile(r)
+	ordered := *r
+	ordered.Match = slices.Clone(r.Match)
+	slices.SortStableFunc(ordered.Match, func(a, b reconcile.Match) int { return cmp.Compare(xtRank(a), xtRank(b)) })
+	return ruleCompiler{xt: true, nfproto: unix.NFPROTO_IPV4}.compile(&ordered)
+}
+
+func xtRank(m reconcile.Match) int {
+	switch m := m.(type) {
+	case reconcile.IIFName:
+		return 0
+	case reconcile.OIFName:
+		return 1
+	case reconcile.L4ProtoMatch:
+		return 2
+	case reconcile.AddrMatch:
+		if m.Dir == reconcile.Src {
+			return 3
+		}
+		return 4
+	}
+	return 5
 }
 
 // xtMatch and xtVerdict are the matches and targets iptables-nft keeps as xt
