@@ -145,6 +145,9 @@ func bang(neg bool) string {
 	return ""
 }
 
+// IptablesText is the rule as iptables-save prints it in that chain.
+func (r *Rule) IptablesText(chain string) string { return r.iptablesText(chain) }
+
 // iptablesText is the rule as iptables-save prints it: "-A FORWARD -o docker0 -j DOCKER".
 func (r *Rule) iptablesText(chain string) string {
 	if r.Raw != "" {
@@ -213,4 +216,23 @@ func (t *Table) IptTablesText() string {
 		}
 	}
 	return strings.Join(out, ", ")
+}
+
+// iptablesCommands write the layout as up does: iptables-restore writes the
+// rules (what a student reads, and could type), and netlab records around it
+// what iptables-restore cannot write, each rule's mark (see
+// kernel/iptables_script.go): before, what the tables hold (FORWARD's policy
+// the layout changes), taking the lab's earlier rules out as up replaces
+// them; after, the marks on the rules just written.
+func (a ReplaceTable) iptablesCommands() []string {
+	t := a.Table
+	save := "note what the tables hold before (FORWARD's policy), as up does, for netlab down"
+	if a.Old != nil {
+		save = "take the lab's earlier rules out and note what the tables hold then, as up does"
+	}
+	return []string{
+		fmt.Sprintf("netlab __save-iptables %s %s  # %s", a.Lab, t.NS, save),
+		fmt.Sprintf("%siptables-restore --noflush <<'EOF'\n%sEOF", nsExec(t.NS), t.iptablesRestore()),
+		fmt.Sprintf("netlab __mark-iptables %s %s  # mark the rules just written as the lab's, as up does", a.Lab, t.NS),
+	}
 }

@@ -513,7 +513,7 @@ func (a ReplaceTable) Details() []string {
 
 func (a ReplaceTable) Commands() []string {
 	if a.Table.Layout == LayoutIptables {
-		return []string{fmt.Sprintf("%siptables-restore --noflush <<'EOF'\n%sEOF", nsExec(a.Table.NS), a.Table.iptablesRestore())}
+		return a.iptablesCommands()
 	}
 	if a.Table.Layout == LayoutNftables {
 		return a.dockerCommands()

@@ -120,3 +120,41 @@ func (a *app) createTableCmd() *cobra.Command {
 	return a.netnsStep("__create-table LAB NETNS FAMILY", "Create Docker's table docker-bridges of a family, marked as the lab's, as up does", 3,
 		func(d *kernel.Driver, args []string) error { return d.CreateDockerTable(args[0], args[1], args[2]) })
 }
+
+func (a *app) saveIptablesCmd() *cobra.Command {
+	return a.netnsStep("__save-iptables LAB NETNS", "Record what ip raw / ip filter / ip nat hold before the lab's iptables-restore, as up does", 2,
+		func(d *kernel.Driver, args []string) error { return d.SaveIptables(args[0], args[1]) })
+}
+
+func (a *app) markIptablesCmd() *cobra.Command {
+	return a.netnsStep("__mark-iptables LAB NETNS", "Mark the rules the lab's iptables-restore just wrote as the lab's, as up does", 2,
+		func(d *kernel.Driver, args []string) error {
+			t, err := recordedIptables(d, args[0], args[1])
+			if err != nil {
+				return err
+			}
+			return d.MarkIptables(args[0], t)
+		})
+}
+
+// recordedIptables is the iptables layout that the file __record recorded
+// for the lab asks for in a namespace: the rules the script's
+// iptables-restore wrote, if nothing else did.
+func recordedIptables(d *kernel.Driver, lab, ns string) (*reconcile.Table, error) {
+	info, ok := d.LabInfo(lab)
+	if !ok {
+		return nil, fmt.Errorf("lab %s has no file recorded: run netlab __record %s FILE first", lab, lab)
+	}
+	topo, desired, err := loadLab(info.File)
+	if err != nil {
+		return nil, err
+	}
+	if topo.Name != lab {
+		return nil, fmt.Errorf("%s is now the file of lab %s, not of lab %s", info.File, topo.Name, lab)
+	}
+	t := desired.Iptables[ns]
+	if t == nil {
+		return nil, fmt.Errorf("lab %s (%s) writes no iptables rules in namespace %s", lab, info.File, ns)
+	}
+	return t, nil
+}
