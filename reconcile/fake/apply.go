@@ -3,6 +3,7 @@ package fake
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	r "netlab/reconcile"
 )
@@ -70,6 +71,7 @@ func (d model) ApplyDeleteNetns(_ context.Context, a r.DeleteNetns) error {
 	delete(d.netns, a.Name)
 	delete(d.ipv6, a.Name)
 	delete(d.tables, a.Name)
+	delete(d.ipt, a.Name)
 	delete(d.execs[a.Lab], a.Name) // the record of what ran in it goes with it
 	for k := range d.procs {
 		if k.NS == a.Name {
@@ -149,6 +151,13 @@ func (d model) ApplyReplaceTable(_ context.Context, a r.ReplaceTable) error {
 		d.docker[k] = dockerTable{owner: a.Lab, table: a.Table}
 		return nil
 	}
+	if a.Table.Layout == r.LayoutIptables {
+		if d.ipt[a.Table.NS] == nil {
+			d.ipt[a.Table.NS] = map[string]*r.Table{}
+		}
+		d.ipt[a.Table.NS][a.Lab] = a.Table
+		return nil
+	}
 	if d.tables[a.Table.NS] == nil {
 		d.tables[a.Table.NS] = map[string]*r.Table{}
 	}
@@ -162,6 +171,10 @@ func (d model) ApplyDeleteTable(_ context.Context, a r.DeleteTable) error {
 		if d.docker[k].owner == a.Lab {
 			delete(d.docker, k)
 		}
+		return nil
+	}
+	if a.Layout == r.LayoutIptables {
+		delete(d.ipt[a.NS], strings.TrimPrefix(a.Name, "netlab-"))
 		return nil
 	}
 	delete(d.tables[a.NS], a.Name)

@@ -54,6 +54,7 @@ type Driver struct {
 	shared  map[r.SysctlKey]*r.SharedSysctl   // the host's sysctls labs set: the machine-wide record
 	tables  map[string]map[string]*r.Table    // namespace -> table name -> table
 	docker  map[r.TableKey]dockerTable        // Docker 29's tables (the nftables layout)
+	ipt     map[string]map[string]*r.Table    // namespace -> lab -> its part of ip raw / ip filter / ip nat (the iptables layout)
 	procs   map[r.ProcKey]*proc
 	files   map[r.FileKey]file
 	uts     map[string]utsNS                      // namespace -> its UTS namespace
@@ -94,6 +95,7 @@ func New() *Driver {
 		shared:  map[r.SysctlKey]*r.SharedSysctl{},
 		tables:  map[string]map[string]*r.Table{},
 		docker:  map[r.TableKey]dockerTable{},
+		ipt:     map[string]map[string]*r.Table{},
 		procs:   map[r.ProcKey]*proc{},
 		files:   map[r.FileKey]file{},
 		uts:     map[string]utsNS{},
@@ -303,6 +305,7 @@ func (d *Driver) Observe(_ context.Context, q r.Query) (*r.State, error) {
 			s.Tables[ns] = t
 		}
 	}
+	d.observeIptables(s, q)
 	for k, dt := range d.docker {
 		switch {
 		case dt.owner == q.Lab:
@@ -338,6 +341,26 @@ func (d *Driver) Observe(_ context.Context, q r.Query) (*r.State, error) {
 	}
 	d.lastRead = s
 	return s, nil
+}
+
+// observeIptables reads the lab's part of the iptables layout, and says
+// where other labs have another dockerd's layout (the kernel driver's
+// conflicts; a dockerd's own chains are not modelled).
+func (d *Driver) observeIptables(s *r.State, q r.Query) {
+	for ns, labs := range d.ipt {
+		if t := labs[q.Lab]; t != nil {
+			s.Iptables[ns] = t
+		}
+		want := q.Iptables[ns]
+		if want == nil {
+			continue
+		}
+		for _, lab := range slices.Sorted(maps.Keys(labs)) {
+			if lab != q.Lab && labs[lab].Dockerd != want.Dockerd {
+				s.IptablesConflicts = append(s.IptablesConflicts, fmt.Sprintf("iptables %s: lab %s has Docker %s's iptables layout there, lab %s wants %s's", ns, lab, labs[lab].Dockerd, q.Lab, want.Dockerd))
+			}
+		}
+	}
 }
 
 // observeSysctls reads the sysctls q asks for, those the lab saved the
