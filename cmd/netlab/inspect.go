@@ -33,7 +33,11 @@ type namespaceReport struct {
 	Table      string            `json:"nft_table,omitempty"`
 	Rules      []ruleReport      `json:"nft_rules,omitempty"`
 	Sets       []setReport       `json:"nft_sets,omitempty"`
-	Processes  []processReport   `json:"processes,omitempty"`
+	// Iptables are the lab's rules in Docker's iptables layout (docker:
+	// {firewall: iptables}), dockerd's own included, as iptables-save
+	// prints them, with the policies it sets.
+	Iptables  []ruleReport    `json:"iptables_rules,omitempty"`
+	Processes []processReport `json:"processes,omitempty"`
 }
 
 type interfaceReport struct {
@@ -57,6 +61,7 @@ type peer struct {
 }
 
 type ruleReport struct {
+	Table   string `json:"table,omitempty"` // iptables' table (filter, nat, raw)
 	Chain   string `json:"chain"`
 	Rule    string `json:"rule"`
 	Packets uint64 `json:"packets"`
@@ -124,7 +129,7 @@ func inspectLab(ctx context.Context, d *kernel.Driver, lab string) (inspection, 
 	if info, ok := d.LabInfo(lab); ok {
 		out.File = info.File
 		if _, desired, err := loadLab(info.File); err == nil {
-			q.Sysctls, q.Tables = desired.SysctlKeys(), desired.Tables
+			q.Sysctls, q.Tables, q.Iptables = desired.SysctlKeys(), desired.Tables, desired.Iptables
 		}
 	}
 	s, err := d.Observe(ctx, q)
@@ -161,6 +166,7 @@ func inspectLab(ctx context.Context, d *kernel.Driver, lab string) (inspection, 
 				rep.Sets = append(rep.Sets, setReport{Kind: set.Kind(), Name: set.Name, Type: set.TypeName(), Elements: set.ElementTexts()})
 			}
 		}
+		rep.Iptables = iptablesReport(s.Iptables[ns])
 		for _, p := range s.Processes {
 			if p.NS == ns {
 				for _, pid := range p.PIDs {
@@ -169,12 +175,30 @@ func inspectLab(ctx context.Context, d *kernel.Driver, lab string) (inspection, 
 			}
 		}
 		slices.SortFunc(rep.Processes, func(a, b processReport) int { return cmp.Compare(a.PID, b.PID) })
-		if ns == reconcile.Host && len(rep.Interfaces) == 0 && rep.Table == "" && len(rep.Processes) == 0 && len(rep.Sysctls) == 0 {
+		if ns == reconcile.Host && len(rep.Interfaces) == 0 && rep.Table == "" && len(rep.Processes) == 0 && len(rep.Sysctls) == 0 && len(rep.Iptables) == 0 {
 			continue // the lab has nothing in the host
 		}
 		out.Namespaces = append(out.Namespaces, rep)
 	}
 	return out, nil
+}
+
+// iptablesReport lists a layout's policies and rules: ":FORWARD DROP",
+// "-A FORWARD -j DOCKER-USER".
+func iptablesReport(t *reconcile.Table) []ruleReport {
+	if t == nil {
+		return nil
+	}
+	var out []ruleReport
+	for _, c := range t.Chains {
+		if c.Policy != "" {
+			out = append(out, ruleReport{Table: c.Table, Chain: c.Name, Rule: ":" + c.Name + " " + c.Policy})
+		}
+		for _, r := range c.Rules {
+			out = append(out, ruleReport{Table: c.Table, Chain: c.Name, Rule: r.IptablesText(c.Name), Packets: r.Packets, Bytes: r.Bytes})
+		}
+	}
+	return out
 }
 
 func interfaceOf(s *reconcile.State, l *reconcile.Interface) interfaceReport {
@@ -252,6 +276,16 @@ func writeInspection(out io.Writer, r inspection) {
 				for _, e := range set.Elements {
 					fmt.Fprintf(w, "      %s\n", e)
 				}
+			}
+		}
+		if len(ns.Iptables) > 0 {
+			fmt.Fprintln(w, "  iptables (Docker's layout; iptables-save prints the same):")
+			for _, r := range ns.Iptables {
+				if strings.HasPrefix(r.Rule, ":") {
+					fmt.Fprintf(w, "    %-6s %s\n", r.Table, r.Rule)
+					continue
+				}
+				fmt.Fprintf(w, "    %-6s %s  [%s, %s]\n", r.Table, r.Rule, reconcile.Plural(int(r.Packets), "packet"), reconcile.Plural(int(r.Bytes), "byte"))
 			}
 		}
 		if len(ns.Processes) > 0 {
