@@ -91,8 +91,10 @@ func (a *app) inspectCmd() *cobra.Command {
 addresses and bridge, and for a veth its peer (ip link shows eth0@if17: the peer
 is interface 17 of the other namespace, named here); the routes (the kernel's
 own included); the sysctls the lab sets; the lab's nftables rules with their
-packet counters, and the elements of its sets (published ports); and the lab's
-processes. Without NAME, every running lab.`,
+packet counters, and the elements of its sets (published ports); its rules in
+Docker's iptables layout (docker: {firewall: iptables}) as iptables-save prints
+them, with their counters; and the lab's processes. Without NAME, every
+running lab.`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			reports, err := forLabs(a, cmd.Context(), output, args, inspectLab)

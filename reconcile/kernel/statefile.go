@@ -23,6 +23,9 @@ import (
 //
 //	lab.json      the file the lab was brought up from (for `status`)
 //	sysctls.json  the values sysctls had before the lab changed them (for `down`)
+//	iptables.json what ip filter / ip nat held before the script of `plan -o
+//	              commands` wrote the lab's iptables layout, until its rules are
+//	              marked (iptables_script.go)
 //	creating/     one file per interface being created, removed once it is marked,
 //	              holding the ifindex netlab asked for: an interrupted run's unmarked
 //	              interfaces are recognised by name and index
