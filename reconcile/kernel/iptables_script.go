@@ -129,6 +129,12 @@ func (k *iptKernel) aloneIn(ns, lab string) error {
 //
 // Equivalent to nothing: iptables-restore cannot write netlab's marks.
 func (d *Driver) SaveIptables(lab, ns string) error {
+	return d.withSavedIptables(lab, ns, func(saved map[string]iptSaved) error { return d.saveIptables(lab, ns, saved) })
+}
+
+// withSavedIptables runs f on what the lab's steps saved, under the lock of
+// the layout's tables (see lockIptables).
+func (d *Driver) withSavedIptables(lab, ns string, f func(saved map[string]iptSaved) error) error {
 	unlock, err := d.lockIptables(ns)
 	if err != nil {
 		return err
@@ -138,6 +144,10 @@ func (d *Driver) SaveIptables(lab, ns string) error {
 	if err != nil {
 		return err
 	}
+	return f(saved)
+}
+
+func (d *Driver) saveIptables(lab, ns string, saved map[string]iptSaved) error {
 	k, err := d.readIptablesIn(ns)
 	if err != nil {
 		return err
@@ -204,15 +214,10 @@ func (k *iptKernel) has(key string) bool {
 //
 // Equivalent to nothing: iptables-restore cannot write netlab's marks.
 func (d *Driver) MarkIptables(lab string, t *reconcile.Table) error {
-	unlock, err := d.lockIptables(t.NS)
-	if err != nil {
-		return err
-	}
-	defer unlock()
-	saved, err := d.state.savedIptables(lab)
-	if err != nil {
-		return err
-	}
+	return d.withSavedIptables(lab, t.NS, func(saved map[string]iptSaved) error { return d.markIptables(lab, t, saved) })
+}
+
+func (d *Driver) markIptables(lab string, t *reconcile.Table, saved map[string]iptSaved) error {
 	conn, done, err := d.nftConn(t.NS)
 	if err != nil {
 		return err

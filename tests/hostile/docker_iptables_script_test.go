@@ -45,6 +45,26 @@ func runSteps(t *testing.T, sb *harness.Sandbox, steps ...string) {
 	}
 }
 
+// tables is what iptables-save and nft list ruleset print.
+type tables struct{ save, ruleset string }
+
+func tablesOf(sb *harness.Sandbox) tables {
+	return tables{rawSave(sb), sb.OK("nft", "list", "ruleset")}
+}
+
+// asBefore checks that iptables-save and nft list ruleset print what they
+// printed before what did.
+func asBefore(t *testing.T, sb *harness.Sandbox, what string, before tables) {
+	t.Helper()
+	now := tablesOf(sb)
+	if now.save != before.save {
+		t.Errorf("%s left iptables-save as:\n%s\nbefore:\n%s", what, now.save, before.save)
+	}
+	if now.ruleset != before.ruleset {
+		t.Errorf("%s left nft list ruleset as:\n%s\nbefore:\n%s", what, now.ruleset, before.ruleset)
+	}
+}
+
 // TestDockerIptablesScriptEveryRelease: for each release with and without
 // the userland proxy, the iptables part of the plan's script (netlab
 // __save-iptables, iptables-restore, netlab __mark-iptables) writes dockerd's
@@ -54,33 +74,37 @@ func runSteps(t *testing.T, sb *harness.Sandbox, steps ...string) {
 // the next plan has nothing to change there, and down leaves iptables-save
 // and nft list ruleset as they were.
 func TestDockerIptablesScriptEveryRelease(t *testing.T) {
+	eachDockerd(t, func(t *testing.T, sb *harness.Sandbox, lab, want string) {
+		before := tablesOf(sb)
+		save, restore, mark := iptablesSteps(t, sb.OK("netlab", "plan", "-o", "commands", lab))
+		runSteps(t, sb, "netlab __record dipt "+lab, save, restore, mark)
+		if got := normalisedSave(sb, nil); got != want {
+			t.Errorf("iptables-save after the script:\n%s\nwant:\n%s", got, want)
+		}
+		if plan := sb.OK("netlab", "plan", lab); strings.Contains(plan, "iptables") {
+			t.Errorf("after the script's iptables part, plan still wants:\n%s", plan)
+		}
+		sb.OK("netlab", "down", "--lab", "dipt")
+		asBefore(t, sb, "down", before)
+	})
+}
+
+// eachDockerd runs f for each release (20.10, 26.1, 28, 29) with and without
+// the userland proxy, in parallel, each in a sandbox of its own with the
+// docker-bridge scenario's lab file dipt.yaml in that layout and that
+// dockerd's iptables-save.
+func eachDockerd(t *testing.T, f func(t *testing.T, sb *harness.Sandbox, lab, want string)) {
 	for _, version := range []string{"20.10", "26.1", "28", "29"} {
+		layout := map[string]string{"20.10": "26.1"}[version] // the same rules (docker-facts.md)
+		if layout == "" {
+			layout = version
+		}
 		for _, proxy := range []string{"true", "false"} {
 			mode := map[string]string{"true": "proxy", "false": "noproxy"}[proxy]
 			t.Run(version+"/"+mode, func(t *testing.T) {
 				t.Parallel()
 				sb := harness.NewSandbox(t)
-				lab := writeLab(t, "dipt.yaml", dockerIptablesFile(version, proxy))
-				saveBefore, rulesetBefore := rawSave(sb), sb.OK("nft", "list", "ruleset")
-				save, restore, mark := iptablesSteps(t, sb.OK("netlab", "plan", "-o", "commands", lab))
-				runSteps(t, sb, "netlab __record dipt "+lab, save, restore, mark)
-				layout := map[string]string{"20.10": "26.1"}[version]
-				if layout == "" {
-					layout = version
-				}
-				if got, want := normalisedSave(sb, nil), dockerdSave(t, "dockerd-"+layout+"-"+mode); got != want {
-					t.Errorf("iptables-save after the script:\n%s\nwant:\n%s", got, want)
-				}
-				if plan := sb.OK("netlab", "plan", lab); strings.Contains(plan, "iptables") {
-					t.Errorf("after the script's iptables part, plan still wants:\n%s", plan)
-				}
-				sb.OK("netlab", "down", "--lab", "dipt")
-				if got := rawSave(sb); got != saveBefore {
-					t.Errorf("down left iptables-save as:\n%s\nbefore:\n%s", got, saveBefore)
-				}
-				if got := sb.OK("nft", "list", "ruleset"); got != rulesetBefore {
-					t.Errorf("down left nft list ruleset as:\n%s\nbefore:\n%s", got, rulesetBefore)
-				}
+				f(t, sb, writeLab(t, "dipt.yaml", dockerIptablesFile(version, proxy)), dockerdSave(t, "dockerd-"+layout+"-"+mode))
 			})
 		}
 	}
@@ -104,7 +128,7 @@ func TestDockerIptablesScriptKeepsTheMachinesRules(t *testing.T) {
 	}
 	sb.OK("iptables", "-A", "FORWARD", "-s", "203.0.113.7", "-j", "ACCEPT")
 	sb.OK("iptables", "-t", "nat", "-A", "POSTROUTING", "-s", "172.17.0.0/16", "!", "-o", "docker0", "-j", "MASQUERADE")
-	saveBefore, rulesetBefore := rawSave(sb), sb.OK("nft", "list", "ruleset")
+	before := tablesOf(sb)
 	plan := sb.OK("netlab", "plan", "-o", "commands", lab)
 	script := filepath.Join(t.TempDir(), "plan.sh")
 	if err := os.WriteFile(script, []byte(plan), 0o644); err != nil {
@@ -144,12 +168,7 @@ func TestDockerIptablesScriptKeepsTheMachinesRules(t *testing.T) {
 		t.Errorf("after the iptables part ran again, plan wants:\n%s", got)
 	}
 	sb.OK("netlab", "down", lab)
-	if got := rawSave(sb); got != saveBefore {
-		t.Errorf("down left iptables-save as:\n%s\nbefore:\n%s", got, saveBefore)
-	}
-	if got := sb.OK("nft", "list", "ruleset"); got != rulesetBefore {
-		t.Errorf("down left nft list ruleset as:\n%s\nbefore:\n%s", got, rulesetBefore)
-	}
+	asBefore(t, sb, "down", before)
 }
 
 // TestDockerIptablesScriptMarksOnlyItsOwnRules: the script's netlab steps
@@ -189,17 +208,12 @@ func TestDockerIptablesScriptMarksOnlyItsOwnRules(t *testing.T) {
 			}
 			runSteps(t, sb, "netlab __record dipt "+lab)
 			if c.saveFails != "" {
-				before, ruleset := rawSave(sb), sb.OK("nft", "list", "ruleset")
+				before := tablesOf(sb)
 				res := sb.Exec("sh", "-c", save)
 				if res.Code == 0 || !strings.Contains(res.Stderr, c.saveFails) || !strings.Contains(res.Stderr, "nothing was changed") {
 					t.Errorf("__save-iptables: exit %d, want a refusal saying %q and that nothing was changed:\n%s", res.Code, c.saveFails, res.Stderr)
 				}
-				if got := rawSave(sb); got != before {
-					t.Errorf("a refused __save-iptables changed iptables-save:\n%s\nbefore:\n%s", got, before)
-				}
-				if got := sb.OK("nft", "list", "ruleset"); got != ruleset {
-					t.Errorf("a refused __save-iptables changed the ruleset:\n%s\nbefore:\n%s", got, ruleset)
-				}
+				asBefore(t, sb, "a refused __save-iptables", before)
 				return
 			}
 			if !c.skipSaving {
