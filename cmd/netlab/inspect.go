@@ -36,8 +36,19 @@ type namespaceReport struct {
 	// Iptables are the lab's rules in Docker's iptables layout (docker:
 	// {firewall: iptables}), dockerd's own included, as iptables-save
 	// prints them, with the policies it sets.
-	Iptables  []ruleReport    `json:"iptables_rules,omitempty"`
-	Processes []processReport `json:"processes,omitempty"`
+	Iptables []ruleReport `json:"iptables_rules,omitempty"`
+	// DockerTables are the lab's tables in Docker 29's nftables layout
+	// (docker: {firewall: nftables}): ip docker-bridges, ip6 docker-bridges.
+	DockerTables []tableReport   `json:"docker_nft_tables,omitempty"`
+	Processes    []processReport `json:"processes,omitempty"`
+}
+
+// tableReport is one of Docker's nftables tables the lab wrote, with its
+// rules (counters moving) and its maps, as nft list table shows them.
+type tableReport struct {
+	Table string       `json:"table"` // "ip docker-bridges"
+	Rules []ruleReport `json:"rules"`
+	Sets  []setReport  `json:"sets,omitempty"`
 }
 
 type interfaceReport struct {
@@ -131,7 +142,7 @@ func inspectLab(ctx context.Context, d *kernel.Driver, lab string) (inspection, 
 	if info, ok := d.LabInfo(lab); ok {
 		out.File = info.File
 		if _, desired, err := loadLab(info.File); err == nil {
-			q.Sysctls, q.Tables, q.Iptables = desired.SysctlKeys(), desired.Tables, desired.Iptables
+			q.Sysctls, q.Tables, q.Iptables, q.DockerTables = desired.SysctlKeys(), desired.Tables, desired.Iptables, desired.DockerTables
 		}
 	}
 	s, err := d.Observe(ctx, q)
@@ -158,17 +169,15 @@ func inspectLab(ctx context.Context, d *kernel.Driver, lab string) (inspection, 
 			}
 		}
 		if t := s.Tables[ns]; t != nil {
-			rep.Table = "inet " + t.Name
-			for _, c := range t.Chains {
-				for _, r := range c.Rules {
-					rep.Rules = append(rep.Rules, ruleReport{Chain: c.Name, Rule: r.Text(), Packets: r.Packets, Bytes: r.Bytes})
-				}
-			}
-			for _, set := range t.Sets {
-				rep.Sets = append(rep.Sets, setReport{Kind: set.Kind(), Name: set.Name, Type: set.TypeName(), Elements: set.ElementTexts()})
-			}
+			nt := nftReport(t)
+			rep.Table, rep.Rules, rep.Sets = nt.Table, nt.Rules, nt.Sets
 		}
 		rep.Iptables = iptablesReport(s.Iptables[ns])
+		for _, family := range []string{reconcile.FamilyIP, reconcile.FamilyIP6} {
+			if t := s.DockerTables[reconcile.TableKey{NS: ns, Family: family}]; t != nil {
+				rep.DockerTables = append(rep.DockerTables, nftReport(t))
+			}
+		}
 		for _, p := range s.Processes {
 			if p.NS == ns {
 				for _, pid := range p.PIDs {
@@ -177,12 +186,30 @@ func inspectLab(ctx context.Context, d *kernel.Driver, lab string) (inspection, 
 			}
 		}
 		slices.SortFunc(rep.Processes, func(a, b processReport) int { return cmp.Compare(a.PID, b.PID) })
-		if ns == reconcile.Host && len(rep.Interfaces) == 0 && rep.Table == "" && len(rep.Processes) == 0 && len(rep.Sysctls) == 0 && len(rep.Iptables) == 0 {
+		if ns == reconcile.Host && len(rep.Interfaces) == 0 && rep.Table == "" && len(rep.Processes) == 0 && len(rep.Sysctls) == 0 && len(rep.Iptables) == 0 && len(rep.DockerTables) == 0 {
 			continue // the lab has nothing in the host
 		}
 		out.Namespaces = append(out.Namespaces, rep)
 	}
 	return out, nil
+}
+
+// nftReport lists a table's rules with their counters and its sets' elements.
+func nftReport(t *reconcile.Table) tableReport {
+	family := t.Family
+	if family == "" {
+		family = reconcile.FamilyInet
+	}
+	out := tableReport{Table: family + " " + t.Name}
+	for _, c := range t.Chains {
+		for _, r := range c.Rules {
+			out.Rules = append(out.Rules, ruleReport{Chain: c.Name, Rule: r.TextIn(family), Packets: r.Packets, Bytes: r.Bytes})
+		}
+	}
+	for _, set := range t.Sets {
+		out.Sets = append(out.Sets, setReport{Kind: set.Kind(), Name: set.Name, Type: set.TypeName(), Elements: set.ElementTexts()})
+	}
+	return out
 }
 
 // iptablesReport lists a layout's policies and rules: ":FORWARD DROP",
@@ -269,16 +296,10 @@ func writeInspection(out io.Writer, r inspection) {
 			}
 		}
 		if ns.Table != "" {
-			fmt.Fprintf(w, "  nft table %s:\n", ns.Table)
-			for _, r := range ns.Rules {
-				fmt.Fprintf(w, "    %-15s %s  [%s, %s]\n", r.Chain, r.Rule, reconcile.Plural(int(r.Packets), "packet"), reconcile.Plural(int(r.Bytes), "byte"))
-			}
-			for _, set := range ns.Sets {
-				fmt.Fprintf(w, "    %s %s (type %s):\n", set.Kind, set.Name, set.Type)
-				for _, e := range set.Elements {
-					fmt.Fprintf(w, "      %s\n", e)
-				}
-			}
+			writeNftTable(w, tableReport{Table: ns.Table, Rules: ns.Rules, Sets: ns.Sets}, "")
+		}
+		for _, t := range ns.DockerTables {
+			writeNftTable(w, t, " (Docker 29's layout; nft list table prints the same)")
 		}
 		if len(ns.Iptables) > 0 {
 			fmt.Fprintln(w, "  iptables (Docker's layout; iptables-save prints the same):")
@@ -295,6 +316,19 @@ func writeInspection(out io.Writer, r inspection) {
 			for _, p := range ns.Processes {
 				fmt.Fprintf(w, "    %d  %s\n", p.PID, p.Command)
 			}
+		}
+	}
+}
+
+func writeNftTable(w io.Writer, t tableReport, note string) {
+	fmt.Fprintf(w, "  nft table %s%s:\n", t.Table, note)
+	for _, r := range t.Rules {
+		fmt.Fprintf(w, "    %-15s %s  [%s, %s]\n", r.Chain, r.Rule, reconcile.Plural(int(r.Packets), "packet"), reconcile.Plural(int(r.Bytes), "byte"))
+	}
+	for _, set := range t.Sets {
+		fmt.Fprintf(w, "    %s %s (type %s):\n", set.Kind, set.Name, set.Type)
+		for _, e := range set.Elements {
+			fmt.Fprintf(w, "      %s\n", e)
 		}
 	}
 }

@@ -1,6 +1,7 @@
 package hostile
 
 import (
+	"encoding/json"
 	"os"
 	"regexp"
 	"slices"
@@ -160,6 +161,7 @@ func TestDockerNftablesLayoutIsDockerd(t *testing.T) {
 			if res := sb.Exec("netlab", "test", lab); res.Code != 0 {
 				t.Errorf("netlab test failed:\n%s%s", res.Stdout, res.Stderr)
 			}
+			inspectShowsDockerTables(t, sb)
 			if got := sb.OK("netlab", "up", lab); got != "No changes.\n" {
 				t.Errorf("second up printed %q", got)
 			}
@@ -261,5 +263,49 @@ func TestDockerNftablesMobysNetwork(t *testing.T) {
 				t.Errorf("down left nft list ruleset as:\n%s", got)
 			}
 		})
+	}
+}
+
+// inspectShowsDockerTables: netlab inspect lists the lab's Docker 29 tables,
+// with the counters the checks moved: the DNAT of the published port has
+// counted the check from lan to the host's port 8000.
+func inspectShowsDockerTables(t *testing.T, sb *harness.Sandbox) {
+	t.Helper()
+	var got struct {
+		Namespaces []struct {
+			Name         string `json:"name"`
+			DockerTables []struct {
+				Table string `json:"table"`
+				Rules []struct {
+					Chain   string `json:"chain"`
+					Rule    string `json:"rule"`
+					Packets uint64 `json:"packets"`
+				} `json:"rules"`
+			} `json:"docker_nft_tables"`
+		} `json:"namespaces"`
+	}
+	if err := json.Unmarshal([]byte(sb.OK("netlab", "inspect", "-o", "json", "dnft")), &got); err != nil {
+		t.Fatal(err)
+	}
+	var tables []string
+	dnat := uint64(0)
+	for _, ns := range got.Namespaces {
+		for _, table := range ns.DockerTables {
+			tables = append(tables, ns.Name+": "+table.Table)
+			for _, r := range table.Rules {
+				if r.Chain == "nat-prerouting-and-output" && strings.Contains(r.Rule, "dnat to 172.17.0.2:80") {
+					dnat += r.Packets
+				}
+			}
+		}
+	}
+	if want := []string{"host: ip docker-bridges", "host: ip6 docker-bridges"}; !slices.Equal(tables, want) {
+		t.Errorf("netlab inspect shows Docker's tables %q, want %q", tables, want)
+	}
+	if dnat == 0 {
+		t.Errorf("netlab inspect: the DNAT of port 8000 counted no packet after the checks")
+	}
+	if text := sb.OK("netlab", "inspect", "dnft"); !strings.Contains(text, "nft table ip docker-bridges (Docker 29's layout") {
+		t.Errorf("netlab inspect does not show Docker's table:\n%s", text)
 	}
 }
