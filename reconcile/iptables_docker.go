@@ -17,7 +17,8 @@ import (
 //
 //   - 20.10 and 26.1 (the same rules; docker-facts.md observed both):
 //     libnetwork/drivers/bridge/setup_ip_tables_linux.go (setupIPChains,
-//     setupIPTablesInternal, setIcc, setINC), libnetwork/iptables/iptables.go
+//     setupIPTablesInternal, setIcc, setINC, and for a --internal network
+//     setupInternalNetworkRules), libnetwork/iptables/iptables.go
 //     (ProgramChain, ChainInfo.Forward for a published port, AddReturnRule,
 //     EnsureJumpRule), libnetwork/firewall_linux.go (DOCKER-USER) at v26.1.5
 //     (vendor/github.com/docker/libnetwork/... at v20.10.24).
@@ -26,7 +27,8 @@ import (
 //     raw-table drop of direct access to a container's address (28.2), no
 //     RETURN rules: libnetwork/drivers/bridge/internal/iptabler/ (iptabler.go,
 //     network.go, endpoint.go, port.go) and its goldens
-//     testdata/TestIptabler_*__iptables.golden at v28.5.2.
+//     testdata/TestIptabler_*__iptables.golden at v28.5.2 (those of an
+//     internal network are in reconcile/testdata/moby/iptabler-28).
 //   - 29: the same package under daemon/ after v28.5.2 (Docker 29's
 //     development): DOCKER-INTERNAL instead of the isolation chains, no
 //     `-i BR -j RETURN` in nat DOCKER, goldens testdata/TestIptabler/.
@@ -153,6 +155,10 @@ func (d *dockerd) start() {
 
 // network is `docker network create`: the rules of bridge b.
 func (d *dockerd) network(b *topology.Bridge) {
+	if b.Internal {
+		d.internalNetwork(b)
+		return
+	}
 	br := b.Name
 	iif, oif := IIFName{Name: br}, OIFName{Name: br}
 	notIif, notOif := IIFName{Name: br, Neg: true}, OIFName{Name: br, Neg: true}
@@ -200,10 +206,38 @@ func (d *dockerd) network(b *topology.Bridge) {
 	}
 }
 
+// internalNetwork is `docker network create --internal`
+// (setupInternalNetworkRules): what leaves the bridge for another subnet and
+// what enters it from another is dropped, in DOCKER-ISOLATION-STAGE-1 (26.1,
+// 28) or DOCKER-INTERNAL (29), then icc as setIcc writes it. Nothing else: no
+// NAT, no isolation from the other networks, no DOCKER rules.
+func (d *dockerd) internalNetwork(b *topology.Bridge) {
+	iif, oif := IIFName{Name: b.Name}, OIFName{Name: b.Name}
+	chain := chainIso1
+	if d.release == "29" {
+		chain = chainInternal
+	}
+	if sub := familyPrefix(b, FamilyIP); sub.IsValid() {
+		d.insert("filter", chain, verdict(VerdictDrop, iif, AddrMatch{Dir: Dst, Prefix: sub, Neg: true}))
+		d.insert("filter", chain, verdict(VerdictDrop, oif, AddrMatch{Dir: Src, Prefix: sub, Neg: true}))
+	}
+	switch {
+	case b.ICC != nil && !*b.ICC && d.release == "26.1":
+		d.append("filter", "FORWARD", verdict(VerdictDrop, iif, oif))
+	case b.ICC != nil && !*b.ICC:
+		d.append("filter", chainForward, verdict(VerdictDrop, iif, oif))
+	case d.release == "26.1":
+		d.insert("filter", "FORWARD", verdict(VerdictAccept, iif, oif))
+	default:
+		d.append("filter", chainForward, verdict(VerdictAccept, iif, oif))
+	}
+}
+
 // endpoint is a container's address on bridge b (28 and 29: packets routed
-// to it directly from anywhere but its bridge are dropped before NAT).
+// to it directly from anywhere but its bridge are dropped before NAT; not on
+// an internal network).
 func (d *dockerd) endpoint(b *topology.Bridge, addr netip.Addr) {
-	if d.release != "26.1" && addr.Is4() {
+	if d.release != "26.1" && addr.Is4() && !b.Internal {
 		d.append("raw", "PREROUTING", verdict(VerdictDrop, IIFName{Name: b.Name, Neg: true}, addrMatch(Dst, addr)))
 	}
 }

@@ -37,6 +37,11 @@ import (
 //   - Per published port: its accept in filter-forward-in__BR, its DNAT, and
 //     without the userland proxy (Docker's "hairpin" mode) the masquerade of a
 //     container reaching its own port.
+//   - An internal network (--internal) has, instead of ICC with its
+//     iifname, OUTGOING, the drop of unpublished ports and the NAT, the drop
+//     of what comes from another interface ("INTERNAL NETWORK INGRESS") and
+//     of what leaves for one ("EGRESS"), then ICC; its endpoints have no
+//     raw-PREROUTING drop, and nothing is published on it.
 // Docker has no isolation chains in this layout: a network's "UNPUBLISHED
 // PORT DROP" keeps the others out (but not from its published ports).
 
@@ -190,6 +195,14 @@ func (c *rulesCompiler) dockerNetwork(t *Table, b *topology.Bridge, prefix netip
 	if b.ICC != nil && !*b.ICC {
 		icc = VerdictDrop
 	}
+	if b.Internal {
+		// Nothing from another interface gets in, nothing leaves for one; the
+		// rest is between the bridge's ports.
+		in.Rules = append(in.Rules, &Rule{Match: []Match{IIFName{Name: br, Neg: true}}, Verdict: VerdictDrop, Comment: "INTERNAL NETWORK INGRESS"})
+		out.Rules = append(out.Rules, &Rule{Match: []Match{OIFName{Name: br, Neg: true}}, Verdict: VerdictDrop, Comment: "INTERNAL NETWORK EGRESS"})
+		in.Rules = append(in.Rules, &Rule{Verdict: icc, Comment: "ICC"})
+		return
+	}
 	in.Rules = append(in.Rules, &Rule{Match: []Match{IIFName{Name: br}}, Verdict: icc, Comment: "ICC"})
 	out.Rules = append(out.Rules, &Rule{Verdict: VerdictAccept, Comment: "OUTGOING"})
 	if b.Masquerade {
@@ -235,7 +248,7 @@ func (c *rulesCompiler) dockerEndpoints(t *Table, bridges []*topology.Bridge, pu
 	for _, ns := range c.lab.Namespaces {
 		for _, end := range ns.Ends {
 			b := end.Peer.OnBridge
-			if b == nil || end.Config == nil || !slices.Contains(bridges, b) || !familyPrefix(b, t.Family).IsValid() {
+			if b == nil || b.Internal || end.Config == nil || !slices.Contains(bridges, b) || !familyPrefix(b, t.Family).IsValid() {
 				continue
 			}
 			for _, a := range end.Config.Addresses {

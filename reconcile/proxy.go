@@ -86,7 +86,7 @@ func proxyFromArgs(args []string, bad error) (*Service, error) {
 // bridge reaches the host's ports, where the proxy listens.
 func (c *rulesCompiler) proxyReturns(pubs []published) {
 	for _, b := range c.lab.Bridges {
-		if b.UserlandProxy && nativeFirewall(b) && dockerBridge(b, pubs) {
+		if b.UserlandProxy && !b.Internal && nativeFirewall(b) && dockerBridge(b, pubs) {
 			c.add(b.Namespace, "nat-prerouting", &Rule{Match: []Match{IIFName{Name: b.Name}}, Verdict: VerdictReturn,
 				Comment: b.Name + ": containers reach published ports through the userland proxy"})
 		}

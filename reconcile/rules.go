@@ -68,6 +68,9 @@ func compileRules(lab *topology.Lab, s *State) {
 	// DOCKER-ISOLATION chains do: otherwise a published port of one bridge would
 	// accept a packet from an isolated neighbour before its drop is reached.
 	for _, b := range lab.Bridges {
+		if b.Internal && nativeFirewall(b) {
+			c.internal(b)
+		}
 		if b.Isolated && nativeFirewall(b) {
 			c.isolate(b)
 		}
@@ -110,7 +113,7 @@ func nativeFirewall(b *topology.Bridge) bool { return !b.Iptables && !b.Nftables
 // dockerBridge says whether a bridge behaves like a Docker network: it does as
 // soon as any of Docker's options is set on it or a port is published through it.
 func dockerBridge(b *topology.Bridge, pubs []published) bool {
-	if b.Masquerade || b.Isolated || b.ICC != nil {
+	if b.Masquerade || b.Isolated || b.ICC != nil || b.Internal {
 		return true
 	}
 	for _, p := range pubs {
@@ -147,15 +150,25 @@ func (c *rulesCompiler) publishedPorts() []published {
 	return out
 }
 
-// bridgedEnd is the namespace's first link end whose peer is a bridge port: its
-// interface on its first bridge.
+// bridgedEnd is the namespace's first link end whose peer is a port of a
+// bridge that is not internal: its interface on the bridge its ports are
+// published through (Docker's gateway network: an internal one is never that).
 func bridgedEnd(ns *topology.Namespace) *topology.End {
 	for _, end := range ns.Ends {
-		if end.Peer.OnBridge != nil {
+		if b := end.Peer.OnBridge; b != nil && !b.Internal {
 			return end
 		}
 	}
 	return nil
+}
+
+// internal drops what would leave an internal bridge for another interface,
+// and what would enter it from one, as Docker's rules of a --internal network.
+func (c *rulesCompiler) internal(b *topology.Bridge) {
+	c.add(b.Namespace, "forward", &Rule{Match: []Match{IIFName{Name: b.Name}, OIFName{Name: b.Name, Neg: true}},
+		Verdict: VerdictDrop, Comment: b.Name + ": internal, nothing leaves it"})
+	c.add(b.Namespace, "forward", &Rule{Match: []Match{IIFName{Name: b.Name, Neg: true}, OIFName{Name: b.Name}},
+		Verdict: VerdictDrop, Comment: b.Name + ": internal, nothing enters it"})
 }
 
 // isolate drops what enters an isolated bridge and leaves by another isolated
@@ -203,7 +216,9 @@ func (c *rulesCompiler) dockerBridge(b *topology.Bridge, pubs []published) {
 		c.add(ns, "forward", &Rule{Match: []Match{notIif, oif, addrMatch(Dst, p.addr), portMatch(p.p.Proto, Dst, uint16Range(p.p.Port))},
 			Verdict: VerdictAccept, Comment: publishComment(p)})
 	}
-	c.add(ns, "forward", &Rule{Match: []Match{iif, notOif}, Verdict: VerdictAccept, Comment: br + ": containers may go out"})
+	if !b.Internal {
+		c.add(ns, "forward", &Rule{Match: []Match{iif, notOif}, Verdict: VerdictAccept, Comment: br + ": containers may go out"})
+	}
 	icc := b.ICC == nil || *b.ICC
 	if icc {
 		c.add(ns, "forward", &Rule{Match: []Match{iif, oif}, Verdict: VerdictAccept, Comment: br + ": icc, containers may talk to each other"})

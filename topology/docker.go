@@ -151,13 +151,6 @@ func (d *decoder) dockerLevel(root *yaml.Node) *yaml.Node {
 	cfg := d.dockerConfig(dk["docker"], first)
 	nets, byName := d.dockerNetworks(dk["networks"], lab, first)
 	containers := d.dockerContainers(dk["containers"], byName)
-	for _, n := range nets {
-		if n.internal && cfg.firewall == "nftables" && !n.bad {
-			// Docker 29 writes an internal network's own chains (INTERNAL NETWORK
-			// INGRESS/EGRESS); netlab does not write them yet.
-			d.errorf(n.key, "network %s: internal: true with docker: firewall: nftables is not built yet; use firewall: native or iptables for a lab with an internal network", n.name)
-		}
-	}
 	d.allocate(nets, containers, lab, cfg)
 	d.emitDocker(out, lab, cfg, nets, containers, first)
 	return canonicalOrder(out)

@@ -69,6 +69,7 @@ func (d *decoder) dockerContainer(e pair, byName map[string]*dockerNet) *dockerC
 		}
 		d.dockerAttach(c, w, i, byName, label)
 	}
+	d.dockerInternalPublish(c, label)
 	c.bad = c.bad || len(d.errs) > errsBefore
 	return c
 }
@@ -147,6 +148,17 @@ func (d *decoder) dockerNoNetwork(c *dockerContainer, w dockerWant, n int, label
 	if fk, ok := c.f["publish"]; ok {
 		d.errorf(fk.key, "%s: publish: has no effect with network: %s (Docker ignores it); with network: host the container's ports are the host's", label, w.name)
 	}
+}
+
+// dockerInternalPublish reports publish: on a container whose networks are
+// all internal: Docker maps ports on the container's gateway network, and an
+// internal network is none (nothing enters it), so it publishes nothing.
+func (d *decoder) dockerInternalPublish(c *dockerContainer, label string) {
+	fk, ok := c.f["publish"]
+	if !ok || len(c.endpoints) == 0 || slices.ContainsFunc(c.endpoints, func(ep *dockerEndpoint) bool { return !ep.net.internal }) {
+		return
+	}
+	d.errorf(fk.key, "%s: publish: has no effect on internal network %s (Docker publishes nothing: nothing enters an internal network); put the container on another network too", label, c.endpoints[0].net.name)
 }
 
 // dockerAttach connects container c to the network w names, as its i-th

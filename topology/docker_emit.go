@@ -152,13 +152,16 @@ func emitBridge(bridges, host *yaml.Node, lab string, cfg dockerConfig, n *docke
 		gStr(p, "mac"), gQuoted(p, bridgeMAC(lab, n.name).String()),
 		gStr(p, "masquerade"), gBool(p, n.masq),
 		gStr(p, "isolated"), gBool(p, n.isolated))
+	if n.internal {
+		b.Content = append(b.Content, gStr(p, "internal"), gBool(p, true))
+	}
 	if n.icc != nil {
 		b.Content = append(b.Content, gStr(p, "icc"), n.icc)
 	}
 	if n.mtu != nil {
 		b.Content = append(b.Content, gStr(p, "mtu"), n.mtu)
 	}
-	if cfg.proxy && !n.internal {
+	if cfg.proxy {
 		b.Content = append(b.Content, gStr(p, "userland-proxy"), gBool(p, true))
 	}
 	if cfg.firewall != "native" {
@@ -169,6 +172,9 @@ func emitBridge(bridges, host *yaml.Node, lab string, cfg dockerConfig, n *docke
 	}
 	k := gStr(p, n.bridge)
 	what := "docker network create " + n.name
+	if n.internal {
+		what = "docker network create --internal " + n.name
+	}
 	if !n.user {
 		what = "Docker's default network, " + n.name
 	}
@@ -177,15 +183,6 @@ func emitBridge(bridges, host *yaml.Node, lab string, cfg dockerConfig, n *docke
 	if host != nil {
 		if sc := hostSection(host, p, "sysctls", false); sc != nil {
 			addDefault(sc, p, "net.ipv6.conf."+n.bridge+".accept_ra", gInt(p, 0))
-		}
-		if n.internal {
-			if fl := hostSection(host, p, "filter", true); fl != nil {
-				for _, r := range [][2]string{{n.bridge, "!" + n.bridge}, {"!" + n.bridge, n.bridge}} {
-					fl.Content = append(fl.Content, gMap(p, true,
-						gStr(p, "chain"), gStr(p, "forward"), gStr(p, "in"), gStr(p, r[0]),
-						gStr(p, "out"), gStr(p, r[1]), gStr(p, "action"), gStr(p, "drop")))
-				}
-			}
 		}
 	}
 }

@@ -63,6 +63,9 @@ func bridgeNotes(b *Bridge) string {
 	if b.Masquerade {
 		notes = append(notes, "masquerade")
 	}
+	if b.Internal {
+		notes = append(notes, "internal")
+	}
 	if b.ICC != nil && !*b.ICC {
 		notes = append(notes, "no icc")
 	}

@@ -21,7 +21,7 @@ func (d *decoder) bridges(n *yaml.Node) []*Bridge {
 		if err := checkIfname(b.Name); err != nil {
 			d.errorf(p.key, "bridge %q: %v", b.Name, err)
 		}
-		f, _ := d.fields(p.value, label, "namespace", "addresses", "mtu", "mac", "masquerade", "icc", "isolated", "resolve", "userland-proxy", "firewall", "docker-version")
+		f, _ := d.fields(p.value, label, "namespace", "addresses", "mtu", "mac", "masquerade", "icc", "isolated", "internal", "resolve", "userland-proxy", "firewall", "docker-version")
 		if v := f.val("namespace"); v != nil {
 			if s, ok := d.str(v, label+": namespace"); ok {
 				b.Namespace = s
@@ -53,6 +53,12 @@ func (d *decoder) bridges(n *yaml.Node) []*Bridge {
 		}
 		if v := f.val("isolated"); v != nil {
 			b.Isolated, _ = d.boolean(v, label+": isolated")
+		}
+		if v := f.val("internal"); v != nil {
+			b.Internal, _ = d.boolean(v, label+": internal")
+			if b.Internal && b.Masquerade {
+				d.errorf(v, "%s: internal and masquerade: an internal bridge's traffic does not leave it, so there is nothing to masquerade; drop one of them", label)
+			}
 		}
 		if v := f.val("resolve"); v != nil {
 			b.Resolve, _ = d.boolean(v, label+": resolve")

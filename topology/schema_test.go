@@ -52,7 +52,6 @@ var schemaBlind = []struct {
 	{"invalid-yaml-indent.yaml", true, "a key indented between two mappings: YAML syntax error"},
 	{"invalid-yaml-indent-deep.yaml", true, "a key indented between two mappings: YAML syntax error"},
 
-	{"invalid-docker-nftables-internal.yaml", false, "an internal network with docker: firewall: nftables: compares a network's value with the docker: section's"},
 	{"invalid-bridge-overlap.yaml", false, "overlapping subnets of two bridges: compares values of two bridges"},
 	{"invalid-duplicate-interface.yaml", false, "an interface named twice (by a bridge, two links, a generated port name)"},
 	{"invalid-interface-unlinked.yaml", false, "interfaces: entries that no link names, or that are a bridge or a bridge port"},

@@ -52,6 +52,9 @@ type Bridge struct {
 	Masquerade bool  // SNAT the bridge's subnets when leaving by another interface
 	ICC        *bool // nil: true. Ports of this bridge may talk to each other
 	Isolated   bool  // no forwarding between two isolated bridges
+	// Internal (`docker network create --internal`): nothing is forwarded in or
+	// out of the bridge, only between its ports; no masquerade, no published port.
+	Internal bool
 	// Resolve: the namespaces linked to this bridge find each other by name, as on
 	// a Docker user-defined network (the default bridge does not).
 	Resolve bool

@@ -433,19 +433,25 @@ func (v *validator) publish() {
 		if len(ns.Publish) == 0 {
 			continue
 		}
-		onBridge := false
-		for _, dv := range v.devices[ns.Name] {
-			if dv.end != nil && dv.end.Bridge == "" {
-				other := dv.link.Ends[0]
-				if other == dv.end {
-					other = dv.link.Ends[1]
-				}
-				onBridge = onBridge || other.Bridge != ""
+		// A port is published through the namespace's first bridge that is
+		// not internal: Docker maps ports on a container's gateway network.
+		onBridge, internal := false, ""
+		for _, e := range ns.Ends {
+			switch b := e.Peer.OnBridge; {
+			case b == nil:
+			case b.Internal:
+				internal = cmp.Or(internal, b.Name)
+			default:
+				onBridge = true
 			}
 		}
 		for _, p := range ns.Publish {
 			label := fmt.Sprintf("publish %q in %s", p.Text, nsLabel(ns.Name))
-			if !onBridge && !v.notes.badLinks {
+			switch {
+			case onBridge || v.notes.badLinks:
+			case internal != "":
+				v.errorAt(p.Pos, "%s: %s is only on internal bridges (%s): nothing enters an internal network, so Docker publishes no port there (link %s to another bridge too)", label, ns.Name, internal, ns.Name)
+			default:
 				v.errorAt(p.Pos, "%s: %s is not linked to any bridge, so the host has nowhere to forward the port (add a link such as [%s:eth0, docker0])", label, ns.Name, ns.Name)
 			}
 			i := slices.IndexFunc(taken, func(o *Publish) bool {

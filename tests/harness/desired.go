@@ -38,13 +38,17 @@ func DesiredFromText(t testing.TB, text string) *reconcile.State {
 // MobyConfig is one configuration of moby's nftabler test (TestNftabler):
 // the network of reconcile/testdata/moby/br-dummy.yaml with the userland proxy
 // on or off (moby's hairpin false, true), icc and masquerade on or off, and
-// -p 8080:80 on every address or on the loopback (moby's bindlh).
-type MobyConfig struct{ Proxy, ICC, Masquerade, Localhost bool }
+// -p 8080:80 on every address or on the loopback (moby's bindlh); or, with
+// Internal, the network made internal (moby's internal=true: no masquerade,
+// and its port bindings have no effect, so the lab publishes none).
+type MobyConfig struct{ Proxy, ICC, Masquerade, Localhost, Internal bool }
 
 // MobyConfigs are the configurations whose goldens reconcile/testdata/moby holds.
 var MobyConfigs = []MobyConfig{
 	{Proxy: true, ICC: true, Masquerade: true}, {ICC: true, Masquerade: true},
 	{Proxy: true, Localhost: true}, {Localhost: true},
+	{Proxy: true, ICC: true, Internal: true}, {ICC: true, Internal: true},
+	{Proxy: true, Internal: true}, {Internal: true},
 }
 
 // Lab is the text of the lab of the configuration, from the file of the network.
@@ -57,7 +61,11 @@ func (c MobyConfig) Lab(t testing.TB, path string) string {
 	r := strings.NewReplacer("masquerade: true", fmt.Sprintf("masquerade: %v", c.Masquerade), "icc: true", fmt.Sprintf("icc: %v", c.ICC),
 		"userland-proxy: true", fmt.Sprintf("userland-proxy: %v", c.Proxy))
 	text := r.Replace(string(data))
-	if c.Localhost {
+	switch {
+	case c.Internal:
+		text = strings.Replace(text, "firewall: nftables", "internal: true, firewall: nftables", 1)
+		text = strings.Replace(text, "    publish: [\"8080:80\"]\n", "", 1)
+	case c.Localhost:
 		text = strings.Replace(text, `publish: ["8080:80"]`, `publish: ["127.0.0.1:8080:80", "[::1]:8080:80"]`, 1)
 	}
 	return text
@@ -68,6 +76,9 @@ func (c MobyConfig) Lab(t testing.TB, path string) string {
 func (c MobyConfig) Golden(t testing.TB, dir, family string) string {
 	t.Helper()
 	name := fmt.Sprintf("hairpin=%v,internal=false,icc=%v,masq=%v,snat=false,gwm=nat,bindlh=%v__%s.golden", !c.Proxy, c.ICC, c.Masquerade, c.Localhost, family)
+	if c.Internal {
+		name = fmt.Sprintf("hairpin=%v,internal=true,icc=%v__%s.golden", !c.Proxy, c.ICC, family)
+	}
 	data, err := os.ReadFile(filepath.Join(dir, name))
 	if err != nil {
 		t.Fatal(err)
@@ -76,5 +87,8 @@ func (c MobyConfig) Golden(t testing.TB, dir, family string) string {
 }
 
 func (c MobyConfig) String() string {
+	if c.Internal {
+		return fmt.Sprintf("proxy=%v,internal,icc=%v", c.Proxy, c.ICC)
+	}
 	return fmt.Sprintf("proxy=%v,icc=%v,masquerade=%v,localhost=%v", c.Proxy, c.ICC, c.Masquerade, c.Localhost)
 }

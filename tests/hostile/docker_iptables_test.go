@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"netlab/tests/harness"
+	"netlab/topology"
 )
 
 // dockerIptablesLab is the docker-bridge scenario of docker-facts.md at
@@ -54,6 +55,32 @@ func dockerIptablesFile(version, proxy string) string {
 	return strings.NewReplacer("VERSION", version, "PROXY", proxy, "DIRECT", direct).Replace(dockerIptablesLab)
 }
 
+// withInternal adds to the docker-bridge scenario (dockerIptablesLab,
+// dockerNftablesLab) a third network created with --internal, back
+// (172.19.0.0/16), with c5 serving HTTP and c6, and checks that its
+// containers reach each other (by name) and the host reaches them, while
+// nothing enters it: neither lan (routed to it by the host) nor a container
+// of another network; and nothing leaves it (no default route either, as
+// Docker gives none on an internal network).
+func withInternal(lab string) string {
+	return strings.NewReplacer(
+		"  mynet: {}\n", "  mynet: {}\n  back: {internal: true}\n",
+		"\nnamespaces:\n", "\n  c5: {network: back, serve: [{http: 80, body: \"Hello from c5\"}]}\n  c6: {network: back}\nnamespaces:\n",
+		"routes: [172.17.0.0/16 via 192.0.2.1]", "routes: [172.17.0.0/16 via 192.0.2.1, 172.19.0.0/16 via 192.0.2.1]",
+	).Replace(lab) + `  - {from: c6, http: "http://c5/", expect: {body: Hello from c5}}
+  - {from: host, http: "http://172.19.0.2/", expect: {body: Hello from c5}}
+  - {from: lan, tcp: "172.19.0.2:80", expect: fail}
+  - {from: c3, tcp: "172.19.0.2:80", expect: fail}
+  - {from: c5, ping: 192.0.2.2, expect: fail}
+`
+}
+
+// internalNames names the internal network's bridge br-INT in normalised
+// listings (the other user network's is br-NET).
+func internalNames(lab string) map[string]string {
+	return map[string]string{topology.DockerBridgeName(lab, "back"): "br-INT"}
+}
+
 // dockerdSave is a testdata file of dockerd's iptables-save (see the comment
 // at its top for where it comes from), without its comment lines.
 func dockerdSave(t *testing.T, name string) string {
@@ -92,6 +119,34 @@ func normalisedSave(sb *harness.Sandbox, names map[string]string) string {
 	return strings.Join(out, "\n") + "\n"
 }
 
+// layoutUp brings a lab of one of Docker's layouts up, runs check (its
+// listing is Docker's), then the lab's checks, then a second up, which has
+// nothing to do; what prefixes the errors.
+func layoutUp(t *testing.T, sb *harness.Sandbox, lab, what string, check func()) {
+	t.Helper()
+	sb.OK("netlab", "up", lab)
+	check()
+	if res := sb.Exec("netlab", "test", lab); res.Code != 0 {
+		t.Errorf("%snetlab test failed:\n%s%s", what, res.Stdout, res.Stderr)
+	}
+	if got := sb.OK("netlab", "up", lab); got != "No changes.\n" {
+		t.Errorf("%ssecond up printed %q", what, got)
+	}
+}
+
+// layoutDown takes the lab down and checks that iptables-save and nft list
+// ruleset are as they were before it (save, ruleset).
+func layoutDown(t *testing.T, sb *harness.Sandbox, lab, what, save, ruleset string) {
+	t.Helper()
+	sb.OK("netlab", "down", lab)
+	if got := rawSave(sb); got != save {
+		t.Errorf("%sdown left iptables-save as:\n%s\nbefore:\n%s", what, got, save)
+	}
+	if got := sb.OK("nft", "list", "ruleset"); got != ruleset {
+		t.Errorf("%sdown left nft list ruleset as:\n%s\nbefore:\n%s", what, got, ruleset)
+	}
+}
+
 func rawSave(sb *harness.Sandbox) string {
 	return sb.OK("sh", "-c", "iptables-save | grep -v '^#'; true")
 }
@@ -105,7 +160,11 @@ func rawSave(sb *harness.Sandbox) string {
 // second up is "No changes."; a rule of the lab's and one of the daemon's
 // deleted with iptables -D, and FORWARD's policy set back to ACCEPT, are drift
 // that plan shows and up repairs, while the admin's rule in DOCKER-USER is not;
-// down leaves iptables-save and nft list ruleset as they were.
+// down leaves iptables-save and nft list ruleset as they were. Then the
+// scenario with a third network, internal (withInternal), in the same
+// sandbox: iptables-save is that dockerd's (testdata/dockerd-*-internal,
+// derived from moby's setupInternalNetworkRules and iptabler goldens), the
+// checks pass, a second up is "No changes.", down restores.
 func TestDockerIptablesLayoutIsDockerd(t *testing.T) {
 	for _, version := range []string{"20.10", "26.1", "28", "29"} {
 		layout := version
@@ -119,17 +178,12 @@ func TestDockerIptablesLayoutIsDockerd(t *testing.T) {
 				sb := harness.NewSandbox(t)
 				lab := writeLab(t, "dipt.yaml", dockerIptablesFile(version, proxy))
 				saveBefore, rulesetBefore := rawSave(sb), sb.OK("nft", "list", "ruleset")
-				sb.OK("netlab", "up", lab)
 				want := dockerdSave(t, "dockerd-"+layout+"-"+mode)
-				if got := normalisedSave(sb, nil); got != want {
-					t.Errorf("iptables-save after up:\n%s\nwant (dockerd %s, %s):\n%s", got, version, mode, want)
-				}
-				if res := sb.Exec("netlab", "test", lab); res.Code != 0 {
-					t.Errorf("netlab test failed:\n%s%s", res.Stdout, res.Stderr)
-				}
-				if got := sb.OK("netlab", "up", lab); got != "No changes.\n" {
-					t.Errorf("second up printed %q", got)
-				}
+				layoutUp(t, sb, lab, "", func() {
+					if got := normalisedSave(sb, nil); got != want {
+						t.Errorf("iptables-save after up:\n%s\nwant (dockerd %s, %s):\n%s", got, version, mode, want)
+					}
+				})
 				sb.OK("iptables", "-t", "nat", "-D", "POSTROUTING", "-s", "172.17.0.0/16", "!", "-o", "docker0", "-j", "MASQUERADE")
 				sb.OK("iptables", "-D", "FORWARD", "-j", "DOCKER-USER")
 				sb.OK("iptables", "-P", "FORWARD", "ACCEPT")
@@ -150,13 +204,15 @@ func TestDockerIptablesLayoutIsDockerd(t *testing.T) {
 				if got := sb.OK("netlab", "plan", lab); got != "No changes.\n" {
 					t.Errorf("an admin's rule in DOCKER-USER is drift:\n%s", got)
 				}
-				sb.OK("netlab", "down", lab)
-				if got := rawSave(sb); got != saveBefore {
-					t.Errorf("down left iptables-save as:\n%s\nbefore:\n%s", got, saveBefore)
-				}
-				if got := sb.OK("nft", "list", "ruleset"); got != rulesetBefore {
-					t.Errorf("down left nft list ruleset as:\n%s\nbefore:\n%s", got, rulesetBefore)
-				}
+				layoutDown(t, sb, lab, "", saveBefore, rulesetBefore)
+
+				lab = writeLab(t, "dipt-internal.yaml", withInternal(dockerIptablesFile(version, proxy)))
+				layoutUp(t, sb, lab, "with an internal network: ", func() {
+					if got, want := normalisedSave(sb, internalNames("dipt")), dockerdSave(t, "dockerd-"+layout+"-"+mode+"-internal"); got != want {
+						t.Errorf("iptables-save with an internal network:\n%s\nwant (dockerd %s, %s):\n%s", got, version, mode, want)
+					}
+				})
+				layoutDown(t, sb, lab, "with an internal network: ", saveBefore, rulesetBefore)
 			})
 		}
 	}

@@ -71,16 +71,24 @@ checks:
 // before 1.1 prints the number) is applied to the output here, with counters
 // zeroed, the user network's bridge id written br-NET, and the elements of a
 // map sorted: their order in a hash map's listing is the hash's, not Docker's.
-func dockerNftablesWant(t *testing.T, family, proxy string) string {
+//
+// With the scenario's third network, internal (withInternal): the ip table
+// from docker-29-nftables-ip-{proxy,noproxy}-internal.txt (its header names
+// moby's golden of an internal network), the ip6 table as without it. A
+// file's comment lines (#) are not part of the text.
+func dockerNftablesWant(t *testing.T, family, proxy string, internal bool) string {
 	variant := "proxy"
 	if proxy == "false" {
 		variant = "noproxy"
+	}
+	if internal && family == "ip" {
+		variant += "-internal"
 	}
 	data, err := os.ReadFile("testdata/docker-29-nftables-" + family + "-" + variant + ".txt")
 	if err != nil {
 		t.Fatal(err)
 	}
-	return string(data)
+	return regexp.MustCompile(`(?m)^#.*\n`).ReplaceAllString(string(data), "")
 }
 
 var (
@@ -89,10 +97,13 @@ var (
 )
 
 // normalisedNftTable is `nft list table FAMILY docker-bridges` normalised as
-// dockerNftablesWant says.
-func normalisedNftTable(sb *harness.Sandbox, family string) string {
+// dockerNftablesWant says, with the bridges of names written by their names.
+func normalisedNftTable(sb *harness.Sandbox, family string, names map[string]string) string {
 	text := sb.OK("nft", "list", "table", family, "docker-bridges")
 	text = nftCounters.ReplaceAllString(text, "counter packets 0 bytes 0")
+	for id, name := range names {
+		text = strings.ReplaceAll(text, id, name)
+	}
 	text = saveBridgeID.ReplaceAllString(text, "br-NET")
 	text = strings.ReplaceAll(text, "type nat hook output priority -100", "type nat hook output priority dstnat")
 	lines := strings.Split(text, "\n")
@@ -141,23 +152,26 @@ func ruleHandle(t *testing.T, sb *harness.Sandbox, chain, what string) string {
 // (userland proxy on and off); the lab's checks pass; a second up is "No
 // changes."; a rule deleted with `nft delete rule`, a chain flushed and a map
 // element deleted are drift that plan shows and up repairs; down leaves `nft
-// list ruleset` as it was.
+// list ruleset` as it was. Then the scenario with a third network, internal
+// (withInternal), in the same sandbox: the tables are Docker's (the internal
+// network's chains as moby's golden of one), the checks pass, a second up is
+// "No changes.", down restores.
 func TestDockerNftablesLayoutIsDockerd(t *testing.T) {
 	for _, proxy := range []string{"true", "false"} {
 		t.Run("userland-proxy="+proxy, func(t *testing.T) {
 			sb := harness.NewSandbox(t)
 			lab := writeLab(t, "dnft.yaml", strings.Replace(dockerNftablesLab, "PROXY", proxy, 1))
-			rulesetBefore := sb.OK("nft", "list", "ruleset")
+			saveBefore, rulesetBefore := rawSave(sb), sb.OK("nft", "list", "ruleset")
 			sb.OK("netlab", "up", lab)
-			check := func(when string) {
+			check := func(when string, internal bool) {
 				t.Helper()
 				for _, family := range []string{"ip", "ip6"} {
-					if got, want := normalisedNftTable(sb, family), dockerNftablesWant(t, family, proxy); got != want {
+					if got, want := normalisedNftTable(sb, family, internalNames("dnft")), dockerNftablesWant(t, family, proxy, internal); got != want {
 						t.Errorf("%s: nft list table %s docker-bridges:\n%s\nwant (moby's goldens):\n%s", when, family, got, want)
 					}
 				}
 			}
-			check("after up")
+			check("after up", false)
 			if res := sb.Exec("netlab", "test", lab); res.Code != 0 {
 				t.Errorf("netlab test failed:\n%s%s", res.Stdout, res.Stderr)
 			}
@@ -181,7 +195,7 @@ func TestDockerNftablesLayoutIsDockerd(t *testing.T) {
 				}
 			}
 			sb.OK("netlab", "up", lab)
-			check("after repair")
+			check("after repair", false)
 			if res := sb.Exec("netlab", "test", lab); res.Code != 0 {
 				t.Errorf("netlab test after repair failed:\n%s%s", res.Stdout, res.Stderr)
 			}
@@ -192,6 +206,10 @@ func TestDockerNftablesLayoutIsDockerd(t *testing.T) {
 			if got := sb.OK("nft", "list", "ruleset"); got != rulesetBefore {
 				t.Errorf("down left nft list ruleset as:\n%s\nbefore:\n%s", got, rulesetBefore)
 			}
+
+			lab = writeLab(t, "dnft-internal.yaml", withInternal(strings.Replace(dockerNftablesLab, "PROXY", proxy, 1)))
+			layoutUp(t, sb, lab, "with an internal network: ", func() { check("with an internal network", true) })
+			layoutDown(t, sb, lab, "with an internal network: ", saveBefore, rulesetBefore)
 		})
 	}
 }
@@ -251,7 +269,7 @@ func TestDockerNftablesMobysNetwork(t *testing.T) {
 			before := sb.OK("nft", "list", "ruleset")
 			sb.OK("netlab", "up", path)
 			for _, family := range []string{"ip", "ip6"} {
-				if got, want := normalisedNftTable(sb, family), c.Golden(t, dir, family); got != want {
+				if got, want := normalisedNftTable(sb, family, nil), c.Golden(t, dir, family); got != want {
 					t.Errorf("nft list table %s docker-bridges:\n%s\nwant (moby's golden):\n%s", family, got, want)
 				}
 			}

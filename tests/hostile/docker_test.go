@@ -235,3 +235,35 @@ func TestImportCompose(t *testing.T) {
 	}
 	sb.OK("netlab", "down", lab)
 }
+
+// TestDockerInternalNative: the docker-bridge scenario with a third network,
+// internal (withInternal), in netlab's own table (firewall: native), proxy
+// on: the internal bridge's two drops are in the table inet netlab-LAB
+// before any bridge's accepts, nothing is written in iptables' tables, the
+// checks pass (its containers reach each other, the host reaches them,
+// nothing enters from lan or another network, nothing leaves), a second up
+// is "No changes.", and down leaves the kernel as it was.
+func TestDockerInternalNative(t *testing.T) {
+	sb := harness.NewSandbox(t)
+	before := kernelState(sb)
+	lab := writeLab(t, "native.yaml", withInternal(strings.Replace(dockerIptablesFile("26.1", "true"), "firewall: iptables", "firewall: native", 1)))
+	upConverges(t, sb, "up", lab)
+	br := topology.DockerBridgeName("dipt", "back")
+	table := sb.OK("nft", "list", "table", "inet", "netlab-dipt")
+	leaves := strings.Index(table, `iifname "`+br+`" oifname != "`+br+`" counter packets`)
+	enters := strings.Index(table, `iifname != "`+br+`" oifname "`+br+`" counter packets`)
+	accept := strings.Index(table, "accept comment")
+	if leaves < 0 || enters < 0 || accept < leaves || accept < enters {
+		t.Errorf("the internal bridge's drops are not before every accept of the table:\n%s", table)
+	}
+	if save := sb.OK("sh", "-c", "iptables-save | grep '^-A'; true"); save != "" {
+		t.Errorf("firewall: native wrote iptables rules:\n%s", save)
+	}
+	if res := sb.Exec("netlab", "test", lab); res.Code != 0 {
+		t.Errorf("netlab test failed:\n%s%s", res.Stdout, res.Stderr)
+	}
+	sb.OK("netlab", "down", lab)
+	if got := kernelState(sb); got != before {
+		t.Errorf("down left:\n%s\nbefore:\n%s", got, before)
+	}
+}
