@@ -3,6 +3,7 @@ package kernel
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"golang.org/x/sys/unix"
 
 	"netlab/reconcile/probe"
 	"netlab/tests/harness"
@@ -292,6 +294,9 @@ func TestDownStopsOthersProcessesInTheLabsNamespaces(t *testing.T) {
 	}
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
+	// Start returns when nsenter runs, not when sleep runs in web: a down
+	// before that would find nothing there to stop.
+	waitUntilIn(t, cmd.Process.Pid, sb.nsPath("web"), "sleep")
 	down(t, d, "foreign")
 	select {
 	case <-done:
@@ -299,4 +304,23 @@ func TestDownStopsOthersProcessesInTheLabsNamespaces(t *testing.T) {
 		cmd.Process.Kill()
 		t.Errorf("a process started by hand in web still runs after down")
 	}
+}
+
+// waitUntilIn waits until process pid runs comm inside the network namespace
+// at nsPath.
+func waitUntilIn(t *testing.T, pid int, nsPath, comm string) {
+	t.Helper()
+	var want unix.Stat_t
+	if err := unix.Stat(nsPath, &want); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+		var st unix.Stat_t
+		name, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
+		if err == nil && strings.TrimSpace(string(name)) == comm &&
+			unix.Stat(fmt.Sprintf("/proc/%d/ns/net", pid), &st) == nil && st.Ino == want.Ino && st.Dev == want.Dev {
+			return
+		}
+	}
+	t.Fatalf("process %d never ran %s in %s", pid, comm, nsPath)
 }
