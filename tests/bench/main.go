@@ -66,6 +66,7 @@ type Result struct {
 	MininetS float64 `json:"mininet_s,omitempty"`
 	RSSMB    float64 `json:"netlab_peak_rss_mb"`
 	NftMS    float64 `json:"nft_transaction_ms,omitempty"`
+	StealPct float64 `json:"cpu_steal_pct"` // CPU time the hypervisor took from this machine while this size was measured
 	Runs     int     `json:"runs"`
 }
 
@@ -73,6 +74,7 @@ type Result struct {
 type Report struct {
 	Where   string   `json:"where"`
 	Procs   int      `json:"processes"`
+	Steal   float64  `json:"cpu_steal_pct"` // over the whole run (see readCPU)
 	Results []Result `json:"results"`
 	Targets []Target `json:"targets"`
 }
@@ -222,6 +224,7 @@ var netlabOps = []string{"up", "no-op up", "incremental up (+1)", "down"}
 
 func run(cfg config) Report {
 	rep := Report{Where: "the machine's PID namespace, a private network and mount namespace", Procs: countProcs()}
+	start := readCPU()
 	dir, _ := os.MkdirTemp("", "netlab-bench-")
 	defer os.RemoveAll(dir)
 	if cfg.python == "" && cfg.mininetMax > 0 {
@@ -235,6 +238,7 @@ func run(cfg config) Report {
 		rep.Results = append(rep.Results, measurePublish(cfg, dir))
 	}
 	rep.Targets = targets(rep.Results)
+	rep.Steal = readCPU().stealSince(start)
 	return rep
 }
 
@@ -252,12 +256,14 @@ func measureSize(cfg config, dir string, n int) []Result {
 	// The incremental lab has the same name, one namespace more.
 	os.WriteFile(labPlus, []byte(strings.Replace(bigger.yaml(), fmt.Sprintf("name: star%d\n", n+1), fmt.Sprintf("name: star%d\n", n), 1)), 0o644)
 
+	before := readCPU()
 	ops, fresh, rss := measureNetlab(cfg, n, reps, lab, labPlus)
 	noIPv6 := measureWithoutHostIPv6(cfg, n, reps, lab)
 	b := measureBaselines(cfg, dir, s, reps)
+	steal := readCPU().stealSince(before)
 	var out []Result
 	for _, op := range netlabOps {
-		r := Result{N: n, Op: op, NetlabS: median(ops[op]), FreshS: median(fresh[op]), RSSMB: rss[op], Runs: reps}
+		r := Result{N: n, Op: op, NetlabS: median(ops[op]), FreshS: median(fresh[op]), RSSMB: rss[op], Runs: reps, StealPct: steal}
 		switch op {
 		case "up":
 			r.PerStepS, r.BatchS, r.HostS, r.MininetS = median(b.perStep), median(b.batch), median(b.batchHost), median(b.mnUp)
@@ -333,6 +339,40 @@ func measureWithoutHostIPv6(cfg config, n, reps int, lab string) map[string][]ti
 		settle(n)
 	}
 	return out
+}
+
+// cpuTimes are the machine's CPU times from /proc/stat, in ticks.
+type cpuTimes struct{ steal, total uint64 }
+
+// readCPU reads the first line of /proc/stat ("cpu user nice system idle
+// iowait irq softirq steal ..."). On a virtual machine, steal is the time
+// the hypervisor gave the machine's CPUs to someone else: every figure taken
+// meanwhile is slower by about as much, whatever netlab does.
+func readCPU() cpuTimes {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return cpuTimes{}
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	var c cpuTimes
+	for i, f := range strings.Fields(line)[1:] {
+		v, _ := strconv.ParseUint(f, 10, 64)
+		if i < 8 { // guest times are already counted in user and nice
+			c.total += v
+		}
+		if i == 7 {
+			c.steal = v
+		}
+	}
+	return c
+}
+
+// stealSince is the share of CPU time stolen since before, in percent.
+func (c cpuTimes) stealSince(before cpuTimes) float64 {
+	if c.total <= before.total {
+		return 0
+	}
+	return 100 * float64(c.steal-before.steal) / float64(c.total-before.total)
 }
 
 // baselines are the times of the star built without netlab.

@@ -89,9 +89,9 @@ func targets(results []Result) []Target {
 }
 
 func report(rep Report) {
-	fmt.Printf("Measured in %s, %d processes in /proc.\n\n", rep.Where, rep.Procs)
+	fmt.Printf("Measured in %s, %d processes in /proc; the hypervisor took %.0f%% of the CPU time during the run (per size: the last column).\n\n", rep.Where, rep.Procs, rep.Steal)
 	w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(w, "N\top\tnetlab\tper ns\tvs 1000\tfresh PID ns\thost IPv6 off\tip per step\tratio\tip -batch\tratio\t(host part)\tMininet\tratio\tpeak RSS\tnft txn\t")
+	fmt.Fprintln(w, "N\top\tnetlab\tper ns\tvs 1000\tfresh PID ns\thost IPv6 off\tip per step\tratio\tip -batch\tratio\t(host part)\tMininet\tratio\tpeak RSS\tnft txn\tCPU stolen\t")
 	for _, r := range rep.Results {
 		ratio := func(base float64) string {
 			if base == 0 || r.NetlabS == 0 {
@@ -113,8 +113,8 @@ func report(rep Report) {
 		if r.NftMS > 0 {
 			nft = fmt.Sprintf("%.1f ms", r.NftMS)
 		}
-		fmt.Fprintf(w, "%d\t%s\t%s\t%.0f µs\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%.1f MB\t%s\t\n", r.N, r.Op, secs(r.NetlabS), r.NetlabS/float64(r.N)*1e6, vs,
-			secs(r.FreshS), secs(r.NoIPv6S), secs(r.PerStepS), ratio(r.PerStepS), secs(r.BatchS), ratio(r.BatchS), secs(r.HostS), secs(r.MininetS), ratio(r.MininetS), r.RSSMB, nft)
+		fmt.Fprintf(w, "%d\t%s\t%s\t%.0f µs\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%.1f MB\t%s\t%.0f%%\t\n", r.N, r.Op, secs(r.NetlabS), r.NetlabS/float64(r.N)*1e6, vs,
+			secs(r.FreshS), secs(r.NoIPv6S), secs(r.PerStepS), ratio(r.PerStepS), secs(r.BatchS), ratio(r.BatchS), secs(r.HostS), secs(r.MininetS), ratio(r.MininetS), r.RSSMB, nft, r.StealPct)
 	}
 	w.Flush()
 	fmt.Println("\nTargets (issue 16; medians in the machine's PID namespace):")
