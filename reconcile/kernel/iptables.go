@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"netlab/reconcile"
+	"netlab/topology"
 )
 
 // The iptables layout in the kernel (reconcile/iptables.go): the lab's rules
@@ -79,7 +80,7 @@ func (m iptMark) bytes() []byte {
 }
 
 func markOf(ud []byte) (iptMark, bool) {
-	s, ok := userdata.GetString(ud, markType)
+	s, ok := userdataString(ud, markType)
 	if !ok || !strings.HasPrefix(s, "netlab:") {
 		return iptMark{}, false
 	}
@@ -92,7 +93,14 @@ func markOf(ud []byte) (iptMark, bool) {
 	if err1 != nil || err2 != nil {
 		return iptMark{}, false
 	}
-	return iptMark{lab: parts[0], seq: seq, rec: iptRecord{dockerd: parts[2], created: uint32(created), policy: parts[4]}}, true
+	// A mark is netlab's only when every part is one netlab writes: a forged or
+	// garbled one must not name a lab that cannot exist, nor give down a policy
+	// to restore that is not one.
+	lab, policy := parts[0], parts[4]
+	if lab != "" && topology.CheckLabName(lab) != nil || policy != "" && policy != "ACCEPT" && policy != "DROP" {
+		return iptMark{}, false
+	}
+	return iptMark{lab: lab, seq: seq, rec: iptRecord{dockerd: parts[2], created: uint32(created), policy: policy}}, true
 }
 
 // genShift puts a lab's generation above its rules' places: a rule of a lab

@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"netlab/reconcile"
+	"netlab/topology"
 )
 
 // The nftables layout in the kernel (reconcile/nftables.go): Docker 29's
@@ -59,11 +60,15 @@ func dockerTable(family string) *nftables.Table {
 
 // tableOwner is the lab whose mark a table's userdata holds ("" none).
 func tableOwner(ud []byte) string {
-	s, ok := userdata.GetString(ud, markType)
+	s, ok := userdataString(ud, markType)
 	if !ok || !strings.HasPrefix(s, reconcile.MarkerPrefix) {
 		return ""
 	}
-	return strings.TrimPrefix(s, reconcile.MarkerPrefix)
+	lab := strings.TrimPrefix(s, reconcile.MarkerPrefix)
+	if topology.CheckLabName(lab) != nil {
+		return "" // not a mark netlab writes
+	}
+	return lab
 }
 
 // dockerTables lists Docker's tables in a namespace: family -> owner lab ("" not netlab's).

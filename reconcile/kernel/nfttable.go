@@ -245,7 +245,7 @@ func comment(s string) []byte {
 }
 
 func commentOf(ud []byte) string {
-	s, _ := userdata.GetString(ud, userdata.TypeComment)
+	s, _ := userdataString(ud, userdata.TypeComment)
 	return strings.TrimRight(s, "\x00")
 }
 
