@@ -111,6 +111,10 @@ type nsHandle struct {
 	mu  sync.Mutex      // guards nl and nft
 	nl  *netlink.Handle // nil until needed (see Driver.libOf)
 	nft *nftables.Conn  // nil until needed (see Driver.nftConn)
+	// nftMu is held by whoever uses nft, from Driver.nftConn to its done: the
+	// library's connection queues one batch for all its users and reads
+	// replies without a lock of its own.
+	nftMu sync.Mutex
 
 	// Guarded by Driver.mu.
 	name    string

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/google/nftables"
@@ -28,10 +29,17 @@ import (
 // some hundreds of rules. It asks for 4 MiB each way (the kernel caps them at
 // net.core.wmem_max/rmem_max).
 func (d *Driver) nftConn(ns string) (conn *nftables.Conn, done func(), err error) {
-	h, done, err := d.use(ns)
+	h, release, err := d.use(ns)
 	if err != nil {
 		return nil, nil, err
 	}
+	// One user at a time: two actions of a phase in one namespace (Docker's
+	// ip and ip6 tables, the lab's table beside the iptables layout) would
+	// otherwise queue into one batch, and one's Flush would commit the other's
+	// half-built transaction or take its error.
+	h.nftMu.Lock()
+	var once sync.Once
+	done = func() { once.Do(func() { h.nftMu.Unlock(); release() }) }
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.nft == nil {
