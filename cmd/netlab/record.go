@@ -73,7 +73,8 @@ func (a *app) recordCmd() *cobra.Command {
 }
 
 // netnsStep is a hidden command of LAB NETNS and more arguments (args in
-// all): the namespace checked, step runs as recordStep runs it.
+// all): the namespace checked (a valid name, the host or one of the lab's),
+// step runs as recordStep runs it.
 func (a *app) netnsStep(use, short string, args int, step func(d *kernel.Driver, args []string) error) *cobra.Command {
 	return &cobra.Command{
 		Use:    use,
@@ -84,7 +85,12 @@ func (a *app) netnsStep(use, short string, args int, step func(d *kernel.Driver,
 			if !validNetns(args[1]) {
 				return fmt.Errorf("invalid namespace name %q", args[1])
 			}
-			return a.recordStep(cmd.Context(), args[0], func(d *kernel.Driver) error { return step(d, args) })
+			return a.recordStep(cmd.Context(), args[0], func(d *kernel.Driver) error {
+				if err := d.CheckLabNetns(args[0], args[1]); err != nil {
+					return err
+				}
+				return step(d, args)
+			})
 		},
 	}
 }

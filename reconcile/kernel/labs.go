@@ -98,6 +98,29 @@ func (d *Driver) CheckNetns(lab string) error {
 	return nil
 }
 
+// CheckLabNetns refuses a namespace that is not the lab's (its lo does not bear
+// the lab's marker): the hidden steps of a plan's script act on the namespace
+// they are given, and must never mark, save or change another lab's or the
+// machine's. The host is every lab's.
+func (d *Driver) CheckLabNetns(lab, ns string) error {
+	if ns == reconcile.Host {
+		return nil
+	}
+	h, done, err := d.use(ns)
+	if err != nil {
+		return fmt.Errorf("namespace %s: %w", ns, err)
+	}
+	defer done()
+	links, err := dumpIfaceRows(h.rt)
+	if err != nil {
+		return fmt.Errorf("namespace %s: list links: %w", ns, err)
+	}
+	if owner := ownerOf(loopbackOf(links).alias); owner != lab {
+		return fmt.Errorf("namespace %s is not lab %s's (its lo is marked %q)", ns, lab, owner)
+	}
+	return nil
+}
+
 // LabInfo returns what RecordLab wrote, if anything.
 func (d *Driver) LabInfo(lab string) (LabInfo, bool) {
 	var info LabInfo
