@@ -53,6 +53,7 @@ var schemaBlind = []struct {
 	{"invalid-yaml-indent-deep.yaml", true, "a key indented between two mappings: YAML syntax error"},
 
 	{"invalid-bridge-overlap.yaml", false, "overlapping subnets of two bridges: compares values of two bridges"},
+	{"invalid-bridge-docker-daemon.yaml", false, "two iptables bridges' userland-proxy (values of two bridges); docker-version with firewall: nftables"},
 	{"invalid-duplicate-interface.yaml", false, "an interface named twice (by a bridge, two links, a generated port name)"},
 	{"invalid-interface-unlinked.yaml", false, "interfaces: entries that no link names, or that are a bridge or a bridge port"},
 	{"invalid-link-end-no-interface.yaml", false, "a bare link end naming a namespace, not a bridge: needs the namespaces' names"},

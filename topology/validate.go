@@ -409,6 +409,9 @@ func (v *validator) iptablesDaemons() {
 	first := map[string]*Bridge{}
 	release := func(b *Bridge) string { return cmp.Or(b.DockerVersion, DefaultDockerVersion) }
 	for _, b := range v.lab.Bridges {
+		if b.Nftables && b.DockerVersion != "" && b.DockerVersion != "29" {
+			v.errorAt(b.Pos, "bridge %s: firewall: nftables is Docker 29's layout, but docker-version is %s; drop docker-version or make it \"29\"", b.Name, b.DockerVersion)
+		}
 		if !b.Iptables {
 			continue
 		}
@@ -420,6 +423,10 @@ func (v *validator) iptablesDaemons() {
 		if release(f) != release(b) {
 			v.errorAt(b.Pos, "bridge %s: docker-version %s, but bridge %s in the same namespace has %s: one dockerd writes one iptables layout; give both the same docker-version",
 				b.Name, release(b), f.Name, release(f))
+		}
+		if f.UserlandProxy != b.UserlandProxy {
+			v.errorAt(b.Pos, "bridge %s: userland-proxy: %t, but bridge %s in the same namespace has %t: the userland proxy is a setting of the whole dockerd, whose one iptables layout these bridges share; give both the same",
+				b.Name, b.UserlandProxy, f.Name, f.UserlandProxy)
 		}
 	}
 }
