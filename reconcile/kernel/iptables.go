@@ -27,21 +27,25 @@ import (
 // iptables-save does not print it): the lab whose network wrote it, or none
 // for the daemon's own rules that every lab of the layout shares (the jumps to
 // DOCKER-USER and DOCKER, the RETURNs); its place among every lab's rules of
-// its chain; and the record of the layout: which dockerd's it is, the tables
-// and built-in chains netlab created, and FORWARD's policy before the first
-// lab set it. The first lab makes the shared part, every lab adds its own
+// its chain; and the record of the layout: which dockerd's it is, the tables,
+// built-in chains and Docker chains netlab created, and FORWARD's policy
+// before the first lab set it. The first lab makes the shared part, every lab adds its own
 // rules where dockerd would put its networks' (a later lab's networks are
 // newer), and the last lab down removes the shared part, the chains and
 // tables netlab created, and puts the policy back. Chains of Docker's names
-// that netlab did not create (a live dockerd's) are a conflict: nothing is
-// written beside them.
+// that the record does not name (a live dockerd's, even one started after the
+// first lab), and rules without a mark in the Docker chains netlab created or
+// jumping to them (a dockerd's or an admin's), are a conflict: nothing is
+// written beside them, and netlab never deletes them.
 
 // markType is the userdata type of netlab's mark (iptables-nft reads only its
 // comment type; nft ignores types it does not know).
 const markType userdata.Type = 0x7e
 
-// iptCreatable are the tables and built-in chains netlab may create; the
-// record keeps which it did as a bit each.
+// iptCreatable are the tables, built-in chains and Docker chains netlab may
+// create; the record keeps which it did as a bit each (23 of the mark's 32).
+// A chain of Docker's name is netlab's only where its bit is set: one that
+// appears later (a dockerd started after the first lab) is not.
 var iptCreatable = func() []string {
 	out := slices.Clone(reconcile.IptTables)
 	for _, t := range reconcile.IptTables {
@@ -51,7 +55,10 @@ var iptCreatable = func() []string {
 			}
 		}
 	}
-	return out
+	for _, name := range reconcile.DockerChains {
+		out = append(out, "filter/"+name)
+	}
+	return append(out, "nat/DOCKER", "nat/DOCKER-INGRESS")
 }()
 
 // iptRecord is what every mark carries: the layout and what the first lab found.
@@ -133,6 +140,7 @@ type iptKernel struct {
 	chains map[string]*nftables.Chain // "filter/FORWARD"
 	order  []string                   // the chains' keys, as listed
 	rules  map[string][]*nftables.Rule
+	rec    iptRecord // the layout's record as read (see record); zero when none
 }
 
 func readIptables(conn *nftables.Conn) (*iptKernel, error) {
@@ -164,6 +172,7 @@ func readIptables(conn *nftables.Conn) (*iptKernel, error) {
 			return nil, err
 		}
 	}
+	k.rec, _ = k.record()
 	return k, nil
 }
 
@@ -202,11 +211,26 @@ func (k *iptKernel) labs() (labs map[string]int64, latest int64) {
 	return labs, latest
 }
 
-// netlabChain says whether a chain is one netlab made for the layout (a chain
-// of Docker's name in tables that hold netlab's record).
-func netlabChain(key string) bool {
+// dockerChain says whether a chain has one of Docker's names.
+func dockerChain(key string) bool {
 	_, name, _ := strings.Cut(key, "/")
 	return slices.Contains(reconcile.DockerChains, name)
+}
+
+// netlabChain says whether a chain is one netlab made for the layout: of
+// Docker's name, and in the layout's record.
+func (k *iptKernel) netlabChain(key string) bool {
+	return dockerChain(key) && k.rec.made(key)
+}
+
+// jumpTarget is the chain a rule jumps or goes to, "" when none.
+func jumpTarget(r *nftables.Rule) string {
+	for _, e := range r.Exprs {
+		if v, ok := e.(*expr.Verdict); ok && (v.Kind == expr.VerdictJump || v.Kind == expr.VerdictGoto) {
+			return v.Chain
+		}
+	}
+	return ""
 }
 
 // iptClass is what a rule in the layout's tables is to a lab.
@@ -217,11 +241,11 @@ const (
 	classOwn                     // the lab's own
 	classShared                  // the daemon's part, every lab's
 	classOther                   // another lab's
-	classStray                   // an unmarked rule in a chain netlab made: not written by netlab
+	classStray                   // an unmarked rule in a chain netlab made: a dockerd's or an admin's, a conflict, never deleted
 	classAdmin                   // an unmarked rule in DOCKER-USER: the admin's, kept while a lab is up
 )
 
-func classify(key string, r *nftables.Rule, lab string) iptClass {
+func (k *iptKernel) classify(key string, r *nftables.Rule, lab string) iptClass {
 	m, ok := markOf(r.UserData)
 	switch {
 	case ok && m.lab == lab:
@@ -234,44 +258,89 @@ func classify(key string, r *nftables.Rule, lab string) iptClass {
 		// The place for the admin's own rules: dockerd never touches them,
 		// netlab neither, until the last lab takes the chain away.
 		return classAdmin
-	case netlabChain(key):
+	case k.netlabChain(key):
 		return classStray
 	}
 	return classForeign
 }
 
 // conflicts says why the lab's layout cannot be written beside what the
-// tables hold: chains of Docker's names netlab did not make (a dockerd's), or
-// other labs of another dockerd's layout.
-func (k *iptKernel) conflicts(ns, lab string, t *reconcile.Table) []string {
-	rec, ok := k.record()
-	if !ok {
-		var out []string
-		for _, key := range k.order {
-			if netlabChain(key) {
-				table, name, _ := strings.Cut(key, "/")
-				out = append(out, fmt.Sprintf("iptables %s: table ip %s already has a chain %s that netlab did not create (a running dockerd's?). "+
-					"netlab writes Docker's iptables layout only where no other tool does: stop dockerd and remove its chains "+
-					"(or reboot), or use docker: {firewall: native}, netlab's own table, which coexists with anything", ns, table, name))
-			}
-		}
+// tables hold: chains of Docker's names netlab did not make (a dockerd's),
+// unmarked rules in the chains it made or jumping to them (a dockerd's that
+// started after the first lab, or an admin's: netlab never deletes them), or
+// other labs of another dockerd's layout. With since (the snapshot a re-run
+// __save-iptables reuses), rules newer than its handles are the script's own.
+func (k *iptKernel) conflicts(ns, lab string, t *reconcile.Table, since *iptSaved) []string {
+	out := k.chainConflicts(ns, since)
+	if len(out) > 0 {
 		return out
+	}
+	if !k.hasRecord() {
+		return nil
 	}
 	labs, _ := k.labs()
 	delete(labs, lab)
-	if rec.dockerd == t.Dockerd || len(labs) == 0 {
+	if k.rec.dockerd == t.Dockerd || len(labs) == 0 {
 		return nil
 	}
-	others := slices.Sorted(func(yield func(string) bool) {
-		for l := range labs {
-			if !yield(l) {
-				return
-			}
-		}
-	})
+	others := strings.Join(sortedNames(labs), ", ")
 	return []string{fmt.Sprintf("iptables %s: lab %s has Docker %s's iptables layout there, lab %s wants %s's: one dockerd writes one layout; "+
 		"give the labs the same docker: version and userland-proxy, or take %s down first",
-		ns, strings.Join(others, ", "), rec.dockerd, lab, t.Dockerd, strings.Join(others, ", "))}
+		ns, others, k.rec.dockerd, lab, t.Dockerd, others)}
+}
+
+func (k *iptKernel) hasRecord() bool {
+	_, ok := k.record()
+	return ok
+}
+
+const iptFix = "netlab writes Docker's iptables layout only where no other tool does: stop dockerd and remove its chains and rules " +
+	"(or reboot), or use docker: {firewall: native}, netlab's own table, which coexists with anything"
+
+// chainConflicts are conflicts' chains and unmarked rules.
+func (k *iptKernel) chainConflicts(ns string, since *iptSaved) []string {
+	var out []string
+	ours := map[string]bool{}
+	for _, key := range k.order {
+		if !dockerChain(key) {
+			continue
+		}
+		if k.rec.made(key) || since != nil && k.allSince(key, *since) {
+			ours[key] = true
+			continue
+		}
+		table, name, _ := strings.Cut(key, "/")
+		out = append(out, fmt.Sprintf("iptables %s: table ip %s already has a chain %s that netlab did not create (a running dockerd's?). %s", ns, table, name, iptFix))
+	}
+	for _, key := range k.order {
+		table, name, _ := strings.Cut(key, "/")
+		for _, r := range k.rules[key] {
+			if _, ok := markOf(r.UserData); ok || since != nil && k.writtenSince(table, r, *since) {
+				continue
+			}
+			if to := jumpTarget(r); ours[table+"/"+to] {
+				out = append(out, fmt.Sprintf("iptables %s: rule handle %d of ip %s chain %s jumps to %s, a chain netlab created, and netlab did not write it "+
+					"(a dockerd started after the first lab? an admin's?): netlab never deletes it, and cannot remove %s while it is there: "+
+					"delete it (nft delete rule ip %s %s handle %d) or take the labs down; %s", ns, r.Handle, table, name, to, to, table, name, r.Handle, iptFix))
+			} else if ours[key] && key != "filter/DOCKER-USER" {
+				out = append(out, fmt.Sprintf("iptables %s: ip %s chain %s, which netlab created, holds rule handle %d that netlab did not write "+
+					"(a dockerd started after the first lab? an admin's?): netlab never deletes it: delete it (nft delete rule ip %s %s handle %d) "+
+					"or take the labs down; %s", ns, table, name, r.Handle, table, name, r.Handle, iptFix))
+			}
+		}
+	}
+	return out
+}
+
+// allSince says whether every unmarked rule of a chain is newer than since.
+func (k *iptKernel) allSince(key string, since iptSaved) bool {
+	table, _, _ := strings.Cut(key, "/")
+	for _, r := range k.rules[key] {
+		if _, ok := markOf(r.UserData); !ok && !k.writtenSince(table, r, since) {
+			return false
+		}
+	}
+	return true
 }
 
 // compileXT compiles a rule with iptables-nft's encoding, its matches in
@@ -380,7 +449,7 @@ func (d *Driver) observeIptables(ns, lab string, want *reconcile.Table) (*reconc
 	}
 	var conflicts []string
 	if want != nil {
-		conflicts = k.conflicts(ns, lab, want)
+		conflicts = k.conflicts(ns, lab, want, nil)
 	}
 	if labs, _ := k.labs(); labs[lab] == 0 {
 		return nil, conflicts, nil
@@ -416,8 +485,8 @@ func (k *iptKernel) observeChain(key, lab string, wc *reconcile.Chain) *reconcil
 		}
 	}
 	for _, r := range k.rules[key] {
-		switch classify(key, r, lab) {
-		case classForeign, classOther, classAdmin:
+		switch k.classify(key, r, lab) {
+		case classForeign, classOther, classAdmin, classStray:
 			continue
 		}
 		if found, ok := exprsKey(nftables.TableFamilyIPv4, r.Exprs); ok && len(wanted[found]) > 0 {

@@ -60,7 +60,7 @@ func (d *Driver) writeIptables(t *reconcile.Table) (relayout bool, err error) {
 	if err != nil {
 		return false, fmt.Errorf("netns %s: read ip raw / ip filter / ip nat: %w", t.NS, err)
 	}
-	if c := k.conflicts(t.NS, lab, t); len(c) > 0 {
+	if c := k.conflicts(t.NS, lab, t, nil); len(c) > 0 {
 		return false, errors.New(c[0])
 	}
 	if rec, had := k.record(); had && rec.dockerd != t.Dockerd {
@@ -105,8 +105,8 @@ func newIptWriter(conn *nftables.Conn, k *iptKernel, lab string, t *reconcile.Ta
 	w.rec = rec
 	for _, key := range k.order {
 		for _, r := range k.rules[key] {
-			switch classify(key, r, lab) {
-			case classOwn, classShared, classStray:
+			switch k.classify(key, r, lab) {
+			case classOwn, classShared:
 				if err := conn.DelRule(r); err != nil {
 					return nil, err
 				}
@@ -133,7 +133,7 @@ func (w *iptWriter) write(t *reconcile.Table) error {
 		switch {
 		case have == nil:
 			chains[key] = w.conn.AddChain(iptDriverChain(w.k.tables[c.Table], c, c.Policy))
-			if c.Hook != "" {
+			if c.Hook != "" || dockerChain(key) {
 				w.rec.create(key)
 			}
 		case c.Hook != "" && c.Policy != "" && policyOf(have) != c.Policy:
@@ -215,18 +215,21 @@ func (d *Driver) removeIptables(ns, name string) error {
 	}
 	lab := strings.TrimPrefix(name, "netlab-")
 	labs, _ := k.labs()
-	_, had := k.record()
 	mine := labs[lab] != 0
 	delete(labs, lab)
-	if !mine && (len(labs) > 0 || !had) {
+	if !mine && (len(labs) > 0 || !k.hasRecord()) {
 		return nil // nothing of the lab's, nor a daemon's part that no lab holds
 	}
 	last := len(labs) == 0
+	var kept map[string]string
+	if last {
+		kept = k.keptChains(lab)
+	}
 	left := map[string]int{} // the rules that stay, by chain
 	for _, key := range k.order {
 		for _, r := range k.rules[key] {
-			c := classify(key, r, lab)
-			if c == classOwn || last && (c == classShared || c == classStray || c == classAdmin) {
+			c := k.classify(key, r, lab)
+			if c == classOwn || last && (c == classShared || c == classAdmin && kept[key] == "") {
 				if err := conn.DelRule(r); err != nil {
 					return err
 				}
@@ -236,48 +239,98 @@ func (d *Driver) removeIptables(ns, name string) error {
 		}
 	}
 	if last {
-		k.removeDaemon(conn, left)
+		k.restorePolicy(conn)
 	}
+	// The lab's rules and the policy in one batch: no chain left behind
+	// (another tool's still uses it) keeps them from going.
 	if err := conn.Flush(); err != nil && !errors.Is(err, unix.ENOENT) {
 		return fmt.Errorf("netns %s: remove the lab's iptables rules: %w", ns, err)
 	}
-	return nil
+	if !last {
+		return nil
+	}
+	return k.removeDaemon(conn, ns, left, kept)
 }
 
-// removeDaemon removes what the first lab created once the last lab's rules
-// are gone: Docker's chains (jumped to by netlab's rules only), then the
-// built-in chains and the tables netlab created, each when nothing else is
-// left in it; and FORWARD's policy goes back to what it was.
-func (k *iptKernel) removeDaemon(conn *nftables.Conn, left map[string]int) {
-	rec, _ := k.record()
-	gone := map[string]int{}
-	deleted := map[string]bool{}
-	for _, builtin := range []bool{false, true} {
+// keptChains are the chains netlab made that the last down leaves, and why:
+// rules netlab did not write are in them, or jump to them (a dockerd's
+// started after the first lab, an admin's), and netlab never deletes those.
+func (k *iptKernel) keptChains(lab string) map[string]string {
+	kept := map[string]string{}
+	stays := func(key string, r *nftables.Rule) bool {
+		switch k.classify(key, r, lab) {
+		case classForeign, classStray, classOther:
+			return true
+		case classAdmin:
+			return kept[key] != ""
+		}
+		return false
+	}
+	for range 2 { // a second pass for DOCKER-USER's rules, which stay when it does
 		for _, key := range k.order {
-			c := k.chains[key]
-			ours := netlabChain(key)
-			if builtin {
-				ours = c.Hooknum != nil && rec.made(key)
-			}
-			if ours && left[key] == 0 {
-				conn.DelChain(c)
-				gone[c.Table.Name]++
-				deleted[key] = true
+			table, name, _ := strings.Cut(key, "/")
+			for _, r := range k.rules[key] {
+				if !stays(key, r) {
+					continue
+				}
+				if k.netlabChain(key) && kept[key] == "" {
+					kept[key] = fmt.Sprintf("it holds rule handle %d that netlab did not write", r.Handle)
+				}
+				if to := table + "/" + jumpTarget(r); k.netlabChain(to) && kept[to] == "" {
+					kept[to] = fmt.Sprintf("rule handle %d of chain %s, which netlab did not write, jumps to it", r.Handle, name)
+				}
 			}
 		}
 	}
-	if f := k.chains["filter/FORWARD"]; f != nil && !deleted["filter/FORWARD"] {
-		want := rec.policy
-		if rec.made("filter/FORWARD") || want == "" {
-			want = "ACCEPT" // a chain netlab made that something else now uses
+	return kept
+}
+
+// restorePolicy puts FORWARD's policy back to what it was before the first lab.
+func (k *iptKernel) restorePolicy(conn *nftables.Conn) {
+	f := k.chains["filter/FORWARD"]
+	if f == nil {
+		return
+	}
+	want := k.rec.policy
+	if k.rec.made("filter/FORWARD") || want == "" {
+		want = "ACCEPT" // a chain netlab made, that goes unless something else now uses it
+	}
+	if policyOf(f) != want {
+		pol := nftables.ChainPolicyAccept
+		if want == "DROP" {
+			pol = nftables.ChainPolicyDrop
 		}
-		if policyOf(f) != want {
-			pol := nftables.ChainPolicyAccept
-			if want == "DROP" {
-				pol = nftables.ChainPolicyDrop
+		f.Policy = &pol
+		conn.AddChain(f)
+	}
+}
+
+// removeDaemon removes, once the last lab's rules are gone, what the first
+// lab created: Docker's chains, then the built-in chains and the tables, each
+// when nothing is left in it and nothing left jumps to it, each on its own
+// (one that cannot go does not keep the others); it says what it left and why.
+func (k *iptKernel) removeDaemon(conn *nftables.Conn, ns string, left map[string]int, kept map[string]string) error {
+	var problems []string
+	gone := map[string]int{}
+	for _, builtin := range []bool{false, true} {
+		for _, key := range k.order {
+			c := k.chains[key]
+			ours := k.netlabChain(key)
+			if builtin {
+				ours = c.Hooknum != nil && k.rec.made(key)
 			}
-			f.Policy = &pol
-			conn.AddChain(f)
+			if !ours || left[key] > 0 || kept[key] != "" {
+				if why := kept[key]; why != "" && !builtin {
+					problems = append(problems, fmt.Sprintf("ip %s chain %s (%s)", c.Table.Name, c.Name, why))
+				}
+				continue
+			}
+			conn.DelChain(c)
+			if err := conn.Flush(); err != nil {
+				problems = append(problems, fmt.Sprintf("ip %s chain %s (%v)", c.Table.Name, c.Name, err))
+				continue
+			}
+			gone[c.Table.Name]++
 		}
 	}
 	for _, table := range reconcile.IptTables {
@@ -287,8 +340,17 @@ func (k *iptKernel) removeDaemon(conn *nftables.Conn, left map[string]int) {
 				n++
 			}
 		}
-		if rec.made(table) && k.tables[table] != nil && gone[table] == n {
+		if k.rec.made(table) && k.tables[table] != nil && gone[table] == n {
 			conn.DelTable(k.tables[table])
+			if err := conn.Flush(); err != nil {
+				problems = append(problems, fmt.Sprintf("table ip %s (%v)", table, err))
+			}
 		}
 	}
+	if len(problems) == 0 {
+		return nil
+	}
+	return fmt.Errorf("netns %s: the labs' iptables rules are removed and FORWARD's policy is back, but netlab left %s: "+
+		"a dockerd started after the first lab, or an admin, uses them; netlab never deletes rules it did not write. "+
+		"Remove them by hand (or stop dockerd), or leave them: netlab no longer holds them, and down again finishes", ns, strings.Join(problems, "; "))
 }

@@ -125,7 +125,9 @@ func (k *iptKernel) aloneIn(ns, lab string) error {
 // dockerd's) and where other labs have their rules, before any change. The
 // lab's own earlier rules are taken out first, as `up` replaces them (and
 // the tables are then as they were before the lab). Run again before
-// __mark-iptables, it keeps what it first found.
+// __mark-iptables, it keeps what it first found, and checks again: Docker
+// chains are the script's only when every unmarked rule in them is newer
+// than what it found.
 //
 // Equivalent to nothing: iptables-restore cannot write netlab's marks.
 func (d *Driver) SaveIptables(lab, ns string) error {
@@ -156,13 +158,19 @@ func (d *Driver) saveIptables(lab, ns string, saved map[string]iptSaved) error {
 		return err
 	}
 	labs, _ := k.labs()
-	if _, ok := saved[ns]; ok && labs[lab] == 0 {
-		return nil // saved already; the script's rules may be written since
+	earlier, reuse := saved[ns]
+	reuse = reuse && labs[lab] == 0 // saved already; the script's rules may be written since
+	var since *iptSaved
+	if reuse {
+		since = &earlier // the Docker chains and rules newer than it are the script's
 	}
-	if c := k.conflicts(ns, lab, &reconcile.Table{}); len(c) > 0 {
+	if c := k.conflicts(ns, lab, &reconcile.Table{}, since); len(c) > 0 {
 		return errors.New(c[0] + ": nothing was changed")
 	}
-	if _, had := k.record(); had {
+	if reuse {
+		return nil
+	}
+	if k.hasRecord() {
 		if err := d.removeIptables(ns, reconcile.TableName(lab)); err != nil {
 			return err
 		}
@@ -197,13 +205,14 @@ func (k *iptKernel) snapshot(ns string) iptSaved {
 	return s
 }
 
-// has says whether a table ("filter") or a built-in chain ("filter/FORWARD") is there.
+// has says whether a table ("filter"), a built-in chain ("filter/FORWARD")
+// or a Docker chain ("filter/DOCKER") is there.
 func (k *iptKernel) has(key string) bool {
 	if !strings.Contains(key, "/") {
 		return k.tables[key] != nil
 	}
 	c := k.chains[key]
-	return c != nil && c.Hooknum != nil
+	return c != nil && (c.Hooknum != nil || dockerChain(key))
 }
 
 // MarkIptables gives the rules of lab's layout t that the script's
@@ -254,7 +263,7 @@ func (d *Driver) markIptables(lab string, t *reconcile.Table, saved map[string]i
 func (k *iptKernel) markNew(conn *nftables.Conn, lab string, t *reconcile.Table, before iptSaved) error {
 	rec := iptRecord{dockerd: t.Dockerd, policy: before.Policy}
 	for _, key := range iptCreatable {
-		if !slices.Contains(before.Existed, key) && k.has(key) {
+		if !slices.Contains(before.Existed, key) && k.has(key) && (!dockerChain(key) || t.IptChain(splitKey(key)) != nil) {
 			rec.create(key)
 		}
 	}
@@ -295,6 +304,12 @@ func (k *iptKernel) markNew(conn *nftables.Conn, lab string, t *reconcile.Table,
 		}
 	}
 	return nil
+}
+
+// splitKey is a chain's key ("filter/DOCKER") as table and name.
+func splitKey(key string) (table, name string) {
+	table, name, _ = strings.Cut(key, "/")
+	return table, name
 }
 
 // writtenSince says whether a rule of that table came after before was taken.

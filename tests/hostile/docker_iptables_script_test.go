@@ -233,3 +233,31 @@ func TestDockerIptablesScriptMarksOnlyItsOwnRules(t *testing.T) {
 		})
 	}
 }
+
+// TestDockerIptablesScriptSaveAgainChecks: __save-iptables run again before
+// __mark-iptables keeps what it first found, and still refuses what it would
+// refuse the first time: the Docker chains iptables-restore wrote since (every
+// unmarked rule in them newer than the first snapshot) are the script's, but
+// a Docker chain holding an older rule (here: ip filter deleted and made
+// again by a dockerd, its handles counted from the start) is a dockerd's, and
+// __save-iptables refuses and changes nothing.
+func TestDockerIptablesScriptSaveAgainChecks(t *testing.T) {
+	sb := harness.NewSandbox(t)
+	lab := writeLab(t, "dipt.yaml", dockerIptablesFile("26.1", "true"))
+	save, restore, _ := iptablesSteps(t, sb.OK("netlab", "plan", "-o", "commands", lab))
+	runSteps(t, sb, "netlab __record dipt "+lab)
+	for range 10 {
+		sb.OK("iptables", "-A", "INPUT", "-i", "lo", "-j", "ACCEPT")
+	}
+	runSteps(t, sb, save, restore, save)
+	sb.OK("nft", "delete", "table", "ip", "filter")
+	sb.OK("iptables", "-N", "DOCKER")
+	sb.OK("iptables", "-A", "DOCKER", "-j", "RETURN")
+	before := tablesOf(sb)
+	res := sb.Exec("sh", "-c", save)
+	if res.Code == 0 || !strings.Contains(res.Stderr, "table ip filter already has a chain DOCKER that netlab did not create") ||
+		!strings.Contains(res.Stderr, "nothing was changed") {
+		t.Errorf("__save-iptables again beside a dockerd's DOCKER: exit %d, want a refusal:\n%s", res.Code, res.Stderr)
+	}
+	asBefore(t, sb, "a refused __save-iptables", before)
+}

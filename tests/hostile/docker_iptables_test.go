@@ -3,6 +3,7 @@ package hostile
 import (
 	"os"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
@@ -239,5 +240,68 @@ func TestDockerIptablesRefusedBesideDockerd(t *testing.T) {
 	}
 	if got := kernelState(sb); got != kernel {
 		t.Errorf("a refused up changed the kernel:\n%s\nbefore:\n%s", got, kernel)
+	}
+}
+
+// TestDockerIptablesDockerdAfterTheFirstLab: a dockerd that starts after the
+// first lab is up and writes its docker0 rules into the Docker chains netlab
+// created (and a jump to DOCKER in FORWARD), and a chain of Docker's name
+// netlab did not create (another release's DOCKER-FORWARD), are conflicts:
+// plan and up refuse and change nothing (netlab never deletes rules it did
+// not write). down removes exactly the lab's rules and puts FORWARD's policy
+// back, in spite of the chains it cannot remove; it names what it left and
+// why; down again finishes; the dockerd's rules and chain are all still there.
+func TestDockerIptablesDockerdAfterTheFirstLab(t *testing.T) {
+	sb := harness.NewSandbox(t)
+	lab := writeLab(t, "dipt.yaml", dockerIptablesFile("26.1", "true"))
+	sb.OK("netlab", "up", lab)
+	dockerd := []string{
+		"-A FORWARD -o docker0 -j DOCKER",
+		"-A DOCKER-ISOLATION-STAGE-1 -i docker0 ! -o docker0 -j DOCKER-ISOLATION-STAGE-2",
+		"-t nat -A DOCKER -i docker0 -j RETURN",
+	}
+	for _, r := range dockerd {
+		sb.OK("sh", "-c", "iptables "+r)
+	}
+	sb.OK("iptables", "-N", "DOCKER-FORWARD")
+	before, kernel := rawSave(sb), kernelState(sb)
+	for _, cmd := range []string{"plan", "up"} {
+		res := sb.Exec("netlab", cmd, lab)
+		for _, want := range []string{"nothing was changed", "chain DOCKER-FORWARD that netlab did not create",
+			"of ip filter chain FORWARD jumps to DOCKER, a chain netlab created, and netlab did not write it",
+			"of ip filter chain DOCKER-ISOLATION-STAGE-1 jumps to DOCKER-ISOLATION-STAGE-2, a chain netlab created",
+			"ip nat chain DOCKER, which netlab created, holds rule handle"} {
+			if res.Code == 0 || !strings.Contains(res.Stderr, want) {
+				t.Errorf("%s beside a dockerd started after the lab: code %d, no %q:\n%s%s", cmd, res.Code, want, res.Stdout, res.Stderr)
+			}
+		}
+	}
+	if got := rawSave(sb); got != before {
+		t.Errorf("a refused up touched the tables:\n%s\nbefore:\n%s", got, before)
+	}
+	if got := kernelState(sb); got != kernel {
+		t.Errorf("a refused up changed the kernel:\n%s\nbefore:\n%s", got, kernel)
+	}
+	res := sb.Exec("netlab", "down", lab)
+	for _, want := range []string{"FORWARD's policy is back", "netlab left ip filter chain DOCKER (",
+		"ip filter chain DOCKER-ISOLATION-STAGE-1 (it holds rule handle", "ip nat chain DOCKER (it holds rule handle"} {
+		if res.Code == 0 || !strings.Contains(res.Stderr, want) {
+			t.Errorf("down beside a dockerd's rules: code %d, no %q:\n%s%s", res.Code, want, res.Stdout, res.Stderr)
+		}
+	}
+	sb.OK("netlab", "down", lab)
+	if res := sb.Exec("ip", "link", "show", "docker0"); res.Code == 0 {
+		t.Errorf("down again did not finish: docker0 is still there")
+	}
+	save := rawSave(sb)
+	for _, line := range append(dockerd, ":FORWARD ACCEPT", ":DOCKER-FORWARD -") {
+		if !strings.Contains(save, strings.TrimPrefix(line, "-t nat ")) {
+			t.Errorf("down took away the dockerd's %q:\n%s", line, save)
+		}
+	}
+	for _, line := range strings.Split(save, "\n") {
+		if strings.HasPrefix(line, "-A ") && !slices.ContainsFunc(dockerd, func(d string) bool { return strings.HasSuffix(d, line) }) {
+			t.Errorf("down left a rule that is not the dockerd's: %q\n%s", line, save)
+		}
 	}
 }
