@@ -450,6 +450,9 @@ func (d *Driver) observeIptables(ns, lab string, want *reconcile.Table) (*reconc
 	var conflicts []string
 	if want != nil {
 		conflicts = k.conflicts(ns, lab, want, nil)
+		if len(conflicts) > 0 {
+			conflicts = append(conflicts, d.recovery(k, ns, lab)...)
+		}
 	}
 	if labs, _ := k.labs(); labs[lab] == 0 {
 		return nil, conflicts, nil

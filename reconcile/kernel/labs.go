@@ -129,11 +129,16 @@ func (d *Driver) LabInfo(lab string) (LabInfo, bool) {
 }
 
 // Forget removes the lab's state directory and its cgroups (see cgroup.go):
-// `down` calls it once nothing is left.
+// `down` calls it once nothing is left. It refuses, keeping everything, while
+// Docker chains the lab's plan script wrote are left unmarked (see
+// scriptLeftovers): the lab's note of the tables is the only proof they are its.
 // A namespace file left by a creation killed before the namespace was mounted on
 // it (see interruptedNetns) goes too.
 func (d *Driver) Forget(lab string) error {
 	if err := topology.CheckLabName(lab); err != nil {
+		return err
+	}
+	if err := d.scriptLeftovers(lab); err != nil {
 		return err
 	}
 	entries, _ := d.state.readDir(filepath.Join(d.state.labDir(lab), "creating"))
