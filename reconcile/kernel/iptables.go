@@ -462,11 +462,27 @@ func (d *Driver) observeIptables(ns, lab string, want *reconcile.Table) (*reconc
 	if want == nil {
 		return out, conflicts, nil
 	}
+	wanted := map[string]bool{}
 	for _, wc := range want.Chains {
 		key := wc.Table + "/" + wc.Name
+		wanted[key] = true
 		if have := k.chains[key]; have != nil {
 			out.Chains = append(out.Chains, k.observeChain(key, lab, wc))
 		}
+	}
+	// A chain the lab no longer writes (an edit took its last container's
+	// raw-table drop away) may still hold the lab's rules: they are seen too,
+	// as rules not in the file, so the plan takes them out.
+	for _, key := range k.order {
+		if wanted[key] || !slices.ContainsFunc(k.rules[key], func(r *nftables.Rule) bool { return k.classify(key, r, lab) == classOwn }) {
+			continue
+		}
+		table, name, _ := strings.Cut(key, "/")
+		wc := &reconcile.Chain{Table: table, Name: name}
+		if b := reconcile.IptBuiltin(table, name); b != nil {
+			wc = b // declared as iptables-save declares it
+		}
+		out.Chains = append(out.Chains, k.observeChain(key, lab, wc))
 	}
 	return out, conflicts, nil
 }
