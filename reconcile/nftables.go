@@ -277,7 +277,7 @@ func (c *rulesCompiler) dockerEndpoints(t *Table, bridges []*topology.Bridge, pu
 // then the maps, then the chains) and the table's in.
 func (a ReplaceTable) dockerCommands() []string {
 	t := a.Table
-	name := t.family() + " " + t.Name
+	name := t.NftFamily() + " " + t.Name
 	var b strings.Builder
 	if a.Old != nil {
 		fmt.Fprintf(&b, "flush table %s\n", name)

@@ -41,8 +41,8 @@ const (
 	FamilyIP6  = "ip6"
 )
 
-// family is the table's family in nft syntax.
-func (t *Table) family() string {
+// NftFamily is the table's family in nft syntax: "inet" for netlab's own.
+func (t *Table) NftFamily() string {
 	if t.Family == "" {
 		return FamilyInet
 	}
@@ -63,7 +63,7 @@ func (k TableKey) compare(o TableKey) int {
 }
 
 // Key is the table's TableKey.
-func (t *Table) Key() TableKey { return TableKey{t.NS, t.family()} }
+func (t *Table) Key() TableKey { return TableKey{t.NS, t.NftFamily()} }
 
 // Hook is the netfilter hook a base chain is attached to.
 type Hook string
@@ -340,7 +340,7 @@ func (t *Table) set(name string, key, data []DataType) *Set {
 // first line creates it if missing so that the delete never fails.
 func (t *Table) Script() string {
 	var b strings.Builder
-	name := t.family() + " " + t.Name
+	name := t.NftFamily() + " " + t.Name
 	fmt.Fprintf(&b, "table %s\ndelete table %s\n", name, name)
 	t.writeBody(&b)
 	return b.String()
@@ -348,7 +348,7 @@ func (t *Table) Script() string {
 
 // writeBody writes the table as nft declares it: "table FAMILY NAME { ... }".
 func (t *Table) writeBody(b *strings.Builder) {
-	fmt.Fprintf(b, "table %s %s {\n", t.family(), t.Name)
+	fmt.Fprintf(b, "table %s %s {\n", t.NftFamily(), t.Name)
 	for _, s := range t.Sets {
 		fmt.Fprintf(b, "\t%s %s {\n\t\t%s\n", s.Kind(), s.Name, s.TypeText())
 		if len(s.Elements) > 0 {
@@ -365,7 +365,7 @@ func (t *Table) writeBody(b *strings.Builder) {
 			fmt.Fprintf(b, "\t\t%s\n", h)
 		}
 		for _, r := range c.Rules {
-			fmt.Fprintf(b, "\t\t%s\n", r.TextIn(t.family()))
+			fmt.Fprintf(b, "\t\t%s\n", r.TextIn(t.NftFamily()))
 		}
 		b.WriteString("\t}\n")
 	}
@@ -415,7 +415,7 @@ func (t *Table) lines() []tableLine {
 		}
 		out = append(out, tableLine{c.Name + ": " + decl, lineDeclaration})
 		for _, r := range c.Rules {
-			out = append(out, tableLine{c.Name + ": " + r.TextIn(t.family()), lineRule})
+			out = append(out, tableLine{c.Name + ": " + r.TextIn(t.NftFamily()), lineRule})
 		}
 	}
 	return out
@@ -477,7 +477,7 @@ func (a ReplaceTable) Op() Op {
 func (a ReplaceTable) Phase() Phase { return phaseNft }
 func (a ReplaceTable) Kind() string { return "nft" }
 func (a ReplaceTable) Object() string {
-	s := a.Table.NS + ": table " + a.Table.family() + " " + a.Table.Name
+	s := a.Table.NS + ": table " + a.Table.NftFamily() + " " + a.Table.Name
 	if a.Table.Layout == LayoutIptables {
 		s = a.Table.NS + ": iptables (" + a.Table.IptTablesText() + ")"
 	}
@@ -541,13 +541,13 @@ func (a DeleteTable) Object() string {
 	if a.Layout == LayoutIptables {
 		return a.NS + ": iptables rules of lab " + strings.TrimPrefix(a.Name, "netlab-") + " (ip raw, ip filter, ip nat)"
 	}
-	return a.NS + ": table " + (&Table{Family: a.Family}).family() + " " + a.Name
+	return a.NS + ": table " + (&Table{Family: a.Family}).NftFamily() + " " + a.Name
 }
 func (a DeleteTable) Commands() []string {
 	if a.Layout == LayoutIptables {
 		return []string{"# " + a.Object() + ": netlab down removes exactly the rules and chains it added"}
 	}
-	return []string{fmt.Sprintf("%snft delete table %s %s", nsExec(a.NS), (&Table{Family: a.Family}).family(), a.Name)}
+	return []string{fmt.Sprintf("%snft delete table %s %s", nsExec(a.NS), (&Table{Family: a.Family}).NftFamily(), a.Name)}
 }
 
 func (a DeleteTable) Namespaces() []string                         { return []string{a.NS} }

@@ -196,10 +196,7 @@ func inspectLab(ctx context.Context, d *kernel.Driver, lab string) (inspection, 
 
 // nftReport lists a table's rules with their counters and its sets' elements.
 func nftReport(t *reconcile.Table) tableReport {
-	family := t.Family
-	if family == "" {
-		family = reconcile.FamilyInet
-	}
+	family := t.NftFamily()
 	out := tableReport{Table: family + " " + t.Name}
 	for _, c := range t.Chains {
 		for _, r := range c.Rules {
