@@ -38,16 +38,16 @@ var dockerFamilies = map[string]nftables.TableFamily{
 	reconcile.FamilyIP6: nftables.TableFamilyIPv6,
 }
 
-// nfprotos are the IP versions the families of Docker's tables imply, as
-// compileIn and decodeIn take them (an inet table's: none, 0).
-var nfprotos = map[string]byte{reconcile.FamilyIP: unix.NFPROTO_IPV4, reconcile.FamilyIP6: unix.NFPROTO_IPV6}
-
-func nfprotoOf(family string) byte { return nfprotos[family] }
+// nfprotoOf is the IP version a family of Docker's tables implies, as
+// compileIn and decodeIn take it (an inet table's: none, 0). nftables numbers
+// its table families as netfilter numbers its protocols (NFPROTO_IPV4 is
+// TableFamilyIPv4), so the family's number is it.
+func nfprotoOf(family string) byte { return byte(dockerFamilies[family]) }
 
 // familyOf is the family of a table whose rules imply nfproto.
 func familyOf(nfproto byte) string {
-	for f, p := range nfprotos {
-		if p == nfproto {
+	for f, tf := range dockerFamilies {
+		if byte(tf) == nfproto {
 			return f
 		}
 	}
