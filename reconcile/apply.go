@@ -6,13 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"runtime"
 	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
-
-	"golang.org/x/sync/errgroup"
 )
 
 // MakePlan observes what the kernel holds for the lab and diffs it against desired.
@@ -127,32 +124,27 @@ func (p *Plan) phases() [][]int {
 func (p *Plan) runPhase(ctx context.Context, d Driver, steps []int, o ApplyOptions, done *atomic.Int64) error {
 	errs := make([]error, len(steps))
 	var failed atomic.Bool
-	var g errgroup.Group
-	g.SetLimit(cmp.Or(o.Concurrency, 4*runtime.NumCPU()))
-	for _, group := range serialGroups(p, steps) {
-		g.Go(func() error {
-			for _, j := range group {
-				i := steps[j]
-				err := ctx.Err()
-				if err == nil && !o.KeepGoing && failed.Load() {
-					return nil // not started: an earlier action of the phase failed
-				}
-				if err == nil {
-					err = d.Apply(ctx, p.Actions[i])
-					if n := done.Add(1); o.Progress != nil {
-						o.Progress(int(n))
-					}
-				}
-				if err != nil {
-					errs[j] = &StepError{Step: i + 1, Steps: len(p.Actions), Action: p.Actions[i], Err: err}
-					failed.Store(true)
-					return nil // the rest of a serial group depends on this one
+	groups := serialGroups(p, steps)
+	Parallel(len(groups), cmp.Or(o.Concurrency, DefaultWorkers()), func(g int) {
+		for _, j := range groups[g] {
+			i := steps[j]
+			err := ctx.Err()
+			if err == nil && !o.KeepGoing && failed.Load() {
+				return // not started: an earlier action of the phase failed
+			}
+			if err == nil {
+				err = d.Apply(ctx, p.Actions[i])
+				if n := done.Add(1); o.Progress != nil {
+					o.Progress(int(n))
 				}
 			}
-			return nil
-		})
-	}
-	g.Wait()
+			if err != nil {
+				errs[j] = &StepError{Step: i + 1, Steps: len(p.Actions), Action: p.Actions[i], Err: err}
+				failed.Store(true)
+				return // the rest of a serial group depends on this one
+			}
+		}
+	})
 	if o.KeepGoing {
 		return errors.Join(errs...)
 	}

@@ -213,7 +213,7 @@ func New(opts Options) (*Driver, error) {
 		dyingNetns:  map[uint64]string{},
 		procCgroups: map[reconcile.ProcKey]string{},
 		cgroupMount: findCgroup2(),
-		procfs:      make(chan *procInstance, workers()),
+		procfs:      make(chan *procInstance, reconcile.DefaultWorkers()),
 	}
 	if d.self == "" {
 		self, err := os.Executable()
@@ -243,7 +243,9 @@ func New(opts Options) (*Driver, error) {
 	return d, nil
 }
 
-// Close releases every namespace handle and netlink socket.
+// Close releases every namespace handle and netlink socket. The handles are
+// closed in parallel: a thousand namespaces' three thousand descriptors took
+// 11-14 ms one after the other, the end of every command.
 func (d *Driver) Close() error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -251,9 +253,18 @@ func (d *Driver) Close() error {
 		h.users--
 	}
 	d.held = nil
-	for name := range d.handles {
-		d.dropLocked(name)
+	var unused []*nsHandle
+	for name, h := range d.handles {
+		if h.users <= 0 {
+			unused = append(unused, h)
+			delete(d.handles, name)
+			d.files -= h.files
+		} else {
+			d.dropLocked(name) // closed by its last user
+		}
 	}
+	d.idle.Init()
+	reconcile.Parallel(len(unused), reconcile.DefaultWorkers(), func(i int) { unused[i].close(unused[i].name) })
 	if d.ownsHost {
 		d.host.Close()
 	}

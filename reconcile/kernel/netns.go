@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/vishvananda/netns"
@@ -252,39 +253,60 @@ func (d *Driver) writeDisableIPv6(conf string, on bool) error {
 }
 
 // listNetns returns the names of the namespaces in the namespace directory, and
-// what else is there: each entry is looked at without being opened (opening a
-// FIFO blocks) and is a namespace only when it is a regular file with a
-// namespace mounted on it. Every other object (a FIFO, a directory, a symlink,
-// a plain file) is in odd, by name, with what it is: no namespace of that name
-// can be made while it is there.
+// what else is there (see netnsEntries): a regular file is a namespace only with
+// a namespace mounted on it (see plainNetnsFile).
 func (d *Driver) listNetns() (names []string, odd map[string]string, err error) {
+	files, odd, err := d.netnsEntries()
+	for _, name := range files {
+		if what := d.plainNetnsFile(name); what != "" {
+			odd[name] = what
+			continue
+		}
+		names = append(names, name)
+	}
+	return names, odd, err
+}
+
+// netnsEntries lists the namespace directory without opening its entries
+// (opening a FIFO blocks): the regular files, which are namespaces when one is
+// mounted on them, and every other object (a FIFO, a directory, a symlink), in
+// odd by name with what it is: no namespace of that name can be made while it
+// is there.
+func (d *Driver) netnsEntries() (files []string, odd map[string]string, err error) {
 	entries, err := os.ReadDir(d.netnsDir)
+	odd = map[string]string{}
 	if os.IsNotExist(err) {
-		return nil, nil, nil
+		return nil, odd, nil
 	}
 	if err != nil {
 		return nil, nil, fmt.Errorf("list %s: %w", d.netnsDir, err)
 	}
-	odd = map[string]string{}
 	for _, e := range entries {
+		if e.Type().IsRegular() {
+			files = append(files, e.Name())
+			continue
+		}
 		path := d.netnsPath(e.Name())
-		if !e.Type().IsRegular() {
-			what := "an unknown kind of file"
-			var st unix.Stat_t
-			if unix.Lstat(path, &st) == nil {
-				what = kindOf(st.Mode)
-			}
-			odd[e.Name()] = fmt.Sprintf("%s is %s, not a network namespace", path, what)
-			continue
+		what := "an unknown kind of file"
+		var st unix.Stat_t
+		if unix.Lstat(path, &st) == nil {
+			what = kindOf(st.Mode)
 		}
-		var fs unix.Statfs_t
-		if err := unix.Statfs(path, &fs); err != nil || fs.Type != unix.NSFS_MAGIC {
-			odd[e.Name()] = fmt.Sprintf("%s is a plain file, not a mounted network namespace", path)
-			continue
-		}
-		names = append(names, e.Name())
+		odd[e.Name()] = fmt.Sprintf("%s is %s, not a network namespace", path, what)
 	}
-	return names, odd, nil
+	return files, odd, nil
+}
+
+// plainNetnsFile says what a regular file of the namespace directory is when no
+// namespace is mounted on it ("" when one is), without opening it: opening
+// whatever else someone mounted there (a device) could do something.
+func (d *Driver) plainNetnsFile(name string) string {
+	var fs unix.Statfs_t
+	path := d.netnsPath(name)
+	if err := unix.Statfs(path, &fs); err != nil || fs.Type != unix.NSFS_MAGIC {
+		return fmt.Sprintf("%s is a plain file, not a mounted network namespace", path)
+	}
+	return ""
 }
 
 // openNetns opens a namespace file without following a link and without
@@ -315,27 +337,30 @@ func openNetns(path string) (netns.NsHandle, error) {
 // that netlink cannot do from outside (sysctls). If the thread cannot go back to
 // its own namespace, it is left locked so the runtime retires it.
 func inNetns(fd netns.NsHandle, f func() error) error {
+	home, err := homeNetns()
+	if err != nil {
+		return fmt.Errorf("open own namespace: %w", err)
+	}
 	errc := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			errc <- fmt.Errorf("open own namespace: %w", err)
-			return
-		}
-		defer orig.Close()
 		if err := netns.Set(fd); err != nil {
 			errc <- fmt.Errorf("enter namespace: %w", err)
 			return
 		}
-		err = f()
-		if netns.Set(orig) == nil {
+		err := f()
+		if netns.Set(home) == nil {
 			runtime.UnlockOSThread()
 		}
 		errc <- err
 	}()
 	return <-errc
 }
+
+// homeNetns is netlab's own network namespace, opened once: every thread not
+// locked by inNetns is in it, since a thread that could not go back to it is
+// retired. (Opening it for each visit cost four system calls per namespace.)
+var homeNetns = sync.OnceValues(netns.Get)
 
 // RunIn runs f on a thread inside a namespace of the lab (or the host): sockets
 // made by f belong to that namespace. `netlab test` runs its checks with it.

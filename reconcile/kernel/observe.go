@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"time"
 
 	"github.com/vishvananda/netlink"
@@ -36,15 +37,12 @@ func (d *Driver) Observe(ctx context.Context, q reconcile.Query) (*reconcile.Sta
 	if err := d.state.check(q.Lab); err != nil {
 		return nil, err
 	}
-	names, odd, err := d.listNetns()
+	// The regular files are told from namespaces in parallel, by observeOne.
+	names, odd, err := d.netnsEntries()
 	if err != nil {
 		return nil, err
 	}
-	for name, what := range odd {
-		if !d.interruptedNetns(q.Lab, name) { // else creating it again replaces the leftover file
-			s.NotNetns[name] = what
-		}
-	}
+	maps.Copy(s.NotNetns, odd)
 	intents, err := d.state.intents(q.Lab)
 	if err != nil {
 		return nil, err
@@ -120,6 +118,9 @@ func (d *Driver) observeNamespaces(ctx context.Context, q reconcile.Query, s *re
 		switch {
 		case r.absent:
 			continue
+		case r.notNetns != "":
+			s.NotNetns[r.name] = r.notNetns
+			continue
 		case r.foreign:
 			s.ForeignNetns[r.name] = r.owner
 			continue
@@ -176,14 +177,15 @@ func (d *Driver) observeSysctls(q reconcile.Query, s *reconcile.State) error {
 
 // nsObservation is what one namespace holds for the lab.
 type nsObservation struct {
-	name    string
-	foreign bool   // not the lab's: only its owner is known
-	absent  bool   // only the file of an interrupted creation: not a namespace yet
-	owner   string // for a foreign namespace: the lab that owns it ("" none)
-	loUp    bool
-	ipv6    bool
-	part    *nsPart // its interfaces, addresses, routes, table and warnings
-	ends    []seenVeth
+	name     string
+	foreign  bool   // not the lab's: only its owner is known
+	absent   bool   // only the file of an interrupted creation: not a namespace yet
+	notNetns string // a plain file where the namespace would be: what it is
+	owner    string // for a foreign namespace: the lab that owns it ("" none)
+	loUp     bool
+	ipv6     bool
+	part     *nsPart // its interfaces, addresses, routes, table and warnings
+	ends     []seenVeth
 }
 
 // observeOne reads one namespace: its marker, then (when it is the lab's, or the
@@ -191,9 +193,15 @@ type nsObservation struct {
 // interfaces when the plan will delete it (see reconcile.Query.Keep).
 func (d *Driver) observeOne(q reconcile.Query, ns string, intents map[reconcile.InterfaceKey]int) (*nsObservation, error) {
 	r := &nsObservation{name: ns, part: &nsPart{lab: q.Lab}}
-	if ns != reconcile.Host && d.interruptedNetns(q.Lab, ns) {
-		r.absent = true // creating it again will replace the leftover file
-		return r, nil
+	if ns != reconcile.Host {
+		if what := d.plainNetnsFile(ns); what != "" {
+			if d.interruptedNetns(q.Lab, ns) {
+				r.absent = true // creating it again will replace the leftover file
+			} else {
+				r.notNetns = what
+			}
+			return r, nil
+		}
 	}
 	h, done, err := d.use(ns)
 	if err != nil && ns != reconcile.Host {

@@ -1,0 +1,41 @@
+package reconcile
+
+import (
+	"runtime"
+	"sync"
+	"sync/atomic"
+)
+
+// DefaultWorkers is how many actions, or namespaces being read, are worked on at
+// once: four per CPU. Most of their time goes to waiting for the kernel (netlink
+// round trips, entering a namespace), so a few per CPU keep the CPUs busy
+// without flooding rtnl.
+func DefaultWorkers() int { return 4 * runtime.NumCPU() }
+
+// Parallel calls f(0) ... f(n-1), on up to limit goroutines at once, and returns
+// when every call has returned. Callers that must stop early make f return at
+// once for the items left.
+//
+// Each worker takes the next index itself: the caller starts the workers once
+// and waits once. That matters here, because netlab's main goroutine is locked
+// to its thread (see cmd/netlab's init), and every wake-up of a locked goroutine
+// is a hand-over between two threads: a caller that started one goroutine per
+// item, waiting for a free slot before each, kept fewer than two items in
+// flight on average, and a no-op up of 1000 namespaces spent 0.21-0.27 s
+// instead of 0.10 s reading them.
+func Parallel(n, limit int, f func(i int)) {
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range min(n, max(limit, 1)) {
+		wg.Go(func() {
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= n {
+					return
+				}
+				f(i)
+			}
+		})
+	}
+	wg.Wait()
+}
