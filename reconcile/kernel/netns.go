@@ -59,7 +59,7 @@ func (d *Driver) createNetns(lab, name string, ipv6 bool) error {
 		if err == nil {
 			d.keepHandle(name, h, false)
 		}
-		if netns.Set(d.own) == nil {
+		if home, err := homeNetns(); err == nil && netns.Set(home) == nil {
 			runtime.UnlockOSThread()
 		}
 		errc <- err
@@ -357,9 +357,10 @@ func inNetns(fd netns.NsHandle, f func() error) error {
 	return <-errc
 }
 
-// homeNetns is netlab's own network namespace, opened once: every thread not
-// locked by inNetns is in it, since a thread that could not go back to it is
-// retired. (Opening it for each visit cost four system calls per namespace.)
+// homeNetns is netlab's own network namespace, opened once, for a thread that
+// entered another to go back to: every thread not locked in a visit is in it,
+// since a thread that could not go back is retired. (Opening it for each visit
+// cost four system calls per namespace.)
 var homeNetns = sync.OnceValues(netns.Get)
 
 // RunIn runs f on a thread inside a namespace of the lab (or the host): sockets

@@ -43,6 +43,10 @@ func (d *Driver) Observe(ctx context.Context, q reconcile.Query) (*reconcile.Sta
 		return nil, err
 	}
 	maps.Copy(s.NotNetns, odd)
+	d.mu.Lock()
+	open := d.files
+	d.mu.Unlock()
+	reserveFiles(open + filesToRead(len(names)))
 	intents, err := d.state.intents(q.Lab)
 	if err != nil {
 		return nil, err

@@ -180,25 +180,17 @@ func (d *Driver) bridgePortHairpins(ns string) (map[int]bool, error) {
 		var found []hairpin
 		err := h.rt.request(req, func(m []byte) error {
 			info := nl.DeserializeIfInfomsg(m)
-			attrs, err := nl.ParseRouteAttr(m[info.Len():])
-			if err != nil {
-				return err
-			}
-			for _, a := range attrs {
-				if a.Attr.Type != unix.IFLA_PROTINFO|unix.NLA_F_NESTED {
-					continue
+			return eachAttr(m[info.Len():], func(typ uint16, v []byte) error {
+				if typ != unix.IFLA_PROTINFO {
+					return nil
 				}
-				port, err := nl.ParseRouteAttr(a.Value)
-				if err != nil {
-					return err
-				}
-				for _, p := range port {
-					if p.Attr.Type == nl.IFLA_BRPORT_MODE && len(p.Value) > 0 {
-						found = append(found, hairpin{int(info.Index), p.Value[0] == 1})
+				return eachAttr(v, func(typ uint16, v []byte) error {
+					if typ == nl.IFLA_BRPORT_MODE && len(v) > 0 {
+						found = append(found, hairpin{int(info.Index), v[0] == 1})
 					}
-				}
-			}
-			return nil
+					return nil
+				})
+			})
 		})
 		return found, err
 	})

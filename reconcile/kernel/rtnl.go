@@ -193,70 +193,82 @@ func linkRequest(flags int) *nl.NetlinkRequest {
 
 func parseIfaceRow(m []byte) (ifaceRow, error) {
 	info := nl.DeserializeIfInfomsg(m)
-	attrs, err := nl.ParseRouteAttr(m[info.Len():])
-	if err != nil {
-		return ifaceRow{}, err
-	}
 	l := ifaceRow{index: int(info.Index), up: info.Flags&unix.IFF_UP != 0, peerNsid: -1, kind: "device"}
-	for _, a := range attrs {
-		switch a.Attr.Type &^ unix.NLA_F_NESTED {
+	err := eachAttr(m[info.Len():], func(typ uint16, v []byte) (err error) {
+		switch typ {
 		case unix.IFLA_IFNAME:
-			l.name = string(trimNul(a.Value))
+			l.name = string(trimNul(v))
 		case unix.IFLA_IFALIAS:
-			l.alias = string(trimNul(a.Value))
+			l.alias = string(trimNul(v))
 		case unix.IFLA_MASTER:
-			l.master = int(binary.NativeEndian.Uint32(a.Value))
+			l.master = int(uint32Attr(v))
 		case unix.IFLA_MTU:
-			l.mtu = int(binary.NativeEndian.Uint32(a.Value))
+			l.mtu = int(uint32Attr(v))
 		case unix.IFLA_ADDRESS:
-			l.mac = net.HardwareAddr(a.Value).String()
+			l.mac = net.HardwareAddr(v).String()
 		case unix.IFLA_LINK:
-			l.peerIndex = int(binary.NativeEndian.Uint32(a.Value))
+			l.peerIndex = int(uint32Attr(v))
 		case unix.IFLA_QDISC:
-			l.qdisc = string(trimNul(a.Value))
+			l.qdisc = string(trimNul(v))
 		case unix.IFLA_LINK_NETNSID:
-			l.peerNsid = int(int32(binary.NativeEndian.Uint32(a.Value)))
+			l.peerNsid = int(int32(uint32Attr(v)))
 		case unix.IFLA_LINKINFO:
-			infos, err := nl.ParseRouteAttr(a.Value)
-			if err != nil {
-				return ifaceRow{}, err
-			}
-			for _, i := range infos {
-				if i.Attr.Type == nl.IFLA_INFO_KIND {
-					l.kind = string(trimNul(i.Value))
+			return eachAttr(v, func(typ uint16, v []byte) error {
+				if typ == nl.IFLA_INFO_KIND {
+					l.kind = string(trimNul(v))
 				}
-			}
+				return nil
+			})
 		case unix.IFLA_AF_SPEC:
-			if l.ipv6, err = ipv6Enabled(a.Value); err != nil {
-				return ifaceRow{}, err
-			}
+			l.ipv6, err = ipv6Enabled(v)
 		}
-	}
-	return l, nil
+		return err
+	})
+	return l, err
 }
 
 // ipv6Enabled reads disable_ipv6 from an IFLA_AF_SPEC attribute; no IPv6 part
 // (IPv6 not built into the kernel) reads as off.
-func ipv6Enabled(afSpec []byte) (bool, error) {
-	families, err := nl.ParseRouteAttr(afSpec)
-	if err != nil {
-		return false, err
-	}
-	for _, f := range families {
-		if f.Attr.Type&^unix.NLA_F_NESTED != unix.AF_INET6 {
-			continue
+func ipv6Enabled(afSpec []byte) (on bool, err error) {
+	err = eachAttr(afSpec, func(family uint16, v []byte) error {
+		if family != unix.AF_INET6 {
+			return nil
 		}
-		inet6, err := nl.ParseRouteAttr(f.Value)
-		if err != nil {
-			return false, err
-		}
-		for _, a := range inet6 {
-			if a.Attr.Type == unix.IFLA_INET6_CONF && len(a.Value) >= 4*(devconfDisableIPv6+1) {
-				return binary.NativeEndian.Uint32(a.Value[4*devconfDisableIPv6:]) == 0, nil
+		return eachAttr(v, func(typ uint16, v []byte) error {
+			if typ == unix.IFLA_INET6_CONF && len(v) >= 4*(devconfDisableIPv6+1) {
+				on = binary.NativeEndian.Uint32(v[4*devconfDisableIPv6:]) == 0
 			}
+			return nil
+		})
+	})
+	return on, err
+}
+
+// eachAttr calls f with the type (its nested and byte-order flags cleared) and
+// the value of each netlink attribute in b, until f returns an error. Unlike
+// nl.ParseRouteAttr it allocates nothing: the dumps of a thousand namespaces
+// carry some hundred thousand attributes, read on every observation.
+func eachAttr(b []byte, f func(typ uint16, v []byte) error) error {
+	for len(b) >= unix.SizeofRtAttr {
+		size := int(binary.NativeEndian.Uint16(b[0:2]))
+		if size < unix.SizeofRtAttr || size > len(b) {
+			return fmt.Errorf("netlink: malformed attribute (%d bytes of %d)", size, len(b))
 		}
+		if err := f(binary.NativeEndian.Uint16(b[2:4])&nlaTypeMask, b[unix.SizeofRtAttr:size]); err != nil {
+			return err
+		}
+		b = b[min(nlmAlign(size), len(b)):]
 	}
-	return false, nil
+	return nil
+}
+
+// uint32Attr is a 32-bit attribute in the host's byte order; a shorter one
+// (which the kernel never sends) reads as 0.
+func uint32Attr(v []byte) uint32 {
+	if len(v) < 4 {
+		return 0
+	}
+	return binary.NativeEndian.Uint32(v)
 }
 
 func trimNul(b []byte) []byte {
@@ -277,28 +289,26 @@ type addrEntry struct {
 // Equivalent to: ip addr show
 func dumpAddrs(sock *conn) ([]addrEntry, error) {
 	return retryDump(func() ([]addrEntry, error) {
-		req := nl.NewNetlinkRequest(unix.RTM_GETADDR, unix.NLM_F_DUMP)
-		req.AddData(nl.NewIfAddrmsg(unix.AF_UNSPEC))
 		var addrs []addrEntry
-		err := sock.request(req, func(m []byte) error {
+		err := dumpFamilies(sock, unix.RTM_GETADDR, func(family int) nl.NetlinkRequestData { return nl.NewIfAddrmsg(family) }, func(m []byte) error {
 			if len(m) < unix.SizeofIfAddrmsg {
 				return fmt.Errorf("short address message")
 			}
 			msg := nl.DeserializeIfAddrmsg(m)
-			attrs, err := nl.ParseRouteAttr(m[unix.SizeofIfAddrmsg:])
-			if err != nil {
-				return err
-			}
 			// IFA_LOCAL is the interface's own address; IFA_ADDRESS is the same,
 			// or the far end's on a point-to-point link.
 			var local, address netip.Addr
-			for _, a := range attrs {
-				switch a.Attr.Type {
+			err := eachAttr(m[unix.SizeofIfAddrmsg:], func(typ uint16, v []byte) error {
+				switch typ {
 				case unix.IFA_LOCAL:
-					local, _ = netip.AddrFromSlice(a.Value)
+					local, _ = netip.AddrFromSlice(v)
 				case unix.IFA_ADDRESS:
-					address, _ = netip.AddrFromSlice(a.Value)
+					address, _ = netip.AddrFromSlice(v)
 				}
+				return nil
+			})
+			if err != nil {
+				return err
 			}
 			ip := local
 			if !ip.IsValid() {
@@ -333,10 +343,8 @@ type routeEntry struct {
 // Equivalent to: ip route show; ip -6 route show
 func dumpMainRoutes(sock *conn) ([]routeEntry, error) {
 	return retryDump(func() ([]routeEntry, error) {
-		req := nl.NewNetlinkRequest(unix.RTM_GETROUTE, unix.NLM_F_DUMP)
-		req.AddData(&nl.RtMsg{RtMsg: unix.RtMsg{Family: unix.AF_UNSPEC}})
 		var routes []routeEntry
-		err := sock.request(req, func(m []byte) error {
+		err := dumpFamilies(sock, unix.RTM_GETROUTE, func(family int) nl.NetlinkRequestData { return &nl.RtMsg{RtMsg: unix.RtMsg{Family: uint8(family)}} }, func(m []byte) error {
 			if len(m) < unix.SizeofRtMsg {
 				return fmt.Errorf("short route message")
 			}
@@ -344,38 +352,51 @@ func dumpMainRoutes(sock *conn) ([]routeEntry, error) {
 			if msg.Family != unix.AF_INET && msg.Family != unix.AF_INET6 || msg.Table != unix.RT_TABLE_MAIN {
 				return nil // multicast routing, other tables (local, ids past 255)
 			}
-			attrs, err := nl.ParseRouteAttr(m[unix.SizeofRtMsg:])
-			if err != nil {
-				return err
-			}
 			r := routeEntry{family: int(msg.Family), protocol: int(msg.Protocol), scope: int(msg.Scope), typ: int(msg.Type)}
 			r.to = netip.PrefixFrom(netip.IPv4Unspecified(), 0)
 			if msg.Family == unix.AF_INET6 {
 				r.to = netip.PrefixFrom(netip.IPv6Unspecified(), 0)
 			}
-			for _, a := range attrs {
-				switch a.Attr.Type &^ unix.NLA_F_NESTED {
+			err := eachAttr(m[unix.SizeofRtMsg:], func(typ uint16, v []byte) error {
+				switch typ {
 				case unix.RTA_DST:
-					if ip, ok := netip.AddrFromSlice(a.Value); ok {
+					if ip, ok := netip.AddrFromSlice(v); ok {
 						r.to = netip.PrefixFrom(ip.Unmap(), int(msg.Dst_len))
 					}
 				case unix.RTA_OIF:
-					r.index = int(binary.NativeEndian.Uint32(a.Value))
+					r.index = int(uint32Attr(v))
 				case unix.RTA_GATEWAY:
-					ip, _ := netip.AddrFromSlice(a.Value)
+					ip, _ := netip.AddrFromSlice(v)
 					r.via = ip.Unmap()
 				case unix.RTA_PREFSRC:
-					ip, _ := netip.AddrFromSlice(a.Value)
+					ip, _ := netip.AddrFromSlice(v)
 					r.src = ip.Unmap()
 				case unix.RTA_PRIORITY:
-					r.metric = int(binary.NativeEndian.Uint32(a.Value))
+					r.metric = int(uint32Attr(v))
 				case unix.RTA_MULTIPATH:
 					r.multipath = true
 				}
-			}
+				return nil
+			})
 			routes = append(routes, r)
-			return nil
+			return err
 		})
 		return routes, err
 	})
+}
+
+// dumpFamilies dumps addresses or routes of IPv4, then of IPv6, calling each
+// with every message: two dumps, not one of AF_UNSPEC, because the kernel
+// answers AF_UNSPEC by dumping each family in turn under the rtnl lock
+// (rtnl_dump_all), while each family's own dump runs without it. A thousand
+// namespaces read in parallel waited for each other's dumps on that lock.
+func dumpFamilies(sock *conn, typ int, header func(family int) nl.NetlinkRequestData, each func(m []byte) error) error {
+	for _, family := range []int{unix.AF_INET, unix.AF_INET6} {
+		req := nl.NewNetlinkRequest(typ, unix.NLM_F_DUMP)
+		req.AddData(header(family))
+		if err := sock.request(req, each); err != nil {
+			return err
+		}
+	}
+	return nil
 }
