@@ -313,11 +313,11 @@ func reserveFiles(n int) {
 	if unix.Getrlimit(unix.RLIMIT_NOFILE, &lim) == nil && uint64(n) > lim.Cur {
 		n = int(lim.Cur)
 	}
-	t.reserved = n
 	// The lowest free descriptor at n-1 or above makes the table that big; it
 	// is closed at once (the table never shrinks).
 	if fd, err := unix.FcntlInt(uintptr(unix.Stderr), unix.F_DUPFD_CLOEXEC, n-1); err == nil {
 		unix.Close(fd)
+		t.reserved = n
 	}
 }
 
@@ -414,24 +414,26 @@ func (d *Driver) open(ns string, lib bool) (*nsHandle, error) {
 // returned (in use when inUse) and h is closed.
 func (d *Driver) keepHandle(ns string, h *nsHandle, inUse bool) *nsHandle {
 	d.mu.Lock()
-	defer d.mu.Unlock()
 	if other, ok := d.handles[ns]; ok {
 		h.close(ns)
 		if inUse {
 			d.takeLocked(other)
 		}
+		d.mu.Unlock()
 		return other
 	}
 	h.name, h.files = ns, h.countFiles()
 	d.handles[ns] = h
 	d.files += h.files
-	reserveFiles(d.files + 64)
+	open := d.files
 	if inUse {
 		h.users = 1
 	} else {
 		d.idleLocked(h)
 	}
 	d.evictLocked()
+	d.mu.Unlock()
+	reserveFiles(open + 64) // not under d.mu: growing the table can wait for a grace period
 	return h
 }
 

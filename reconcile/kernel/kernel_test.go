@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 
 	r "netlab/reconcile"
 	"netlab/tests/harness"
@@ -600,5 +602,36 @@ namespaces:
 	got := up(t, d, harness.DesiredFromText(t, fmt.Sprintf(labText, "links:\n  - [a:x, b:y]\n")))
 	if diff := cmp.Diff([]string{"+ veth    a:x <-> b:y, up"}, got); diff != "" {
 		t.Errorf("plan (-want +got):\n%s", diff)
+	}
+}
+
+// A namespace file that lost its mount since the last reading (an umount, an
+// interrupted `ip netns del`) is a plain file at the next observation, also
+// at one that answers for the lab's untouched namespaces from the earlier
+// reading (Verify): what is in the namespace directory is read every time.
+func TestUnmountedNamespaceIsNotAnsweredFromAnEarlierReading(t *testing.T) {
+	sb := newSandbox(t)
+	d := sb.driver()
+	up(t, d, harness.DesiredFromText(t, "name: wire\nnamespaces:\n  a:\n  b:\n"))
+	ctx := context.Background()
+	before, err := d.Observe(ctx, r.Query{Lab: "wire"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if before.Namespaces["b"] == nil {
+		t.Fatalf("namespace b not observed after up: %v", slices.Collect(maps.Keys(before.Namespaces)))
+	}
+	if err := unix.Unmount(filepath.Join(sb.netnsDir, "b"), unix.MNT_DETACH); err != nil {
+		t.Fatal(err)
+	}
+	after, err := d.Observe(ctx, r.Query{Lab: "wire", Reread: map[string]bool{"a": true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after.Namespaces["b"] != nil {
+		t.Error("the unmounted namespace b was answered from the earlier reading")
+	}
+	if !strings.Contains(after.NotNetns["b"], "plain file") {
+		t.Errorf("NotNetns[b] = %q, want a plain file", after.NotNetns["b"])
 	}
 }

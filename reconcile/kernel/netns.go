@@ -360,7 +360,8 @@ func inNetns(fd netns.NsHandle, f func() error) error {
 // homeNetns is netlab's own network namespace, opened once, for a thread that
 // entered another to go back to: every thread not locked in a visit is in it,
 // since a thread that could not go back is retired. (Opening it for each visit
-// cost four system calls per namespace.)
+// cost four system calls per namespace.) New opens it, and so must be called
+// from a goroutine that is not locked in another namespace, as every caller is.
 var homeNetns = sync.OnceValues(netns.Get)
 
 // RunIn runs f on a thread inside a namespace of the lab (or the host): sockets

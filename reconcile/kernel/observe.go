@@ -43,10 +43,7 @@ func (d *Driver) Observe(ctx context.Context, q reconcile.Query) (*reconcile.Sta
 		return nil, err
 	}
 	maps.Copy(s.NotNetns, odd)
-	d.mu.Lock()
-	open := d.files
-	d.mu.Unlock()
-	reserveFiles(open + filesToRead(len(names)))
+	reserveFiles(filesToRead(len(names)))
 	intents, err := d.state.intents(q.Lab)
 	if err != nil {
 		return nil, err
@@ -99,6 +96,12 @@ func (d *Driver) observeNamespaces(ctx context.Context, q reconcile.Query, s *re
 	d.mu.Unlock()
 	err := forEach(ctx, indexes, func(i int) error {
 		ns := all[i]
+		if ns != reconcile.Host {
+			if r := d.notMounted(q.Lab, ns); r != nil { // checked every time, never answered from earlier
+				results[i] = r
+				return nil
+			}
+		}
 		if r := earlier[ns]; r != nil && q.Reread != nil && !q.Reread[ns] && ns != reconcile.Host {
 			results[i] = r // untouched since it was read in this run (see reconcile.Query.Reread)
 			return nil
@@ -112,7 +115,9 @@ func (d *Driver) observeNamespaces(ctx context.Context, q reconcile.Query, s *re
 	}
 	lastRead := make(map[string]*nsObservation, len(results))
 	for _, r := range results {
-		lastRead[r.name] = r
+		if !r.absent && r.notNetns == "" {
+			lastRead[r.name] = r
+		}
 	}
 	d.mu.Lock()
 	d.lastRead = lastRead
@@ -197,16 +202,6 @@ type nsObservation struct {
 // interfaces when the plan will delete it (see reconcile.Query.Keep).
 func (d *Driver) observeOne(q reconcile.Query, ns string, intents map[reconcile.InterfaceKey]int) (*nsObservation, error) {
 	r := &nsObservation{name: ns, part: &nsPart{lab: q.Lab}}
-	if ns != reconcile.Host {
-		if what := d.plainNetnsFile(ns); what != "" {
-			if d.interruptedNetns(q.Lab, ns) {
-				r.absent = true // creating it again will replace the leftover file
-			} else {
-				r.notNetns = what
-			}
-			return r, nil
-		}
-	}
 	h, done, err := d.use(ns)
 	if err != nil && ns != reconcile.Host {
 		// A namespace file we cannot open (a stale mount, a plain file): not ours.
@@ -270,6 +265,24 @@ func (d *Driver) observeOne(q reconcile.Query, ns string, intents map[reconcile.
 		}
 	}
 	return r, nil
+}
+
+// notMounted tells what a regular file of the namespace directory is when no
+// namespace is mounted on it: the leftover of an interrupted creation of the
+// lab (absent), or a plain file in the way (notNetns); nil when it is a
+// namespace.
+func (d *Driver) notMounted(lab, ns string) *nsObservation {
+	what := d.plainNetnsFile(ns)
+	if what == "" {
+		return nil
+	}
+	r := &nsObservation{name: ns, part: &nsPart{lab: lab}}
+	if d.interruptedNetns(lab, ns) {
+		r.absent = true // creating it again will replace the leftover file
+	} else {
+		r.notNetns = what
+	}
+	return r
 }
 
 // leaving reports whether a namespace is one the plan will delete (see

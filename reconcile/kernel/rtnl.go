@@ -390,11 +390,20 @@ func dumpMainRoutes(sock *conn) ([]routeEntry, error) {
 // answers AF_UNSPEC by dumping each family in turn under the rtnl lock
 // (rtnl_dump_all), while each family's own dump runs without it. A thousand
 // namespaces read in parallel waited for each other's dumps on that lock.
+// Only messages of the family asked for are passed on: a kernel without IPv6
+// answers a dump of AF_INET6 as one of AF_UNSPEC. (Both message types start
+// with their family, one byte.)
 func dumpFamilies(sock *conn, typ int, header func(family int) nl.NetlinkRequestData, each func(m []byte) error) error {
 	for _, family := range []int{unix.AF_INET, unix.AF_INET6} {
 		req := nl.NewNetlinkRequest(typ, unix.NLM_F_DUMP)
 		req.AddData(header(family))
-		if err := sock.request(req, each); err != nil {
+		err := sock.request(req, func(m []byte) error {
+			if len(m) == 0 || int(m[0]) != family {
+				return nil
+			}
+			return each(m)
+		})
+		if err != nil {
 			return err
 		}
 	}
