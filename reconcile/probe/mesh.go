@@ -10,6 +10,8 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+
+	"netlab/reconcile"
 )
 
 // Member is one namespace of a mesh.
@@ -41,8 +43,8 @@ func (m *Matrix) Pairs() (passed, total int) {
 	return passed, total
 }
 
-// MeshConcurrency bounds the pings of a mesh in flight at once.
-var MeshConcurrency = 32
+// meshConcurrency bounds the pings of a mesh in flight at once.
+const meshConcurrency = 32
 
 func runMesh(ctx context.Context, c Check, enter Enter) Result {
 	n := len(c.Members)
@@ -53,30 +55,20 @@ func runMesh(ctx context.Context, c Check, enter Enter) Result {
 	}
 	var notRun error
 	var mu sync.Mutex
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, MeshConcurrency)
-	for i, from := range c.Members {
-		for j, to := range c.Members {
-			if i == j {
-				continue
-			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				sem <- struct{}{}
-				defer func() { <-sem }()
-				_, _, err := ping(ctx, Check{From: from.NS, Kind: "ping", Target: to.Addr}, enter)
-				var notEntered *enterError
-				mu.Lock()
-				defer mu.Unlock()
-				if errors.As(err, &notEntered) && notRun == nil {
-					notRun = err
-				}
-				m.OK[i][j] = (err == nil) != c.ExpectFail
-			}()
+	reconcile.Parallel(n*n, meshConcurrency, func(k int) {
+		i, j := k/n, k%n
+		if i == j {
+			return
 		}
-	}
-	wg.Wait()
+		_, _, err := ping(ctx, Check{From: c.Members[i].NS, Kind: "ping", Target: c.Members[j].Addr}, enter)
+		var notEntered *enterError
+		mu.Lock()
+		defer mu.Unlock()
+		if errors.As(err, &notEntered) && notRun == nil {
+			notRun = err
+		}
+		m.OK[i][j] = (err == nil) != c.ExpectFail
+	})
 	r := Result{Check: c, Matrix: m}
 	if notRun != nil {
 		r.NotRun, r.Detail = true, notRun.Error()
