@@ -58,6 +58,7 @@ var schemaBlind = []struct {
 	{"invalid-interface-unlinked.yaml", false, "interfaces: entries that no link names, or that are a bridge or a bridge port"},
 	{"invalid-link-end-no-interface.yaml", false, "a bare link end naming a namespace, not a bridge: needs the namespaces' names"},
 	{"invalid-link-end-twice.yaml", false, "one interface in two links"},
+	{"invalid-netns-prefix-host.yaml", false, "netns-prefix and a namespace's name that together make \"host\": compares two values"},
 	{"invalid-link-unknown-bridge.yaml", false, "a link to an undeclared bridge (dangling reference)"},
 	{"invalid-link-unknown-namespace.yaml", false, "a link to an undeclared namespace (dangling reference)"},
 	{"invalid-name-clash.yaml", false, "a bridge named like a namespace"},

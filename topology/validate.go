@@ -172,6 +172,10 @@ func (v *validator) names() {
 		// Parse has reported a bad name already; the length would follow from it.
 		if k := v.lab.KernelName(ns.Name); len(k) > maxKernelName && namespaceRE.MatchString(ns.Name) {
 			v.errorAt(ns.Pos, "namespace %s: its kernel name %q (netns-prefix and name) is %d bytes; the limit is %d", ns.Name, k, len(k), maxKernelName)
+		} else if ns.Name != HostName && k == HostName {
+			// Plans, state and the driver name the machine's own namespace "host":
+			// a lab namespace of that kernel name would be taken for it.
+			v.errorAt(ns.Pos, "namespace %s: its kernel name %q (netns-prefix and name) is the name netlab keeps for the namespace it runs in; change the prefix or the name", ns.Name, k)
 		}
 	}
 	for _, b := range v.lab.Bridges {

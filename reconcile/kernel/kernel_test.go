@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -633,5 +634,45 @@ func TestUnmountedNamespaceIsNotAnsweredFromAnEarlierReading(t *testing.T) {
 	}
 	if !strings.Contains(after.NotNetns["b"], "plain file") {
 		t.Errorf("NotNetns[b] = %q, want a plain file", after.NotNetns["b"])
+	}
+}
+
+// A namespace named "host" in the namespace directory, made by someone else
+// (`ip netns add host`), is not the machine's own namespace, which plans and
+// state call "host": it is never read as it, and the lab's veths keep their
+// host ends.
+func TestANamespaceNamedHostIsNotTheHost(t *testing.T) {
+	sb := newSandbox(t)
+	d := sb.driver()
+	desired := twoContainers().s
+	up(t, d, desired)
+	sb.mountForeignNetns("host")
+	if got := planLines(t, d, desired); len(got) != 0 {
+		t.Errorf("plan with a namespace file named host: %v, want no changes", got)
+	}
+	if err := d.createNetns("spine", "host", false); err == nil {
+		t.Error("createNetns made a namespace named host")
+	}
+}
+
+// mountForeignNetns makes a namespace that is no lab's under name in the
+// sandbox's namespace directory, as `ip netns add NAME` does.
+func (sb *sandbox) mountForeignNetns(name string) {
+	sb.t.Helper()
+	path := filepath.Join(sb.netnsDir, name)
+	if err := os.WriteFile(path, nil, 0o444); err != nil {
+		sb.t.Fatal(err)
+	}
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread() // never unlocked: the thread dies with the goroutine
+		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
+			errc <- err
+			return
+		}
+		errc <- unix.Mount("/proc/thread-self/ns/net", path, "none", unix.MS_BIND, "")
+	}()
+	if err := <-errc; err != nil {
+		sb.t.Fatalf("make namespace %s: %v", name, err)
 	}
 }

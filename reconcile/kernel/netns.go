@@ -24,6 +24,9 @@ import (
 //
 // Equivalent to: ip netns add NAME; ip -n NAME link set lo alias netlab:LAB; ip -n NAME link set lo up
 func (d *Driver) createNetns(lab, name string, ipv6 bool) error {
+	if name == reconcile.Host {
+		return fmt.Errorf("netns %s: the name netlab keeps for the namespace it runs in", name)
+	}
 	path := d.netnsPath(name)
 	if fileExists(path) && d.interruptedNetns(lab, name) {
 		os.Remove(path) // the file of a creation killed before its namespace was mounted on it
@@ -282,11 +285,18 @@ func (d *Driver) netnsEntries() (files []string, odd map[string]string, err erro
 		return nil, nil, fmt.Errorf("list %s: %w", d.netnsDir, err)
 	}
 	for _, e := range entries {
+		path := d.netnsPath(e.Name())
+		if e.Name() == reconcile.Host {
+			// Plans and state call the namespace netlab runs in "host"; one of that
+			// name here (`ip netns add host`) would be read as the machine's own.
+			// No lab namespace has that name (topology refuses it).
+			odd[e.Name()] = fmt.Sprintf("%s is not read: netlab calls the namespace it runs in %q", path, reconcile.Host)
+			continue
+		}
 		if e.Type().IsRegular() {
 			files = append(files, e.Name())
 			continue
 		}
-		path := d.netnsPath(e.Name())
 		what := "an unknown kind of file"
 		var st unix.Stat_t
 		if unix.Lstat(path, &st) == nil {
