@@ -1,6 +1,7 @@
 package kernel
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -112,5 +113,36 @@ func TestConnDecodesAddressesAndMainRoutes(t *testing.T) {
 	}
 	if r := find("192.0.2.0/24"); r != nil {
 		t.Errorf("a route of table 100 was read: %+v", r)
+	}
+}
+
+// Malformed link messages and attributes (never sent by the kernel, but read
+// from a socket all the same) are errors, never a panic or an endless loop.
+func TestMalformedLinkMessagesAreErrors(t *testing.T) {
+	if _, err := parseIfaceRow(make([]byte, unix.SizeofIfInfomsg-1)); err == nil {
+		t.Error("parseIfaceRow accepted a message shorter than its header")
+	}
+	attr := func(size uint16, n int) []byte { // an attribute header claiming size bytes, in n bytes
+		b := make([]byte, n)
+		binary.NativeEndian.PutUint16(b, size)
+		return b
+	}
+	for _, tc := range []struct {
+		name string
+		b    []byte
+	}{
+		{"a length below the header", attr(2, 8)},
+		{"a length of zero", attr(0, 8)},
+		{"a length past the end", attr(12, 8)},
+	} {
+		calls := 0
+		err := eachAttr(tc.b, func(uint16, []byte) error { calls++; return nil })
+		if err == nil {
+			t.Errorf("%s: eachAttr accepted it (%d calls)", tc.name, calls)
+		}
+	}
+	msg := append(make([]byte, unix.SizeofIfInfomsg), attr(3, 4)...)
+	if _, err := parseIfaceRow(msg); err == nil {
+		t.Error("parseIfaceRow accepted an attribute of 3 bytes")
 	}
 }

@@ -635,6 +635,12 @@ func TestUnmountedNamespaceIsNotAnsweredFromAnEarlierReading(t *testing.T) {
 	if !strings.Contains(after.NotNetns["b"], "plain file") {
 		t.Errorf("NotNetns[b] = %q, want a plain file", after.NotNetns["b"])
 	}
+	d.mu.Lock()
+	_, kept := d.handles["b"]
+	d.mu.Unlock()
+	if kept {
+		t.Error("the handle of the unmounted namespace b is still open for later steps")
+	}
 }
 
 // A namespace named "host" in the namespace directory, made by someone else

@@ -372,7 +372,28 @@ func inNetns(fd netns.NsHandle, f func() error) error {
 // since a thread that could not go back is retired. (Opening it for each visit
 // cost four system calls per namespace.) New opens it, and so must be called
 // from a goroutine that is not locked in another namespace, as every caller is.
-var homeNetns = sync.OnceValues(netns.Get)
+// A failure (EMFILE, say) is not kept: the next call tries again. New fails
+// without it, so createNetns, which asks for it from inside a new namespace,
+// always finds it open.
+func homeNetns() (netns.NsHandle, error) {
+	opened.mu.Lock()
+	defer opened.mu.Unlock()
+	if opened.home.IsOpen() {
+		return opened.home, nil
+	}
+	fd, err := netns.Get()
+	if err != nil {
+		return netns.None(), err
+	}
+	opened.home = fd
+	return fd, nil
+}
+
+// opened holds homeNetns's descriptor once it has one.
+var opened = struct {
+	mu   sync.Mutex
+	home netns.NsHandle
+}{home: netns.None()}
 
 // RunIn runs f on a thread inside a namespace of the lab (or the host): sockets
 // made by f belong to that namespace. `netlab test` runs its checks with it.

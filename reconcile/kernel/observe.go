@@ -276,6 +276,7 @@ func (d *Driver) notMounted(lab, ns string) *nsObservation {
 	if what == "" {
 		return nil
 	}
+	d.forget(ns) // a handle opened before the unmount reaches a namespace no name leads to
 	r := &nsObservation{name: ns, part: &nsPart{lab: lab}}
 	if d.interruptedNetns(lab, ns) {
 		r.absent = true // creating it again will replace the leftover file

@@ -179,6 +179,9 @@ func (d *Driver) bridgePortHairpins(ns string) (map[int]bool, error) {
 		req.AddData(nl.NewIfInfomsg(unix.AF_BRIDGE))
 		var found []hairpin
 		err := h.rt.request(req, func(m []byte) error {
+			if len(m) < unix.SizeofIfInfomsg {
+				return fmt.Errorf("short link message")
+			}
 			info := nl.DeserializeIfInfomsg(m)
 			return eachAttr(m[info.Len():], func(typ uint16, v []byte) error {
 				if typ != unix.IFLA_PROTINFO {

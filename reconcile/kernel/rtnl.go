@@ -192,6 +192,9 @@ func linkRequest(flags int) *nl.NetlinkRequest {
 }
 
 func parseIfaceRow(m []byte) (ifaceRow, error) {
+	if len(m) < unix.SizeofIfInfomsg {
+		return ifaceRow{}, fmt.Errorf("short link message")
+	}
 	info := nl.DeserializeIfInfomsg(m)
 	l := ifaceRow{index: int(info.Index), up: info.Flags&unix.IFF_UP != 0, peerNsid: -1, kind: "device"}
 	err := eachAttr(m[info.Len():], func(typ uint16, v []byte) (err error) {
