@@ -8,7 +8,6 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -669,16 +668,10 @@ func (sb *sandbox) mountForeignNetns(name string) {
 	if err := os.WriteFile(path, nil, 0o444); err != nil {
 		sb.t.Fatal(err)
 	}
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread() // never unlocked: the thread dies with the goroutine
-		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
-			errc <- err
-			return
-		}
-		errc <- unix.Mount("/proc/thread-self/ns/net", path, "none", unix.MS_BIND, "")
-	}()
-	if err := <-errc; err != nil {
+	err := inNewNetns(func() error {
+		return unix.Mount("/proc/thread-self/ns/net", path, "none", unix.MS_BIND, "")
+	})
+	if err != nil {
 		sb.t.Fatalf("make namespace %s: %v", name, err)
 	}
 }

@@ -3,7 +3,6 @@ package kernel
 import (
 	"context"
 	"errors"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -150,22 +149,14 @@ func TestStateDownBlocksAndComesBack(t *testing.T) {
 // kernelHasNetem asks the kernel, as tc would, in a namespace of its own.
 func kernelHasNetem(t *testing.T) bool {
 	t.Helper()
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread() // never unlocked: the thread and its namespace go
-		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
-			errc <- err
-			return
-		}
+	err := inNewNetns(func() error {
 		lo, err := netlink.LinkByName("lo")
 		if err != nil {
-			errc <- err
-			return
+			return err
 		}
-		errc <- netlink.QdiscAdd(netlink.NewNetem(netlink.QdiscAttrs{LinkIndex: lo.Attrs().Index, Handle: netlink.MakeHandle(1, 0), Parent: netlink.HANDLE_ROOT},
+		return netlink.QdiscAdd(netlink.NewNetem(netlink.QdiscAttrs{LinkIndex: lo.Attrs().Index, Handle: netlink.MakeHandle(1, 0), Parent: netlink.HANDLE_ROOT},
 			netlink.NetemQdiscAttrs{Latency: 1000}))
-	}()
-	err := <-errc
+	})
 	if err != nil && !errors.Is(err, unix.ENOENT) {
 		t.Fatalf("ask the kernel for netem: %v", err)
 	}

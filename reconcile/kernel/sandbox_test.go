@@ -39,27 +39,16 @@ func newSandbox(t *testing.T) *sandbox {
 	t.Helper()
 	harness.Require(t)
 	sb := &sandbox{t: t, netnsDir: t.TempDir(), stateDir: filepath.Join(t.TempDir(), "state"), etcDir: filepath.Join(t.TempDir(), "etc-netns")}
-	hostc := make(chan netns.NsHandle, 1)
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread() // never unlocked: the thread dies with the goroutine
-		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
-			errc <- err
-			return
-		}
-		h, err := netns.Get()
-		if err != nil {
-			errc <- err
-			return
+	err := inNewNetns(func() (err error) {
+		if sb.host, err = netns.Get(); err != nil {
+			return err
 		}
 		if lo, err := netlink.LinkByName("lo"); err == nil {
 			netlink.LinkSetUp(lo)
 		}
-		hostc <- h
-	}()
-	select {
-	case sb.host = <-hostc:
-	case err := <-errc:
+		return nil
+	})
+	if err != nil {
 		t.Fatalf("create sandbox host namespace: %v", err)
 	}
 	t.Cleanup(func() {
@@ -71,6 +60,22 @@ func newSandbox(t *testing.T) *sandbox {
 		sb.host.Close()
 	})
 	return sb
+}
+
+// inNewNetns runs f on a thread of its own in a new network namespace. The
+// thread is never unlocked: it dies with its goroutine, and the namespace with
+// it unless f kept a handle or mounted it.
+func inNewNetns(f func() error) error {
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
+			errc <- err
+			return
+		}
+		errc <- f()
+	}()
+	return <-errc
 }
 
 // driver opens a kernel driver on the sandbox.
