@@ -106,6 +106,9 @@ type nsHandle struct {
 	fd netns.NsHandle
 	rt *conn // rtnetlink
 	nf *conn // nfnetlink
+	// The namespace's identity (its nsfs device and inode), for telling whether
+	// its file still leads to it (see Driver.replaced); zero for the host.
+	dev, ino uint64
 
 	mu  sync.Mutex      // guards nl and nft
 	nl  *netlink.Handle // nil until needed (see Driver.libOf)
@@ -400,6 +403,9 @@ func (d *Driver) open(ns string, lib bool) (*nsHandle, error) {
 		}
 	}
 	h := &nsHandle{fd: fd}
+	if ns != reconcile.Host {
+		h.identify()
+	}
 	if err := inNetns(fd, func() error { return h.openSockets(lib) }); err != nil {
 		if ns != reconcile.Host {
 			fd.Close()
@@ -407,6 +413,31 @@ func (d *Driver) open(ns string, lib bool) (*nsHandle, error) {
 		return nil, fmt.Errorf("netns %s: open netlink socket: %w", ns, err)
 	}
 	return h, nil
+}
+
+// identify records the identity of the handle's namespace.
+func (h *nsHandle) identify() {
+	var st unix.Stat_t
+	if unix.Fstat(int(h.fd), &st) == nil {
+		h.dev, h.ino = st.Dev, st.Ino
+	}
+}
+
+// replaced reports whether the file of a namespace whose handle is open now
+// leads to another namespace: someone unmounted it and made one of the same
+// name (`ip netns del`, `ip netns add`) since the handle was opened. That
+// handle must not serve the name any more: `down` would unmount the other
+// namespace on the strength of the old one's marker. One stat of a file that
+// is a mounted namespace (see plainNetnsFile), never an open.
+func (d *Driver) replaced(ns string) bool {
+	d.mu.Lock()
+	h, ok := d.handles[ns]
+	d.mu.Unlock()
+	if !ok || h.ino == 0 {
+		return false
+	}
+	var st unix.Stat_t
+	return unix.Stat(d.netnsPath(ns), &st) != nil || st.Dev != h.dev || st.Ino != h.ino
 }
 
 // keepHandle records an opened handle, in use when inUse, unless another

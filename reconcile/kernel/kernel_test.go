@@ -675,3 +675,34 @@ func (sb *sandbox) mountForeignNetns(name string) {
 		sb.t.Fatalf("make namespace %s: %v", name, err)
 	}
 }
+
+// A lab namespace that someone else deletes and makes again under the same
+// name while netlab runs (`ip netns del b; ip netns add b`) is the new one
+// from then on: the handle opened on the old one neither answers for the
+// name nor lets it be deleted.
+func TestReplacedNamespaceIsNotServedByTheOldHandle(t *testing.T) {
+	sb := newSandbox(t)
+	d := sb.driver()
+	desired := harness.DesiredFromText(t, "name: wire\nnamespaces:\n  a:\n  b:\n")
+	up(t, d, desired)
+	path := filepath.Join(sb.netnsDir, "b")
+	if err := unix.Unmount(path, unix.MNT_DETACH); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	sb.mountForeignNetns("b")
+
+	if err := d.deleteNetns("wire", "b", nil); err == nil {
+		t.Error("deleteNetns deleted a namespace made after the lab's, through the lab's old handle")
+	}
+	if what := d.plainNetnsFile("b"); what != "" {
+		t.Fatalf("the other namespace b was unmounted: %s", what)
+	}
+	_, err := r.MakePlan(context.Background(), d, desired)
+	var conflict *r.ConflictError
+	if !errors.As(err, &conflict) || !slices.ContainsFunc(conflict.Conflicts, func(c string) bool { return strings.Contains(c, "namespace b") }) {
+		t.Errorf("plan with b made again by someone else: %v, want a conflict on namespace b", err)
+	}
+}

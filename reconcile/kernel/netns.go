@@ -83,6 +83,7 @@ func (d *Driver) makeNetns(lab, name, path string, ipv6 bool) (*nsHandle, error)
 		return nil, fmt.Errorf("netns %s: open %s: %w", name, self, err)
 	}
 	h := &nsHandle{fd: netns.NsHandle(fd)}
+	h.identify()
 	// The addresses and routes that follow go through the library's handle:
 	// opened here, inside, it costs no visit later.
 	if err := h.openSockets(true); err != nil {
@@ -149,9 +150,15 @@ func (d *Driver) ensureNetnsDir() error {
 //
 // Equivalent to: ip netns del NAME
 func (d *Driver) deleteNetns(lab, name string, takes []reconcile.InterfaceKey) error {
+	if name == reconcile.Host {
+		return fmt.Errorf("netns %s: the name netlab keeps for the namespace it runs in", name)
+	}
 	path := d.netnsPath(name)
 	if !fileExists(path) {
 		return nil
+	}
+	if d.replaced(name) {
+		return fmt.Errorf("netns %s: %s now leads to another namespace than the one this run read; not deleted (run again)", name, path)
 	}
 	if err := d.killNetnsProcesses(lab, name); err != nil {
 		return err

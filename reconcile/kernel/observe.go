@@ -102,7 +102,11 @@ func (d *Driver) observeNamespaces(ctx context.Context, q reconcile.Query, s *re
 				return nil
 			}
 		}
-		if r := earlier[ns]; r != nil && q.Reread != nil && !q.Reread[ns] && ns != reconcile.Host {
+		replaced := ns != reconcile.Host && d.replaced(ns)
+		if replaced {
+			d.forget(ns) // read again below, from the namespace its file leads to now
+		}
+		if r := earlier[ns]; r != nil && !replaced && q.Reread != nil && !q.Reread[ns] && ns != reconcile.Host {
 			results[i] = r // untouched since it was read in this run (see reconcile.Query.Reread)
 			return nil
 		}
