@@ -286,14 +286,18 @@ func (d *differ) namespaces() {
 			d.add(SetIPv6{Name: name, On: want.IPv6})
 		}
 	}
+	// The other ends of each namespace's veths, indexed once: looked up by
+	// scanning every interface for each deleted namespace, a down of 5000
+	// namespaces spent over a second here.
+	peersOut := map[string][]InterfaceKey{}
+	for _, l := range d.observed.Interfaces {
+		if l.Kind == KindVeth && l.Peer.NS != l.NS && l.Peer != (InterfaceKey{}) {
+			peersOut[l.NS] = append(peersOut[l.NS], l.Peer)
+		}
+	}
 	for name := range d.observed.Namespaces {
 		if _, ok := d.desired.Namespaces[name]; !ok {
-			var takes []InterfaceKey
-			for _, l := range d.observed.Interfaces {
-				if l.NS == name && l.Kind == KindVeth && l.Peer.NS != name && l.Peer != (InterfaceKey{}) {
-					takes = append(takes, l.Peer)
-				}
-			}
+			takes := peersOut[name]
 			slices.SortFunc(takes, InterfaceKey.compare)
 			d.add(DeleteNetns{Lab: d.desired.Lab, Name: name, Takes: takes})
 			d.goneNetns[name] = true
