@@ -106,8 +106,9 @@ type nsHandle struct {
 	fd netns.NsHandle
 	rt *conn // rtnetlink
 	nf *conn // nfnetlink
-	// The namespace's identity (its nsfs device and inode), for telling whether
-	// its file still leads to it (see Driver.replaced); zero for the host.
+	// The namespace's identity (its nsfs device and inode): the inode is how
+	// /proc/PID/ns/net names it (see Driver.netnsInode), and the pair tells
+	// whether its file still leads to it (see Driver.replaced).
 	dev, ino uint64
 
 	mu  sync.Mutex      // guards nl and nft
@@ -402,9 +403,12 @@ func (d *Driver) open(ns string, lib bool) (*nsHandle, error) {
 			return nil, fmt.Errorf("netns %s: open: %w", ns, err)
 		}
 	}
-	h := &nsHandle{fd: fd}
-	if ns != reconcile.Host {
-		h.identify()
+	h, err := newHandle(fd)
+	if err != nil {
+		if ns != reconcile.Host {
+			fd.Close()
+		}
+		return nil, fmt.Errorf("netns %s: %w", ns, err)
 	}
 	if err := inNetns(fd, func() error { return h.openSockets(lib) }); err != nil {
 		if ns != reconcile.Host {
@@ -415,12 +419,14 @@ func (d *Driver) open(ns string, lib bool) (*nsHandle, error) {
 	return h, nil
 }
 
-// identify records the identity of the handle's namespace.
-func (h *nsHandle) identify() {
+// newHandle is the handle of the namespace fd, with its identity; its sockets
+// are opened by the caller, inside the namespace.
+func newHandle(fd netns.NsHandle) (*nsHandle, error) {
 	var st unix.Stat_t
-	if unix.Fstat(int(h.fd), &st) == nil {
-		h.dev, h.ino = st.Dev, st.Ino
+	if err := unix.Fstat(int(fd), &st); err != nil {
+		return nil, fmt.Errorf("stat: %w", err)
 	}
+	return &nsHandle{fd: fd, dev: st.Dev, ino: st.Ino}, nil
 }
 
 // replaced reports whether the file of a namespace whose handle is open now
@@ -433,7 +439,7 @@ func (d *Driver) replaced(ns string) bool {
 	d.mu.Lock()
 	h, ok := d.handles[ns]
 	d.mu.Unlock()
-	if !ok || h.ino == 0 {
+	if !ok {
 		return false
 	}
 	var st unix.Stat_t

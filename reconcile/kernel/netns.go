@@ -24,8 +24,8 @@ import (
 //
 // Equivalent to: ip netns add NAME; ip -n NAME link set lo alias netlab:LAB; ip -n NAME link set lo up
 func (d *Driver) createNetns(lab, name string, ipv6 bool) error {
-	if name == reconcile.Host {
-		return fmt.Errorf("netns %s: the name netlab keeps for the namespace it runs in", name)
+	if err := notHostName(name); err != nil {
+		return err
 	}
 	path := d.netnsPath(name)
 	if fileExists(path) && d.interruptedNetns(lab, name) {
@@ -82,8 +82,11 @@ func (d *Driver) makeNetns(lab, name, path string, ipv6 bool) (*nsHandle, error)
 	if err != nil {
 		return nil, fmt.Errorf("netns %s: open %s: %w", name, self, err)
 	}
-	h := &nsHandle{fd: netns.NsHandle(fd)}
-	h.identify()
+	h, err := newHandle(netns.NsHandle(fd))
+	if err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("netns %s: %w", name, err)
+	}
 	// The addresses and routes that follow go through the library's handle:
 	// opened here, inside, it costs no visit later.
 	if err := h.openSockets(true); err != nil {
@@ -113,6 +116,16 @@ func (d *Driver) makeNetns(lab, name, path string, ipv6 bool) (*nsHandle, error)
 		return fail(fmt.Errorf("bind-mount onto %s: %w", path, err))
 	}
 	return h, nil
+}
+
+// notHostName refuses the name "host" for a namespace netlab makes or deletes:
+// plans and state call the namespace netlab runs in so (topology refuses it
+// for a lab's namespace; this holds for any caller).
+func notHostName(name string) error {
+	if name == reconcile.Host {
+		return fmt.Errorf("netns %s: the name netlab keeps for the namespace it runs in", name)
+	}
+	return nil
 }
 
 // ensureNetnsDir makes the namespace directory a shared mount point, as iproute2
@@ -150,8 +163,8 @@ func (d *Driver) ensureNetnsDir() error {
 //
 // Equivalent to: ip netns del NAME
 func (d *Driver) deleteNetns(lab, name string, takes []reconcile.InterfaceKey) error {
-	if name == reconcile.Host {
-		return fmt.Errorf("netns %s: the name netlab keeps for the namespace it runs in", name)
+	if err := notHostName(name); err != nil {
+		return err
 	}
 	path := d.netnsPath(name)
 	if !fileExists(path) {

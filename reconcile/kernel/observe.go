@@ -97,18 +97,18 @@ func (d *Driver) observeNamespaces(ctx context.Context, q reconcile.Query, s *re
 	err := forEach(ctx, indexes, func(i int) error {
 		ns := all[i]
 		if ns != reconcile.Host {
-			if r := d.notMounted(q.Lab, ns); r != nil { // checked every time, never answered from earlier
+			// The namespace directory is looked at every time, never answered
+			// from the earlier reading.
+			if r := d.notMounted(q.Lab, ns); r != nil {
 				results[i] = r
 				return nil
 			}
-		}
-		replaced := ns != reconcile.Host && d.replaced(ns)
-		if replaced {
-			d.forget(ns) // read again below, from the namespace its file leads to now
-		}
-		if r := earlier[ns]; r != nil && !replaced && q.Reread != nil && !q.Reread[ns] && ns != reconcile.Host {
-			results[i] = r // untouched since it was read in this run (see reconcile.Query.Reread)
-			return nil
+			if d.replaced(ns) {
+				d.forget(ns) // read below, from the namespace its file leads to now
+			} else if r := earlier[ns]; r != nil && q.Reread != nil && !q.Reread[ns] {
+				results[i] = r // untouched since it was read in this run (see reconcile.Query.Reread)
+				return nil
+			}
 		}
 		r, err := d.observeOne(q, ns, intents)
 		results[i] = r

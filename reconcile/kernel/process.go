@@ -125,12 +125,8 @@ func (d *Driver) netnsInode(ns string) (uint64, error) {
 	if err != nil {
 		return 0, err
 	}
-	defer done()
-	var st unix.Stat_t
-	if err := unix.Fstat(int(h.fd), &st); err != nil {
-		return 0, fmt.Errorf("netns %s: stat: %w", ns, err)
-	}
-	return st.Ino, nil
+	done()
+	return h.ino, nil // read when the handle was opened
 }
 
 // observeProcesses finds the lab's running processes: those in the lab's
