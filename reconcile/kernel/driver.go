@@ -71,6 +71,7 @@ type Driver struct {
 	netnsDirMu    sync.Mutex
 	netnsDirReady bool                           // the namespace directory is a shared mount point
 	handles       map[string]*nsHandle           // by namespace name; reconcile.Host for the host
+	identity      map[string]nsIdentity          // the namespace each name led to when this run opened it (see open)
 	idle          list.List                      // the handles no one uses, most recently used first (see use)
 	files         int                            // the descriptors the handles hold
 	maxFiles      int                            // the most they may hold while some are idle (see fileBudget)
@@ -106,10 +107,10 @@ type nsHandle struct {
 	fd netns.NsHandle
 	rt *conn // rtnetlink
 	nf *conn // nfnetlink
-	// The namespace's identity (its nsfs device and inode): the inode is how
-	// /proc/PID/ns/net names it (see Driver.netnsInode), and the pair tells
-	// whether its file still leads to it (see Driver.replaced).
-	dev, ino uint64
+	// The namespace's identity: the inode is how /proc/PID/ns/net names it
+	// (see Driver.netnsInode), and the pair tells whether its file still leads
+	// to it (see Driver.replaced).
+	nsIdentity
 
 	mu  sync.Mutex      // guards nl and nft
 	nl  *netlink.Handle // nil until needed (see Driver.libOf)
@@ -211,6 +212,7 @@ func New(opts Options) (*Driver, error) {
 		host:        opts.Host,
 		log:         opts.Logger,
 		handles:     map[string]*nsHandle{},
+		identity:    map[string]nsIdentity{},
 		maxFiles:    opts.MaxFiles,
 		index:       map[reconcile.InterfaceKey]int{},
 		dyingNetns:  map[uint64]string{},
@@ -393,7 +395,19 @@ func (d *Driver) releaseHeld() {
 	}
 }
 
+// nsIdentity is a namespace's nsfs device and inode: what tells two namespaces
+// apart, whatever names lead to them.
+type nsIdentity struct{ dev, ino uint64 }
+
 // open opens a namespace's handle: its file and sockets (see openSockets).
+//
+// A name this run opened before must still lead to the same namespace. A handle
+// closed to save descriptors (see evictLocked) is opened again by name, and the
+// name may lead elsewhere by then (`ip netns del X; ip netns add X` by someone
+// else): acting on that namespace on the strength of what was read of the first
+// (down kills the processes inside and unmounts it) would act on someone
+// else's. Observation forgets a replaced name first (see replaced) and reads
+// what it leads to now.
 func (d *Driver) open(ns string, lib bool) (*nsHandle, error) {
 	fd := d.host
 	if ns != reconcile.Host {
@@ -404,6 +418,9 @@ func (d *Driver) open(ns string, lib bool) (*nsHandle, error) {
 		}
 	}
 	h, err := newHandle(fd)
+	if err == nil {
+		err = d.sameIdentity(ns, h.nsIdentity)
+	}
 	if err != nil {
 		if ns != reconcile.Host {
 			fd.Close()
@@ -426,24 +443,36 @@ func newHandle(fd netns.NsHandle) (*nsHandle, error) {
 	if err := unix.Fstat(int(fd), &st); err != nil {
 		return nil, fmt.Errorf("stat: %w", err)
 	}
-	return &nsHandle{fd: fd, dev: st.Dev, ino: st.Ino}, nil
+	return &nsHandle{fd: fd, nsIdentity: nsIdentity{st.Dev, st.Ino}}, nil
 }
 
-// replaced reports whether the file of a namespace whose handle is open now
-// leads to another namespace: someone unmounted it and made one of the same
-// name (`ip netns del`, `ip netns add`) since the handle was opened. That
-// handle must not serve the name any more: `down` would unmount the other
-// namespace on the strength of the old one's marker. One stat of a file that
-// is a mounted namespace (see plainNetnsFile), never an open.
+// sameIdentity records the namespace a name leads to the first time this run
+// opens it, and refuses one it leads to later that is another (see open).
+func (d *Driver) sameIdentity(ns string, id nsIdentity) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if known, ok := d.identity[ns]; ok && known != id {
+		return fmt.Errorf("%s leads to another namespace than the one this run read; nothing done there (run again)", d.netnsPath(ns))
+	}
+	d.identity[ns] = id
+	return nil
+}
+
+// replaced reports whether the file of a namespace this run opened now leads
+// to another namespace: someone unmounted it and made one of the same name
+// (`ip netns del`, `ip netns add`) since. Its handle, open or closed to save
+// descriptors, must not serve the name any more: `down` would unmount the
+// other namespace on the strength of the old one's marker. One stat of a file
+// that is a mounted namespace (see plainNetnsFile), never an open.
 func (d *Driver) replaced(ns string) bool {
 	d.mu.Lock()
-	h, ok := d.handles[ns]
+	known, ok := d.identity[ns]
 	d.mu.Unlock()
 	if !ok {
 		return false
 	}
 	var st unix.Stat_t
-	return unix.Stat(d.netnsPath(ns), &st) != nil || st.Dev != h.dev || st.Ino != h.ino
+	return unix.Stat(d.netnsPath(ns), &st) != nil || (nsIdentity{st.Dev, st.Ino}) != known
 }
 
 // keepHandle records an opened handle, in use when inUse, unless another
@@ -532,12 +561,14 @@ func (d *Driver) evictLocked() {
 	}
 }
 
-// forget closes the handle of a namespace that is being deleted (once no one
-// uses it).
+// forget closes the handle of a namespace that is being deleted, or whose name
+// leads elsewhere now (once no one uses it), and what this run knew of the
+// namespace its name led to (see open).
 func (d *Driver) forget(ns string) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.dropLocked(ns)
+	delete(d.identity, ns)
 }
 
 // dropLocked removes a namespace's handle from the open ones and closes it, at

@@ -60,6 +60,9 @@ func (d *Driver) createNetns(lab, name string, ipv6 bool) error {
 		runtime.LockOSThread()
 		h, err := d.makeNetns(lab, name, path, ipv6)
 		if err == nil {
+			d.mu.Lock()
+			d.identity[name] = h.nsIdentity // a namespace of this run's own making
+			d.mu.Unlock()
 			d.keepHandle(name, h, false)
 		}
 		if home, err := homeNetns(); err == nil && netns.Set(home) == nil {

@@ -1,12 +1,18 @@
 package kernel
 
 import (
+	"context"
 	"fmt"
 	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 
+	r "netlab/reconcile"
 	"netlab/tests/harness"
 )
 
@@ -137,4 +143,76 @@ func mustIfaceRows(t *testing.T, h *nsHandle) []ifaceRow {
 		t.Fatal(err)
 	}
 	return rows
+}
+
+// A namespace whose handle was closed to save descriptors is opened again by
+// name; if the name leads to another namespace by then, nothing may be done
+// there. Before, down killed the processes inside the other namespace and
+// unmounted it on the strength of what was read of the lab's.
+func TestANameThatLeadsElsewhereAfterItsHandleWasClosedIsRefused(t *testing.T) {
+	sb := newSandbox(t)
+	d := sb.driver()
+	up(t, d, starOf("lru", 6).s)
+	if _, err := r.MakePlan(context.Background(), d, starOf("lru", 6).s); err != nil {
+		t.Fatal(err) // every namespace read by this driver
+	}
+	d.mu.Lock()
+	d.maxFiles = 4 // room for one handle: c0's is closed by the uses below
+	d.mu.Unlock()
+	for i := 1; i < 6; i++ {
+		_, done, err := d.use(fmt.Sprintf("c%d", i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		done()
+	}
+	d.mu.Lock()
+	_, open := d.handles["c0"]
+	d.mu.Unlock()
+	if open {
+		t.Fatal("c0's handle is still open; the test needs it closed")
+	}
+	path := filepath.Join(sb.netnsDir, "c0")
+	if err := unix.Unmount(path, unix.MNT_DETACH); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	sb.mountForeignNetns("c0")
+	sleeper := exec.Command("nsenter", "--net="+path, "--", "sleep", "60")
+	if err := sleeper.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sleeper.Process.Kill(); sleeper.Wait() })
+	waitInNetns(t, sleeper.Process.Pid, path)
+
+	if _, _, err := d.use("c0"); err == nil || !strings.Contains(err.Error(), "another namespace") {
+		t.Errorf("use of c0 after it was replaced: %v, want a refusal", err)
+	}
+	if err := d.deleteNetns("lru", "c0", nil); err == nil {
+		t.Error("deleteNetns deleted the namespace that replaced c0")
+	}
+	if zombie(fmt.Sprintf("/proc/%d", sleeper.Process.Pid)) {
+		t.Error("the process inside the other namespace was killed")
+	}
+	if what := d.plainNetnsFile("c0"); what != "" {
+		t.Errorf("the other namespace c0 was unmounted: %s", what)
+	}
+}
+
+// waitInNetns waits until a process runs in the namespace of a file.
+func waitInNetns(t *testing.T, pid int, path string) {
+	t.Helper()
+	var want unix.Stat_t
+	if err := unix.Stat(path, &want); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		var st unix.Stat_t
+		if unix.Stat(fmt.Sprintf("/proc/%d/ns/net", pid), &st) == nil && st.Ino == want.Ino {
+			return
+		}
+	}
+	t.Fatalf("pid %d never entered %s", pid, path)
 }
