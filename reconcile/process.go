@@ -3,6 +3,7 @@ package reconcile
 import (
 	"context"
 	"fmt"
+	"net/url"
 	"slices"
 	"strings"
 	"time"
@@ -80,7 +81,12 @@ func (r *Ready) waitCommand(ns string) string {
 	case "udp":
 		until = fmt.Sprintf("%sss -Hlun %s | grep -q .", nsExec(ns), shellQuote(fmt.Sprintf("sport = :%d", r.Port)))
 	case "http":
-		until = fmt.Sprintf("%scurl -fso /dev/null %s", nsExec(ns), shellQuote(r.URL))
+		// --noproxy: as up, straight to the address, whatever http_proxy says.
+		host := r.URL
+		if u, err := url.Parse(r.URL); err == nil {
+			host = u.Hostname()
+		}
+		until = fmt.Sprintf("%scurl --noproxy %s -fso /dev/null %s", nsExec(ns), shellQuote(host), shellQuote(r.URL))
 	default:
 		until = "[ -e " + shellQuote(r.Path) + " ]"
 	}

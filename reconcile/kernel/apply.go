@@ -168,8 +168,8 @@ func (d applier) ApplyForgetExec(_ context.Context, a reconcile.ForgetExec) erro
 	return d.state.writeExecs(a.Lab, a.NS, a.Keep)
 }
 
-func (d applier) ApplyStartProcess(_ context.Context, a reconcile.StartProcess) error {
-	return d.startProcess(a)
+func (d applier) ApplyStartProcess(ctx context.Context, a reconcile.StartProcess) error {
+	return d.startProcess(ctx, a)
 }
 
 func (d applier) ApplyStopProcess(_ context.Context, a reconcile.StopProcess) error {

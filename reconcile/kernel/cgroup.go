@@ -63,23 +63,31 @@ func findCgroup2() string {
 // cgroupBase returns netlab's cgroup directory for the network namespace it
 // runs in (see the top of this file), or "" when processes are tracked by
 // pidfds instead. It is worked out once per driver.
+//
+// Cgroups serve from Linux 5.14: that kernel brought both cgroup.kill, which
+// stops a cgroup's processes with their late forks, and the namespace cookie
+// that names the directory (an inode alone is used again by later namespaces).
+// An older kernel, which answers the cookie's getsockopt with ENOPROTOOPT, has
+// pidfds.
 func (d *Driver) cgroupBase() (string, error) {
 	d.cgOnce.Do(func() {
 		if d.cgroupMount == "" {
 			return
 		}
 		key, err := d.hostNetnsKey()
-		if err != nil {
+		switch {
+		case errors.Is(err, unix.ENOPROTOOPT):
+			d.log.Debug("kernel older than 5.14 (no netns cookie, no cgroup.kill): lab processes are tracked by pidfds")
+		case err != nil:
 			d.cgErr = err
-			return
+		default:
+			d.cgBase = filepath.Join(d.cgroupMount, "netlab", key)
 		}
-		d.cgBase = filepath.Join(d.cgroupMount, "netlab", key)
 	})
 	return d.cgBase, d.cgErr
 }
 
-// hostNetnsKey names the network namespace netlab runs in: net-<ino>-<cookie>,
-// or net-<dev>-<ino> on a kernel older than 5.14, which has no cookies.
+// hostNetnsKey names the network namespace netlab runs in: net-<ino>-<cookie>.
 func (d *Driver) hostNetnsKey() (string, error) {
 	id, err := netnsIDOf(d.host)
 	if err != nil {
@@ -92,9 +100,26 @@ func (d *Driver) hostNetnsKey() (string, error) {
 	defer done()
 	cookie, err := unix.GetsockoptUint64(h.rt.fd, unix.SOL_SOCKET, unix.SO_NETNS_COOKIE)
 	if err != nil {
-		return fmt.Sprintf("net-%d-%d", id.Dev, id.Ino), nil
+		return "", fmt.Errorf("netns cookie: %w", err)
 	}
 	return fmt.Sprintf("net-%d-%d", id.Ino, cookie), nil
+}
+
+// cgroupOutOfReach finds, for a run without a writable cgroup v2, the cgroup an
+// earlier run that had one started an entry in, if processes are still in it:
+// this run can neither stop them all nor prove they are the lab's. "" when
+// there is none, or it is empty.
+func (d *Driver) cgroupOutOfReach(lab, ns, command string) string {
+	key, err := d.hostNetnsKey()
+	if err != nil {
+		return ""
+	}
+	for _, mount := range cgroupMounts {
+		if cg := entryCgroup(filepath.Join(mount, "netlab", key), lab, ns, command); cgroupPopulated(cg) {
+			return cg
+		}
+	}
+	return ""
 }
 
 // commandHash names an entry's cgroup: short, safe as a file name, and the
@@ -290,17 +315,12 @@ func (d *Driver) placeProcess(a reconcile.StartProcess, cmd *exec.Cmd) (started 
 	if err != nil {
 		return nil, err
 	}
-	closeExtra := func() {
-		for _, f := range cmd.ExtraFiles {
-			f.Close() // the child has its copy
-		}
-	}
 	if base == "" {
 		if err := d.stopRecorded(a.Lab, a.NS, a.Command); err != nil {
 			return nil, err
 		}
 		return func(pid int) error {
-			closeExtra()
+			closeExtraFiles(cmd)
 			if pid == 0 {
 				return nil // it did not start
 			}
@@ -329,7 +349,7 @@ func (d *Driver) placeProcess(a reconcile.StartProcess, cmd *exec.Cmd) (started 
 	d.mu.Unlock()
 	cmd.SysProcAttr.UseCgroupFD, cmd.SysProcAttr.CgroupFD = true, fd
 	return func(int) error {
-		closeExtra()
+		closeExtraFiles(cmd)
 		return unix.Close(fd)
 	}, nil
 }

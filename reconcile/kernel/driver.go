@@ -84,6 +84,8 @@ type Driver struct {
 	procCgroups   map[reconcile.ProcKey]string   // the cgroup of each process entry, as observed or started
 	cgroupMount   string                         // the writable cgroup v2 mount; "": processes are tracked by pidfds (see cgroup.go)
 	cgOnce        sync.Once
+	procOnce      sync.Once
+	procErr       error  // see procIsOurs
 	cgBase        string // see cgroupBase
 	cgErr         error
 	lastRead      map[string]*nsObservation // each namespace as the last observation read it (see reconcile.Query.Reread)

@@ -18,6 +18,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -111,13 +112,25 @@ func (d *Driver) runExec(ctx context.Context, a reconcile.RunExec) error {
 	defer log.Close()
 	header := "netlab exec: " + a.Command()
 	logHeader(log, header)
-	cmd := d.nsExecCommand(a.NS, []string{"/bin/sh", "-c", a.Command()})
+	cmd, err := d.nsExecCommand(a.NS, []string{"/bin/sh", "-c", a.Command()})
+	if err != nil {
+		return err
+	}
 	cmd.Env = withoutNetlabMarks(os.Environ())
 	// Straight into the log file, not through a pipe: a command that leaves a
 	// child in the background must not keep up waiting for its output.
 	cmd.Stdout, cmd.Stderr = log, log
 	cmd.SysProcAttr.Setpgid = true // its own group: interrupting up stops it and what it started
-	if err := cmd.Start(); err != nil {
+	// Killed with netlab (kill -9 included), not left to run on beside the
+	// same command run again by the next up. The kernel sends it when the
+	// thread that started the child ends, so this goroutine keeps its thread
+	// until the command is done.
+	cmd.SysProcAttr.Pdeathsig = unix.SIGKILL
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	err = cmd.Start()
+	closeExtraFiles(cmd)
+	if err != nil {
 		return fmt.Errorf("netns %s: exec %q: %w", a.NS, a.Command(), err)
 	}
 	done := make(chan struct{})

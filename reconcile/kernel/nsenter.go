@@ -20,30 +20,45 @@ import (
 // __nsexec` and what it does to enter a namespace as `ip netns exec` would.
 
 // nsExecCommand prepares `netlab __nsexec` running argv in a namespace, in a new
-// mount namespace of its own.
-func (d *Driver) nsExecCommand(ns string, argv []string) *exec.Cmd {
-	path, etc := d.netnsPath(ns), filepath.Join(d.etcDir, ns)
-	var extra []*os.File
-	if ns == reconcile.Host {
-		// The host has no namespace file: the child gets the driver's handle on it
-		// as its descriptor 3 (in tests the host is itself a sandbox namespace).
-		// A copy: the os.File closes its descriptor when it is garbage collected,
-		// and the driver's own would then be closed under it (and, once its number
-		// is reused, someone else's).
-		if fd, err := unix.FcntlInt(uintptr(d.host), unix.F_DUPFD_CLOEXEC, 0); err == nil {
-			extra = []*os.File{os.NewFile(uintptr(fd), "host-netns")}
-		}
-		path, etc = "/proc/self/fd/3", ""
+// mount namespace of its own. The child enters the namespace by a copy of the
+// driver's handle on it, its descriptor 3, not by its name: the name may lead
+// to another namespace by the time the child opens it (see Driver.open), and
+// the host has no name at all. The caller closes that copy once the child
+// started (closeExtraFiles).
+func (d *Driver) nsExecCommand(ns string, argv []string) (*exec.Cmd, error) {
+	h, done, err := d.use(ns)
+	if err != nil {
+		return nil, err
 	}
-	args := []string{"__nsexec", "--netns", path, "--etc", etc}
+	defer done()
+	// A copy: the os.File closes its descriptor when it is garbage collected,
+	// and the handle's own would then be closed under it (and, once its number
+	// is reused, someone else's).
+	fd, err := unix.FcntlInt(uintptr(h.fd), unix.F_DUPFD_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("netns %s: %w", ns, err)
+	}
+	etc := filepath.Join(d.etcDir, ns)
+	if ns == reconcile.Host {
+		etc = ""
+	}
+	args := []string{"__nsexec", "--netns", "/proc/self/fd/3", "--etc", etc}
 	if uts := d.utsOf(ns); uts != "" {
 		args = append(args, "--uts", uts)
 	}
 	args = append(args, "--")
 	cmd := exec.Command(d.self, append(args, argv...)...)
-	cmd.ExtraFiles = extra
+	cmd.ExtraFiles = []*os.File{os.NewFile(uintptr(fd), "netns-"+ns)}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Unshareflags: syscall.CLONE_NEWNS}
-	return cmd
+	return cmd, nil
+}
+
+// closeExtraFiles closes netlab's copies of the descriptors a started child
+// was given (the child has its own).
+func closeExtraFiles(cmd *exec.Cmd) {
+	for _, f := range cmd.ExtraFiles {
+		f.Close()
+	}
 }
 
 // Exec runs argv inside a lab namespace with the caller's standard streams and
@@ -52,9 +67,13 @@ func (d *Driver) Exec(ns string, argv []string, stdin *os.File, stdout, stderr *
 	if !fileExists(d.netnsPath(ns)) {
 		return 0, fmt.Errorf("netns %s: no such namespace in %s", ns, d.netnsDir)
 	}
-	cmd := d.nsExecCommand(ns, argv)
+	cmd, err := d.nsExecCommand(ns, argv)
+	if err != nil {
+		return 0, err
+	}
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdin, stdout, stderr
-	err := cmd.Run()
+	err = cmd.Run()
+	closeExtraFiles(cmd)
 	var exit *exec.ExitError
 	if errors.As(err, &exit) {
 		return exit.ExitCode(), nil

@@ -2,8 +2,11 @@ package kernel
 
 import (
 	"bytes"
+	"context"
+	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -25,6 +28,21 @@ import (
 // procRoot is where /proc is; tests point it elsewhere to prove what does not
 // read it.
 var procRoot = "/proc"
+
+// procIsOurs refuses a /proc of another PID namespace than netlab's: `unshare
+// --pid --fork` without --mount-proc leaves the machine's /proc in place, where
+// PID N is another process than netlab's PID N. Before netlab signals a PID it
+// checks the process in /proc (its network namespace, its cgroup, its start
+// time): the check and the signal would be about two different processes.
+func (d *Driver) procIsOurs() error {
+	d.procOnce.Do(func() {
+		self, err := os.Readlink(procRoot + "/self")
+		if err != nil || self != strconv.Itoa(os.Getpid()) {
+			d.procErr = fmt.Errorf("%s is not of netlab's PID namespace (%s/self is %q, netlab is PID %d: unshare --pid without --mount-proc?): netlab will not start or stop processes by what it shows", procRoot, procRoot, self, os.Getpid())
+		}
+	})
+	return d.procErr
+}
 
 // procRecord is what netlab keeps, in the lab's state directory, of a process
 // entry it started: its command (the cgroup's name is only a hash of it), and
@@ -83,6 +101,26 @@ func zombie(dir string) bool {
 func recordedAlive(rec procRecord) bool {
 	state, _, start, ok := readStat(procRoot + "/" + strconv.Itoa(rec.PID))
 	return ok && rec.PID > 0 && state != 'Z' && start == rec.Start
+}
+
+// recordedRunning reports whether anything of a recorded entry still runs: its
+// process (see recordedAlive) or, once that ended, what it forked in the
+// process group it led (netlab starts each entry in a session of its own): the
+// number is the entry's group while the group has a member, as the kernel gives
+// no new process a PID that a group still bears. A process that has the PID
+// again, started at another time, means the group ended before it. Zombies do
+// not count (see groupRunning).
+func recordedRunning(rec procRecord) bool {
+	if recordedAlive(rec) {
+		return true
+	}
+	if rec.PID <= 0 {
+		return false
+	}
+	if state, _, start, ok := readStat(procRoot + "/" + strconv.Itoa(rec.PID)); ok && (state != 'Z' || start != rec.Start) {
+		return false // another process has the PID
+	}
+	return groupRunning(rec.PID)
 }
 
 // netnsProcesses lists the processes inside a network namespace, by its inode:
@@ -155,30 +193,41 @@ func (d *Driver) observeProcesses(s *reconcile.State) error {
 		_, ok := s.Namespaces[ns]
 		return ok || ns == reconcile.Host
 	}
-	if base == "" {
-		nsDirs, _ := d.state.readDir(filepath.Join(d.state.labDir(s.Lab), "processes"))
-		for _, n := range nsDirs {
-			if !lab(n.Name()) {
+	// The records: with a PID, of a start without cgroups, followed by PID and
+	// start time whether this run has cgroups or not (an earlier run may not
+	// have had them); without, of a start in a cgroup, read below.
+	nsDirs, _ := d.state.readDir(filepath.Join(d.state.labDir(s.Lab), "processes"))
+	for _, n := range nsDirs {
+		if !lab(n.Name()) {
+			continue
+		}
+		files, _ := d.state.readDir(d.state.procRecords(s.Lab, n.Name()))
+		for _, f := range files {
+			var rec procRecord
+			if d.state.readJSON(filepath.Join(d.state.procRecords(s.Lab, n.Name()), f.Name()), &rec) != nil {
 				continue
 			}
-			files, _ := d.state.readDir(d.state.procRecords(s.Lab, n.Name()))
-			for _, f := range files {
-				var rec procRecord
-				if d.state.readJSON(filepath.Join(d.state.procRecords(s.Lab, n.Name()), f.Name()), &rec) == nil && recordedAlive(rec) {
-					add(n.Name(), rec.Command, []int{rec.PID}, "")
+			switch {
+			case rec.PID > 0 && recordedRunning(rec):
+				add(n.Name(), rec.Command, []int{rec.PID}, "")
+			case rec.PID == 0 && base == "":
+				if cg := d.cgroupOutOfReach(s.Lab, n.Name(), rec.Command); cg != "" {
+					return fmt.Errorf("netns %s: %q runs in cgroup %s, which this run cannot write (a read-only /sys/fs/cgroup?) and so could not stop: run netlab where an earlier run started it", n.Name(), rec.Command, cg)
 				}
 			}
 		}
+	}
+	if base == "" {
 		return nil
 	}
-	nsDirs, err := os.ReadDir(filepath.Join(base, s.Lab))
+	cgDirs, err := os.ReadDir(filepath.Join(base, s.Lab))
 	if os.IsNotExist(err) {
 		return nil
 	}
 	if err != nil {
 		return fmt.Errorf("list the lab's cgroups: %w", err)
 	}
-	for _, n := range nsDirs {
+	for _, n := range cgDirs {
 		if !n.IsDir() || !lab(n.Name()) {
 			continue
 		}
@@ -212,13 +261,17 @@ func startHeader(command string) string { return "netlab starts: " + command }
 // It starts inside the entry's cgroup (see placeProcess).
 //
 // Equivalent to: ip netns exec NS env NETLAB_LAB=LAB NETLAB_RUN=CMD sh -c CMD >>LOG 2>&1 &
-func (d *Driver) startProcess(a reconcile.StartProcess) error {
+func (d *Driver) startProcess(ctx context.Context, a reconcile.StartProcess) error {
 	if err := d.state.ensure(a.Lab); err != nil {
 		return err
+	}
+	if err := d.procIsOurs(); err != nil {
+		return fmt.Errorf("netns %s: start %q: %w", a.NS, a.Command, err)
 	}
 	if err := d.checkPortFree(a); err != nil {
 		return err
 	}
+	ready := baselineOf(a.Ready)
 	log, logPath, err := d.state.openLog(a.Lab, a.NS)
 	if err != nil {
 		return err
@@ -228,13 +281,17 @@ func (d *Driver) startProcess(a reconcile.StartProcess) error {
 	if a.Serve != nil {
 		argv = append([]string{d.self}, a.Serve.Args()...)
 	}
-	cmd := d.nsExecCommand(a.NS, argv)
+	cmd, err := d.nsExecCommand(a.NS, argv)
+	if err != nil {
+		return err
+	}
 	cmd.Env = append(withoutMarkers(os.Environ()),
 		reconcile.EnvLab+"="+a.Lab, reconcile.EnvNS+"="+a.NS, reconcile.EnvRun+"="+a.Command)
 	cmd.Stdout, cmd.Stderr = log, log
 	cmd.SysProcAttr.Setsid = true // its own session and process group: stopped as a group
 	started, err := d.placeProcess(a, cmd)
 	if err != nil {
+		closeExtraFiles(cmd)
 		return fmt.Errorf("netns %s: start %q: %w", a.NS, a.Command, err)
 	}
 	logHeader(log, startHeader(a.Command))
@@ -245,47 +302,85 @@ func (d *Driver) startProcess(a reconcile.StartProcess) error {
 	pid := cmd.Process.Pid
 	d.processesChanged()
 	if err := started(pid); err != nil {
+		d.abandon(a, newChild(cmd))
 		return fmt.Errorf("netns %s: record %q: %w", a.NS, a.Command, err)
 	}
-	// Let it go: it belongs to the lab now. Reap it if it dies while we run, and
-	// tell waitStarted how it ended.
-	exited := make(chan string, 1)
+	// Let it go: it belongs to the lab now, once it is in place and ready.
+	c := newChild(cmd)
+	err = d.waitStarted(ctx, a, c, logPath)
+	if err == nil {
+		err = d.waitReady(ctx, a, c, ready, logPath)
+	}
+	if err != nil {
+		d.abandon(a, c)
+	}
+	return err
+}
+
+// child is a process netlab started, reaped in the background if it dies while
+// netlab runs: ended is closed then, and how says how it ended.
+type child struct {
+	pid   int
+	ended chan struct{}
+	how   string
+}
+
+func newChild(cmd *exec.Cmd) *child {
+	c := &child{pid: cmd.Process.Pid, ended: make(chan struct{})}
 	go func() {
 		cmd.Wait()
-		exited <- cmd.ProcessState.String()
+		c.how = cmd.ProcessState.String()
+		close(c.ended)
 	}()
-	if err := d.waitStarted(a, pid, logPath, exited); err != nil {
-		return err
+	return c
+}
+
+// abandon stops whatever a start that failed left running, so that the next
+// up starts the entry again instead of taking what is left for it running: with
+// cgroups, everything in the entry's cgroup (what the command forked, even into
+// a session of its own, included); without, the process and its group (see
+// stopRecorded), while netlab has not reaped it, so that the group's number is
+// still the lab's.
+func (d *Driver) abandon(a reconcile.StartProcess, c *child) {
+	if base, _ := d.cgroupBase(); base == "" {
+		stopGroup(c)
 	}
-	return d.waitReady(a, pid, logPath, exited)
+	if err := d.stopProcess(a.Lab, a.Process); err != nil {
+		d.log.Warn("a process that failed to start may be left running", "netns", a.NS, "command", a.Command, "err", err)
+	}
 }
 
 // waitStarted waits until a process started for the lab runs its command in its
 // namespace, marked as the lab's, so that what is observed next sees it in place.
 // A command that fails at once (not found, bad syntax) is an error of this step.
-func (d *Driver) waitStarted(a reconcile.StartProcess, pid int, logPath string, exited <-chan string) error {
+func (d *Driver) waitStarted(ctx context.Context, a reconcile.StartProcess, c *child, logPath string) error {
 	ino, err := d.netnsInode(a.NS)
 	if err != nil {
 		return err
 	}
-	dir := "/proc/" + strconv.Itoa(pid)
-	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
-		select {
-		case how := <-exited:
-			return fmt.Errorf("netns %s: %q ended at once (%s); %s", a.NS, a.Command, how, d.state.logTail(logPath, startHeader(a.Command)))
-		default:
-		}
+	dir := "/proc/" + strconv.Itoa(c.pid)
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); {
 		// In place once it runs the command itself in its namespace: no longer the
 		// shim (whose arguments start with __nsexec), unless it is one of netlab's
 		// own servers, which the shim runs itself once inside.
 		var st unix.Stat_t
 		cmdline, _ := os.ReadFile(dir + "/cmdline")
 		shim := bytes.Contains(cmdline, []byte("\x00__nsexec\x00"))
+		select {
+		case <-c.ended:
+			return fmt.Errorf("netns %s: %q ended at once (%s); %s", a.NS, a.Command, c.how, d.state.logTail(logPath, startHeader(a.Command)))
+		default:
+		}
 		if unix.Stat(dir+"/ns/net", &st) == nil && st.Ino == ino && len(cmdline) > 0 && (!shim || a.Serve != nil) {
 			return nil
 		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("netns %s: %q: interrupted while it started, so netlab stopped it: %w", a.NS, a.Command, ctx.Err())
+		case <-time.After(5 * time.Millisecond):
+		}
 	}
-	return fmt.Errorf("netns %s: %q did not start within 5 s; its output is in %s", a.NS, a.Command, logPath)
+	return fmt.Errorf("netns %s: %q did not start within 5 s, so netlab stopped it; %s", a.NS, a.Command, d.state.logTail(logPath, startHeader(a.Command)))
 }
 
 // stopProcess stops a process entry of the lab: with cgroups, every process of
@@ -295,6 +390,9 @@ func (d *Driver) waitStarted(a reconcile.StartProcess, pid int, logPath string, 
 //
 // Equivalent to: kill PID...; echo 1 >/sys/fs/cgroup/netlab/.../cgroup.kill
 func (d *Driver) stopProcess(lab string, p reconcile.Process) error {
+	if err := d.procIsOurs(); err != nil {
+		return fmt.Errorf("netns %s: stop %q: %w", p.NS, p.Command, err)
+	}
 	base, err := d.cgroupBase()
 	if err != nil {
 		return err
@@ -308,7 +406,8 @@ func (d *Driver) stopProcess(lab string, p reconcile.Process) error {
 		if !ok {
 			cg = entryCgroup(base, lab, p.NS, p.Command)
 		}
-		err = stopCgroups(d.cgroupMount, []string{cg})
+		err = errors.Join(d.stopRecorded(lab, p.NS, p.Command), // an entry started without cgroups, by an earlier run
+			stopCgroups(d.cgroupMount, []string{cg}))
 		d.state.remove(filepath.Join(d.state.procRecords(lab, p.NS), filepath.Base(cg)+".json"))
 	}
 	if err != nil {
@@ -336,6 +435,11 @@ func (d *Driver) stopRecorded(lab, ns, command string) error {
 		unix.Kill(-rec.PID, unix.SIGTERM)
 		return true
 	})
+	if len(groups) == 0 && recordedRunning(rec) {
+		// The process ended; what it forked runs on in its group.
+		groups = []int{rec.PID}
+		unix.Kill(-rec.PID, unix.SIGTERM)
+	}
 	if len(groups) > 0 {
 		if err := terminate(nil, groups); err != nil {
 			return err
@@ -350,6 +454,9 @@ func (d *Driver) stopRecorded(lab, ns, command string) error {
 // their cgroups (or records), then anyone else's process inside, found by the
 // namespace's inode, alone (its group may be someone's shell).
 func (d *Driver) killNetnsProcesses(lab, ns string) error {
+	if err := d.procIsOurs(); err != nil {
+		return fmt.Errorf("netns %s: %w", ns, err)
+	}
 	ino, err := d.netnsInode(ns)
 	if err != nil {
 		return err
@@ -378,24 +485,31 @@ func (d *Driver) killNetnsProcesses(lab, ns string) error {
 		}
 	}
 	d.state.removeAll(d.state.procRecords(lab, ns))
-	pids, err := d.netnsProcesses(ino)
-	if err != nil {
-		return err
-	}
 	inside := func(pid int) func() bool {
 		return func() bool {
 			var st unix.Stat_t
 			return unix.Stat(procRoot+"/"+strconv.Itoa(pid)+"/ns/net", &st) == nil && st.Ino == ino
 		}
 	}
-	for _, pid := range pids {
-		signalIf(pid, unix.SIGTERM, inside(pid))
-	}
-	for deadline := time.Now().Add(2 * time.Second); len(pids) > 0 && time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-		pids = slices.DeleteFunc(pids, func(pid int) bool { return !inside(pid)() })
-	}
-	for _, pid := range pids {
-		signalIf(pid, unix.SIGKILL, inside(pid))
+	// What they fork while they are stopped is inside too: the machine's
+	// processes are read again after each round (only for a namespace where
+	// someone's processes were found, which the lab's own, stopped above by
+	// their cgroups, are not), a few times at most.
+	for round := 0; round < 3; round++ {
+		pids, err := d.netnsProcesses(ino)
+		if err != nil || len(pids) == 0 {
+			return err
+		}
+		for _, pid := range pids {
+			signalIf(pid, unix.SIGTERM, inside(pid))
+		}
+		for deadline := time.Now().Add(2 * time.Second); len(pids) > 0 && time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+			pids = slices.DeleteFunc(pids, func(pid int) bool { return !inside(pid)() })
+		}
+		for _, pid := range pids {
+			signalIf(pid, unix.SIGKILL, inside(pid))
+		}
+		d.processesChanged()
 	}
 	return nil
 }

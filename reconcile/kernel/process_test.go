@@ -15,6 +15,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"golang.org/x/sys/unix"
 
+	r "netlab/reconcile"
 	"netlab/reconcile/probe"
 	"netlab/tests/harness"
 )
@@ -323,4 +324,60 @@ func waitUntilIn(t *testing.T, pid int, nsPath, comm string) {
 		}
 	}
 	t.Fatalf("process %d never ran %s in %s", pid, comm, nsPath)
+}
+
+// An entry whose own process ended while what it forked runs on (a shell that
+// starts a server in the background and exits) is running, and down stops what
+// it forked. Without cgroups this used to be missed: the next up started a
+// second copy, and down left the first running.
+func TestAnEntryWhoseProcessEndedRunsOnInItsForks(t *testing.T) {
+	tracking(t, func(t *testing.T, sb *sandbox, d *Driver) {
+		const command = "sleep 1040.5 & sleep 0.2"
+		// On the host: down deletes a lab namespace with everything inside, so only
+		// there does the entry alone decide what down stops.
+		desired := harness.DesiredFromText(t, "name: forks\nhost:\n  run: [\""+command+"\"]\n")
+		up(t, d, desired)
+		time.Sleep(time.Second) // the shell has ended; its background sleep runs on
+		if running := labProcesses(t, "forks"); running[command] == 0 {
+			t.Fatalf("the background sleep is not running: %v", running)
+		}
+		if got := planLines(t, d, desired); len(got) != 0 {
+			t.Errorf("plan with the entry's fork running: %q, want nothing (it runs)", got)
+		}
+		down(t, d, "forks")
+		if left := labProcesses(t, "forks"); len(left) != 0 {
+			t.Errorf("processes left after down: %v", left)
+		}
+	})
+}
+
+// Whether netlab may write cgroups can differ between two runs (an up from a
+// shell, a down from a unit with a read-only /sys/fs/cgroup). Host processes
+// started without cgroups are stopped by a run that has them; those started in
+// cgroups make a run that cannot write them refuse, rather than call the lab
+// down while they run on.
+func TestProcessesOfARunWithOtherCgroupRights(t *testing.T) {
+	sb := newSandbox(t)
+	if sb.driver().cgroupMount == "" {
+		t.Skip("no writable cgroup v2 on this machine")
+	}
+	pidfds := sb.driver()
+	pidfds.cgroupMount = ""
+	up(t, pidfds, harness.DesiredFromText(t, "name: bypid\nhost:\n  run: [\"sleep 1042\"]\n"))
+	if running := labProcesses(t, "bypid"); running["sleep 1042"] == 0 {
+		t.Fatalf("not started: %v", running)
+	}
+	down(t, sb.driver(), "bypid")
+	if left := labProcesses(t, "bypid"); len(left) != 0 {
+		t.Errorf("a run with cgroups left the processes a run without started: %v", left)
+	}
+
+	desired := harness.DesiredFromText(t, "name: bycg\nhost:\n  run: [\"sleep 1043\"]\n")
+	up(t, sb.driver(), desired)
+	readOnly := sb.driver()
+	readOnly.cgroupMount = ""
+	if _, err := r.MakePlan(context.Background(), readOnly, desired); err == nil || !strings.Contains(err.Error(), "cannot write") {
+		t.Errorf("plan by a run that cannot write the lab's cgroups: %v, want a refusal", err)
+	}
+	down(t, sb.driver(), "bycg")
 }

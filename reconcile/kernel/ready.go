@@ -5,25 +5,32 @@ package kernel
 // its `ready:` holds ({tcp: PORT}, {http: URL} or {file: PATH}). The checks run
 // from inside the process's namespace (a thread sent there by RunIn), every
 // readyPoll, until the entry's timeout. A process that exits first, or is not
-// ready in time, fails its step of the plan with the last lines of its log; one
-// that timed out is stopped, so that the next up starts it again and waits
-// again, rather than taking a process that never got ready for a running one.
+// ready in time, fails its step of the plan with the last lines of its log; what
+// it left running is stopped (see abandon), so that the next up starts it again
+// and waits again, rather than taking a process that never got ready for a
+// running one. So is one whose wait is interrupted (Ctrl-C).
 
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
+	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
 	"netlab/reconcile"
@@ -34,21 +41,24 @@ const (
 	readyLogLines = 10                    // of a process's log, in the error that says it is not ready
 )
 
-// checkPortFree fails before a process is started when its port (a service's,
-// or the tcp port of its ready:) already listens in its namespace: the process
-// could not bind it, and a readiness check would take the other listener for
-// it. The error names the process holding the port when netlab can see it.
+// checkPortFree fails before a process is started when its port already
+// answers in its namespace: a service's, or its ready:'s (tcp, udp, or an
+// http URL's when it leads to the namespace itself). The process could not bind
+// it, and the readiness check would take the other socket for it. The error
+// names the process holding the port when netlab can see it.
 func (d *Driver) checkPortFree(a reconcile.StartProcess) error {
-	if a.Ready == nil || a.Ready.Kind != "tcp" {
+	if a.Ready == nil {
 		return nil
 	}
-	port := a.Ready.Port
+	proto, port, addr, err := d.readyPort(a.NS, a.Ready)
+	if err != nil || port == 0 {
+		return err
+	}
 	var inodes []uint64
 	// A moment of grace: a process the plan has just stopped (an edited
 	// command on the same port) may still be going away.
 	for deadline := time.Now().Add(time.Second); ; time.Sleep(50 * time.Millisecond) {
-		var err error
-		if inodes, err = d.listeners(a.NS, port); err != nil {
+		if inodes, err = d.portHolders(a.NS, proto, port, addr); err != nil {
 			return err
 		}
 		if len(inodes) == 0 {
@@ -62,15 +72,72 @@ func (d *Driver) checkPortFree(a reconcile.StartProcess) error {
 	if a.Serve != nil {
 		what = fmt.Sprintf("serve %s:%d", a.NS, port)
 	}
-	return fmt.Errorf("%s: port %d is in use by %s", what, port, socketOwner(inodes))
+	return fmt.Errorf("%s: %s port %d is in use by %s", what, proto, port, socketOwner(inodes))
 }
 
-// listeners returns the inodes of the TCP sockets listening on port, on any
-// address, in a namespace (what `ss -Hltn sport = :PORT` lists).
-func (d *Driver) listeners(ns string, port int) ([]uint64, error) {
+// readyPort is the port a readiness check looks at in the process's own
+// namespace: tcp or udp, the port, and for http the address the URL leads to
+// (any address of the namespace answers the other checks). Port 0: the check
+// looks at no port of the namespace (a file, or a URL that leads elsewhere).
+func (d *Driver) readyPort(ns string, r *reconcile.Ready) (proto string, port int, addr netip.Addr, err error) {
+	switch r.Kind {
+	case "tcp", "udp":
+		return r.Kind, r.Port, netip.Addr{}, nil
+	case "http":
+		u, err := url.Parse(r.URL)
+		if err != nil {
+			return "", 0, netip.Addr{}, err
+		}
+		port, _ := strconv.Atoi(cmp.Or(u.Port(), "80"))
+		if u.Hostname() == "localhost" {
+			return "tcp", port, netip.IPv4Unspecified(), nil // 127.0.0.1 or ::1: see httpStatus
+		}
+		addr, err := netip.ParseAddr(u.Hostname())
+		if err != nil {
+			return "", 0, netip.Addr{}, err
+		}
+		local, err := d.isLocalAddr(ns, addr)
+		if err != nil || !local {
+			return "", 0, netip.Addr{}, err
+		}
+		return "tcp", port, addr.Unmap(), nil
+	}
+	return "", 0, netip.Addr{}, nil
+}
+
+// isLocalAddr says whether an address is the namespace's own: a loopback
+// address, or one of its interfaces'.
+func (d *Driver) isLocalAddr(ns string, addr netip.Addr) (bool, error) {
+	if addr.IsLoopback() {
+		return true, nil
+	}
+	h, done, err := d.lib(ns)
+	if err != nil {
+		return false, err
+	}
+	defer done()
+	addrs, err := h.AddrList(nil, netlink.FAMILY_ALL)
+	if err != nil {
+		return false, fmt.Errorf("netns %s: list addresses: %w", ns, err)
+	}
+	for _, a := range addrs {
+		if ip, ok := netip.AddrFromSlice(a.IP); ok && ip.Unmap() == addr.Unmap() {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// portHolders returns the inodes of the sockets in a namespace that hold a
+// port: for tcp those listening, for udp those bound (unconnected). With addr
+// valid, only those that would answer on addr: bound to it or to any address
+// (addr unspecified: any loopback or unspecified address).
+//
+// Equivalent to: ss -Hltn 'sport = :PORT' (ss -Hlun for udp)
+func (d *Driver) portHolders(ns, proto string, port int, addr netip.Addr) ([]uint64, error) {
 	var out []uint64
 	err := d.RunIn(ns, func() error {
-		for _, name := range []string{"tcp", "tcp6"} {
+		for _, name := range []string{proto, proto + "6"} {
 			// thread-self: this thread's network namespace, not the process's.
 			b, err := os.ReadFile("/proc/thread-self/net/" + name)
 			if os.IsNotExist(err) {
@@ -79,37 +146,82 @@ func (d *Driver) listeners(ns string, port int) ([]uint64, error) {
 			if err != nil {
 				return err
 			}
-			out = append(out, listening(b, port)...)
+			for _, s := range boundSockets(b, proto) {
+				if s.port == port && answersOn(s.addr, addr) {
+					out = append(out, s.inode)
+				}
+			}
 		}
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("netns %s: list listening sockets: %w", ns, err)
+		return nil, fmt.Errorf("netns %s: list %s sockets: %w", ns, proto, err)
 	}
 	return out, nil
 }
 
-// listening parses /proc/net/tcp or tcp6 and returns the inodes of the sockets
-// in LISTEN state whose local port is port.
-func listening(table []byte, port int) []uint64 {
-	var out []uint64
+// answersOn says whether a socket bound to bound takes connections to want (see
+// portHolders).
+func answersOn(bound, want netip.Addr) bool {
+	bound = bound.Unmap()
+	switch {
+	case !want.IsValid() || bound.IsUnspecified():
+		return true
+	case want.IsUnspecified():
+		return bound.IsLoopback()
+	}
+	return bound == want
+}
+
+// boundSocket is a row of /proc/net/{tcp,udp}[6]: a socket's local address and
+// port, and its inode.
+type boundSocket struct {
+	addr  netip.Addr
+	port  int
+	inode uint64
+}
+
+// boundSockets parses /proc/net/tcp, tcp6, udp or udp6 and returns the TCP
+// sockets in LISTEN state, or the unconnected UDP ones.
+func boundSockets(table []byte, proto string) []boundSocket {
+	state := "0A" // TCP_LISTEN
+	if proto == "udp" {
+		state = "07" // TCP_CLOSE: a UDP socket bound and not connected
+	}
+	var out []boundSocket
 	sc := bufio.NewScanner(bytes.NewReader(table))
 	sc.Scan() // the header
 	for sc.Scan() {
 		f := strings.Fields(sc.Text())
-		if len(f) < 10 || f[3] != "0A" { // 0A: TCP_LISTEN
+		if len(f) < 10 || f[3] != state {
 			continue
 		}
-		_, hexPort, ok := strings.Cut(f[1], ":")
+		hexAddr, hexPort, ok := strings.Cut(f[1], ":")
 		p, err := strconv.ParseUint(hexPort, 16, 16)
-		if !ok || err != nil || int(p) != port {
+		if !ok || err != nil {
 			continue
 		}
-		if ino, err := strconv.ParseUint(f[9], 10, 64); err == nil {
-			out = append(out, ino)
+		ino, err := strconv.ParseUint(f[9], 10, 64)
+		if err != nil {
+			continue
 		}
+		out = append(out, boundSocket{addr: procNetAddr(hexAddr), port: int(p), inode: ino})
 	}
 	return out
+}
+
+// procNetAddr decodes an address of /proc/net/tcp: 8 or 32 hex digits, each
+// 32-bit word in the host's byte order.
+func procNetAddr(hexAddr string) netip.Addr {
+	b, err := hex.DecodeString(hexAddr)
+	if err != nil || (len(b) != 4 && len(b) != 16) {
+		return netip.Addr{}
+	}
+	for i := 0; i < len(b); i += 4 {
+		binary.BigEndian.PutUint32(b[i:], binary.NativeEndian.Uint32(b[i:]))
+	}
+	addr, _ := netip.AddrFromSlice(b)
+	return addr
 }
 
 // socketOwner names the process that holds one of the sockets, by reading the
@@ -138,28 +250,47 @@ func socketOwner(inodes []uint64) string {
 	return "a process netlab cannot see (another PID namespace, or one that just ended)"
 }
 
+// readyBaseline is what a readiness check must see change: for {file: PATH},
+// the file as it was before the process started, if it was there (left by an
+// earlier run, or anyone else). Its mere existence proves nothing then.
+type readyBaseline struct {
+	file *unix.Stat_t
+}
+
+// baselineOf looks at what a process's readiness check will look at, before
+// the process starts.
+func baselineOf(r *reconcile.Ready) readyBaseline {
+	var b readyBaseline
+	if r != nil && r.Kind == "file" {
+		var st unix.Stat_t
+		if err := unix.Stat(r.Path, &st); err == nil {
+			b.file = &st
+		}
+	}
+	return b
+}
+
 // waitReady waits until a process started for the lab is ready (see the top of
-// this file); nil at once for a process without a condition. exited receives
-// how the process ended, if it does.
-func (d *Driver) waitReady(a reconcile.StartProcess, pid int, logPath string, exited <-chan string) error {
+// this file); nil at once for a process without a condition.
+func (d *Driver) waitReady(ctx context.Context, a reconcile.StartProcess, c *child, base readyBaseline, logPath string) error {
 	r := a.Ready
 	if r == nil {
 		return nil
 	}
 	deadline := time.Now().Add(r.Timeout)
 	for {
-		ready, why := d.isReady(a.NS, r)
+		ready, why := d.isReady(a.NS, r, base)
 		if ready {
 			return nil
 		}
 		select {
-		case how := <-exited:
-			stopGroup(pid, nil)
-			return fmt.Errorf("netns %s: %q exited before it was ready (%s); %s", a.NS, a.Command, how, d.state.logTail(logPath, startHeader(a.Command)))
+		case <-c.ended:
+			return fmt.Errorf("netns %s: %q exited before it was ready (%s); %s", a.NS, a.Command, c.how, d.state.logTail(logPath, startHeader(a.Command)))
+		case <-ctx.Done():
+			return fmt.Errorf("netns %s: %q: interrupted while netlab waited for it to be ready (%s), so netlab stopped it: %w", a.NS, a.Command, why, ctx.Err())
 		case <-time.After(readyPoll):
 		}
 		if time.Now().After(deadline) {
-			stopGroup(pid, exited)
 			return fmt.Errorf("netns %s: %q is not ready after %s (%s), so netlab stopped it; %s",
 				a.NS, a.Command, r.Timeout, why, d.state.logTail(logPath, startHeader(a.Command)))
 		}
@@ -167,20 +298,14 @@ func (d *Driver) waitReady(a reconcile.StartProcess, pid int, logPath string, ex
 }
 
 // isReady checks a condition once; when it does not hold, why says what is missing.
-func (d *Driver) isReady(ns string, r *reconcile.Ready) (ready bool, why string) {
+func (d *Driver) isReady(ns string, r *reconcile.Ready, base readyBaseline) (ready bool, why string) {
 	switch r.Kind {
-	case "tcp":
-		inodes, err := d.listeners(ns, r.Port)
+	case "tcp", "udp":
+		inodes, err := d.portHolders(ns, r.Kind, r.Port, netip.Addr{})
 		if err != nil {
 			return false, err.Error()
 		}
-		return len(inodes) > 0, fmt.Sprintf("nothing listens on tcp port %d", r.Port)
-	case "udp":
-		bound, err := d.udpBound(ns, r.Port)
-		if err != nil {
-			return false, err.Error()
-		}
-		return bound, fmt.Sprintf("nothing listens on udp port %d", r.Port)
+		return len(inodes) > 0, fmt.Sprintf("nothing listens on %s port %d", r.Kind, r.Port)
 	case "http":
 		status, err := d.httpStatus(ns, r.URL)
 		switch {
@@ -191,14 +316,26 @@ func (d *Driver) isReady(ns string, r *reconcile.Ready) (ready bool, why string)
 		}
 		return true, ""
 	case "file":
-		_, err := os.Stat(r.Path)
-		return err == nil, fmt.Sprintf("%s does not exist", r.Path)
+		var st unix.Stat_t
+		if err := unix.Stat(r.Path, &st); err != nil {
+			return false, fmt.Sprintf("%s does not exist", r.Path)
+		}
+		if old := base.file; old != nil && st.Dev == old.Dev && st.Ino == old.Ino && st.Mtim == old.Mtim && st.Ctim == old.Ctim {
+			return false, fmt.Sprintf("%s is still the file that was there before the process started", r.Path)
+		}
+		return true, ""
 	}
 	return false, fmt.Sprintf("unknown readiness check %q", r.Kind)
 }
 
 // httpStatus GETs url from inside a namespace (its connection made there) and
 // returns the status, without following redirects.
+//
+// The connection is made on the thread RunIn sends into the namespace, and on
+// that thread only: the URL's host is an address (topology allows no names but
+// localhost, tried here as 127.0.0.1, then ::1), so nothing is looked up, and
+// Go's dialer does not race the families in goroutines of its own, which would
+// connect from netlab's namespace.
 func (d *Driver) httpStatus(ns, url string) (int, error) {
 	client := &http.Client{
 		Timeout: time.Second,
@@ -206,9 +343,22 @@ func (d *Driver) httpStatus(ns, url string) (int, error) {
 			DisableKeepAlives: true,
 			Proxy:             nil, // the namespace's own address, never a proxy of the machine
 			DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+				host, port, err := net.SplitHostPort(addr)
+				if err != nil {
+					return nil, err
+				}
+				hosts := []string{host}
+				if host == "localhost" {
+					hosts = []string{"127.0.0.1", "::1"}
+				}
 				var c net.Conn
-				err := d.RunIn(ns, func() (err error) {
-					c, err = (&net.Dialer{Timeout: time.Second}).DialContext(ctx, network, addr)
+				err = d.RunIn(ns, func() (err error) {
+					dialer := net.Dialer{Timeout: time.Second, FallbackDelay: -1}
+					for _, h := range hosts {
+						if c, err = dialer.DialContext(ctx, "tcp", net.JoinHostPort(h, port)); err == nil {
+							return nil
+						}
+					}
 					return err
 				})
 				return c, err
@@ -228,20 +378,23 @@ func (d *Driver) httpStatus(ns, url string) (int, error) {
 	return resp.StatusCode, nil
 }
 
-// stopGroup stops the process group netlab made for a process it started
-// (its own session): SIGTERM, then SIGKILL when exited (if not nil) has not
-// reported its end within two seconds.
-func stopGroup(pid int, exited <-chan string) {
-	if exited == nil {
-		unix.Kill(-pid, unix.SIGKILL)
-		return
-	}
-	unix.Kill(-pid, unix.SIGTERM)
+// stopGroup stops the process group netlab made for a process it started (its
+// own session), where no cgroup holds it: SIGTERM, then SIGKILL unless the
+// process ended within two seconds. Only while the process is not seen to have
+// ended: once netlab has reaped it, its PID, and so the group's number, may be
+// someone else's.
+func stopGroup(c *child) {
 	select {
-	case <-exited:
-	case <-time.After(2 * time.Second):
+	case <-c.ended:
+		return // reaped: the number may be someone else's by now
+	default:
 	}
-	unix.Kill(-pid, unix.SIGKILL)
+	unix.Kill(-c.pid, unix.SIGTERM)
+	select {
+	case <-c.ended:
+	case <-time.After(2 * time.Second):
+		unix.Kill(-c.pid, unix.SIGKILL)
+	}
 }
 
 // openLog opens a namespace's log, shared by its processes and exec: commands,

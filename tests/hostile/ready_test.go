@@ -1,7 +1,9 @@
 package hostile
 
 import (
+	"fmt"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -87,26 +89,123 @@ namespaces:
 // converged while its server died with "address already in use").
 func TestServedPortInUseNamesItsOwner(t *testing.T) {
 	sb := harness.NewSandbox(t)
-	listener := sb.Command("python3", "-m", "http.server", "8080", "--bind", "127.0.0.1")
-	if err := listener.Start(); err != nil {
-		t.Fatal(err)
-	}
-	// Stopped with the sandbox (its PID namespace); reap nsenter.
-	t.Cleanup(func() { listener.Process.Kill(); listener.Wait() })
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		if out := sb.OK("ss", "-Hltn", "sport = :8080"); out != "" {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("python3 -m http.server 8080 did not listen")
-		}
-	}
+	holdPort(t, sb, 8080)
 	lab := writeLab(t, "inuse.yaml", `name: inuse
 host:
   serve: [{http: 8080}]
 `)
 	res := sb.Fails("netlab", "up", lab)
-	if !regexp.MustCompile(`serve host:8080: port 8080 is in use by pid \d+ \(python3[^)]*\)`).MatchString(res.Stderr) {
+	if !regexp.MustCompile(`serve host:8080: tcp port 8080 is in use by pid \d+ \(python3[^)]*\)`).MatchString(res.Stderr) {
 		t.Errorf("up's error does not name the port's owner:\n%s", res.Stderr)
+	}
+}
+
+// TestAFailedStartLeavesNothingRunning: what a process that never got ready,
+// or ended at once, left behind (here a daemon that forked into a session of
+// its own) is stopped with it; before, it stayed in the entry's cgroup and the
+// next up took the entry for running and waited for nothing.
+func TestAFailedStartLeavesNothingRunning(t *testing.T) {
+	sb := harness.NewSandbox(t)
+	for _, c := range []struct{ name, cmd string }{
+		{"never", "setsid -f sleep 1031; exec sleep 1000"},
+		{"exits", "setsid -f sleep 1032; exit 3"},
+	} {
+		lab := writeLab(t, c.name+".yaml", "name: "+c.name+`
+namespaces:
+  web:
+    run:
+      - {cmd: "`+c.cmd+`", ready: {tcp: 8003}, timeout: 1s}
+`)
+		sb.Fails("netlab", "up", lab)
+		if out := sb.Exec("pgrep", "-f", "^sleep 103[12]$"); out.Code == 0 {
+			t.Errorf("%s: the daemon it forked still runs after the failed up: pid %s", c.name, out.Stdout)
+		}
+		if got := sb.OK("netlab", "plan", lab); !strings.Contains(got, "+ process web: "+c.cmd) {
+			t.Errorf("%s: the entry is taken for running after its start failed:\n%s", c.name, got)
+		}
+		sb.OK("netlab", "down", lab)
+	}
+}
+
+// TestHTTPReadinessOnATakenPortFails: a ready: {http: URL} whose port already
+// answers in the namespace fails up, naming the owner; before, the other
+// server's answer made the process look ready.
+func TestHTTPReadinessOnATakenPortFails(t *testing.T) {
+	sb := harness.NewSandbox(t)
+	lab := writeLab(t, "httpinuse.yaml", `name: httpinuse
+host:
+  run:
+    - {cmd: "exec python3 -m http.server 8091 --bind 127.0.0.1", ready: {http: "http://localhost:8091/"}}
+`)
+	holdPort(t, sb, 8091)
+	res := sb.Fails("netlab", "up", lab)
+	if !regexp.MustCompile(`tcp port 8091 is in use by pid \d+ \(python3[^)]*\)`).MatchString(res.Stderr) {
+		t.Errorf("up's error does not name the port's owner:\n%s", res.Stderr)
+	}
+}
+
+// TestAFileFromBeforeIsNotReadiness: a ready: file left by an earlier run
+// proves nothing; the process must write it anew.
+func TestAFileFromBeforeIsNotReadiness(t *testing.T) {
+	sb := harness.NewSandbox(t)
+	sb.OK("sh", "-c", "echo old >/run/stale.ready")
+	lab := writeLab(t, "stale.yaml", `name: stale
+namespaces:
+  web:
+    run:
+      - {cmd: "exec sleep 1000", ready: {file: /run/stale.ready}, timeout: 1s}
+      - {cmd: "sleep 0.5; echo new >/run/fresh.ready; exec sleep 1000", ready: {file: /run/fresh.ready}, timeout: 5s}
+`)
+	sb.OK("sh", "-c", "echo old >/run/fresh.ready")
+	res := sb.Fails("netlab", "up", lab)
+	if !strings.Contains(res.Stderr, "/run/stale.ready is still the file that was there before the process started") {
+		t.Errorf("up with a ready file left from before:\n%s", res.Stderr)
+	}
+	if strings.Contains(res.Stderr, "/run/fresh.ready is still") || strings.Contains(res.Stderr, "exec sleep 1000\" is not ready after 5s") {
+		t.Errorf("the process that wrote its file again was not taken as ready:\n%s", res.Stderr)
+	}
+}
+
+// TestInterruptedWaitStopsTheProcess: Ctrl-C while up waits for a process to be
+// ready ends up at once and stops the process, which the next plan starts
+// again; before, up kept waiting for the whole timeout.
+func TestInterruptedWaitStopsTheProcess(t *testing.T) {
+	sb := harness.NewSandbox(t)
+	lab := writeLab(t, "slow.yaml", `name: slow
+namespaces:
+  web:
+    run:
+      - {cmd: "exec sleep 1033", ready: {tcp: 8004}, timeout: 60s}
+`)
+	out := sb.OK("sh", "-c", `netlab up `+lab+` >/dev/null 2>/run/err & p=$!
+sleep 1.5; kill -INT $p; start=$(date +%s%N); wait $p; code=$?; end=$(date +%s%N)
+echo "code=$code ms=$(( (end - start) / 1000000 ))"; cat /run/err`)
+	var code, ms int
+	if _, err := fmt.Sscanf(out, "code=%d ms=%d", &code, &ms); err != nil || code == 0 || ms > 5000 {
+		t.Errorf("SIGINT while up waits for readiness: want a failure within 5 s, got:\n%s", out)
+	}
+	if res := sb.Exec("pgrep", "-f", "^sleep 1033$"); res.Code == 0 {
+		t.Errorf("the process up was waiting for still runs: pid %s", res.Stdout)
+	}
+	if got := sb.OK("netlab", "plan", lab); !strings.Contains(got, "+ process web: exec sleep 1033") {
+		t.Errorf("the interrupted entry is taken for running:\n%s", got)
+	}
+}
+
+// holdPort starts a server that is not the lab's on 127.0.0.1:port in the
+// sandbox's host namespace, and waits until it listens.
+func holdPort(t *testing.T, sb *harness.Sandbox, port int) {
+	t.Helper()
+	p := strconv.Itoa(port)
+	listener := sb.Command("python3", "-m", "http.server", p, "--bind", "127.0.0.1")
+	if err := listener.Start(); err != nil {
+		t.Fatal(err)
+	}
+	// Stopped with the sandbox (its PID namespace); reap nsenter.
+	t.Cleanup(func() { listener.Process.Kill(); listener.Wait() })
+	for deadline := time.Now().Add(10 * time.Second); sb.OK("ss", "-Hltn", "sport = :"+p) == ""; time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("python3 -m http.server %s did not listen", p)
+		}
 	}
 }
