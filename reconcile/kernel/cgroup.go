@@ -135,8 +135,15 @@ func entryCgroup(base, lab, ns, command string) string {
 }
 
 // makeCgroup creates a cgroup (and its parents) and opens it, for clone3.
+// Another lab's down removes netlab's shared directories above its own once they
+// are empty (see removeParents), which may be while this one is made below
+// them: a parent gone under MkdirAll is made again.
 func makeCgroup(path string) (int, error) {
-	if err := os.MkdirAll(path, 0o755); err != nil {
+	err := os.MkdirAll(path, 0o755)
+	for try := 0; errors.Is(err, unix.ENOENT) && try < 3; try++ {
+		err = os.MkdirAll(path, 0o755)
+	}
+	if err != nil {
 		return -1, fmt.Errorf("create cgroup %s: %w", path, err)
 	}
 	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
@@ -213,8 +220,15 @@ func stopCgroups(mount string, paths []string) error {
 	return errors.Join(errs...)
 }
 
-// rmdirCgroup removes an empty cgroup; a missing one is fine.
+// rmdirCgroup removes a cgroup without processes, with the cgroups a lab
+// process made below it (cgroup.kill stopped their processes too); a missing
+// one is fine.
 func rmdirCgroup(path string) error {
+	for _, child := range cgroupEntries(path) {
+		if err := rmdirCgroup(child); err != nil {
+			return err
+		}
+	}
 	if err := unix.Rmdir(path); err != nil && !errors.Is(err, unix.ENOENT) {
 		return fmt.Errorf("remove cgroup %s: %w", path, err)
 	}

@@ -381,3 +381,35 @@ func TestProcessesOfARunWithOtherCgroupRights(t *testing.T) {
 	}
 	down(t, sb.driver(), "bycg")
 }
+
+// A lab process may make cgroups of its own below its entry's (a container
+// runtime, systemd-run): down stops what runs there too and removes them with
+// the entry's. Before, the entry's rmdir failed with EBUSY on every down.
+func TestDownRemovesCgroupsALabProcessMade(t *testing.T) {
+	sb := newSandbox(t)
+	d := sb.driver()
+	if d.cgroupMount == "" {
+		t.Skip("no writable cgroup v2 on this machine")
+	}
+	// Inside, /sys is the namespace's own sysfs (as ip netns exec makes it), so
+	// the process mounts the cgroup hierarchy itself, as a runtime would.
+	const command = "mount -t cgroup2 none /sys/fs/cgroup && d=/sys/fs/cgroup$(sed -n s/^0:://p /proc/self/cgroup); mkdir $d/sub && echo $$ >$d/sub/cgroup.procs && exec sleep 1044"
+	up(t, d, harness.DesiredFromText(t, "name: subcg\nhost:\n  run: [\""+command+"\"]\n"))
+	base, err := d.cgroupBase()
+	if err != nil {
+		t.Fatal(err)
+	}
+	entry := entryCgroup(base, "subcg", "host", command)
+	for deadline := time.Now().Add(5 * time.Second); !cgroupPopulated(entry + "/sub"); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the process never moved into %s/sub", entry)
+		}
+	}
+	down(t, d, "subcg")
+	if _, err := os.Stat(entry); !os.IsNotExist(err) {
+		t.Errorf("the entry's cgroup is still there after down: %v", err)
+	}
+	if left := labProcesses(t, "subcg"); len(left) != 0 {
+		t.Errorf("processes left after down: %v", left)
+	}
+}
