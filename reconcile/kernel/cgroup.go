@@ -346,6 +346,11 @@ func (d *Driver) placeProcess(a reconcile.StartProcess, cmd *exec.Cmd) (started 
 		}, nil
 	}
 	cg := entryCgroup(base, a.Lab, a.NS, a.Command)
+	// A copy an earlier run started without cgroups is stopped by its record,
+	// which the new one's replaces.
+	if err := d.stopRecorded(a.Lab, a.NS, a.Command); err != nil {
+		return nil, err
+	}
 	if cgroupPopulated(cg) {
 		if err := stopCgroups(d.cgroupMount, []string{cg}); err != nil {
 			return nil, err

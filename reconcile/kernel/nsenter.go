@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 
@@ -117,9 +118,22 @@ func NsEnter(netnsPath, etcDir string) error {
 		return fmt.Errorf("enter %s: %w", netnsPath, err)
 	}
 	fd.Close()
-	// sysfs shows the network namespace of whoever mounts it.
+	// The descriptor netlab passed the namespace by (see nsExecCommand) is not
+	// the command's: kept open, it would hold the namespace for as long as the
+	// command runs, wherever it goes.
+	if n, ok := strings.CutPrefix(netnsPath, "/proc/self/fd/"); ok {
+		if inherited, err := strconv.Atoi(n); err == nil && inherited > 2 {
+			unix.Close(inherited)
+		}
+	}
+	// sysfs shows the network namespace of whoever mounts it. Its source names
+	// the namespace, as ip netns exec's does.
+	source := "sysfs"
+	if etcDir != "" {
+		source = filepath.Base(etcDir)
+	}
 	if err := unix.Unmount("/sys", unix.MNT_DETACH); err == nil {
-		if err := unix.Mount(filepath.Base(netnsPath), "/sys", "sysfs", 0, ""); err != nil {
+		if err := unix.Mount(source, "/sys", "sysfs", 0, ""); err != nil {
 			return fmt.Errorf("mount /sys: %w", err)
 		}
 	}

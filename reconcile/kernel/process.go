@@ -105,22 +105,49 @@ func recordedAlive(rec procRecord) bool {
 
 // recordedRunning reports whether anything of a recorded entry still runs: its
 // process (see recordedAlive) or, once that ended, what it forked in the
-// process group it led (netlab starts each entry in a session of its own): the
-// number is the entry's group while the group has a member, as the kernel gives
-// no new process a PID that a group still bears. A process that has the PID
-// again, started at another time, means the group ended before it. Zombies do
-// not count (see groupRunning).
-func recordedRunning(rec procRecord) bool {
+// process group it led (netlab starts each entry in a session of its own).
+//
+// The group's number alone proves nothing once its leader is gone: after the
+// group ended, a new process may have been given the number and led a group
+// of its own (a daemon's double fork). A member is the entry's only if it
+// carries all three: the group number, a start after the recorded process's,
+// and the marks netlab put in the entry's environment (NETLAB_LAB, NETLAB_NS,
+// NETLAB_RUN), which an unrelated process does not have. This reads all of
+// /proc, only for an entry whose own process ended while its group lives.
+func recordedRunning(lab, ns string, rec procRecord) bool {
 	if recordedAlive(rec) {
 		return true
 	}
-	if rec.PID <= 0 {
+	if rec.PID <= 0 || unix.Kill(-rec.PID, 0) != nil {
 		return false
 	}
-	if state, _, start, ok := readStat(procRoot + "/" + strconv.Itoa(rec.PID)); ok && (state != 'Z' || start != rec.Start) {
-		return false // another process has the PID
+	marks := []string{reconcile.EnvLab + "=" + lab, reconcile.EnvNS + "=" + ns, reconcile.EnvRun + "=" + rec.Command}
+	entries, err := os.ReadDir(procRoot)
+	if err != nil {
+		return false
 	}
-	return groupRunning(rec.PID)
+	for _, e := range entries {
+		if _, err := strconv.Atoi(e.Name()); err != nil {
+			continue
+		}
+		dir := procRoot + "/" + e.Name()
+		state, group, start, ok := readStat(dir)
+		if !ok || group != rec.PID || state == 'Z' || start < rec.Start {
+			continue
+		}
+		env, err := os.ReadFile(dir + "/environ")
+		if err != nil {
+			continue
+		}
+		vars := map[string]bool{}
+		for _, v := range bytes.Split(env, []byte{0}) {
+			vars[string(v)] = true
+		}
+		if vars[marks[0]] && vars[marks[1]] && vars[marks[2]] {
+			return true
+		}
+	}
+	return false
 }
 
 // netnsProcesses lists the processes inside a network namespace, by its inode:
@@ -208,7 +235,7 @@ func (d *Driver) observeProcesses(s *reconcile.State) error {
 				continue
 			}
 			switch {
-			case rec.PID > 0 && recordedRunning(rec):
+			case rec.PID > 0 && recordedRunning(s.Lab, n.Name(), rec):
 				add(n.Name(), rec.Command, []int{rec.PID}, "")
 			case rec.PID == 0 && base == "":
 				if cg := d.cgroupOutOfReach(s.Lab, n.Name(), rec.Command); cg != "" {
@@ -435,7 +462,7 @@ func (d *Driver) stopRecorded(lab, ns, command string) error {
 		unix.Kill(-rec.PID, unix.SIGTERM)
 		return true
 	})
-	if len(groups) == 0 && recordedRunning(rec) {
+	if len(groups) == 0 && recordedRunning(lab, ns, rec) {
 		// The process ended; what it forked runs on in its group.
 		groups = []int{rec.PID}
 		unix.Kill(-rec.PID, unix.SIGTERM)
@@ -492,13 +519,18 @@ func (d *Driver) killNetnsProcesses(lab, ns string) error {
 		}
 	}
 	// What they fork while they are stopped is inside too: the machine's
-	// processes are read again after each round (only for a namespace where
-	// someone's processes were found, which the lab's own, stopped above by
-	// their cgroups, are not), a few times at most.
+	// processes are read again after a round that stopped any, a few times at
+	// most. The first round uses the reading shared by the namespaces a run
+	// deletes, which may list the lab's own processes stopped above, so a
+	// process counts only if it is still inside.
 	for round := 0; round < 3; round++ {
 		pids, err := d.netnsProcesses(ino)
-		if err != nil || len(pids) == 0 {
+		if err != nil {
 			return err
+		}
+		pids = slices.DeleteFunc(slices.Clone(pids), func(pid int) bool { return !inside(pid)() })
+		if len(pids) == 0 {
+			return nil
 		}
 		for _, pid := range pids {
 			signalIf(pid, unix.SIGTERM, inside(pid))

@@ -166,6 +166,11 @@ func TestNamesResolveOnResolvingBridgesOnly(t *testing.T) {
 	if out := sb.execIn(t, d, "lone", "getent", "hosts", "web"); strings.Contains(out, "172.18") {
 		t.Errorf("lone resolved web: %q", out)
 	}
+	// The descriptor the namespace was passed by is not left to the command:
+	// it would hold the namespace as long as the command runs.
+	if out := sb.execIn(t, d, "c4", "sh", "-c", "readlink /proc/$$/fd/3 || echo none"); strings.TrimSpace(out) != "none" {
+		t.Errorf("a command in c4 has netlab's descriptor 3: %q", out)
+	}
 	// exec sees the namespace's own interfaces in /sys, as ip netns exec does.
 	if out := sb.execIn(t, d, "c4", "ls", "/sys/class/net"); !strings.Contains(out, "eth0") {
 		t.Errorf("ls /sys/class/net in c4: %q", out)

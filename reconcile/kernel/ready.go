@@ -46,6 +46,10 @@ const (
 // http URL's when it leads to the namespace itself). The process could not bind
 // it, and the readiness check would take the other socket for it. The error
 // names the process holding the port when netlab can see it.
+//
+// An http URL may be served by another process of the lab on purpose (a proxy
+// in front of the one starting, answering 502 until it is up): a port held by
+// a process in the lab's cgroups is no conflict for an http check.
 func (d *Driver) checkPortFree(a reconcile.StartProcess) error {
 	if a.Ready == nil {
 		return nil
@@ -54,7 +58,15 @@ func (d *Driver) checkPortFree(a reconcile.StartProcess) error {
 	if err != nil || port == 0 {
 		return err
 	}
-	var inodes []uint64
+	inodes, err := d.portHolders(a.NS, proto, port, addr)
+	if err != nil || len(inodes) == 0 {
+		return err
+	}
+	if a.Ready.Kind == "http" {
+		if pid, _ := socketHolder(inodes); pid != 0 && d.inLabCgroups(a.Lab, pid) {
+			return nil
+		}
+	}
 	// A moment of grace: a process the plan has just stopped (an edited
 	// command on the same port) may still be going away.
 	for deadline := time.Now().Add(time.Second); ; time.Sleep(50 * time.Millisecond) {
@@ -72,7 +84,31 @@ func (d *Driver) checkPortFree(a reconcile.StartProcess) error {
 	if a.Serve != nil {
 		what = fmt.Sprintf("serve %s:%d", a.NS, port)
 	}
-	return fmt.Errorf("%s: %s port %d is in use by %s", what, proto, port, socketOwner(inodes))
+	owner := "a process netlab cannot see (another PID namespace, or one that just ended)"
+	if pid, comm := socketHolder(inodes); pid != 0 {
+		owner = fmt.Sprintf("pid %d (%s)", pid, comm)
+	}
+	return fmt.Errorf("%s: %s port %d is in use by %s", what, proto, port, owner)
+}
+
+// inLabCgroups reports whether a process is in one of the lab's cgroups (never,
+// without cgroups).
+func (d *Driver) inLabCgroups(lab string, pid int) bool {
+	base, err := d.cgroupBase()
+	if err != nil || base == "" {
+		return false
+	}
+	b, err := os.ReadFile(procRoot + "/" + strconv.Itoa(pid) + "/cgroup")
+	if err != nil {
+		return false
+	}
+	prefix := "0::/" + strings.TrimPrefix(filepath.Join(base, lab), d.cgroupMount+"/") + "/"
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(line, prefix) {
+			return true
+		}
+	}
+	return false
 }
 
 // readyPort is the port a readiness check looks at in the process's own
@@ -224,30 +260,30 @@ func procNetAddr(hexAddr string) netip.Addr {
 	return addr
 }
 
-// socketOwner names the process that holds one of the sockets, by reading the
-// descriptors of every process: a walk over /proc done only when a port is
-// found taken, to say by whom.
-func socketOwner(inodes []uint64) string {
+// socketHolder finds a process that holds one of the sockets, and its name, by
+// reading the descriptors of every process: a walk over /proc done only when a
+// port is found taken, to say by whom. 0 when netlab sees none.
+func socketHolder(inodes []uint64) (pid int, comm string) {
 	want := map[string]bool{}
 	for _, ino := range inodes {
 		want["socket:["+strconv.FormatUint(ino, 10)+"]"] = true
 	}
-	procs, _ := os.ReadDir("/proc")
+	procs, _ := os.ReadDir(procRoot)
 	for _, p := range procs {
 		pid, err := strconv.Atoi(p.Name())
 		if err != nil || pid == os.Getpid() {
 			continue
 		}
-		dir := "/proc/" + p.Name()
+		dir := procRoot + "/" + p.Name()
 		fds, _ := os.ReadDir(dir + "/fd")
 		for _, fd := range fds {
 			if target, err := os.Readlink(dir + "/fd/" + fd.Name()); err == nil && want[target] {
 				comm, _ := os.ReadFile(dir + "/comm")
-				return fmt.Sprintf("pid %d (%s)", pid, strings.TrimSpace(string(comm)))
+				return pid, strings.TrimSpace(string(comm))
 			}
 		}
 	}
-	return "a process netlab cannot see (another PID namespace, or one that just ended)"
+	return 0, ""
 }
 
 // readyBaseline is what a readiness check must see change: for {file: PATH},
@@ -354,12 +390,14 @@ func (d *Driver) httpStatus(ns, url string) (int, error) {
 				var c net.Conn
 				err = d.RunIn(ns, func() (err error) {
 					dialer := net.Dialer{Timeout: time.Second, FallbackDelay: -1}
+					var first error
 					for _, h := range hosts {
 						if c, err = dialer.DialContext(ctx, "tcp", net.JoinHostPort(h, port)); err == nil {
 							return nil
 						}
+						first = cmp.Or(first, err)
 					}
-					return err
+					return first
 				})
 				return c, err
 			},

@@ -57,6 +57,12 @@ func TestBoundSocketsAndWhatTheyAnswer(t *testing.T) {
 	if len(got) != len(want) || got[0] != want[0] || got[1] != want[1] {
 		t.Fatalf("boundSockets: %v, want %v (the connected socket left out)", got, want)
 	}
+	six := boundSockets([]byte(`  sl  local_address                         remote_address                        st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
+   0: 00000000000000000000000001000000:1F92 00000000000000000000000000000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 444 1 0000000000000000 100 0 0 10 0
+`), "tcp")
+	if len(six) != 1 || six[0] != (boundSocket{netip.MustParseAddr("::1"), 8082, 444}) {
+		t.Errorf("boundSockets of tcp6: %v, want ::1 port 8082 inode 444", six)
+	}
 	lo, other, any4 := netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr("10.0.0.2"), netip.IPv4Unspecified()
 	for _, c := range []struct {
 		bound, want netip.Addr
