@@ -118,36 +118,21 @@ func recordedRunning(lab, ns string, rec procRecord) bool {
 	if recordedAlive(rec) {
 		return true
 	}
-	if rec.PID <= 0 || unix.Kill(-rec.PID, 0) != nil {
+	if rec.PID <= 0 {
 		return false
 	}
 	marks := []string{reconcile.EnvLab + "=" + lab, reconcile.EnvNS + "=" + ns, reconcile.EnvRun + "=" + rec.Command}
-	entries, err := os.ReadDir(procRoot)
-	if err != nil {
-		return false
-	}
-	for _, e := range entries {
-		if _, err := strconv.Atoi(e.Name()); err != nil {
-			continue
-		}
-		dir := procRoot + "/" + e.Name()
-		state, group, start, ok := readStat(dir)
-		if !ok || group != rec.PID || state == 'Z' || start < rec.Start {
-			continue
-		}
+	return runningMember(rec.PID, false, func(dir string, start uint64) bool {
 		env, err := os.ReadFile(dir + "/environ")
-		if err != nil {
-			continue
+		if err != nil || start < rec.Start {
+			return false
 		}
 		vars := map[string]bool{}
 		for _, v := range bytes.Split(env, []byte{0}) {
 			vars[string(v)] = true
 		}
-		if vars[marks[0]] && vars[marks[1]] && vars[marks[2]] {
-			return true
-		}
-	}
-	return false
+		return vars[marks[0]] && vars[marks[1]] && vars[marks[2]]
+	})
 }
 
 // netnsProcesses lists the processes inside a network namespace, by its inode:
@@ -586,21 +571,29 @@ func terminate(pids, groups []int) error {
 }
 
 // groupRunning reports whether a process of the group is still running (not a
-// zombie). The kernel answers "no such group" cheaply; otherwise /proc is read
-// (only where there are no cgroups).
+// zombie); when /proc cannot be read, it may be.
 func groupRunning(pgid int) bool {
+	return runningMember(pgid, true, func(string, uint64) bool { return true })
+}
+
+// runningMember reports whether a process of the group runs (not a zombie) for
+// which also holds (given its /proc directory and start time); unreadable is
+// the answer when /proc cannot be read. The kernel answers "no such group"
+// cheaply; otherwise all of /proc is read (only where there are no cgroups).
+func runningMember(pgid int, unreadable bool, also func(dir string, start uint64) bool) bool {
 	if unix.Kill(-pgid, 0) == unix.ESRCH {
 		return false
 	}
 	entries, err := os.ReadDir(procRoot)
 	if err != nil {
-		return true
+		return unreadable
 	}
 	for _, e := range entries {
 		if _, err := strconv.Atoi(e.Name()); err != nil {
 			continue
 		}
-		if state, group, _, ok := readStat(procRoot + "/" + e.Name()); ok && group == pgid && state != 'Z' {
+		dir := procRoot + "/" + e.Name()
+		if state, group, start, ok := readStat(dir); ok && group == pgid && state != 'Z' && also(dir, start) {
 			return true
 		}
 	}
