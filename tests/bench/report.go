@@ -73,6 +73,19 @@ func targets(results []Result) []Target {
 			return s
 		}
 		add(fmt.Sprintf("N=%d up: cost per namespace ≤ 1.3x that at 1000", n), r, perNs, got, at(1.3))
+		// Where it grows more, the issue asks to show the growth is the
+		// kernel's with the iproute2 baseline of the same run: the cost a
+		// namespace adds at N over its cost at 1000 (ratios would favour ip
+		// -batch, whose process per namespace costs the same at every N and
+		// dilutes its growth).
+		kernels := Target{What: fmt.Sprintf("N=%d up: what grows is the kernel's (netlab adds no more per namespace than ip -batch)", n), Got: "not measured"}
+		if r != nil && base != nil && r.BatchS > 0 && base.BatchS > 0 {
+			added := func(atN, at1000 float64) float64 { return atN/float64(n) - at1000/1000 }
+			netlabAdded, ipAdded := added(r.NetlabS, base.NetlabS), added(r.BatchS, base.BatchS)
+			kernels.Got = fmt.Sprintf("a namespace costs netlab %+.2f ms more than at 1000, ip -batch %+.2f ms", netlabAdded*1000, ipAdded*1000)
+			kernels.Met, kernels.Known = netlabAdded <= ipAdded, true
+		}
+		out = append(out, kernels)
 	}
 	add("N=300 no-op up ≤ 0.1 s", find(results, 300, "no-op up"), netlab, secs, at(0.1))
 	peak := func(r *Result) float64 {
