@@ -170,6 +170,19 @@ func cgroupPIDs(path string) (pids []int, populated bool, err error) {
 	return pids, populated, nil
 }
 
+// cgroupTreePIDs reads the processes of an entry's cgroup and of the cgroups
+// its processes made below it (see cgroupPIDs).
+func cgroupTreePIDs(cg string) (pids []int, populated bool, err error) {
+	for _, c := range cgroupTree(cg) {
+		more, some, err := cgroupPIDs(c)
+		if err != nil && !os.IsNotExist(err) {
+			return nil, false, fmt.Errorf("read cgroup %s: %w", c, err)
+		}
+		pids, populated = append(pids, more...), populated || some
+	}
+	return pids, populated, nil
+}
+
 // cgroupPopulated reads cgroup.events: whether any process is left in the
 // cgroup or below it. A cgroup that is gone is not populated.
 func cgroupPopulated(path string) bool {
@@ -187,10 +200,12 @@ func cgroupPopulated(path string) bool {
 // the cgroups are empty. Equivalent to: kill PID...; sleep 2; echo 1 >cgroup.kill; rmdir CGROUP
 func stopCgroups(mount string, paths []string) error {
 	for _, p := range paths {
-		pids, _, _ := cgroupPIDs(p)
-		rel := "0::/" + strings.TrimPrefix(strings.TrimPrefix(p, mount), "/")
-		for _, pid := range pids {
-			signalIf(pid, unix.SIGTERM, func() bool { return inCgroup(pid, rel) })
+		for _, cg := range cgroupTree(p) { // the processes of cgroups a lab process made below too
+			pids, _, _ := cgroupPIDs(cg)
+			rel := "0::/" + strings.TrimPrefix(strings.TrimPrefix(cg, mount), "/")
+			for _, pid := range pids {
+				signalIf(pid, unix.SIGTERM, func() bool { return inCgroup(pid, rel) })
+			}
 		}
 	}
 	waitEmpty := func(d time.Duration) []string {
@@ -268,6 +283,15 @@ func signalIf(pid int, sig unix.Signal, check func() bool) bool {
 		return false
 	}
 	return unix.PidfdSendSignal(fd, sig, nil, 0) == nil
+}
+
+// cgroupTree is a cgroup and every cgroup below it.
+func cgroupTree(path string) []string {
+	out := []string{path}
+	for _, child := range cgroupEntries(path) {
+		out = append(out, cgroupTree(child)...)
+	}
+	return out
 }
 
 // cgroupEntries lists the entry cgroups of one lab namespace.

@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -185,7 +184,7 @@ func TestANameThatLeadsElsewhereAfterItsHandleWasClosedIsRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { sleeper.Process.Kill(); sleeper.Wait() })
-	waitInNetns(t, sleeper.Process.Pid, path)
+	waitUntilIn(t, sleeper.Process.Pid, path, "sleep")
 
 	if _, _, err := d.use("c0"); err == nil || !strings.Contains(err.Error(), "another namespace") {
 		t.Errorf("use of c0 after it was replaced: %v, want a refusal", err)
@@ -199,20 +198,4 @@ func TestANameThatLeadsElsewhereAfterItsHandleWasClosedIsRefused(t *testing.T) {
 	if what := d.plainNetnsFile("c0"); what != "" {
 		t.Errorf("the other namespace c0 was unmounted: %s", what)
 	}
-}
-
-// waitInNetns waits until a process runs in the namespace of a file.
-func waitInNetns(t *testing.T, pid int, path string) {
-	t.Helper()
-	var want unix.Stat_t
-	if err := unix.Stat(path, &want); err != nil {
-		t.Fatal(err)
-	}
-	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
-		var st unix.Stat_t
-		if unix.Stat(fmt.Sprintf("/proc/%d/ns/net", pid), &st) == nil && st.Ino == want.Ino {
-			return
-		}
-	}
-	t.Fatalf("pid %d never entered %s", pid, path)
 }

@@ -23,7 +23,8 @@ import (
 // no cgroup v2 is mounted the PID and start time it recorded (see procRecord);
 // and any process inside a lab namespace, by the namespace it is in, when that
 // namespace is deleted. The NETLAB_* variables netlab still sets are
-// information for the user, not proof.
+// information for the user, never proof alone (see recordedRunning for the
+// one place they count, beside the kernel's facts).
 
 // procRoot is where /proc is; tests point it elsewhere to prove what does not
 // read it.
@@ -109,22 +110,33 @@ func recordedAlive(rec procRecord) bool {
 //
 // The group's number alone proves nothing once its leader is gone: after the
 // group ended, a new process may have been given the number and led a group
-// of its own (a daemon's double fork). A member is the entry's only if it
-// carries all three: the group number, a start after the recorded process's,
-// and the marks netlab put in the entry's environment (NETLAB_LAB, NETLAB_NS,
-// NETLAB_RUN), which an unrelated process does not have. This reads all of
-// /proc, only for an entry whose own process ended while its group lives.
-func recordedRunning(lab, ns string, rec procRecord) bool {
+// of its own (a daemon's double fork, or the same lab's entry in another
+// sandbox). A member is the entry's only if it has all of: the group number, a
+// start after the recorded process's, the entry's network namespace (netnsIno:
+// another sandbox's host is another namespace), and the marks netlab put in
+// the entry's environment (NETLAB_LAB, NETLAB_NS, NETLAB_RUN). A fork that
+// cleaned its environment (env -i) or left the namespace is not followed: the
+// lab loses track of a process rather than take someone else's. This reads
+// all of /proc, only for an entry whose own process ended while its group
+// lives.
+func recordedRunning(lab, ns string, netnsIno uint64, rec procRecord) bool {
 	if recordedAlive(rec) {
 		return true
 	}
 	if rec.PID <= 0 {
 		return false
 	}
+	if state, _, _, ok := readStat(procRoot + "/" + strconv.Itoa(rec.PID)); ok && state != 'Z' {
+		return false // another process has the number: the entry's group ended before it got it
+	}
 	marks := []string{reconcile.EnvLab + "=" + lab, reconcile.EnvNS + "=" + ns, reconcile.EnvRun + "=" + rec.Command}
 	return runningMember(rec.PID, false, func(dir string, start uint64) bool {
+		var st unix.Stat_t
+		if start < rec.Start || unix.Stat(dir+"/ns/net", &st) != nil || st.Ino != netnsIno {
+			return false
+		}
 		env, err := os.ReadFile(dir + "/environ")
-		if err != nil || start < rec.Start {
+		if err != nil {
 			return false
 		}
 		vars := map[string]bool{}
@@ -133,6 +145,13 @@ func recordedRunning(lab, ns string, rec procRecord) bool {
 		}
 		return vars[marks[0]] && vars[marks[1]] && vars[marks[2]]
 	})
+}
+
+// recordRunning is recordedRunning for an entry of a namespace the driver can
+// open; one it cannot (gone) has nothing of the entry running inside.
+func (d *Driver) recordRunning(lab, ns string, rec procRecord) bool {
+	ino, err := d.netnsInode(ns)
+	return err == nil && recordedRunning(lab, ns, ino, rec)
 }
 
 // netnsProcesses lists the processes inside a network namespace, by its inode:
@@ -220,7 +239,7 @@ func (d *Driver) observeProcesses(s *reconcile.State) error {
 				continue
 			}
 			switch {
-			case rec.PID > 0 && recordedRunning(s.Lab, n.Name(), rec):
+			case rec.PID > 0 && d.recordRunning(s.Lab, n.Name(), rec):
 				add(n.Name(), rec.Command, []int{rec.PID}, "")
 			case rec.PID == 0 && base == "":
 				if cg := d.cgroupOutOfReach(s.Lab, n.Name(), rec.Command); cg != "" {
@@ -244,9 +263,9 @@ func (d *Driver) observeProcesses(s *reconcile.State) error {
 			continue
 		}
 		for _, cg := range cgroupEntries(filepath.Join(base, s.Lab, n.Name())) {
-			pids, populated, err := cgroupPIDs(cg)
-			if err != nil && !os.IsNotExist(err) {
-				return fmt.Errorf("read cgroup %s: %w", cg, err)
+			pids, populated, err := cgroupTreePIDs(cg)
+			if err != nil {
+				return err
 			}
 			if !populated {
 				continue
@@ -435,8 +454,8 @@ func (d *Driver) stopProcess(lab string, p reconcile.Process) error {
 func (d *Driver) stopRecorded(lab, ns, command string) error {
 	path := d.state.procRecordPath(lab, ns, command)
 	var rec procRecord
-	if d.state.readJSON(path, &rec) != nil {
-		return nil
+	if d.state.readJSON(path, &rec) != nil || rec.PID == 0 {
+		return nil // none, or of a start in a cgroup: stopped and removed with it
 	}
 	var groups []int
 	signalIf(rec.PID, unix.SIGTERM, func() bool {
@@ -447,7 +466,7 @@ func (d *Driver) stopRecorded(lab, ns, command string) error {
 		unix.Kill(-rec.PID, unix.SIGTERM)
 		return true
 	})
-	if len(groups) == 0 && recordedRunning(lab, ns, rec) {
+	if len(groups) == 0 && d.recordRunning(lab, ns, rec) {
 		// The process ended; what it forked runs on in its group.
 		groups = []int{rec.PID}
 		unix.Kill(-rec.PID, unix.SIGTERM)

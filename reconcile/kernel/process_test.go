@@ -399,7 +399,8 @@ func TestDownRemovesCgroupsALabProcessMade(t *testing.T) {
 	// Inside, /sys is the namespace's own sysfs (as ip netns exec makes it), so
 	// the process mounts the cgroup hierarchy itself, as a runtime would.
 	const command = "mount -t cgroup2 none /sys/fs/cgroup && d=/sys/fs/cgroup$(sed -n s/^0:://p /proc/self/cgroup); mkdir $d/sub && echo $$ >$d/sub/cgroup.procs && exec sleep 1044"
-	up(t, d, harness.DesiredFromText(t, "name: subcg\nhost:\n  run: [\""+command+"\"]\n"))
+	desired := harness.DesiredFromText(t, "name: subcg\nhost:\n  run: [\""+command+"\"]\n")
+	up(t, d, desired)
 	base, err := d.cgroupBase()
 	if err != nil {
 		t.Fatal(err)
@@ -410,11 +411,41 @@ func TestDownRemovesCgroupsALabProcessMade(t *testing.T) {
 			t.Fatalf("the process never moved into %s/sub", entry)
 		}
 	}
+	if got := planLines(t, d, desired); len(got) != 0 {
+		t.Errorf("plan with the entry's process in a cgroup below its own: %q, want nothing (it runs)", got)
+	}
 	down(t, d, "subcg")
 	if _, err := os.Stat(entry); !os.IsNotExist(err) {
 		t.Errorf("the entry's cgroup is still there after down: %v", err)
 	}
 	if left := labProcesses(t, "subcg"); len(left) != 0 {
 		t.Errorf("processes left after down: %v", left)
+	}
+}
+
+// Without cgroups, a process group whose leader has the number of a recorded
+// entry, started at another time, is someone else's even with the entry's
+// marks and namespace: the entry's group ended before the number was given
+// again (a daemon's double fork, or the same lab in another sandbox).
+func TestAGroupThatTookARecordedNumberIsNotTheEntrys(t *testing.T) {
+	sb := newSandbox(t)
+	d := sb.driver()
+	cmd := exec.Command("nsenter", "--net="+sb.nsPath("host"), "--", "setsid", "sleep", "60.25")
+	cmd.Env = append(os.Environ(), r.EnvLab+"=grp", r.EnvNS+"=host", r.EnvRun+"=sleep 60.25")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	waitUntilIn(t, cmd.Process.Pid, sb.nsPath("host"), "sleep")
+	dir := fmt.Sprintf("/proc/%d", cmd.Process.Pid)
+	_, group, start, ok := readStat(dir)
+	if !ok || group != cmd.Process.Pid {
+		t.Fatalf("the sleeper does not lead its group: pgid %d", group)
+	}
+	if !d.recordRunning("grp", "host", procRecord{Command: "sleep 60.25", PID: cmd.Process.Pid, Start: start}) {
+		t.Error("the recorded process itself is not taken for running")
+	}
+	if d.recordRunning("grp", "host", procRecord{Command: "sleep 60.25", PID: cmd.Process.Pid, Start: start - 1}) {
+		t.Error("a group that took the recorded number later is taken for the entry's")
 	}
 }
