@@ -22,7 +22,7 @@ vet:
 # 10,000 namespaces, side by side in one run, in a throwaway network and mount
 # namespace (root) but the machine's PID namespace, with 300 extra idle processes;
 # netlab also in a fresh PID namespace. Medians, ratios, peak RSS and the targets,
-# also as bench.json. Takes about 30 minutes; BENCH_FLAGS="-sizes 10,100,1000"
+# also as bench.json. Takes about 20 minutes; BENCH_FLAGS="-sizes 10,100,1000"
 # for less.
 bench: build
 	$(GO) run ./tests/bench -netlab $(BIN) -json bench.json $(BENCH_FLAGS)

@@ -99,7 +99,7 @@ func bench() (code int) {
 	flag.IntVar(&cfg.reps, "reps", 3, "runs of each measurement (the median is reported)")
 	flag.IntVar(&cfg.bigReps, "big-reps", 1, "runs of each measurement at N >= 5000")
 	flag.IntVar(&cfg.perStep, "per-step-max", 1000, "largest size for the one-ip-process-per-step baseline (it is slow)")
-	flag.IntVar(&cfg.insideMax, "batch-inside-max", 10000, "largest size for the per-namespace processes of the ip -batch baseline (above it, its host part only; at 10,000 the whole script takes 7-14 minutes, and is the same run's proof that the cost per namespace that grows is the kernel's)")
+	flag.IntVar(&cfg.insideMax, "batch-inside-max", 5000, "largest size for the per-namespace processes of the ip -batch baseline (above it, its host part only: at 10,000 the whole script takes 7-14 minutes)")
 	flag.IntVar(&cfg.mininetMax, "mininet-max", 1000, "largest size Mininet builds (0: never)")
 	flag.IntVar(&cfg.procs, "procs", 300, "idle processes started so that /proc looks like a desktop's")
 	flag.IntVar(&cfg.freshMax, "fresh-pid-max", 2000, "largest size at which every netlab operation is also timed in a fresh PID namespace (above it: the no-op up only; -1: never)")

@@ -73,17 +73,20 @@ func targets(results []Result) []Target {
 			return s
 		}
 		add(fmt.Sprintf("N=%d up: cost per namespace ≤ 1.3x that at 1000", n), r, perNs, got, at(1.3))
-		// Where it grows more, the issue asks to show the growth is the
-		// kernel's with the iproute2 baseline of the same run: the cost a
-		// namespace adds at N over its cost at 1000 (ratios would favour ip
-		// -batch, whose process per namespace costs the same at every N and
-		// dilutes its growth).
-		kernels := Target{What: fmt.Sprintf("N=%d up: what grows is the kernel's (netlab adds no more per namespace than ip -batch)", n), Got: "not measured"}
-		if r != nil && base != nil && r.BatchS > 0 && base.BatchS > 0 {
-			added := func(atN, at1000 float64) float64 { return atN/float64(n) - at1000/1000 }
-			netlabAdded, ipAdded := added(r.NetlabS, base.NetlabS), added(r.BatchS, base.BatchS)
-			kernels.Got = fmt.Sprintf("a namespace costs netlab %+.2f ms more than at 1000, ip -batch %+.2f ms", netlabAdded*1000, ipAdded*1000)
-			kernels.Met, kernels.Known = netlabAdded <= ipAdded, true
+		// Where it grows more, the issue asks to show that the growth is the
+		// kernel's with the iproute2 baseline of the same run. Two steps, both
+		// measured here: what IPv6 on the host ends adds is the kernel's by
+		// construction (the same netlab, the host's IPv6 off for new
+		// interfaces); what is left grows no more than ip -batch's host part,
+		// which is nothing but the kernel's namespace and veth work. (The whole
+		// ip -batch is no yardstick: its process per namespace grows with N on
+		// its own, copying a mount namespace with every namespace's mount.)
+		kernels := Target{What: fmt.Sprintf("N=%d up: what grows beyond 1.3x is the kernel's (host IPv6 off, netlab grows ≤ max(1.3x, ip -batch's host part))", n), Got: "not measured"}
+		if r != nil && base != nil && r.NoIPv6S > 0 && base.NoIPv6S > 0 && r.HostS > 0 && base.HostS > 0 {
+			growth := func(atN, at1000 float64) float64 { return (atN / float64(n)) / (at1000 / 1000) }
+			noIPv6, host := growth(r.NoIPv6S, base.NoIPv6S), growth(r.HostS, base.HostS)
+			kernels.Got = fmt.Sprintf("netlab with the host's IPv6 off %.2fx, ip -batch's host part %.2fx", noIPv6, host)
+			kernels.Met, kernels.Known = noIPv6 <= max(1.3, host), true
 		}
 		out = append(out, kernels)
 	}
