@@ -202,9 +202,9 @@ func stopCgroups(mount string, paths []string) error {
 	for _, p := range paths {
 		for _, cg := range cgroupTree(p) { // the processes of cgroups a lab process made below too
 			pids, _, _ := cgroupPIDs(cg)
-			rel := "0::/" + strings.TrimPrefix(strings.TrimPrefix(cg, mount), "/")
+			rel := cgroupRel(mount, cg)
 			for _, pid := range pids {
-				signalIf(pid, unix.SIGTERM, func() bool { return inCgroup(pid, rel) })
+				signalIf(pid, unix.SIGTERM, func() bool { return cgroupOf(pid) == rel })
 			}
 		}
 	}
@@ -261,14 +261,25 @@ func removeParents(dir, stop string) {
 	}
 }
 
-// inCgroup reports whether a process is in the cgroup whose /proc/PID/cgroup
-// line is rel ("0::/netlab/...").
-func inCgroup(pid int, rel string) bool {
+// cgroupRel is a cgroup's path as /proc/PID/cgroup names it: below the
+// mount of the hierarchy, from "/".
+func cgroupRel(mount, path string) string {
+	return "/" + strings.TrimPrefix(strings.TrimPrefix(path, mount), "/")
+}
+
+// cgroupOf is the cgroup v2 a process is in (the path of its "0::" line in
+// /proc/PID/cgroup, see cgroupRel); "" when it cannot be read.
+func cgroupOf(pid int) string {
 	b, err := os.ReadFile(procRoot + "/" + strconv.Itoa(pid) + "/cgroup")
 	if err != nil {
-		return false
+		return ""
 	}
-	return slices.Contains(strings.Split(string(b), "\n"), rel)
+	for _, line := range strings.Split(string(b), "\n") {
+		if path, ok := strings.CutPrefix(line, "0::"); ok {
+			return path
+		}
+	}
+	return ""
 }
 
 // signalIf signals a process through a pidfd if check, made once the pidfd is

@@ -89,10 +89,7 @@ func TestUserlandProxyWithRealTraffic(t *testing.T) {
 	if got := planLines(t, d, desired); len(got) != 0 {
 		t.Errorf("second plan: %v", got)
 	}
-	down(t, d, "proxy")
-	if left := labProcesses(t, "proxy"); len(left) != 0 {
-		t.Errorf("processes left after down: %v", left)
-	}
+	downLeavesNoProcesses(t, d, "proxy")
 	if ruleset := sb.mustRun("host", "nft", "list", "ruleset"); strings.Contains(ruleset, "netlab-proxy") {
 		t.Errorf("table left after down:\n%s", ruleset)
 	}
@@ -193,10 +190,7 @@ func TestEmbeddedDNSAnswersAt127_0_0_11(t *testing.T) {
 	if got := planLines(t, d, desired); len(got) != 0 {
 		t.Errorf("second plan: %v", got)
 	}
-	down(t, d, "dns")
-	if left := labProcesses(t, "dns"); len(left) != 0 {
-		t.Errorf("processes left after down: %v", left)
-	}
+	downLeavesNoProcesses(t, d, "dns")
 	if _, err := os.Stat(filepath.Join(sb.etcDir, "c3")); err == nil {
 		t.Errorf("c3's /etc/netns directory is left after down")
 	}

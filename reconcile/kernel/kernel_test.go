@@ -676,6 +676,22 @@ func (sb *sandbox) mountForeignNetns(name string) {
 	}
 }
 
+// replaceWithForeignNetns deletes a namespace of the sandbox and makes one that
+// is no lab's under its name, as `ip netns del NAME; ip netns add NAME` does; it
+// returns the name's path.
+func (sb *sandbox) replaceWithForeignNetns(name string) string {
+	sb.t.Helper()
+	path := filepath.Join(sb.netnsDir, name)
+	if err := unix.Unmount(path, unix.MNT_DETACH); err != nil {
+		sb.t.Fatal(err)
+	}
+	if err := os.Remove(path); err != nil {
+		sb.t.Fatal(err)
+	}
+	sb.mountForeignNetns(name)
+	return path
+}
+
 // A lab namespace that someone else deletes and makes again under the same
 // name while netlab runs (`ip netns del b; ip netns add b`) is the new one
 // from then on: the handle opened on the old one neither answers for the
@@ -685,14 +701,7 @@ func TestReplacedNamespaceIsNotServedByTheOldHandle(t *testing.T) {
 	d := sb.driver()
 	desired := harness.DesiredFromText(t, "name: wire\nnamespaces:\n  a:\n  b:\n")
 	up(t, d, desired)
-	path := filepath.Join(sb.netnsDir, "b")
-	if err := unix.Unmount(path, unix.MNT_DETACH); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Remove(path); err != nil {
-		t.Fatal(err)
-	}
-	sb.mountForeignNetns("b")
+	sb.replaceWithForeignNetns("b")
 
 	if err := d.deleteNetns("wire", "b", nil); err == nil {
 		t.Error("deleteNetns deleted a namespace made after the lab's, through the lab's old handle")

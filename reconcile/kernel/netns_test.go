@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -171,14 +170,7 @@ func TestANameThatLeadsElsewhereAfterItsHandleWasClosedIsRefused(t *testing.T) {
 	if open {
 		t.Fatal("c0's handle is still open; the test needs it closed")
 	}
-	path := filepath.Join(sb.netnsDir, "c0")
-	if err := unix.Unmount(path, unix.MNT_DETACH); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Remove(path); err != nil {
-		t.Fatal(err)
-	}
-	sb.mountForeignNetns("c0")
+	path := sb.replaceWithForeignNetns("c0")
 	sleeper := exec.Command("nsenter", "--net="+path, "--", "sleep", "60")
 	if err := sleeper.Start(); err != nil {
 		t.Fatal(err)

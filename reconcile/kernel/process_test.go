@@ -135,10 +135,7 @@ func testProcessesStartOnceRestartAndStop(t *testing.T, sb *sandbox, d *Driver) 
 	}
 
 	// Down leaves no process in any lab namespace.
-	down(t, d, "procs")
-	if left := labProcesses(t, "procs"); len(left) != 0 {
-		t.Errorf("processes left after down: %v", left)
-	}
+	downLeavesNoProcesses(t, d, "procs")
 }
 
 func TestNamesResolveOnResolvingBridgesOnly(t *testing.T) {
@@ -182,6 +179,16 @@ func TestNamesResolveOnResolvingBridgesOnly(t *testing.T) {
 	}
 }
 
+// downLeavesNoProcesses brings a lab down and fails the test if any of its
+// processes is left.
+func downLeavesNoProcesses(t *testing.T, d *Driver, lab string) {
+	t.Helper()
+	down(t, d, lab)
+	if left := labProcesses(t, lab); len(left) != 0 {
+		t.Errorf("processes left after down: %v", left)
+	}
+}
+
 // execIn runs a command in a lab namespace through Driver.Exec and returns its output.
 func (sb *sandbox) execIn(t *testing.T, d *Driver, ns string, argv ...string) string {
 	t.Helper()
@@ -211,10 +218,7 @@ namespaces:
   web:
     run: ["trap '' TERM; sleep 0.5; sleep 1000"]
 `))
-	down(t, d, "late")
-	if left := labProcesses(t, "late"); len(left) != 0 {
-		t.Errorf("processes left after down: %v", left)
-	}
+	downLeavesNoProcesses(t, d, "late")
 }
 
 // countRunning counts the live processes whose command line is argv.
@@ -349,10 +353,7 @@ func TestAnEntryWhoseProcessEndedRunsOnInItsForks(t *testing.T) {
 		if got := planLines(t, d, desired); len(got) != 0 {
 			t.Errorf("plan with the entry's fork running: %q, want nothing (it runs)", got)
 		}
-		down(t, d, "forks")
-		if left := labProcesses(t, "forks"); len(left) != 0 {
-			t.Errorf("processes left after down: %v", left)
-		}
+		downLeavesNoProcesses(t, d, "forks")
 	})
 }
 

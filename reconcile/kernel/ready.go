@@ -69,15 +69,10 @@ func (d *Driver) checkPortFree(a reconcile.StartProcess) error {
 	}
 	// A moment of grace: a process the plan has just stopped (an edited
 	// command on the same port) may still be going away.
-	for deadline := time.Now().Add(time.Second); ; time.Sleep(50 * time.Millisecond) {
-		if inodes, err = d.portHolders(a.NS, proto, port, addr); err != nil {
+	for deadline := time.Now().Add(time.Second); time.Now().Before(deadline); {
+		time.Sleep(50 * time.Millisecond)
+		if inodes, err = d.portHolders(a.NS, proto, port, addr); err != nil || len(inodes) == 0 {
 			return err
-		}
-		if len(inodes) == 0 {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			break
 		}
 	}
 	what := fmt.Sprintf("run %s: %q", a.NS, a.Command)
@@ -98,17 +93,7 @@ func (d *Driver) inLabCgroups(lab string, pid int) bool {
 	if err != nil || base == "" {
 		return false
 	}
-	b, err := os.ReadFile(procRoot + "/" + strconv.Itoa(pid) + "/cgroup")
-	if err != nil {
-		return false
-	}
-	prefix := "0::/" + strings.TrimPrefix(filepath.Join(base, lab), d.cgroupMount+"/") + "/"
-	for _, line := range strings.Split(string(b), "\n") {
-		if strings.HasPrefix(line, prefix) {
-			return true
-		}
-	}
-	return false
+	return strings.HasPrefix(cgroupOf(pid), cgroupRel(d.cgroupMount, filepath.Join(base, lab))+"/")
 }
 
 // readyPort is the port a readiness check looks at in the process's own
