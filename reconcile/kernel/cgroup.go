@@ -107,8 +107,8 @@ func (d *Driver) hostNetnsKey() (string, error) {
 
 // cgroupOutOfReach finds, for a run without a writable cgroup v2, the cgroup an
 // earlier run that had one started an entry in, if processes are still in it:
-// this run can neither stop them all nor prove they are the lab's. "" when
-// there is none, or it is empty.
+// this run can read who runs there but cannot stop them all (cgroup.kill). ""
+// when there is none, or it is empty.
 func (d *Driver) cgroupOutOfReach(lab, ns, command string) string {
 	key, err := d.hostNetnsKey()
 	if err != nil {

@@ -242,8 +242,12 @@ func (d *Driver) observeProcesses(s *reconcile.State) error {
 			case rec.PID > 0 && d.recordRunning(s.Lab, n.Name(), rec):
 				add(n.Name(), rec.Command, []int{rec.PID}, "")
 			case rec.PID == 0 && base == "":
-				if cg := d.cgroupOutOfReach(s.Lab, n.Name(), rec.Command); cg != "" {
-					return fmt.Errorf("netns %s: %q runs in cgroup %s, which this run cannot write (a read-only /sys/fs/cgroup?) and so could not stop: run netlab where an earlier run started it", n.Name(), rec.Command, cg)
+				pids, err := d.outOfReachPIDs(s.Lab, n.Name(), rec.Command)
+				if err != nil {
+					return err
+				}
+				if len(pids) > 0 {
+					add(n.Name(), rec.Command, pids, "")
 				}
 			}
 		}
@@ -278,6 +282,27 @@ func (d *Driver) observeProcesses(s *reconcile.State) error {
 		}
 	}
 	return nil
+}
+
+// outOfReachPIDs reads, for a run without a writable cgroup v2, the processes
+// of an entry an earlier run started in a cgroup (see cgroupOutOfReach).
+// Reading who is in a cgroup needs no right to write it, so plan and status see
+// the entry running; stopping it is refused (see stopProcess).
+func (d *Driver) outOfReachPIDs(lab, ns, command string) ([]int, error) {
+	cg := d.cgroupOutOfReach(lab, ns, command)
+	if cg == "" {
+		return nil, nil
+	}
+	pids, _, err := cgroupTreePIDs(cg)
+	if err != nil {
+		return nil, err
+	}
+	if len(pids) == 0 {
+		// Its processes are all of another PID namespace: taken for not
+		// running, the entry would run twice.
+		return nil, fmt.Errorf("netns %s: %q runs in cgroup %s, whose processes this run can neither see (they are of another PID namespace) nor stop (it cannot write the cgroup): run netlab where an earlier run started it", ns, command, cg)
+	}
+	return pids, nil
 }
 
 // startHeader is the header of a process's start in its namespace's log (see
@@ -429,6 +454,12 @@ func (d *Driver) stopProcess(lab string, p reconcile.Process) error {
 		return err
 	}
 	if base == "" {
+		if cg := d.cgroupOutOfReach(lab, p.NS, p.Command); cg != "" {
+			// Its processes could be signalled one by one, but what they fork
+			// meanwhile would escape, and the cgroup would stay: the run
+			// that started it can stop it whole.
+			return fmt.Errorf("netns %s: stop %q: it runs in cgroup %s, which this run cannot write (a read-only /sys/fs/cgroup?) and so cannot stop: run netlab where an earlier run started it", p.NS, p.Command, cg)
+		}
 		err = d.stopRecorded(lab, p.NS, p.Command)
 	} else {
 		d.mu.Lock()

@@ -382,8 +382,27 @@ func TestProcessesOfARunWithOtherCgroupRights(t *testing.T) {
 	up(t, sb.driver(), desired)
 	readOnly := sb.driver()
 	readOnly.cgroupMount = ""
-	if _, err := r.MakePlan(context.Background(), readOnly, desired); err == nil || !strings.Contains(err.Error(), "cannot write") {
-		t.Errorf("plan by a run that cannot write the lab's cgroups: %v, want a refusal", err)
+	// Reading who runs in a cgroup needs no right to write it: the run sees
+	// the process running (status, a no-op up), and refuses only to stop it.
+	if got := planLines(t, readOnly, desired); len(got) != 0 {
+		t.Errorf("plan by a run that cannot write the lab's cgroups: %q, want nothing (it runs)", got)
+	}
+	observed, err := readOnly.Observe(context.Background(), r.Query{Lab: "bycg"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := observed.Processes[r.ProcKey{NS: r.Host, Command: "sleep 1043"}]; p == nil || len(p.PIDs) == 0 {
+		t.Errorf("observed by a run that cannot write the lab's cgroups: %+v, want it running with its PIDs", p)
+	}
+	plan, err := r.MakePlan(context.Background(), readOnly, r.NewState("bycg"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Apply(context.Background(), readOnly, plan); err == nil || !strings.Contains(err.Error(), "cannot write") {
+		t.Errorf("down by a run that cannot write the lab's cgroups: %v, want a refusal", err)
+	}
+	if running := labProcesses(t, "bycg"); running["sleep 1043"] == 0 {
+		t.Errorf("the refused down stopped the process anyway: %v", running)
 	}
 	down(t, sb.driver(), "bycg")
 }
