@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"netlab/topology"
 	"slices"
 	"strings"
 )
@@ -72,6 +73,7 @@ type RunExec struct {
 	Index int           // the command's position in the list, from 0
 	List  []ExecCommand // the list up to and including this command: the record once it succeeded
 	Why   string        // why it runs again ("" for a first run)
+	UTS   bool          // the namespace has a hostname of its own (see CreateUTS): the command runs there
 }
 
 // Command is the command this action runs.
@@ -98,8 +100,12 @@ func (a RunExec) Serial() string { return "exec " + a.NS }
 // that it ran through netlab (the same code as `up`), so that the next `up`
 // does not run it again.
 func (a RunExec) Commands() []string {
+	enter := nsExec(a.NS)
+	if a.UTS {
+		enter += "nsenter --uts=" + UTSPath("/run/netlab", a.Lab, a.NS) + " "
+	}
 	return []string{
-		nsExec(a.NS) + "sh -c " + shellQuote(a.Command()),
+		enter + "sh -c " + shellQuote(a.Command()),
 		fmt.Sprintf("netlab __record-exec %s %s %d %s  # record that it ran, so that up does not run it again", a.Lab, a.NS, a.Index, shellQuote(a.Command())),
 	}
 }
@@ -129,12 +135,16 @@ func (a ForgetExec) Details() []string {
 	}
 	return out
 }
+
+// Commands shows what is forgotten, as comments, and forgets it through netlab
+// (the same code as `up`): without that, the record would still list them, and
+// the next `up` would skip them were they put back in the file.
 func (a ForgetExec) Commands() []string {
 	lines := []string{"# netlab forgets that these ran; nothing undoes them:"}
 	for _, c := range a.Gone {
-		lines = append(lines, "#   "+strings.ReplaceAll(c.Command, "\n", " "))
+		lines = append(lines, "#   "+topology.Printable(c.Command))
 	}
-	return lines
+	return append(lines, fmt.Sprintf("netlab __forget-exec %s %s %d  # keep the record of the first %d, as up does", a.Lab, a.NS, len(a.Keep), len(a.Keep)))
 }
 
 func (a ForgetExec) Namespaces() []string                         { return []string{a.NS} }
@@ -160,7 +170,7 @@ func (d *differ) execs() {
 			default:
 				why = "again: an earlier command was edited"
 			}
-			d.add(RunExec{Lab: d.desired.Lab, NS: ns, Index: j, List: want[:j+1], Why: why})
+			d.add(RunExec{Lab: d.desired.Lab, NS: ns, Index: j, List: want[:j+1], Why: why, UTS: d.desired.UTS[ns] != ""})
 		}
 		if i == len(want) && len(have) > i {
 			d.add(ForgetExec{Lab: d.desired.Lab, NS: ns, Keep: want, Gone: have[i:]})

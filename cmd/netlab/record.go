@@ -122,6 +122,17 @@ func (a *app) recordExecCmd() *cobra.Command {
 		})
 }
 
+func (a *app) forgetExecCmd() *cobra.Command {
+	return a.netnsStep("__forget-exec LAB NETNS KEEP", "Forget the exec: commands after the first KEEP that ran, as up does", 3,
+		func(d *kernel.Driver, args []string) error {
+			keep, err := strconv.Atoi(args[2])
+			if err != nil || keep < 0 {
+				return fmt.Errorf("invalid number of commands to keep %q", args[2])
+			}
+			return d.KeepExecs(args[0], args[1], keep)
+		})
+}
+
 func (a *app) createTableCmd() *cobra.Command {
 	return a.netnsStep("__create-table LAB NETNS FAMILY", "Create Docker's table docker-bridges of a family, marked as the lab's, as up does", 3,
 		func(d *kernel.Driver, args []string) error { return d.CreateDockerTable(args[0], args[1], args[2]) })

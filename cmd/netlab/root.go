@@ -80,7 +80,7 @@ network namespaces, bridges, veth links, addresses, routes and sysctls.
 	defer pprof.StopCPUProfile()
 	root.AddCommand(a.validateCmd(), a.planCmd(), a.upCmd(), a.downCmd(), a.statusCmd(),
 		a.execCmd(), a.testCmd(), a.inspectCmd(), a.graphCmd(), a.serveCmd(), a.nsexecCmd(),
-		a.recordCmd(), a.saveSysctlCmd(), a.restoreSysctlCmd(), a.recordExecCmd(), a.createTableCmd(), a.saveIptablesCmd(), a.markIptablesCmd(), a.startCmd(),
+		a.recordCmd(), a.saveSysctlCmd(), a.restoreSysctlCmd(), a.recordExecCmd(), a.forgetExecCmd(), a.createTableCmd(), a.saveIptablesCmd(), a.markIptablesCmd(), a.startCmd(),
 		a.expandCmd(), a.importCmd(), a.captureCmd(), a.traceCmd())
 
 	err := root.ExecuteContext(ctx)

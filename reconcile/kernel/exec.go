@@ -121,10 +121,11 @@ func (d *Driver) runExec(ctx context.Context, a reconcile.RunExec) error {
 	// child in the background must not keep up waiting for its output.
 	cmd.Stdout, cmd.Stderr = log, log
 	cmd.SysProcAttr.Setpgid = true // its own group: interrupting up stops it and what it started
-	// Killed with netlab (kill -9 included), not left to run on beside the
-	// same command run again by the next up. The kernel sends it when the
-	// thread that started the child ends, so this goroutine keeps its thread
-	// until the command is done.
+	// The shell is killed with netlab (kill -9 included), not left to run on
+	// beside the same command run again by the next up. The kernel sends it
+	// when the thread that started the child ends, so this goroutine keeps its
+	// thread until the command is done. What the shell forked does not inherit
+	// it: inside a lab namespace down stops that; on the host it runs on.
 	cmd.SysProcAttr.Pdeathsig = unix.SIGKILL
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
@@ -162,6 +163,20 @@ func (d *Driver) RecordExec(lab, ns string, index int, command string) error {
 		return fmt.Errorf("netns %s: %w", ns, err)
 	}
 	return d.state.writeExecs(lab, ns, list)
+}
+
+// KeepExecs cuts the record of a namespace's exec commands to its first keep
+// commands (what ForgetExec does): `netlab __forget-exec`, for the script of
+// `plan -o commands`.
+func (d *Driver) KeepExecs(lab, ns string, keep int) error {
+	var rec execRecord
+	if err := d.state.readJSON(d.state.execPath(lab, ns), &rec); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("netns %s: read exec record: %w", ns, err)
+	}
+	if keep >= len(rec.Commands) {
+		return nil
+	}
+	return d.state.writeExecs(lab, ns, rec.Commands[:keep])
 }
 
 // withoutNetlabMarks drops the variables that mark a lab's processes: an exec

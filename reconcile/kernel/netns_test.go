@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -189,5 +191,30 @@ func TestANameThatLeadsElsewhereAfterItsHandleWasClosedIsRefused(t *testing.T) {
 	}
 	if what := d.plainNetnsFile("c0"); what != "" {
 		t.Errorf("the other namespace c0 was unmounted: %s", what)
+	}
+}
+
+// A namespace netlab creates has run none of its exec: commands, whatever the
+// record of an earlier namespace of that name says: one deleted behind
+// netlab's back (`ip netns del a`), then made again by an up that failed (or
+// was killed) before its exec commands, must not have them skipped by the
+// next up.
+func TestANewNamespaceHasRunNoExecCommands(t *testing.T) {
+	sb := newSandbox(t)
+	desired := harness.DesiredFromText(t, "name: again\nnamespaces:\n  a:\n    exec: [\"true\"]\n")
+	up(t, sb.driver(), desired)
+	path := filepath.Join(sb.netnsDir, "a")
+	if err := unix.Unmount(path, unix.MNT_DETACH); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	d := sb.driver()
+	if err := d.Apply(context.Background(), r.CreateNetns{Lab: "again", Name: "a"}); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := planLines(t, d, desired), "+ exec    a: true"; !slices.Contains(got, want) {
+		t.Errorf("plan after the namespace was made again: %q, want %q", got, want)
 	}
 }

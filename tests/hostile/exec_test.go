@@ -112,16 +112,49 @@ func rewriteLab(t *testing.T, path, content string) {
 func TestPlanScriptRecordsExecs(t *testing.T) {
 	sb := harness.NewSandbox(t)
 	path := writeLab(t, "setup.yaml", execLabWith("echo two >>/run/a.log"))
-	script := t.TempDir() + "/plan.sh"
-	if err := os.WriteFile(script, []byte(sb.OK("netlab", "plan", "-o", "commands", path)), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	sb.OK("sh", "-e", script)
+	runScript(t, sb, path)
 	if got := sb.SettledPlan(path); got != "No changes.\n" {
 		t.Errorf("plan after the script:\n%s", got)
 	}
 	sb.OK("netlab", "up", path)
 	if got := sb.OK("cat", "/run/a.log", "/run/host.log"); got != "10.30.0.2/24\ntwo\nhost\n" {
 		t.Errorf("after the script and an up, the commands wrote:\n%s", got)
+	}
+
+	// A command removed from the file is forgotten by the script too: put
+	// back, it runs again, as after an up.
+	rewriteLab(t, path, strings.Replace(execLab, "      - SECOND\n", "", 1))
+	runScript(t, sb, path)
+	if got := sb.SettledPlan(path); got != "No changes.\n" {
+		t.Errorf("plan after the script that forgot a command:\n%s", got)
+	}
+	rewriteLab(t, path, execLabWith("echo two >>/run/a.log"))
+	if got := sb.OK("netlab", "plan", path); !strings.HasPrefix(got, "+ exec    a: echo two >>/run/a.log\n") {
+		t.Errorf("plan of the command put back after the script forgot it:\n%s", got)
+	}
+}
+
+// runScript writes the `plan -o commands` script of a lab and runs it.
+func runScript(t *testing.T, sb *harness.Sandbox, path string) {
+	t.Helper()
+	script := t.TempDir() + "/plan.sh"
+	if err := os.WriteFile(script, []byte(sb.OK("netlab", "plan", "-o", "commands", path)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	sb.OK("sh", "-e", script)
+}
+
+// TestExecRunsUnderTheNamespacesHostname: an exec: command of a namespace
+// with a hostname of its own runs in its UTS namespace, from up and from the
+// script of plan -o commands alike (where a `hostname NAME` would otherwise
+// rename the machine).
+func TestExecRunsUnderTheNamespacesHostname(t *testing.T) {
+	sb := harness.NewSandbox(t)
+	path := writeLab(t, "named.yaml", "name: named\nnamespaces:\n  web:\n    hostname: web1\n    exec: [\"hostname >>/run/web-hostname\"]\n")
+	runScript(t, sb, path)
+	sb.OK("netlab", "down", path)
+	sb.OK("netlab", "up", path)
+	if got := sb.OK("cat", "/run/web-hostname"); got != "web1\nweb1\n" {
+		t.Errorf("hostname seen by the exec command, from the script then from up:\n%s", got)
 	}
 }
