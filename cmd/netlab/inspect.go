@@ -108,15 +108,21 @@ them, with their counters; and the lab's processes. Without NAME, every
 running lab.`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			reports, err := forLabs(a, cmd.Context(), output, args, inspectLab)
+			reports, labErr, err := forLabs(a, cmd.Context(), output, args, inspectLab)
 			if err != nil {
 				return err
+			}
+			if labErr != nil && len(reports) == 0 {
+				return labErr
 			}
 			if output == "json" {
 				if len(args) == 1 {
 					return writeJSON(a.Out, reports[0])
 				}
-				return writeJSON(a.Out, reports)
+				if err := writeJSON(a.Out, reports); err != nil {
+					return err
+				}
+				return labErr
 			}
 			if len(reports) == 0 {
 				fmt.Fprintln(a.Out, "No labs are running.")
@@ -127,7 +133,7 @@ running lab.`,
 				}
 				writeInspection(a.Out, r)
 			}
-			return nil
+			return labErr
 		},
 	}
 	cmd.Flags().StringVarP(&output, "output", "o", "text", "output format: text or json")
@@ -138,10 +144,13 @@ running lab.`,
 // as netlab wrote them and the lab's sysctls are read.
 func inspectLab(ctx context.Context, d *kernel.Driver, lab string) (inspection, error) {
 	out := inspection{Lab: lab}
+	if err := d.CheckNetns(lab); err != nil {
+		return out, err // from elsewhere, "host" would be another namespace
+	}
 	q := reconcile.Query{Lab: lab}
 	if info, ok := d.LabInfo(lab); ok {
 		out.File = info.File
-		if _, desired, err := loadLab(info.File); err == nil {
+		if _, desired, err := loadLab(info.File); err == nil && desired.Lab == lab {
 			q.Sysctls, q.Tables, q.Iptables, q.DockerTables = desired.SysctlKeys(), desired.Tables, desired.Iptables, desired.DockerTables
 		}
 	}

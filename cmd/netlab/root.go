@@ -221,35 +221,39 @@ func (a *app) openKernel() (*kernel.Driver, error) {
 
 // forLabs checks the output format (text or json) and the lab named on the
 // command line, if any, then opens the kernel driver and calls f for that lab,
-// or for every lab on the machine, in order, and collects what it returns (the
-// first error stops it): what status and inspect do.
-func forLabs[T any](a *app, ctx context.Context, output string, args []string, f func(context.Context, *kernel.Driver, string) (T, error)) ([]T, error) {
+// or for every lab on the machine, in order, and collects what it returns: what
+// status and inspect do. A lab f fails for is left out of the rows and its
+// error is in labErr, so that one lab that cannot be read (another lab's down
+// removing its state meanwhile) does not hide the others; err is a failure
+// before any lab was read.
+func forLabs[T any](a *app, ctx context.Context, output string, args []string, f func(context.Context, *kernel.Driver, string) (T, error)) (rows []T, labErr, err error) {
 	if output != "text" && output != "json" {
-		return nil, fmt.Errorf("unknown output format %q: want text or json", output)
+		return nil, nil, fmt.Errorf("unknown output format %q: want text or json", output)
 	}
 	if len(args) == 1 {
 		if err := checkLabArg(args[0]); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	}
 	d, err := a.openKernel()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	defer d.Close()
 	names, err := labsNamed(d, args)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	var out []T
+	var errs []error
 	for _, name := range names {
 		r, err := f(ctx, d, name)
 		if err != nil {
-			return nil, err
+			errs = append(errs, fmt.Errorf("lab %s: %w", name, err))
+			continue
 		}
-		out = append(out, r)
+		rows = append(rows, r)
 	}
-	return out, nil
+	return rows, errors.Join(errs...), nil
 }
 
 // writeJSON writes v as indented JSON, as -o json does.

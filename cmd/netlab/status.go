@@ -41,9 +41,12 @@ with "netlab plan --detailed-exitcode"), 1 on an error, such as a lab name
 that is not running.`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			rows, err := forLabs(a, cmd.Context(), output, args, labStatusOf)
+			rows, labErr, err := forLabs(a, cmd.Context(), output, args, labStatusOf)
 			if err != nil {
 				return err
+			}
+			if labErr != nil && len(rows) == 0 {
+				return labErr
 			}
 			if output == "json" {
 				err = writeJSON(a.Out, append([]labStatus{}, rows...)) // no labs: []
@@ -52,6 +55,9 @@ that is not running.`,
 			}
 			if err != nil {
 				return err
+			}
+			if labErr != nil {
+				return labErr
 			}
 			for _, r := range rows {
 				if r.Drift == "yes" {
@@ -69,6 +75,12 @@ that is not running.`,
 // to see whether the kernel drifted from the file.
 func labStatusOf(ctx context.Context, d *kernel.Driver, name string) (labStatus, error) {
 	row := labStatus{Name: name, Drifted: []string{}}
+	// From another network namespace (netlab exec c2 -- netlab status), "host"
+	// would be c2: its processes and interfaces are not the lab's host side.
+	if err := d.CheckNetns(name); err != nil {
+		row.Drift, row.Error = "unknown", err.Error()
+		return row, nil
+	}
 	observed, err := d.Observe(ctx, reconcile.Query{Lab: name})
 	if err != nil {
 		return row, err
@@ -85,6 +97,12 @@ func labStatusOf(ctx context.Context, d *kernel.Driver, name string) (labStatus,
 	if err != nil {
 		row.Drift = "unknown"
 		row.Error = err.Error()
+		return row, nil
+	}
+	if desired.Lab != name {
+		// Planning it would show another lab's actions as this one's drift.
+		row.Drift = "unknown"
+		row.Error = fmt.Sprintf("its file %s now names lab %s", info.File, desired.Lab)
 		return row, nil
 	}
 	plan, err := run.Plan(ctx, d, run.Lab{File: info.File, Topology: lab, Desired: desired})

@@ -45,6 +45,11 @@ proves nothing when there is no lab to block it. Exit status 0 when all pass,
 				return err
 			}
 			defer d.Close()
+			// From inside one of the lab's namespaces, the checks from "host"
+			// would run from that namespace and prove nothing about the host.
+			if err := d.CheckNetns(desired.Lab); err != nil {
+				return err
+			}
 			plan, err := run.Plan(cmd.Context(), d, run.Lab{File: args[0], Topology: lab, Desired: desired})
 			if err != nil {
 				return err
