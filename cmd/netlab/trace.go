@@ -99,20 +99,26 @@ func traceProto(tcp, udp, icmp bool) (string, error) {
 // changes the lab under it, and a later one removes what a killed trace left),
 // and prints what happened to it.
 func (a *app) trace(ctx context.Context, labName, from, to, proto string, wait time.Duration, output string) error {
+	lab, err := a.traceLab(ctx, labName, from, to, proto)
+	if err != nil {
+		return err
+	}
 	d, err := a.openKernel()
 	if err != nil {
 		return err
 	}
 	defer d.Close()
-	spec, err := traceSpec(ctx, d, labName, from, to, proto)
-	if err != nil {
-		return err
-	}
-	lock, err := a.lock(ctx, d, spec.Lab)
+	lock, err := a.lock(ctx, d, lab)
 	if err != nil {
 		return err
 	}
 	defer lock.Release(false)
+	// Read again under the lock: an up or down may have changed the lab while
+	// this run waited for it.
+	spec, err := traceSpec(ctx, d, lab, from, to, proto)
+	if err != nil {
+		return err
+	}
 	spec.Wait = wait
 	t, err := d.Trace(ctx, *spec)
 	if err != nil {
@@ -126,6 +132,24 @@ func (a *app) trace(ctx context.Context, labName, from, to, proto string, wait t
 	}
 	reconcile.RenderTrace(a.Out, t)
 	return nil
+}
+
+// traceLab finds the lab FROM and TO are in (and that they are), with a
+// driver of its own that it closes before the lock is waited for: its handles
+// on the lab's namespaces would keep them alive while the up or down holding
+// the lock deletes them, and that run would fail waiting for their interfaces
+// to go.
+func (a *app) traceLab(ctx context.Context, labName, from, to, proto string) (string, error) {
+	d, err := a.openKernel()
+	if err != nil {
+		return "", err
+	}
+	defer d.Close()
+	spec, err := traceSpec(ctx, d, labName, from, to, proto)
+	if err != nil {
+		return "", err
+	}
+	return spec.Lab, nil
 }
 
 // traceSpec resolves FROM and TO of `netlab trace` in a running lab.

@@ -319,3 +319,21 @@ func TestFailedCheckHintsTrace(t *testing.T) {
 		t.Errorf("netlab test's stderr lacks %q:\n%s", want, res.Stderr)
 	}
 }
+
+// TestTraceWaitsForTheLockHoldingNoNamespace: a trace that waits for the
+// lab's lock (an up or down runs) holds no handle on the lab's namespaces
+// meanwhile: one would keep a namespace that run deletes alive, with the host
+// ends of its veths, and fail that run. It reads the lab once it has the lock.
+func TestTraceWaitsForTheLockHoldingNoNamespace(t *testing.T) {
+	sb := harness.NewSandbox(t)
+	sb.OK("netlab", "up", dockerBridge)
+	out := sb.OK("sh", "-c", `(flock /run/netlab/docker-bridge.lock sleep 3 >/dev/null 2>&1 &) && sleep 0.3
+netlab trace lan 192.0.2.1:8000 >/dev/null 2>/run/trace-err & p=$!
+own=$(readlink /proc/self/ns/net); sleep 1
+echo "held=$(ls -l /proc/$p/fd | grep -o -e '-> /run/netns/.*' -e 'net:\[[0-9]*\]' | grep -v -F "$own" | wc -l)"
+wait $p; echo "code=$?"; cat /run/trace-err`)
+	if !strings.HasPrefix(out, "held=0\ncode=0\n") {
+		t.Errorf("a trace waiting for the lock: want no namespace held, then a trace:\n%s", out)
+	}
+	noTraceLeft(t, sb, "docker-bridge", "lan", "web", "c2")
+}
