@@ -40,10 +40,20 @@ func (d *Driver) readSysctl(k reconcile.SysctlKey) (value string, ok bool, err e
 	if errors.Is(err, fs.ErrNotExist) {
 		return "", false, nil
 	}
+	if errors.Is(err, fs.ErrPermission) {
+		return "", false, fmt.Errorf("netns %s: %w", k.NS, writeOnlySysctl(k))
+	}
 	if err != nil {
 		return "", false, fmt.Errorf("netns %s: read sysctl %s: %w", k.NS, k.Name(), err)
 	}
 	return value, true, nil
+}
+
+// writeOnlySysctl is the refusal of a sysctl root may write but not read
+// (net.ipv4.route.flush): an action, not a setting. A value that cannot be read
+// back could never be seen to match, and every up would write it again.
+func writeOnlySysctl(k reconcile.SysctlKey) error {
+	return fmt.Errorf("sysctl %s can be written but not read, so netlab cannot keep it (it is an action, not a setting): run it once with exec: [\"sysctl -w %s=VALUE\"]", k.Name(), k.Name())
 }
 
 // writeSysctl writes a sysctl of a namespace.

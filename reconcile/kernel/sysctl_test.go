@@ -1,11 +1,13 @@
 package kernel
 
 import (
+	"context"
 	"os"
 	"strings"
 	"testing"
 
 	"netlab/reconcile"
+	"netlab/tests/harness"
 )
 
 // Sysctls are opened through netlab's private procfs instances (see
@@ -66,4 +68,22 @@ func openFDs(t *testing.T) int {
 		t.Fatal(err)
 	}
 	return len(entries)
+}
+
+// A sysctl root may write but not read (net.ipv4.route.flush) is refused
+// before any change, in a namespace the plan creates and in one that exists:
+// its value could never be read back to match, so every up would write it
+// again, and reading it would fail every plan after the first up.
+func TestAWriteOnlySysctlIsRefusedBeforeAnyChange(t *testing.T) {
+	sb := newSandbox(t)
+	d := sb.driver()
+	const lab = "name: flush\nnamespaces:\n  a:\n    sysctls: {net.ipv4.route.flush: 1}\n"
+	for _, when := range []string{"the namespace is made", "the namespace exists"} {
+		_, err := reconcile.MakePlan(context.Background(), d, harness.DesiredFromText(t, lab))
+		if err == nil || !strings.Contains(err.Error(), "sysctl net.ipv4.route.flush can be written but not read") {
+			t.Errorf("plan when %s: %v, want a refusal", when, err)
+		}
+		up(t, d, harness.DesiredFromText(t, "name: flush\nnamespaces:\n  a: {}\n"))
+	}
+	down(t, d, "flush")
 }

@@ -47,7 +47,7 @@ func (d *Driver) missingSysctls(q reconcile.Query, s *reconcile.State) error {
 		var missing bool
 		var near string
 		err = inNetns(h.fd, func() (err error) {
-			missing, near, err = d.sysctlMissingHere(k.Path)
+			missing, near, err = d.sysctlMissingHere(k)
 			return err
 		})
 		done()
@@ -63,7 +63,7 @@ func (d *Driver) missingSysctls(q reconcile.Query, s *reconcile.State) error {
 	}
 	return inThrowawayNetns(func() error {
 		for _, k := range inNew {
-			missing, near, err := d.sysctlMissingHere(k.Path)
+			missing, near, err := d.sysctlMissingHere(k)
 			if err != nil {
 				return fmt.Errorf("netns %s (not made yet): look up sysctl %s: %w", k.NS, k.Name(), err)
 			}
@@ -112,9 +112,15 @@ func sysctlInterface(parts []string) int {
 // sysctlMissingHere reports whether the calling thread's namespace lacks the
 // sysctl at path (an interface that does not exist yet counts as its `default`
 // entry), and if so the nearest existing name at the first component that is
-// not there, as a whole path ("" when nothing is near).
-func (d *Driver) sysctlMissingHere(path string) (missing bool, near string, err error) {
-	parts := strings.Split(path, "/")
+// not there, as a whole path ("" when nothing is near). One that root may
+// write but not read is refused (see writeOnlySysctl).
+func (d *Driver) sysctlMissingHere(k reconcile.SysctlKey) (missing bool, near string, err error) {
+	if f, err := d.openSysctl(k.Path, unix.O_RDONLY); err == nil {
+		f.Close()
+	} else if errors.Is(err, fs.ErrPermission) {
+		return false, "", writeOnlySysctl(k)
+	}
+	parts := strings.Split(k.Path, "/")
 	look := slices.Clone(parts)
 	if i := sysctlInterface(parts); i >= 0 {
 		ok, err := d.sysctlExistsHere(strings.Join(parts[:i+1], "/"))
