@@ -420,10 +420,13 @@ func stopGroup(c *child) {
 	}
 }
 
+// logPath is the log of a namespace's processes and exec: commands.
+func (s *stateDir) logPath(lab, ns string) string { return filepath.Join(s.labDir(lab), ns+".log") }
+
 // openLog opens a namespace's log, shared by its processes and exec: commands,
 // to append to; it returns the log's path for logTail.
 func (s *stateDir) openLog(lab, ns string) (*os.File, string, error) {
-	path := filepath.Join(s.labDir(lab), ns+".log")
+	path := s.logPath(lab, ns)
 	f, err := s.openFile(path, unix.O_CREAT|unix.O_APPEND|unix.O_WRONLY, 0o600)
 	if err != nil {
 		return nil, path, fmt.Errorf("netns %s: open log: %w", ns, err)
@@ -435,6 +438,12 @@ func (s *stateDir) openLog(lab, ns string) (*os.File, string, error) {
 // logTail looks for.
 func logHeader(w io.Writer, header string) {
 	fmt.Fprintf(w, "--- %s %s\n", time.Now().UTC().Format(time.RFC3339), header)
+}
+
+// ProcessLog is the end of what a process entry wrote to its namespace's log
+// since it was last started (see logTail).
+func (d *Driver) ProcessLog(lab, ns, command string) string {
+	return d.state.logTail(d.state.logPath(lab, ns), startHeader(command))
 }
 
 // logTail is the end of what a command wrote to its log since its header

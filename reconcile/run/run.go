@@ -16,6 +16,7 @@ import (
 	"io"
 	"log/slog"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"netlab/reconcile"
@@ -132,11 +133,45 @@ func Up(ctx context.Context, k Kernel, l Lab, o Options) error {
 		return err
 	}
 	if err := reconcile.Verify(ctx, k, l.Desired, plan); err != nil {
-		return err
+		return withEndedProcesses(k, plan, err)
 	}
 	_, err = fmt.Fprintf(o.Out, "Apply complete: %s in %s; the kernel matches %s.\n",
 		reconcile.Plural(len(plan.Actions), "action"), time.Since(start).Round(time.Millisecond), l.File)
 	return err
+}
+
+// processLogs is what a kernel that keeps its processes' output tells of one:
+// the end of what it wrote since it was last started (reconcile/kernel.Driver).
+type processLogs interface {
+	ProcessLog(lab, ns, command string) string
+}
+
+// withEndedProcesses adds to a verify's drift why a process this plan started
+// is to be started again: it was ready, and has ended since (a server that
+// exits right after it binds its port), with the end of its log. Nothing
+// watches a process after it was ready; this is the last look an up takes.
+func withEndedProcesses(k Kernel, plan *reconcile.Plan, err error) error {
+	var drift *reconcile.DriftError
+	logs, ok := k.(processLogs)
+	if !errors.As(err, &drift) || !ok {
+		return err
+	}
+	started := map[reconcile.ProcKey]bool{}
+	for _, a := range plan.Actions {
+		if s, ok := a.(reconcile.StartProcess); ok {
+			started[s.ProcKey] = true
+		}
+	}
+	var notes []string
+	for _, a := range drift.Remaining.Actions {
+		if s, ok := a.(reconcile.StartProcess); ok && started[s.ProcKey] {
+			notes = append(notes, fmt.Sprintf("netns %s: %q was ready, and has ended since; %s", s.NS, s.Command, logs.ProcessLog(s.Lab, s.NS, s.Command)))
+		}
+	}
+	if len(notes) == 0 {
+		return err
+	}
+	return fmt.Errorf("%w\n%s", err, strings.Join(notes, "\n"))
 }
 
 // Down removes everything the lab owns: under its lock, it plans the empty lab,

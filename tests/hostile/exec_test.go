@@ -158,3 +158,29 @@ func TestExecRunsUnderTheNamespacesHostname(t *testing.T) {
 		t.Errorf("hostname seen by the exec command, from the script then from up:\n%s", got)
 	}
 }
+
+// TestUpNamesAProcessThatEndedAfterItWasReady: a process that was ready and
+// ended before up's last look (a server that exits right after it binds) fails
+// up with its name and the end of its log, not only a plan line to start it.
+// The second process keeps the apply going for a second after the first one
+// ended.
+func TestUpNamesAProcessThatEndedAfterItWasReady(t *testing.T) {
+	sb := harness.NewSandbox(t)
+	const ends = "touch /run/ended-a; sleep 0.2; echo giving up; exit 3"
+	path := writeLab(t, "ended.yaml", `name: ended
+namespaces:
+  a:
+    run:
+      - {cmd: "`+ends+`", ready: {file: /run/ended-a}}
+      - {cmd: "sleep 1.2; touch /run/ended-b; exec sleep 1000", ready: {file: /run/ended-b}}
+`)
+	res := sb.Fails("netlab", "up", path)
+	// The namespace's log is shared: the other process's start may be among
+	// the lines.
+	for _, want := range []string{"still to do:\n  + process a: " + ends, `netns a: "` + ends + `" was ready, and has ended since; the last lines of its log /run/netlab/ended/a.log:` + "\n    ", "\n    giving up\n"} {
+		if !strings.Contains(res.Stderr, want) {
+			t.Errorf("up's error lacks %q:\n%s", want, res.Stderr)
+		}
+	}
+	sb.OK("netlab", "down", path)
+}
