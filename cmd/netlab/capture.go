@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"os"
 	"strings"
 
 	"github.com/gopacket/gopacket/layers"
@@ -124,7 +123,7 @@ func openPcap(file string, snaplen int) (*pcapgo.Writer, func(), error) {
 	if file == "" {
 		return nil, func() {}, nil
 	}
-	f, err := os.OpenFile(file, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	f, err := createOutput(file, 0o600)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"os"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -39,7 +38,7 @@ hold (images, commands, volumes, environment, ...) is listed on stderr.
 				if _, err := a.Out.Write(res.Lab); err != nil {
 					return err
 				}
-			} else if err := os.WriteFile(output, res.Lab, 0o644); err != nil {
+			} else if err := writeOutput(output, res.Lab, 0o644); err != nil {
 				return err
 			}
 			for _, n := range res.Notes {

@@ -71,7 +71,7 @@ network namespaces, bridges, veth links, addresses, routes and sysctls.
 		if a.cpuProfile == "" {
 			return nil
 		}
-		f, err := os.Create(a.cpuProfile)
+		f, err := createOutput(a.cpuProfile, 0o600)
 		if err != nil {
 			return err
 		}
