@@ -39,6 +39,9 @@ var unsafeName = regexp.MustCompile(`[^a-z0-9-]+`)
 // Import reads the compose file at path (with its .env and the environment,
 // as `docker compose` does) and writes the lab.
 func Import(ctx context.Context, path string) (*Result, error) {
+	if err := checkFiles(path); err != nil {
+		return nil, err
+	}
 	model, project, err := load(ctx, path)
 	if err != nil {
 		return nil, err
@@ -70,9 +73,13 @@ func Import(ctx context.Context, path string) (*Result, error) {
 
 // load reads the compose file twice, as the raw model (to name what the lab
 // leaves out) and as the project (with compose's defaults and interpolation).
+// The services' env_file and label_file are not read: a lab holds neither
+// environment nor labels, and compose-go would print the values of an
+// env_file it cannot interpolate (env_file: /etc/shadow, hashes included).
 func load(ctx context.Context, path string) (map[string]any, *types.Project, error) {
 	opts, err := cli.NewProjectOptions([]string{path},
-		cli.WithWorkingDirectory(filepath.Dir(path)), cli.WithOsEnv, cli.WithDotEnv)
+		cli.WithWorkingDirectory(filepath.Dir(path)), cli.WithOsEnv, cli.WithEnvFiles(), cli.WithDotEnv,
+		cli.WithoutEnvironmentResolution, cli.WithoutLabelsResolution)
 	if err != nil {
 		return nil, nil, err
 	}

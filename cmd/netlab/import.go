@@ -7,6 +7,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"netlab/compose"
+	"netlab/topology"
 )
 
 func (a *app) importCmd() *cobra.Command {
@@ -41,11 +42,12 @@ hold (images, commands, volumes, environment, ...) is listed on stderr.
 			} else if err := writeOutput(output, res.Lab, 0o644); err != nil {
 				return err
 			}
+			// Both quote the compose file (network drivers, keys): shown, never obeyed.
 			for _, n := range res.Notes {
-				fmt.Fprintf(a.Err, "netlab: %s\n", n)
+				fmt.Fprintf(a.Err, "netlab: %s\n", topology.Printable(n))
 			}
 			if len(res.Ignored) > 0 {
-				fmt.Fprintf(a.Err, "netlab: ignored (a lab does not hold them): %s\n", strings.Join(res.Ignored, ", "))
+				fmt.Fprintf(a.Err, "netlab: ignored (a lab does not hold them): %s\n", topology.Printable(strings.Join(res.Ignored, ", ")))
 			}
 			return nil
 		},
