@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"maps"
 	"net/netip"
+	"netlab/topology"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -296,12 +297,11 @@ func encode(path string, root *yaml.Node) ([]byte, error) {
 	var buf bytes.Buffer
 	buf.WriteString("# Imported from " + filepath.Base(path) + " by netlab import compose.\n")
 	buf.WriteString("# Each service is a container; netlab's own server answers on its published ports\n# in place of the image's.\n")
-	enc := yaml.NewEncoder(&buf)
-	enc.SetIndent(2)
-	if err := enc.Encode(root); err != nil {
+	lab, err := topology.EncodeYAML(root)
+	if err != nil {
 		return nil, err
 	}
-	enc.Close()
+	buf.Write(lab)
 	return buf.Bytes(), nil
 }
 

@@ -14,7 +14,6 @@ package topology
 // every `up` asks for the same kernel objects.
 
 import (
-	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -235,23 +234,9 @@ func Expand(data []byte, filename string) ([]byte, error) {
 	if len(errs) > 0 {
 		return nil, errs.sorted()
 	}
-	out, err := encodeYAML(expanded)
+	out, err := EncodeYAML(expanded)
 	if err != nil {
 		return nil, fmt.Errorf("%s: write the expanded lab: %w", filename, err)
 	}
 	return out, nil
-}
-
-// encodeYAML writes a tree as a lab file is written: two-space indents.
-func encodeYAML(root *yaml.Node) ([]byte, error) {
-	var buf bytes.Buffer
-	enc := yaml.NewEncoder(&buf)
-	enc.SetIndent(2)
-	if err := enc.Encode(root); err != nil {
-		return nil, err
-	}
-	if err := enc.Close(); err != nil {
-		return nil, err
-	}
-	return buf.Bytes(), nil
 }

@@ -82,7 +82,7 @@ func expandUnchecked(t *testing.T, src string) []byte {
 	if len(d.errs) > 0 {
 		t.Fatal(d.errs)
 	}
-	out, err := encodeYAML(tree)
+	out, err := EncodeYAML(tree)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,9 +1,12 @@
 package topology
 
 import (
+	"bytes"
 	"fmt"
 	"strings"
 	"unicode/utf8"
+
+	"go.yaml.in/yaml/v3"
 )
 
 // Text from a lab file (a `run:` command, a description, a check URL, a body)
@@ -72,4 +75,51 @@ func escape(s string, lines bool) string {
 		i += size
 	}
 	return b.String()
+}
+
+// EncodeYAML writes a node tree as a lab file is written (two-space indents),
+// with every character Printable escapes written as a YAML escape: the
+// encoder escapes C0 and C1 controls itself, but prints bidi controls and line
+// separators raw, so `validate -o yaml`, `expand` and `import` could show a
+// `run:` command backwards. A scalar holding one is written double-quoted,
+// where YAML reads "\u202e" back as the character: the file means the same.
+func EncodeYAML(root *yaml.Node) ([]byte, error) {
+	quoteUnprintable(root)
+	var buf bytes.Buffer
+	enc := yaml.NewEncoder(&buf)
+	enc.SetIndent(2)
+	if err := enc.Encode(root); err != nil {
+		return nil, err
+	}
+	if err := enc.Close(); err != nil {
+		return nil, err
+	}
+	// What is left raw is inside those double quotes, or in a comment.
+	var out bytes.Buffer
+	for _, r := range buf.String() {
+		switch {
+		case r == '\n' || r == '\t' || !Unprintable(r):
+			out.WriteRune(r)
+		case r > 0xffff:
+			fmt.Fprintf(&out, `\U%08x`, r)
+		default:
+			fmt.Fprintf(&out, `\u%04x`, r)
+		}
+	}
+	return out.Bytes(), nil
+}
+
+// quoteUnprintable makes every scalar of a tree that holds a character
+// Printable escapes (other than a newline or a tab) double-quoted.
+func quoteUnprintable(n *yaml.Node) {
+	if n == nil {
+		return
+	}
+	if n.Kind == yaml.ScalarNode && strings.ContainsFunc(n.Value, func(r rune) bool { return r != '\n' && r != '\t' && Unprintable(r) }) {
+		n.Style = yaml.DoubleQuotedStyle
+	}
+	for _, c := range n.Content {
+		quoteUnprintable(c)
+	}
+	quoteUnprintable(n.Alias)
 }

@@ -76,3 +76,34 @@ func TestErrorsEscapeControlCharacters(t *testing.T) {
 		t.Errorf("errors carry a raw control character:\n%q", err.Error())
 	}
 }
+
+// The lab as YAML (validate -o yaml, expand) shows a bidi override or a line
+// separator escaped, in double quotes where YAML reads the escape back as the
+// character: the printed lab means the same as the file.
+func TestLabsAsYAMLEscapeBidiControls(t *testing.T) {
+	const lab = "name: bidi\nnamespaces:\n  web:\n    run: [\"echo \\u202eexe.txt\\u2028x\"]\n"
+	parsed, err := topology.Parse([]byte(lab), "bidi.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	expandedYAML, err := parsed.ExpandedYAML()
+	if err != nil {
+		t.Fatal(err)
+	}
+	expanded, err := topology.Expand([]byte(lab), "bidi.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, out := range map[string][]byte{"validate -o yaml": expandedYAML, "expand": expanded} {
+		if strings.ContainsAny(string(out), "\u202e\u2028") || !strings.Contains(string(out), `"echo \u202eexe.txt\`) {
+			t.Errorf("%s prints the controls raw, or not quoted:\n%s", name, out)
+		}
+		again, err := topology.Parse(out, "again.yaml")
+		if err != nil {
+			t.Fatalf("%s: the printed lab does not parse: %v\n%s", name, err, out)
+		}
+		if got := again.Namespaces[0].Run[0].Line; got != "echo \u202eexe.txt\u2028x" {
+			t.Errorf("%s: the printed lab's command reads back as %q", name, got)
+		}
+	}
+}

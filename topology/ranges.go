@@ -13,7 +13,6 @@ package topology
 // first copy that has it (see collapseRanges).
 
 import (
-	"bytes"
 	"fmt"
 	"regexp"
 	"strconv"
@@ -393,16 +392,7 @@ func (l *Lab) ExpandedYAML() ([]byte, error) {
 		return nil, d.errs.sorted()
 	}
 	root = d.expandRanges(root)
-	var b bytes.Buffer
-	enc := yaml.NewEncoder(&b)
-	enc.SetIndent(2)
-	if err := enc.Encode(plain(root)); err != nil {
-		return nil, err
-	}
-	if err := enc.Close(); err != nil {
-		return nil, err
-	}
-	return b.Bytes(), nil
+	return EncodeYAML(plain(root))
 }
 
 // plain copies a node tree for printing: positions, comments and styles of
