@@ -35,6 +35,19 @@ func (p *Plan) Counts() (add, change, destroy int) {
 	return add, change, destroy
 }
 
+// RefusedError says that the plan needs what this run cannot do (stop a
+// process it cannot stop). It is returned before any change is made, so that
+// no down or up is left half done.
+type RefusedError struct {
+	Lab     string
+	Reasons []string
+}
+
+func (e *RefusedError) Error() string {
+	return fmt.Sprintf("lab %s: this run cannot carry out the plan (nothing was changed):\n  %s",
+		e.Lab, strings.Join(e.Reasons, "\n  "))
+}
+
 // ConflictError says that objects the lab wants exist and belong to someone else.
 // It is returned before any change is made.
 type ConflictError struct {
@@ -72,6 +85,9 @@ func Diff(desired, observed *State) (*Plan, error) {
 	d.uts()
 	d.execs()
 	d.processes()
+	if len(d.refusals) > 0 {
+		return nil, &RefusedError{Lab: desired.Lab, Reasons: d.refusals}
+	}
 	slices.SortStableFunc(d.actions, func(a, b Action) int {
 		return cmp.Or(cmp.Compare(a.Phase(), b.Phase()), strings.Compare(sortKey(a), sortKey(b)))
 	})
@@ -258,6 +274,8 @@ type differ struct {
 	// The addresses the plan deletes from interfaces that stay: the kernel takes
 	// routes with them, which the plan then adds again (see routes).
 	goneAddrs []AddrKey
+	// Why the plan cannot be carried out by this run: it is refused whole.
+	refusals []string
 }
 
 func (d *differ) add(a Action) { d.actions = append(d.actions, a) }
@@ -621,8 +639,15 @@ func (d *differ) processes() {
 		}
 	}
 	for _, k := range sortedKeys(d.observed.Processes, ProcKey.compare) {
-		if _, ok := d.desired.Processes[k]; !ok && !d.goneNetns[k.NS] {
-			d.add(StopProcess{Lab: d.desired.Lab, Process: *d.observed.Processes[k]})
+		p := d.observed.Processes[k]
+		_, wanted := d.desired.Processes[k]
+		if p.Unstoppable != "" && (!wanted || d.goneNetns[k.NS]) {
+			// Stopped, or gone with its namespace: neither is this run's to do.
+			d.refusals = append(d.refusals, fmt.Sprintf("netns %s: %q cannot be stopped: %s", k.NS, k.Command, p.Unstoppable))
+			continue
+		}
+		if !wanted && !d.goneNetns[k.NS] {
+			d.add(StopProcess{Lab: d.desired.Lab, Process: *p})
 		}
 	}
 }

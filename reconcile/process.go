@@ -45,6 +45,9 @@ type Process struct {
 	// `run:` command, which runs as `sh -c COMMAND`.
 	Serve *Service
 	PIDs  []int // observed only
+	// Unstoppable, observed only, says why this run cannot stop the process
+	// ("" when it can): a plan that would stop it is refused before any change.
+	Unstoppable string
 	// Ready is what `up` waits for once the process has started; nil: started
 	// is enough. Desired only: it is how up waits, not what runs, so a change
 	// of ready: or timeout: alone does not restart a running process.

@@ -208,52 +208,8 @@ func (d *Driver) observeProcesses(s *reconcile.State) error {
 	if err != nil {
 		return err
 	}
-	add := func(ns, command string, pids []int, cgroup string) {
-		k := reconcile.ProcKey{NS: ns, Command: command}
-		if s.Processes[k] == nil {
-			s.Processes[k] = &reconcile.Process{ProcKey: k}
-		}
-		s.Processes[k].PIDs = append(s.Processes[k].PIDs, pids...)
-		if cgroup != "" {
-			d.mu.Lock()
-			d.procCgroups[k] = cgroup
-			d.mu.Unlock()
-		}
-	}
-	lab := func(ns string) bool {
-		_, ok := s.Namespaces[ns]
-		return ok || ns == reconcile.Host
-	}
-	// The records: with a PID, of a start without cgroups, followed by PID and
-	// start time whether this run has cgroups or not (an earlier run may not
-	// have had them); without, of a start in a cgroup, read below.
-	nsDirs, _ := d.state.readDir(filepath.Join(d.state.labDir(s.Lab), "processes"))
-	for _, n := range nsDirs {
-		if !lab(n.Name()) {
-			continue
-		}
-		files, _ := d.state.readDir(d.state.procRecords(s.Lab, n.Name()))
-		for _, f := range files {
-			var rec procRecord
-			if d.state.readJSON(filepath.Join(d.state.procRecords(s.Lab, n.Name()), f.Name()), &rec) != nil {
-				continue
-			}
-			switch {
-			case rec.PID > 0 && d.recordRunning(s.Lab, n.Name(), rec):
-				add(n.Name(), rec.Command, []int{rec.PID}, "")
-			case rec.PID == 0 && base == "":
-				pids, err := d.outOfReachPIDs(s.Lab, n.Name(), rec.Command)
-				if err != nil {
-					return err
-				}
-				if len(pids) > 0 {
-					add(n.Name(), rec.Command, pids, "")
-				}
-			}
-		}
-	}
-	if base == "" {
-		return nil
+	if err := d.observeRecordedProcesses(s, base); err != nil || base == "" {
+		return err
 	}
 	cgDirs, err := os.ReadDir(filepath.Join(base, s.Lab))
 	if os.IsNotExist(err) {
@@ -263,7 +219,7 @@ func (d *Driver) observeProcesses(s *reconcile.State) error {
 		return fmt.Errorf("list the lab's cgroups: %w", err)
 	}
 	for _, n := range cgDirs {
-		if !n.IsDir() || !lab(n.Name()) {
+		if !n.IsDir() || !labNamespace(s, n.Name()) {
 			continue
 		}
 		for _, cg := range cgroupEntries(filepath.Join(base, s.Lab, n.Name())) {
@@ -278,31 +234,95 @@ func (d *Driver) observeProcesses(s *reconcile.State) error {
 			if d.state.readJSON(filepath.Join(d.state.procRecords(s.Lab, n.Name()), filepath.Base(cg)+".json"), &rec) != nil {
 				rec.Command = "(unrecorded command of cgroup " + cg + ")"
 			}
-			add(n.Name(), rec.Command, pids, cg)
+			d.addProcess(s, n.Name(), rec.Command, pids, cg)
 		}
 	}
 	return nil
 }
 
+// observeRecordedProcesses reads the records: those with a PID, of a start
+// without cgroups, are followed by PID and start time whether this run has
+// cgroups (base) or not (an earlier run may not have had them); those without,
+// of a start in a cgroup, are read with the cgroups, or by a run without them
+// as out of its reach.
+func (d *Driver) observeRecordedProcesses(s *reconcile.State, base string) error {
+	nsDirs, _ := d.state.readDir(filepath.Join(d.state.labDir(s.Lab), "processes"))
+	for _, n := range nsDirs {
+		if !labNamespace(s, n.Name()) {
+			continue
+		}
+		files, _ := d.state.readDir(d.state.procRecords(s.Lab, n.Name()))
+		for _, f := range files {
+			var rec procRecord
+			if d.state.readJSON(filepath.Join(d.state.procRecords(s.Lab, n.Name()), f.Name()), &rec) != nil {
+				continue
+			}
+			switch {
+			case rec.PID > 0 && d.recordRunning(s.Lab, n.Name(), rec):
+				d.addProcess(s, n.Name(), rec.Command, []int{rec.PID}, "")
+			case rec.PID == 0 && base == "":
+				pids, cg, err := d.outOfReachPIDs(s.Lab, n.Name(), rec.Command)
+				if err != nil {
+					return err
+				}
+				if len(pids) > 0 {
+					d.addProcess(s, n.Name(), rec.Command, pids, "").Unstoppable = outOfReach(cg)
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// labNamespace: the host, or a namespace observed as the lab's.
+func labNamespace(s *reconcile.State, ns string) bool {
+	_, ok := s.Namespaces[ns]
+	return ok || ns == reconcile.Host
+}
+
+// addProcess adds processes of an entry to the observed state, and remembers
+// the entry's cgroup ("" for none) for stopping it.
+func (d *Driver) addProcess(s *reconcile.State, ns, command string, pids []int, cgroup string) *reconcile.Process {
+	k := reconcile.ProcKey{NS: ns, Command: command}
+	if s.Processes[k] == nil {
+		s.Processes[k] = &reconcile.Process{ProcKey: k}
+	}
+	s.Processes[k].PIDs = append(s.Processes[k].PIDs, pids...)
+	if cgroup != "" {
+		d.mu.Lock()
+		d.procCgroups[k] = cgroup
+		d.mu.Unlock()
+	}
+	return s.Processes[k]
+}
+
 // outOfReachPIDs reads, for a run without a writable cgroup v2, the processes
-// of an entry an earlier run started in a cgroup (see cgroupOutOfReach).
-// Reading who is in a cgroup needs no right to write it, so plan and status see
-// the entry running; stopping it is refused (see stopProcess).
-func (d *Driver) outOfReachPIDs(lab, ns, command string) ([]int, error) {
+// of an entry an earlier run started in a cgroup, and that cgroup (see
+// cgroupOutOfReach). Reading who is in a cgroup needs no right to write it, so
+// plan and status see the entry running; a plan that would stop it is refused
+// (Process.Unstoppable).
+func (d *Driver) outOfReachPIDs(lab, ns, command string) ([]int, string, error) {
 	cg := d.cgroupOutOfReach(lab, ns, command)
 	if cg == "" {
-		return nil, nil
+		return nil, "", nil
 	}
-	pids, _, err := cgroupTreePIDs(cg)
+	pids, populated, err := cgroupTreePIDs(cg)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
-	if len(pids) == 0 {
+	if len(pids) == 0 && populated {
 		// Its processes are all of another PID namespace: taken for not
 		// running, the entry would run twice.
-		return nil, fmt.Errorf("netns %s: %q runs in cgroup %s, whose processes this run can neither see (they are of another PID namespace) nor stop (it cannot write the cgroup): run netlab where an earlier run started it", ns, command, cg)
+		return nil, "", fmt.Errorf("netns %s: %q runs in cgroup %s, whose processes this run can neither see (they are of another PID namespace) nor stop (it cannot write the cgroup): run netlab where an earlier run started it", ns, command, cg)
 	}
-	return pids, nil
+	return pids, cg, nil
+}
+
+// outOfReach is why a run cannot stop what runs in a cgroup it cannot write:
+// signals one by one would miss what the processes fork meanwhile, and the
+// cgroup would stay.
+func outOfReach(cg string) string {
+	return fmt.Sprintf("it runs in cgroup %s, which this run cannot write (a read-only /sys/fs/cgroup?): run netlab where an earlier run started it", cg)
 }
 
 // startHeader is the header of a process's start in its namespace's log (see
@@ -455,10 +475,9 @@ func (d *Driver) stopProcess(lab string, p reconcile.Process) error {
 	}
 	if base == "" {
 		if cg := d.cgroupOutOfReach(lab, p.NS, p.Command); cg != "" {
-			// Its processes could be signalled one by one, but what they fork
-			// meanwhile would escape, and the cgroup would stay: the run
-			// that started it can stop it whole.
-			return fmt.Errorf("netns %s: stop %q: it runs in cgroup %s, which this run cannot write (a read-only /sys/fs/cgroup?) and so cannot stop: run netlab where an earlier run started it", p.NS, p.Command, cg)
+			// The plan is refused before this (Process.Unstoppable); a
+			// process started there since is not stopped either.
+			return fmt.Errorf("netns %s: stop %q: %s", p.NS, p.Command, outOfReach(cg))
 		}
 		err = d.stopRecorded(lab, p.NS, p.Command)
 	} else {
@@ -540,6 +559,10 @@ func (d *Driver) killNetnsProcesses(lab, ns string) error {
 		for _, f := range files {
 			var rec procRecord
 			if d.state.readJSON(filepath.Join(d.state.procRecords(lab, ns), f.Name()), &rec) == nil {
+				if cg := d.cgroupOutOfReach(lab, ns, rec.Command); rec.PID == 0 && cg != "" {
+					// The plan is refused before this (Process.Unstoppable).
+					return fmt.Errorf("netns %s: stop %q: %s", ns, rec.Command, outOfReach(cg))
+				}
 				if err := d.stopRecorded(lab, ns, rec.Command); err != nil {
 					return err
 				}

@@ -378,12 +378,12 @@ func TestProcessesOfARunWithOtherCgroupRights(t *testing.T) {
 		t.Errorf("a run with cgroups left the processes a run without started: %v", left)
 	}
 
-	desired := harness.DesiredFromText(t, "name: bycg\nhost:\n  run: [\"sleep 1043\"]\n")
+	desired := harness.DesiredFromText(t, "name: bycg\nhost:\n  run: [\"sleep 1043\"]\nnamespaces:\n  a:\n    run: [\"sleep 1045\"]\n")
 	up(t, sb.driver(), desired)
 	readOnly := sb.driver()
 	readOnly.cgroupMount = ""
 	// Reading who runs in a cgroup needs no right to write it: the run sees
-	// the process running (status, a no-op up), and refuses only to stop it.
+	// the processes running (status, a no-op up)...
 	if got := planLines(t, readOnly, desired); len(got) != 0 {
 		t.Errorf("plan by a run that cannot write the lab's cgroups: %q, want nothing (it runs)", got)
 	}
@@ -391,18 +391,21 @@ func TestProcessesOfARunWithOtherCgroupRights(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if p := observed.Processes[r.ProcKey{NS: r.Host, Command: "sleep 1043"}]; p == nil || len(p.PIDs) == 0 {
-		t.Errorf("observed by a run that cannot write the lab's cgroups: %+v, want it running with its PIDs", p)
+	for _, k := range []r.ProcKey{{NS: r.Host, Command: "sleep 1043"}, {NS: "a", Command: "sleep 1045"}} {
+		if p := observed.Processes[k]; p == nil || len(p.PIDs) == 0 {
+			t.Errorf("observed by a run that cannot write the lab's cgroups: %+v, want %v running with its PIDs", p, k)
+		}
 	}
-	plan, err := r.MakePlan(context.Background(), readOnly, r.NewState("bycg"))
-	if err != nil {
-		t.Fatal(err)
+	// ...and refuses a plan that would stop them, the host's or one whose
+	// namespace it deletes, before it changes anything.
+	_, err = r.MakePlan(context.Background(), readOnly, r.NewState("bycg"))
+	for _, want := range []string{"nothing was changed", `netns host: "sleep 1043" cannot be stopped: it runs in cgroup `, `netns a: "sleep 1045" cannot be stopped`, "cannot write"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("down by a run that cannot write the lab's cgroups: %v, want a refusal with %q", err, want)
+		}
 	}
-	if err := r.Apply(context.Background(), readOnly, plan); err == nil || !strings.Contains(err.Error(), "cannot write") {
-		t.Errorf("down by a run that cannot write the lab's cgroups: %v, want a refusal", err)
-	}
-	if running := labProcesses(t, "bycg"); running["sleep 1043"] == 0 {
-		t.Errorf("the refused down stopped the process anyway: %v", running)
+	if running := labProcesses(t, "bycg"); running["sleep 1043"] == 0 || running["sleep 1045"] == 0 {
+		t.Errorf("the refused down stopped a process anyway: %v", running)
 	}
 	down(t, sb.driver(), "bycg")
 }
