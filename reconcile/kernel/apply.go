@@ -173,7 +173,7 @@ func (d applier) ApplyRunExec(ctx context.Context, a reconcile.RunExec) error {
 }
 
 func (d applier) ApplyForgetExec(_ context.Context, a reconcile.ForgetExec) error {
-	return d.state.writeExecs(a.Lab, a.NS, a.Keep)
+	return d.writeExecs(a.Lab, a.NS, a.Keep)
 }
 
 func (d applier) ApplyStartProcess(ctx context.Context, a reconcile.StartProcess) error {

@@ -3,10 +3,13 @@ package kernel
 // One-shot setup commands (`exec:`). The kernel keeps no trace of a command
 // that ran, so the driver records it in the lab's state directory:
 //
-//	exec/NS.json  {"netns": NS, "commands": [{"command": ..., "hash": ...}, ...]}
+//	exec/NS.json  {"netns": NS, "netns_cookie": C, "commands": [{"command": ..., "hash": ...}, ...]}
 //
 // the commands of namespace NS (or "host") that ran and succeeded, in order
-// (see reconcile.ExecCommand). Observe reads the records of the lab's
+// (see reconcile.ExecCommand), in the namespace whose cookie is C (the kernel's
+// number for a network namespace, never given to another one since boot): a
+// namespace of the same name made since, by netlab, by a script or by hand,
+// has run none of them. Observe reads the records of the lab's
 // namespaces only: one directory listing and one small file per namespace with
 // commands. A namespace's record goes when the namespace is deleted, the whole
 // directory with `down`.
@@ -29,6 +32,7 @@ import (
 // execRecord is the content of exec/NS.json.
 type execRecord struct {
 	NS       string                  `json:"netns"`
+	Cookie   uint64                  `json:"netns_cookie,omitempty"` // 0: unknown (before Linux 5.14, or an older netlab)
 	Commands []reconcile.ExecCommand `json:"commands"`
 }
 
@@ -38,11 +42,16 @@ func (s *stateDir) execPath(lab, ns string) string {
 	return filepath.Join(s.execDir(lab), ns+".json")
 }
 
-// writeExecs records the commands of a namespace that ran; an empty list
-// removes the record.
-func (s *stateDir) writeExecs(lab, ns string, list []reconcile.ExecCommand) error {
+// writeExecs records the commands that ran in a namespace as it is now; an
+// empty list removes the record.
+func (d *Driver) writeExecs(lab, ns string, list []reconcile.ExecCommand) error {
+	s := d.state
 	if len(list) == 0 {
 		return s.forgetExecs(lab, ns)
+	}
+	cookie, err := d.netnsCookie(ns)
+	if err != nil {
+		return err
 	}
 	if err := s.ensure(lab); err != nil {
 		return err
@@ -50,7 +59,7 @@ func (s *stateDir) writeExecs(lab, ns string, list []reconcile.ExecCommand) erro
 	if err := s.mkdirAll(s.execDir(lab), 0o700); err != nil {
 		return err
 	}
-	if err := s.writeJSON(s.execPath(lab, ns), execRecord{NS: ns, Commands: list}); err != nil {
+	if err := s.writeJSON(s.execPath(lab, ns), execRecord{NS: ns, Cookie: cookie, Commands: list}); err != nil {
 		return fmt.Errorf("netns %s: record exec commands: %w", ns, err)
 	}
 	return nil
@@ -87,9 +96,19 @@ func (d *Driver) observeExecs(s *reconcile.State) error {
 			d.log.Debug("unreadable exec record", "netns", ns, "err", err)
 			continue
 		}
-		if len(rec.Commands) > 0 && rec.NS == ns {
-			s.Execs[ns] = rec.Commands
+		if len(rec.Commands) == 0 || rec.NS != ns {
+			continue
 		}
+		if rec.Cookie != 0 {
+			cookie, err := d.netnsCookie(ns)
+			if err != nil {
+				return err
+			}
+			if cookie != 0 && cookie != rec.Cookie {
+				continue // of an earlier namespace of that name: nothing ran in this one
+			}
+		}
+		s.Execs[ns] = rec.Commands
 	}
 	return nil
 }
@@ -102,7 +121,7 @@ func (d *Driver) observeExecs(s *reconcile.State) error {
 //
 // Equivalent to: ip netns exec NS sh -c CMD
 func (d *Driver) runExec(ctx context.Context, a reconcile.RunExec) error {
-	if err := d.state.writeExecs(a.Lab, a.NS, a.List[:a.Index]); err != nil {
+	if err := d.writeExecs(a.Lab, a.NS, a.List[:a.Index]); err != nil {
 		return err
 	}
 	log, logPath, err := d.state.openLog(a.Lab, a.NS)
@@ -147,7 +166,7 @@ func (d *Driver) runExec(ctx context.Context, a reconcile.RunExec) error {
 	if err != nil {
 		return fmt.Errorf("netns %s: exec %q failed (%v); %s", a.NS, a.Command(), err, d.state.logTail(logPath, header))
 	}
-	return d.state.writeExecs(a.Lab, a.NS, a.List)
+	return d.writeExecs(a.Lab, a.NS, a.List)
 }
 
 // RecordExec records that command number index (from 0) of a namespace's
@@ -162,7 +181,7 @@ func (d *Driver) RecordExec(lab, ns string, index int, command string) error {
 	if err != nil {
 		return fmt.Errorf("netns %s: %w", ns, err)
 	}
-	return d.state.writeExecs(lab, ns, list)
+	return d.writeExecs(lab, ns, list)
 }
 
 // KeepExecs cuts the record of a namespace's exec commands to its first keep
@@ -176,7 +195,26 @@ func (d *Driver) KeepExecs(lab, ns string, keep int) error {
 	if keep >= len(rec.Commands) {
 		return nil
 	}
-	return d.state.writeExecs(lab, ns, rec.Commands[:keep])
+	return d.writeExecs(lab, ns, rec.Commands[:keep])
+}
+
+// netnsCookie is the kernel's number for a namespace, which no other network
+// namespace gets until the machine boots again; 0 where the kernel does not
+// tell it (before Linux 5.14).
+func (d *Driver) netnsCookie(ns string) (uint64, error) {
+	h, done, err := d.use(ns)
+	if err != nil {
+		return 0, err
+	}
+	defer done()
+	cookie, err := unix.GetsockoptUint64(h.rt.fd, unix.SOL_SOCKET, unix.SO_NETNS_COOKIE)
+	if errors.Is(err, unix.ENOPROTOOPT) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("netns %s: cookie: %w", ns, err)
+	}
+	return cookie, nil
 }
 
 // withoutNetlabMarks drops the variables that mark a lab's processes: an exec

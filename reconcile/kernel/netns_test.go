@@ -217,4 +217,20 @@ func TestANewNamespaceHasRunNoExecCommands(t *testing.T) {
 	if got, want := planLines(t, d, desired), "+ exec    a: true"; !slices.Contains(got, want) {
 		t.Errorf("plan after the namespace was made again: %q, want %q", got, want)
 	}
+
+	// Made again by the plan's script (ip netns add, then lo marked), whose
+	// run failed before the commands: the record is of another namespace.
+	up(t, sb.driver(), desired)
+	sb.replaceWithForeignNetns("a")
+	h := sb.netlinkAt("a")
+	lo, err := h.LinkByName("lo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.LinkSetAlias(lo, r.Marker("again")); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := planLines(t, sb.driver(), desired), "+ exec    a: true"; !slices.Contains(got, want) {
+		t.Errorf("plan after the script made the namespace again: %q, want %q", got, want)
+	}
 }
