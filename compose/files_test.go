@@ -27,6 +27,7 @@ func TestImportReadsOnlyFilesNextToTheComposeFile(t *testing.T) {
 	if err := os.Symlink(secret, filepath.Join(dir, "inner.yml")); err != nil {
 		t.Fatal(err)
 	}
+	writeFile(t, filepath.Join(dir, "nested.yml"), "include: ["+secret+"]\nservices:\n  api: {image: nginx}\n")
 	for name, compose := range map[string]string{
 		"include":             "include: [" + secret + "]\nservices:\n  web: {image: nginx}\n",
 		"include, mapping":    "include:\n  - path: [" + secret + "]\nservices:\n  web: {image: nginx}\n",
@@ -34,6 +35,9 @@ func TestImportReadsOnlyFilesNextToTheComposeFile(t *testing.T) {
 		"include, ..":         "include: [../" + filepath.Base(filepath.Dir(secret)) + "/shadow]\nservices:\n  web: {image: nginx}\n",
 		"include, a variable": "include:\n  - ${HOME}/x.yml\nservices:\n  web: {image: nginx}\n",
 		"extends":             "services:\n  web: {image: nginx, extends: {file: " + secret + ", service: x}}\n",
+		"a second document":   "services:\n  web: {image: nginx}\n---\ninclude: [" + secret + "]\n",
+		"project_directory":   "include:\n  - {path: x.yml, project_directory: " + filepath.Dir(secret) + "}\nservices:\n  web: {image: nginx}\n",
+		"an included file's":  "include: [nested.yml]\nservices:\n  web: {image: nginx}\n",
 	} {
 		path := writeFile(t, filepath.Join(dir, "compose.yml"), compose)
 		_, err := Import(context.Background(), path)
@@ -67,6 +71,26 @@ func TestImportReadsARegularComposeFileOnly(t *testing.T) {
 	for _, path := range []string{fifo, "/dev/zero"} {
 		if _, err := Import(context.Background(), path); err == nil || !strings.Contains(err.Error(), "not a regular file") {
 			t.Errorf("import %s: %v, want a refusal", path, err)
+		}
+	}
+}
+
+// Files next to the compose file may be included and extended, named
+// relatively or absolutely, the compose file itself named relatively.
+func TestImportIncludesFilesNextToTheComposeFile(t *testing.T) {
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "common.yml"), "services:\n  base: {image: nginx, hostname: from-common}\n")
+	writeFile(t, filepath.Join(dir, "extra.yml"), "services:\n  api: {image: nginx, hostname: from-extra}\n")
+	writeFile(t, filepath.Join(dir, "extra2.yml"), "services:\n  db: {image: nginx, hostname: from-extra2}\n")
+	writeFile(t, filepath.Join(dir, "compose.yml"), "include: [extra.yml, "+filepath.Join(dir, "extra2.yml")+"]\nservices:\n  web: {extends: {file: common.yml, service: base}}\n")
+	t.Chdir(dir)
+	res, err := Import(context.Background(), "compose.yml")
+	if err != nil {
+		t.Fatalf("import: %v", err)
+	}
+	for _, want := range []string{"from-common", "from-extra", "from-extra2"} {
+		if !strings.Contains(string(res.Lab), want) {
+			t.Errorf("the lab lacks %q:\n%s", want, res.Lab)
 		}
 	}
 }
