@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"strings"
 
 	"github.com/gopacket/gopacket/layers"
@@ -48,7 +49,7 @@ arp ip ip6 icmp icmp6 tcp udp, [src|dst] host ADDR, [src|dst] net CIDR,
 		},
 	}
 	cmd.Flags().StringVar(&labName, "lab", "", "the lab the namespace belongs to (needed when several labs have it)")
-	cmd.Flags().StringVarP(&file, "write", "w", "", "write the packets to a pcap file instead of printing them")
+	cmd.Flags().StringVarP(&file, "write", "w", "", "write the packets to a pcap file (- for standard output) instead of printing them")
 	cmd.Flags().IntVarP(&count, "count", "c", 0, "stop after this many packets (0: until Ctrl-C)")
 	cmd.Flags().StringVar(&filter, "filter", "", "capture only what matches (a subset of tcpdump's filter syntax)")
 	return cmd
@@ -95,7 +96,7 @@ func (a *app) capture(ctx context.Context, req captureRequest) error {
 		}
 		h.Close()
 	}()
-	w, closeFile, err := openPcap(req.file, h.GetCaptureLength())
+	w, closeFile, err := openPcap(req.file, h.GetCaptureLength(), a.Out)
 	if err != nil {
 		return err
 	}
@@ -105,7 +106,11 @@ func (a *app) capture(ctx context.Context, req captureRequest) error {
 		where = "host:" + topology.Printable(ifname)
 	}
 	fmt.Fprintf(a.Err, "netlab: capturing on %s", where)
-	if req.file != "" {
+	switch req.file {
+	case "":
+	case "-":
+		fmt.Fprint(a.Err, " into standard output")
+	default:
 		fmt.Fprintf(a.Err, " into %s", topology.Printable(req.file))
 	}
 	fmt.Fprintln(a.Err, "; Ctrl-C stops")
@@ -118,21 +123,25 @@ func (a *app) capture(ctx context.Context, req captureRequest) error {
 }
 
 // openPcap creates the pcap file to write to, when one is asked for (nil:
-// print the packets).
-func openPcap(file string, snaplen int) (*pcapgo.Writer, func(), error) {
+// print the packets); "-" writes it to stdout (capture -w - | tcpdump -r -).
+func openPcap(file string, snaplen int, stdout io.Writer) (*pcapgo.Writer, func(), error) {
 	if file == "" {
 		return nil, func() {}, nil
 	}
-	f, err := createOutput(file, 0o600)
-	if err != nil {
-		return nil, nil, err
+	out, closeOut := stdout, func() {}
+	if file != "-" {
+		f, err := createOutput(file, 0o600)
+		if err != nil {
+			return nil, nil, err
+		}
+		out, closeOut = f, func() { f.Close() }
 	}
-	w := pcapgo.NewWriterNanos(f)
+	w := pcapgo.NewWriterNanos(out)
 	if err := w.WriteFileHeader(uint32(snaplen), layers.LinkTypeEthernet); err != nil {
-		f.Close()
+		closeOut()
 		return nil, nil, err
 	}
-	return w, func() { f.Close() }, nil
+	return w, closeOut, nil
 }
 
 // readPackets reads packets until count of them matched (0: no limit) or

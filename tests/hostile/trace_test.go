@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"strconv"
 	"strings"
@@ -276,6 +277,32 @@ func TestCapturePing(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer f.Close()
+	if requests := echoRequests(t, f); requests != 2 {
+		t.Errorf("the pcap holds %d ICMP echo requests, want 2", requests)
+	}
+	if st, err := f.Stat(); err != nil || st.Mode().Perm() != 0o600 {
+		t.Errorf("the pcap file: %v, mode %v; want root's alone", err, st.Mode())
+	}
+
+	// -w -: the pcap on standard output, for tcpdump -r -.
+	out, wait := capture("lan:eth0", "-w", "-", "-c", "1", "--filter", "icmp and dst host 192.0.2.1")
+	sb.OK("ip", "netns", "exec", "lan", "ping", "-c", "1", "192.0.2.1")
+	wait()
+	if requests := echoRequests(t, out); requests != 1 {
+		t.Errorf("the pcap written to standard output holds %d ICMP echo requests, want 1", requests)
+	}
+
+	out, wait = capture("host:docker0", "-c", "1", "--filter", "icmp")
+	sb.OK("ip", "netns", "exec", "c2", "ping", "-c", "1", "172.17.0.2")
+	wait()
+	if !strings.Contains(out.String(), "172.17.0.3 > 172.17.0.2: ICMP echo request") {
+		t.Errorf("printed capture = %q, want a tcpdump-like line of the echo request", out.String())
+	}
+}
+
+// echoRequests counts the ICMP echo requests of a pcap.
+func echoRequests(t *testing.T, f io.Reader) int {
+	t.Helper()
 	r, err := pcapgo.NewReader(f)
 	if err != nil {
 		t.Fatal(err)
@@ -291,16 +318,7 @@ func TestCapturePing(t *testing.T) {
 			requests++
 		}
 	}
-	if requests != 2 {
-		t.Errorf("the pcap holds %d ICMP echo requests, want 2", requests)
-	}
-
-	out, wait := capture("host:docker0", "-c", "1", "--filter", "icmp")
-	sb.OK("ip", "netns", "exec", "c2", "ping", "-c", "1", "172.17.0.2")
-	wait()
-	if !strings.Contains(out.String(), "172.17.0.3 > 172.17.0.2: ICMP echo request") {
-		t.Errorf("printed capture = %q, want a tcpdump-like line of the echo request", out.String())
-	}
+	return requests
 }
 
 // TestFailedCheckHintsTrace: netlab test prints, for a check that failed, the
