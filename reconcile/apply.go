@@ -72,6 +72,9 @@ type ApplyOptions struct {
 
 // ApplyWith is Apply with options.
 func ApplyWith(ctx context.Context, d Driver, p *Plan, o ApplyOptions) error {
+	if len(p.Refusals) > 0 {
+		return &RefusedError{Lab: p.Lab, Reasons: p.Refusals}
+	}
 	var errs []error
 	var done atomic.Int64
 	for _, phase := range p.phases() {

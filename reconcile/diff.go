@@ -14,6 +14,10 @@ type Plan struct {
 	File     string // the lab's file, when known: a script of the plan records it as up does
 	Actions  []Action
 	Warnings []string // found while observing: not netlab's to fix, but the user's to know
+	// Refusals are what this run cannot do of the plan (stop a process in a
+	// cgroup it cannot write): Apply refuses the whole plan before any change.
+	// The plan is still made, so that plan and status show it.
+	Refusals []string
 }
 
 // Empty reports whether the kernel already matches.
@@ -36,8 +40,8 @@ func (p *Plan) Counts() (add, change, destroy int) {
 }
 
 // RefusedError says that the plan needs what this run cannot do (stop a
-// process it cannot stop). It is returned before any change is made, so that
-// no down or up is left half done.
+// process it cannot stop, Plan.Refusals). Apply returns it before any change,
+// so that no down or up is left half done.
 type RefusedError struct {
 	Lab     string
 	Reasons []string
@@ -85,13 +89,10 @@ func Diff(desired, observed *State) (*Plan, error) {
 	d.uts()
 	d.execs()
 	d.processes()
-	if len(d.refusals) > 0 {
-		return nil, &RefusedError{Lab: desired.Lab, Reasons: d.refusals}
-	}
 	slices.SortStableFunc(d.actions, func(a, b Action) int {
 		return cmp.Or(cmp.Compare(a.Phase(), b.Phase()), strings.Compare(sortKey(a), sortKey(b)))
 	})
-	return &Plan{Lab: desired.Lab, Actions: d.actions, Warnings: append(slices.Clone(observed.Warnings), d.warnings...)}, nil
+	return &Plan{Lab: desired.Lab, Actions: d.actions, Warnings: append(slices.Clone(observed.Warnings), d.warnings...), Refusals: d.refusals}, nil
 }
 
 // sortKey orders actions within a phase: by object, unless the action says
@@ -644,7 +645,6 @@ func (d *differ) processes() {
 		if p.Unstoppable != "" && (!wanted || d.goneNetns[k.NS]) {
 			// Stopped, or gone with its namespace: neither is this run's to do.
 			d.refusals = append(d.refusals, fmt.Sprintf("netns %s: %q cannot be stopped: %s", k.NS, k.Command, p.Unstoppable))
-			continue
 		}
 		if !wanted && !d.goneNetns[k.NS] {
 			d.add(StopProcess{Lab: d.desired.Lab, Process: *p})

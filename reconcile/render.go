@@ -41,6 +41,9 @@ func (p *Plan) WriteText(w io.Writer) error {
 	for _, warning := range p.Warnings {
 		b.WriteString("\nWarning: " + topology.PrintableLines(warning) + "\n")
 	}
+	for _, refusal := range p.Refusals {
+		b.WriteString("\nRefused: this run cannot carry out the plan: " + topology.PrintableLines(refusal) + "\n")
+	}
 	_, err := io.WriteString(w, b.String())
 	return err
 }
@@ -76,11 +79,12 @@ type jsonPlan struct {
 	Destroy  int          `json:"destroy"`
 	Summary  string       `json:"summary"`
 	Warnings []string     `json:"warnings,omitempty"`
+	Refusals []string     `json:"refusals,omitempty"` // why up would refuse this plan (Plan.Refusals)
 }
 
 // WriteJSON prints the plan as one JSON document.
 func (p *Plan) WriteJSON(w io.Writer) error {
-	out := jsonPlan{Lab: p.Lab, Actions: []jsonAction{}, Summary: p.Summary(), Warnings: p.Warnings}
+	out := jsonPlan{Lab: p.Lab, Actions: []jsonAction{}, Summary: p.Summary(), Warnings: p.Warnings, Refusals: p.Refusals}
 	for _, a := range p.Actions {
 		// Object and details are the text plan's, escaped the same way: encoding/json
 		// escapes C0 controls but would pass a bidi override through raw.
@@ -99,6 +103,10 @@ func (p *Plan) WriteCommands(w io.Writer) error {
 	fmt.Fprintf(&b, "#!/bin/sh\n# netlab plan for lab %s, as the equivalent iproute2 commands.\n", p.Lab)
 	for _, warning := range p.Warnings {
 		fmt.Fprintf(&b, "#\n# Warning: %s\n", topology.Printable(warning))
+	}
+	for _, refusal := range p.Refusals {
+		// As up refuses it: before any change.
+		fmt.Fprintf(&b, "echo %s >&2; exit 1\n", shellQuote("netlab: this run cannot carry out the plan: "+refusal))
 	}
 	b.WriteString("set -e\n")
 	if p.File != "" {

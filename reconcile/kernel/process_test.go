@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -397,8 +398,17 @@ func TestProcessesOfARunWithOtherCgroupRights(t *testing.T) {
 		}
 	}
 	// ...and refuses a plan that would stop them, the host's or one whose
-	// namespace it deletes, before it changes anything.
-	_, err = r.MakePlan(context.Background(), readOnly, r.NewState("bycg"))
+	// namespace it deletes, before it changes anything; the plan is still
+	// shown (status keeps its drift).
+	plan, err := r.MakePlan(context.Background(), readOnly, r.NewState("bycg"))
+	if err != nil {
+		t.Fatalf("plan of the down: %v", err)
+	}
+	stopsHost := func(l string) bool { return strings.HasPrefix(l, "- process host: sleep 1043 (pid ") }
+	if got := lines(plan); !slices.ContainsFunc(got, stopsHost) || !slices.Contains(got, "- netns   a") {
+		t.Errorf("plan of the down: %q, want the host's process stopped and a deleted", got)
+	}
+	err = r.Apply(context.Background(), readOnly, plan)
 	for _, want := range []string{"nothing was changed", `netns host: "sleep 1043" cannot be stopped: it runs in cgroup `, `netns a: "sleep 1045" cannot be stopped`, "cannot write"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("down by a run that cannot write the lab's cgroups: %v, want a refusal with %q", err, want)
@@ -406,6 +416,9 @@ func TestProcessesOfARunWithOtherCgroupRights(t *testing.T) {
 	}
 	if running := labProcesses(t, "bycg"); running["sleep 1043"] == 0 || running["sleep 1045"] == 0 {
 		t.Errorf("the refused down stopped a process anyway: %v", running)
+	}
+	if _, err := os.Stat(sb.nsPath("a")); err != nil {
+		t.Errorf("the refused down deleted namespace a: %v", err)
 	}
 	down(t, sb.driver(), "bycg")
 }
