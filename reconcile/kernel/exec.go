@@ -90,27 +90,44 @@ func (d *Driver) observeExecs(s *reconcile.State) error {
 		if _, exists := s.Namespaces[ns]; !exists && ns != reconcile.Host {
 			continue // its namespace is gone: so is what ran in it
 		}
-		var rec execRecord
-		if err := d.state.readJSON(d.state.execPath(s.Lab, ns), &rec); err != nil {
+		ran, err := d.readExecs(s.Lab, ns)
+		if err != nil {
 			// A damaged record is an empty one: the commands run again.
 			d.log.Debug("unreadable exec record", "netns", ns, "err", err)
 			continue
 		}
-		if len(rec.Commands) == 0 || rec.NS != ns {
-			continue
+		if len(ran) > 0 {
+			s.Execs[ns] = ran
 		}
-		if rec.Cookie != 0 {
-			cookie, err := d.netnsCookie(ns)
-			if err != nil {
-				return err
-			}
-			if cookie != 0 && cookie != rec.Cookie {
-				continue // of an earlier namespace of that name: nothing ran in this one
-			}
-		}
-		s.Execs[ns] = rec.Commands
 	}
 	return nil
+}
+
+// readExecs reads the commands recorded as run in a namespace as it is now:
+// none when there is no record, or the record is of another namespace of that
+// name (another cookie) or of another name.
+func (d *Driver) readExecs(lab, ns string) ([]reconcile.ExecCommand, error) {
+	var rec execRecord
+	err := d.state.readJSON(d.state.execPath(lab, ns), &rec)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("netns %s: read exec record: %w", ns, err)
+	}
+	if rec.NS != ns {
+		return nil, nil
+	}
+	if rec.Cookie != 0 {
+		cookie, err := d.netnsCookie(ns)
+		if err != nil {
+			return nil, err
+		}
+		if cookie != 0 && cookie != rec.Cookie {
+			return nil, nil // of an earlier namespace of that name: nothing ran in this one
+		}
+	}
+	return rec.Commands, nil
 }
 
 // runExec runs one `exec:` command with /bin/sh in its namespace (through
@@ -173,11 +190,11 @@ func (d *Driver) runExec(ctx context.Context, a reconcile.RunExec) error {
 // exec: list ran and succeeded, after the commands before it, as runExec does:
 // for the script of `plan -o commands`.
 func (d *Driver) RecordExec(lab, ns string, index int, command string) error {
-	var rec execRecord
-	if err := d.state.readJSON(d.state.execPath(lab, ns), &rec); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("netns %s: read exec record: %w", ns, err)
+	ran, err := d.readExecs(lab, ns)
+	if err != nil {
+		return err
 	}
-	list, err := reconcile.RecordedExec(rec.Commands, index, command)
+	list, err := reconcile.RecordedExec(ran, index, command)
 	if err != nil {
 		return fmt.Errorf("netns %s: %w", ns, err)
 	}
@@ -188,14 +205,14 @@ func (d *Driver) RecordExec(lab, ns string, index int, command string) error {
 // commands (what ForgetExec does): `netlab __forget-exec`, for the script of
 // `plan -o commands`.
 func (d *Driver) KeepExecs(lab, ns string, keep int) error {
-	var rec execRecord
-	if err := d.state.readJSON(d.state.execPath(lab, ns), &rec); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("netns %s: read exec record: %w", ns, err)
+	ran, err := d.readExecs(lab, ns)
+	if err != nil {
+		return err
 	}
-	if keep >= len(rec.Commands) {
+	if keep >= len(ran) {
 		return nil
 	}
-	return d.writeExecs(lab, ns, rec.Commands[:keep])
+	return d.writeExecs(lab, ns, ran[:keep])
 }
 
 // netnsCookie is the kernel's number for a namespace, which no other network

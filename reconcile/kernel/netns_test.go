@@ -233,4 +233,8 @@ func TestANewNamespaceHasRunNoExecCommands(t *testing.T) {
 	if got, want := planLines(t, sb.driver(), desired), "+ exec    a: true"; !slices.Contains(got, want) {
 		t.Errorf("plan after the script made the namespace again: %q, want %q", got, want)
 	}
+	// Nor does the script's record of a second command count the first as run.
+	if err := sb.driver().RecordExec("again", "a", 1, "true again"); err == nil {
+		t.Error("command 2 recorded after command 1 of another namespace")
+	}
 }
