@@ -6,8 +6,8 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"os"
 	"path/filepath"
-	"strings"
 
 	"go.yaml.in/yaml/v3"
 
@@ -21,45 +21,18 @@ const maxComposeSize = 4 << 20
 // checkFiles refuses, before compose-go reads anything, what would make the
 // import read files the user did not mean to give it. netlab runs as root,
 // and compose-go quotes the lines of a file it cannot parse in its errors:
-// `include: [/etc/shadow]` printed root's password hashes. The compose file
-// must be a regular file of at most 4 MiB (a FIFO would hang the import,
-// /dev/zero fill the memory). Every file it names that compose-go would read
-// (what it includes or extends, a project directory and the .env there, in
-// every document of the file and, in turn, of each included or extended file)
-// must lie in the compose file's directory once links are followed, named
-// without variables or ~.
+// `include: [/etc/shadow]` printed root's password hashes. So the import reads
+// one compose file and the .env next to it, nothing else:
+//   - the compose file is a regular file of at most 4 MiB (a FIFO would hang
+//     the import, /dev/zero fill the memory);
+//   - `include:` and `extends: {file: ...}` are refused, in every document of
+//     the file: compose-go resolves the paths of included files against
+//     directories of its own choosing (the working directory, a
+//     project_directory), which a check of paths could only guess.
+//     `docker compose config` merges them into one file to import;
+//   - the .env, if there is one, lies in the compose file's directory once
+//     links are followed.
 func checkFiles(path string) error {
-	dir, err := filepath.Abs(filepath.Dir(path))
-	if err != nil {
-		return err
-	}
-	if dir, err = filepath.EvalSymlinks(dir); err != nil {
-		return err
-	}
-	c := &fileCheck{root: dir, seen: map[string]bool{}}
-	return c.file(path)
-}
-
-// fileCheck walks the files a compose file names, within root.
-type fileCheck struct {
-	root string
-	seen map[string]bool
-}
-
-// file checks one compose file and, in turn, those it names.
-func (c *fileCheck) file(path string) error {
-	abs, err := filepath.Abs(path)
-	if err != nil {
-		return err
-	}
-	real, err := filepath.EvalSymlinks(abs)
-	if err != nil {
-		return err
-	}
-	if c.seen[real] {
-		return nil
-	}
-	c.seen[real] = true
 	data, err := topology.ReadFile(path)
 	if err != nil {
 		return err
@@ -67,8 +40,6 @@ func (c *fileCheck) file(path string) error {
 	if len(data) > maxComposeSize {
 		return fmt.Errorf("%s is larger than 4 MiB; a compose file is a few kilobytes", path)
 	}
-	dir := filepath.Dir(real)
-	refs, composeFiles := []string{filepath.Join(dir, ".env")}, []string(nil)
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	for {
 		var doc map[string]any
@@ -79,99 +50,51 @@ func (c *fileCheck) file(path string) error {
 		if err != nil {
 			break // not ours to report: compose-go says what is wrong, with its position
 		}
-		included, dirs := includes(doc["include"])
-		composeFiles = append(composeFiles, included...)
-		composeFiles = append(composeFiles, extended(doc["services"])...)
-		for _, d := range dirs {
-			refs = append(refs, d, filepath.Join(d, ".env"))
+		if what := otherFiles(doc); what != "" {
+			return fmt.Errorf("%s: %s: import reads one compose file; merge the others into it first (docker compose config > one.yml)", path, what)
 		}
 	}
-	for _, ref := range append(refs, composeFiles...) {
-		if err := c.inRoot(dir, ref); err != nil {
-			return fmt.Errorf("%s: %w", path, err)
-		}
-	}
-	for _, f := range composeFiles {
-		if !filepath.IsAbs(f) {
-			f = filepath.Join(dir, f)
-		}
-		if err := c.file(f); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return err
-		}
-	}
-	return nil
+	return envInDirectory(path)
 }
 
-// includes are the files an include: list reads (each entry's path and
-// env_file) and its entries' project directories. A value that is not a list
-// is checked all the same: compose-go reports it, after it read what it names.
-func includes(v any) (files, dirs []string) {
-	entries, ok := v.([]any)
-	if !ok {
-		entries = []any{v}
+// otherFiles names what in a compose document reads another compose file:
+// "" for nothing.
+func otherFiles(doc map[string]any) string {
+	if doc["include"] != nil {
+		return "include:"
 	}
-	for _, e := range entries {
-		m, ok := e.(map[string]any)
-		if !ok {
-			files = append(files, stringsOf(e)...)
-			continue
-		}
-		files = append(files, stringsOf(m["path"])...)
-		files = append(files, stringsOf(m["env_file"])...)
-		dirs = append(dirs, stringsOf(m["project_directory"])...)
-	}
-	return files, dirs
-}
-
-// extended are the files services extend (extends: {file: ...}).
-func extended(v any) []string {
-	services, _ := v.(map[string]any)
-	var files []string
-	for _, svc := range services {
-		if m, ok := svc.(map[string]any); ok {
-			if ext, ok := m["extends"].(map[string]any); ok {
-				files = append(files, stringsOf(ext["file"])...)
-			}
+	services, _ := doc["services"].(map[string]any)
+	for name, svc := range services {
+		m, _ := svc.(map[string]any)
+		if ext, ok := m["extends"].(map[string]any); ok && ext["file"] != nil {
+			return fmt.Sprintf("service %s: extends: {file: ...}", topology.Printable(name))
 		}
 	}
-	return files
+	return ""
 }
 
-// stringsOf is a string, or the strings of a list.
-func stringsOf(v any) []string {
-	switch v := v.(type) {
-	case string:
-		return []string{v}
-	case []any:
-		var out []string
-		for _, e := range v {
-			out = append(out, stringsOf(e)...)
-		}
-		return out
+// envInDirectory refuses a .env next to the compose file that leads outside
+// its directory (a link to /etc/shadow).
+func envInDirectory(path string) error {
+	dir, err := filepath.Abs(filepath.Dir(path))
+	if err != nil {
+		return err
 	}
-	return nil
-}
-
-// inRoot refuses a file a compose file in dir names that is not in the
-// root directory once links are followed. One that does not exist is left to
-// compose-go to report.
-func (c *fileCheck) inRoot(dir, name string) error {
-	if strings.ContainsAny(name, "$~") {
-		return fmt.Errorf("%q: import reads no file named with a variable or ~, only files next to the compose file", name)
+	if dir, err = filepath.EvalSymlinks(dir); err != nil {
+		return err
 	}
-	path := name
-	if !filepath.IsAbs(path) {
-		path = filepath.Join(dir, path)
-	}
-	real, err := filepath.EvalSymlinks(path)
+	real, err := filepath.EvalSymlinks(filepath.Join(dir, ".env"))
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil
 	}
 	if err != nil {
 		return err
 	}
-	if rel, err := filepath.Rel(c.root, real); err != nil || rel == ".." || strings.HasPrefix(rel, "../") {
-		return fmt.Errorf("%q is outside %s: import reads only files next to the compose file", name, c.root)
+	if filepath.Dir(real) != dir {
+		return fmt.Errorf("%s: .env leads outside %s: import reads only files next to the compose file", path, dir)
+	}
+	if st, err := os.Stat(real); err != nil || !st.Mode().IsRegular() {
+		return fmt.Errorf("%s: .env is not a regular file", path)
 	}
 	return nil
 }
