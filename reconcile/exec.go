@@ -5,9 +5,10 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
-	"netlab/topology"
 	"slices"
 	"strings"
+
+	"netlab/topology"
 )
 
 // One-shot setup commands: the `exec:` list of a namespace (or of the host) runs

@@ -80,6 +80,9 @@ type Driver struct {
 	// have, in any namespace, each with the nearest one it has ("" none): Observe
 	// reports them as State.MissingSysctls and writing one fails.
 	NoSysctl map[string]string
+	// Unstoppable says, by process, why this run could not stop it (a cgroup
+	// it cannot write): Observe reports it as Process.Unstoppable.
+	Unstoppable map[r.ProcKey]string
 }
 
 // New returns an empty fake kernel with only the host namespace.
@@ -317,6 +320,7 @@ func (d *Driver) Observe(_ context.Context, q r.Query) (*r.State, error) {
 	for key, p := range d.procs {
 		if p.lab == q.Lab {
 			c := p.Process
+			c.Unstoppable = d.Unstoppable[key]
 			s.Processes[key] = &c
 		}
 	}

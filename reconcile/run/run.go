@@ -188,6 +188,10 @@ func Down(ctx context.Context, k Kernel, lab string, o Options) error {
 	if err == nil {
 		err = plan.WriteText(o.Out)
 	}
+	if err == nil && len(plan.Refusals) > 0 {
+		// Nothing is done, and running down again here would not help.
+		err = &reconcile.RefusedError{Lab: lab, Reasons: plan.Refusals}
+	}
 	if err != nil {
 		release(false)
 		return err

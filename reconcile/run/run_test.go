@@ -200,6 +200,38 @@ func TestDownCarriesOnPastAFailure(t *testing.T) {
 	s.down()
 }
 
+// TestDownThatCannotStopAProcessChangesNothing: a process this run cannot
+// stop (in a cgroup it cannot write) refuses the whole down before any change,
+// without the advice to run down again (which would refuse again), and the
+// plan is still printed.
+func TestDownThatCannotStopAProcessChangesNothing(t *testing.T) {
+	s := newSession(t)
+	s.up()
+	st, _ := s.d.Observe(context.Background(), r.Query{Lab: "docker-bridge"})
+	s.d.Unstoppable = map[r.ProcKey]string{}
+	for k := range st.Processes {
+		s.d.Unstoppable[k] = "it runs in cgroup X, which this run cannot write"
+	}
+	if len(s.d.Unstoppable) == 0 {
+		t.Fatal("the lab has no process: the test proves nothing")
+	}
+	writes := s.d.Writes
+	err := run.Down(context.Background(), s.d, "docker-bridge", options(&s.out, s.l))
+	var refused *r.RefusedError
+	if !errors.As(err, &refused) || strings.Contains(err.Error(), "again") {
+		t.Fatalf("down: %v, want a refusal", err)
+	}
+	s.l.took(t, "lock docker-bridge", "release remove=false")
+	if s.d.Writes != writes {
+		t.Errorf("the refused down made %d changes", s.d.Writes-writes)
+	}
+	if out := s.out.String(); !strings.Contains(out, "- netns   web") || !strings.Contains(out, "Refused: this run cannot carry out the plan: ") {
+		t.Errorf("down printed:\n%s", out)
+	}
+	s.d.Unstoppable = nil
+	s.down()
+}
+
 // TestWrongNetnsChangesNothing: a lab worked on from another network namespace
 // is refused before anything is planned, and the lock is released.
 func TestWrongNetnsChangesNothing(t *testing.T) {
