@@ -583,6 +583,27 @@ func decodeValues(types []reconcile.DataType, b []byte) (out []reconcile.Value, 
 	return out, len(b) == 0
 }
 
+// setElements reads the elements of a set. A dump longer than one message is
+// paged by position, and the kernel grows a hash set in the background after a
+// large insert (as up has just made): if it does so between two pages, they
+// miss or repeat elements. Once, under load, a verify read 2580 of 3000
+// elements netlab had just written. A set that takes several pages is read
+// again until two reads agree in size (five reads at most).
+func setElements(conn *nftables.Conn, s *nftables.Set) ([]nftables.SetElement, error) {
+	elements, err := conn.GetSetElements(s)
+	if err != nil || len(elements) < 100 { // one page holds a few hundred
+		return elements, err
+	}
+	for range 4 {
+		again, err := conn.GetSetElements(s)
+		if err != nil || len(again) == len(elements) {
+			return again, err
+		}
+		elements = again
+	}
+	return elements, nil
+}
+
 // observeSets reads the sets of a table back into the model; a set netlab
 // could not have written reads as one of a type netlab does not write, which
 // differs from any the lab wants.
@@ -609,7 +630,7 @@ func (d *Driver) observeSets(conn *nftables.Conn, table *nftables.Table, ns stri
 		case s.IsMap:
 			rs.Data = typesOf(s.DataType.GetNFTMagic())
 		}
-		elements, err := conn.GetSetElements(s)
+		elements, err := setElements(conn, s)
 		if err != nil {
 			return nil, err
 		}
