@@ -87,6 +87,9 @@ func recognised(enter Enter) Enter {
 	}
 }
 
+// maxParallelChecks is how many checks run at once.
+const maxParallelChecks = 256
+
 // Timeout bounds each attempt; namespaces on one machine answer in microseconds,
 // so this only matters for what is meant to fail.
 var Timeout = time.Second
@@ -97,13 +100,18 @@ var Timeout = time.Second
 func Run(ctx context.Context, checks []Check, enter Enter) []Result {
 	results := make([]Result, len(checks))
 	var wg sync.WaitGroup
+	// Each check holds an OS thread in its namespace while it waits (up to
+	// Timeout per attempt): ten thousand checks at once would pass Go's limit
+	// of 10,000 threads and end netlab.
+	slots := make(chan struct{}, maxParallelChecks)
 	for i, c := range checks {
 		if c.Kind == "throughput" {
 			continue
 		}
 		wg.Add(1)
+		slots <- struct{}{}
 		go func() {
-			defer wg.Done()
+			defer func() { <-slots; wg.Done() }()
 			results[i] = run(ctx, c, enter)
 		}()
 	}
@@ -119,7 +127,10 @@ func run(ctx context.Context, c Check, enter Enter) Result {
 	var err error
 	switch {
 	case c.Unresolved != "":
-		err = errors.New(c.Unresolved)
+		// Nothing is sent, but the check still needs its namespace to be the
+		// lab's: a name that cannot be resolved from nowhere proves no
+		// blocking.
+		err = enter(c.From, func() error { return errors.New(c.Unresolved) })
 	case c.Kind == "mesh":
 		return runMesh(ctx, c, enter)
 	case c.Kind == "ping":
