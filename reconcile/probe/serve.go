@@ -51,7 +51,13 @@ func Serve(ctx context.Context, kind string, port int, body string, ready func()
 				w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 				io.WriteString(w, body)
 			}),
+			// A client that sends a request and then nothing, or a little,
+			// holds a connection for as long as the server waits: it waits
+			// a bounded time, as for the request's headers.
 			ReadHeaderTimeout: 10 * time.Second,
+			ReadTimeout:       30 * time.Second,
+			WriteTimeout:      30 * time.Second,
+			IdleTimeout:       time.Minute,
 		}
 		err = srv.Serve(l)
 	case "tcp-echo":
@@ -74,20 +80,33 @@ func serveEcho(l net.Listener) error {
 			}
 			return err
 		}
-		go func() {
-			defer c.Close()
-			r := bufio.NewReader(c)
-			for {
-				line, err := r.ReadString('\n')
-				if strings.TrimSpace(line) == WhoAmI {
-					fmt.Fprintf(c, "you are %s\n", c.RemoteAddr())
-				} else if line != "" {
-					io.WriteString(c, line)
-				}
-				if err != nil {
-					return
-				}
-			}
-		}()
+		go echo(c)
+	}
+}
+
+// Echo's bounds: a line longer than echoLine is echoed in pieces of that size
+// (its memory is bounded, whatever a client streams without a newline), and a
+// connection idle for echoIdle is closed (a hand-typed nc session has ten
+// minutes between lines).
+const (
+	echoLine = 64 << 10
+	echoIdle = 10 * time.Minute
+)
+
+// echo answers one connection: each line back, or for WhoAmI the client's address.
+func echo(c net.Conn) {
+	defer c.Close()
+	r := bufio.NewReaderSize(c, echoLine)
+	for {
+		c.SetReadDeadline(time.Now().Add(echoIdle))
+		line, err := r.ReadSlice('\n')
+		if strings.TrimSpace(string(line)) == WhoAmI {
+			fmt.Fprintf(c, "you are %s\n", c.RemoteAddr())
+		} else if len(line) > 0 {
+			c.Write(line)
+		}
+		if err != nil && !errors.Is(err, bufio.ErrBufferFull) {
+			return
+		}
 	}
 }

@@ -87,45 +87,8 @@ func measure(ctx context.Context, c Check, enter Enter) (float64, error) {
 	}
 	defer l.Close()
 	_, port, _ := net.SplitHostPort(l.Addr().String())
-	type result struct {
-		bytes   int64
-		elapsed time.Duration
-		err     error
-	}
-	done := make(chan result, 1)
-	go func() {
-		conn, err := l.Accept()
-		if err != nil {
-			done <- result{err: err}
-			return
-		}
-		defer conn.Close()
-		buf := make([]byte, 256<<10)
-		// The first byte starts the clock.
-		conn.SetReadDeadline(time.Now().Add(Timeout + Duration))
-		n, err := conn.Read(buf)
-		if err != nil {
-			done <- result{err: fmt.Errorf("nothing arrived: %w", err)}
-			return
-		}
-		start := time.Now()
-		end := start.Add(Duration)
-		var total int64
-		conn.SetReadDeadline(end)
-		for {
-			n, err = conn.Read(buf)
-			total += int64(n)
-			if err != nil {
-				break
-			}
-		}
-		if elapsed := time.Since(start); elapsed < Duration*9/10 {
-			done <- result{err: fmt.Errorf("the sender stopped after %s: %w", elapsed.Round(time.Millisecond), err)}
-			return
-		}
-		done <- result{bytes: total, elapsed: Duration}
-	}()
-
+	done := make(chan sinkResult, 1)
+	go func() { done <- receive(l) }()
 	target := net.JoinHostPort(c.Target, port)
 	conn, err := dial(ctx, c.From, target, enter)
 	if err != nil {
@@ -145,11 +108,15 @@ func measure(ctx context.Context, c Check, enter Enter) (float64, error) {
 		}
 		sendErr <- ctx.Err()
 	}()
-	var res result
+	var res sinkResult
 	select {
 	case res = <-done:
 	case <-ctx.Done():
 		return 0, ctx.Err()
+	case <-time.After(2*Timeout + 2*Duration):
+		// The sender's connection went elsewhere (a DNAT of every port) and
+		// the sink was never reached: it would wait for ever.
+		res.err = fmt.Errorf("the sink in %s received no connection", c.Sink)
 	}
 	l.Close()
 	conn.Close() // the sink has closed; the sender stops
@@ -158,4 +125,43 @@ func measure(ctx context.Context, c Check, enter Enter) (float64, error) {
 		return 0, res.err
 	}
 	return float64(res.bytes*8) / res.elapsed.Seconds(), nil
+}
+
+// sinkResult is what the sink of a throughput check received.
+type sinkResult struct {
+	bytes   int64
+	elapsed time.Duration
+	err     error
+}
+
+// receive is the sink: it takes one connection and counts what arrives in
+// Duration from its first byte.
+func receive(l net.Listener) sinkResult {
+	conn, err := l.Accept()
+	if err != nil {
+		return sinkResult{err: err}
+	}
+	defer conn.Close()
+	buf := make([]byte, 256<<10)
+	// The first byte starts the clock.
+	conn.SetReadDeadline(time.Now().Add(Timeout + Duration))
+	n, err := conn.Read(buf)
+	if err != nil {
+		return sinkResult{err: fmt.Errorf("nothing arrived: %w", err)}
+	}
+	start := time.Now()
+	end := start.Add(Duration)
+	var total int64
+	conn.SetReadDeadline(end)
+	for {
+		n, err = conn.Read(buf)
+		total += int64(n)
+		if err != nil {
+			break
+		}
+	}
+	if elapsed := time.Since(start); elapsed < Duration*9/10 {
+		return sinkResult{err: fmt.Errorf("the sender stopped after %s: %w", elapsed.Round(time.Millisecond), err)}
+	}
+	return sinkResult{bytes: total, elapsed: Duration}
 }
