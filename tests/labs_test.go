@@ -105,6 +105,15 @@ func TestExec(t *testing.T) {
 	if res := sb.Exec("netlab", "exec", "c3", "--", "sh", "-c", "exit 7"); res.Code != 7 {
 		t.Errorf("exec exit status: %d, want 7", res.Code)
 	}
+	// A command a signal ended: 128+N, as a shell says it (SIGTERM: 143).
+	if res := sb.Exec("netlab", "exec", "c3", "--", "sh", "-c", "kill -TERM $$"); res.Code != 143 {
+		t.Errorf("exec of a command SIGTERM ended: exit %d, want 143", res.Code)
+	}
+	// A SIGTERM to netlab alone is passed on to the command, and netlab then
+	// says how it ended.
+	if out := sb.OK("sh", "-c", "netlab exec c3 -- sleep 30 & p=$!; sleep 0.5; kill -TERM $p; wait $p; echo code=$?"); out != "code=143\n" {
+		t.Errorf("SIGTERM to netlab exec: %q, want code=143 within the command's 30 s", out)
+	}
 	if res := sb.Exec("netlab", "exec", "nowhere", "--", "true"); res.Code != 1 || !strings.Contains(res.Stderr, `no running lab has a namespace "nowhere"`) {
 		t.Errorf("exec in an unknown namespace: exit %d, %q", res.Code, res.Stderr)
 	}

@@ -54,12 +54,17 @@ that name. Exit status: the command's.
 			if err != nil {
 				return err
 			}
-			// As system(3) does: while the command runs, a SIGINT from the terminal
-			// is the command's, and netlab catches and drops it (main's second
-			// signal must not end netlab under an interactive shell). Caught, not
-			// ignored: an ignored signal would stay ignored in the command.
-			signal.Notify(make(chan os.Signal, 1), os.Interrupt, syscall.SIGTERM)
-			code, err := d.Exec(ns, argv, os.Stdin, os.Stdout, os.Stderr)
+			// As system(3) does: while the command runs, a SIGINT or SIGQUIT from
+			// the terminal is the command's (the terminal sends it to both), and
+			// netlab catches and drops it: main's second signal must not end
+			// netlab under an interactive shell, nor Ctrl-\ leave the command
+			// running without it. Caught, not ignored: an ignored signal would
+			// stay ignored in the command. A SIGTERM sent to netlab alone is
+			// passed on to the command.
+			signal.Notify(make(chan os.Signal, 1), os.Interrupt, syscall.SIGQUIT)
+			terms := make(chan os.Signal, 1)
+			signal.Notify(terms, syscall.SIGTERM)
+			code, err := d.Exec(ns, argv, os.Stdin, os.Stdout, os.Stderr, terms)
 			if err != nil {
 				return err
 			}

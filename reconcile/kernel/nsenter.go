@@ -63,8 +63,10 @@ func closeExtraFiles(cmd *exec.Cmd) {
 }
 
 // Exec runs argv inside a lab namespace with the caller's standard streams and
-// returns its exit code: `netlab exec`.
-func (d *Driver) Exec(ns string, argv []string, stdin *os.File, stdout, stderr *os.File) (int, error) {
+// returns its exit status as a shell gives it (128+N for a command a signal N
+// ended): `netlab exec`. The signals that arrive on forward are passed on to
+// the command (a SIGTERM sent to netlab alone).
+func (d *Driver) Exec(ns string, argv []string, stdin *os.File, stdout, stderr *os.File, forward <-chan os.Signal) (int, error) {
 	if !fileExists(d.netnsPath(ns)) {
 		return 0, fmt.Errorf("netns %s: no such namespace in %s", ns, d.netnsDir)
 	}
@@ -73,13 +75,32 @@ func (d *Driver) Exec(ns string, argv []string, stdin *os.File, stdout, stderr *
 		return 0, err
 	}
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdin, stdout, stderr
-	err = cmd.Run()
+	err = cmd.Start()
 	closeExtraFiles(cmd)
-	var exit *exec.ExitError
-	if errors.As(err, &exit) {
-		return exit.ExitCode(), nil
+	if err != nil {
+		return 0, err
 	}
-	return 0, err
+	done := make(chan struct{})
+	defer close(done)
+	go func() {
+		for {
+			select {
+			case sig := <-forward:
+				cmd.Process.Signal(sig)
+			case <-done:
+				return
+			}
+		}
+	}()
+	err = cmd.Wait()
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) {
+		return 0, err
+	}
+	if ws, ok := exit.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+		return 128 + int(ws.Signal()), nil
+	}
+	return exit.ExitCode(), nil
 }
 
 func withoutMarkers(env []string) []string {

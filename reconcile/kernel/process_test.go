@@ -198,7 +198,7 @@ func (sb *sandbox) execIn(t *testing.T, d *Driver, ns string, argv ...string) st
 		t.Fatal(err)
 	}
 	defer out.Close()
-	if _, err := d.Exec(ns, argv, nil, out, out); err != nil {
+	if _, err := d.Exec(ns, argv, nil, out, out, nil); err != nil {
 		t.Fatalf("exec %v in %s: %v", argv, ns, err)
 	}
 	b, _ := os.ReadFile(out.Name())
