@@ -115,11 +115,6 @@ func sysctlInterface(parts []string) int {
 // not there, as a whole path ("" when nothing is near). One that root may
 // write but not read is refused (see writeOnlySysctl).
 func (d *Driver) sysctlMissingHere(k reconcile.SysctlKey) (missing bool, near string, err error) {
-	if f, err := d.openSysctl(k.Path, unix.O_RDONLY); err == nil {
-		f.Close()
-	} else if errors.Is(err, fs.ErrPermission) {
-		return false, "", writeOnlySysctl(k)
-	}
 	parts := strings.Split(k.Path, "/")
 	look := slices.Clone(parts)
 	if i := sysctlInterface(parts); i >= 0 {
@@ -131,7 +126,11 @@ func (d *Driver) sysctlMissingHere(k reconcile.SysctlKey) (missing bool, near st
 			look[i] = "default"
 		}
 	}
-	if ok, err := d.sysctlExistsHere(strings.Join(look, "/")); ok || err != nil {
+	ok, err := d.sysctlExistsHere(strings.Join(look, "/"))
+	if errors.Is(err, errWriteOnly) {
+		return false, "", writeOnlySysctl(k)
+	}
+	if ok || err != nil {
 		return false, "", err
 	}
 	for i := range look {
@@ -156,16 +155,20 @@ func (d *Driver) sysctlMissingHere(k reconcile.SysctlKey) (missing bool, near st
 	return true, "", nil
 }
 
+// errWriteOnly: a sysctl that exists and cannot be opened for reading
+// (net.ipv4.route.flush).
+var errWriteOnly = errors.New("write-only sysctl")
+
 // sysctlExistsHere reports whether a sysctl file or directory exists in the
 // calling thread's namespace. One that exists but cannot be opened for reading
-// (net.ipv4.route.flush is write-only) exists.
+// is errWriteOnly.
 func (d *Driver) sysctlExistsHere(path string) (bool, error) {
 	f, err := d.openSysctl(path, unix.O_RDONLY)
 	switch {
 	case errors.Is(err, fs.ErrNotExist), errors.Is(err, unix.ENOTDIR):
 		return false, nil
 	case errors.Is(err, fs.ErrPermission):
-		return true, nil
+		return true, errWriteOnly
 	case err != nil:
 		return false, err
 	}
