@@ -38,9 +38,9 @@ var _ reconcile.Applier = applier{}
 
 // ApplyCreateNetns forgets, before it creates the namespace, the exec commands
 // recorded for a namespace of that name: nothing has run in a new one. The
-// record of one deleted behind netlab's back (or by a run killed between the
-// deletion and forgetting) would otherwise make the next up skip them, once the
-// namespace exists again, even if this up fails before its exec commands.
+// record's namespace cookie tells that too (see readExecs), but kernels before
+// 5.14 have none: there the record of one deleted behind netlab's back would
+// make the next up skip the commands, even if this up fails before them.
 func (d applier) ApplyCreateNetns(_ context.Context, a reconcile.CreateNetns) error {
 	if err := d.state.forgetExecs(a.Lab, a.Name); err != nil {
 		return err

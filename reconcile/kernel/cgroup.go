@@ -93,14 +93,12 @@ func (d *Driver) hostNetnsKey() (string, error) {
 	if err != nil {
 		return "", err
 	}
-	h, done, err := d.use(reconcile.Host)
+	cookie, err := d.netnsCookie(reconcile.Host)
 	if err != nil {
 		return "", err
 	}
-	defer done()
-	cookie, err := unix.GetsockoptUint64(h.rt.fd, unix.SOL_SOCKET, unix.SO_NETNS_COOKIE)
-	if err != nil {
-		return "", fmt.Errorf("netns cookie: %w", err)
+	if cookie == 0 {
+		return "", fmt.Errorf("netns cookie: %w", unix.ENOPROTOOPT)
 	}
 	return fmt.Sprintf("net-%d-%d", id.Ino, cookie), nil
 }

@@ -559,9 +559,11 @@ func (d *Driver) killNetnsProcesses(lab, ns string) error {
 		for _, f := range files {
 			var rec procRecord
 			if d.state.readJSON(filepath.Join(d.state.procRecords(lab, ns), f.Name()), &rec) == nil {
-				if cg := d.cgroupOutOfReach(lab, ns, rec.Command); rec.PID == 0 && cg != "" {
-					// The plan is refused before this (Process.Unstoppable).
-					return fmt.Errorf("netns %s: stop %q: %s", ns, rec.Command, outOfReach(cg))
+				if rec.PID == 0 {
+					if cg := d.cgroupOutOfReach(lab, ns, rec.Command); cg != "" {
+						// The plan is refused before this (Process.Unstoppable).
+						return fmt.Errorf("netns %s: stop %q: %s", ns, rec.Command, outOfReach(cg))
+					}
 				}
 				if err := d.stopRecorded(lab, ns, rec.Command); err != nil {
 					return err
