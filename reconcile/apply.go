@@ -72,8 +72,8 @@ type ApplyOptions struct {
 
 // ApplyWith is Apply with options.
 func ApplyWith(ctx context.Context, d Driver, p *Plan, o ApplyOptions) error {
-	if len(p.Refusals) > 0 {
-		return &RefusedError{Lab: p.Lab, Reasons: p.Refusals}
+	if err := p.Refused(); err != nil {
+		return err
 	}
 	var errs []error
 	var done atomic.Int64

@@ -47,6 +47,14 @@ type RefusedError struct {
 	Reasons []string
 }
 
+// Refused is the plan's RefusedError, nil when this run can carry it out.
+func (p *Plan) Refused() error {
+	if len(p.Refusals) == 0 {
+		return nil
+	}
+	return &RefusedError{Lab: p.Lab, Reasons: p.Refusals}
+}
+
 func (e *RefusedError) Error() string {
 	return fmt.Sprintf("lab %s: this run cannot carry out the plan (nothing was changed):\n  %s",
 		e.Lab, strings.Join(e.Reasons, "\n  "))

@@ -188,9 +188,9 @@ func Down(ctx context.Context, k Kernel, lab string, o Options) error {
 	if err == nil {
 		err = plan.WriteText(o.Out)
 	}
-	if err == nil && len(plan.Refusals) > 0 {
+	if err == nil {
 		// Nothing is done, and running down again here would not help.
-		err = &reconcile.RefusedError{Lab: lab, Reasons: plan.Refusals}
+		err = plan.Refused()
 	}
 	if err != nil {
 		release(false)
