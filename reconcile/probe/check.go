@@ -10,10 +10,10 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
+	"netlab/reconcile"
 	"os"
 	"slices"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -99,23 +99,14 @@ var Timeout = time.Second
 // shares the links they measure.
 func Run(ctx context.Context, checks []Check, enter Enter) []Result {
 	results := make([]Result, len(checks))
-	var wg sync.WaitGroup
 	// Each check holds an OS thread in its namespace while it waits (up to
 	// Timeout per attempt): ten thousand checks at once would pass Go's limit
 	// of 10,000 threads and end netlab.
-	slots := make(chan struct{}, maxParallelChecks)
-	for i, c := range checks {
-		if c.Kind == "throughput" {
-			continue
+	reconcile.Parallel(len(checks), maxParallelChecks, func(i int) {
+		if checks[i].Kind != "throughput" {
+			results[i] = run(ctx, checks[i], enter)
 		}
-		wg.Add(1)
-		slots <- struct{}{}
-		go func() {
-			defer func() { <-slots; wg.Done() }()
-			results[i] = run(ctx, c, enter)
-		}()
-	}
-	wg.Wait()
+	})
 	runThroughput(ctx, checks, enter, results) // throughput.go
 	return results
 }
