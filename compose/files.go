@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -43,12 +42,8 @@ func checkFiles(path string) error {
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	for {
 		var doc map[string]any
-		err := dec.Decode(&doc)
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			break // not ours to report: compose-go says what is wrong, with its position
+		if err := dec.Decode(&doc); err != nil {
+			break // the end (io.EOF), or not ours to report: compose-go says what is wrong, with its position
 		}
 		if what := otherFiles(doc); what != "" {
 			return fmt.Errorf("%s: %s: import reads one compose file; merge the others into it first (docker compose config > one.yml)", path, what)

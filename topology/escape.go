@@ -94,19 +94,9 @@ func EncodeYAML(root *yaml.Node) ([]byte, error) {
 	if err := enc.Close(); err != nil {
 		return nil, err
 	}
-	// What is left raw is inside those double quotes, or in a comment.
-	var out bytes.Buffer
-	for _, r := range buf.String() {
-		switch {
-		case r == '\n' || r == '\t' || !Unprintable(r):
-			out.WriteRune(r)
-		case r > 0xffff:
-			fmt.Fprintf(&out, `\U%08x`, r)
-		default:
-			fmt.Fprintf(&out, `\u%04x`, r)
-		}
-	}
-	return out.Bytes(), nil
+	// What is left raw is inside those double quotes, or in a comment, where
+	// PrintableLines's escapes (\u202e) are YAML's too.
+	return []byte(PrintableLines(buf.String())), nil
 }
 
 // quoteUnprintable makes every scalar of a tree that holds a character
