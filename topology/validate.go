@@ -511,3 +511,30 @@ func CheckHost(c *Check) string {
 	}
 	return c.Target
 }
+
+// CheckTargetAt is a check's target with its host name replaced by the address
+// it resolves to: in a URL, its host only (the name may also be in its user
+// part, `http://admin:pw@admin/`, and left there it would be looked up by Go's
+// resolver, in the host's namespace, with the machine's own DNS servers).
+func CheckTargetAt(c *Check, addr netip.Addr) string {
+	switch c.Kind {
+	case "http":
+		u, err := url.Parse(c.Target)
+		if err != nil {
+			return c.Target
+		}
+		if port := u.Port(); port != "" {
+			u.Host = net.JoinHostPort(addr.String(), port)
+		} else if addr.Is6() {
+			u.Host = "[" + addr.String() + "]"
+		} else {
+			u.Host = addr.String()
+		}
+		return u.String()
+	case "tcp":
+		if _, port, err := net.SplitHostPort(c.Target); err == nil {
+			return net.JoinHostPort(addr.String(), port)
+		}
+	}
+	return addr.String()
+}

@@ -3,9 +3,7 @@ package main
 import (
 	"cmp"
 	"fmt"
-	"net"
 	"net/netip"
-	"net/url"
 	"slices"
 	"strings"
 	"text/tabwriter"
@@ -137,7 +135,7 @@ func compileChecks(lab *topology.Lab, desired *reconcile.State) []probe.Check {
 		if err != nil { // a name: resolved as the namespace the check runs in would
 			var ok bool
 			if addr, ok = c.FromNamespace.Resolve(host); ok {
-				pc.Target = withAddress(c, addr)
+				pc.Target = topology.CheckTargetAt(c, addr)
 			} else {
 				pc.Unresolved = fmt.Sprintf("%s cannot resolve %s: not in /etc/netns/%s/hosts nor known to an embedded DNS there (names resolve on bridges with resolve: true and on Docker user networks)", pc.From, host, pc.From)
 			}
@@ -156,33 +154,6 @@ func compileChecks(lab *topology.Lab, desired *reconcile.State) []probe.Check {
 		out = append(out, pc)
 	}
 	return out
-}
-
-// withAddress is a check's target with its host name replaced by the address
-// it resolves to: in a URL, its host only (the name may also be in its user
-// part, `http://admin:pw@admin/`, and left there it would be looked up by Go's
-// resolver, in the host's namespace, with the machine's own DNS servers).
-func withAddress(c *topology.Check, addr netip.Addr) string {
-	switch c.Kind {
-	case "http":
-		u, err := url.Parse(c.Target)
-		if err != nil {
-			return c.Target
-		}
-		if port := u.Port(); port != "" {
-			u.Host = net.JoinHostPort(addr.String(), port)
-		} else if addr.Is6() {
-			u.Host = "[" + addr.String() + "]"
-		} else {
-			u.Host = addr.String()
-		}
-		return u.String()
-	case "tcp":
-		if _, port, err := net.SplitHostPort(c.Target); err == nil {
-			return net.JoinHostPort(addr.String(), port)
-		}
-	}
-	return addr.String()
 }
 
 func sortedAddrKeys(s *reconcile.State) []reconcile.AddrKey {

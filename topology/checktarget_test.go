@@ -1,4 +1,4 @@
-package main
+package topology_test
 
 import (
 	"net/netip"
@@ -23,7 +23,7 @@ func TestCheckTargetsGetTheAddressAsTheirHostOnly(t *testing.T) {
 		{"tcp", "web:80", v6, "[fd00::5]:80"},
 		{"ping", "web", v4, "10.0.0.5"},
 	} {
-		if got := withAddress(&topology.Check{Kind: tc.kind, Target: tc.target}, tc.addr); got != tc.want {
+		if got := topology.CheckTargetAt(&topology.Check{Kind: tc.kind, Target: tc.target}, tc.addr); got != tc.want {
 			t.Errorf("%s %s -> %s, want %s", tc.kind, tc.target, got, tc.want)
 		}
 	}
