@@ -1,7 +1,7 @@
 package reconcile
 
 // The actions that change an existing interface's attributes: its marker, its
-// bridge, MTU, MAC address and up state.
+// bridge, MTU, MAC address, up state and a bridge's multicast snooping.
 
 import (
 	"context"
@@ -100,7 +100,8 @@ func (a SetMAC) ApplyTo(ctx context.Context, d Applier) error { return d.ApplySe
 // SetUp brings an interface up.
 type SetUp struct {
 	InterfaceKey
-	New bool // the interface is created by the same plan
+	New    bool // the interface is created by the same plan
+	Bridge bool // the interface is a bridge: see the kernel driver's bringBridgeUp
 }
 
 func (a SetUp) Op() Op {
@@ -123,3 +124,22 @@ func (a SetUp) Commands() []string {
 
 func (a SetUp) Namespaces() []string                         { return []string{a.NS} }
 func (a SetUp) ApplyTo(ctx context.Context, d Applier) error { return d.ApplySetUp(ctx, a) }
+
+// SetSnooping turns a lab bridge's multicast snooping back on. A lab's bridges
+// keep it on, as the kernel and Docker make them; netlab turns it off only for
+// the moment it brings a bridge up (see the kernel driver's bringBridgeUp), so a
+// bridge found with it off was left so by a run stopped in that moment, or by hand.
+type SetSnooping struct{ InterfaceKey }
+
+func (a SetSnooping) Op() Op       { return OpChange }
+func (a SetSnooping) Phase() Phase { return phaseLinkAttrs }
+func (a SetSnooping) Kind() string { return "link" }
+func (a SetSnooping) Object() string {
+	return a.InterfaceKey.String() + " multicast snooping off -> on"
+}
+func (a SetSnooping) Commands() []string {
+	return []string{fmt.Sprintf("%s link set %s type bridge mcast_snooping 1", ipn(a.NS), a.Name)}
+}
+
+func (a SetSnooping) Namespaces() []string                         { return []string{a.NS} }
+func (a SetSnooping) ApplyTo(ctx context.Context, d Applier) error { return d.ApplySetSnooping(ctx, a) }

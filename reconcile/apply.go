@@ -240,6 +240,7 @@ type Applier interface {
 	ApplySetMTU(context.Context, SetMTU) error
 	ApplySetMAC(context.Context, SetMAC) error
 	ApplySetUp(context.Context, SetUp) error
+	ApplySetSnooping(context.Context, SetSnooping) error
 	ApplyAddAddr(context.Context, AddAddr) error
 	ApplyDeleteAddr(context.Context, DeleteAddr) error
 	ApplyReplaceRoute(context.Context, ReplaceRoute) error

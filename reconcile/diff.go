@@ -390,8 +390,11 @@ func (d *differ) links() {
 		if want.MAC != "" && want.MAC != have.MAC {
 			d.add(SetMAC{InterfaceKey: k, MAC: want.MAC, Old: have.MAC})
 		}
+		if want.Kind == KindBridge && have.SnoopingOff {
+			d.add(SetSnooping{InterfaceKey: k})
+		}
 		if want.Up && !have.Up {
-			d.add(SetUp{InterfaceKey: k})
+			d.add(SetUp{InterfaceKey: k, Bridge: want.Kind == KindBridge})
 		}
 	}
 }
@@ -407,7 +410,7 @@ func (d *differ) create(want *Interface) {
 	case KindBridge:
 		d.add(CreateBridge{Lab: d.desired.Lab, InterfaceKey: want.InterfaceKey, MTU: want.MTU, MAC: want.MAC})
 		if want.Up {
-			d.add(SetUp{InterfaceKey: want.InterfaceKey, New: true})
+			d.add(SetUp{InterfaceKey: want.InterfaceKey, New: true, Bridge: true})
 		}
 	case KindVeth:
 		// One action per pair, emitted from its main end.

@@ -126,7 +126,7 @@ func drift(rng *rand.Rand, d *fake.Driver, observed *r.State) {
 	}
 	k := owned[rng.IntN(len(owned))]
 	d.Mutate(func(kern *fake.Kernel) {
-		switch rng.IntN(6) {
+		switch rng.IntN(7) {
 		case 0:
 			kern.DeleteInterface(k)
 		case 1:
@@ -145,6 +145,8 @@ func drift(rng *rand.Rand, d *fake.Driver, observed *r.State) {
 				kern.KillProcess(pk)
 				break
 			}
+		case 6:
+			kern.SetSnoopingOff(k)
 		}
 	})
 }
@@ -224,7 +226,7 @@ func comparable(desired, s *r.State) map[string]string {
 		if ok && want.MAC == "" {
 			mac = ""
 		}
-		out["link "+k.String()] = fmt.Sprintf("%s peer=%s master=%s hairpin=%v up=%v mtu=%d mac=%s", l.Kind, l.Peer, l.Master, l.Hairpin, l.Up, mtu, mac)
+		out["link "+k.String()] = fmt.Sprintf("%s peer=%s master=%s hairpin=%v up=%v mtu=%d mac=%s snooping-off=%v", l.Kind, l.Peer, l.Master, l.Hairpin, l.Up, mtu, mac, l.SnoopingOff)
 	}
 	for k := range s.Addrs {
 		out["addr "+k.InterfaceKey.String()+" "+k.Prefix.String()] = ""

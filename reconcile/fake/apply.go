@@ -240,6 +240,10 @@ func (d model) ApplySetUp(_ context.Context, a r.SetUp) error {
 	return d.setLink(a.InterfaceKey, func(l *iface) { l.Up = true })
 }
 
+func (d model) ApplySetSnooping(_ context.Context, a r.SetSnooping) error {
+	return d.setLink(a.InterfaceKey, func(l *iface) { l.SnoopingOff = false })
+}
+
 func (d model) ApplyAddAddr(_ context.Context, a r.AddAddr) error {
 	if err := d.ifaceOrLoopback(a.InterfaceKey); err != nil {
 		return err

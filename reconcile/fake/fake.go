@@ -211,6 +211,15 @@ func (k *Kernel) SetDown(key r.InterfaceKey) {
 	}
 }
 
+// SetSnoopingOff turns a bridge's multicast snooping off, as
+// `ip link set BR type bridge mcast_snooping 0` would (or a run stopped while
+// bringing the bridge up).
+func (k *Kernel) SetSnoopingOff(key r.InterfaceKey) {
+	if l := k.d.ifaces[key]; l != nil && l.Kind == r.KindBridge {
+		l.SnoopingOff = true
+	}
+}
+
 // recordExecs sets the record of the exec commands run in a namespace.
 func (d *Driver) recordExecs(lab, ns string, list []r.ExecCommand) {
 	if d.execs[lab] == nil {

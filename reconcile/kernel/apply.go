@@ -114,7 +114,44 @@ func (d applier) ApplySetMAC(_ context.Context, a reconcile.SetMAC) error {
 
 // Equivalent to: ip -n NS link set NAME up
 func (d applier) ApplySetUp(_ context.Context, a reconcile.SetUp) error {
+	if a.Bridge {
+		return d.bringBridgeUp(a.InterfaceKey)
+	}
 	return d.withInterface(a.InterfaceKey, func(h *netlink.Handle, l netlink.Link) error { return h.LinkSetUp(l) })
+}
+
+// Equivalent to: ip -n NS link set NAME type bridge mcast_snooping 1
+func (d applier) ApplySetSnooping(_ context.Context, a reconcile.SetSnooping) error {
+	return d.setBridge(a.InterfaceKey, true, false)
+}
+
+// bringBridgeUp brings a bridge up with multicast snooping off for that moment.
+// A bridge coming up enables each of its ports, and each enable restarts the
+// multicast query timers of every port of the bridge: with a thousand ports, a
+// million restarts (bringing the bridge up took 80 ms of an up of 1000; 20 ms
+// this way). Turned on afterwards, snooping restarts each port's timers once.
+// A run stopped between the two requests leaves snooping off, which the next
+// observation finds (reconcile.SetSnooping).
+//
+// Equivalent to: ip -n NS link set NAME up type bridge mcast_snooping 0;
+// ip -n NS link set NAME type bridge mcast_snooping 1
+func (d *Driver) bringBridgeUp(k reconcile.InterfaceKey) error {
+	if err := d.setBridge(k, false, true); err != nil {
+		return err
+	}
+	return d.setBridge(k, true, false)
+}
+
+func (d *Driver) setBridge(k reconcile.InterfaceKey, snooping, up bool) error {
+	h, done, err := d.use(k.NS)
+	if err != nil {
+		return err
+	}
+	defer done()
+	if err := setBridgeByName(h.rt, k.Name, snooping, up); err != nil {
+		return fmt.Errorf("netns %s: bridge %s: %w", k.NS, k.Name, err)
+	}
+	return nil
 }
 
 // Equivalent to: ip -n NS addr replace PREFIX dev NAME [nodad]

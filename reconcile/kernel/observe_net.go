@@ -80,6 +80,7 @@ func (d *Driver) observeNetns(s *nsPart, ns string, links []ifaceRow, intents ma
 			MTU:          l.mtu,
 			MAC:          l.mac,
 			Up:           l.up,
+			SnoopingOff:  l.snoopingOff,
 			Unmarked:     unmarked,
 			Index:        l.index,
 		})
