@@ -14,7 +14,9 @@
 // For each N it times netlab's up, a no-op up, an incremental up (one namespace
 // more) and down, and the same topology built by two iproute2 scripts: one `ip`
 // process per step (up to 1000), and `ip -batch` (one process for the host's
-// steps and one per namespace for the steps inside it); and, when its Python
+// steps and one per namespace for the steps inside it; its down is one
+// `ip -batch` of `netns del` and `link del`, timed until the kernel has
+// destroyed the namespaces, as netlab's down waits for); and, when its Python
 // package is installed, Mininet (Linux bridges, no controller) building and
 // stopping the same star (up to 1000). It prints medians, ratios, the cost per
 // namespace and its ratio to the cost at 1000, netlab's peak RSS, the targets
@@ -268,7 +270,7 @@ func measureSize(cfg config, dir string, n int) []Result {
 		case "up":
 			r.PerStepS, r.BatchS, r.HostS, r.MininetS = median(b.perStep), median(b.batch), median(b.batchHost), median(b.mnUp)
 		case "down":
-			r.MininetS = median(b.mnDown)
+			r.BatchS, r.MininetS = median(b.batchDown), median(b.mnDown)
 		}
 		r.NoIPv6S = median(noIPv6[op])
 		out = append(out, r)
@@ -377,7 +379,7 @@ func (c cpuTimes) stealSince(before cpuTimes) float64 {
 
 // baselines are the times of the star built without netlab.
 type baselines struct {
-	perStep, batch, batchHost, mnUp, mnDown []time.Duration
+	perStep, batch, batchHost, batchDown, mnUp, mnDown []time.Duration
 }
 
 // measureBaselines times the iproute2 scripts and Mininet on the star s,
@@ -401,8 +403,12 @@ func measureBaselines(cfg config, dir string, s star, reps int) baselines {
 		if n <= cfg.insideMax {
 			inside, _, _ := timed("sh", path)
 			b.batch = append(b.batch, host+inside)
+			// Torn down as it stands after the whole script: with its
+			// peers up, a host end has IPv6 to take down.
+			b.batchDown = append(b.batchDown, s.teardown(dir))
+		} else {
+			s.teardown(dir)
 		}
-		s.teardown(dir)
 		if cfg.python != "" && n <= cfg.mininetMax && once {
 			up, down := mininet(cfg.python, dir, n)
 			b.mnUp, b.mnDown = append(b.mnUp, up), append(b.mnDown, down)

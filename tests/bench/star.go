@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/vishvananda/netlink"
 )
 
 // star describes a lab of n namespaces on bridges of at most 1000 ports each
@@ -86,8 +88,10 @@ func (s star) batchScript(dir string) string {
 	return b.String()
 }
 
-// teardown removes what a baseline built, with one batch.
-func (s star) teardown(dir string) {
+// teardown removes what a baseline built, with one batch, and returns how long
+// that took until the kernel had destroyed the namespaces: until the host ends
+// of their veths were gone, as netlab's down waits for (ip returns before).
+func (s star) teardown(dir string) time.Duration {
 	var b strings.Builder
 	for i := range s.n {
 		fmt.Fprintf(&b, "netns del n%d\n", i)
@@ -97,8 +101,25 @@ func (s star) teardown(dir string) {
 	}
 	path := filepath.Join(dir, "teardown.batch")
 	os.WriteFile(path, []byte(b.String()), 0o644)
+	start := time.Now()
 	exec.Command("ip", "-force", "-batch", path).Run()
+	s.waitHostEndsGone()
+	took := time.Since(start)
 	settle(s.n)
+	return took
+}
+
+// waitHostEndsGone asks for the host ends one at a time, as netlab's down does:
+// a dump of every interface every few milliseconds would slow the teardown down.
+func (s star) waitHostEndsGone() {
+	deadline := time.Now().Add(time.Minute)
+	for i := 0; i < s.n && time.Now().Before(deadline); {
+		if _, err := netlink.LinkByName(fmt.Sprintf("v%d", i)); err != nil {
+			i++
+			continue
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }
 
 // settle waits for the kernel to finish destroying deleted namespaces, which it
