@@ -45,6 +45,14 @@ proves nothing when there is no lab to block it. Exit status 0 when all pass,
 				return err
 			}
 			defer d.Close()
+			// Taken before anything is read: the checks hold the lab's namespaces
+			// open, and a down that deleted them meanwhile would fail after 10 s
+			// waiting for them to go. An up or down now waits for the checks.
+			lock, err := a.lock(cmd.Context(), d, desired.Lab)
+			if err != nil {
+				return err
+			}
+			defer lock.Release(false)
 			// From inside one of the lab's namespaces, the checks from "host"
 			// would run from that namespace and prove nothing about the host.
 			if err := d.CheckNetns(desired.Lab); err != nil {
@@ -69,22 +77,7 @@ proves nothing when there is no lab to block it. Exit status 0 when all pass,
 
 			checks := compileChecks(lab, desired)
 			results := probe.Run(cmd.Context(), checks, labNamespaces(d, observed))
-			w := tabwriter.NewWriter(a.Out, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(w, "CHECK\tRESULT\tDETAIL")
-			failed, notRun := 0, 0
-			for _, r := range results {
-				result := "pass"
-				switch {
-				case r.NotRun:
-					result, failed, notRun = "ERROR", failed+1, notRun+1
-				case !r.Pass:
-					result, failed = "FAIL", failed+1
-				}
-				fmt.Fprintf(w, "%s\t%s\t%s\n", topology.Printable(r.Name), result, topology.Printable(r.Detail))
-			}
-			w.Flush()
-			printMatrices(a.Out, results) // test_extra.go
-			fmt.Fprintf(a.Out, "%d passed, %d failed\n", len(results)-failed, failed)
+			failed, notRun := a.printResults(results)
 			a.printTraceHints(lab, results)
 			if notRun > 0 {
 				fmt.Fprintf(a.Err, "netlab: %s could not run: a namespace they need is not the lab's; run \"netlab up %s\"\n",
@@ -96,6 +89,27 @@ proves nothing when there is no lab to block it. Exit status 0 when all pass,
 			return nil
 		},
 	}
+}
+
+// printResults prints the table of results, the matrices of mesh checks and the
+// closing line; it returns how many failed, and how many of those could not run.
+func (a *app) printResults(results []probe.Result) (failed, notRun int) {
+	w := tabwriter.NewWriter(a.Out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "CHECK\tRESULT\tDETAIL")
+	for _, r := range results {
+		result := "pass"
+		switch {
+		case r.NotRun:
+			result, failed, notRun = "ERROR", failed+1, notRun+1
+		case !r.Pass:
+			result, failed = "FAIL", failed+1
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\n", topology.Printable(r.Name), result, topology.Printable(r.Detail))
+	}
+	w.Flush()
+	printMatrices(a.Out, results) // test_extra.go
+	fmt.Fprintf(a.Out, "%d passed, %d failed\n", len(results)-failed, failed)
+	return failed, notRun
 }
 
 // labNamespaces enters only the namespaces the lab owns (and the host): a check

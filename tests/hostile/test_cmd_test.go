@@ -40,3 +40,32 @@ checks:
 		t.Errorf("checks from a namespace deleted by hand: exit %d\nstdout:\n%s\nstderr:\n%s", res.Code, res.Stdout, res.Stderr)
 	}
 }
+
+// TestDownWaitsForTheChecks: `netlab test` holds the lab's lock while its checks
+// run, so a `down` started meanwhile waits for them instead of pulling the
+// namespaces from under a check (which then failed, and the down waited for
+// namespaces the checks still held).
+func TestDownWaitsForTheChecks(t *testing.T) {
+	sb := harness.NewSandbox(t)
+	lab := writeLab(t, "measured.yaml", `name: measured
+namespaces:
+  a: {interfaces: {eth0: {addresses: [10.0.0.1/24]}}}
+  b: {interfaces: {eth0: {addresses: [10.0.0.2/24]}}}
+links:
+  - [a:eth0, b:eth0]
+checks:
+  - {from: a, throughput: b}
+`)
+	sb.OK("netlab", "up", lab)
+	out := sb.OK("sh", "-c", `netlab test `+lab+` >/run/test-out 2>&1 & p=$!
+sleep 0.7
+netlab down `+lab+` >/dev/null 2>/run/down-err; echo "down=$?"
+wait $p; echo "test=$?"; cat /run/test-out /run/down-err`)
+	if !strings.HasPrefix(out, "down=0\ntest=0\n") || !strings.Contains(out, "1 passed, 0 failed") ||
+		!strings.Contains(out, "busy with another netlab run; waiting") {
+		t.Errorf("a down during the checks: want it to wait for them, and both to succeed:\n%s", out)
+	}
+	if got := sb.OK("ip", "netns", "list"); strings.TrimSpace(got) != "" {
+		t.Errorf("after the down: namespaces left:\n%s", got)
+	}
+}
