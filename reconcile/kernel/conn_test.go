@@ -75,7 +75,7 @@ func TestConnDecodesAddressesAndMainRoutes(t *testing.T) {
 	c := hostConn(t, sb)
 	index := ifindex(t, sb.netlinkAt("host"), "d0")
 
-	addrs, err := dumpAddrs(c)
+	addrs, err := dumpAddrs(c, true)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -90,7 +90,7 @@ func TestConnDecodesAddressesAndMainRoutes(t *testing.T) {
 		t.Errorf("addresses of d0: %v, want %v", got, want)
 	}
 
-	routes, err := dumpMainRoutes(c)
+	routes, err := dumpMainRoutes(c, true)
 	if err != nil {
 		t.Fatal(err)
 	}

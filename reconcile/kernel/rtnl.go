@@ -331,13 +331,14 @@ type addrEntry struct {
 	prefix netip.Prefix
 }
 
-// dumpAddrs lists the addresses of the socket's namespace with one dump.
+// dumpAddrs lists the IPv4 addresses of the socket's namespace and, with ipv6,
+// the IPv6 ones: a dump of each family.
 //
 // Equivalent to: ip addr show
-func dumpAddrs(sock *conn) ([]addrEntry, error) {
+func dumpAddrs(sock *conn, ipv6 bool) ([]addrEntry, error) {
 	return retryDump(func() ([]addrEntry, error) {
 		var addrs []addrEntry
-		err := dumpFamilies(sock, unix.RTM_GETADDR, func(family int) nl.NetlinkRequestData { return nl.NewIfAddrmsg(family) }, func(m []byte) error {
+		err := dumpFamilies(sock, unix.RTM_GETADDR, ipv6, func(family int) nl.NetlinkRequestData { return nl.NewIfAddrmsg(family) }, func(m []byte) error {
 			if len(m) < unix.SizeofIfAddrmsg {
 				return fmt.Errorf("short address message")
 			}
@@ -384,14 +385,15 @@ type routeEntry struct {
 	multipath bool
 }
 
-// dumpMainRoutes lists the IPv4 and IPv6 routes of the main table of the
-// socket's namespace with one dump; the other tables' are skipped undecoded.
+// dumpMainRoutes lists the IPv4 routes of the main table of the socket's
+// namespace and, with ipv6, the IPv6 ones: a dump of each family, in which the
+// other tables' routes are skipped undecoded.
 //
 // Equivalent to: ip route show; ip -6 route show
-func dumpMainRoutes(sock *conn) ([]routeEntry, error) {
+func dumpMainRoutes(sock *conn, ipv6 bool) ([]routeEntry, error) {
 	return retryDump(func() ([]routeEntry, error) {
 		var routes []routeEntry
-		err := dumpFamilies(sock, unix.RTM_GETROUTE, func(family int) nl.NetlinkRequestData { return &nl.RtMsg{RtMsg: unix.RtMsg{Family: uint8(family)}} }, func(m []byte) error {
+		err := dumpFamilies(sock, unix.RTM_GETROUTE, ipv6, func(family int) nl.NetlinkRequestData { return &nl.RtMsg{RtMsg: unix.RtMsg{Family: uint8(family)}} }, func(m []byte) error {
 			if len(m) < unix.SizeofRtMsg {
 				return fmt.Errorf("short route message")
 			}
@@ -432,16 +434,20 @@ func dumpMainRoutes(sock *conn) ([]routeEntry, error) {
 	})
 }
 
-// dumpFamilies dumps addresses or routes of IPv4, then of IPv6, calling each
-// with every message: two dumps, not one of AF_UNSPEC, because the kernel
+// dumpFamilies dumps addresses or routes of IPv4, then (with ipv6) of IPv6,
+// calling each with every message: two dumps, not one of AF_UNSPEC, because the kernel
 // answers AF_UNSPEC by dumping each family in turn under the rtnl lock
 // (rtnl_dump_all), while each family's own dump runs without it. A thousand
 // namespaces read in parallel waited for each other's dumps on that lock.
 // Only messages of the family asked for are passed on: a kernel without IPv6
 // answers a dump of AF_INET6 as one of AF_UNSPEC. (Both message types start
 // with their family, one byte.)
-func dumpFamilies(sock *conn, typ int, header func(family int) nl.NetlinkRequestData, each func(m []byte) error) error {
-	for _, family := range []int{unix.AF_INET, unix.AF_INET6} {
+func dumpFamilies(sock *conn, typ int, ipv6 bool, header func(family int) nl.NetlinkRequestData, each func(m []byte) error) error {
+	families := []int{unix.AF_INET, unix.AF_INET6}
+	if !ipv6 {
+		families = families[:1]
+	}
+	for _, family := range families {
 		req := nl.NewNetlinkRequest(typ, unix.NLM_F_DUMP)
 		req.AddData(header(family))
 		err := sock.request(req, func(m []byte) error {
