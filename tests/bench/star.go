@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -109,14 +110,27 @@ func (s star) teardown(dir string) time.Duration {
 	return took
 }
 
-// waitHostEndsGone asks for the host ends one at a time, as netlab's down does:
-// a dump of every interface every few milliseconds would slow the teardown down.
+// waitHostEndsGone asks for the host ends one at a time, on one socket, as
+// netlab's down does: a dump of every interface every few milliseconds would
+// slow the teardown down.
 func (s star) waitHostEndsGone() {
+	h, err := netlink.NewHandle()
+	if err != nil {
+		fail("netlink: %v", err)
+	}
+	defer h.Close()
 	deadline := time.Now().Add(time.Minute)
-	for i := 0; i < s.n && time.Now().Before(deadline); {
-		if _, err := netlink.LinkByName(fmt.Sprintf("v%d", i)); err != nil {
+	for i := 0; i < s.n; {
+		_, err := h.LinkByName(fmt.Sprintf("v%d", i))
+		var gone netlink.LinkNotFoundError
+		switch {
+		case errors.As(err, &gone):
 			i++
 			continue
+		case err != nil:
+			fail("waiting for the host ends of deleted namespaces: %v", err)
+		case time.Now().After(deadline):
+			fail("v%d, the host end of a deleted namespace, still exists after a minute", i)
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
