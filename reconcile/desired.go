@@ -8,6 +8,24 @@ import (
 	"netlab/topology"
 )
 
+// ipv6Where turns IPv6 on in the namespaces where the lab has an IPv6 address
+// or route; it stays off in the others. An IPv6 route without an IPv6 address
+// (through lo, say) needs it on too: the kernel refuses one through an
+// interface where it is off, and observation reads no IPv6 routes where it is
+// off on every interface.
+func ipv6Where(s *State) {
+	for k := range s.Addrs {
+		if n := s.Namespaces[k.NS]; n != nil && k.Prefix.Addr().Is6() {
+			n.IPv6 = true
+		}
+	}
+	for k := range s.Routes {
+		if n := s.Namespaces[k.NS]; n != nil && k.To.Addr().Is6() {
+			n.IPv6 = true
+		}
+	}
+}
+
 // Desired compiles a validated lab into the kernel objects it stands for. Everything
 // the file leaves to the kernel (a MAC, an MTU) is left at zero, which Diff reads
 // as "whatever the kernel chose". It reads what validation resolved (each link
@@ -21,13 +39,7 @@ func DesiredOn(lab *topology.Lab, env Env) (*State, error) {
 	for _, ns := range lab.Namespaces {
 		s.Namespaces[kname(ns.Name)] = &Netns{Name: kname(ns.Name), LoUp: true}
 	}
-	defer func() { // once the addresses are known: IPv6 is on where the lab uses it
-		for k := range s.Addrs {
-			if n := s.Namespaces[k.NS]; n != nil && k.Prefix.Addr().Is6() {
-				n.IPv6 = true
-			}
-		}
-	}()
+	defer ipv6Where(s) // once addresses and routes are known
 
 	for _, b := range lab.Bridges {
 		k := InterfaceKey{kname(b.Namespace), b.Name}

@@ -603,7 +603,10 @@ func route(r reconcile.Route, index int) *netlink.Route {
 		Table:     unix.RT_TABLE_MAIN,
 		Scope:     netlink.SCOPE_UNIVERSE,
 	}
-	if r.To.Bits() == 0 {
+	if r.To.Bits() == 0 && r.Via.IsValid() {
+		// A default route goes without a destination attribute, as ip sends it.
+		// Not one through a device alone: the library refuses a route with
+		// neither destination nor gateway, so that one keeps 0.0.0.0/0 (::/0).
 		nr.Dst = nil
 		nr.Family = family(r.To.Addr())
 	}

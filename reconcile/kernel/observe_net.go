@@ -90,14 +90,16 @@ func (d *Driver) observeNetns(s *nsPart, ns string, links []ifaceRow, intents ma
 	if !deep {
 		return ends, nil // a leaving namespace: its interfaces are all its deletion needs
 	}
-	return ends, d.observeAddrsRoutes(s, h, ns, names, owned, anyIPv6(links))
+	return ends, d.observeAddrsRoutes(s, h, ns, names, owned, ns == reconcile.Host || anyIPv6(links))
 }
 
 // anyIPv6 reports whether IPv6 is on for any of a namespace's interfaces. Where it
-// is off for all (as in every lab namespace without IPv6 addresses), the kernel
-// keeps no IPv6 address on them and refuses IPv6 routes through them: nothing of
-// IPv6 there can be the lab's, and a thousand such namespaces are read in two
-// dumps fewer each (a no-op up of 1000: 10-15 ms).
+// is off for all (as in every lab namespace without IPv6 addresses or routes), the
+// kernel keeps no IPv6 address on them and refuses IPv6 routes through them but
+// for reject routes (which a route through lo becomes): none of those can be the
+// lab's, which turns IPv6 on where it has any IPv6 route (reconcile.DesiredOn). A
+// thousand such namespaces are read in two dumps fewer each (a no-op up of 1000:
+// 10-15 ms). The host is always read whole: netlab never turns its IPv6 on.
 func anyIPv6(links []ifaceRow) bool {
 	return slices.ContainsFunc(links, func(l ifaceRow) bool { return l.ipv6 })
 }
