@@ -292,11 +292,17 @@ func (e *unknownLabError) Error() string {
 
 // lock takes the lab's lock, saying so when it has to wait for another run. The
 // wait ends when ctx is done (SIGINT, SIGTERM); the lock, should it come after
-// that, is released when netlab exits.
+// that, is released when netlab exits. A run the holder started itself (an
+// exec: command of the lab running netlab on it) is refused instead: the holder
+// waits for it, and it would wait forever.
 func (a *app) lock(ctx context.Context, d *kernel.Driver, lab string) (*kernel.Lock, error) {
 	l, err := d.Lock(lab, false)
 	if !errors.Is(err, kernel.ErrLocked) {
 		return l, err
+	}
+	if pid := d.HeldByAncestor(lab); pid != 0 {
+		return nil, fmt.Errorf("lab %s is held by the netlab run (PID %d) that started this command, through an exec: command or a process of the lab: "+
+			"it waits for this command, which would wait for it forever; run this after it, not from the lab", lab, pid)
 	}
 	fmt.Fprintf(a.Err, "netlab: lab %s is busy with another netlab run; waiting for it to finish...\n", lab)
 	type result struct {

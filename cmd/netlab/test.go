@@ -45,19 +45,21 @@ proves nothing when there is no lab to block it. Exit status 0 when all pass,
 				return err
 			}
 			defer d.Close()
-			// Taken before anything is read: the checks hold the lab's namespaces
-			// open, and a down that deleted them meanwhile would fail after 10 s
-			// waiting for them to go. An up or down now waits for the checks.
+			// From inside one of the lab's namespaces, the checks from "host"
+			// would run from that namespace and prove nothing about the host.
+			// Checked before the lock: an up running this from an exec: command
+			// holds it, and the test would wait for it forever.
+			if err := d.CheckNetns(desired.Lab); err != nil {
+				return err
+			}
+			// Taken before the lab is read: the checks hold its namespaces open,
+			// and a down that deleted them meanwhile would fail after 10 s waiting
+			// for them to go. An up or down now waits for the checks.
 			lock, err := a.lock(cmd.Context(), d, desired.Lab)
 			if err != nil {
 				return err
 			}
 			defer lock.Release(false)
-			// From inside one of the lab's namespaces, the checks from "host"
-			// would run from that namespace and prove nothing about the host.
-			if err := d.CheckNetns(desired.Lab); err != nil {
-				return err
-			}
 			plan, err := run.Plan(cmd.Context(), d, run.Lab{File: args[0], Topology: lab, Desired: desired})
 			if err != nil {
 				return err

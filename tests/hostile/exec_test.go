@@ -184,3 +184,26 @@ namespaces:
 	}
 	sb.OK("netlab", "down", path)
 }
+
+// TestNetlabOnItsOwnLabFromAnExecIsRefused: an exec: command that runs netlab on
+// its own lab would wait for the lock the up running it holds, and that up
+// waits for the command: both waited forever. The inner netlab refuses at
+// once, naming the run that holds the lock, and the up fails at that step.
+func TestNetlabOnItsOwnLabFromAnExecIsRefused(t *testing.T) {
+	sb := harness.NewSandbox(t)
+	path := writeLab(t, "selfcall.yaml", `name: selfcall
+host:
+  exec:
+    - netlab down --lab selfcall
+namespaces:
+  a: {interfaces: {eth0: {addresses: [10.31.0.2/24]}}}
+  b: {interfaces: {eth0: {addresses: [10.31.0.3/24]}}}
+links:
+  - [a:eth0, b:eth0]
+`)
+	res := sb.Fails("timeout", "30", "netlab", "up", path)
+	if res.Code == 124 || !strings.Contains(res.Stderr, "+ exec    host: netlab down --lab selfcall") ||
+		!strings.Contains(res.Stderr, "lab selfcall is held by the netlab run (PID ") {
+		t.Errorf("up of a lab whose exec: runs netlab on it: exit %d\nstdout:\n%s\nstderr:\n%s", res.Code, res.Stdout, res.Stderr)
+	}
+}

@@ -1,0 +1,75 @@
+package kernel
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// HeldByAncestor reports the PID of the process holding a lab's lock when that
+// process is an ancestor of this one: a command that an `up` of the lab runs
+// (an exec: command, a run: process waited for) and that itself runs netlab on
+// the same lab. Waiting for that lock would never end, since the holder waits
+// for this very process. 0 when the lock is free, held by another process, or
+// the holder cannot be told (it is in a PID namespace this one does not see).
+func (d *Driver) HeldByAncestor(lab string) int {
+	st, err := d.state.lstat(d.state.root + "/" + lab + ".lock")
+	if err != nil {
+		return 0
+	}
+	holders := flockHolders(st)
+	for pid := os.Getppid(); pid > 1; pid = parentOf(pid) {
+		if holders[pid] {
+			return pid
+		}
+	}
+	return 0
+}
+
+// flockHolders reads /proc/locks for the processes holding a flock on the file
+// st describes (lines "1: FLOCK  ADVISORY  WRITE 1234 00:1a:5678 0 EOF"; those
+// of waiters start with "->" and are skipped).
+func flockHolders(st unix.Stat_t) map[int]bool {
+	b, err := os.ReadFile("/proc/locks")
+	if err != nil {
+		return nil
+	}
+	file := fmt.Sprintf("%02x:%02x:%d", unix.Major(st.Dev), unix.Minor(st.Dev), st.Ino)
+	out := map[int]bool{}
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		if len(f) < 6 || f[1] == "->" || f[1] != "FLOCK" || f[5] != file {
+			continue
+		}
+		if pid, err := strconv.Atoi(f[4]); err == nil && pid > 0 {
+			out[pid] = true
+		}
+	}
+	return out
+}
+
+// parentOf reads a process's parent from /proc/PID/stat (its fourth field,
+// after the command name in parentheses, which may itself hold spaces and
+// parentheses); 0 when it cannot.
+func parentOf(pid int) int {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0
+	}
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 2 {
+		return 0
+	}
+	ppid, _ := strconv.Atoi(f[1])
+	return ppid
+}
