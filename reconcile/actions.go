@@ -183,19 +183,27 @@ func (a DeleteNetns) ApplyTo(ctx context.Context, d Applier) error { return d.Ap
 type CreateBridge struct {
 	Lab string
 	InterfaceKey
-	MTU int
-	MAC string
+	MTU         int
+	MAC         string
+	SnoopingOff bool // multicast snooping off (`multicast-snooping: false`)
 }
 
 func (a CreateBridge) Op() Op       { return OpAdd }
 func (a CreateBridge) Phase() Phase { return phaseCreateBridge }
 func (a CreateBridge) Kind() string { return "bridge" }
 func (a CreateBridge) Object() string {
+	if a.SnoopingOff {
+		return a.InterfaceKey.String() + attrText(a.MTU, a.MAC) + ", multicast snooping off"
+	}
 	return a.InterfaceKey.String() + attrText(a.MTU, a.MAC)
 }
 func (a CreateBridge) Commands() []string {
+	snooping := ""
+	if a.SnoopingOff {
+		snooping = " mcast_snooping 0"
+	}
 	return []string{
-		fmt.Sprintf("%s link add %s%s type bridge", ipn(a.NS), a.Name, attrArgs(a.MTU, a.MAC)),
+		fmt.Sprintf("%s link add %s%s type bridge%s", ipn(a.NS), a.Name, attrArgs(a.MTU, a.MAC), snooping),
 		fmt.Sprintf("%s link set %s alias %s", ipn(a.NS), a.Name, Marker(a.Lab)),
 	}
 }

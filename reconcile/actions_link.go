@@ -100,8 +100,9 @@ func (a SetMAC) ApplyTo(ctx context.Context, d Applier) error { return d.ApplySe
 // SetUp brings an interface up.
 type SetUp struct {
 	InterfaceKey
-	New    bool // the interface is created by the same plan
-	Bridge bool // the interface is a bridge: see the kernel driver's bringBridgeUp
+	New         bool // the interface is created by the same plan
+	Bridge      bool // the interface is a bridge: see the kernel driver's bringBridgeUp
+	SnoopingOff bool // a bridge that is to keep multicast snooping off
 }
 
 func (a SetUp) Op() Op {
@@ -125,20 +126,31 @@ func (a SetUp) Commands() []string {
 func (a SetUp) Namespaces() []string                         { return []string{a.NS} }
 func (a SetUp) ApplyTo(ctx context.Context, d Applier) error { return d.ApplySetUp(ctx, a) }
 
-// SetSnooping turns a lab bridge's multicast snooping back on. A lab's bridges
-// keep it on, as the kernel and Docker make them; netlab turns it off only for
-// the moment it brings a bridge up (see the kernel driver's bringBridgeUp), so a
-// bridge found with it off was left so by a run stopped in that moment, or by hand.
-type SetSnooping struct{ InterfaceKey }
+// SetSnooping turns a lab bridge's multicast snooping on or off, as the file
+// wants it (on unless `multicast-snooping: false`, as the kernel and Docker make
+// bridges). netlab also turns it off for the moment it brings a bridge up (see
+// the kernel driver's bringBridgeUp): a run stopped in that moment leaves it
+// off, which the next plan puts right like a change by hand.
+type SetSnooping struct {
+	InterfaceKey
+	On bool
+}
 
 func (a SetSnooping) Op() Op       { return OpChange }
 func (a SetSnooping) Phase() Phase { return phaseLinkAttrs }
 func (a SetSnooping) Kind() string { return "link" }
 func (a SetSnooping) Object() string {
-	return a.InterfaceKey.String() + " multicast snooping off -> on"
+	if a.On {
+		return a.InterfaceKey.String() + " multicast snooping off -> on"
+	}
+	return a.InterfaceKey.String() + " multicast snooping on -> off"
 }
 func (a SetSnooping) Commands() []string {
-	return []string{fmt.Sprintf("%s link set %s type bridge mcast_snooping 1", ipn(a.NS), a.Name)}
+	v := 0
+	if a.On {
+		v = 1
+	}
+	return []string{fmt.Sprintf("%s link set %s type bridge mcast_snooping %d", ipn(a.NS), a.Name, v)}
 }
 
 func (a SetSnooping) Namespaces() []string                         { return []string{a.NS} }

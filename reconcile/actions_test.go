@@ -37,7 +37,7 @@ func actionExamples() []r.Action {
 		r.SetMTU{InterfaceKey: k("n1", "eth0"), MTU: 9000, Old: 1500},
 		r.SetMAC{InterfaceKey: k("n1", "eth0"), MAC: "02:42:ac:11:00:02", Old: "02:42:ac:11:00:03"},
 		r.SetUp{InterfaceKey: k("n1", "eth0")},
-		r.SetSnooping{InterfaceKey: k(r.Host, "br0")},
+		r.SetSnooping{InterfaceKey: k(r.Host, "br0"), On: true},
 		r.AddAddr{AddrKey: addr},
 		r.DeleteAddr{AddrKey: addr},
 		r.ReplaceRoute{Route: route},

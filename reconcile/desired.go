@@ -43,7 +43,7 @@ func DesiredOn(lab *topology.Lab, env Env) (*State, error) {
 
 	for _, b := range lab.Bridges {
 		k := InterfaceKey{kname(b.Namespace), b.Name}
-		s.Interfaces[k] = &Interface{InterfaceKey: k, Kind: KindBridge, MTU: b.MTU, MAC: macString(b.MAC), Up: true}
+		s.Interfaces[k] = &Interface{InterfaceKey: k, Kind: KindBridge, MTU: b.MTU, MAC: macString(b.MAC), Up: true, SnoopingOff: b.SnoopingOff}
 		for _, a := range b.Addresses {
 			s.Addrs[AddrKey{k, a.Prefix}] = true
 		}

@@ -390,11 +390,11 @@ func (d *differ) links() {
 		if want.MAC != "" && want.MAC != have.MAC {
 			d.add(SetMAC{InterfaceKey: k, MAC: want.MAC, Old: have.MAC})
 		}
-		if want.Kind == KindBridge && have.SnoopingOff {
-			d.add(SetSnooping{InterfaceKey: k})
+		if want.Kind == KindBridge && want.SnoopingOff != have.SnoopingOff {
+			d.add(SetSnooping{InterfaceKey: k, On: !want.SnoopingOff})
 		}
 		if want.Up && !have.Up {
-			d.add(SetUp{InterfaceKey: k, Bridge: want.Kind == KindBridge})
+			d.add(SetUp{InterfaceKey: k, Bridge: want.Kind == KindBridge, SnoopingOff: want.SnoopingOff})
 		}
 	}
 }
@@ -408,9 +408,9 @@ func (d *differ) links() {
 func (d *differ) create(want *Interface) {
 	switch want.Kind {
 	case KindBridge:
-		d.add(CreateBridge{Lab: d.desired.Lab, InterfaceKey: want.InterfaceKey, MTU: want.MTU, MAC: want.MAC})
+		d.add(CreateBridge{Lab: d.desired.Lab, InterfaceKey: want.InterfaceKey, MTU: want.MTU, MAC: want.MAC, SnoopingOff: want.SnoopingOff})
 		if want.Up {
-			d.add(SetUp{InterfaceKey: want.InterfaceKey, New: true, Bridge: true})
+			d.add(SetUp{InterfaceKey: want.InterfaceKey, New: true, Bridge: true, SnoopingOff: want.SnoopingOff})
 		}
 	case KindVeth:
 		// One action per pair, emitted from its main end.

@@ -296,8 +296,8 @@ type Interface struct {
 	MAC     string       // lower case; desired "": the kernel's choice
 	Up      bool
 
-	// Observed only: a bridge whose multicast snooping is off (see SetSnooping;
-	// no lab wants it off).
+	// A bridge with multicast snooping off: wanted so (`multicast-snooping:
+	// false`), or found so (see SetSnooping).
 	SnoopingOff bool
 	// Observed only: the interface exists but its ownership marker is missing
 	// because an earlier run was interrupted between creating and marking it.

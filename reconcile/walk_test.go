@@ -95,10 +95,13 @@ func randomState(rng *rand.Rand) *r.State {
 		}})
 		s.Tables[r.Host] = t
 	}
-	// Hairpin on some bridge ports.
+	// Hairpin on some bridge ports, multicast snooping off on some bridges.
 	for _, l := range s.Interfaces {
 		if l.Master != "" && rng.IntN(3) == 0 {
 			l.Hairpin = true
+		}
+		if l.Kind == r.KindBridge && rng.IntN(3) == 0 {
+			l.SnoopingOff = true
 		}
 	}
 	return s
@@ -146,7 +149,7 @@ func drift(rng *rand.Rand, d *fake.Driver, observed *r.State) {
 				break
 			}
 		case 6:
-			kern.SetSnoopingOff(k)
+			kern.ToggleSnooping(k)
 		}
 	})
 }

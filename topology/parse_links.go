@@ -21,7 +21,7 @@ func (d *decoder) bridges(n *yaml.Node) []*Bridge {
 		if err := checkIfname(b.Name); err != nil {
 			d.errorf(p.key, "bridge %q: %v", b.Name, err)
 		}
-		f, _ := d.fields(p.value, label, "namespace", "addresses", "mtu", "mac", "masquerade", "icc", "isolated", "internal", "resolve", "userland-proxy", "firewall", "docker-version")
+		f, _ := d.fields(p.value, label, "namespace", "addresses", "mtu", "mac", "multicast-snooping", "masquerade", "icc", "isolated", "internal", "resolve", "userland-proxy", "firewall", "docker-version")
 		if v := f.val("namespace"); v != nil {
 			if s, ok := d.str(v, label+": namespace"); ok {
 				b.Namespace = s
@@ -39,6 +39,11 @@ func (d *decoder) bridges(n *yaml.Node) []*Bridge {
 		}
 		if v := f.val("mac"); v != nil {
 			b.MAC, _ = value(d, v, label, parseMAC)
+		}
+		if v := f.val("multicast-snooping"); v != nil {
+			if on, ok := d.boolean(v, label+": multicast-snooping"); ok {
+				b.SnoopingOff = !on
+			}
 		}
 		if v := f.val("masquerade"); v != nil {
 			b.Masquerade, _ = d.boolean(v, label+": masquerade")

@@ -243,7 +243,7 @@ func TestSchemaSnippets(t *testing.T) {
 			"    nat: [{masquerade: }, {masquerade: {in: \"!lan0\", dest: 192.0.2.0/24}}, {dnat: {to: \"[2001:db8::5]\", dest: \"2001:db8::/32\"}}]\n" +
 			"    filter: [{chain: output, out: lan0, proto: udp, sport: \"1000-2000\", dport: 53, action: drop}, {chain: input, proto: icmpv6, action: accept, state: }]\n" +
 			"links: [[r:lan0, host:r0]]\n",
-		"name: a\nbridges:\n  br0: {namespace: r, masquerade: false, icc: false, isolated: true, resolve: true, mac: 0242.ac11.0002, mtu: 9000}\n" +
+		"name: a\nbridges:\n  br0: {namespace: r, masquerade: false, icc: false, isolated: true, resolve: true, mac: 0242.ac11.0002, mtu: 9000, multicast-snooping: false}\n" +
 			"namespaces:\n  r:\n  h:\n    interfaces: {eth0: {addresses: [10.0.0.2/24]}}\n" +
 			"    routes: [{to: 10.9.0.0/16, via: 10.0.0.1, metric: 0}, {to: default, via: 10.0.0.1, dev: eth0}, 10.8.0.0/16 dev eth0 metric 5]\n" +
 			"    sysctls: {net.ipv4.ping_group_range: \"0 2147483647\", net.ipv4.tcp_rmem: 4096 87380 6291456, net.core.x: 1.5}\n" +

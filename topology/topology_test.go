@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -85,7 +86,7 @@ func TestResolution(t *testing.T) {
 	if diff := cmp.Diff(wantRoutes, routes); diff != "" {
 		t.Errorf("web routes (-want +got):\n%s", diff)
 	}
-	if b := lab.Bridges[0]; b.Namespace != HostName || !b.Masquerade || b.ICC == nil || !*b.ICC || !b.Isolated || b.MTU != 1500 {
+	if b := lab.Bridges[0]; b.Namespace != HostName || !b.Masquerade || b.ICC == nil || !*b.ICC || !b.Isolated || b.MTU != 1500 || b.SnoopingOff {
 		t.Errorf("docker0 = %+v", b)
 	}
 	if p := web.Publish[0]; p.HostPort != 8000 || p.Port != 80 || p.Proto != "tcp" || p.HostIP.IsValid() {
@@ -216,6 +217,26 @@ func TestParseAndValidateAlone(t *testing.T) {
 	want = `t.yaml:6:18: link "a:eth0 -- b:eth0": unknown namespace "b"`
 	if err == nil || err.Error() != want {
 		t.Errorf("Validate = %v, want %s", err, want)
+	}
+}
+
+// TestBridgeMulticastSnooping: on unless the file says false; a value that is
+// not a boolean is an error at its position.
+func TestBridgeMulticastSnooping(t *testing.T) {
+	lab, err := Parse([]byte("name: t\nbridges:\n  br0: {multicast-snooping: false}\n  br1: {multicast-snooping: true}\n  br2: {}\n"), "t.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var off []bool
+	for _, b := range lab.Bridges {
+		off = append(off, b.SnoopingOff)
+	}
+	if want := []bool{true, false, false}; !slices.Equal(off, want) {
+		t.Errorf("snooping off of br0, br1, br2: %v, want %v", off, want)
+	}
+	_, err = Parse([]byte("name: t\nbridges:\n  br0: {multicast-snooping: 0}\n"), "t.yaml")
+	if err == nil || !strings.HasPrefix(err.Error(), "t.yaml:3:29: bridge br0: multicast-snooping: want true or false") {
+		t.Errorf("multicast-snooping: 0 = %v, want an error at 3:29", err)
 	}
 }
 

@@ -47,6 +47,10 @@ type Bridge struct {
 	Addresses []Address
 	MTU       int              // 0: kernel default
 	MAC       net.HardwareAddr // nil: kernel's choice
+	// SnoopingOff (`multicast-snooping: false`): the bridge floods multicast to
+	// every port instead of only to those that joined its group; the kernel's
+	// default, and Docker's, is on.
+	SnoopingOff bool
 
 	// Docker's bridge driver options.
 	Masquerade bool  // SNAT the bridge's subnets when leaving by another interface

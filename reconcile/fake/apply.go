@@ -82,7 +82,7 @@ func (d model) ApplyDeleteNetns(_ context.Context, a r.DeleteNetns) error {
 }
 
 func (d model) ApplyCreateBridge(_ context.Context, a r.CreateBridge) error {
-	return d.createInterface(a.Lab, r.Interface{InterfaceKey: a.InterfaceKey, Kind: r.KindBridge, MTU: orDefault(a.MTU), MAC: a.MAC})
+	return d.createInterface(a.Lab, r.Interface{InterfaceKey: a.InterfaceKey, Kind: r.KindBridge, MTU: orDefault(a.MTU), MAC: a.MAC, SnoopingOff: a.SnoopingOff})
 }
 
 func (d model) ApplyCreateVeth(_ context.Context, a r.CreateVeth) error {
@@ -241,7 +241,7 @@ func (d model) ApplySetUp(_ context.Context, a r.SetUp) error {
 }
 
 func (d model) ApplySetSnooping(_ context.Context, a r.SetSnooping) error {
-	return d.setLink(a.InterfaceKey, func(l *iface) { l.SnoopingOff = false })
+	return d.setLink(a.InterfaceKey, func(l *iface) { l.SnoopingOff = !a.On })
 }
 
 func (d model) ApplyAddAddr(_ context.Context, a r.AddAddr) error {

@@ -211,12 +211,12 @@ func (k *Kernel) SetDown(key r.InterfaceKey) {
 	}
 }
 
-// SetSnoopingOff turns a bridge's multicast snooping off, as
-// `ip link set BR type bridge mcast_snooping 0` would (or a run stopped while
-// bringing the bridge up).
-func (k *Kernel) SetSnoopingOff(key r.InterfaceKey) {
+// ToggleSnooping turns a bridge's multicast snooping off, or on, as
+// `ip link set BR type bridge mcast_snooping 0|1` would (or, for off, a run
+// stopped while bringing the bridge up).
+func (k *Kernel) ToggleSnooping(key r.InterfaceKey) {
 	if l := k.d.ifaces[key]; l != nil && l.Kind == r.KindBridge {
-		l.SnoopingOff = true
+		l.SnoopingOff = !l.SnoopingOff
 	}
 }
 

@@ -115,14 +115,14 @@ func (d applier) ApplySetMAC(_ context.Context, a reconcile.SetMAC) error {
 // Equivalent to: ip -n NS link set NAME up
 func (d applier) ApplySetUp(_ context.Context, a reconcile.SetUp) error {
 	if a.Bridge {
-		return d.bringBridgeUp(a.InterfaceKey)
+		return d.bringBridgeUp(a.InterfaceKey, !a.SnoopingOff)
 	}
 	return d.withInterface(a.InterfaceKey, func(h *netlink.Handle, l netlink.Link) error { return h.LinkSetUp(l) })
 }
 
-// Equivalent to: ip -n NS link set NAME type bridge mcast_snooping 1
+// Equivalent to: ip -n NS link set NAME type bridge mcast_snooping 0|1
 func (d applier) ApplySetSnooping(_ context.Context, a reconcile.SetSnooping) error {
-	return d.setBridge(a.InterfaceKey, true, false)
+	return d.setBridge(a.InterfaceKey, a.On, false)
 }
 
 // bringBridgeUp brings a bridge up with multicast snooping off for that moment.
@@ -131,12 +131,13 @@ func (d applier) ApplySetSnooping(_ context.Context, a reconcile.SetSnooping) er
 // million restarts (bringing the bridge up took 80 ms of an up of 1000; 20 ms
 // this way). Turned on afterwards, snooping restarts each port's timers once.
 // A run stopped between the two requests leaves snooping off, which the next
-// observation finds (reconcile.SetSnooping).
+// observation finds (reconcile.SetSnooping). A bridge that is to keep snooping
+// off (snooping false) is only brought up.
 //
 // Equivalent to: ip -n NS link set NAME up type bridge mcast_snooping 0;
 // ip -n NS link set NAME type bridge mcast_snooping 1
-func (d *Driver) bringBridgeUp(k reconcile.InterfaceKey) error {
-	if err := d.setBridge(k, false, true); err != nil {
+func (d *Driver) bringBridgeUp(k reconcile.InterfaceKey, snooping bool) error {
+	if err := d.setBridge(k, false, true); err != nil || !snooping {
 		return err
 	}
 	return d.setBridge(k, true, false)
@@ -276,7 +277,7 @@ func (d *Driver) rememberIndex(k reconcile.InterfaceKey, index int) {
 // made by someone else (by hand, between plan and apply) is a conflict, never
 // taken.
 //
-// Equivalent to: ip -n NS link add NAME index N [mtu MTU] [address MAC] type bridge; ip -n NS link set NAME alias netlab:LAB
+// Equivalent to: ip -n NS link add NAME index N [mtu MTU] [address MAC] type bridge [mcast_snooping 0]; ip -n NS link set NAME alias netlab:LAB
 func (d *Driver) createBridge(a reconcile.CreateBridge) error {
 	h, done, err := d.lib(a.NS)
 	if err != nil {
@@ -288,12 +289,16 @@ func (d *Driver) createBridge(a reconcile.CreateBridge) error {
 	if attrs.HardwareAddr, err = parseMAC(a.MAC); err != nil {
 		return err
 	}
+	var snooping *bool // the kernel's default: on
+	if a.SnoopingOff {
+		snooping = new(bool)
+	}
 	for try := 0; ; try++ {
 		attrs.Index = newIndex()
 		if err := d.state.recordIntent(a.Lab, a.InterfaceKey, attrs.Index); err != nil {
 			return err
 		}
-		err = h.LinkAdd(&netlink.Bridge{LinkAttrs: attrs})
+		err = h.LinkAdd(&netlink.Bridge{LinkAttrs: attrs, MulticastSnooping: snooping})
 		if !errors.Is(err, unix.EEXIST) {
 			break
 		}

@@ -2,10 +2,14 @@ package kernel
 
 import (
 	"net"
+	"slices"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/vishvananda/netlink"
+
+	r "netlab/reconcile"
 )
 
 // bridgeState reads a bridge's up state and multicast snooping through netlink.
@@ -58,4 +62,33 @@ func TestBridgeComesUpWithMulticastSnoopingOn(t *testing.T) {
 		t.Errorf("after the third up: br0 up=%v snooping=%v, want both", up, snooping)
 	}
 	sb.mustRun("c1", "ping", "-c1", "-W2", "10.10.0.3")
+}
+
+// TestBridgeKeepsMulticastSnoopingOffWhenTheFileSaysSo: `multicast-snooping:
+// false` makes the bridge with snooping off and brings it up so; turned on by
+// hand, the next up turns it off again.
+func TestBridgeKeepsMulticastSnoopingOffWhenTheFileSaysSo(t *testing.T) {
+	sb := newSandbox(t)
+	d := sb.driver()
+	desired := twoContainers().s
+	desired.Interfaces[r.InterfaceKey{NS: r.Host, Name: "br0"}].SnoopingOff = true
+	if got := planLines(t, d, desired); !slices.Contains(got, "+ bridge  host:br0, multicast snooping off") {
+		t.Errorf("plan: want the bridge made with snooping off:\n%s", strings.Join(got, "\n"))
+	}
+	up(t, d, desired)
+	host := sb.netlinkAt("host")
+	if up, snooping := bridgeState(t, host, "br0"); !up || snooping {
+		t.Fatalf("after up: br0 up=%v snooping=%v, want up with snooping off", up, snooping)
+	}
+	sb.mustRun("c1", "ping", "-c1", "-W2", "10.10.0.3")
+
+	sb.mustRun("host", "ip", "link", "set", "br0", "type", "bridge", "mcast_snooping", "1")
+	want := []string{"~ link    host:br0 multicast snooping on -> off"}
+	if diff := cmp.Diff(want, planLines(t, d, desired)); diff != "" {
+		t.Errorf("plan with snooping turned on by hand (-want +got):\n%s", diff)
+	}
+	up(t, d, desired)
+	if _, snooping := bridgeState(t, host, "br0"); snooping {
+		t.Errorf("after the second up: br0 snooping on")
+	}
 }
