@@ -149,7 +149,14 @@ func (d *Driver) setBridge(k reconcile.InterfaceKey, snooping, up bool) error {
 		return err
 	}
 	defer done()
-	if err := setBridgeByName(h.rt, k.Name, snooping, up); err != nil {
+	err = setBridgeByName(h.rt, k.Name, snooping, up)
+	if errors.Is(err, unix.EOPNOTSUPP) {
+		// The kernel's answer when the interface is no longer a bridge: it was
+		// replaced since the plan was made. Not a refusal of the lab's values
+		// (see Refused), so not wrapped: the next plan replaces it.
+		return fmt.Errorf("netns %s: %s is no longer a bridge (%v); it changed since the plan was made", k.NS, k.Name, err)
+	}
+	if err != nil {
 		return fmt.Errorf("netns %s: bridge %s: %w", k.NS, k.Name, err)
 	}
 	return nil

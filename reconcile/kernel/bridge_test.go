@@ -1,6 +1,7 @@
 package kernel
 
 import (
+	"context"
 	"net"
 	"slices"
 	"strings"
@@ -90,5 +91,18 @@ func TestBridgeKeepsMulticastSnoopingOffWhenTheFileSaysSo(t *testing.T) {
 	up(t, d, desired)
 	if _, snooping := bridgeState(t, host, "br0"); snooping {
 		t.Errorf("after the second up: br0 snooping on")
+	}
+}
+
+// TestBridgeReplacedBeforeItComesUpIsNotARefusal: a bridge replaced by another
+// kind of interface between plan and apply fails the step with what happened,
+// not as a value the kernel refuses (which up would tell to fix in the file).
+func TestBridgeReplacedBeforeItComesUpIsNotARefusal(t *testing.T) {
+	sb := newSandbox(t)
+	d := sb.driver()
+	sb.mustRun("host", "ip", "link", "add", "br9", "type", "veth", "peer", "name", "br9p")
+	err := d.Apply(context.Background(), r.SetUp{InterfaceKey: r.InterfaceKey{NS: r.Host, Name: "br9"}, Bridge: true})
+	if err == nil || Refused(err) || !strings.Contains(err.Error(), "br9 is no longer a bridge") {
+		t.Errorf("bringing up a bridge that is a veth now: %v (refused: %v)", err, Refused(err))
 	}
 }
