@@ -465,7 +465,9 @@ func (a DeleteRoute) ApplyTo(ctx context.Context, d Applier) error { return d.Ap
 // spec is the route in iproute2 syntax: "default via 172.17.0.1 dev eth0".
 func (r Route) spec() string {
 	dst := r.To.String()
-	if r.To.Bits() == 0 {
+	if r.To.Bits() == 0 && (r.Via.IsValid() || r.To.Addr().Is4()) {
+		// ip takes "default" for IPv4 unless a gateway says otherwise: an IPv6
+		// default route through a device alone stays ::/0.
 		dst = "default"
 	}
 	s := dst + " " + r.target()

@@ -31,6 +31,11 @@ links:
 	if plan := sb.OK("netlab", "plan", lab); !strings.Contains(plan, "+ netns   a\n") || !strings.Contains(plan, "+ netns   b (IPv6 off)\n") {
 		t.Errorf("plan: want a with IPv6 on (its routes), b off:\n%s", plan)
 	}
+	// The script says ::/0 for the IPv6 one: ip reads "default" as IPv4's.
+	script := sb.OK("netlab", "plan", "-o", "commands", lab)
+	if !strings.Contains(script, "ip -n a route replace ::/0 dev eth0\n") || !strings.Contains(script, "ip -n b route replace default dev eth0\n") {
+		t.Errorf("plan -o commands: want ::/0 for a's default route, default for b's:\n%s", script)
+	}
 	sb.OK("netlab", "up", lab)
 	if got := sb.OK("netlab", "up", lab); got != "No changes.\n" {
 		t.Errorf("second up:\n%s", got)
