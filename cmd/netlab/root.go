@@ -292,19 +292,43 @@ func (e *unknownLabError) Error() string {
 
 // lock takes the lab's lock, saying so when it has to wait for another run. The
 // wait ends when ctx is done (SIGINT, SIGTERM); the lock, should it come after
-// that, is released when netlab exits. A run the holder started itself (an
-// exec: command of the lab running netlab on it) is refused instead: the holder
-// waits for it, and it would wait forever.
+// that, is released when netlab exits.
+//
+// A run that the holder started itself waits at most ancestorWait. It is a
+// process of the lab running netlab on it: one the holder has left running
+// (a run: process already ready), which gets the lock once the holder is done,
+// or one the holder waits for (an exec: command, a process not ready yet),
+// for which the lock would never come.
 func (a *app) lock(ctx context.Context, d *kernel.Driver, lab string) (*kernel.Lock, error) {
 	l, err := d.Lock(lab, false)
 	if !errors.Is(err, kernel.ErrLocked) {
 		return l, err
 	}
-	if pid := d.HeldByAncestor(lab); pid != 0 {
-		return nil, fmt.Errorf("lab %s is held by the netlab run (PID %d) that started this command, through an exec: command or a process of the lab: "+
-			"it waits for this command, which would wait for it forever; run this after it, not from the lab", lab, pid)
+	pid := d.HeldByAncestor(lab)
+	if pid == 0 {
+		fmt.Fprintf(a.Err, "netlab: lab %s is busy with another netlab run; waiting for it to finish...\n", lab)
+		return waitLock(ctx, d, lab, nil)
 	}
-	fmt.Fprintf(a.Err, "netlab: lab %s is busy with another netlab run; waiting for it to finish...\n", lab)
+	fmt.Fprintf(a.Err, "netlab: lab %s is held by the netlab run (PID %d) that started this command; waiting up to %s...\n", lab, pid, ancestorWait)
+	timeout := time.After(ancestorWait)
+	l, err = waitLock(ctx, d, lab, timeout)
+	if errors.Is(err, errLockTimeout) {
+		return nil, fmt.Errorf("lab %s is still held after %s by the netlab run (PID %d) that started this command: that run waits for this command "+
+			"(an exec: command, or a process it waits to be ready), which cannot wait for it; run this after it, not from the lab", lab, ancestorWait, pid)
+	}
+	return l, err
+}
+
+// ancestorWait is how long a run started by the holder of the lab's lock waits
+// for it (see lock).
+const ancestorWait = 10 * time.Second
+
+var errLockTimeout = errors.New("timed out")
+
+// waitLock waits for the lab's lock until ctx is done or timeout (nil: none)
+// fires. The flock a goroutine waits in cannot be cancelled: should it get the
+// lock after that, netlab, which is ending with an error, lets it go on exit.
+func waitLock(ctx context.Context, d *kernel.Driver, lab string, timeout <-chan time.Time) (*kernel.Lock, error) {
 	type result struct {
 		l   *kernel.Lock
 		err error
@@ -317,6 +341,8 @@ func (a *app) lock(ctx context.Context, d *kernel.Driver, lab string) (*kernel.L
 	select {
 	case r := <-done:
 		return r.l, r.err
+	case <-timeout:
+		return nil, errLockTimeout
 	case <-ctx.Done():
 		return nil, fmt.Errorf("stopped while waiting for lab %s: %w", lab, ctx.Err())
 	}

@@ -23,7 +23,8 @@ func (d *Driver) HeldByAncestor(lab string) int {
 		return 0
 	}
 	holders := flockHolders(st)
-	for pid := os.Getppid(); pid > 1; pid = parentOf(pid) {
+	// At most 64 generations: a process reading a reused PID could go round.
+	for pid, i := os.Getppid(), 0; pid > 1 && i < 64; pid, i = parentOf(pid), i+1 {
 		if holders[pid] {
 			return pid
 		}

@@ -187,8 +187,9 @@ namespaces:
 
 // TestNetlabOnItsOwnLabFromAnExecIsRefused: an exec: command that runs netlab on
 // its own lab would wait for the lock the up running it holds, and that up
-// waits for the command: both waited forever. The inner netlab refuses at
-// once, naming the run that holds the lock, and the up fails at that step.
+// waits for the command: both waited forever. The inner netlab waits at most
+// 10 s, then refuses, naming the run that holds the lock, and the up fails at
+// that step.
 func TestNetlabOnItsOwnLabFromAnExecIsRefused(t *testing.T) {
 	sb := harness.NewSandbox(t)
 	path := writeLab(t, "selfcall.yaml", `name: selfcall
@@ -203,7 +204,7 @@ links:
 `)
 	res := sb.Fails("timeout", "30", "netlab", "up", path)
 	if res.Code == 124 || !strings.Contains(res.Stderr, "+ exec    host: netlab down --lab selfcall") ||
-		!strings.Contains(res.Stderr, "lab selfcall is held by the netlab run (PID ") {
+		!strings.Contains(res.Stderr, "lab selfcall is still held after 10s by the netlab run (PID ") {
 		t.Errorf("up of a lab whose exec: runs netlab on it: exit %d\nstdout:\n%s\nstderr:\n%s", res.Code, res.Stdout, res.Stderr)
 	}
 }
