@@ -193,7 +193,7 @@ func (a CreateBridge) Phase() Phase { return phaseCreateBridge }
 func (a CreateBridge) Kind() string { return "bridge" }
 func (a CreateBridge) Object() string {
 	if a.SnoopingOff {
-		return a.InterfaceKey.String() + attrText(a.MTU, a.MAC) + ", multicast snooping off"
+		return a.InterfaceKey.String() + attrText(a.MTU, a.MAC, "multicast snooping off")
 	}
 	return a.InterfaceKey.String() + attrText(a.MTU, a.MAC)
 }
@@ -554,7 +554,7 @@ func (a SetSysctl) Commands() []string {
 func (a SetSysctl) Namespaces() []string                         { return []string{a.NS} }
 func (a SetSysctl) ApplyTo(ctx context.Context, d Applier) error { return d.ApplySetSysctl(ctx, a) }
 
-func attrText(mtu int, mac string) string {
+func attrText(mtu int, mac string, more ...string) string {
 	var parts []string
 	if mtu != 0 {
 		parts = append(parts, "mtu "+strconv.Itoa(mtu))
@@ -562,6 +562,7 @@ func attrText(mtu int, mac string) string {
 	if mac != "" {
 		parts = append(parts, "mac "+mac)
 	}
+	parts = append(parts, more...)
 	if len(parts) == 0 {
 		return ""
 	}

@@ -390,7 +390,7 @@ func (d *differ) links() {
 		if want.MAC != "" && want.MAC != have.MAC {
 			d.add(SetMAC{InterfaceKey: k, MAC: want.MAC, Old: have.MAC})
 		}
-		if want.Kind == KindBridge && want.SnoopingOff != have.SnoopingOff {
+		if want.Kind == KindBridge && !have.NoSnooping && want.SnoopingOff != have.SnoopingOff {
 			d.add(SetSnooping{InterfaceKey: k, On: !want.SnoopingOff})
 		}
 		if want.Up && !have.Up {

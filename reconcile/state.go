@@ -299,6 +299,9 @@ type Interface struct {
 	// A bridge with multicast snooping off: wanted so (`multicast-snooping:
 	// false`), or found so (see SetSnooping).
 	SnoopingOff bool
+	// Observed only: a bridge of a kernel built without multicast snooping,
+	// which floods multicast whatever is asked: there is nothing to compare.
+	NoSnooping bool
 	// Observed only: the interface exists but its ownership marker is missing
 	// because an earlier run was interrupted between creating and marking it.
 	Unmarked bool

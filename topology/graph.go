@@ -75,6 +75,9 @@ func bridgeNotes(b *Bridge) string {
 	if b.Resolve {
 		notes = append(notes, "names")
 	}
+	if b.SnoopingOff {
+		notes = append(notes, "multicast flooded")
+	}
 	if len(notes) == 0 {
 		return ""
 	}

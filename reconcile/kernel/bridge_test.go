@@ -73,7 +73,7 @@ func TestBridgeKeepsMulticastSnoopingOffWhenTheFileSaysSo(t *testing.T) {
 	d := sb.driver()
 	desired := twoContainers().s
 	desired.Interfaces[r.InterfaceKey{NS: r.Host, Name: "br0"}].SnoopingOff = true
-	if got := planLines(t, d, desired); !slices.Contains(got, "+ bridge  host:br0, multicast snooping off") {
+	if got := planLines(t, d, desired); !slices.Contains(got, "+ bridge  host:br0 (multicast snooping off)") {
 		t.Errorf("plan: want the bridge made with snooping off:\n%s", strings.Join(got, "\n"))
 	}
 	up(t, d, desired)

@@ -83,6 +83,7 @@ func (d *Driver) observeNetns(s *nsPart, ns string, links []ifaceRow, intents ma
 			MAC:          l.mac,
 			Up:           l.up,
 			SnoopingOff:  l.snoopingOff,
+			NoSnooping:   l.noSnooping,
 			Unmarked:     unmarked,
 			Index:        l.index,
 		})

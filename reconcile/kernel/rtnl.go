@@ -162,6 +162,7 @@ type ifaceRow struct {
 	qdisc     string // the kind of its root qdisc ("noqueue")
 
 	snoopingOff bool // a bridge with multicast snooping off
+	noSnooping  bool // a bridge of a kernel built without multicast snooping
 }
 
 func (l ifaceRow) loopback() loopback { return loopback{alias: l.alias, up: l.up, ipv6: l.ipv6} }
@@ -224,7 +225,7 @@ func parseIfaceRow(m []byte) (ifaceRow, error) {
 					l.kind = string(trimNul(v))
 				case nl.IFLA_INFO_DATA: // after the kind, which says how to read it
 					if l.kind == "bridge" {
-						l.snoopingOff = bridgeSnoopingOff(v)
+						l.snoopingOff, l.noSnooping = bridgeSnooping(v)
 					}
 				}
 				return nil
@@ -237,16 +238,18 @@ func parseIfaceRow(m []byte) (ifaceRow, error) {
 	return l, err
 }
 
-// bridgeSnoopingOff reads a bridge's IFLA_INFO_DATA: whether multicast snooping
-// is off. A kernel built without snooping sends no such attribute: not off.
-func bridgeSnoopingOff(data []byte) (off bool) {
+// bridgeSnooping reads a bridge's IFLA_INFO_DATA: whether multicast snooping is
+// off, or absent: a kernel built without it sends no such attribute (and
+// ignores it when set).
+func bridgeSnooping(data []byte) (off, absent bool) {
+	absent = true
 	eachAttr(data, func(typ uint16, v []byte) error {
 		if typ == nl.IFLA_BR_MCAST_SNOOPING && len(v) == 1 {
-			off = v[0] == 0
+			off, absent = v[0] == 0, false
 		}
 		return nil
 	})
-	return off
+	return off, absent
 }
 
 // setBridgeByName sets a bridge's multicast snooping and, with up, brings it up
