@@ -12,10 +12,10 @@ import (
 )
 
 // HeldByAncestor reports the PID of the process holding a lab's lock when that
-// process is an ancestor of this one: a command that an `up` of the lab runs
-// (an exec: command, a run: process waited for) and that itself runs netlab on
-// the same lab. Waiting for that lock would never end, since the holder waits
-// for this very process. 0 when the lock is free, held by another process, or
+// process is an ancestor of this one: this netlab runs in a process that an `up`
+// of the lab started (an exec: command, a run: process), on the same lab. That
+// up may be waiting for this very process, and then the lock would never come
+// (see cmd/netlab's lock). 0 when the lock is free, held by another process, or
 // the holder cannot be told (it is in a PID namespace this one does not see).
 func (d *Driver) HeldByAncestor(lab string) int {
 	st, err := d.state.lstat(d.state.root + "/" + lab + ".lock")
