@@ -36,6 +36,11 @@ func Serve(ctx context.Context, kind string, port int, body string, ready func()
 	if err != nil {
 		return err
 	}
+	return serveOn(ctx, l, kind, body, ready)
+}
+
+// serveOn is Serve on a listener of the caller's.
+func serveOn(ctx context.Context, l net.Listener, kind, body string, ready func()) (err error) {
 	go func() {
 		<-ctx.Done()
 		l.Close()
@@ -54,10 +59,10 @@ func Serve(ctx context.Context, kind string, port int, body string, ready func()
 			// A client that sends a request and then nothing, or a little,
 			// holds a connection for as long as the server waits: it waits
 			// a bounded time, as for the request's headers.
-			ReadHeaderTimeout: 10 * time.Second,
-			ReadTimeout:       30 * time.Second,
-			WriteTimeout:      30 * time.Second,
-			IdleTimeout:       time.Minute,
+			ReadHeaderTimeout: httpLimits.header,
+			ReadTimeout:       httpLimits.read,
+			WriteTimeout:      httpLimits.write,
+			IdleTimeout:       httpLimits.idle,
 		}
 		err = srv.Serve(l)
 	case "tcp-echo":
@@ -69,6 +74,16 @@ func Serve(ctx context.Context, kind string, port int, body string, ready func()
 		return nil
 	}
 	return err
+}
+
+// httpLimits bound how long the HTTP server waits for a client: for a request's
+// headers, for the whole request, for its answer to be taken, and between two
+// requests of one connection. Variables, so that a test can shorten them.
+var httpLimits = struct{ header, read, write, idle time.Duration }{
+	header: 10 * time.Second,
+	read:   30 * time.Second,
+	write:  30 * time.Second,
+	idle:   time.Minute,
 }
 
 func serveEcho(l net.Listener) error {
@@ -87,11 +102,10 @@ func serveEcho(l net.Listener) error {
 // Echo's bounds: a line longer than echoLine is echoed in pieces of that size
 // (its memory is bounded, whatever a client streams without a newline), and a
 // connection idle for echoIdle is closed (a hand-typed nc session has ten
-// minutes between lines).
-const (
-	echoLine = 64 << 10
-	echoIdle = 10 * time.Minute
-)
+// minutes between lines; a variable, so that a test can shorten it).
+const echoLine = 64 << 10
+
+var echoIdle = 10 * time.Minute
 
 // echo answers one connection: each line back, or for WhoAmI the client's address.
 func echo(c net.Conn) {
