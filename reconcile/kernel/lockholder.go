@@ -18,7 +18,7 @@ import (
 // (see cmd/netlab's lock). 0 when the lock is free, held by another process, or
 // the holder cannot be told (it is in a PID namespace this one does not see).
 func (d *Driver) HeldByAncestor(lab string) int {
-	st, err := d.state.lstat(d.state.root + "/" + lab + ".lock")
+	st, err := d.state.lstat(d.state.lockPath(lab))
 	if err != nil {
 		return 0
 	}

@@ -92,17 +92,25 @@ func endAttrs(e vethSpec) []*nl.RtAttr {
 //
 // Equivalent to: ip link set dev NAME [alias ALIAS] [up]
 func setIfaceByName(sock *conn, name, alias string, up bool) error {
-	req := nl.NewNetlinkRequest(unix.RTM_SETLINK, unix.NLM_F_ACK)
+	req := linkByName(unix.RTM_SETLINK, name, up)
+	if alias != "" {
+		req.AddData(nl.NewRtAttr(unix.IFLA_IFALIAS, []byte(alias)))
+	}
+	return sock.request(req, nil)
+}
+
+// linkByName starts a request of type typ (RTM_SETLINK, or RTM_NEWLINK for
+// attributes of the interface's kind) on the interface called name, bringing it
+// up with up; the caller adds the attributes to set.
+func linkByName(typ int, name string, up bool) *nl.NetlinkRequest {
+	req := nl.NewNetlinkRequest(typ, unix.NLM_F_ACK)
 	msg := nl.NewIfInfomsg(unix.AF_UNSPEC)
 	if up {
 		msg.Flags, msg.Change = unix.IFF_UP, unix.IFF_UP
 	}
 	req.AddData(msg)
 	req.AddData(nl.NewRtAttr(unix.IFLA_IFNAME, nl.ZeroTerminated(name)))
-	if alias != "" {
-		req.AddData(nl.NewRtAttr(unix.IFLA_IFALIAS, []byte(alias)))
-	}
-	return sock.request(req, nil)
+	return req
 }
 
 // loopback is what a namespace's lo tells about the namespace: the lab marker
@@ -258,13 +266,7 @@ func bridgeSnooping(data []byte) (off, absent bool) {
 //
 // Equivalent to: ip link set dev NAME [up] type bridge mcast_snooping 0|1
 func setBridgeByName(sock *conn, name string, snooping, up bool) error {
-	req := nl.NewNetlinkRequest(unix.RTM_NEWLINK, unix.NLM_F_ACK)
-	msg := nl.NewIfInfomsg(unix.AF_UNSPEC)
-	if up {
-		msg.Flags, msg.Change = unix.IFF_UP, unix.IFF_UP
-	}
-	req.AddData(msg)
-	req.AddData(nl.NewRtAttr(unix.IFLA_IFNAME, nl.ZeroTerminated(name)))
+	req := linkByName(unix.RTM_NEWLINK, name, up)
 	info := nl.NewRtAttr(unix.IFLA_LINKINFO, nil)
 	info.AddRtAttr(nl.IFLA_INFO_KIND, nl.NonZeroTerminated("bridge"))
 	data := info.AddRtAttr(nl.IFLA_INFO_DATA, nil)

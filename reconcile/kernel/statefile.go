@@ -299,6 +299,10 @@ func (s *stateDir) intents(lab string) (map[reconcile.InterfaceKey]int, error) {
 	return out, nil
 }
 
+// lockPath is the lab's lock file, beside its directory (the name is checked
+// by the caller, as for labDir).
+func (s *stateDir) lockPath(lab string) string { return s.root + "/" + lab + ".lock" }
+
 // Lock is a held lock on one lab.
 type Lock struct {
 	f     *os.File
@@ -322,7 +326,7 @@ func (s *stateDir) lock(lab string, wait bool) (*Lock, error) {
 	} else if err != nil {
 		return nil, fmt.Errorf("create %s: %w", s.root, err)
 	}
-	path := s.root + "/" + lab + ".lock"
+	path := s.lockPath(lab)
 	for {
 		f, err := s.openFile(path, unix.O_CREAT|unix.O_RDWR, 0o600)
 		if errors.As(err, &notOwn) {
