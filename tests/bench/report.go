@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"strings"
 	"text/tabwriter"
 )
 
@@ -12,6 +13,27 @@ type Target struct {
 	Got   string `json:"got"`
 	Met   bool   `json:"met"`
 	Known bool   `json:"measured"`
+}
+
+// withKernel formats netlab's time of r with the same run's figures for the
+// kernel's share of that work: the iproute2 baseline named what (its value
+// from base) and netlab itself with the host's IPv6 off, whose difference to
+// netlab is the kernel's IPv6 work on the host ends.
+func withKernel(r *Result, what string, base func(*Result) float64) func(float64) string {
+	return func(v float64) string {
+		s := fmt.Sprintf("%.3f s", v)
+		var same []string
+		if r != nil && base(r) > 0 {
+			same = append(same, fmt.Sprintf("%s %.3f s", what, base(r)))
+		}
+		if r != nil && r.NoIPv6S > 0 {
+			same = append(same, fmt.Sprintf("netlab with the host's IPv6 off %.3f s", r.NoIPv6S))
+		}
+		if len(same) > 0 {
+			s += " (same run: " + strings.Join(same, ", ") + ")"
+		}
+		return s
+	}
 }
 
 func find(results []Result, n int, op string) *Result {
@@ -38,9 +60,13 @@ func targets(results []Result) []Target {
 	netlab := func(r *Result) float64 { return r.NetlabS }
 	secs := func(v float64) string { return fmt.Sprintf("%.3f s", v) }
 	at := func(limit float64) func(float64) bool { return func(v float64) bool { return v <= limit } }
-	add("N=1000 up ≤ 1.3 s", find(results, 1000, "up"), netlab, secs, at(1.3))
+	// The up and down are shown beside what the kernel took for the same work
+	// in the same run: on a virtual machine the kernel's own time varies by
+	// a quarter from run to run, and at 1000 it is most of the target.
+	up, down := find(results, 1000, "up"), find(results, 1000, "down")
+	add("N=1000 up ≤ 1.3 s", up, netlab, withKernel(up, "ip -batch's host part", func(r *Result) float64 { return r.HostS }), at(1.3))
 	add("N=1000 no-op up ≤ 0.15 s", find(results, 1000, "no-op up"), netlab, secs, at(0.15))
-	add("N=1000 down ≤ 0.9 s", find(results, 1000, "down"), netlab, secs, at(0.9))
+	add("N=1000 down ≤ 0.9 s", down, netlab, withKernel(down, "ip -batch's teardown", func(r *Result) float64 { return r.BatchS }), at(0.9))
 	mn := func(r *Result) float64 {
 		if r.MininetS == 0 {
 			return 0
@@ -73,22 +99,7 @@ func targets(results []Result) []Target {
 			return s
 		}
 		add(fmt.Sprintf("N=%d up: cost per namespace ≤ 1.3x that at 1000", n), r, perNs, got, at(1.3))
-		// Where it grows more, the issue asks to show that the growth is the
-		// kernel's with the iproute2 baseline of the same run. Two steps, both
-		// measured here: what IPv6 on the host ends adds is the kernel's by
-		// construction (the same netlab, the host's IPv6 off for new
-		// interfaces); what is left grows no more than ip -batch's host part,
-		// which is nothing but the kernel's namespace and veth work. (The whole
-		// ip -batch is no yardstick: its process per namespace grows with N on
-		// its own, copying a mount namespace with every namespace's mount.)
-		kernels := Target{What: fmt.Sprintf("N=%d up: what grows beyond 1.3x is the kernel's (host IPv6 off, netlab grows ≤ max(1.3x, ip -batch's host part))", n), Got: "not measured"}
-		if r != nil && base != nil && r.NoIPv6S > 0 && base.NoIPv6S > 0 && r.HostS > 0 && base.HostS > 0 {
-			growth := func(atN, at1000 float64) float64 { return (atN / float64(n)) / (at1000 / 1000) }
-			noIPv6, host := growth(r.NoIPv6S, base.NoIPv6S), growth(r.HostS, base.HostS)
-			kernels.Got = fmt.Sprintf("netlab with the host's IPv6 off %.2fx, ip -batch's host part %.2fx", noIPv6, host)
-			kernels.Met, kernels.Known = noIPv6 <= max(1.3, host), true
-		}
-		out = append(out, kernels)
+		out = append(out, kernelGrowth(r, base, n))
 	}
 	add("N=300 no-op up ≤ 0.1 s", find(results, 300, "no-op up"), netlab, secs, at(0.1))
 	peak := func(r *Result) float64 {
@@ -102,6 +113,27 @@ func targets(results []Result) []Target {
 	}
 	add("N=10000 peak RSS ≤ 100 MB", find(results, 10000, "up"), peak, func(v float64) string { return fmt.Sprintf("%.1f MB", v) }, at(100))
 	return out
+}
+
+// kernelGrowth checks that where the up of n grows more than 1.3x per
+// namespace from 1000 (r against base), the growth is the kernel's.
+func kernelGrowth(r, base *Result, n int) Target {
+	// Where it grows more, the issue asks to show that the growth is the
+	// kernel's with the iproute2 baseline of the same run. Two steps, both
+	// measured here: what IPv6 on the host ends adds is the kernel's by
+	// construction (the same netlab, the host's IPv6 off for new
+	// interfaces); what is left grows no more than ip -batch's host part,
+	// which is nothing but the kernel's namespace and veth work. (The whole
+	// ip -batch is no yardstick: its process per namespace grows with N on
+	// its own, copying a mount namespace with every namespace's mount.)
+	kernels := Target{What: fmt.Sprintf("N=%d up: what grows beyond 1.3x is the kernel's (host IPv6 off, netlab grows ≤ max(1.3x, ip -batch's host part))", n), Got: "not measured"}
+	if r != nil && base != nil && r.NoIPv6S > 0 && base.NoIPv6S > 0 && r.HostS > 0 && base.HostS > 0 {
+		growth := func(atN, at1000 float64) float64 { return (atN / float64(n)) / (at1000 / 1000) }
+		noIPv6, host := growth(r.NoIPv6S, base.NoIPv6S), growth(r.HostS, base.HostS)
+		kernels.Got = fmt.Sprintf("netlab with the host's IPv6 off %.2fx, ip -batch's host part %.2fx", noIPv6, host)
+		kernels.Met, kernels.Known = noIPv6 <= max(1.3, host), true
+	}
+	return kernels
 }
 
 func report(rep Report) {
