@@ -348,7 +348,7 @@ func (d *Driver) plainNetnsFile(name string) string {
 func openNetns(path string) (netns.NsHandle, error) {
 	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
 	if errors.Is(err, unix.ELOOP) {
-		return -1, fmt.Errorf("%s is a symlink, not a network namespace", path)
+		return -1, &notNetnsError{fmt.Sprintf("%s is a symlink, not a network namespace", path)}
 	}
 	if err != nil {
 		return -1, err
@@ -361,9 +361,30 @@ func openNetns(path string) (netns.NsHandle, error) {
 		if unix.Lstat(path, &st) == nil && st.Mode&unix.S_IFMT != unix.S_IFREG {
 			what = kindOf(st.Mode)
 		}
-		return -1, fmt.Errorf("%s is not a network namespace (%s)", path, what)
+		return -1, &notNetnsError{fmt.Sprintf("%s is not a network namespace (%s)", path, what)}
+	}
+	// A namespace of another kind (a mount or PID namespace's file bind-mounted
+	// there) is on nsfs too. Kernels before 4.11 cannot tell: entering it fails.
+	if kind, err := unix.IoctlRetInt(fd, unix.NS_GET_NSTYPE); err == nil && kind != unix.CLONE_NEWNET {
+		unix.Close(fd)
+		return -1, &notNetnsError{fmt.Sprintf("%s is not a network namespace (another kind of namespace)", path)}
 	}
 	return netns.NsHandle(fd), nil
+}
+
+// notNetnsError says that a namespace's name leads to something that is not a
+// network namespace: whatever it is, it is not the lab's. Other failures to
+// open one (out of descriptors or memory) say nothing of whose it is.
+type notNetnsError struct{ msg string }
+
+func (e *notNetnsError) Error() string { return e.msg }
+
+// notANetns reports whether err, from opening a namespace's handle, says the
+// name leads to no network namespace: something else (notNetnsError), or
+// nothing any more (removed since the directory was read).
+func notANetns(err error) bool {
+	var n *notNetnsError
+	return errors.As(err, &n) || errors.Is(err, unix.ENOENT)
 }
 
 // inNetns runs f on a thread that has entered the namespace fd, for the few things
@@ -452,6 +473,9 @@ func (d *Driver) waitDying(ctx context.Context) (waited bool, err error) {
 	for len(dying) > 0 {
 		k := dying[0]
 		h, done, err := d.use(k.NS)
+		if err != nil && !notANetns(err) {
+			return waited, err // out of descriptors, say: nothing known of k
+		}
 		if err == nil {
 			_, err = getIfaceRow(h.rt, k.Name)
 			done()
@@ -461,10 +485,13 @@ func (d *Driver) waitDying(ctx context.Context) (waited bool, err error) {
 				return waited, fmt.Errorf("netns %s: find %s: %w", k.NS, k.Name, err)
 			}
 			dying = dying[1:] // gone (or its namespace is gone too)
+			// The limit is on waiting without progress: ten thousand
+			// namespaces take longer than 10 s to destroy, one at a time.
+			deadline = time.Now().Add(10 * time.Second)
 			continue
 		}
 		if time.Now().After(deadline) {
-			return waited, fmt.Errorf("%d interfaces of deleted namespaces still exist after 10 s (first: %s): %s",
+			return waited, fmt.Errorf("%d interfaces of deleted namespaces still exist, none gone for 10 s (first: %s): %s",
 				len(dying), k, d.holders())
 		}
 		select {

@@ -2,6 +2,7 @@ package kernel
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -88,6 +89,42 @@ func TestMoreNamespacesThanOpenFilesAllow(t *testing.T) {
 	down(t, d, "many")
 	if left, _ := os.ReadDir(sb.netnsDir); len(left) != 0 {
 		t.Errorf("%d namespaces left after down", len(left))
+	}
+}
+
+// A lab namespace netlab cannot open for want of descriptors is an error, never
+// taken for someone else's: taken for foreign, a down would have left it and an
+// up would have called the lab's own namespace a conflict.
+func TestANamespaceThatCannotBeOpenedIsAnError(t *testing.T) {
+	sb := newSandbox(t)
+	up(t, sb.driver(), starOf("nofd", 4).s)
+	d := sb.driver()
+	_, done, err := d.use(r.Host) // the host's handle is opened with room to spare
+	if err != nil {
+		t.Fatal(err)
+	}
+	done()
+	fds, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var orig unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &orig); err != nil {
+		t.Fatal(err)
+	}
+	low := orig
+	low.Cur = uint64(len(fds) + 2) // the directory read above is closed: three free
+	if err := unix.Setrlimit(unix.RLIMIT_NOFILE, &low); err != nil {
+		t.Fatal(err)
+	}
+	s, err := d.Observe(t.Context(), r.Query{Lab: "nofd"})
+	unix.Setrlimit(unix.RLIMIT_NOFILE, &orig)
+	if err == nil {
+		t.Fatalf("observed without descriptors to open the namespaces, and no error: foreign namespaces %v", s.ForeignNetns)
+	}
+	// The namespaces are read first: their error, not a later step's.
+	if !errors.Is(err, unix.EMFILE) || !strings.Contains(err.Error(), "netns c") {
+		t.Fatalf("got %v, want a namespace that could not be opened, and the open-file limit named", err)
 	}
 }
 

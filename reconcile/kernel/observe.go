@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 
 	"netlab/reconcile"
 )
@@ -207,12 +208,19 @@ type nsObservation struct {
 func (d *Driver) observeOne(q reconcile.Query, ns string, intents map[reconcile.InterfaceKey]int) (*nsObservation, error) {
 	r := &nsObservation{name: ns, part: &nsPart{lab: q.Lab}}
 	h, done, err := d.use(ns)
-	if err != nil && ns != reconcile.Host {
-		// A namespace file we cannot open (a stale mount, a plain file): not ours.
-		d.log.Debug("skip unreadable namespace", "netns", ns, "err", err)
+	switch {
+	case err != nil && ns != reconcile.Host && errors.Is(err, unix.ENOENT):
+		r.absent = true // removed since the directory was read
+		return r, nil
+	case err != nil && ns != reconcile.Host && notANetns(err):
+		// Something that is no network namespace (another kind mounted
+		// there, a symlink): not ours.
+		d.log.Debug("skip what is no network namespace", "netns", ns, "err", err)
 		r.foreign = true
 		return r, nil
 	}
+	// Any other failure (out of descriptors, say) is an error, not a sign of
+	// whose the namespace is: taken for foreign, a down would leave it.
 	if err != nil {
 		return nil, err
 	}
