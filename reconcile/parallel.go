@@ -4,13 +4,26 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
+	"syscall"
 )
 
 // DefaultWorkers is how many actions, or namespaces being read, are worked on at
 // once: four per CPU. Most of their time goes to waiting for the kernel (netlink
 // round trips, entering a namespace), so a few per CPU keep the CPUs busy
 // without flooding rtnl.
-func DefaultWorkers() int { return 4 * runtime.NumCPU() }
+//
+// No more than the open-file limit has room for, though: a worker opening a
+// namespace holds up to eight descriptors at once (the namespace, its sockets,
+// a procfs instance and a file), and on a machine of 64 CPUs four per CPU
+// under a limit of 20000 would take a tenth of it before any is counted.
+func DefaultWorkers() int {
+	workers := 4 * runtime.NumCPU()
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err == nil && lim.Cur < 1<<30 {
+		workers = min(workers, int(lim.Cur)/32)
+	}
+	return max(1, workers)
+}
 
 // Parallel calls f(0) ... f(n-1), on up to limit goroutines at once, and returns
 // when every call has returned. Callers that must stop early make f return at

@@ -1,8 +1,10 @@
 package reconcile
 
 import (
+	"runtime"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -35,5 +37,24 @@ func TestParallelCallsEachIndexOnceWithinTheLimit(t *testing.T) {
 		if tc.n >= 100 && tc.limit == 8 && most.Load() < 2 {
 			t.Fatalf("n=%d limit=%d: never more than one call at once", tc.n, tc.limit)
 		}
+	}
+}
+
+// Under a low open-file limit, fewer workers run at once: each may hold
+// several descriptors while it opens a namespace, counted nowhere yet.
+func TestDefaultWorkersLeaveRoomUnderTheOpenFileLimit(t *testing.T) {
+	var orig syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &orig); err != nil {
+		t.Fatal(err)
+	}
+	low := orig
+	low.Cur = 64
+	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &low); err != nil {
+		t.Fatal(err)
+	}
+	got := DefaultWorkers()
+	syscall.Setrlimit(syscall.RLIMIT_NOFILE, &orig)
+	if want := min(4*runtime.NumCPU(), 2); got != want {
+		t.Errorf("under a limit of 64 open files: %d workers, want %d", got, want)
 	}
 }

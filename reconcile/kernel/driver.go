@@ -280,7 +280,9 @@ func (d *Driver) Close() error {
 // fileBudget is how many descriptors the namespaces' handles may hold: the
 // soft limit on open files (Go raises it to the hard limit at start), less a
 // quarter of it, at most 1024, for everything else (files, logs, procfs
-// instances, the nftables connections being opened). Most machines allow some
+// instances, the nftables connections being opened), and at least ten per
+// worker: what the workers hold while they open a namespace is counted only
+// once its handle is kept (see reconcile.DefaultWorkers). Most machines allow some
 // hundred thousand, and no handle is ever closed early; where the limit is low
 // (20000 in some containers, which may not raise it: no CAP_SYS_RESOURCE), a
 // lab of 10,000 namespaces works within it by reopening handles.
@@ -290,7 +292,7 @@ func fileBudget() int {
 		return 1 << 30
 	}
 	limit := int(lim.Cur)
-	return max(32, limit-min(1024, limit/4))
+	return max(32, limit-max(min(1024, limit/4), 10*reconcile.DefaultWorkers()))
 }
 
 // descriptorTable is what reserveFiles made the process's table of open files
