@@ -329,7 +329,7 @@ func (d *Driver) byNsid(e seenVeth, candidates []seenVeth) ([]seenVeth, error) {
 	defer done()
 	lib, err := d.libOf(h)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("netns %s: %w", e.key.NS, err)
 	}
 	var out []seenVeth
 	for _, c := range candidates {

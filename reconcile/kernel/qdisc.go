@@ -53,8 +53,10 @@ func (d *Driver) observeQdiscs(part *nsPart, ns string, links []ifaceRow, want m
 			need = need || !defaultQdisc(l.qdisc)
 		}
 	}
-	for k := range want {
-		need = need || k.NS == ns
+	for _, l := range part.interfaces {
+		// Looked up per interface, not by walking want: want holds the whole
+		// lab's shaping, and this runs for every namespace.
+		need = need || want[reconcile.InterfaceKey{NS: ns, Name: l.Name}] != nil
 	}
 	if !need || len(byIndex) == 0 {
 		return nil

@@ -218,7 +218,11 @@ func (d *Driver) takeProc() *procInstance {
 	}
 	p, err := newProcInstance()
 	if err != nil {
-		d.procfsRefused.Store(true)
+		// Only a refusal is for good: out of descriptors or memory, this
+		// write goes through /proc/sys, and the next one asks again.
+		if !errors.Is(err, unix.EMFILE) && !errors.Is(err, unix.ENFILE) && !errors.Is(err, unix.ENOMEM) {
+			d.procfsRefused.Store(true)
+		}
 		return nil
 	}
 	return p
