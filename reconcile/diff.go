@@ -643,10 +643,11 @@ func (d *differ) files() {
 
 // processes starts what is not running and stops what the lab no longer runs. A
 // changed command is a different process: the old one stops, the new one starts.
-// Processes of a deleted namespace go with it.
+// Processes of a deleted namespace go with it. One that runs but was never seen
+// ready starts again (the start stops what runs first).
 func (d *differ) processes() {
 	for _, k := range sortedKeys(d.desired.Processes, ProcKey.compare) {
-		if have, ok := d.observed.Processes[k]; !ok || len(have.PIDs) == 0 || d.goneNetns[k.NS] {
+		if have, ok := d.observed.Processes[k]; !ok || len(have.PIDs) == 0 || have.NotReady || d.goneNetns[k.NS] {
 			d.add(StartProcess{Lab: d.desired.Lab, Process: *d.desired.Processes[k]})
 		}
 	}

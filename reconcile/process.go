@@ -48,6 +48,10 @@ type Process struct {
 	// Unstoppable, observed only, says why this run cannot stop the process
 	// ("" when it can): a plan that would stop it is refused before any change.
 	Unstoppable string
+	// NotReady, observed only, says that the run that started the process
+	// ended before the process was ready (killed while it waited): it runs,
+	// but nothing ever saw it ready, so the next up starts it again.
+	NotReady bool
 	// Ready is what `up` waits for once the process has started; nil: started
 	// is enough. Desired only: it is how up waits, not what runs, so a change
 	// of ready: or timeout: alone does not restart a running process.

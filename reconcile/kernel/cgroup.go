@@ -350,11 +350,32 @@ func (d *Driver) removeLabCgroups(lab string) error {
 	return nil
 }
 
-// placeProcess prepares the start of a lab's process entry: with cgroups, the
-// command starts inside the entry's cgroup, emptied first of anything left
-// from an earlier start (one copy of an entry, never two), and its command is
-// recorded; otherwise an earlier copy still running is stopped, and started,
-// called with the new process's PID, records its PID and start time. The
+// stopEarlierCopy stops what an earlier start of a lab's process entry left
+// running (one copy of an entry, never two): the copy a record without
+// cgroups names, and with cgroups whatever is in the entry's cgroup. A copy an
+// interrupted run never saw ready is stopped here too, before its port is
+// checked, which it would otherwise hold.
+func (d *Driver) stopEarlierCopy(a reconcile.StartProcess) error {
+	base, err := d.cgroupBase()
+	if err != nil {
+		return err
+	}
+	// A copy an earlier run started without cgroups is stopped by its record,
+	// which the new one's replaces.
+	if err := d.stopRecorded(a.Lab, a.NS, a.Command); err != nil {
+		return err
+	}
+	if cg := entryCgroup(base, a.Lab, a.NS, a.Command); base != "" && cgroupPopulated(cg) {
+		return stopCgroups(d.cgroupMount, []string{cg})
+	}
+	return nil
+}
+
+// placeProcess prepares the start of a lab's process entry, once
+// stopEarlierCopy has stopped what ran: with cgroups, the command starts
+// inside the entry's cgroup, and its command is recorded first; otherwise
+// started, called with the new process's PID, records its PID and start time.
+// Either record says the process was never seen ready (see recordReady). The
 // caller calls started once cmd started (with 0 when it failed to), which also
 // closes the cgroup's descriptor and the files cmd passed to the child.
 func (d *Driver) placeProcess(a reconcile.StartProcess, cmd *exec.Cmd) (started func(pid int) error, err error) {
@@ -363,9 +384,6 @@ func (d *Driver) placeProcess(a reconcile.StartProcess, cmd *exec.Cmd) (started 
 		return nil, err
 	}
 	if base == "" {
-		if err := d.stopRecorded(a.Lab, a.NS, a.Command); err != nil {
-			return nil, err
-		}
 		return func(pid int) error {
 			closeExtraFiles(cmd)
 			if pid == 0 {
@@ -375,21 +393,11 @@ func (d *Driver) placeProcess(a reconcile.StartProcess, cmd *exec.Cmd) (started 
 			if !ok {
 				return nil // already gone: waitStarted says why
 			}
-			return d.state.writeProcRecord(a.Lab, a.NS, procRecord{Command: a.Command, PID: pid, Start: start})
+			return d.state.writeProcRecord(a.Lab, a.NS, procRecord{Command: a.Command, PID: pid, Start: start, Pending: true})
 		}, nil
 	}
 	cg := entryCgroup(base, a.Lab, a.NS, a.Command)
-	// A copy an earlier run started without cgroups is stopped by its record,
-	// which the new one's replaces.
-	if err := d.stopRecorded(a.Lab, a.NS, a.Command); err != nil {
-		return nil, err
-	}
-	if cgroupPopulated(cg) {
-		if err := stopCgroups(d.cgroupMount, []string{cg}); err != nil {
-			return nil, err
-		}
-	}
-	if err := d.state.writeProcRecord(a.Lab, a.NS, procRecord{Command: a.Command}); err != nil {
+	if err := d.state.writeProcRecord(a.Lab, a.NS, procRecord{Command: a.Command, Pending: true}); err != nil {
 		return nil, err
 	}
 	fd, err := makeCgroup(cg)

@@ -52,6 +52,10 @@ type procRecord struct {
 	Command string `json:"command"`
 	PID     int    `json:"pid,omitempty"`
 	Start   uint64 `json:"start,omitempty"` // field 22 of /proc/PID/stat: the PID is this process only while it matches
+	// Pending is set from before the start until the process is ready: a run
+	// killed while it waits leaves it set, and the next up starts the entry
+	// again instead of taking what runs for ready.
+	Pending bool `json:"pending,omitempty"`
 }
 
 // procRecords is the directory of the records of a lab namespace's entries.
@@ -68,6 +72,16 @@ func (s *stateDir) writeProcRecord(lab, ns string, rec procRecord) error {
 		return err
 	}
 	return s.writeJSON(s.procRecordPath(lab, ns, rec.Command), rec)
+}
+
+// recordReady clears the record's Pending mark once its process is ready.
+func (s *stateDir) recordReady(lab, ns, command string) error {
+	var rec procRecord
+	if err := s.readJSON(s.procRecordPath(lab, ns, command), &rec); err != nil {
+		return fmt.Errorf("netns %s: record %q as ready: %w", ns, command, err)
+	}
+	rec.Pending = false
+	return s.writeProcRecord(lab, ns, rec)
 }
 
 // readStat reads a process's state letter, process group and start time from
@@ -234,7 +248,7 @@ func (d *Driver) observeProcesses(s *reconcile.State) error {
 			if d.state.readJSON(filepath.Join(d.state.procRecords(s.Lab, n.Name()), filepath.Base(cg)+".json"), &rec) != nil {
 				rec.Command = "(unrecorded command of cgroup " + cg + ")"
 			}
-			d.addProcess(s, n.Name(), rec.Command, pids, cg)
+			d.addProcess(s, n.Name(), rec.Command, pids, cg).NotReady = rec.Pending
 		}
 	}
 	return nil
@@ -259,14 +273,15 @@ func (d *Driver) observeRecordedProcesses(s *reconcile.State, base string) error
 			}
 			switch {
 			case rec.PID > 0 && d.recordRunning(s.Lab, n.Name(), rec):
-				d.addProcess(s, n.Name(), rec.Command, []int{rec.PID}, "")
+				d.addProcess(s, n.Name(), rec.Command, []int{rec.PID}, "").NotReady = rec.Pending
 			case rec.PID == 0 && base == "":
 				pids, cg, err := d.outOfReachPIDs(s.Lab, n.Name(), rec.Command)
 				if err != nil {
 					return err
 				}
 				if len(pids) > 0 {
-					d.addProcess(s, n.Name(), rec.Command, pids, "").Unstoppable = outOfReach(cg)
+					p := d.addProcess(s, n.Name(), rec.Command, pids, "")
+					p.Unstoppable, p.NotReady = outOfReach(cg), rec.Pending
 				}
 			}
 		}
@@ -344,6 +359,9 @@ func (d *Driver) startProcess(ctx context.Context, a reconcile.StartProcess) err
 	if err := d.procIsOurs(); err != nil {
 		return fmt.Errorf("netns %s: start %q: %w", a.NS, a.Command, err)
 	}
+	if err := d.stopEarlierCopy(a); err != nil {
+		return fmt.Errorf("netns %s: start %q: %w", a.NS, a.Command, err)
+	}
 	if err := d.checkPortFree(a); err != nil {
 		return err
 	}
@@ -386,6 +404,9 @@ func (d *Driver) startProcess(ctx context.Context, a reconcile.StartProcess) err
 	err = d.waitStarted(ctx, a, c, logPath)
 	if err == nil {
 		err = d.waitReady(ctx, a, c, ready, logPath)
+	}
+	if err == nil {
+		err = d.state.recordReady(a.Lab, a.NS, a.Command)
 	}
 	if err != nil {
 		d.abandon(a, c)

@@ -193,6 +193,29 @@ echo "code=$code ms=$(( (end - start) / 1000000 ))"; cat /run/err`)
 	}
 }
 
+// TestKilledWaitLeavesTheProcessToStartAgain: an up killed outright (SIGKILL:
+// the OOM killer, a CI timeout) while it waits for readiness cannot stop the
+// process; the next up must not take it for ready. Before, the next plan said
+// "No changes." with nothing listening.
+func TestKilledWaitLeavesTheProcessToStartAgain(t *testing.T) {
+	sb := harness.NewSandbox(t)
+	lab := writeLab(t, "killed.yaml", `name: killed
+namespaces:
+  web:
+    run:
+      - {cmd: "exec sleep 1034", ready: {tcp: 8005}, timeout: 60s}
+`)
+	sb.OK("sh", "-c", `netlab up `+lab+` >/dev/null 2>&1 & p=$!
+for i in $(seq 100); do pgrep -x sleep >/dev/null && break; sleep 0.05; done
+sleep 0.3; kill -KILL $p; wait $p; true`)
+	if res := sb.Exec("pgrep", "-f", "^sleep 1034$"); res.Code != 0 {
+		t.Fatalf("the process the killed up waited for does not run: the test proves nothing")
+	}
+	if got := sb.OK("netlab", "plan", lab); !strings.Contains(got, "+ process web: exec sleep 1034") {
+		t.Errorf("the entry a killed up never saw ready is taken for running:\n%s", got)
+	}
+}
+
 // holdPort starts a server that is not the lab's on 127.0.0.1:port in the
 // sandbox's host namespace, and waits until it listens.
 func holdPort(t *testing.T, sb *harness.Sandbox, port int) {
