@@ -447,6 +447,23 @@ func (d *Driver) abandon(a reconcile.StartProcess, c *child) {
 	}
 }
 
+// entryEnded reports, once the first process of an entry has exited (c.ended),
+// whether the entry has ended: with cgroups, only when nothing it forked runs
+// in its cgroup any more. A server that daemonizes (`redis-server --daemonize
+// yes`, nginx's master, `./server &`) leaves its first process behind as it
+// starts, and runs on.
+func (d *Driver) entryEnded(a reconcile.StartProcess, c *child) bool {
+	select {
+	case <-c.ended:
+	default:
+		return false
+	}
+	d.mu.Lock()
+	cg := d.procCgroups[a.ProcKey]
+	d.mu.Unlock()
+	return cg == "" || !cgroupPopulated(cg)
+}
+
 // waitStarted waits until a process started for the lab runs its command in its
 // namespace, marked as the lab's, so that what is observed next sees it in place.
 // A command that fails at once (not found, bad syntax) is an error of this step.
@@ -465,7 +482,10 @@ func (d *Driver) waitStarted(ctx context.Context, a reconcile.StartProcess, c *c
 		shim := bytes.Contains(cmdline, []byte("\x00__nsexec\x00"))
 		select {
 		case <-c.ended:
-			return fmt.Errorf("netns %s: %q ended at once (%s); %s", a.NS, a.Command, c.how, d.state.logTail(logPath, startHeader(a.Command)))
+			if d.entryEnded(a, c) {
+				return fmt.Errorf("netns %s: %q ended at once (%s); %s", a.NS, a.Command, c.how, d.state.logTail(logPath, startHeader(a.Command)))
+			}
+			return nil // what it forked runs on, in its cgroup and namespace
 		default:
 		}
 		if unix.Stat(dir+"/ns/net", &st) == nil && st.Ino == ino && len(cmdline) > 0 && (!shim || a.Serve != nil) {

@@ -304,9 +304,10 @@ func (d *Driver) waitReady(ctx context.Context, a reconcile.StartProcess, c *chi
 		if ready {
 			return nil
 		}
-		select {
-		case <-c.ended:
+		if d.entryEnded(a, c) {
 			return fmt.Errorf("netns %s: %q exited before it was ready (%s); %s", a.NS, a.Command, c.how, d.state.logTail(logPath, startHeader(a.Command)))
+		}
+		select {
 		case <-ctx.Done():
 			return fmt.Errorf("netns %s: %q: interrupted while netlab waited for it to be ready (%s), so netlab stopped it: %w", a.NS, a.Command, why, ctx.Err())
 		case <-time.After(readyPoll):

@@ -216,6 +216,33 @@ sleep 0.3; kill -KILL $p; wait $p; true`)
 	}
 }
 
+// TestAServerThatDaemonizesIsReady: a command whose first process exits as its
+// server starts (a daemon, `./server &`) has not ended while what it forked
+// runs in its cgroup: up waits for the server, and down stops it. Before, up
+// failed with "ended at once (exit status 0)" and stopped the server.
+func TestAServerThatDaemonizesIsReady(t *testing.T) {
+	sb := harness.NewSandbox(t)
+	lab := writeLab(t, "daemon.yaml", `name: daemon
+namespaces:
+  web:
+    run:
+      - {cmd: "(sleep 0.5; exec netlab serve --http 8006 --body forked) & exit 0", ready: {tcp: 8006}}
+checks:
+  - {from: web, http: "http://127.0.0.1:8006/", expect: {body: forked}}
+`)
+	sb.OK("netlab", "up", lab)
+	if res := sb.Exec("netlab", "test", lab); res.Code != 0 {
+		t.Fatalf("netlab test after up: exit %d\n%s%s", res.Code, res.Stdout, res.Stderr)
+	}
+	if got := sb.OK("netlab", "plan", lab); got != "No changes.\n" {
+		t.Errorf("plan after up:\n%s", got)
+	}
+	sb.OK("netlab", "down", lab)
+	if res := sb.Exec("pgrep", "-f", "serve --http 8006"); res.Code == 0 {
+		t.Errorf("the forked server still runs after down: pid %s", res.Stdout)
+	}
+}
+
 // holdPort starts a server that is not the lab's on 127.0.0.1:port in the
 // sandbox's host namespace, and waits until it listens.
 func holdPort(t *testing.T, sb *harness.Sandbox, port int) {
