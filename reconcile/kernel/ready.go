@@ -117,6 +117,11 @@ func (d *Driver) readyPort(ns string, r *reconcile.Ready) (proto string, port in
 		if err != nil {
 			return "", 0, netip.Addr{}, err
 		}
+		if addr.IsUnspecified() {
+			// http://0.0.0.0:8000/, as python3 -m http.server prints it: Linux
+			// connects that to the namespace itself, as localhost.
+			return "tcp", port, netip.IPv4Unspecified(), nil
+		}
 		local, err := d.isLocalAddr(ns, addr)
 		if err != nil || !local {
 			return "", 0, netip.Addr{}, err
@@ -438,7 +443,13 @@ func (s *stateDir) openLog(lab, ns string) (*os.File, string, error) {
 // logHeader writes the line that starts a command's output in a log, the one
 // logTail looks for.
 func logHeader(w io.Writer, header string) {
-	fmt.Fprintf(w, "--- %s %s\n", time.Now().UTC().Format(time.RFC3339), header)
+	fmt.Fprintf(w, "--- %s %s\n", time.Now().UTC().Format(time.RFC3339), oneLine(header))
+}
+
+// oneLine writes a header's line breaks as \n: a serve: body may have some,
+// and a header broken over lines would never be found (see logTail).
+func oneLine(header string) string {
+	return strings.NewReplacer("\n", `\n`, "\r", `\r`).Replace(header)
 }
 
 // ProcessLog is the end of what a process entry wrote to its namespace's log
@@ -465,7 +476,7 @@ func (s *stateDir) logTail(path, header string) string {
 	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
 	start := 0
 	for i, l := range lines {
-		if strings.HasPrefix(l, "--- ") && strings.HasSuffix(l, " "+header) {
+		if strings.HasPrefix(l, "--- ") && strings.HasSuffix(l, " "+oneLine(header)) {
 			start = i + 1
 		}
 	}

@@ -1,9 +1,11 @@
 package kernel
 
 import (
+	"fmt"
 	"net"
 	"net/http"
 	"net/netip"
+	"strings"
 	"testing"
 
 	"netlab/tests/harness"
@@ -78,5 +80,27 @@ func TestBoundSocketsAndWhatTheyAnswer(t *testing.T) {
 		if got := answersOn(c.bound, c.want); got != c.answers {
 			t.Errorf("answersOn(%v, %v) = %v, want %v", c.bound, c.want, got, c.answers)
 		}
+	}
+}
+
+// A header with a line break (a serve: body of two lines) is still found: the
+// tail is what the command wrote after it, not the whole log.
+func TestLogTailFindsAHeaderWithALineBreak(t *testing.T) {
+	s := newStateDir(t.TempDir() + "/state")
+	if err := s.ensure("tail"); err != nil {
+		t.Fatal(err)
+	}
+	log, path, err := s.openLog("tail", "web")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintln(log, "an earlier run's line")
+	header := startHeader("netlab serve --http 80 --body 'a\nb'")
+	logHeader(log, header)
+	fmt.Fprintln(log, "bind: address already in use")
+	log.Close()
+	got := s.logTail(path, header)
+	if !strings.Contains(got, "bind: address already in use") || strings.Contains(got, "earlier run") {
+		t.Errorf("tail of the log after a two-line header:\n%s", got)
 	}
 }
