@@ -129,7 +129,27 @@ func commandHash(command string) string {
 
 // entryCgroup is the cgroup of one process entry of a lab.
 func entryCgroup(base, lab, ns, command string) string {
-	return filepath.Join(base, lab, ns, commandHash(command))
+	return filepath.Join(nsCgroup(base, lab, ns), commandHash(command))
+}
+
+// nsCgroup is the cgroup of a lab namespace's entries. A cgroup directory
+// holds the kernel's files beside its children, all named CONTROLLER.NAME
+// (cgroup.procs, memory.max): a namespace whose name has a dot gets "ns-"
+// before it, so that no name of the file format is one of those files.
+func nsCgroup(base, lab, ns string) string {
+	if strings.Contains(ns, ".") {
+		ns = "ns-" + ns
+	}
+	return filepath.Join(base, lab, ns)
+}
+
+// nsOfCgroup is the namespace whose cgroup directory is called name (see
+// nsCgroup); false for a name nsCgroup never makes.
+func nsOfCgroup(name string) (string, bool) {
+	if !strings.Contains(name, ".") {
+		return name, true
+	}
+	return strings.CutPrefix(name, "ns-")
 }
 
 // makeCgroup creates a cgroup (and its parents) and opens it, for clone3.

@@ -233,10 +233,11 @@ func (d *Driver) observeProcesses(s *reconcile.State) error {
 		return fmt.Errorf("list the lab's cgroups: %w", err)
 	}
 	for _, n := range cgDirs {
-		if !n.IsDir() || !labNamespace(s, n.Name()) {
+		ns, ok := nsOfCgroup(n.Name())
+		if !n.IsDir() || !ok || !labNamespace(s, ns) {
 			continue
 		}
-		for _, cg := range cgroupEntries(filepath.Join(base, s.Lab, n.Name())) {
+		for _, cg := range cgroupEntries(nsCgroup(base, s.Lab, ns)) {
 			pids, populated, err := cgroupTreePIDs(cg)
 			if err != nil {
 				return err
@@ -245,10 +246,10 @@ func (d *Driver) observeProcesses(s *reconcile.State) error {
 				continue
 			}
 			var rec procRecord
-			if d.state.readJSON(filepath.Join(d.state.procRecords(s.Lab, n.Name()), filepath.Base(cg)+".json"), &rec) != nil {
+			if d.state.readJSON(filepath.Join(d.state.procRecords(s.Lab, ns), filepath.Base(cg)+".json"), &rec) != nil {
 				rec.Command = "(unrecorded command of cgroup " + cg + ")"
 			}
-			d.addProcess(s, n.Name(), rec.Command, pids, cg).NotReady = rec.Pending
+			d.addProcess(s, ns, rec.Command, pids, cg).NotReady = rec.Pending
 		}
 	}
 	return nil
@@ -588,7 +589,7 @@ func (d *Driver) killNetnsProcesses(lab, ns string) error {
 		return err
 	}
 	if base != "" {
-		dir := filepath.Join(base, lab, ns)
+		dir := nsCgroup(base, lab, ns)
 		if err := stopCgroups(d.cgroupMount, cgroupEntries(dir)); err != nil {
 			return fmt.Errorf("netns %s: %w", ns, err)
 		}

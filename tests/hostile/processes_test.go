@@ -63,3 +63,26 @@ namespaces:
 		t.Errorf("copies after down (host, web): %s", strings.TrimSpace(got))
 	}
 }
+
+// A namespace whose name is one of the kernel's files in a cgroup directory
+// (cgroup.procs) runs its processes and goes down like any other. Before, up
+// failed (its cgroup would have been a file) and every down of the lab failed.
+func TestANamespaceNamedLikeACgroupFile(t *testing.T) {
+	sb := harness.NewSandbox(t)
+	lab := writeLab(t, "cgname.yaml", `
+name: cgname
+namespaces:
+  cgroup.procs:
+    run: ["exec sleep 1003.5"]
+  web:
+    run: ["exec sleep 1003.25"]
+`)
+	sb.OK("netlab", "up", lab)
+	if got := sb.OK("netlab", "plan", lab); got != "No changes.\n" {
+		t.Errorf("plan after up:\n%s", got)
+	}
+	sb.OK("netlab", "down", lab)
+	if res := sb.Exec("pgrep", "-f", "^sleep 1003"); res.Code == 0 {
+		t.Errorf("processes left after down: %s", res.Stdout)
+	}
+}
