@@ -57,7 +57,8 @@ func Apply(ctx context.Context, d Driver, p *Plan) error {
 
 // ApplyOptions say how ApplyWith runs a plan. The zero value is Apply's.
 type ApplyOptions struct {
-	// Concurrency is how many actions of one phase run at once; 0 is four per CPU.
+	// Concurrency is how many actions of one phase run at once; 0 is four per
+	// CPU. Starts of processes are not bounded by it: see StartProcess.Unbounded.
 	Concurrency int
 	// KeepGoing runs every action even when some fail, and returns all
 	// failures joined: `down` must not let one stubborn object keep the others
@@ -128,7 +129,11 @@ func (p *Plan) runPhase(ctx context.Context, d Driver, steps []int, o ApplyOptio
 	errs := make([]error, len(steps))
 	var failed atomic.Bool
 	groups := serialGroups(p, steps)
-	Parallel(len(groups), cmp.Or(o.Concurrency, DefaultWorkers()), func(g int) {
+	limit := cmp.Or(o.Concurrency, DefaultWorkers())
+	if u, ok := p.Actions[steps[0]].(interface{ Unbounded() bool }); ok && u.Unbounded() {
+		limit = len(groups) // a phase of one kind: its actions bound themselves
+	}
+	Parallel(len(groups), limit, func(g int) {
 		for _, j := range groups[g] {
 			i := steps[j]
 			err := ctx.Err()

@@ -145,6 +145,13 @@ type StartProcess struct {
 	Process
 }
 
+// Unbounded says that the starts of a plan's processes all run at once, not
+// within the apply's worker limit: most of a start is waiting for the process
+// to be ready, which may take another process of the same plan (a proxy waits
+// for its backend), and a limit full of waits would never start that one. The
+// driver bounds the work itself.
+func (a StartProcess) Unbounded() bool { return true }
+
 func (a StartProcess) Op() Op       { return OpAdd }
 func (a StartProcess) Phase() Phase { return phaseProcess }
 func (a StartProcess) Kind() string { return "process" }

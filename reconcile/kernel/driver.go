@@ -91,6 +91,7 @@ type Driver struct {
 	lastRead      map[string]*nsObservation // each namespace as the last observation read it (see reconcile.Query.Reread)
 	procfs        chan *procInstance        // idle private procfs instances, for sysctls (see openSysctl)
 	procfsRefused atomic.Bool               // the kernel would not make one: /proc/sys serves
+	startSlots    chan struct{}             // process starts and readiness checks under way (see launchProcess)
 	qdiscKinds    map[string]bool           // the qdisc kinds the kernel has, as asked (see missingQdiscs)
 }
 
@@ -221,6 +222,7 @@ func New(opts Options) (*Driver, error) {
 		procCgroups: map[reconcile.ProcKey]string{},
 		cgroupMount: findCgroup2(),
 		procfs:      make(chan *procInstance, reconcile.DefaultWorkers()),
+		startSlots:  make(chan struct{}, reconcile.DefaultWorkers()),
 	}
 	if d.self == "" {
 		self, err := os.Executable()

@@ -354,54 +354,13 @@ func startHeader(command string) string { return "netlab starts: " + command }
 //
 // Equivalent to: ip netns exec NS env NETLAB_LAB=LAB NETLAB_RUN=CMD sh -c CMD >>LOG 2>&1 &
 func (d *Driver) startProcess(ctx context.Context, a reconcile.StartProcess) error {
-	if err := d.state.ensure(a.Lab); err != nil {
-		return err
-	}
-	if err := d.procIsOurs(); err != nil {
-		return fmt.Errorf("netns %s: start %q: %w", a.NS, a.Command, err)
-	}
-	if err := d.stopEarlierCopy(a); err != nil {
-		return fmt.Errorf("netns %s: start %q: %w", a.NS, a.Command, err)
-	}
-	if err := d.checkPortFree(a); err != nil {
-		return err
-	}
-	ready := baselineOf(a.Ready)
-	log, logPath, err := d.state.openLog(a.Lab, a.NS)
+	c, ready, logPath, err := d.launchProcess(a)
 	if err != nil {
 		return err
-	}
-	defer log.Close()
-	argv := []string{"/bin/sh", "-c", a.Command}
-	if a.Serve != nil {
-		argv = append([]string{d.self}, a.Serve.Args()...)
-	}
-	cmd, err := d.nsExecCommand(a.NS, argv)
-	if err != nil {
-		return err
-	}
-	cmd.Env = append(withoutMarkers(os.Environ()),
-		reconcile.EnvLab+"="+a.Lab, reconcile.EnvNS+"="+a.NS, reconcile.EnvRun+"="+a.Command)
-	cmd.Stdout, cmd.Stderr = log, log
-	cmd.SysProcAttr.Setsid = true // its own session and process group: stopped as a group
-	started, err := d.placeProcess(a, cmd)
-	if err != nil {
-		closeExtraFiles(cmd)
-		return fmt.Errorf("netns %s: start %q: %w", a.NS, a.Command, err)
-	}
-	logHeader(log, startHeader(a.Command))
-	if err := cmd.Start(); err != nil {
-		started(0)
-		return fmt.Errorf("netns %s: start %q: %w", a.NS, a.Command, err)
-	}
-	pid := cmd.Process.Pid
-	d.processesChanged()
-	if err := started(pid); err != nil {
-		d.abandon(a, newChild(cmd))
-		return fmt.Errorf("netns %s: record %q: %w", a.NS, a.Command, err)
 	}
 	// Let it go: it belongs to the lab now, once it is in place and ready.
-	c := newChild(cmd)
+	// Waiting takes no start slot: what it waits for may be another process
+	// of the same plan (a proxy's backend), which needs one to start.
 	err = d.waitStarted(ctx, a, c, logPath)
 	if err == nil {
 		err = d.waitReady(ctx, a, c, ready, logPath)
@@ -413,6 +372,60 @@ func (d *Driver) startProcess(ctx context.Context, a reconcile.StartProcess) err
 		d.abandon(a, c)
 	}
 	return err
+}
+
+// launchProcess starts a process entry, holding one of the driver's start
+// slots meanwhile (see reconcile.StartProcess.Unbounded); it returns the
+// child, what its readiness check will compare with, and its log's path.
+func (d *Driver) launchProcess(a reconcile.StartProcess) (c *child, ready readyBaseline, logPath string, err error) {
+	d.startSlots <- struct{}{}
+	defer func() { <-d.startSlots }()
+	if err := d.state.ensure(a.Lab); err != nil {
+		return nil, ready, "", err
+	}
+	if err := d.procIsOurs(); err != nil {
+		return nil, ready, "", fmt.Errorf("netns %s: start %q: %w", a.NS, a.Command, err)
+	}
+	if err := d.stopEarlierCopy(a); err != nil {
+		return nil, ready, "", fmt.Errorf("netns %s: start %q: %w", a.NS, a.Command, err)
+	}
+	if err := d.checkPortFree(a); err != nil {
+		return nil, ready, "", err
+	}
+	ready = baselineOf(a.Ready)
+	log, logPath, err := d.state.openLog(a.Lab, a.NS)
+	if err != nil {
+		return nil, ready, "", err
+	}
+	defer log.Close() // the process has its own copy
+	argv := []string{"/bin/sh", "-c", a.Command}
+	if a.Serve != nil {
+		argv = append([]string{d.self}, a.Serve.Args()...)
+	}
+	cmd, err := d.nsExecCommand(a.NS, argv)
+	if err != nil {
+		return nil, ready, "", err
+	}
+	cmd.Env = append(withoutMarkers(os.Environ()),
+		reconcile.EnvLab+"="+a.Lab, reconcile.EnvNS+"="+a.NS, reconcile.EnvRun+"="+a.Command)
+	cmd.Stdout, cmd.Stderr = log, log
+	cmd.SysProcAttr.Setsid = true // its own session and process group: stopped as a group
+	started, err := d.placeProcess(a, cmd)
+	if err != nil {
+		closeExtraFiles(cmd)
+		return nil, ready, "", fmt.Errorf("netns %s: start %q: %w", a.NS, a.Command, err)
+	}
+	logHeader(log, startHeader(a.Command))
+	if err := cmd.Start(); err != nil {
+		started(0)
+		return nil, ready, "", fmt.Errorf("netns %s: start %q: %w", a.NS, a.Command, err)
+	}
+	d.processesChanged()
+	if err := started(cmd.Process.Pid); err != nil {
+		d.abandon(a, newChild(cmd))
+		return nil, ready, "", fmt.Errorf("netns %s: record %q: %w", a.NS, a.Command, err)
+	}
+	return newChild(cmd), ready, logPath, nil
 }
 
 // child is a process netlab started, reaped in the background if it dies while

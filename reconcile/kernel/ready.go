@@ -305,7 +305,9 @@ func (d *Driver) waitReady(ctx context.Context, a reconcile.StartProcess, c *chi
 	}
 	deadline := time.Now().Add(r.Timeout)
 	for {
+		d.startSlots <- struct{}{} // a check enters the namespace: as many at once as starts
 		ready, why := d.isReady(a.NS, r, base)
+		<-d.startSlots
 		if ready {
 			return nil
 		}

@@ -50,7 +50,8 @@ type Options struct {
 	// steps: it returns the function to report the steps done with and the one
 	// that stops showing it.
 	Progress func(total int) (report func(done int), stop func())
-	// Concurrency is how many actions of one phase run at once; 0 is four per CPU.
+	// Concurrency is how many actions of one phase run at once; 0 is four per
+	// CPU. Starts of processes are not bounded by it: see StartProcess.Unbounded.
 	Concurrency int
 	// Log, when not nil, gets how long each phase took.
 	Log *slog.Logger

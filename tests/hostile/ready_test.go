@@ -247,6 +247,25 @@ checks:
 	}
 }
 
+// TestProcessesWaitingForALaterOneDoNotBlockIt: more processes than netlab
+// has workers wait for something a process that sorts after them provides
+// (proxies waiting for their backend). Before, the waits filled every worker,
+// the provider never started, and up failed when they timed out. The open-file
+// limit of 128 makes netlab use four workers on any machine.
+func TestProcessesWaitingForALaterOneDoNotBlockIt(t *testing.T) {
+	sb := harness.NewSandbox(t)
+	var b strings.Builder
+	b.WriteString("name: waits\nnamespaces:\n")
+	for i := 1; i <= 5; i++ {
+		fmt.Fprintf(&b, "  a%d:\n    run: [{cmd: \"exec sleep 104%d\", ready: {file: /run/go-a%d}, timeout: 10s}]\n", i, i, i)
+	}
+	b.WriteString("  z:\n    run: [\"sleep 1; touch /run/go-a1 /run/go-a2 /run/go-a3 /run/go-a4 /run/go-a5; exec sleep 1049\"]\n")
+	lab := writeLab(t, "waits.yaml", b.String())
+	if res := sb.Exec("sh", "-c", "ulimit -n 128 && exec netlab up "+lab); res.Code != 0 {
+		t.Fatalf("up of five processes waiting for a sixth: exit %d\n%s", res.Code, res.Stderr)
+	}
+}
+
 // holdPort starts a server that is not the lab's on 127.0.0.1:port in the
 // sandbox's host namespace, and waits until it listens.
 func holdPort(t *testing.T, sb *harness.Sandbox, port int) {
