@@ -135,6 +135,9 @@ func NsEnter(netnsPath, etcDir string) error {
 	if err != nil {
 		return fmt.Errorf("open %s: %w", netnsPath, err)
 	}
+	var target, here unix.Stat_t
+	same := unix.Fstat(int(fd), &target) == nil && unix.Stat("/proc/thread-self/ns/net", &here) == nil &&
+		target.Dev == here.Dev && target.Ino == here.Ino
 	if err := netns.Set(fd); err != nil {
 		return fmt.Errorf("enter %s: %w", netnsPath, err)
 	}
@@ -148,12 +151,15 @@ func NsEnter(netnsPath, etcDir string) error {
 		}
 	}
 	// sysfs shows the network namespace of whoever mounts it. Its source names
-	// the namespace, as ip netns exec's does.
+	// the namespace, as ip netns exec's does. The namespace this runs in (the
+	// host's, for host: entries) keeps its /sys: a new one would lose what is
+	// mounted below it, /sys/fs/cgroup first, and netlab run from a host entry
+	// (or a shell of `netlab exec host`) would not see the lab's processes.
 	source := "sysfs"
 	if etcDir != "" {
 		source = filepath.Base(etcDir)
 	}
-	if err := unix.Unmount("/sys", unix.MNT_DETACH); err == nil {
+	if !same && unix.Unmount("/sys", unix.MNT_DETACH) == nil {
 		if err := unix.Mount(source, "/sys", "sysfs", 0, ""); err != nil {
 			return fmt.Errorf("mount /sys: %w", err)
 		}

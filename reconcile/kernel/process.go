@@ -232,6 +232,7 @@ func (d *Driver) observeProcesses(s *reconcile.State) error {
 	if err != nil {
 		return fmt.Errorf("list the lab's cgroups: %w", err)
 	}
+	self := cgroupOf(os.Getpid())
 	for _, n := range cgDirs {
 		ns, ok := nsOfCgroup(n.Name())
 		if !n.IsDir() || !ok || !labNamespace(s, ns) {
@@ -249,7 +250,12 @@ func (d *Driver) observeProcesses(s *reconcile.State) error {
 			if d.state.readJSON(filepath.Join(d.state.procRecords(s.Lab, ns), filepath.Base(cg)+".json"), &rec) != nil {
 				rec.Command = "(unrecorded command of cgroup " + cg + ")"
 			}
-			d.addProcess(s, ns, rec.Command, pids, cg).NotReady = rec.Pending
+			p := d.addProcess(s, ns, rec.Command, pids, cg)
+			p.NotReady = rec.Pending
+			if rel := cgroupRel(d.cgroupMount, cg); self == rel || strings.HasPrefix(self, rel+"/") {
+				// Stopping it would kill this run half-way, and each retry the same.
+				p.Unstoppable = "this netlab runs in it (the entry started it): run netlab from outside the lab's processes"
+			}
 		}
 	}
 	return nil

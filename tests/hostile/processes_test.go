@@ -86,3 +86,27 @@ namespaces:
 		t.Errorf("processes left after down: %s", res.Stdout)
 	}
 }
+
+// A lab process that runs netlab down on its own lab is refused, not killed
+// half-way: the down would stop the entry netlab itself runs in (its cgroup).
+func TestDownFromInsideALabProcessIsRefused(t *testing.T) {
+	sb := harness.NewSandbox(t)
+	lab := writeLab(t, "selfdown.yaml", `
+name: selfdown
+host:
+  run: ["sleep 0.5; netlab down --lab selfdown >/run/selfdown.out 2>&1; echo exit=$? >>/run/selfdown.out; exec sleep 1050"]
+namespaces:
+  web: {}
+`)
+	sb.OK("netlab", "up", lab)
+	var out string
+	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(out, "exit=") && time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		out = sb.OK("sh", "-c", "cat /run/selfdown.out 2>/dev/null; true")
+	}
+	if !strings.Contains(out, "exit=1") || !strings.Contains(out, "this netlab runs in it") {
+		t.Fatalf("netlab down from inside the lab's own process:\n%s", out)
+	}
+	if got := sb.OK("netlab", "plan", lab); got != "No changes.\n" {
+		t.Errorf("the refused down changed the lab:\n%s", got)
+	}
+}
