@@ -4,6 +4,7 @@ package topology
 
 import (
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -45,6 +46,29 @@ func (d *decoder) processes(ns *Namespace, f fields, label string) {
 				ns.Serve = append(ns.Serve, svc)
 			}
 		}
+	}
+	d.sharedPorts(ns, label)
+}
+
+// sharedPorts refuses a run: entry ready on a TCP port that a serve: entry,
+// or another run: entry, of the same namespace listens on: both would start,
+// and the one socket would make both look ready.
+func (d *decoder) sharedPorts(ns *Namespace, label string) {
+	taken := map[uint16]string{}
+	for _, svc := range ns.Serve {
+		if svc.Kind == "http" || svc.Kind == "tcp-echo" {
+			taken[svc.Port] = "serve: " + svc.Kind + " " + strconv.Itoa(int(svc.Port))
+		}
+	}
+	for _, c := range ns.Run {
+		if c.Ready == nil || c.Ready.Kind != "tcp" {
+			continue
+		}
+		if other, ok := taken[c.Ready.Port]; ok {
+			d.errorAt(c.Ready.Pos, "%s: run: %q is ready on tcp port %d, which %s listens on too: one of them would fail to listen, and its socket make both look ready", label, c.Line, c.Ready.Port, other)
+			continue
+		}
+		taken[c.Ready.Port] = strconv.Quote(c.Line)
 	}
 }
 

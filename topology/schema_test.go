@@ -63,6 +63,7 @@ var schemaBlind = []struct {
 	{"invalid-link-unknown-namespace.yaml", false, "a link to an undeclared namespace (dangling reference)"},
 	{"invalid-name-clash.yaml", false, "a bridge named like a namespace"},
 	{"invalid-publish-duplicate.yaml", false, "one host port published by two namespaces"},
+	{"invalid-shared-port.yaml", false, "a run: entry ready on a TCP port a serve: or another run: entry listens on: compares values of two entries"},
 	{"invalid-route-duplicate.yaml", false, "two routes with one destination and metric, written differently"},
 	{"invalid-route-gateway-outside.yaml", false, "gateways outside the namespace's subnets, or its own address"},
 	{"invalid-two-documents.yaml", false, "a second YAML document: a schema validates one document"},
