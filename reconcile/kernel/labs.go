@@ -142,6 +142,9 @@ func (d *Driver) Forget(lab string) error {
 			os.Remove(d.netnsPath(name))
 		}
 	}
+	if err := d.stopAllRecorded(lab); err != nil {
+		return err
+	}
 	if err := d.removeLabCgroups(lab); err != nil {
 		return err
 	}

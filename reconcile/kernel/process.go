@@ -591,6 +591,27 @@ func (d *Driver) stopRecorded(lab, ns, command string) error {
 	return nil
 }
 
+// stopAllRecorded stops the processes of every record of the lab (starts
+// without cgroups), whatever became of their namespaces: one deleted by hand
+// (ip netns del) is no longer the lab's, so no plan stops what runs there, and
+// what runs there keeps it alive, nameless. Forget calls it before the records go.
+func (d *Driver) stopAllRecorded(lab string) error {
+	nsDirs, _ := d.state.readDir(filepath.Join(d.state.labDir(lab), "processes"))
+	for _, n := range nsDirs {
+		files, _ := d.state.readDir(d.state.procRecords(lab, n.Name()))
+		for _, f := range files {
+			var rec procRecord
+			if d.state.readJSON(filepath.Join(d.state.procRecords(lab, n.Name()), f.Name()), &rec) != nil {
+				continue
+			}
+			if err := d.stopRecorded(lab, n.Name(), rec.Command); err != nil {
+				return fmt.Errorf("netns %s: stop %q: %w", n.Name(), rec.Command, err)
+			}
+		}
+	}
+	return nil
+}
+
 // killNetnsProcesses stops every process in a namespace that is about to be
 // deleted (one left inside would keep it alive): the lab's entries there, by
 // their cgroups (or records), then anyone else's process inside, found by the

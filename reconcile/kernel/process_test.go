@@ -485,3 +485,25 @@ func TestAGroupThatTookARecordedNumberIsNotTheEntrys(t *testing.T) {
 		t.Error("a group that took the recorded number later is taken for the entry's")
 	}
 }
+
+// A namespace deleted by hand (ip netns del) keeps what runs inside running,
+// nameless; down stops the lab's processes there all the same, before it
+// forgets them: with cgroups by the entry's cgroup, without by the record.
+// Before, down without cgroups dropped the records and left the processes.
+func TestDownStopsProcessesOfANamespaceDeletedByHand(t *testing.T) {
+	tracking(t, func(t *testing.T, sb *sandbox, d *Driver) {
+		up(t, d, harness.DesiredFromText(t, processLab))
+		if labProcesses(t, "procs")["sleep 1000"] == 0 {
+			t.Fatal("sleep 1000 does not run after up")
+		}
+		path := sb.nsPath("web")
+		if err := unix.Unmount(path, unix.MNT_DETACH); err != nil {
+			t.Fatal(err)
+		}
+		os.Remove(path)
+		down(t, d, "procs")
+		if pid := labProcesses(t, "procs")["sleep 1000"]; pid != 0 {
+			t.Errorf("sleep 1000 (pid %d), of the namespace deleted by hand, still runs after down", pid)
+		}
+	})
+}
