@@ -54,13 +54,17 @@ Labs use it through serve:, so they need no python or nginx.
 // nsexecCmd is the hidden helper behind `exec` and `run:` processes: see kernel.NsExec.
 func (a *app) nsexecCmd() *cobra.Command {
 	var netnsPath, etcDir, utsPath string
+	var goAhead int
 	cmd := &cobra.Command{
-		Use:    "__nsexec --netns PATH --etc DIR -- CMD...",
+		Use:    "__nsexec --netns PATH --etc DIR [--go-ahead FD] -- CMD...",
 		Hidden: true,
 		Args:   cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if len(args) > 0 && args[0] == "--" {
 				args = args[1:]
+			}
+			if err := kernel.AwaitGoAhead(goAhead); err != nil {
+				return err
 			}
 			if utsPath != "" {
 				if err := kernel.EnterUTS(utsPath); err != nil {
@@ -90,6 +94,7 @@ func (a *app) nsexecCmd() *cobra.Command {
 	cmd.Flags().StringVar(&netnsPath, "netns", "", "the namespace file")
 	cmd.Flags().StringVar(&etcDir, "etc", "", "the directory of files to mount over /etc")
 	cmd.Flags().StringVar(&utsPath, "uts", "", "the UTS namespace file to enter (the namespace's hostname)")
+	cmd.Flags().IntVar(&goAhead, "go-ahead", 0, "a pipe to read one byte from before anything else (0: none)")
 	cmd.Flags().SetInterspersed(false)
 	return cmd
 }

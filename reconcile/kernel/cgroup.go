@@ -404,8 +404,15 @@ func (d *Driver) placeProcess(a reconcile.StartProcess, cmd *exec.Cmd) (started 
 		return nil, err
 	}
 	if base == "" {
-		return func(pid int) error {
+		// The process waits for its record before it runs anything: a netlab
+		// killed before it wrote it leaves no process behind (see AwaitGoAhead).
+		goAhead, err := withGoAhead(cmd)
+		if err != nil {
+			return nil, err
+		}
+		return func(pid int) (err error) {
 			closeExtraFiles(cmd)
+			defer func() { goAhead(err == nil) }()
 			if pid == 0 {
 				return nil // it did not start
 			}

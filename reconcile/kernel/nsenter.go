@@ -54,6 +54,51 @@ func (d *Driver) nsExecCommand(ns string, argv []string) (*exec.Cmd, error) {
 	return cmd, nil
 }
 
+// AwaitGoAhead blocks until netlab writes a byte to the pipe fd (0: none) and
+// fails when it closes it first: without cgroups, netlab records a process
+// only once it has started it, and a netlab killed in between would leave a
+// process nothing knows of. The process waits here, before it runs anything,
+// until its record is written (see placeProcess).
+func AwaitGoAhead(fd int) error {
+	if fd <= 0 {
+		return nil
+	}
+	defer unix.Close(fd)
+	var b [1]byte
+	for {
+		n, err := unix.Read(fd, b[:])
+		switch {
+		case errors.Is(err, unix.EINTR):
+			continue
+		case n == 1:
+			return nil
+		case err != nil:
+			return fmt.Errorf("wait for netlab to record this process: %w", err)
+		}
+		return errors.New("the netlab that started this process ended before it recorded it: not running it")
+	}
+}
+
+// withGoAhead makes cmd (of nsExecCommand) wait, before it runs anything,
+// until go is called (see AwaitGoAhead); go closes netlab's end, with a go-ahead
+// when ok. The caller calls go exactly once, after the start.
+func withGoAhead(cmd *exec.Cmd) (goAhead func(ok bool), err error) {
+	r, w, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	fd := 3 + len(cmd.ExtraFiles)
+	cmd.ExtraFiles = append(cmd.ExtraFiles, r)
+	i := slices.Index(cmd.Args, "--")
+	cmd.Args = slices.Insert(cmd.Args, i, "--go-ahead", strconv.Itoa(fd))
+	return func(ok bool) {
+		if ok {
+			w.Write([]byte{1})
+		}
+		w.Close()
+	}, nil
+}
+
 // closeExtraFiles closes netlab's copies of the descriptors a started child
 // was given (the child has its own).
 func closeExtraFiles(cmd *exec.Cmd) {

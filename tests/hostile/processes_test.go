@@ -1,6 +1,7 @@
 package hostile
 
 import (
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -108,5 +109,36 @@ namespaces:
 	}
 	if got := sb.OK("netlab", "plan", lab); got != "No changes.\n" {
 		t.Errorf("the refused down changed the lab:\n%s", got)
+	}
+}
+
+// Without cgroups a process is recorded once it has started, so it waits for
+// its record before it runs anything: when the netlab that started it dies
+// first (its end of the pipe closes unwritten), it runs nothing. Before, a
+// netlab killed in between left a process nothing knew of, and the next up
+// started a second copy.
+func TestAProcessWaitsForItsRecord(t *testing.T) {
+	sb := harness.NewSandbox(t)
+	for _, record := range []bool{false, true} {
+		r, w, err := os.Pipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		cmd := sb.Command("netlab", "__nsexec", "--netns", "/proc/self/ns/net", "--etc", "", "--go-ahead", "3", "--",
+			"sh", "-c", "echo ran >/run/goahead.out")
+		cmd.ExtraFiles = []*os.File{r}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		r.Close()
+		if record {
+			w.Write([]byte{1})
+		}
+		w.Close()
+		err = cmd.Wait()
+		ran := sb.OK("sh", "-c", "cat /run/goahead.out 2>/dev/null; rm -f /run/goahead.out") == "ran\n"
+		if ran != record || (err == nil) != record {
+			t.Errorf("record written: %v; the command ran: %v (exit: %v)", record, ran, err)
+		}
 	}
 }
