@@ -304,6 +304,11 @@ func cgroupOf(pid int) string {
 // open, still holds: the PID cannot go to another process in between.
 func signalIf(pid int, sig unix.Signal, check func() bool) bool {
 	fd, err := unix.PidfdOpen(pid, 0)
+	if errors.Is(err, unix.ENOSYS) {
+		// Linux before 5.3 has no pidfds: the check, then the signal, as every
+		// tool there does (the PID would have to be reused in between).
+		return check() && unix.Kill(pid, sig) == nil
+	}
 	if err != nil {
 		return false
 	}

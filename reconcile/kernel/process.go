@@ -685,6 +685,15 @@ func (d *Driver) killNetnsProcesses(lab, ns string) error {
 		}
 		d.processesChanged()
 	}
+	// Deleted with a process still inside, the namespace would live on,
+	// nameless, and down would have said it was done.
+	pids, err := d.netnsProcesses(ino)
+	if err != nil {
+		return err
+	}
+	if pids = slices.DeleteFunc(slices.Clone(pids), func(pid int) bool { return !inside(pid)() }); len(pids) > 0 {
+		return fmt.Errorf("netns %s: processes keep entering it (pids %v, after three rounds of stopping those inside): stop what starts them", ns, pids)
+	}
 	return nil
 }
 

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -506,4 +507,29 @@ func TestDownStopsProcessesOfANamespaceDeletedByHand(t *testing.T) {
 			t.Errorf("sleep 1000 (pid %d), of the namespace deleted by hand, still runs after down", pid)
 		}
 	})
+}
+
+// Processes that keep entering a namespace as fast as they are stopped (a
+// watchdog of someone's) fail its deletion, naming them: deleted with one
+// inside, the namespace would live on, nameless, and down say it was done.
+func TestProcessesThatKeepEnteringANamespaceFailItsDeletion(t *testing.T) {
+	sb := newSandbox(t)
+	d := sb.driver()
+	up(t, d, starOf("enter", 1).s)
+	loop := exec.Command("sh", "-c", "while :; do nsenter --net="+sb.nsPath("c0")+" sleep 1060 & sleep 0.005; done")
+	loop.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := loop.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Kill(-loop.Process.Pid, unix.SIGKILL); loop.Wait() })
+	time.Sleep(300 * time.Millisecond)
+	ctx := context.Background()
+	plan, err := r.MakePlan(ctx, d, r.NewState("enter"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = r.ApplyWith(ctx, d, plan, r.ApplyOptions{KeepGoing: true})
+	if err == nil || !strings.Contains(err.Error(), "processes keep entering it") {
+		t.Fatalf("down with processes entering c0 all the time: %v", err)
+	}
 }
