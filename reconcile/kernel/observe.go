@@ -168,17 +168,30 @@ func (d *Driver) observeSysctls(q reconcile.Query, s *reconcile.State) error {
 			read = append(read, k)
 		}
 	}
+	// Read per namespace, one thread visit each, the namespaces in parallel:
+	// a lab with a sysctl in each of a thousand namespaces read them one at a
+	// time, and under a low open-file limit reopened each namespace's handle.
+	byNS := map[string][]reconcile.SysctlKey{}
+	var namespaces []string
 	for _, k := range read {
 		if _, ok := s.Namespaces[k.NS]; (!ok && k.NS != reconcile.Host) || leaving(q, k.NS) {
 			continue // the namespace is not there yet, or goes: nothing to read
 		}
-		v, ok, err := d.readSysctl(k)
-		if err != nil {
-			return err
+		if byNS[k.NS] == nil {
+			namespaces = append(namespaces, k.NS)
 		}
-		if ok {
-			s.Sysctls[k] = v
-		}
+		byNS[k.NS] = append(byNS[k.NS], k)
+	}
+	values := make([]map[reconcile.SysctlKey]string, len(namespaces))
+	err = forEach(context.Background(), indexes(len(namespaces)), func(i int) (err error) {
+		values[i], err = d.readSysctls(namespaces[i], byNS[namespaces[i]])
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	for _, v := range values {
+		maps.Copy(s.Sysctls, v)
 	}
 	if err := d.missingSysctls(q, s); err != nil {
 		return err

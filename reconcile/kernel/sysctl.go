@@ -22,31 +22,49 @@ import (
 //
 // Equivalent to: ip netns exec NS sysctl -n KEY
 func (d *Driver) readSysctl(k reconcile.SysctlKey) (value string, ok bool, err error) {
-	h, done, err := d.use(k.NS)
+	values, err := d.readSysctls(k.NS, []reconcile.SysctlKey{k})
+	value, ok = values[k]
+	return value, ok, err
+}
+
+// readSysctls reads sysctls of one namespace ns (every key's), in one visit
+// of a thread to it; those that do not exist are left out.
+func (d *Driver) readSysctls(ns string, keys []reconcile.SysctlKey) (map[reconcile.SysctlKey]string, error) {
+	h, done, err := d.use(ns)
 	if err != nil {
-		return "", false, err
+		return nil, err
 	}
 	defer done()
+	values := make(map[reconcile.SysctlKey]string, len(keys))
+	var at reconcile.SysctlKey // the key being read when it failed
 	err = inNetns(h.fd, func() error {
-		f, err := d.openSysctl(k.Path, os.O_RDONLY)
-		if err != nil {
-			return err
+		for _, k := range keys {
+			at = k
+			f, err := d.openSysctl(k.Path, os.O_RDONLY)
+			if errors.Is(err, fs.ErrNotExist) {
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			b, err := io.ReadAll(f)
+			f.Close()
+			if err != nil {
+				return err
+			}
+			values[k] = strings.TrimSpace(string(b))
 		}
-		defer f.Close()
-		b, err := io.ReadAll(f)
-		value = strings.TrimSpace(string(b))
-		return err
+		return nil
 	})
-	if errors.Is(err, fs.ErrNotExist) {
-		return "", false, nil
+	switch {
+	case err == nil:
+		return values, nil
+	case errors.Is(err, fs.ErrPermission):
+		return nil, fmt.Errorf("netns %s: %w", ns, writeOnlySysctl(at))
+	case at.Path == "":
+		return nil, fmt.Errorf("netns %s: %w", ns, err)
 	}
-	if errors.Is(err, fs.ErrPermission) {
-		return "", false, fmt.Errorf("netns %s: %w", k.NS, writeOnlySysctl(k))
-	}
-	if err != nil {
-		return "", false, fmt.Errorf("netns %s: read sysctl %s: %w", k.NS, k.Name(), err)
-	}
-	return value, true, nil
+	return nil, fmt.Errorf("netns %s: read sysctl %s: %w", ns, at.Name(), err)
 }
 
 // writeOnlySysctl is the refusal of a sysctl root may write but not read
