@@ -56,27 +56,6 @@ func RecordedExec(record []ExecCommand, index int, command string) ([]ExecComman
 	return appendExec(slices.Clone(record[:index]), command), nil
 }
 
-// madeInterfaces is, for each namespace, the first interface the plan so far
-// makes in it ("ns:name").
-func (d *differ) madeInterfaces() map[string]string {
-	made := map[string]string{}
-	note := func(k InterfaceKey) {
-		if made[k.NS] == "" {
-			made[k.NS] = k.String()
-		}
-	}
-	for _, a := range d.actions {
-		switch a := a.(type) {
-		case CreateVeth:
-			note(a.Main.InterfaceKey)
-			note(a.Peer.InterfaceKey)
-		case CreateBridge:
-			note(a.InterfaceKey)
-		}
-	}
-	return made
-}
-
 // commonExecs is how many commands at the start of two lists are the same.
 func commonExecs(a, b []ExecCommand) int {
 	n := 0
@@ -175,36 +154,26 @@ func (a ForgetExec) ApplyTo(ctx context.Context, d Applier) error { return d.App
 // execs runs the commands of each namespace from the first one that differs
 // from its record onward, and forgets the recorded commands a namespace that
 // stays no longer lists. A namespace the plan deletes takes its record along.
-// A lab namespace in which the plan makes an interface runs them all again:
-// what they did to the one it replaces (a qdisc, a neighbour entry) went with
-// it. (Not the host's, where each new container makes a veth's host end.)
 func (d *differ) execs() {
-	made := d.madeInterfaces()
 	for _, ns := range sortedKeys(d.desired.Execs, strings.Compare) {
 		want := d.desired.Execs[ns]
 		var have []ExecCommand
 		if _, ok := d.observed.Namespaces[ns]; (ok || ns == Host) && !d.goneNetns[ns] {
 			have = d.observed.Execs[ns]
 		}
-		same := commonExecs(want, have)
-		i := same
-		if made[ns] != "" && ns != Host {
-			i = 0
-		}
+		i := commonExecs(want, have)
 		for j := i; j < len(want); j++ {
 			why := ""
 			switch {
 			case j >= len(have):
-			case j < same:
-				why = "again: netlab makes " + made[ns] + " anew"
-			case j == same:
+			case j == i:
 				why = "edited"
 			default:
 				why = "again: an earlier command was edited"
 			}
 			d.add(RunExec{Lab: d.desired.Lab, NS: ns, Index: j, List: want[:j+1], Why: why, UTS: d.desired.UTS[ns] != ""})
 		}
-		if same == len(want) && len(have) > same {
+		if i == len(want) && len(have) > i {
 			d.add(ForgetExec{Lab: d.desired.Lab, NS: ns, Keep: want, Gone: have[i:]})
 		}
 	}

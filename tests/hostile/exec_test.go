@@ -208,39 +208,3 @@ links:
 		t.Errorf("up of a lab whose exec: runs netlab on it: exit %d\nstdout:\n%s\nstderr:\n%s", res.Code, res.Stdout, res.Stderr)
 	}
 }
-
-// TestExecRunsAgainWhenItsInterfaceIsMadeAnew: an interface deleted by hand is
-// made again by up, without what the namespace's exec: commands did to it (a
-// neighbour entry here, a qdisc in the docs' example): they run again.
-// Before, up repaired the link and said the kernel matched the file, the entry
-// gone.
-func TestExecRunsAgainWhenItsInterfaceIsMadeAnew(t *testing.T) {
-	sb := harness.NewSandbox(t)
-	lab := writeLab(t, "remade.yaml", `name: remade
-bridges:
-  br0: {addresses: [10.31.0.1/24]}
-namespaces:
-  r1:
-    interfaces:
-      eth0: {addresses: [10.31.0.2/24]}
-    exec: ["ip neigh replace 10.31.0.99 lladdr 02:00:00:00:00:99 dev eth0"]
-links:
-  - [r1:eth0, br0]
-`)
-	sb.OK("netlab", "up", lab)
-	neigh := func() string { return sb.OK("ip", "-n", "r1", "neigh", "show", "10.31.0.99") }
-	if !strings.Contains(neigh(), "02:00:00:00:00:99") {
-		t.Fatalf("the exec: command's neighbour entry is missing after up: %q", neigh())
-	}
-	sb.OK("ip", "-n", "r1", "link", "del", "eth0")
-	if plan := sb.OK("netlab", "plan", lab); !strings.Contains(plan, "again: netlab makes r1:eth0 anew") {
-		t.Errorf("the plan does not run the exec: command again:\n%s", plan)
-	}
-	sb.OK("netlab", "up", lab)
-	if !strings.Contains(neigh(), "02:00:00:00:00:99") {
-		t.Errorf("the neighbour entry is missing after up made eth0 again: %q", neigh())
-	}
-	if plan := sb.OK("netlab", "plan", lab); plan != "No changes.\n" {
-		t.Errorf("plan after the repair:\n%s", plan)
-	}
-}
