@@ -130,8 +130,17 @@ func (p *Plan) runPhase(ctx context.Context, d Driver, steps []int, o ApplyOptio
 	var failed atomic.Bool
 	groups := serialGroups(p, steps)
 	limit := cmp.Or(o.Concurrency, DefaultWorkers())
+	stop := func() {}
+	phaseCtx := ctx
 	if u, ok := p.Actions[steps[0]].(interface{ Unbounded() bool }); ok && u.Unbounded() {
-		limit = len(groups) // a phase of one kind: its actions bound themselves
+		// A phase of one kind: its actions bound themselves, and all have
+		// started at once. Those still waiting for the driver when one fails
+		// are called off through the context: they did not start.
+		limit = len(groups)
+		if !o.KeepGoing {
+			phaseCtx, stop = context.WithCancel(ctx)
+			defer stop()
+		}
 	}
 	Parallel(len(groups), limit, func(g int) {
 		for _, j := range groups[g] {
@@ -141,14 +150,18 @@ func (p *Plan) runPhase(ctx context.Context, d Driver, steps []int, o ApplyOptio
 				return // not started: an earlier action of the phase failed
 			}
 			if err == nil {
-				err = d.Apply(ctx, p.Actions[i])
+				err = d.Apply(phaseCtx, p.Actions[i])
 				if n := done.Add(1); o.Progress != nil {
 					o.Progress(int(n))
 				}
 			}
+			if err != nil && ctx.Err() == nil && phaseCtx.Err() != nil {
+				return // called off because another action of the phase failed
+			}
 			if err != nil {
 				errs[j] = &StepError{Step: i + 1, Steps: len(p.Actions), Action: p.Actions[i], Err: err}
 				failed.Store(true)
+				stop()
 				return // the rest of a serial group depends on this one
 			}
 		}

@@ -305,7 +305,10 @@ func (d *Driver) waitReady(ctx context.Context, a reconcile.StartProcess, c *chi
 	}
 	deadline := time.Now().Add(r.Timeout)
 	for {
-		d.startSlots <- struct{}{} // a check enters the namespace: as many at once as starts
+		// A check enters the namespace: as many at once as starts.
+		if err := d.takeStartSlot(ctx); err != nil {
+			return fmt.Errorf("netns %s: %q: interrupted while netlab waited for it to be ready, so netlab stopped it: %w", a.NS, a.Command, err)
+		}
 		ready, why := d.isReady(a.NS, r, base)
 		<-d.startSlots
 		if ready {

@@ -31,7 +31,7 @@ func startHeader(command string) string { return "netlab starts: " + command }
 //
 // Equivalent to: ip netns exec NS env NETLAB_LAB=LAB NETLAB_RUN=CMD sh -c CMD >>LOG 2>&1 &
 func (d *Driver) startProcess(ctx context.Context, a reconcile.StartProcess) error {
-	c, ready, logPath, err := d.launchProcess(a)
+	c, ready, logPath, err := d.launchProcess(ctx, a)
 	if err != nil {
 		return err
 	}
@@ -51,11 +51,28 @@ func (d *Driver) startProcess(ctx context.Context, a reconcile.StartProcess) err
 	return err
 }
 
+// takeStartSlot waits for one of the driver's start slots, or until ctx ends:
+// Ctrl-C, or another start of the plan failed (see reconcile.runPhase).
+func (d *Driver) takeStartSlot(ctx context.Context) error {
+	select {
+	case d.startSlots <- struct{}{}:
+		if err := ctx.Err(); err != nil {
+			<-d.startSlots // a slot, but the plan was called off meanwhile
+			return err
+		}
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
 // launchProcess starts a process entry, holding one of the driver's start
 // slots meanwhile (see reconcile.StartProcess.Unbounded); it returns the
 // child, what its readiness check will compare with, and its log's path.
-func (d *Driver) launchProcess(a reconcile.StartProcess) (c *child, ready readyBaseline, logPath string, err error) {
-	d.startSlots <- struct{}{}
+func (d *Driver) launchProcess(ctx context.Context, a reconcile.StartProcess) (c *child, ready readyBaseline, logPath string, err error) {
+	if err := d.takeStartSlot(ctx); err != nil {
+		return nil, ready, "", fmt.Errorf("netns %s: %q not started: %w", a.NS, a.Command, err)
+	}
 	defer func() { <-d.startSlots }()
 	if err := d.state.ensure(a.Lab); err != nil {
 		return nil, ready, "", err
