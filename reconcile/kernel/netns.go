@@ -336,7 +336,11 @@ func (d *Driver) netnsEntries() (files []string, odd map[string]string, err erro
 func (d *Driver) plainNetnsFile(name string) string {
 	var fs unix.Statfs_t
 	path := d.netnsPath(name)
-	if err := unix.Statfs(path, &fs); err != nil || fs.Type != unix.NSFS_MAGIC {
+	err := unix.Statfs(path, &fs)
+	if errors.Is(err, unix.ENOENT) {
+		return "" // removed since the directory was read: opening it says so
+	}
+	if err != nil || fs.Type != unix.NSFS_MAGIC {
 		return fmt.Sprintf("%s is a plain file, not a mounted network namespace", path)
 	}
 	return ""
@@ -380,11 +384,21 @@ type notNetnsError struct{ msg string }
 func (e *notNetnsError) Error() string { return e.msg }
 
 // notANetns reports whether err, from opening a namespace's handle, says the
-// name leads to no network namespace: something else (notNetnsError), or
-// nothing any more (removed since the directory was read).
+// name leads to no network namespace: something else (notNetnsError; on
+// kernels before 4.11, which cannot tell the kind of a namespace, entering
+// another kind fails with EINVAL), or nothing any more (removed since the
+// directory was read).
 func notANetns(err error) bool {
 	var n *notNetnsError
-	return errors.As(err, &n) || errors.Is(err, unix.ENOENT)
+	return errors.As(err, &n) || errors.Is(err, unix.ENOENT) || errors.Is(err, unix.EINVAL)
+}
+
+// notEnterable reports whether err says this netlab may not enter the
+// namespace (EPERM, EACCES: one owned by another user namespace, when netlab
+// runs in one). netlab enters every namespace it made, so such a one is not
+// the lab's.
+func notEnterable(err error) bool {
+	return errors.Is(err, unix.EPERM) || errors.Is(err, unix.EACCES)
 }
 
 // inNetns runs f on a thread that has entered the namespace fd, for the few things
@@ -474,7 +488,13 @@ func (d *Driver) waitDying(ctx context.Context) (waited bool, err error) {
 		k := dying[0]
 		h, done, err := d.use(k.NS)
 		if err != nil && !notANetns(err) {
-			return waited, err // out of descriptors, say: nothing known of k
+			// Out of descriptors, say: nothing known of k. The next wait
+			// (of another action, or the verifying observation) waits for the
+			// rest.
+			d.mu.Lock()
+			d.dying = append(d.dying, dying...)
+			d.mu.Unlock()
+			return waited, err
 		}
 		if err == nil {
 			_, err = getIfaceRow(h.rt, k.Name)

@@ -49,6 +49,9 @@ func (d *Driver) readSysctls(ns string, keys []reconcile.SysctlKey) (map[reconci
 			}
 			b, err := io.ReadAll(f)
 			f.Close()
+			if errors.Is(err, fs.ErrNotExist) {
+				continue // its interface went between the open and the read
+			}
 			if err != nil {
 				return err
 			}
@@ -59,10 +62,10 @@ func (d *Driver) readSysctls(ns string, keys []reconcile.SysctlKey) (map[reconci
 	switch {
 	case err == nil:
 		return values, nil
-	case errors.Is(err, fs.ErrPermission):
-		return nil, fmt.Errorf("netns %s: %w", ns, writeOnlySysctl(at))
 	case at.Path == "":
 		return nil, fmt.Errorf("netns %s: %w", ns, err)
+	case errors.Is(err, fs.ErrPermission):
+		return nil, fmt.Errorf("netns %s: %w", ns, writeOnlySysctl(at))
 	}
 	return nil, fmt.Errorf("netns %s: read sysctl %s: %w", ns, at.Name(), err)
 }
@@ -236,9 +239,10 @@ func (d *Driver) takeProc() *procInstance {
 	}
 	p, err := newProcInstance()
 	if err != nil {
-		// Only a refusal is for good: out of descriptors or memory, this
-		// write goes through /proc/sys, and the next one asks again.
-		if !errors.Is(err, unix.EMFILE) && !errors.Is(err, unix.ENFILE) && !errors.Is(err, unix.ENOMEM) {
+		// Only a refusal is for good (no fsopen, not allowed, no procfs of
+		// this kind); anything else (out of descriptors or memory) sends this
+		// one through /proc/sys, and the next asks again.
+		if errors.Is(err, unix.ENOSYS) || errors.Is(err, unix.EPERM) || errors.Is(err, unix.EINVAL) {
 			d.procfsRefused.Store(true)
 		}
 		return nil
