@@ -647,7 +647,12 @@ func (d *differ) files() {
 // ready starts again (the start stops what runs first).
 func (d *differ) processes() {
 	for _, k := range sortedKeys(d.desired.Processes, ProcKey.compare) {
-		if have, ok := d.observed.Processes[k]; !ok || len(have.PIDs) == 0 || have.NotReady || d.goneNetns[k.NS] {
+		have, ok := d.observed.Processes[k]
+		switch {
+		case ok && have.NotReady && have.Unstoppable != "" && !d.goneNetns[k.NS]:
+			// Starting it again stops what runs first, which this run cannot.
+			d.refusals = append(d.refusals, fmt.Sprintf("netns %s: %q was never seen ready and would start again, but cannot be stopped: %s", k.NS, k.Command, have.Unstoppable))
+		case !ok || len(have.PIDs) == 0 || have.NotReady || d.goneNetns[k.NS]:
 			d.add(StartProcess{Lab: d.desired.Lab, Process: *d.desired.Processes[k]})
 		}
 	}

@@ -56,9 +56,9 @@ func (d *decoder) processes(ns *Namespace, f fields, label string) {
 func (d *decoder) sharedPorts(ns *Namespace, label string) {
 	taken := map[uint16]string{}
 	for _, svc := range ns.Serve {
-		if svc.Kind == "http" || svc.Kind == "tcp-echo" {
-			taken[svc.Port] = "serve: " + svc.Kind + " " + strconv.Itoa(int(svc.Port))
-		}
+		// The DNS server answers on TCP too, at the port of 127.0.0.11 that
+		// port 53 is translated to.
+		taken[svc.Port] = "serve: " + svc.Kind + " " + strconv.Itoa(int(svc.Port))
 	}
 	for _, c := range ns.Run {
 		if c.Ready == nil || c.Ready.Kind != "tcp" {

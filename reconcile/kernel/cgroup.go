@@ -144,12 +144,13 @@ func nsCgroup(base, lab, ns string) string {
 }
 
 // nsOfCgroup is the namespace whose cgroup directory is called name (see
-// nsCgroup); false for a name nsCgroup never makes.
-func nsOfCgroup(name string) (string, bool) {
-	if !strings.Contains(name, ".") {
-		return name, true
+// nsCgroup). A directory with a dot and without "ns-" is one a netlab before
+// nsCgroup made for that namespace: its processes are still the lab's.
+func nsOfCgroup(name string) string {
+	if ns, ok := strings.CutPrefix(name, "ns-"); ok && strings.Contains(ns, ".") {
+		return ns
 	}
-	return strings.CutPrefix(name, "ns-")
+	return name
 }
 
 // makeCgroup creates a cgroup (and its parents) and opens it, for clone3.

@@ -32,6 +32,17 @@ func (d *Driver) HeldByAncestor(lab string) int {
 	return 0
 }
 
+// isOwnAncestor reports whether pid is one of this process's ancestors.
+func isOwnAncestor(pid int) bool {
+	// At most 64 generations: a process reading a reused PID could go round.
+	for p, i := os.Getppid(), 0; p > 1 && i < 64; p, i = parentOf(p), i+1 {
+		if p == pid {
+			return true
+		}
+	}
+	return false
+}
+
 // flockHolders reads /proc/locks for the processes holding a flock on the file
 // st describes (lines "1: FLOCK  ADVISORY  WRITE 1234 00:1a:5678 0 EOF"; those
 // of waiters start with "->" and are skipped).

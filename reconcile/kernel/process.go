@@ -232,11 +232,11 @@ func (d *Driver) observeProcesses(s *reconcile.State) error {
 	}
 	self := cgroupOf(os.Getpid())
 	for _, n := range cgDirs {
-		ns, ok := nsOfCgroup(n.Name())
-		if !n.IsDir() || !ok || !labNamespace(s, ns) {
-			continue
+		ns := nsOfCgroup(n.Name())
+		if !n.IsDir() || !labNamespace(s, ns) {
+			continue // the kernel's own files (cgroup.procs) are no directories
 		}
-		for _, cg := range cgroupEntries(nsCgroup(base, s.Lab, ns)) {
+		for _, cg := range cgroupEntries(filepath.Join(base, s.Lab, n.Name())) {
 			pids, populated, err := cgroupTreePIDs(cg)
 			if err != nil {
 				return err
@@ -251,8 +251,7 @@ func (d *Driver) observeProcesses(s *reconcile.State) error {
 			p := d.addProcess(s, ns, rec.Command, pids, cg)
 			p.NotReady = rec.Pending
 			if rel := cgroupRel(d.cgroupMount, cg); self == rel || strings.HasPrefix(self, rel+"/") {
-				// Stopping it would kill this run half-way, and each retry the same.
-				p.Unstoppable = "this netlab runs in it (the entry started it): run netlab from outside the lab's processes"
+				p.Unstoppable = selfInside
 			}
 		}
 	}
@@ -278,7 +277,12 @@ func (d *Driver) observeRecordedProcesses(s *reconcile.State, base string) error
 			}
 			switch {
 			case rec.PID > 0 && d.recordRunning(s.Lab, n.Name(), rec):
-				d.addProcess(s, n.Name(), rec.Command, []int{rec.PID}, "").NotReady = rec.Pending
+				p := d.addProcess(s, n.Name(), rec.Command, []int{rec.PID}, "")
+				p.NotReady = rec.Pending
+				// Stopping it signals its group, which holds a netlab its shell started.
+				if pgid, _ := unix.Getpgid(0); pgid == rec.PID || isOwnAncestor(rec.PID) {
+					p.Unstoppable = selfInside
+				}
 			case rec.PID == 0 && base == "":
 				pids, cg, err := d.outOfReachPIDs(s.Lab, n.Name(), rec.Command)
 				if err != nil {
@@ -293,6 +297,10 @@ func (d *Driver) observeRecordedProcesses(s *reconcile.State, base string) error
 	}
 	return nil
 }
+
+// selfInside is why a run cannot stop the entry it runs in (a netlab a lab
+// process started): it would kill itself half-way, and each retry the same.
+const selfInside = "this netlab runs in it (the entry started it): run netlab from outside the lab's processes"
 
 // labNamespace: the host, or a namespace observed as the lab's.
 func labNamespace(s *reconcile.State, ns string) bool {
@@ -517,7 +525,7 @@ func (d *Driver) killNetnsProcesses(lab, ns string) error {
 		return err
 	}
 	if pids = slices.DeleteFunc(slices.Clone(pids), func(pid int) bool { return !inside(pid)() }); len(pids) > 0 {
-		return fmt.Errorf("netns %s: processes keep entering it (pids %v, after three rounds of stopping those inside): stop what starts them", ns, pids)
+		return fmt.Errorf("netns %s: processes are still inside after three rounds of stopping them (pids %v): either something keeps starting them there, or they cannot be killed (state D: waiting for a disk or a network file system)", ns, pids)
 	}
 	return nil
 }

@@ -529,7 +529,31 @@ func TestProcessesThatKeepEnteringANamespaceFailItsDeletion(t *testing.T) {
 		t.Fatal(err)
 	}
 	err = r.ApplyWith(ctx, d, plan, r.ApplyOptions{KeepGoing: true})
-	if err == nil || !strings.Contains(err.Error(), "processes keep entering it") {
+	if err == nil || !strings.Contains(err.Error(), "processes are still inside") {
 		t.Fatalf("down with processes entering c0 all the time: %v", err)
 	}
+}
+
+// A command whose first process exits as its server starts (`./server &`) has
+// not ended while the server runs: with cgroups, in the entry's cgroup;
+// without, in the process group netlab started it in. up waits for the server
+// and down stops it, in both modes. Before, without cgroups, up failed ("exited
+// before it was ready") and stopped the server.
+func TestAServerThatForksAwayIsWaitedFor(t *testing.T) {
+	tracking(t, func(t *testing.T, sb *sandbox, d *Driver) {
+		desired := harness.DesiredFromText(t, `name: fork
+namespaces:
+  web:
+    run:
+      - {cmd: "(sleep 0.3; exec python3 -m http.server 8123 --bind 127.0.0.1) & exit 0", ready: {tcp: 8123}, timeout: 10s}
+`)
+		up(t, d, desired)
+		if got := planLines(t, d, desired); len(got) != 0 {
+			t.Errorf("plan after up: %v", got)
+		}
+		down(t, d, "fork")
+		if pid := labProcesses(t, "fork")["(sleep 0.3; exec python3 -m http.server 8123 --bind 127.0.0.1) & exit 0"]; pid != 0 {
+			t.Errorf("the server (pid %d) still runs after down", pid)
+		}
+	})
 }

@@ -169,7 +169,16 @@ func (d *Driver) entryEnded(a reconcile.StartProcess, c *child) bool {
 	d.mu.Lock()
 	cg := d.procCgroups[a.ProcKey]
 	d.mu.Unlock()
-	return cg == "" || !cgroupPopulated(cg)
+	if cg != "" {
+		return !cgroupPopulated(cg)
+	}
+	// Without cgroups, what it forked in its process group, as observation
+	// follows it (see recordedRunning).
+	var rec procRecord
+	if d.state.readJSON(d.state.procRecordPath(a.Lab, a.NS, a.Command), &rec) != nil || rec.PID == 0 {
+		return true
+	}
+	return !d.recordRunning(a.Lab, a.NS, rec)
 }
 
 // waitStarted waits until a process started for the lab runs its command in its

@@ -50,3 +50,24 @@ func TestAFailedStartCallsOffTheWaitingOnes(t *testing.T) {
 		t.Errorf("got %v, want the failed start's error", err)
 	}
 }
+
+// An entry never seen ready starts again, which first stops what runs: when
+// this run cannot stop it (a cgroup it cannot write, or netlab itself runs
+// in it), the plan is refused rather than starting a second copy.
+func TestANotReadyEntryThisRunCannotStopIsRefused(t *testing.T) {
+	k := r.ProcKey{NS: r.Host, Command: "./server"}
+	desired, observed := r.NewState("l"), r.NewState("l")
+	desired.Processes[k] = &r.Process{ProcKey: k}
+	observed.Processes[k] = &r.Process{ProcKey: k, PIDs: []int{42}, NotReady: true}
+	if p, err := r.Diff(desired, observed); err != nil || len(p.Actions) != 1 || p.Refused() != nil {
+		t.Fatalf("a not-ready entry this run can stop: want it started again, got %v, %v", p, err)
+	}
+	observed.Processes[k].Unstoppable = "it runs in a cgroup this run cannot write"
+	p, err := r.Diff(desired, observed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(p.Actions) != 0 || p.Refused() == nil || !strings.Contains(p.Refused().Error(), "never seen ready") {
+		t.Errorf("a not-ready entry this run cannot stop: got actions %v, refusal %v", p.Actions, p.Refused())
+	}
+}
