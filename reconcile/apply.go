@@ -151,12 +151,12 @@ func (p *Plan) runPhase(ctx context.Context, d Driver, steps []int, o ApplyOptio
 			}
 			if err == nil {
 				err = d.Apply(phaseCtx, p.Actions[i])
+				if err != nil && failed.Load() && phaseCtx.Err() != nil {
+					return // called off: another action of the phase failed (and is reported)
+				}
 				if n := done.Add(1); o.Progress != nil {
 					o.Progress(int(n))
 				}
-			}
-			if err != nil && ctx.Err() == nil && phaseCtx.Err() != nil {
-				return // called off because another action of the phase failed
 			}
 			if err != nil {
 				errs[j] = &StepError{Step: i + 1, Steps: len(p.Actions), Action: p.Actions[i], Err: err}

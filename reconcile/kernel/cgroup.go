@@ -143,6 +143,12 @@ func nsCgroup(base, lab, ns string) string {
 	return filepath.Join(base, lab, ns)
 }
 
+// isDir reports whether path is a directory (not following a last link).
+func isDir(path string) bool {
+	var st unix.Stat_t
+	return unix.Lstat(path, &st) == nil && st.Mode&unix.S_IFMT == unix.S_IFDIR
+}
+
 // nsOfCgroup is the namespace whose cgroup directory is called name (see
 // nsCgroup). A directory with a dot and without "ns-" is one a netlab before
 // nsCgroup made for that namespace: its processes are still the lab's.
@@ -391,10 +397,21 @@ func (d *Driver) stopEarlierCopy(a reconcile.StartProcess) error {
 	if err := d.stopRecorded(a.Lab, a.NS, a.Command); err != nil {
 		return err
 	}
-	if cg := entryCgroup(base, a.Lab, a.NS, a.Command); base != "" && cgroupPopulated(cg) {
-		return stopCgroups(d.cgroupMount, []string{cg})
+	if base == "" {
+		return nil
 	}
-	return nil
+	// Where observation found it (a directory an older netlab named), and
+	// where it would start now.
+	d.mu.Lock()
+	seen := d.procCgroups[a.ProcKey]
+	d.mu.Unlock()
+	var populated []string
+	for _, cg := range []string{seen, entryCgroup(base, a.Lab, a.NS, a.Command)} {
+		if cg != "" && cgroupPopulated(cg) {
+			populated = append(populated, cg)
+		}
+	}
+	return stopCgroups(d.cgroupMount, populated)
 }
 
 // placeProcess prepares the start of a lab's process entry, once

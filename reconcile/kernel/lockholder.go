@@ -32,15 +32,21 @@ func (d *Driver) HeldByAncestor(lab string) int {
 	return 0
 }
 
-// isOwnAncestor reports whether pid is one of this process's ancestors.
-func isOwnAncestor(pid int) bool {
+// ownGroups is the process groups of this process and of each of its
+// ancestors: a lab entry whose group is one of them holds this netlab, or the
+// shell or sudo that started it, and signalling that group reaches netlab.
+func ownGroups() map[int]bool {
+	groups := map[int]bool{}
+	if pgid, err := unix.Getpgid(0); err == nil {
+		groups[pgid] = true
+	}
 	// At most 64 generations: a process reading a reused PID could go round.
 	for p, i := os.Getppid(), 0; p > 1 && i < 64; p, i = parentOf(p), i+1 {
-		if p == pid {
-			return true
+		if _, pgid, _, ok := readStat(procRoot + "/" + strconv.Itoa(p)); ok {
+			groups[pgid] = true
 		}
 	}
-	return false
+	return groups
 }
 
 // flockHolders reads /proc/locks for the processes holding a flock on the file

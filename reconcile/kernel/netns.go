@@ -393,14 +393,6 @@ func notANetns(err error) bool {
 	return errors.As(err, &n) || errors.Is(err, unix.ENOENT) || errors.Is(err, unix.EINVAL)
 }
 
-// notEnterable reports whether err says this netlab may not enter the
-// namespace (EPERM, EACCES: one owned by another user namespace, when netlab
-// runs in one). netlab enters every namespace it made, so such a one is not
-// the lab's.
-func notEnterable(err error) bool {
-	return errors.Is(err, unix.EPERM) || errors.Is(err, unix.EACCES)
-}
-
 // inNetns runs f on a thread that has entered the namespace fd, for the few things
 // that netlink cannot do from outside (sysctls). If the thread cannot go back to
 // its own namespace, it is left locked so the runtime retires it.
@@ -464,6 +456,14 @@ func (d *Driver) RunIn(ns string, f func() error) error {
 	return inNetns(h.fd, f)
 }
 
+// putBackDying gives the interfaces a wait could not finish with back to the
+// next wait (of another action, or the verifying observation).
+func (d *Driver) putBackDying(rest []reconcile.InterfaceKey) {
+	d.mu.Lock()
+	d.dying = append(d.dying, rest...)
+	d.mu.Unlock()
+}
+
 // waitDying waits until the interfaces that deleted namespaces take with them are
 // gone, so that what follows sees the kernel as it will be. It reports whether
 // there was anything to wait for.
@@ -476,7 +476,9 @@ func (d *Driver) waitDying(ctx context.Context) (waited bool, err error) {
 	d.mu.Unlock()
 	defer func() {
 		d.mu.Lock()
-		clear(d.dyingNetns)
+		if len(d.dying) == 0 { // what holds the dying namespaces is named by the next wait's error
+			clear(d.dyingNetns)
+		}
 		d.mu.Unlock()
 	}()
 	// One interface asked about at a time, by name: a dump of the host's
@@ -488,12 +490,8 @@ func (d *Driver) waitDying(ctx context.Context) (waited bool, err error) {
 		k := dying[0]
 		h, done, err := d.use(k.NS)
 		if err != nil && !notANetns(err) {
-			// Out of descriptors, say: nothing known of k. The next wait
-			// (of another action, or the verifying observation) waits for the
-			// rest.
-			d.mu.Lock()
-			d.dying = append(d.dying, dying...)
-			d.mu.Unlock()
+			d.putBackDying(dying) // out of descriptors, say: nothing known of k
+
 			return waited, err
 		}
 		if err == nil {
@@ -502,6 +500,7 @@ func (d *Driver) waitDying(ctx context.Context) (waited bool, err error) {
 		}
 		if err != nil {
 			if h != nil && !isNotFound(err) {
+				d.putBackDying(dying)
 				return waited, fmt.Errorf("netns %s: find %s: %w", k.NS, k.Name, err)
 			}
 			dying = dying[1:] // gone (or its namespace is gone too)

@@ -225,10 +225,10 @@ func (d *Driver) observeOne(q reconcile.Query, ns string, intents map[reconcile.
 	case err != nil && ns != reconcile.Host && errors.Is(err, unix.ENOENT):
 		r.absent = true // removed since the directory was read
 		return r, nil
-	case err != nil && ns != reconcile.Host && (notANetns(err) || notEnterable(err)):
+	case err != nil && ns != reconcile.Host && notANetns(err):
 		// Something that is no network namespace (another kind mounted
-		// there, a symlink), or one this netlab may not enter: not ours.
-		d.log.Debug("skip what is no network namespace of this netlab's", "netns", ns, "err", err)
+		// there, a symlink): not ours.
+		d.log.Debug("skip what is no network namespace", "netns", ns, "err", err)
 		r.foreign = true
 		return r, nil
 	}

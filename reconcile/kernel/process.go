@@ -265,6 +265,7 @@ func (d *Driver) observeProcesses(s *reconcile.State) error {
 // as out of its reach.
 func (d *Driver) observeRecordedProcesses(s *reconcile.State, base string) error {
 	nsDirs, _ := d.state.readDir(filepath.Join(d.state.labDir(s.Lab), "processes"))
+	var own map[int]bool // this netlab's process groups and its ancestors', read once when needed
 	for _, n := range nsDirs {
 		if !labNamespace(s, n.Name()) {
 			continue
@@ -279,8 +280,12 @@ func (d *Driver) observeRecordedProcesses(s *reconcile.State, base string) error
 			case rec.PID > 0 && d.recordRunning(s.Lab, n.Name(), rec):
 				p := d.addProcess(s, n.Name(), rec.Command, []int{rec.PID}, "")
 				p.NotReady = rec.Pending
-				// Stopping it signals its group, which holds a netlab its shell started.
-				if pgid, _ := unix.Getpgid(0); pgid == rec.PID || isOwnAncestor(rec.PID) {
+				// Stopping it signals its group (netlab started it leading
+				// one), which may hold this netlab or what started it.
+				if own == nil {
+					own = ownGroups()
+				}
+				if own[rec.PID] {
 					p.Unstoppable = selfInside
 				}
 			case rec.PID == 0 && base == "":
@@ -445,29 +450,27 @@ func (d *Driver) stopAllRecorded(lab string) error {
 	return nil
 }
 
-// killNetnsProcesses stops every process in a namespace that is about to be
-// deleted (one left inside would keep it alive): the lab's entries there, by
-// their cgroups (or records), then anyone else's process inside, found by the
-// namespace's inode, alone (its group may be someone's shell).
-func (d *Driver) killNetnsProcesses(lab, ns string) error {
-	if err := d.procIsOurs(); err != nil {
-		return fmt.Errorf("netns %s: %w", ns, err)
-	}
-	ino, err := d.netnsInode(ns)
-	if err != nil {
-		return err
-	}
+// stopNetnsEntries stops the lab's process entries of a namespace about to be
+// deleted: by their cgroups, or where there are none, by their records.
+func (d *Driver) stopNetnsEntries(lab, ns string) error {
 	base, err := d.cgroupBase()
 	if err != nil {
 		return err
 	}
 	if base != "" {
-		dir := nsCgroup(base, lab, ns)
-		if err := stopCgroups(d.cgroupMount, cgroupEntries(dir)); err != nil {
-			return fmt.Errorf("netns %s: %w", ns, err)
+		// Its cgroups, and those an older netlab named without "ns-" (see
+		// nsCgroup): a directory, not the kernel's file of that name.
+		dirs := []string{nsCgroup(base, lab, ns)}
+		if legacy := filepath.Join(base, lab, ns); legacy != dirs[0] && isDir(legacy) {
+			dirs = append(dirs, legacy)
 		}
-		if err := rmdirCgroup(dir); err != nil {
-			return err
+		for _, dir := range dirs {
+			if err := stopCgroups(d.cgroupMount, cgroupEntries(dir)); err != nil {
+				return fmt.Errorf("netns %s: %w", ns, err)
+			}
+			if err := rmdirCgroup(dir); err != nil {
+				return err
+			}
 		}
 	} else {
 		files, _ := d.state.readDir(d.state.procRecords(lab, ns))
@@ -485,6 +488,24 @@ func (d *Driver) killNetnsProcesses(lab, ns string) error {
 				}
 			}
 		}
+	}
+	return nil
+}
+
+// killNetnsProcesses stops every process in a namespace that is about to be
+// deleted (one left inside would keep it alive): the lab's entries there, by
+// their cgroups (or records), then anyone else's process inside, found by the
+// namespace's inode, alone (its group may be someone's shell).
+func (d *Driver) killNetnsProcesses(lab, ns string) error {
+	if err := d.procIsOurs(); err != nil {
+		return fmt.Errorf("netns %s: %w", ns, err)
+	}
+	ino, err := d.netnsInode(ns)
+	if err != nil {
+		return err
+	}
+	if err := d.stopNetnsEntries(lab, ns); err != nil {
+		return err
 	}
 	d.state.removeAll(d.state.procRecords(lab, ns))
 	inside := func(pid int) func() bool {

@@ -239,10 +239,10 @@ func (d *Driver) takeProc() *procInstance {
 	}
 	p, err := newProcInstance()
 	if err != nil {
-		// Only a refusal is for good (no fsopen, not allowed, no procfs of
-		// this kind); anything else (out of descriptors or memory) sends this
-		// one through /proc/sys, and the next asks again.
-		if errors.Is(err, unix.ENOSYS) || errors.Is(err, unix.EPERM) || errors.Is(err, unix.EINVAL) {
+		// Out of descriptors or memory, this one goes through /proc/sys and
+		// the next asks again; any other failure is the kernel's or the
+		// policy's refusal, for good (asking each time would fail each time).
+		if !errors.Is(err, unix.EMFILE) && !errors.Is(err, unix.ENFILE) && !errors.Is(err, unix.ENOMEM) {
 			d.procfsRefused.Store(true)
 		}
 		return nil
