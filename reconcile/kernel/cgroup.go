@@ -143,12 +143,6 @@ func nsCgroup(base, lab, ns string) string {
 	return filepath.Join(base, lab, ns)
 }
 
-// isDir reports whether path is a directory (not following a last link).
-func isDir(path string) bool {
-	var st unix.Stat_t
-	return unix.Lstat(path, &st) == nil && st.Mode&unix.S_IFMT == unix.S_IFDIR
-}
-
 // nsOfCgroup is the namespace whose cgroup directory is called name (see
 // nsCgroup). A directory with a dot and without "ns-" is one a netlab before
 // nsCgroup made for that namespace: its processes are still the lab's.

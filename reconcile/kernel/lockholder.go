@@ -23,13 +23,14 @@ func (d *Driver) HeldByAncestor(lab string) int {
 		return 0
 	}
 	holders := flockHolders(st)
-	// At most 64 generations: a process reading a reused PID could go round.
-	for pid, i := os.Getppid(), 0; pid > 1 && i < 64; pid, i = parentOf(pid), i+1 {
+	holder := 0
+	ancestors(func(pid int, _ []string) bool {
 		if holders[pid] {
-			return pid
+			holder = pid
 		}
-	}
-	return 0
+		return holder == 0
+	})
+	return holder
 }
 
 // ownGroups is the process groups of this process and of each of its
@@ -40,13 +41,29 @@ func ownGroups() map[int]bool {
 	if pgid, err := unix.Getpgid(0); err == nil {
 		groups[pgid] = true
 	}
-	// At most 64 generations: a process reading a reused PID could go round.
-	for p, i := os.Getppid(), 0; p > 1 && i < 64; p, i = parentOf(p), i+1 {
-		if _, pgid, _, ok := readStat(procRoot + "/" + strconv.Itoa(p)); ok {
-			groups[pgid] = true
+	ancestors(func(_ int, stat []string) bool {
+		if len(stat) > 2 {
+			if pgid, err := strconv.Atoi(stat[2]); err == nil {
+				groups[pgid] = true
+			}
 		}
-	}
+		return true
+	})
 	return groups
+}
+
+// ancestors calls f with this process's parent, then its parent's, and so on,
+// each with the fields of its stat (see statFields; nil when unreadable, the
+// last one then), while f returns true. At most 64 generations: a process
+// reading a reused PID could go round.
+func ancestors(f func(pid int, stat []string) bool) {
+	for pid, i := os.Getppid(), 0; pid > 1 && i < 64; i++ {
+		stat := statFields(procRoot + "/" + strconv.Itoa(pid))
+		if !f(pid, stat) || len(stat) < 2 {
+			return
+		}
+		pid, _ = strconv.Atoi(stat[1])
+	}
 }
 
 // flockHolders reads /proc/locks for the processes holding a flock on the file
@@ -70,24 +87,4 @@ func flockHolders(st unix.Stat_t) map[int]bool {
 		}
 	}
 	return out
-}
-
-// parentOf reads a process's parent from /proc/PID/stat (its fourth field,
-// after the command name in parentheses, which may itself hold spaces and
-// parentheses); 0 when it cannot.
-func parentOf(pid int) int {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return 0
-	}
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return 0
-	}
-	f := strings.Fields(string(b[i+1:]))
-	if len(f) < 2 {
-		return 0
-	}
-	ppid, _ := strconv.Atoi(f[1])
-	return ppid
 }

@@ -491,7 +491,6 @@ func (d *Driver) waitDying(ctx context.Context) (waited bool, err error) {
 		h, done, err := d.use(k.NS)
 		if err != nil && !notANetns(err) {
 			d.putBackDying(dying) // out of descriptors, say: nothing known of k
-
 			return waited, err
 		}
 		if err == nil {

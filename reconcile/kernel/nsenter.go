@@ -180,9 +180,9 @@ func NsEnter(netnsPath, etcDir string) error {
 	if err != nil {
 		return fmt.Errorf("open %s: %w", netnsPath, err)
 	}
-	var target, here unix.Stat_t
-	same := unix.Fstat(int(fd), &target) == nil && unix.Stat("/proc/thread-self/ns/net", &here) == nil &&
-		target.Dev == here.Dev && target.Ino == here.Ino
+	here, err := netns.Get() // unreadable: taken for another namespace, as before
+	same := err == nil && fd.Equal(here)
+	here.Close()
 	if err := netns.Set(fd); err != nil {
 		return fmt.Errorf("enter %s: %w", netnsPath, err)
 	}
@@ -209,8 +209,7 @@ func NsEnter(netnsPath, etcDir string) error {
 			return fmt.Errorf("mount /sys: %w", err)
 		}
 	}
-	var st unix.Stat_t
-	if etcDir == "" || unix.Lstat(etcDir, &st) != nil || st.Mode&unix.S_IFMT != unix.S_IFDIR {
+	if etcDir == "" || !isDir(etcDir) {
 		return nil // none, or not a directory of its own (a link is not followed)
 	}
 	if entries, err := os.ReadDir(etcDir); err == nil {

@@ -171,27 +171,32 @@ func (d *Driver) observeSysctls(q reconcile.Query, s *reconcile.State) error {
 	// Read per namespace, one thread visit each, the namespaces in parallel:
 	// a lab with a sysctl in each of a thousand namespaces read them one at a
 	// time, and under a low open-file limit reopened each namespace's handle.
-	byNS := map[string][]reconcile.SysctlKey{}
-	var namespaces []string
+	type nsSysctls struct {
+		ns     string
+		keys   []reconcile.SysctlKey
+		values map[reconcile.SysctlKey]string
+	}
+	byNS := map[string]*nsSysctls{}
+	var groups []*nsSysctls
 	for _, k := range read {
 		if _, ok := s.Namespaces[k.NS]; (!ok && k.NS != reconcile.Host) || leaving(q, k.NS) {
 			continue // the namespace is not there yet, or goes: nothing to read
 		}
 		if byNS[k.NS] == nil {
-			namespaces = append(namespaces, k.NS)
+			byNS[k.NS] = &nsSysctls{ns: k.NS}
+			groups = append(groups, byNS[k.NS])
 		}
-		byNS[k.NS] = append(byNS[k.NS], k)
+		byNS[k.NS].keys = append(byNS[k.NS].keys, k)
 	}
-	values := make([]map[reconcile.SysctlKey]string, len(namespaces))
-	err = forEach(context.Background(), indexes(len(namespaces)), func(i int) (err error) {
-		values[i], err = d.readSysctls(namespaces[i], byNS[namespaces[i]])
+	err = forEach(context.Background(), groups, func(g *nsSysctls) (err error) {
+		g.values, err = d.readSysctls(g.ns, g.keys)
 		return err
 	})
 	if err != nil {
 		return err
 	}
-	for _, v := range values {
-		maps.Copy(s.Sysctls, v)
+	for _, g := range groups {
+		maps.Copy(s.Sysctls, g.values)
 	}
 	if err := d.missingSysctls(q, s); err != nil {
 		return err

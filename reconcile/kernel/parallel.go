@@ -28,12 +28,3 @@ func forEach[T any](ctx context.Context, items []T, f func(T) error) error {
 	}
 	return ctx.Err()
 }
-
-// indexes is 0 ... n-1: forEach over the indexes of a slice that f fills.
-func indexes(n int) []int {
-	out := make([]int, n)
-	for i := range out {
-		out[i] = i
-	}
-	return out
-}

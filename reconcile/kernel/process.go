@@ -72,6 +72,30 @@ func (s *stateDir) writeProcRecord(lab, ns string, rec procRecord) error {
 	return s.writeJSON(s.procRecordPath(lab, ns, rec.Command), rec)
 }
 
+// procRecordNamespaces are the namespaces the lab has process records in.
+func (s *stateDir) procRecordNamespaces(lab string) []string {
+	dirs, _ := s.readDir(filepath.Join(s.labDir(lab), "processes"))
+	names := make([]string, len(dirs))
+	for i, n := range dirs {
+		names[i] = n.Name()
+	}
+	return names
+}
+
+// procRecordsOf reads the records of a lab namespace's entries; one that
+// cannot be read is left out.
+func (s *stateDir) procRecordsOf(lab, ns string) []procRecord {
+	files, _ := s.readDir(s.procRecords(lab, ns))
+	var recs []procRecord
+	for _, f := range files {
+		var rec procRecord
+		if s.readJSON(filepath.Join(s.procRecords(lab, ns), f.Name()), &rec) == nil {
+			recs = append(recs, rec)
+		}
+	}
+	return recs
+}
+
 // recordReady clears the record's Pending mark once its process is ready.
 func (s *stateDir) recordReady(lab, ns, command string) error {
 	var rec procRecord
@@ -85,23 +109,28 @@ func (s *stateDir) recordReady(lab, ns, command string) error {
 // readStat reads a process's state letter, process group and start time from
 // /proc/PID/stat.
 func readStat(dir string) (state byte, pgid int, start uint64, ok bool) {
-	stat, err := os.ReadFile(dir + "/stat")
-	if err != nil {
-		return 0, 0, 0, false
-	}
-	// The fields after the command name, which is in parentheses and may contain
-	// anything: state (field 3), ppid, pgrp, ..., starttime (field 22).
-	i := bytes.LastIndexByte(stat, ')')
-	if i < 0 {
-		return 0, 0, 0, false
-	}
-	fields := strings.Fields(string(stat[i+1:]))
+	fields := statFields(dir)
 	if len(fields) < 20 {
 		return 0, 0, 0, false
 	}
 	pgid, err1 := strconv.Atoi(fields[2])
 	start, err2 := strconv.ParseUint(fields[19], 10, 64)
 	return fields[0][0], pgid, start, err1 == nil && err2 == nil
+}
+
+// statFields are the fields of DIR/stat after the command name, which is in
+// parentheses and may contain anything: state (field 3), ppid, pgrp, ...,
+// starttime (field 22); nil when it cannot be read.
+func statFields(dir string) []string {
+	stat, err := os.ReadFile(dir + "/stat")
+	if err != nil {
+		return nil
+	}
+	i := bytes.LastIndexByte(stat, ')')
+	if i < 0 {
+		return nil
+	}
+	return strings.Fields(string(stat[i+1:]))
 }
 
 func zombie(dir string) bool {
@@ -264,21 +293,15 @@ func (d *Driver) observeProcesses(s *reconcile.State) error {
 // of a start in a cgroup, are read with the cgroups, or by a run without them
 // as out of its reach.
 func (d *Driver) observeRecordedProcesses(s *reconcile.State, base string) error {
-	nsDirs, _ := d.state.readDir(filepath.Join(d.state.labDir(s.Lab), "processes"))
 	var own map[int]bool // this netlab's process groups and its ancestors', read once when needed
-	for _, n := range nsDirs {
-		if !labNamespace(s, n.Name()) {
+	for _, ns := range d.state.procRecordNamespaces(s.Lab) {
+		if !labNamespace(s, ns) {
 			continue
 		}
-		files, _ := d.state.readDir(d.state.procRecords(s.Lab, n.Name()))
-		for _, f := range files {
-			var rec procRecord
-			if d.state.readJSON(filepath.Join(d.state.procRecords(s.Lab, n.Name()), f.Name()), &rec) != nil {
-				continue
-			}
+		for _, rec := range d.state.procRecordsOf(s.Lab, ns) {
 			switch {
-			case rec.PID > 0 && d.recordRunning(s.Lab, n.Name(), rec):
-				p := d.addProcess(s, n.Name(), rec.Command, []int{rec.PID}, "")
+			case rec.PID > 0 && d.recordRunning(s.Lab, ns, rec):
+				p := d.addProcess(s, ns, rec.Command, []int{rec.PID}, "")
 				p.NotReady = rec.Pending
 				// Stopping it signals its group (netlab started it leading
 				// one), which may hold this netlab or what started it.
@@ -289,12 +312,12 @@ func (d *Driver) observeRecordedProcesses(s *reconcile.State, base string) error
 					p.Unstoppable = selfInside
 				}
 			case rec.PID == 0 && base == "":
-				pids, cg, err := d.outOfReachPIDs(s.Lab, n.Name(), rec.Command)
+				pids, cg, err := d.outOfReachPIDs(s.Lab, ns, rec.Command)
 				if err != nil {
 					return err
 				}
 				if len(pids) > 0 {
-					p := d.addProcess(s, n.Name(), rec.Command, pids, "")
+					p := d.addProcess(s, ns, rec.Command, pids, "")
 					p.Unstoppable, p.NotReady = outOfReach(cg), rec.Pending
 				}
 			}
@@ -434,16 +457,10 @@ func (d *Driver) stopRecorded(lab, ns, command string) error {
 // (ip netns del) is no longer the lab's, so no plan stops what runs there, and
 // what runs there keeps it alive, nameless. Forget calls it before the records go.
 func (d *Driver) stopAllRecorded(lab string) error {
-	nsDirs, _ := d.state.readDir(filepath.Join(d.state.labDir(lab), "processes"))
-	for _, n := range nsDirs {
-		files, _ := d.state.readDir(d.state.procRecords(lab, n.Name()))
-		for _, f := range files {
-			var rec procRecord
-			if d.state.readJSON(filepath.Join(d.state.procRecords(lab, n.Name()), f.Name()), &rec) != nil {
-				continue
-			}
-			if err := d.stopRecorded(lab, n.Name(), rec.Command); err != nil {
-				return fmt.Errorf("netns %s: stop %q: %w", n.Name(), rec.Command, err)
+	for _, ns := range d.state.procRecordNamespaces(lab) {
+		for _, rec := range d.state.procRecordsOf(lab, ns) {
+			if err := d.stopRecorded(lab, ns, rec.Command); err != nil {
+				return fmt.Errorf("netns %s: stop %q: %w", ns, rec.Command, err)
 			}
 		}
 	}
@@ -473,19 +490,15 @@ func (d *Driver) stopNetnsEntries(lab, ns string) error {
 			}
 		}
 	} else {
-		files, _ := d.state.readDir(d.state.procRecords(lab, ns))
-		for _, f := range files {
-			var rec procRecord
-			if d.state.readJSON(filepath.Join(d.state.procRecords(lab, ns), f.Name()), &rec) == nil {
-				if rec.PID == 0 {
-					if cg := d.cgroupOutOfReach(lab, ns, rec.Command); cg != "" {
-						// The plan is refused before this (Process.Unstoppable).
-						return fmt.Errorf("netns %s: stop %q: %s", ns, rec.Command, outOfReach(cg))
-					}
+		for _, rec := range d.state.procRecordsOf(lab, ns) {
+			if rec.PID == 0 {
+				if cg := d.cgroupOutOfReach(lab, ns, rec.Command); cg != "" {
+					// The plan is refused before this (Process.Unstoppable).
+					return fmt.Errorf("netns %s: stop %q: %s", ns, rec.Command, outOfReach(cg))
 				}
-				if err := d.stopRecorded(lab, ns, rec.Command); err != nil {
-					return err
-				}
+			}
+			if err := d.stopRecorded(lab, ns, rec.Command); err != nil {
+				return err
 			}
 		}
 	}
